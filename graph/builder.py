@@ -1,0 +1,47 @@
+"""The state machine: setup → scientist → executor → evaluator → verifier → reward → scientist …
+
+`build_graph(checkpointer=...)` is for Python users; the module-level `graph` (no checkpointer,
+which `langgraph dev` refuses) is what `langgraph.json` serves to LangGraph Studio.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from graph.context import RunContext
+from graph.routing import after_reward, after_scientist
+from graph.state import TandemState, TaskRequest
+from nodes.deliver import deliver
+from nodes.evaluator import evaluator
+from nodes.executor import executor
+from nodes.reward import reward
+from nodes.scientist import scientist
+from nodes.setup import setup
+from nodes.verifier import verifier
+
+
+def build_graph(checkpointer: Any = None) -> CompiledStateGraph:
+    """The compiled tandem graph; pass a checkpointer to make runs resumable."""
+    builder = StateGraph(TandemState, context_schema=RunContext, input_schema=TaskRequest)
+    builder.add_node("setup", setup)
+    builder.add_node("scientist", scientist)
+    builder.add_node("executor", executor)
+    builder.add_node("evaluator", evaluator)
+    builder.add_node("verifier", verifier)
+    builder.add_node("reward", reward)
+    builder.add_node("deliver", deliver)
+    builder.add_edge(START, "setup")
+    builder.add_edge("setup", "scientist")
+    builder.add_conditional_edges("scientist", after_scientist)
+    builder.add_edge("executor", "evaluator")
+    builder.add_edge("evaluator", "verifier")
+    builder.add_edge("verifier", "reward")
+    builder.add_conditional_edges("reward", after_reward)
+    builder.add_edge("deliver", END)
+    return builder.compile(checkpointer=checkpointer, name="tandem")
+
+
+graph = build_graph()

@@ -1,0 +1,235 @@
+"""What the agents say to each other and what the environment pays them: typed, never free text.
+
+The Scientist's `Proposal` is a rationale plus a list of typed changes relative to a base
+experiment; `apply_changes` is their one meaning, shared by the heuristic Executor (which
+implements them) and the verifier (which checks that the Executor did). The Executor answers
+with an `Implementation`: a complete `PipelineSpec` and the repairs it made to get it to run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools.spec import (
+    AnySpec,
+    Columns,
+    EnsembleSpec,
+    FeatureOp,
+    ModelSpec,
+    PipelineSpec,
+    Preprocessing,
+    SpecError,
+    feature_inputs,
+    feature_key,
+)
+
+ColumnRole = Literal["numeric", "categorical", "high_cardinality"]
+SpecResolver = Callable[[int], PipelineSpec | EnsembleSpec]
+
+
+class _Change(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def describe(self) -> str:
+        fields = self.model_dump(mode="json", exclude={"change"})
+        return f"{self.change}({', '.join(f'{k}={v}' for k, v in fields.items())})"  # type: ignore[attr-defined]
+
+
+class SetModel(_Change):
+    """Switch estimator family (its parameters start from the family's defaults plus `params`)."""
+
+    change: Literal["set_model"] = "set_model"
+    family: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    def apply(self, spec: PipelineSpec, resolve: SpecResolver) -> PipelineSpec:
+        return _rebuild(spec, model=ModelSpec(family=self.family, params=dict(self.params)))
+
+
+class SetParams(_Change):
+    """Set some hyperparameters of the current family, keeping the others."""
+
+    change: Literal["set_params"] = "set_params"
+    params: dict[str, Any]
+
+    def apply(self, spec: PipelineSpec, resolve: SpecResolver) -> PipelineSpec:
+        return _rebuild(spec, model=ModelSpec(family=spec.model.family, params={**spec.model.params, **self.params}))
+
+
+class AddFeature(_Change):
+    change: Literal["add_feature"] = "add_feature"
+    feature: FeatureOp
+
+    def apply(self, spec: PipelineSpec, resolve: SpecResolver) -> PipelineSpec:
+        if any(feature_key(f) == feature_key(self.feature) for f in spec.features):
+            return spec
+        return _rebuild(spec, features=(*spec.features, self.feature))
+
+
+class RemoveFeature(_Change):
+    change: Literal["remove_feature"] = "remove_feature"
+    feature: FeatureOp
+
+    def apply(self, spec: PipelineSpec, resolve: SpecResolver) -> PipelineSpec:
+        key = feature_key(self.feature)
+        return _rebuild(spec, features=tuple(f for f in spec.features if feature_key(f) != key))
+
+
+class SetPreprocessing(_Change):
+    """Change preprocessing options (imputation, scaling, numeric transform, encoders)."""
+
+    change: Literal["set_preprocessing"] = "set_preprocessing"
+    settings: dict[str, Any]
+
+    def apply(self, spec: PipelineSpec, resolve: SpecResolver) -> PipelineSpec:
+        unknown = set(self.settings) - set(Preprocessing.model_fields)
+        if unknown:
+            raise SpecError(f"unknown preprocessing options {sorted(unknown)}; known: {sorted(Preprocessing.model_fields)}")
+        merged = Preprocessing.model_validate({**spec.preprocessing.model_dump(), **self.settings})
+        return _rebuild(spec, preprocessing=merged)
+
+
+class DropColumns(_Change):
+    """Stop reading columns (and any feature operation built on them)."""
+
+    change: Literal["drop_columns"] = "drop_columns"
+    columns: tuple[str, ...]
+
+    def apply(self, spec: PipelineSpec, resolve: SpecResolver) -> PipelineSpec:
+        gone = set(self.columns)
+        cols = spec.columns
+        return _rebuild(
+            spec,
+            columns=Columns(
+                numeric=tuple(c for c in cols.numeric if c not in gone),
+                categorical=tuple(c for c in cols.categorical if c not in gone),
+                high_cardinality=tuple(c for c in cols.high_cardinality if c not in gone),
+            ),
+            features=tuple(f for f in spec.features if not gone & set(feature_inputs(f))),
+        )
+
+
+class UseColumns(_Change):
+    """Read columns in a given role (adding them, or moving them from another role)."""
+
+    change: Literal["use_columns"] = "use_columns"
+    columns: tuple[str, ...]
+    role: ColumnRole = "numeric"
+
+    def apply(self, spec: PipelineSpec, resolve: SpecResolver) -> PipelineSpec:
+        moved = set(self.columns)
+        roles = {
+            role: tuple(c for c in getattr(spec.columns, role) if c not in moved)
+            for role in ("numeric", "categorical", "high_cardinality")
+        }
+        roles[self.role] = (*roles[self.role], *self.columns)
+        return _rebuild(spec, columns=Columns(**roles))
+
+
+class SetTargetTransform(_Change):
+    change: Literal["set_target_transform"] = "set_target_transform"
+    transform: Literal["none", "log", "sqrt"]
+
+    def apply(self, spec: PipelineSpec, resolve: SpecResolver) -> PipelineSpec:
+        return _rebuild(spec, target_transform=self.transform)
+
+
+class SetClassWeight(_Change):
+    change: Literal["set_class_weight"] = "set_class_weight"
+    class_weight: Literal["none", "balanced"]
+
+    def apply(self, spec: PipelineSpec, resolve: SpecResolver) -> PipelineSpec:
+        return _rebuild(spec, class_weight=self.class_weight)
+
+
+class SetThreshold(_Change):
+    change: Literal["set_threshold"] = "set_threshold"
+    threshold: Literal["default", "tuned"] | float
+
+    def apply(self, spec: PipelineSpec, resolve: SpecResolver) -> PipelineSpec:
+        return _rebuild(spec, threshold=self.threshold)
+
+
+class BuildEnsemble(_Change):
+    """Blend earlier experiments (soft voting or stacking); the base spec is not used."""
+
+    change: Literal["build_ensemble"] = "build_ensemble"
+    experiment_ids: tuple[int, ...] = Field(min_length=2, max_length=8)
+    method: Literal["voting", "stacking"] = "voting"
+    weights: tuple[float, ...] | None = None
+
+    def apply(self, spec: PipelineSpec, resolve: SpecResolver) -> EnsembleSpec:
+        members: list[PipelineSpec] = []
+        for exp_id in self.experiment_ids:
+            member = resolve(exp_id)
+            if isinstance(member, EnsembleSpec):
+                raise SpecError(f"experiment {exp_id} is itself an ensemble; blend single pipelines only")
+            members.append(member)
+        return EnsembleSpec(
+            method=self.method, members=tuple(members), weights=self.weights, member_ids=self.experiment_ids
+        )
+
+
+Change = Annotated[
+    SetModel
+    | SetParams
+    | AddFeature
+    | RemoveFeature
+    | SetPreprocessing
+    | DropColumns
+    | UseColumns
+    | SetTargetTransform
+    | SetClassWeight
+    | SetThreshold
+    | BuildEnsemble,
+    Field(discriminator="change"),
+]
+
+
+class Proposal(BaseModel):
+    """One step of the Scientist: experiment with these changes to a base experiment, or deliver."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["experiment", "deliver"] = "experiment"
+    rationale: str = Field(max_length=2000)
+    changes: list[Change] = Field(default_factory=list)
+    base_experiment: int | None = Field(default=None, description="experiment to change; None = the incumbent")
+    move: str | None = Field(default=None, description="the kind of idea, for learning which kinds pay")
+
+    def summary(self) -> str:
+        if self.action == "deliver":
+            return f"deliver: {self.rationale}"
+        return "; ".join(c.describe() for c in self.changes) or "(no change)"
+
+
+class Implementation(BaseModel):
+    """The Executor's answer: the complete candidate spec, or why none could be produced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: AnySpec | None = None
+    repairs: list[str] = Field(default_factory=list, description="what was changed beyond the proposal, and why")
+    repaired_aspects: list[str] = Field(default_factory=list, description="spec aspects touched by repairs")
+    error: str | None = None
+
+
+def apply_changes(
+    base: PipelineSpec | EnsembleSpec, changes: list[Any], resolve: SpecResolver
+) -> PipelineSpec | EnsembleSpec:
+    """The spec a proposal asks for: its changes applied in order to the base experiment's spec."""
+    spec: PipelineSpec | EnsembleSpec = base
+    for change in changes:
+        if isinstance(spec, EnsembleSpec) and not isinstance(change, BuildEnsemble):
+            raise SpecError(f"{change.change} cannot change an ensemble; base the proposal on a single pipeline")
+        spec = change.apply(spec, resolve)
+    return spec
+
+
+def _rebuild(spec: PipelineSpec, **update: Any) -> PipelineSpec:
+    """A changed copy that is validated again (model_copy alone would skip validation)."""
+    data = {**dict(spec), **update}
+    return PipelineSpec.model_validate({k: v for k, v in data.items()})

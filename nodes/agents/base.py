@@ -1,0 +1,82 @@
+"""One interface for each role, whatever drives it (a playbook or a chat model).
+
+A Scientist turns a `ScientistView` (a read-only picture of the shared memory) into a
+`Proposal`; an Executor turns an `ExecutorRequest` into an `Implementation`. Both report the
+tokens they spent, which the environment charges to them. The nodes only see these protocols,
+so a team can mix kinds freely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from graph.context import RewardConfig
+from graph.messages import Implementation, Proposal, SpecResolver
+from graph.state import ExperimentRecord, TaskInfo, TokenUsage
+from tools.profile import DatasetProfile
+from tools.spec import EnsembleSpec, PipelineSpec
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AgentReply(Generic[T]):
+    value: T
+    usage: TokenUsage = field(default_factory=lambda: TokenUsage(input=0, output=0))
+
+
+@dataclass(frozen=True)
+class ScientistView:
+    """What the Scientist may know: the task, the profile, the ledger and the budget left.
+
+    Never holdout scores: those do not exist until delivery.
+    """
+
+    task: TaskInfo
+    profile: DatasetProfile
+    ledger: list[ExperimentRecord]
+    incumbent: int
+    iterations_left: int
+    seconds_left: float | None
+    tokens_left: int | None
+    rewards: RewardConfig
+    patience: int
+
+    def record(self, experiment_id: int) -> ExperimentRecord:
+        return self.ledger[experiment_id]
+
+    def spec_of(self, experiment_id: int) -> PipelineSpec | EnsembleSpec:
+        from tools.spec import parse_spec
+
+        spec = self.ledger[experiment_id]["spec"]
+        if spec is None:
+            raise KeyError(f"experiment {experiment_id} has no spec")
+        return parse_spec(spec)
+
+    @property
+    def tried_hashes(self) -> set[str]:
+        return {r["spec_hash"] for r in self.ledger if r["spec_hash"]}
+
+
+@dataclass(frozen=True)
+class ExecutorRequest:
+    """What the Executor gets: the proposal, the spec it changes, and a dry-run tool."""
+
+    task: TaskInfo
+    profile: DatasetProfile
+    proposal: Proposal
+    base_spec: PipelineSpec | EnsembleSpec
+    resolve: SpecResolver
+    columns: list[str]
+    try_spec: Callable[[PipelineSpec | EnsembleSpec], str | None]
+    """Fits the spec on a small sample; returns the error, or None when it runs."""
+
+
+class ScientistAgent(Protocol):
+    def propose(self, view: ScientistView) -> AgentReply[Proposal]: ...
+
+
+class ExecutorAgent(Protocol):
+    def implement(self, request: ExecutorRequest) -> AgentReply[Implementation]: ...

@@ -1,0 +1,437 @@
+"""The offline Scientist: a data-science playbook that reads the profile and the ledger.
+
+It never looks at a dataset's name or known columns, only at what profiling and earlier
+experiments show. Each *move* is one kind of idea (stronger family, class weights, a log target,
+feature operations…) that yields candidate proposals in order; the Scientist plays the most
+preferred move that still has an untried, valid proposal. The preferences live in one dict so a
+learner can later re-weight the kinds of idea from the rewards they earned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from graph.messages import (
+    AddFeature,
+    BuildEnsemble,
+    Proposal,
+    SetClassWeight,
+    SetModel,
+    SetParams,
+    SetPreprocessing,
+    SetTargetTransform,
+    SetThreshold,
+    UseColumns,
+    apply_changes,
+)
+from nodes.agents.base import AgentReply, ScientistView
+from tools.spec import (
+    FAMILIES,
+    DatePartsOp,
+    GroupAggregateOp,
+    LogOp,
+    MissingIndicatorOp,
+    PipelineSpec,
+    ProductOp,
+    RatioOp,
+    SpecError,
+    SumOp,
+    TextLengthOp,
+    TokenCountOp,
+    check_against_data,
+    spec_hash,
+)
+
+#: How much the playbook likes each kind of idea; higher is tried first. A learner may update these.
+DEFAULT_PREFERENCES: dict[str, float] = {
+    "stronger_family": 10.0,
+    "target_transform": 9.5,
+    "class_weight": 9.0,
+    "threshold": 8.5,
+    "high_cardinality": 8.0,
+    "boosting_schedule": 7.5,
+    "text_and_dates": 7.0,
+    "missing_indicators": 6.0,
+    "interactions": 5.5,
+    "boosting_shape": 5.0,
+    "linear_tuning": 4.5,
+    "alternative_family": 4.0,
+    "ensemble": 3.0,
+}
+
+#: Primary metrics that move with the decision threshold or with class weights.
+THRESHOLD_METRICS = {"f1", "f1_macro", "recall", "precision", "balanced_accuracy", "mcc", "accuracy"}
+IMBALANCE_METRICS = {"f1", "f1_macro", "recall", "balanced_accuracy", "mcc"}
+TREES = {"lightgbm", "hist_gradient_boosting", "random_forest", "extra_trees", "decision_tree"}
+
+Move = Callable[["_Situation"], Iterator[Proposal]]
+
+
+@dataclass
+class _Situation:
+    """The view plus the derived facts every move needs."""
+
+    view: ScientistView
+    base_id: int
+    base: PipelineSpec
+    small_data: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task_type(self) -> str:
+        return self.view.task["task_type"]
+
+    def best_of(self, families: set[str]) -> int | None:
+        """The best successful single-pipeline experiment of these families."""
+        ok = [
+            r
+            for r in self.view.ledger
+            if r["status"] == "ok"
+            and r["spec"] is not None
+            and r["spec"].get("kind") == "pipeline"
+            and r["spec"]["model"]["family"] in families
+        ]
+        if not ok:
+            return None
+        sign = 1 if self.view.task["greater_is_better"] else -1
+        return max(ok, key=lambda r: (sign * (r["primary"] or 0.0), -r["id"]))["id"]
+
+
+class HeuristicScientist:
+    """Plays the playbook; deterministic, so the same ledger always leads to the same proposal."""
+
+    def __init__(self, preferences: dict[str, float] | None = None) -> None:
+        self.preferences = {**DEFAULT_PREFERENCES, **(preferences or {})}
+
+    def propose(self, view: ScientistView) -> AgentReply[Proposal]:
+        situation = self._situation(view)
+        stalled = _no_gain_streak(view) >= view.patience
+        if view.iterations_left <= 1 or stalled:
+            final = self._first_new(situation, [("ensemble", _ensemble)])
+            if final is not None:
+                return AgentReply(final)
+            reason = "the budget is nearly spent" if view.iterations_left <= 1 else (
+                f"{view.patience} proposals in a row brought no significant gain"
+            )
+            return AgentReply(Proposal(action="deliver", rationale=f"Delivering the incumbent: {reason}."))
+        moves = sorted(_MOVES.items(), key=lambda kv: -self.preferences.get(kv[0], 0.0))
+        proposal = self._first_new(situation, moves)
+        if proposal is None:
+            return AgentReply(Proposal(action="deliver", rationale="Every idea in the playbook has been tried."))
+        return AgentReply(proposal)
+
+    def _situation(self, view: ScientistView) -> _Situation:
+        incumbent = view.spec_of(view.incumbent)
+        base_id = view.incumbent
+        if not isinstance(incumbent, PipelineSpec):  # an ensemble leads: keep improving its best member
+            singles = [
+                r["id"] for r in view.ledger if r["status"] == "ok" and (r["spec"] or {}).get("kind") == "pipeline"
+            ]
+            sign = 1 if view.task["greater_is_better"] else -1
+            base_id = max(singles, key=lambda i: sign * (view.ledger[i]["primary"] or 0.0))
+        base = view.spec_of(base_id)
+        assert isinstance(base, PipelineSpec)
+        return _Situation(view=view, base_id=base_id, base=base, small_data=view.task["n_dev_rows"] < 2000)
+
+    def _first_new(self, situation: _Situation, moves: list[tuple[str, Move]]) -> Proposal | None:
+        view = situation.view
+        tried = view.tried_hashes
+        columns = [c.name for c in view.profile.columns]
+        for name, move in moves:
+            for proposal in move(situation):
+                base_id = proposal.base_experiment if proposal.base_experiment is not None else situation.base_id
+                try:
+                    spec = apply_changes(view.spec_of(base_id), proposal.changes, view.spec_of)
+                    check_against_data(spec, columns, situation.task_type)
+                except (SpecError, ValueError):
+                    continue
+                if spec_hash(spec) in tried:
+                    continue
+                return proposal.model_copy(update={"move": name, "base_experiment": base_id})
+        return None
+
+
+def _no_gain_streak(view: ScientistView) -> int:
+    streak = 0
+    for record in reversed(view.ledger[1:]):
+        if record["significant"]:
+            break
+        streak += 1
+    return streak
+
+
+def _usable(s: _Situation, *kinds: str) -> list[str]:
+    return [c.name for c in s.view.profile.usable() if c.kind in kinds]
+
+
+# ---------------------------------------------------------------------------------------------
+# The moves. Each yields proposals, most promising first; the Scientist skips those already tried.
+# ---------------------------------------------------------------------------------------------
+
+
+def _stronger_family(s: _Situation) -> Iterator[Proposal]:
+    if s.base.model.family in TREES:
+        return
+    lgbm: dict[str, Any] = {}
+    if s.small_data:  # few rows: shallower trees and a gentler rate generalise better
+        lgbm = {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 10}
+    yield Proposal(
+        rationale="Gradient boosting captures non-linear effects and interactions the linear baseline cannot.",
+        changes=[SetModel(family="lightgbm", params=lgbm), SetPreprocessing(settings={"numeric_imputer": "none"})],
+    )
+
+
+def _target_transform(s: _Situation) -> Iterator[Proposal]:
+    target = s.view.profile.target
+    if s.task_type == "regression" and target.all_positive and (target.skew or 0.0) > 0.75:
+        yield Proposal(
+            rationale=f"The target is right-skewed (skew {target.skew:.2f}) and positive: fit on log1p(target).",
+            changes=[SetTargetTransform(transform="log")],
+        )
+
+
+def _class_weight(s: _Situation) -> Iterator[Proposal]:
+    target = s.view.profile.target
+    if (
+        s.task_type != "regression"
+        and (target.imbalance_ratio or 1.0) < 0.6
+        and s.view.task["primary_metric"] in IMBALANCE_METRICS
+        and FAMILIES[s.base.model.family].class_weight
+    ):
+        yield Proposal(
+            rationale=f"Classes are imbalanced (minority/majority {target.imbalance_ratio:.2f}) and "
+            f"{s.view.task['primary_metric']} rewards the minority class: balance the class weights.",
+            changes=[SetClassWeight(class_weight="balanced")],
+        )
+
+
+def _threshold(s: _Situation) -> Iterator[Proposal]:
+    if s.task_type == "binary" and s.view.task["primary_metric"] in THRESHOLD_METRICS:
+        yield Proposal(
+            rationale=f"Tune the decision threshold for {s.view.task['primary_metric']} instead of using 0.5.",
+            changes=[SetThreshold(threshold="tuned")],
+        )
+
+
+def _high_cardinality(s: _Situation) -> Iterator[Proposal]:
+    used = set(s.base.columns.categorical) | set(s.base.columns.high_cardinality)
+    many = [c.name for c in s.view.profile.usable() if c.kind == "categorical" and c.n_unique > 20]
+    unused = [c for c in many if c not in used]
+    if unused:
+        yield Proposal(
+            rationale=f"High-cardinality categoricals {unused} are unused: add them with target encoding.",
+            changes=[UseColumns(columns=tuple(unused), role="high_cardinality")],
+        )
+    if s.base.columns.high_cardinality:
+        yield Proposal(
+            rationale="Frequency encoding is more robust than target encoding for rare categories.",
+            changes=[SetPreprocessing(settings={"high_cardinality_encoder": "frequency"})],
+        )
+
+
+def _boosting_schedule(s: _Situation) -> Iterator[Proposal]:
+    base_id = s.best_of({"lightgbm"})
+    if base_id is None:
+        return
+    rows = s.view.task["n_dev_rows"]
+    yield Proposal(
+        rationale="A lower learning rate with more trees and row/column subsampling usually generalises better.",
+        base_experiment=base_id,
+        changes=[
+            SetParams(
+                params={
+                    "learning_rate": 0.03,
+                    "n_estimators": 600 if rows < 50_000 else 400,
+                    "subsample": 0.8,
+                    "subsample_freq": 1,
+                    "colsample_bytree": 0.7,
+                }
+            )
+        ],
+    )
+
+
+def _boosting_shape(s: _Situation) -> Iterator[Proposal]:
+    base_id = s.best_of({"lightgbm"})
+    if base_id is None:
+        return
+    rows = s.view.task["n_dev_rows"]
+    leaf = max(20, rows // 200)
+    yield Proposal(
+        rationale=f"Require {leaf} rows per leaf and fewer leaves to curb overfitting on {rows} rows.",
+        base_experiment=base_id,
+        changes=[SetParams(params={"min_child_samples": min(leaf, 1000), "num_leaves": 15})],
+    )
+    yield Proposal(
+        rationale="Add L2 regularisation to the leaf values.",
+        base_experiment=base_id,
+        changes=[SetParams(params={"reg_lambda": 5.0})],
+    )
+    if rows > 5000:
+        yield Proposal(
+            rationale="Plenty of rows: allow more leaves to capture finer interactions.",
+            base_experiment=base_id,
+            changes=[SetParams(params={"num_leaves": 63})],
+        )
+
+
+def _text_and_dates(s: _Situation) -> Iterator[Proposal]:
+    existing = set(s.base.features)
+    for name in s.view.profile.of_kind("text"):
+        ops = [TextLengthOp(column=name), TokenCountOp(column=name)]
+        if not existing.issuperset(ops):
+            yield Proposal(
+                rationale=f"{name!r} is free text: its length and word count are cheap signals.",
+                changes=[AddFeature(feature=op) for op in ops],
+            )
+    for name in s.view.profile.of_kind("datetime"):
+        yield Proposal(
+            rationale=f"{name!r} holds dates: add year, month, weekday and day of year.",
+            changes=[AddFeature(feature=DatePartsOp(column=name))],
+        )
+
+
+def _missing_indicators(s: _Situation) -> Iterator[Proposal]:
+    used = set(s.base.columns.numeric)
+    gappy = [c.name for c in s.view.profile.usable() if c.name in used and c.missing_rate >= 0.05]
+    if gappy:
+        yield Proposal(
+            rationale=f"Missingness itself may carry signal in {gappy}: add missing indicators.",
+            changes=[AddFeature(feature=MissingIndicatorOp(columns=tuple(gappy)))],
+        )
+
+
+def _interactions(s: _Situation) -> Iterator[Proposal]:
+    profile = s.view.profile
+    numeric = set(s.base.columns.numeric)
+    strong = [name for name, _ in profile.strongest if name in numeric]
+    linear = FAMILIES[s.base.model.family].linear
+    skewed = [
+        c.name
+        for c in profile.usable()
+        if c.name in numeric and c.kind == "numeric" and (c.skew or 0) > 1.0 and (c.min or 0) >= 0
+    ]
+    if linear and skewed:
+        yield Proposal(
+            rationale=f"Log-transform right-skewed numerics {skewed[:8]} so a linear model sees them evenly.",
+            changes=[AddFeature(feature=LogOp(columns=tuple(skewed[:8])))],
+        )
+    if linear:
+        yield Proposal(
+            rationale="Power-transform all numerics (Yeo-Johnson) so a linear model sees them evenly.",
+            changes=[SetPreprocessing(settings={"numeric_transform": "power"})],
+        )
+    if len(strong) >= 3:
+        yield Proposal(
+            rationale=f"Sum of the three numerics most related to the target {strong[:3]}.",
+            changes=[AddFeature(feature=SumOp(columns=tuple(strong[:3])))],
+        )
+    if len(strong) >= 2:
+        a, b = strong[0], strong[1]
+        yield Proposal(
+            rationale=f"Interaction of the two strongest numerics {a!r} and {b!r}.",
+            changes=[AddFeature(feature=ProductOp(left=a, right=b))],
+        )
+        minimum = profile.column(b).min
+        if minimum is not None and minimum > 0:
+            yield Proposal(
+                rationale=f"Ratio of the two strongest numerics {a!r} / {b!r}.",
+                changes=[AddFeature(feature=RatioOp(numerator=a, denominator=b))],
+            )
+    groups = [n for n, _ in profile.strongest if n in set(s.base.columns.categorical)]
+    if strong and groups:
+        yield Proposal(
+            rationale=f"Mean of {strong[0]!r} within each {groups[0]!r} group, learnt on the training folds.",
+            changes=[AddFeature(feature=GroupAggregateOp(group_by=groups[0], column=strong[0]))],
+        )
+
+
+def _linear_tuning(s: _Situation) -> Iterator[Proposal]:
+    linear = {n for n, f in FAMILIES.items() if f.linear}
+    base_id = s.best_of(linear)
+    if base_id is None:
+        return
+    family = s.view.spec_of(base_id).model.family  # type: ignore[union-attr]
+    name = "C" if family == "logistic" else "alpha"
+    values = (0.1, 10.0) if family == "logistic" else (10.0, 0.1, 100.0)
+    for value in values:
+        yield Proposal(
+            rationale=f"Tune the regularisation of the linear model ({name}={value}).",
+            base_experiment=base_id,
+            changes=[SetParams(params={name: value})],
+        )
+
+
+def _alternative_family(s: _Situation) -> Iterator[Proposal]:
+    tree_prep = SetPreprocessing(settings={"numeric_imputer": "median", "scaler": "none"})
+    forest = {"n_estimators": 400, "min_samples_leaf": 2, "max_features": 0.5}
+    yield Proposal(
+        rationale="A random forest is a strong, low-variance alternative to boosting.",
+        changes=[SetModel(family="random_forest", params=forest), tree_prep],
+    )
+    yield Proposal(
+        rationale="Extra trees add randomness that often helps on small, noisy data.",
+        changes=[SetModel(family="extra_trees", params=forest), tree_prep],
+    )
+    yield Proposal(
+        rationale="scikit-learn's histogram gradient boosting regularises differently from LightGBM.",
+        changes=[
+            SetModel(family="hist_gradient_boosting", params={"learning_rate": 0.05, "max_iter": 400}),
+            SetPreprocessing(settings={"numeric_imputer": "none"}),
+        ],
+    )
+    if s.task_type == "regression" and s.small_data:
+        yield Proposal(
+            rationale="On small data a kernel method on power-transformed inputs can rival trees.",
+            changes=[
+                SetModel(family="svr", params={"C": 10.0, "epsilon": 0.05}),
+                SetPreprocessing(settings={"numeric_imputer": "median", "numeric_transform": "power"}),
+            ],
+        )
+
+
+def _ensemble(s: _Situation) -> Iterator[Proposal]:
+    """Blend the best experiment of each distinct family: different errors average out."""
+    view = s.view
+    sign = 1 if view.task["greater_is_better"] else -1
+    best_per_family: dict[str, int] = {}
+    for r in sorted(
+        (r for r in view.ledger if r["status"] == "ok" and (r["spec"] or {}).get("kind") == "pipeline"),
+        key=lambda r: -sign * (r["primary"] or 0.0),
+    ):
+        best_per_family.setdefault(r["spec"]["model"]["family"], r["id"])  # type: ignore[index]
+    ranked = list(best_per_family.values())
+    if len(ranked) < 2:
+        return
+    yield Proposal(
+        rationale="Soft-vote the two best models of different families.",
+        changes=[BuildEnsemble(experiment_ids=tuple(ranked[:2]))],
+    )
+    if len(ranked) >= 3:
+        yield Proposal(
+            rationale="Soft-vote the three best models of different families.",
+            changes=[BuildEnsemble(experiment_ids=tuple(ranked[:3]))],
+        )
+        yield Proposal(
+            rationale="Stack the three best models of different families with a linear meta-model.",
+            changes=[BuildEnsemble(experiment_ids=tuple(ranked[:3]), method="stacking")],
+        )
+
+
+_MOVES: dict[str, Move] = {
+    "stronger_family": _stronger_family,
+    "target_transform": _target_transform,
+    "class_weight": _class_weight,
+    "threshold": _threshold,
+    "high_cardinality": _high_cardinality,
+    "boosting_schedule": _boosting_schedule,
+    "text_and_dates": _text_and_dates,
+    "missing_indicators": _missing_indicators,
+    "interactions": _interactions,
+    "boosting_shape": _boosting_shape,
+    "linear_tuning": _linear_tuning,
+    "alternative_family": _alternative_family,
+    "ensemble": _ensemble,
+}

@@ -1,0 +1,116 @@
+"""Deliver node: refit the incumbent on the whole development part, score the holdout once, write artifacts.
+
+The holdout is scored here and nowhere else, for the delivered model and the baseline, so the
+report shows the gain on unseen data honestly. Every file is written atomically, and running
+this node again (after a crash during delivery) rewrites the same artifacts.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import joblib
+from langgraph.runtime import Runtime
+
+from graph.context import RunContext, context_of
+from graph.persistence import RunFolder, dev_data, holdout_data, problem_of, write_json, write_jsonl
+from graph.state import ExperimentRecord, TandemState
+from nodes.common import budget_exhausted, folder_of
+from tools.report import write_report
+from tools.spec import parse_spec
+from tools.training import fit_final, score_holdout
+
+
+def _fit_and_score(record: ExperimentRecord, state: TandemState) -> tuple[Any, dict[str, float]]:
+    task, problem = state["task"], problem_of(state["task"])
+    X_dev, y_dev, _ = dev_data(task, state["split_path"])
+    model = fit_final(parse_spec(record["spec"]), X_dev, y_dev, problem)  # type: ignore[arg-type]
+    X_hold, y_hold = holdout_data(task, state["split_path"])
+    return model, score_holdout(model, X_hold, y_hold, problem)
+
+
+def _experiment_summary(record: ExperimentRecord, holdout: dict[str, float]) -> dict[str, Any]:
+    return {
+        "experiment_id": record["id"],
+        "proposal": record["proposal"],
+        "spec_hash": record["spec_hash"],
+        "spec": record["spec"],
+        "cv": record["cv"],
+        "cv_std": record["cv_std"],
+        "holdout": holdout,
+    }
+
+
+def build_summary(state: TandemState, folder: RunFolder, holdout: dict[int, dict[str, float]], stop_reason: str) -> dict[str, Any]:
+    """The run's summary.json: the contract `tandem show`, the benchmark and users rely on."""
+    ledger, task = state["ledger"], state["task"]
+    totals: dict[str, float] = defaultdict(float)
+    parts: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for event in state.get("reward_events", []):
+        totals[event["agent"]] += event["total"]
+        for name, value in event["parts"].items():
+            parts[event["agent"]][name] += value
+    best = ledger[state["incumbent"]]
+    return {
+        "run_id": folder.run_id,
+        "status": "delivered",
+        "stop_reason": stop_reason,
+        "task": {
+            "csv_path": task["csv_path"],
+            "target": task["target"],
+            "task_type": task["task_type"],
+            "metrics": task["metrics"],
+            "primary_metric": task["primary_metric"],
+            "greater_is_better": task["greater_is_better"],
+            "classes": task["classes"],
+            "positive_class": task["positive_class"],
+            "n_rows": task["n_rows"],
+            "n_dev_rows": task["n_dev_rows"],
+            "n_holdout_rows": task["n_holdout_rows"],
+            "folds": task["folds"],
+            "seed": task["seed"],
+            "holdout_source": task["holdout_source"],
+            "notes": task["notes"],
+        },
+        "iterations": state.get("iteration", 0),
+        "experiments": len(ledger),
+        "seconds_spent": round(state.get("seconds_spent", 0.0), 2),
+        "baseline": _experiment_summary(ledger[0], holdout[0]),
+        "best": _experiment_summary(best, holdout[best["id"]]),
+        "rewards": {agent: round(totals.get(agent, 0.0), 6) for agent in ("scientist", "executor")},
+        "reward_parts": {agent: {k: round(v, 6) for k, v in p.items()} for agent, p in parts.items()},
+        "tokens": {agent: dict(state.get("tokens", {}).get(agent, {"input": 0, "output": 0})) for agent in ("scientist", "executor")},
+        "artifacts": {
+            "model": str(folder.model),
+            "summary": str(folder.summary),
+            "experiments": str(folder.experiments),
+            "rewards": str(folder.rewards),
+            "report": str(folder.report),
+            "holdout_rows": str(folder.holdout_rows),
+            "profile": str(folder.profile),
+        },
+    }
+
+
+def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Refit, score the holdout, save the model and write summary, ledger and report."""
+    context = context_of(runtime)
+    folder = folder_of(state)
+    stop_reason = state.get("stop_reason") or budget_exhausted(state, context) or "delivered"
+    ledger = state["ledger"]
+    best = ledger[state["incumbent"]]
+    model, best_holdout = _fit_and_score(best, state)
+    holdout = {best["id"]: best_holdout}
+    if best["id"] != 0:
+        holdout[0] = _fit_and_score(ledger[0], state)[1]
+    tmp = folder.model.with_suffix(".tmp")
+    joblib.dump(model, tmp)
+    Path(tmp).replace(folder.model)
+    summary = build_summary(state, folder, holdout, stop_reason)
+    write_jsonl(folder.experiments, list(ledger))
+    write_jsonl(folder.rewards, list(state.get("reward_events", [])))
+    write_json(folder.summary, summary)
+    write_report(folder.path)
+    return {"status": "delivered", "stop_reason": stop_reason, "delivered": summary}

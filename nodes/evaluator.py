@@ -1,0 +1,49 @@
+"""Evaluator node: the environment trains and scores the candidate itself, on the fixed folds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph.context import RunContext, context_of
+from graph.persistence import RunFolder, dev_data, problem_of
+from graph.state import TandemState, TaskInfo
+from nodes.common import folder_of, seconds_left, timed
+from tools.spec import EnsembleSpec, PipelineSpec, parse_spec
+from tools.training import CandidateResult, evaluate_spec
+
+
+def evaluate_candidate(
+    spec: PipelineSpec | EnsembleSpec,
+    task: TaskInfo,
+    split_path: str,
+    folder: RunFolder,
+    context: RunContext,
+    time_limit: float | None,
+) -> CandidateResult:
+    """Cross-validate a spec on the development folds (cached by spec hash in the run folder)."""
+    X, y, folds = dev_data(task, split_path)
+    return evaluate_spec(
+        spec, X, y, folds, problem_of(task), cache_dir=folder.cache, time_limit=time_limit, n_jobs=context.n_jobs
+    )
+
+
+@timed
+def evaluator(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Score the implemented spec; a missing or broken spec is a failed experiment, not a crash."""
+    context = context_of(runtime)
+    implementation = state["implementation"] or {}
+    if implementation.get("spec") is None:
+        failed = CandidateResult(spec_hash="", status="failed", error=implementation.get("error") or "no spec")
+        return {"evaluation": failed.to_dict()}
+    limits = [x for x in (context.candidate_time_limit, seconds_left(state, context)) if x is not None]
+    result = evaluate_candidate(
+        parse_spec(implementation["spec"]),
+        state["task"],
+        state["split_path"],
+        folder_of(state),
+        context,
+        time_limit=max(1.0, min(limits)) if limits else None,
+    )
+    return {"evaluation": result.to_dict()}

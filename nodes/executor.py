@@ -1,0 +1,47 @@
+"""Executor node: turn the current proposal into a complete, runnable spec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph.context import RunContext, context_of
+from graph.messages import Implementation, Proposal
+from graph.persistence import dev_data, problem_of
+from graph.state import TandemState
+from nodes.agents import ExecutorRequest, make_executor
+from nodes.common import spec_resolver, timed
+from tools.profile import DatasetProfile
+from tools.training import dry_run
+
+
+@timed
+def executor(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Implement the proposal against its base experiment; the dry run is the Executor's own tool."""
+    context = context_of(runtime)
+    proposal = Proposal.model_validate(state["proposal"])
+    base_id = state["incumbent"] if proposal.base_experiment is None else proposal.base_experiment
+    resolve = spec_resolver(state)
+    try:
+        base_spec = resolve(base_id)
+    except ValueError as exc:
+        implementation = Implementation(error=str(exc))
+        return {"implementation": implementation.model_dump(mode="json")}
+    X, y, _ = dev_data(state["task"], state["split_path"])
+    problem = problem_of(state["task"])
+    request = ExecutorRequest(
+        task=state["task"],
+        profile=DatasetProfile.model_validate(state["profile"]),
+        proposal=proposal,
+        base_spec=base_spec,
+        resolve=resolve,
+        columns=list(X.columns),
+        try_spec=lambda spec: dry_run(spec, X, y, problem),
+    )
+    reply = make_executor(context).implement(request)
+    return {
+        "implementation": reply.value.model_dump(mode="json"),
+        "step_tokens": {**state.get("step_tokens", {}), "executor": reply.usage},
+        "tokens": {"executor": reply.usage},
+    }

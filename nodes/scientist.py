@@ -1,0 +1,47 @@
+"""Scientist node: show the agent the shared memory, record its proposal and the tokens it spent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph.context import RunContext, context_of
+from graph.state import TandemState
+from nodes.agents import ScientistView, make_scientist
+from nodes.common import seconds_left, timed, tokens_left
+from tools.profile import DatasetProfile
+
+
+def scientist_view(state: TandemState, context: RunContext) -> ScientistView:
+    """The read-only picture of the shared memory the Scientist decides from."""
+    return ScientistView(
+        task=state["task"],
+        profile=DatasetProfile.model_validate(state["profile"]),
+        ledger=state["ledger"],
+        incumbent=state["incumbent"],
+        iterations_left=context.max_iters - state.get("iteration", 0),
+        seconds_left=seconds_left(state, context),
+        tokens_left=tokens_left(state, context),
+        rewards=context.rewards,
+        patience=context.patience,
+    )
+
+
+@timed
+def scientist(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Propose the next experiment, or decide to deliver."""
+    context = context_of(runtime)
+    reply = make_scientist(context).propose(scientist_view(state, context))
+    proposal = reply.value
+    update: dict[str, Any] = {
+        "proposal": proposal.model_dump(mode="json"),
+        "implementation": None,
+        "evaluation": None,
+        "verification": None,
+        "step_tokens": {"scientist": reply.usage},
+        "tokens": {"scientist": reply.usage},
+    }
+    if proposal.action == "deliver":
+        update["stop_reason"] = f"the Scientist delivered: {proposal.rationale}"
+    return update

@@ -1,0 +1,173 @@
+"""Setup: load and validate the task, fix the split, profile the development part, score a baseline.
+
+Everything here is the environment's: the agents start from a task they cannot change, folds
+they cannot pick, and a simple baseline (a scaled linear model on the usable columns) that every
+later candidate must beat.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph.context import RunContext, context_of
+from graph.persistence import run_folder, write_json
+from graph.state import ExperimentRecord, TaskInfo, TandemState
+from nodes.common import timed
+from nodes.evaluator import evaluate_candidate
+from tools.data import InputError, PreparedTask, prepare_task, read_table, sha256_file
+from tools.metrics import METRICS
+from tools.profile import DatasetProfile, profile_dataset
+from tools.spec import Columns, ModelSpec, PipelineSpec, spec_hash
+from tools.training import make_split
+
+LOW_CARDINALITY = 20
+
+
+def new_run_id(target: str) -> str:
+    """A sortable, readable run id: time stamp plus the target's name."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", target).strip("-").lower()[:24] or "run"
+    return f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{slug}"
+
+
+def load_task(request: dict[str, Any]) -> PreparedTask:
+    """Read and validate the user's request; raises `InputError` with a one-line reason."""
+    if not request.get("csv_path"):
+        raise InputError("no CSV given: pass the path of the data file")
+    if not request.get("target"):
+        raise InputError("no target given: name the column to predict with --target")
+    frame = read_table(request["csv_path"])
+    holdout_csv = request.get("holdout_csv")
+    return prepare_task(
+        frame,
+        request["target"],
+        metrics=request.get("metrics"),
+        primary=request.get("primary_metric"),
+        folds=int(request.get("folds") or 5),
+        holdout=float(request.get("holdout") or 0.2),
+        task_type=request.get("task_type"),
+        holdout_frame=read_table(holdout_csv) if holdout_csv else None,
+    )
+
+
+def baseline_spec(profile: DatasetProfile, task_type: str) -> PipelineSpec:
+    """A scaled linear model on the usable numeric and low-cardinality columns.
+
+    ID-like, leaking, constant and duplicate columns are left out from the start: a leak must
+    never be kept because it scores well.
+    """
+    usable = profile.usable()
+    numeric = tuple(c.name for c in usable if c.kind in {"numeric", "boolean"} and _is_number(c.dtype))
+    categorical = tuple(
+        c.name
+        for c in usable
+        if (c.kind == "categorical" and c.n_unique <= LOW_CARDINALITY) or (c.kind == "boolean" and not _is_number(c.dtype))
+    )
+    if not numeric and not categorical:
+        high = tuple(c.name for c in usable if c.kind == "categorical")
+        if not high:
+            raise InputError("no usable feature columns: every column is an ID, text, constant or a copy of the target")
+        return PipelineSpec(columns=Columns(high_cardinality=high), model=ModelSpec(family=_linear(task_type)))
+    return PipelineSpec(columns=Columns(numeric=numeric, categorical=categorical), model=ModelSpec(family=_linear(task_type)))
+
+
+def _linear(task_type: str) -> str:
+    return "ridge" if task_type == "regression" else "logistic"
+
+
+def _is_number(dtype: str) -> bool:
+    return dtype.startswith(("int", "uint", "float", "bool", "Int", "Float", "UInt", "boolean"))
+
+
+@timed
+def setup(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Fix the task, the split and the baseline; the ledger starts with experiment 0."""
+    context = context_of(runtime)
+    prepared = load_task(dict(state))
+    run_id = state.get("run_id") or new_run_id(prepared.target)
+    folder = run_folder(context.runs_dir, run_id)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    seed = int(state.get("seed") or 0)
+    y = prepared.frame[prepared.target]
+    split = make_split(
+        y,
+        prepared.task_type,
+        holdout=float(state.get("holdout") or 0.2),
+        folds=int(state.get("folds") or 5),
+        seed=seed,
+        external_holdout=str(Path(state["holdout_csv"]).resolve()) if state.get("holdout_csv") else None,
+    )
+    split.save(folder.split)
+    write_json(folder.holdout_rows, {"source": split.holdout_source, "rows": list(split.holdout_rows)})
+    csv_path = str(Path(state["csv_path"]).resolve())
+    task = TaskInfo(
+        csv_path=csv_path,
+        csv_sha256=sha256_file(csv_path),
+        target=prepared.target,
+        task_type=prepared.task_type,
+        metrics=list(prepared.metrics),
+        primary_metric=prepared.primary_metric,
+        greater_is_better=METRICS[prepared.primary_metric].greater_is_better,
+        classes=list(prepared.classes),
+        positive_class=prepared.positive_class,
+        n_rows=len(prepared.frame),
+        n_dev_rows=len(split.dev_rows),
+        n_holdout_rows=len(split.holdout_rows),
+        folds=split.n_folds,
+        seed=seed,
+        holdout_source=split.holdout_source,
+        notes=list(prepared.notes),
+    )
+    profile = profile_dataset(prepared.frame.loc[list(split.dev_rows)], prepared.target, prepared.task_type)
+    write_json(folder.profile, profile.model_dump(mode="json"))
+    spec = baseline_spec(profile, prepared.task_type)
+    result = evaluate_candidate(spec, task, str(folder.split), folder, context, time_limit=None)
+    if result.status != "ok":
+        raise InputError(f"the baseline model could not be trained: {result.error}")
+    primary = result.cv[task["primary_metric"]]
+    baseline = ExperimentRecord(
+        id=0,
+        iteration=0,
+        base_experiment=None,
+        move="baseline",
+        proposal="baseline: scaled linear model on the usable columns",
+        rationale="A simple, strong-enough reference every candidate must beat.",
+        changes=[],
+        spec=spec.model_dump(mode="json"),
+        spec_hash=spec_hash(spec),
+        repairs=[],
+        status="ok",
+        error=None,
+        cv=result.cv,
+        cv_std=result.cv_std,
+        fold_scores=result.fold_scores,
+        primary=primary,
+        gain=None,
+        significant=False,
+        fidelity=1.0,
+        verification=[],
+        rewards={"scientist": 0.0, "executor": 0.0},
+        tokens={},
+        fit_seconds=result.fit_seconds,
+        incumbent_after=0,
+    )
+    return {
+        "run_id": run_id,
+        "run_dir": str(folder.path),
+        "task": task,
+        "profile": profile.model_dump(mode="json"),
+        "split_path": str(folder.split),
+        "ledger": [baseline],
+        "incumbent": 0,
+        "iteration": 0,
+        "status": "running",
+        "stop_reason": None,
+        "proposal": None,
+        "implementation": None,
+        "evaluation": None,
+        "verification": None,
+    }

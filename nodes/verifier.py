@@ -1,0 +1,122 @@
+"""Verifier node: did the Executor do what the Scientist asked, no more and no less?
+
+Deterministic, no LLM judge. The requested spec is the proposal's changes applied to the base
+(`apply_changes`, the same meaning the heuristic Executor uses). Each spec is flattened into
+aspects (a column's role, a feature, a preprocessing option, the family, each parameter…);
+the aspects the proposal changes must come out as asked, aspects it does not touch must stay
+as they were (unless the Executor declared them as repairs of preprocessing), and the fitted
+estimator's actual parameters must equal the spec's.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph.context import RunContext
+from graph.messages import Implementation, Proposal, SpecResolver, apply_changes
+from graph.state import TandemState
+from nodes.common import spec_resolver, timed
+from tools.spec import EnsembleSpec, PipelineSpec, SpecError, check_against_data, feature_key, parse_spec, spec_hash
+
+REPAIRABLE = ("preprocessing.",)
+
+
+def aspects(spec: PipelineSpec | EnsembleSpec) -> dict[str, Any]:
+    """A flat view of a spec: one entry per independently checkable decision."""
+    if isinstance(spec, EnsembleSpec):
+        return {
+            "kind": "ensemble",
+            "ensemble.method": spec.method,
+            "ensemble.members": sorted(spec_hash(m) for m in spec.members),
+            "ensemble.weights": list(spec.weights) if spec.weights else None,
+        }
+    out: dict[str, Any] = {"kind": "pipeline", "model.family": spec.model.family}
+    for role in ("numeric", "categorical", "high_cardinality"):
+        for column in getattr(spec.columns, role):
+            out[f"column.{column}"] = role
+    for op in spec.features:
+        out[f"feature.{feature_key(op)}"] = True
+    for name, value in spec.preprocessing.model_dump().items():
+        out[f"preprocessing.{name}"] = value
+    for name, value in spec.model.params.items():
+        out[f"param.{name}"] = value
+    out["target_transform"] = spec.target_transform
+    out["class_weight"] = spec.class_weight
+    out["threshold"] = spec.threshold
+    return out
+
+
+def verify(
+    base: PipelineSpec | EnsembleSpec,
+    proposal: Proposal,
+    implementation: Implementation,
+    fitted: dict[str, Any] | None,
+    resolve: SpecResolver,
+    *,
+    columns: list[str],
+    task_type: str,
+) -> dict[str, Any]:
+    """Fidelity in [0, 1] = aspects done as asked / (aspects asked + unasked changes), times the
+    share of spec parameters the fitted estimator really holds; with every reason listed.
+
+    A proposal that cannot be built at all (unknown column or family…) is the Scientist's fault:
+    `proposal_valid` is False and the Executor is not judged.
+    """
+    try:
+        expected = apply_changes(base, proposal.changes, resolve)
+        check_against_data(expected, columns, task_type)
+    except (SpecError, ValueError) as exc:
+        return {"fidelity": 1.0, "proposal_valid": False, "issues": [f"invalid proposal: {exc}"], "requested": 0}
+    if implementation.spec is None:
+        issue = implementation.error or "no spec was produced"
+        return {"fidelity": 0.0, "proposal_valid": True, "issues": [issue], "requested": 0}
+    actual = parse_spec(implementation.spec)
+    before, want, got = aspects(base), aspects(expected), aspects(actual)
+    requested = {k for k in want.keys() | before.keys() if want.get(k) != before.get(k)}
+    changed = {k for k in got.keys() | before.keys() if got.get(k) != before.get(k)}
+    issues = [f"asked {k} = {want.get(k)!r}, got {got.get(k)!r}" for k in sorted(requested) if got.get(k) != want.get(k)]
+    excused = set(implementation.repaired_aspects)
+    unasked = sorted(
+        k for k in changed - requested if not (k in excused and k.startswith(REPAIRABLE))
+    )
+    issues += [f"unrequested change {k}: {before.get(k)!r} -> {got.get(k)!r}" for k in unasked]
+    done = len(requested) - sum(1 for k in requested if got.get(k) != want.get(k))
+    denominator = len(requested) + len(unasked)
+    fidelity = done / denominator if denominator else 1.0
+    fidelity *= _params_held(actual, fitted, issues)
+    return {"fidelity": round(fidelity, 6), "proposal_valid": True, "issues": issues, "requested": len(requested)}
+
+
+def _params_held(spec: PipelineSpec | EnsembleSpec, fitted: dict[str, Any] | None, issues: list[str]) -> float:
+    if not fitted or not isinstance(spec, PipelineSpec) or not spec.model.params:
+        return 1.0
+    held = 0
+    for name, value in spec.model.params.items():
+        actual = fitted.get(name)
+        same = actual == value or (
+            isinstance(actual, int | float) and isinstance(value, int | float) and math.isclose(actual, value, rel_tol=1e-9)
+        )
+        held += same
+        if not same:
+            issues.append(f"fitted estimator holds {name}={actual!r}, spec says {value!r}")
+    return held / len(spec.model.params)
+
+
+@timed
+def verifier(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """Score the Executor's fidelity to the proposal."""
+    proposal = Proposal.model_validate(state["proposal"])
+    implementation = Implementation.model_validate(state["implementation"])
+    resolve = spec_resolver(state)
+    base_id = state["incumbent"] if proposal.base_experiment is None else proposal.base_experiment
+    try:
+        base = resolve(base_id)
+    except ValueError as exc:
+        return {"verification": {"fidelity": 1.0, "proposal_valid": False, "issues": [str(exc)], "requested": 0}}
+    fitted = (state.get("evaluation") or {}).get("fitted_params")
+    columns = [c["name"] for c in state["profile"]["columns"]]
+    verdict = verify(base, proposal, implementation, fitted, resolve, columns=columns, task_type=state["task"]["task_type"])
+    return {"verification": verdict}

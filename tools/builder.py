@@ -1,0 +1,294 @@
+"""Turn a `PipelineSpec` into an unfitted scikit-learn estimator, and read a fitted one back.
+
+The builder is the only place that knows how a declarative spec maps onto scikit-learn and
+LightGBM classes, so the agents reason about specs while the environment guarantees that what is
+trained is exactly what was specified (`fitted_params` lets the verifier check it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from lightgbm import LGBMClassifier, LGBMRegressor
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+    StackingClassifier,
+    StackingRegressor,
+    VotingClassifier,
+    VotingRegressor,
+)
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import ElasticNet, Lasso, LogisticRegression, Ridge, RidgeCV
+from sklearn.metrics import make_scorer
+from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
+from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    MinMaxScaler,
+    OneHotEncoder,
+    OrdinalEncoder,
+    PowerTransformer,
+    QuantileTransformer,
+    RobustScaler,
+    StandardScaler,
+    TargetEncoder,
+)
+from sklearn.svm import SVR
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+from sklearn.utils.validation import check_is_fitted
+
+from tools.features import FeatureEngineer
+from tools.metrics import METRICS, Predictions
+from tools.spec import EnsembleSpec, PipelineSpec, feature_outputs
+
+MISSING = "__missing__"
+
+
+class FrequencyEncoder(TransformerMixin, BaseEstimator):
+    """Replace each category by its share of the training rows (unseen categories get 0)."""
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> FrequencyEncoder:
+        frame = pd.DataFrame(X)
+        self.frequencies_ = [frame[c].value_counts(normalize=True).to_dict() for c in frame.columns]
+        self.n_features_in_ = frame.shape[1]
+        return self
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "frequencies_")
+        frame = pd.DataFrame(X)
+        out = [frame.iloc[:, i].map(freq).astype(float).fillna(0.0) for i, freq in enumerate(self.frequencies_)]
+        return np.column_stack(out) if out else np.empty((len(frame), 0))
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return np.asarray([f"freq{i}" for i in range(self.n_features_in_)], dtype=object)
+
+
+def as_categories(X: pd.DataFrame) -> pd.DataFrame:
+    """Cast categorical columns to strings with one explicit missing category, whatever their dtype."""
+    frame = pd.DataFrame(X)
+    return frame.astype(object).where(frame.notna(), MISSING).astype(str)
+
+
+_ESTIMATORS: dict[str, tuple[Any, Any]] = {
+    "logistic": (LogisticRegression, None),
+    "ridge": (None, Ridge),
+    "lasso": (None, Lasso),
+    "elastic_net": (None, ElasticNet),
+    "svr": (None, SVR),
+    "knn": (KNeighborsClassifier, KNeighborsRegressor),
+    "decision_tree": (DecisionTreeClassifier, DecisionTreeRegressor),
+    "random_forest": (RandomForestClassifier, RandomForestRegressor),
+    "extra_trees": (ExtraTreesClassifier, ExtraTreesRegressor),
+    "hist_gradient_boosting": (HistGradientBoostingClassifier, HistGradientBoostingRegressor),
+    "lightgbm": (LGBMClassifier, LGBMRegressor),
+}
+_SEEDED = {"decision_tree", "random_forest", "extra_trees", "hist_gradient_boosting", "lightgbm"}
+
+
+def make_estimator(spec: PipelineSpec, task_type: str, seed: int, n_threads: int = 1) -> Any:
+    """The bare estimator of a spec, with the library defaults we always want (seed, quiet, threads)."""
+    family = spec.model.family
+    cls = _ESTIMATORS[family][0 if task_type != "regression" else 1]
+    params: dict[str, Any] = dict(spec.model.params)
+    if family in _SEEDED:
+        params.setdefault("random_state", seed)
+    if family in {"random_forest", "extra_trees"}:
+        params.setdefault("n_jobs", n_threads)
+    if family == "lightgbm":
+        params.setdefault("n_jobs", n_threads)
+        params.setdefault("verbose", -1)
+    if family == "logistic":
+        params.setdefault("max_iter", 2000)
+        if params.get("l1_ratio", 0.0) > 0:
+            params["solver"] = "saga"
+    if family in {"lasso", "elastic_net"}:
+        params.setdefault("max_iter", 5000)
+    if spec.class_weight == "balanced":
+        params["class_weight"] = "balanced"
+    return cls(**params)
+
+
+def _numeric_steps(spec: PipelineSpec, seed: int) -> list[tuple[str, Any]]:
+    prep = spec.preprocessing
+    steps: list[tuple[str, Any]] = []
+    if prep.numeric_imputer != "none":
+        steps.append(("impute", SimpleImputer(strategy=prep.numeric_imputer, fill_value=0.0, keep_empty_features=True)))
+    if prep.numeric_transform == "power":
+        steps.append(("power", PowerTransformer()))
+    elif prep.numeric_transform == "quantile":
+        steps.append(("quantile", QuantileTransformer(output_distribution="normal", random_state=seed)))
+    scaler = {"standard": StandardScaler(), "robust": RobustScaler(), "minmax": MinMaxScaler()}.get(prep.scaler)
+    if scaler is not None and prep.numeric_transform != "power":  # PowerTransformer already standardises
+        steps.append(("scale", scaler))
+    return steps or [("identity", "passthrough")]
+
+
+def _encoder(kind: str, spec: PipelineSpec, task_type: str, seed: int) -> Any:
+    match kind:
+        case "onehot":
+            return OneHotEncoder(
+                handle_unknown="infrequent_if_exist",
+                min_frequency=spec.preprocessing.onehot_min_frequency,
+                sparse_output=False,
+            )
+        case "ordinal":
+            return OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
+        case "target":
+            return TargetEncoder(target_type="continuous" if task_type == "regression" else "auto")
+        case _:
+            return FrequencyEncoder()
+
+
+def _categorical(columns: tuple[str, ...], kind: str, spec: PipelineSpec, task_type: str, seed: int) -> Pipeline:
+    return Pipeline(
+        [
+            ("as_categories", FunctionTransformer(as_categories, feature_names_out="one-to-one")),
+            ("encode", _encoder(kind, spec, task_type, seed)),
+        ]
+    )
+
+
+def _preprocessor(spec: PipelineSpec, task_type: str, seed: int) -> ColumnTransformer:
+    numeric = list(spec.columns.numeric) + [name for op in spec.features for name in feature_outputs(op)]
+    parts: list[tuple[str, Any, list[str]]] = []
+    if numeric:
+        parts.append(("numeric", Pipeline(_numeric_steps(spec, seed)), numeric))
+    prep = spec.preprocessing
+    if spec.columns.categorical:
+        cat = tuple(spec.columns.categorical)
+        parts.append(("categorical", _categorical(cat, prep.categorical_encoder, spec, task_type, seed), list(cat)))
+    if spec.columns.high_cardinality:
+        high = tuple(spec.columns.high_cardinality)
+        parts.append(("high_card", _categorical(high, prep.high_cardinality_encoder, spec, task_type, seed), list(high)))
+    if not parts:
+        raise ValueError("the spec uses no columns: list at least one numeric or categorical column")
+    return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
+
+
+def threshold_scorer(primary: str, pos_label: Any) -> Any:
+    """The score a tuned decision threshold maximises: the primary metric when it depends on the
+    threshold, balanced accuracy otherwise (recall alone would push the threshold to zero)."""
+    from sklearn import metrics as skm
+
+    match primary:
+        case "f1" | "precision":
+            fn = skm.f1_score if primary == "f1" else skm.precision_score
+            return make_scorer(fn, pos_label=pos_label, zero_division=0)
+        case "f1_macro":
+            return make_scorer(skm.f1_score, average="macro", zero_division=0)
+        case "accuracy":
+            return "accuracy"
+        case "mcc":
+            return make_scorer(skm.matthews_corrcoef)
+        case _:
+            return "balanced_accuracy"
+
+
+def build_pipeline(
+    spec: PipelineSpec | EnsembleSpec,
+    task_type: str,
+    *,
+    primary_metric: str,
+    pos_label: Any = None,
+    seed: int = 0,
+    n_threads: int = 1,
+) -> Any:
+    """An unfitted estimator for the spec; fitting it on the raw DataFrame trains the candidate."""
+    if isinstance(spec, EnsembleSpec):
+        return _build_ensemble(spec, task_type, primary_metric=primary_metric, seed=seed, n_threads=n_threads)
+    steps: list[tuple[str, Any]] = []
+    if spec.features:
+        steps.append(("features", FeatureEngineer(tuple(spec.features))))
+    steps.append(("preprocess", _preprocessor(spec, task_type, seed)))
+    steps.append(("model", make_estimator(spec, task_type, seed, n_threads)))
+    model: Any = Pipeline(steps)
+    if spec.target_transform == "log":
+        model = TransformedTargetRegressor(model, func=np.log1p, inverse_func=np.expm1, check_inverse=False)
+    elif spec.target_transform == "sqrt":
+        model = TransformedTargetRegressor(model, func=np.sqrt, inverse_func=np.square, check_inverse=False)
+    if spec.threshold == "tuned":
+        model = TunedThresholdClassifierCV(
+            model, scoring=threshold_scorer(primary_metric, pos_label), cv=3, random_state=seed
+        )
+    elif isinstance(spec.threshold, float):
+        model = FixedThresholdClassifier(model, threshold=spec.threshold, pos_label=pos_label)
+    return model
+
+
+def _build_ensemble(spec: EnsembleSpec, task_type: str, *, primary_metric: str, seed: int, n_threads: int) -> Any:
+    # Members are fitted on encoded labels inside scikit-learn's ensembles, so their own decision
+    # thresholds cannot apply; the blend uses their probabilities.
+    members = [
+        (
+            f"m{i}",
+            build_pipeline(
+                m.model_copy(update={"threshold": "default"}),
+                task_type,
+                primary_metric=primary_metric,
+                seed=seed,
+                n_threads=n_threads,
+            ),
+        )
+        for i, m in enumerate(spec.members)
+    ]
+    weights = list(spec.weights) if spec.weights else None
+    if task_type == "regression":
+        if spec.method == "stacking":
+            return StackingRegressor(members, final_estimator=RidgeCV(), cv=3)
+        return VotingRegressor(members, weights=weights)
+    if spec.method == "stacking":
+        return StackingClassifier(members, final_estimator=LogisticRegression(max_iter=2000), cv=3)
+    return VotingClassifier(members, voting="soft", weights=weights)
+
+
+def final_estimator(model: Any) -> Any:
+    """The fitted estimator at the end of a built pipeline, through any wrappers."""
+    while True:
+        if isinstance(model, TunedThresholdClassifierCV | FixedThresholdClassifier):
+            model = getattr(model, "estimator_", model.estimator)
+        elif isinstance(model, TransformedTargetRegressor):
+            model = getattr(model, "regressor_", model.regressor)
+        elif isinstance(model, Pipeline):
+            model = model.steps[-1][1]
+        else:
+            return model
+
+
+def fitted_params(model: Any, spec: PipelineSpec | EnsembleSpec) -> dict[str, Any]:
+    """The spec's parameters as the fitted estimator actually holds them (for the verifier)."""
+    if isinstance(spec, EnsembleSpec):
+        return {"n_members": len(getattr(model, "estimators_", []))}
+    actual = final_estimator(model).get_params()
+    out: dict[str, Any] = {"family": spec.model.family}
+    for name in spec.model.params:
+        value = actual.get(name)
+        out[name] = value.item() if isinstance(value, np.generic) else value
+    if spec.class_weight == "balanced":
+        out["class_weight"] = actual.get("class_weight")
+    return out
+
+
+def predict(model: Any, X: pd.DataFrame, task_type: str, classes: tuple[Any, ...], pos_label: Any) -> Predictions:
+    """Predictions of a fitted model in the form the metric registry scores."""
+    y_pred = np.asarray(model.predict(X))
+    if task_type == "regression":
+        return Predictions(y_pred=y_pred.astype(float))
+    proba = None
+    if hasattr(model, "predict_proba"):
+        raw = np.asarray(model.predict_proba(X), dtype=float)
+        order = [list(model.classes_).index(c) for c in classes]
+        proba = raw[:, order]
+    return Predictions(y_pred=y_pred, proba=proba, classes=classes, pos_label=pos_label)
+
+
+__all__ = ["METRICS", "build_pipeline", "fitted_params", "final_estimator", "predict", "threshold_scorer"]

@@ -1,0 +1,264 @@
+"""The evaluation protocol: one fixed split, the same K folds for every candidate, scores from the registry.
+
+The environment owns every number (DESIGN.md section 3). A candidate is trained K times on the
+development part and scored on each held-out fold; the holdout part is touched only by
+`score_holdout`, once, at delivery. Fold fits go through joblib, so switching joblib's backend
+(for example to a dask cluster) scales evaluation out without touching this code. Results are
+cached on disk by the spec's canonical hash, so an identical spec is never trained twice, not
+even after a crash and a resume.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+from tools.builder import build_pipeline, fitted_params, predict
+from tools.metrics import METRICS, Predictions, score_all
+from tools.spec import EnsembleSpec, PipelineSpec, spec_hash
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What every evaluation needs to know about the task, independent of any agent."""
+
+    task_type: str
+    metrics: tuple[str, ...]
+    primary_metric: str
+    classes: tuple[Any, ...] = ()
+    positive_class: Any = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row numbers (0-based data rows of the CSV) of the holdout and development parts, and the folds."""
+
+    dev_rows: tuple[int, ...]
+    fold_of_dev: tuple[int, ...]
+    holdout_rows: tuple[int, ...] = ()
+    holdout_source: str = "internal"  # or the path of a separate holdout CSV
+
+    @property
+    def n_folds(self) -> int:
+        return max(self.fold_of_dev) + 1
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, path: Path) -> Split:
+        data = json.loads(path.read_text())
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def make_split(
+    y: pd.Series, task_type: str, *, holdout: float, folds: int, seed: int, external_holdout: str | None = None
+) -> Split:
+    """Fix the holdout (stratified for classification) and K development folds, once per run."""
+    rows = np.asarray(y.index)
+    stratify = y.to_numpy() if task_type != "regression" else None
+    if external_holdout:
+        dev_rows, holdout_rows = rows, np.array([], dtype=int)
+    else:
+        dev_rows, holdout_rows = train_test_split(rows, test_size=holdout, random_state=seed, stratify=stratify)
+        dev_rows = np.sort(dev_rows)
+        holdout_rows = np.sort(holdout_rows)
+    y_dev = y.loc[dev_rows].to_numpy()
+    splitter = (
+        StratifiedKFold(folds, shuffle=True, random_state=seed)
+        if task_type != "regression"
+        else KFold(folds, shuffle=True, random_state=seed)
+    )
+    fold_of_dev = np.empty(len(dev_rows), dtype=int)
+    for k, (_, val) in enumerate(splitter.split(np.zeros(len(dev_rows)), y_dev)):
+        fold_of_dev[val] = k
+    return Split(
+        dev_rows=tuple(int(r) for r in dev_rows),
+        fold_of_dev=tuple(int(f) for f in fold_of_dev),
+        holdout_rows=tuple(int(r) for r in holdout_rows),
+        holdout_source=external_holdout or "internal",
+    )
+
+
+@dataclass
+class CandidateResult:
+    """The environment's verdict on one spec: fold scores for every metric, or why it failed."""
+
+    spec_hash: str
+    status: str  # "ok" | "failed" | "timeout"
+    fold_scores: dict[str, list[float]] = field(default_factory=dict)
+    cv: dict[str, float] = field(default_factory=dict)
+    cv_std: dict[str, float] = field(default_factory=dict)
+    fit_seconds: float = 0.0
+    fitted_params: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fit_fold(
+    spec: PipelineSpec | EnsembleSpec, problem: Problem, X: pd.DataFrame, y: pd.Series, train: np.ndarray, val: np.ndarray
+) -> tuple[dict[str, float], np.ndarray, dict[str, Any], float]:
+    started = time.perf_counter()
+    model = build_pipeline(
+        spec, problem.task_type, primary_metric=problem.primary_metric, pos_label=problem.positive_class, seed=problem.seed
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X.iloc[train], y.iloc[train])
+        pred = predict(model, X.iloc[val], problem.task_type, problem.classes, problem.positive_class)
+    scores = score_all(problem.metrics, y.iloc[val].to_numpy(), pred)
+    oof = pred.proba if pred.proba is not None else pred.y_pred.reshape(-1, 1)
+    return scores, np.asarray(oof, dtype=float), fitted_params(model, spec), time.perf_counter() - started
+
+
+def short_error(exc: BaseException) -> str:
+    """One line an agent (or a user) can act on, without the traceback."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text[:400]}"
+
+
+def evaluate_spec(
+    spec: PipelineSpec | EnsembleSpec,
+    X: pd.DataFrame,
+    y: pd.Series,
+    folds: np.ndarray,
+    problem: Problem,
+    *,
+    cache_dir: Path | None = None,
+    time_limit: float | None = None,
+    n_jobs: int = 2,
+) -> CandidateResult:
+    """Cross-validate a spec on the development part; identical specs come from the cache.
+
+    `time_limit` bounds the candidate: each fold fit gets limit × n_jobs / K seconds (joblib's
+    per-task timeout), so K folds on n_jobs workers finish within about the limit.
+    """
+    key = spec_hash(spec)
+    cached = cache_dir / f"{key}.json" if cache_dir else None
+    if cached is not None and cached.exists():
+        return CandidateResult(**json.loads(cached.read_text()))
+    n_folds = int(folds.max()) + 1
+    fold_timeout = None
+    if time_limit is not None:
+        fold_timeout = max(1.0, time_limit * max(1, min(n_jobs, n_folds)) / n_folds)
+    started = time.perf_counter()
+    try:
+        outputs = joblib.Parallel(n_jobs=n_jobs, timeout=fold_timeout)(
+            joblib.delayed(_fit_fold)(spec, problem, X, y, np.flatnonzero(folds != k), np.flatnonzero(folds == k))
+            for k in range(n_folds)
+        )
+    except TimeoutError:
+        result = CandidateResult(
+            key, "timeout", fit_seconds=time.perf_counter() - started, error=f"training exceeded {time_limit:.0f} s"
+        )
+    except Exception as exc:  # a spec that does not run is an outcome, not a crash
+        result = CandidateResult(key, "failed", fit_seconds=time.perf_counter() - started, error=short_error(exc))
+    else:
+        result = _collect(key, outputs, folds, problem, time.perf_counter() - started, cache_dir)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result.to_dict()))
+        tmp.replace(cached)
+    return result
+
+
+def _collect(
+    key: str, outputs: list[Any], folds: np.ndarray, problem: Problem, seconds: float, cache_dir: Path | None
+) -> CandidateResult:
+    fold_scores = {m: [_finite(out[0][m]) for out in outputs] for m in problem.metrics}
+    if cache_dir is not None:
+        oof = np.full((len(folds), outputs[0][1].shape[1]), np.nan)
+        for k, out in enumerate(outputs):
+            oof[folds == k] = out[1]
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        np.save(cache_dir / f"{key}.oof.npy", oof)
+    return CandidateResult(
+        spec_hash=key,
+        status="ok",
+        fold_scores=fold_scores,
+        cv={m: _finite(float(np.mean(v))) for m, v in fold_scores.items()},
+        cv_std={m: _finite(float(np.std(v))) for m, v in fold_scores.items()},
+        fit_seconds=round(seconds, 3),
+        fitted_params=_json_safe(outputs[0][2]),
+    )
+
+
+def _finite(value: float) -> float:
+    return float(value) if math.isfinite(value) else float("nan")
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return repr(value)
+
+
+def fit_final(spec: PipelineSpec | EnsembleSpec, X: pd.DataFrame, y: pd.Series, problem: Problem) -> Any:
+    """Refit a spec on the whole development part: this is the model a run delivers."""
+    model = build_pipeline(
+        spec, problem.task_type, primary_metric=problem.primary_metric, pos_label=problem.positive_class, seed=problem.seed
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y)
+    return model
+
+
+def score_holdout(model: Any, X: pd.DataFrame, y: pd.Series, problem: Problem) -> dict[str, float]:
+    """Scores on the holdout part; called once per delivered model, never during the search."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pred: Predictions = predict(model, X, problem.task_type, problem.classes, problem.positive_class)
+    return {m: _finite(v) for m, v in score_all(problem.metrics, y.to_numpy(), pred).items()}
+
+
+def load_oof(cache_dir: Path, key: str) -> np.ndarray | None:
+    path = cache_dir / f"{key}.oof.npy"
+    return np.load(path) if path.exists() else None
+
+
+__all__ = ["METRICS", "CandidateResult", "Problem", "Split", "evaluate_spec", "fit_final", "make_split", "score_holdout"]
+
+
+def dry_run(
+    spec: PipelineSpec | EnsembleSpec, X: pd.DataFrame, y: pd.Series, problem: Problem, n_rows: int = 400
+) -> str | None:
+    """Fit a spec on a small sample of every class and predict; return the error, or None if it runs.
+
+    This is the Executor's tool for checking its work before the environment spends a full
+    cross-validation on it.
+    """
+    shuffled = y.iloc[np.random.default_rng(problem.seed).permutation(len(y))]
+    if problem.task_type == "regression":
+        sample = shuffled.index[:n_rows]
+    else:
+        per_class = max(10, n_rows // max(1, len(problem.classes)))
+        sample = shuffled.groupby(shuffled, observed=True).head(per_class).index
+    try:
+        model = fit_final(spec, X.loc[sample], y.loc[sample], problem)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            predict(model, X.loc[sample[:50]], problem.task_type, problem.classes, problem.positive_class)
+    except Exception as exc:  # the point is to report any failure as text
+        return short_error(exc)
+    return None
