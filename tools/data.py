@@ -1,0 +1,816 @@
+"""Read the user's CSV and validate the task at the boundary, so nothing downstream meets bad input.
+
+A user's file is the least trustworthy thing the app touches: it may carry a BOM, be saved by Excel
+in cp1252, use semicolons, be gzipped, be a renamed PNG, have two columns called "id" or a label
+with a typo. scikit-learn would fail on all of these, much later and with a traceback. Here every
+such problem becomes an `InputError` whose message is a single line saying what to change; the
+CLI prints it and exits with status 2. Once `prepare_task` has returned, the target exists, the
+task type fits the target, every class can be stratified into the requested folds and holdout,
+and the metrics fit the task, so the agents can spend their effort on modelling.
+"""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import contextlib
+import csv
+import difflib
+import gzip
+import hashlib
+import io
+import lzma
+import math
+import re
+import warnings
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal, cast, get_args
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as ptypes
+
+from tools.metrics import MetricError, resolve_metrics
+from tools.spec import CLASSIFICATION, TaskType
+
+
+class InputError(ValueError):
+    """Bad user input; str(exc) is one line that says what to do.
+
+    Line breaks are folded into spaces so the CLI can always print the message as one line.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(re.sub(r"[\r\n]+", " ", str(message)))
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+_DELIMITERS = (",", ";", "\t", "|")
+_HEAD_BYTES = 64 * 1024  # decompressed bytes used to sniff the encoding, delimiter and header
+_NUL_WINDOW = 8 * 1024  # a NUL byte this early means binary content, not text
+_SNIFF_LINES = 50
+_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")  # latin-1 decodes any byte, so reading never fails on it
+
+# Magic numbers of files users mistake for CSVs, to tell them what they actually passed.
+_BINARY_KINDS: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"PAR1", "a Parquet file; load it with pandas.read_parquet and save it with to_csv"),
+    (b"ARROW1", "an Arrow/Feather file"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel .xls workbook; save the sheet as CSV"),
+    (b"SQLite format 3", "an SQLite database"),
+    (b"PK\x03\x04", "a ZIP archive"),
+)
+Compression = Literal["gzip", "bz2", "xz", "zstd", "zip"]
+_COMPRESSION_MAGIC: tuple[tuple[bytes, Compression], ...] = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bz2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"PK\x03\x04", "zip"),
+)
+_DECOMPRESS_ERRORS: tuple[type[BaseException], ...] = (
+    EOFError,
+    OSError,
+    zlib.error,
+    lzma.LZMAError,
+    zipfile.BadZipFile,
+)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a user's CSV (optionally gzip/bz2/xz/zip/zstd compressed) into a DataFrame.
+
+    Why not plain `pd.read_csv`: it silently renames duplicate columns, turns a header-only or
+    binary file into confusing frames, chokes on Excel's cp1252 and needs the delimiter to be
+    told. Here the encoding is chosen by trying utf-8 (BOM stripped), cp1252 and latin-1 in turn;
+    the delimiter among , ; tab | is sniffed from the first lines; compression is recognised by
+    its magic bytes (so a gzipped file named .csv also works). Header names lose surrounding
+    whitespace; cell values are left exactly as written. The index is the 0-based data row
+    number, header excluded, so rows can be reported back to the user. Raises `InputError`.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"no such file: {p}; check the path (relative paths start at {Path.cwd()})")
+    if p.is_dir():
+        raise InputError(f"{p} is a directory; give the path of a CSV file inside it")
+    try:
+        size = p.stat().st_size
+        with p.open("rb") as fh:
+            magic = fh.read(16)
+    except OSError as exc:
+        raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
+    if size == 0:
+        raise InputError(f"{p} is empty (0 bytes); export the data again with a header row and data rows")
+
+    compression = _detect_compression(p, magic)
+    head, truncated = _read_head(p, compression)
+    encodings = _candidate_encodings(p, head)
+    text = _decode_head(head, encodings[0], final=not truncated)
+    if truncated:  # the last line may be cut: keep whole lines only
+        cut = max(text.rfind("\n"), text.rfind("\r"))
+        text = text[:cut] if cut > 0 else text
+    if not text.strip():
+        raise InputError(f"{p} is empty (no column names); export the data again with a header row")
+
+    delimiter = _sniff_delimiter(text)
+    header = _raw_header(text, delimiter)
+    _check_duplicate_names(p, header)
+    decimal = _sniff_decimal(text, delimiter)
+    df = _parse(p, compression, delimiter, decimal, encodings)
+
+    df.columns = _clean_names([str(c) for c in df.columns])
+    blank = [
+        c for c, raw in zip(df.columns, _padded(header, len(df.columns)), strict=True) if not raw.strip()
+    ]
+    empty_blank = [c for c in blank if c.startswith("Unnamed: ") and df[c].isna().all()]
+    if empty_blank:  # a trailing delimiter in the header makes an empty, nameless column: drop it
+        df = df.drop(columns=empty_blank)
+    if len(df) == 0:
+        raise InputError(f"{p} has no data rows, only a header; export the data again with its rows")
+    return df
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, streamed in 1 MiB chunks so a large CSV never sits in memory twice.
+
+    Runs are keyed by it: the same bytes mean the same data, whatever the file is called.
+    """
+    digest = hashlib.sha256()
+    try:
+        with Path(path).open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return digest.hexdigest()
+
+
+def _detect_compression(p: Path, magic: bytes) -> Compression | None:
+    """Compression from the magic bytes, so a misnamed file still reads and a PNG never 'decompresses'."""
+    for prefix, name in _COMPRESSION_MAGIC:
+        if magic.startswith(prefix):
+            if name == "zip":
+                return _check_zip(p)
+            return name
+    return None
+
+
+def _check_zip(p: Path) -> Compression:
+    try:
+        with zipfile.ZipFile(p) as zf:
+            names = [n for n in zf.namelist() if not n.endswith("/")]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(f"{p} is not a readable CSV: a damaged ZIP archive ({exc})") from None
+    if "xl/workbook.xml" in names or "[Content_Types].xml" in names:
+        raise InputError(f"{p} is an Excel/Office workbook, not a CSV; save the sheet as CSV and pass that")
+    if len(names) != 1:
+        listed = ", ".join(repr(n) for n in names[:3]) + (", …" if len(names) > 3 else "")
+        raise InputError(
+            f"{p} is a ZIP archive with {len(names)} files ({listed}); unzip it and pass one CSV"
+        )
+    return "zip"
+
+
+def _open_decompressed(p: Path, compression: Compression | None) -> IO[bytes]:
+    if compression == "gzip":
+        return cast(IO[bytes], gzip.open(p, "rb"))
+    if compression == "bz2":
+        return cast(IO[bytes], bz2.open(p, "rb"))
+    if compression == "xz":
+        return cast(IO[bytes], lzma.open(p, "rb"))
+    if compression == "zstd":
+        try:
+            import zstandard
+        except ImportError:  # pragma: no cover - zstandard ships with the venv
+            raise InputError(f"{p} is zstd-compressed; install 'zstandard' or decompress it first") from None
+        return cast(IO[bytes], zstandard.ZstdDecompressor().stream_reader(p.open("rb"), closefd=True))
+    return p.open("rb")
+
+
+def _read_head(p: Path, compression: Compression | None) -> tuple[bytes, bool]:
+    """The first decompressed bytes, and whether the file goes on beyond them.
+
+    Binary content is caught here, before pandas can produce a frame of mojibake.
+    """
+    try:
+        if compression == "zip":
+            with zipfile.ZipFile(p) as zf:
+                member = next(n for n in zf.namelist() if not n.endswith("/"))
+                with zf.open(member) as fh:
+                    head = fh.read(_HEAD_BYTES + 1)
+        else:
+            with _open_decompressed(p, compression) as fh:
+                head = fh.read(_HEAD_BYTES + 1)
+    except _DECOMPRESS_ERRORS as exc:
+        what = compression or "file"
+        raise InputError(
+            f"{p} is not a readable CSV: the {what} data is damaged or truncated ({exc})"
+        ) from None
+    truncated = len(head) > _HEAD_BYTES
+    head = head[:_HEAD_BYTES]
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return head, truncated  # UTF-16 text has NULs by design
+    if b"\x00" in head[:_NUL_WINDOW]:
+        kind = next((k for m, k in _BINARY_KINDS if head.startswith(m)), None)
+        reason = f"it looks like {kind}" if kind else "it holds binary content (NUL bytes), not text"
+        raise InputError(f"{p} is not a readable CSV: {reason}")
+    return head, truncated
+
+
+def _candidate_encodings(p: Path, head: bytes) -> tuple[str, ...]:
+    """Encodings to try in order, starting with the first one that decodes the head."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return ("utf-16",)
+    for i, enc in enumerate(_ENCODINGS):
+        try:
+            codecs.getincrementaldecoder(enc)().decode(head, final=False)
+        except UnicodeDecodeError:
+            continue
+        return _ENCODINGS[i:]
+    return ("latin-1",)  # pragma: no cover - latin-1 decodes every byte
+
+
+def _decode_head(head: bytes, encoding: str, *, final: bool) -> str:
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    return decoder.decode(head, final=final)
+
+
+def _sample_rows(text: str, delimiter: str) -> list[list[str]]:
+    """The first non-blank records of the sample, parsed with `delimiter` (quotes honoured)."""
+    rows: list[list[str]] = []
+    try:
+        for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+            if row and any(cell.strip() for cell in row):
+                rows.append(row)
+                if len(rows) >= _SNIFF_LINES:
+                    break
+    except csv.Error:
+        pass  # e.g. a giant quoted field: judge on the rows read so far
+    return rows
+
+
+def _sniff_delimiter(text: str) -> str:
+    """Pick among , ; tab | the delimiter that splits the header and every sampled row alike.
+
+    A candidate must split the header into at least two columns. The one whose rows all have the
+    header's width wins, the widest such split first: a ',' inside a ';'-separated text column
+    splits consistently too, but into fewer columns. csv.Sniffer's guess breaks ties (then the
+    order , ; tab |); ',' is the answer when nothing splits at all.
+    """
+    lines = "\n".join(text.splitlines()[:_SNIFF_LINES])
+    candidates: list[str] = []
+    with contextlib.suppress(csv.Error):  # the Sniffer gives up on some files; the scoring does not
+        candidates.append(csv.Sniffer().sniff(lines, delimiters="".join(_DELIMITERS)).delimiter)
+    candidates += [d for d in _DELIMITERS if d not in candidates]
+
+    best: tuple[float, int, int] | None = None
+    choice = ","
+    for order, delim in enumerate(candidates):
+        rows = _sample_rows(text, delim)
+        if not rows or len(rows[0]) < 2:
+            continue
+        width = len(rows[0])
+        body = rows[1:]
+        consistency = sum(len(r) == width for r in body) / len(body) if body else 1.0
+        score = (consistency, width, -order)
+        if best is None or score > best:
+            best, choice = score, delim
+    return choice
+
+
+def _sniff_decimal(text: str, delimiter: str) -> str:
+    """',' when a semicolon file writes decimals the European way (1,5) and never with a point."""
+    if delimiter != ";":
+        return "."
+    cells = [c.strip() for row in _sample_rows(text, delimiter)[1:] for c in row]
+    comma = sum(bool(re.fullmatch(r"[-+]?\d+,\d+", c)) for c in cells)
+    point = sum(bool(re.fullmatch(r"[-+]?\d*\.\d+", c)) for c in cells)
+    return "," if comma and not point else "."
+
+
+def _raw_header(text: str, delimiter: str) -> list[str]:
+    rows = _sample_rows(text, delimiter)
+    return rows[0] if rows else []
+
+
+def _clean_names(names: list[str]) -> list[str]:
+    """Strip surrounding whitespace (and a BOM that survived a non-UTF-8 decode) from header names."""
+    cleaned = [n.strip() for n in names]
+    if cleaned:
+        cleaned[0] = cleaned[0].removeprefix("\ufeff").removeprefix("ï»¿").strip()
+    return cleaned
+
+
+def _padded(names: list[str], n: int) -> list[str]:
+    return (names + ["x"] * n)[:n]
+
+
+def _check_duplicate_names(p: Path | str, header: Sequence[str]) -> None:
+    """pandas would rename a second 'a' to 'a.1' and the user would never know which one we used."""
+    counts = Counter(n for n in _clean_names(list(header)) if n)
+    dups = [(n, k) for n, k in counts.items() if k > 1]
+    if dups:
+        listed = ", ".join(f"{n!r} (x{k})" for n, k in dups[:5]) + (", …" if len(dups) > 5 else "")
+        raise InputError(f"{p} has duplicate column names: {listed}; rename them so each column is unique")
+
+
+def _parse(
+    p: Path, compression: Compression | None, delimiter: str, decimal: str, encodings: Sequence[str]
+) -> pd.DataFrame:
+    """Run pandas' C parser, falling back to the next encoding when the bytes do not decode."""
+    for i, encoding in enumerate(encodings):
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", pd.errors.ParserWarning)
+                df = pd.read_csv(
+                    p,
+                    sep=delimiter,
+                    decimal=decimal,
+                    # pandas' C parser decodes plain utf-8 natively (faster) and drops a BOM itself
+                    encoding="utf-8" if encoding == "utf-8-sig" else encoding,
+                    encoding_errors="replace" if encoding == "utf-16" else "strict",
+                    compression=compression,
+                    engine="c",
+                    low_memory=False,
+                    index_col=False,  # never silently turn the first column into the index
+                )
+        except UnicodeDecodeError:
+            if i + 1 < len(encodings):
+                continue
+            raise InputError(f"{p} is not a readable CSV: its text encoding is not recognised") from None
+        except pd.errors.EmptyDataError:
+            raise InputError(
+                f"{p} is empty (no column names); export the data again with a header row"
+            ) from None
+        except pd.errors.ParserError as exc:
+            raise InputError(f"{p} is not a readable CSV: {_parser_reason(str(exc))}") from None
+        except _DECOMPRESS_ERRORS as exc:
+            raise InputError(f"{p} is not a readable CSV: the data is damaged or truncated ({exc})") from None
+        except ValueError as exc:  # anything else pandas rejects; its first line is the reason
+            raise InputError(f"{p} is not a readable CSV: {_parser_reason(str(exc))}") from None
+        if any("loss of data" in str(w.message) for w in caught):
+            raise InputError(
+                f"{p} is not a readable CSV: some rows have more fields than the header's {df.shape[1]} "
+                "columns; check the delimiter and quoting, or give every column a name"
+            )
+        return df
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _parser_reason(message: str) -> str:
+    """pandas' C-parser messages, rephrased as what is wrong in the file."""
+    if m := re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message):
+        expected, line, saw = m.groups()
+        return (
+            f"line {line} has {saw} fields but the header has {expected}; "
+            "check the delimiter and quote fields that contain it"
+        )
+    if m := re.search(r"EOF inside string starting at row (\d+)", message):
+        return f"a quoted field opened near data row {m.group(1)} is never closed; check the quotes"
+    first = message.strip().splitlines()[0] if message.strip() else "unknown parser error"
+    first = first.removeprefix("Error tokenizing data. ").removeprefix("C error: ")
+    return first[:160]
+
+
+# --------------------------------------------------------------------------------------------
+# Task inference
+# --------------------------------------------------------------------------------------------
+
+_MAX_MULTICLASS_VALUES = 20
+_MAX_MULTICLASS_RATIO = 0.05
+
+
+def infer_task_type(y: pd.Series) -> TaskType:
+    """Guess the task from the target's values, the way a person glancing at the column would.
+
+    Text, booleans and categories are labels: two of them make a binary task, more a multiclass
+    one. Numbers are labels only when they look like codes: integer-valued with at most two
+    distinct values (0/1), or with 3 to 20 values that each repeat a lot (fewer distinct values
+    than 5% of the rows). Anything else numeric is a quantity to regress. Missing values are
+    ignored. The caller can always force the task type instead.
+    """
+    values = _as_numeric_if_possible(y.dropna())
+    if len(values) == 0:
+        raise InputError(f"target column {_name(y.name)} has no values")
+    dtype = values.dtype
+    if ptypes.is_datetime64_any_dtype(dtype) or ptypes.is_timedelta64_dtype(dtype):
+        raise InputError(
+            f"target column {_name(y.name)} holds dates or durations; choose a numeric or categorical target"
+        )
+    if ptypes.is_complex_dtype(dtype):
+        raise InputError(f"target column {_name(y.name)} holds complex numbers; choose a real-valued target")
+    if ptypes.is_bool_dtype(dtype) or not ptypes.is_numeric_dtype(dtype):
+        return "binary" if values.nunique() == 2 else "multiclass"
+    arr = values.to_numpy(dtype=float)
+    if not _integer_valued(arr):
+        return "regression"
+    distinct = len(np.unique(arr))
+    if distinct <= 2:
+        return "binary"
+    if distinct <= _MAX_MULTICLASS_VALUES and distinct / len(arr) < _MAX_MULTICLASS_RATIO:
+        return "multiclass"
+    return "regression"
+
+
+def positive_class(y: pd.Series) -> Any:
+    """The class that precision, recall and F1 are about: the minority one.
+
+    In imbalanced problems the rare class (fraud, churn, '>50K') is what the user cares about,
+    and scoring the majority class would make a useless model look good. On an exact tie the
+    larger label by sorted order wins (1 over 0, 'yes' over 'no'). Returns a plain Python value.
+    """
+    counts = y.dropna().value_counts()
+    if len(counts) != 2:
+        raise InputError(
+            f"a positive class needs a binary target; {_name(y.name)} has {len(counts)} distinct values"
+        )
+    fewest = counts.min()
+    tied = [_plain(label) for label, count in counts.items() if count == fewest]
+    return _sorted_labels(tied)[-1]
+
+
+# --------------------------------------------------------------------------------------------
+# Task preparation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedTask:
+    """A task that has passed every check, with the facts the rest of the app relies on.
+
+    `eq=False` because DataFrames do not compare to a single bool; identity is what matters.
+    """
+
+    frame: pd.DataFrame  # rows with a target value only; original index kept (0-based CSV data rows)
+    target: str
+    task_type: TaskType
+    classes: tuple[Any, ...]  # sorted plain Python labels; () for regression
+    positive_class: Any  # None unless binary
+    metrics: tuple[str, ...]  # primary first
+    primary_metric: str
+    notes: tuple[str, ...]  # things said to the user, e.g. "dropped 3 rows with a missing target"
+    holdout: pd.DataFrame | None = None  # the separate holdout file's rows with a target, if one was given
+
+
+def prepare_task(
+    df: pd.DataFrame,
+    target: str,
+    *,
+    metrics: Sequence[str] | str | None = None,
+    primary: str | None = None,
+    folds: int = 5,
+    holdout: float = 0.2,
+    task_type: TaskType | str | None = None,
+    holdout_frame: pd.DataFrame | None = None,
+) -> PreparedTask:
+    """Check that `target` in `df` makes a learnable task and settle its type, classes and metrics.
+
+    Everything a later step would trip over is caught here, with the fix in the message: a
+    misspelt target, too few rows for the folds, a class too rare to appear in every fold of the
+    development part, a metric that does not fit, a holdout file that lacks columns or has unseen
+    labels. Rows with no target value cannot be learnt from or scored, so they are dropped (and
+    the user is told). `holdout` is the share of rows kept aside for the final check; with a
+    separate `holdout_frame` it is ignored. Raises `InputError`.
+    """
+    notes: list[str] = []
+    _check_folds_and_holdout(folds, holdout, holdout_frame is not None)
+    _check_columns(df, target)
+    if task_type is not None and task_type not in get_args(TaskType):
+        raise InputError(f"unknown task type {task_type!r}; use one of {', '.join(get_args(TaskType))}")
+
+    frame, dropped = _drop_missing_target(df, target, what="the data")
+    if dropped:
+        notes.append(f"dropped {dropped} rows with a missing target {target!r}")
+    split = 0.0 if holdout_frame is not None else holdout
+    _check_row_count(len(frame), folds, split)
+
+    y = _as_numeric_if_possible(frame[target])
+    inferred = infer_task_type(y)
+    chosen: TaskType = cast(TaskType, task_type) if task_type is not None else inferred
+    if chosen in CLASSIFICATION:
+        y = _integer_labels(y)
+    frame = _with_target(frame, target, y)
+
+    classes: tuple[Any, ...] = ()
+    pos: Any = None
+    if chosen == "regression":
+        _check_regression_target(y, target, forced=task_type is not None)
+    else:
+        classes = _check_classes(y, target, chosen, folds, split, len(frame))
+        if chosen == "binary":
+            pos = positive_class(y)
+            share = float((y == pos).mean())
+            why = (
+                "the classes are balanced, so the larger label"
+                if share == 0.5
+                else f"the minority, {share:.0%}"
+            )
+            notes.append(f"positive class for precision/recall/F1 is {pos!r} ({why})")
+    numeric = ptypes.is_numeric_dtype(y.dtype) and not ptypes.is_bool_dtype(y.dtype)
+    ambiguous = (
+        numeric and 2 < y.nunique() <= _MAX_MULTICLASS_VALUES and _integer_valued(y.to_numpy(dtype=float))
+    )
+    if task_type is None and ambiguous:  # a few integer codes could be classes or counts: say which we chose
+        other = "regression" if inferred == "multiclass" else "multiclass"
+        notes.append(
+            f"treating integer target {target!r} ({y.nunique()} distinct values) as {inferred}; "
+            f"pass task_type={other!r} to override"
+        )
+
+    chosen_metrics, primary_metric = _resolve(metrics, primary, chosen)
+    if "rmsle" in chosen_metrics:
+        _check_non_negative(y, target, "the data")
+
+    holdout_rows: pd.DataFrame | None = None
+    if holdout_frame is not None:
+        holdout_rows = _check_holdout_frame(df, holdout_frame, target, chosen, classes, chosen_metrics, notes)
+
+    return PreparedTask(
+        frame=frame,
+        target=target,
+        task_type=chosen,
+        classes=classes,
+        positive_class=pos,
+        metrics=chosen_metrics,
+        primary_metric=primary_metric,
+        notes=tuple(notes),
+        holdout=holdout_rows,
+    )
+
+
+def _check_folds_and_holdout(folds: int, holdout: float, has_holdout_frame: bool) -> None:
+    if isinstance(folds, bool) or not isinstance(folds, int | np.integer) or folds < 2:
+        raise InputError(f"folds must be a whole number of at least 2, got {folds!r}")
+    if has_holdout_frame:
+        return
+    if isinstance(holdout, bool) or not isinstance(holdout, int | float) or not 0.0 < holdout <= 0.9:
+        raise InputError(
+            f"holdout must lie in (0, 0.9] (the share of rows kept aside for the final check), "
+            f"got {holdout!r}"
+        )
+
+
+def _check_columns(df: pd.DataFrame, target: str) -> None:
+    names = [str(c) for c in df.columns]
+    _check_duplicate_names("the data", names)
+    if target not in df.columns:
+        raise InputError(_not_found(target, names))
+    if df.shape[1] < 2:
+        raise InputError(
+            f"the data has only the target column {target!r}; add feature columns "
+            "(if the file has several, its delimiter was not recognised: use , ; tab or |)"
+        )
+    if len(df) == 0:
+        raise InputError("the data has no rows")
+
+
+def _not_found(target: str, names: list[str]) -> str:
+    folded = target.strip().casefold()
+    close = [n for n in names if n.strip().casefold() == folded]
+    close += [n for n in difflib.get_close_matches(target, names, n=3, cutoff=0.6) if n not in close]
+    by_case = {n.casefold(): n for n in names}
+    close += [
+        by_case[m]
+        for m in difflib.get_close_matches(folded, list(by_case), n=3, cutoff=0.6)
+        if by_case[m] not in close
+    ]
+    message = f"target column {target!r} not found; "
+    if close:
+        message += f"closest: {_listed(close[:3])}"
+    else:
+        message += f"columns are: {_listed(names)}"
+    if names and sum(_looks_numeric(n) for n in names) > len(names) / 2:
+        message += "; the first line looks like data: does the file lack a header row?"
+    return message
+
+
+def _drop_missing_target(df: pd.DataFrame, target: str, *, what: str) -> tuple[pd.DataFrame, int]:
+    missing = df[target].isna()
+    if bool(missing.all()):
+        raise InputError(
+            f"target column {target!r} has no values in {what} (all {len(df)} rows are missing); "
+            "choose another target column"
+        )
+    dropped = int(missing.sum())
+    return (df.loc[~missing] if dropped else df), dropped
+
+
+def _min_rows(folds: int, split: float) -> int:
+    """Smallest row count whose development part (after sklearn's ceil'd holdout) has `folds` rows."""
+    n = folds
+    while n - math.ceil(n * split) < folds:
+        n += 1
+    return n
+
+
+def _check_row_count(n: int, folds: int, split: float) -> None:
+    need = _min_rows(folds, split)
+    if n < need:
+        extra = f" plus a {split:.0%} holdout" if split else ""
+        raise InputError(
+            f"needs at least {need} rows with a target value for {folds}-fold cross-validation{extra}, "
+            f"got {n}; add rows or lower folds"
+        )
+
+
+def _check_regression_target(y: pd.Series, target: str, *, forced: bool) -> None:
+    if ptypes.is_bool_dtype(y.dtype) or not ptypes.is_numeric_dtype(y.dtype):
+        examples = _listed(_sorted_labels([_plain(v) for v in y.unique()[:3]]))
+        hint = "; pick a classification task type" if forced else ""
+        raise InputError(
+            f"regression needs a numeric target, but {target!r} holds values such as {examples}{hint}"
+        )
+    infinite = int(np.isinf(y.to_numpy(dtype=float)).sum())
+    if infinite:
+        raise InputError(f"target column {target!r} has {infinite} infinite values; fix or remove those rows")
+
+
+def _check_classes(
+    y: pd.Series, target: str, task_type: str, folds: int, split: float, n_rows: int
+) -> tuple[Any, ...]:
+    """Every class must reach every fold of the development part and both sides of the split."""
+    counts = y.value_counts()
+    classes = tuple(_sorted_labels([_plain(c) for c in counts.index]))
+    if len(classes) < 2:
+        raise InputError(
+            f"target column {target!r} has only one class ({_short(classes[0])!s}); "
+            "a classifier needs at least two: choose another target or add rows of other classes"
+        )
+    if task_type == "binary" and len(classes) != 2:
+        raise InputError(
+            f"task type 'binary' needs exactly 2 classes, but {target!r} has {len(classes)} "
+            f"({_listed(classes)}); use 'multiclass'"
+        )
+    if task_type == "multiclass" and len(classes) == 2:
+        raise InputError(
+            f"task type 'multiclass' needs 3 or more classes, but {target!r} has 2; use 'binary'"
+        )
+    need = max(2 if split else 1, math.ceil(folds / (1.0 - split) - 1e-9))
+    rare = [(_plain(c), int(k)) for c, k in counts.items() if k * (1.0 - split) + 1e-9 < folds or k < need]
+    if rare and len(classes) > 0.5 * n_rows:  # not labels at all: say so rather than list a thousand classes
+        numeric = ptypes.is_numeric_dtype(y.dtype) and not ptypes.is_bool_dtype(y.dtype)
+        looks = "a quantity: use task type 'regression'" if numeric else "an identifier or free text"
+        raise InputError(
+            f"target column {target!r} has {len(classes)} distinct values in {n_rows} rows, so it is not "
+            f"a class label but {looks}; choose another target"
+        )
+    if rare:
+        rare.sort(key=lambda ck: ck[1])
+        listed = ", ".join(f"{_short(c)} ({_rows(k)})" for c, k in rare[:5])
+        more = f" and {len(rare) - 5} more" if len(rare) > 5 else ""
+        why = f"{folds} folds after a {split:.0%} holdout" if split else f"{folds} folds"
+        raise InputError(
+            f"too few rows in class {listed}{more} of {target!r}: each class needs at least {need} ({why}); "
+            "add rows of these classes, merge them into others, or lower folds"
+        )
+    if split:
+        n_test = math.ceil(n_rows * split)
+        if n_test < len(classes):
+            raise InputError(
+                f"a {split:.0%} holdout of {n_rows} rows keeps {n_test} rows, fewer than the "
+                f"{len(classes)} classes; raise holdout or add rows"
+            )
+    return classes
+
+
+def _resolve(
+    metrics: Sequence[str] | str | None, primary: str | None, task_type: str
+) -> tuple[tuple[str, ...], str]:
+    names = metrics.split(",") if isinstance(metrics, str) else metrics
+    try:
+        return resolve_metrics(names, primary, task_type)
+    except MetricError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _check_non_negative(y: pd.Series, target: str, where: str) -> None:
+    negative = y < 0
+    if bool(negative.any()):
+        raise InputError(
+            f"metric 'rmsle' needs a non-negative target, but {target!r} has {int(negative.sum())} negative "
+            f"values in {where} (min {_plain(y.min())!r}); choose rmse or mae instead"
+        )
+
+
+def _check_holdout_frame(
+    df: pd.DataFrame,
+    hf: pd.DataFrame,
+    target: str,
+    task_type: str,
+    classes: tuple[Any, ...],
+    metrics: tuple[str, ...],
+    notes: list[str],
+) -> pd.DataFrame:
+    """The separate holdout file must look like the training data and carry only known labels."""
+    have = {str(c) for c in hf.columns}
+    _check_duplicate_names("the holdout file", [str(c) for c in hf.columns])
+    missing = [str(c) for c in df.columns if str(c) not in have]
+    if missing:
+        raise InputError(f"the holdout file lacks {len(missing)} columns of the data: {_listed(missing)}")
+    rows, dropped = _drop_missing_target(hf, target, what="the holdout file")
+    if dropped:
+        notes.append(f"dropped {dropped} holdout rows with a missing target {target!r}")
+    y = _as_numeric_if_possible(rows[target])
+    if task_type == "regression":
+        if ptypes.is_bool_dtype(y.dtype) or not ptypes.is_numeric_dtype(y.dtype):
+            raise InputError(f"the holdout file's target {target!r} is not numeric; it must match the data")
+        if "rmsle" in metrics:
+            _check_non_negative(y, target, "the holdout file")
+    else:
+        y = _integer_labels(y)
+        known = set(classes)
+        unseen = Counter(_plain(v) for v in y if _plain(v) not in known)
+        if unseen:
+            listed = ", ".join(f"{_short(c)} ({_rows(k)})" for c, k in unseen.most_common(5))
+            raise InputError(
+                f"the holdout file has labels of {target!r} never seen in the data: {listed}; "
+                f"known classes are {_listed(classes)}"
+            )
+    return _with_target(rows, target, y)[list(df.columns)]  # the data's columns, in its order
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _as_numeric_if_possible(y: pd.Series) -> pd.Series:
+    """An object column that holds only numbers (built in Python, not read from CSV) counts as numeric."""
+    if y.dtype == object and len(y):
+        converted = pd.to_numeric(y, errors="coerce")
+        if bool(converted.notna().sum() == y.notna().sum()) and not any(isinstance(v, bool) for v in y):
+            return converted
+    return y
+
+
+def _integer_labels(y: pd.Series) -> pd.Series:
+    """Class labels 0.0/1.0 (floats only because of missing cells) become the 0/1 the file wrote."""
+    if ptypes.is_float_dtype(y.dtype) or (ptypes.is_integer_dtype(y.dtype) and y.dtype != np.int64):
+        arr = y.to_numpy(dtype=float)
+        if len(arr) and _integer_valued(arr):
+            return y.astype("int64")
+    return y
+
+
+def _with_target(frame: pd.DataFrame, target: str, y: pd.Series) -> pd.DataFrame:
+    if frame[target].dtype == y.dtype:
+        return frame
+    out = frame.copy()
+    out[target] = y
+    return out
+
+
+def _integer_valued(arr: np.ndarray) -> bool:
+    finite = np.isfinite(arr)
+    return bool(finite.all() and np.all(np.mod(arr, 1) == 0))
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars become Python ones, so labels print, compare and serialise as users wrote them."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _sorted_labels(labels: Iterable[Any]) -> list[Any]:
+    items = list(labels)
+    try:
+        return sorted(items)
+    except TypeError:  # mixed types (only possible for frames built in Python)
+        return sorted(items, key=lambda v: (type(v).__name__, str(v)))
+
+
+def _looks_numeric(name: str) -> bool:
+    try:
+        float(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _listed(values: Iterable[Any], limit: int = 6) -> str:
+    items = list(values)
+    shown = ", ".join(_short(v) for v in items[:limit])
+    return shown + (f", … ({len(items)} in all)" if len(items) > limit else "")
+
+
+def _rows(k: int) -> str:
+    return f"{k} row" if k == 1 else f"{k} rows"
+
+
+def _name(name: Any) -> str:
+    return repr(name) if name is not None else "(unnamed)"
