@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import pickle
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,7 +19,6 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, PowerTransformer
 
 # The repository has no packaging yet; make `tools` importable when pytest runs from anywhere.
-
 from tools.features import FeatureEngineer
 from tools.spec import (
     BinningOp,
