@@ -77,14 +77,14 @@ def make_parser() -> argparse.ArgumentParser:
 class Progress:
     """One plain line per finished step: what was proposed, how it scored, what it earned."""
 
-    def __init__(self, stream: Any = sys.stdout) -> None:
+    def __init__(self, stream: Any = None) -> None:
         self.stream = stream
         self.metric = ""
 
     def __call__(self, node: str, update: dict[str, Any]) -> None:
         line = self.describe(node, update)
         if line:
-            print(line, file=self.stream, flush=True)
+            print(line, file=self.stream or sys.stdout, flush=True)
 
     def describe(self, node: str, update: dict[str, Any]) -> str | None:
         if node == "setup":

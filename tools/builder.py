@@ -29,7 +29,7 @@ from sklearn.ensemble import (
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import ElasticNet, Lasso, LogisticRegression, Ridge, RidgeCV
 from sklearn.metrics import make_scorer
-from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
+from sklearn.model_selection import FixedThresholdClassifier, KFold, StratifiedKFold, TunedThresholdClassifierCV
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import (
@@ -144,9 +144,18 @@ def _encoder(kind: str, spec: PipelineSpec, task_type: str, seed: int) -> Any:
         case "ordinal":
             return OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
         case "target":
-            return TargetEncoder(target_type="continuous" if task_type == "regression" else "auto")
+            return _target_encoder(task_type, seed)
         case _:
             return FrequencyEncoder()
+
+
+def _target_encoder(task_type: str, seed: int) -> TargetEncoder:
+    """Target encoding with seeded cross-fitting, so the same spec always scores the same."""
+    target_type = "continuous" if task_type == "regression" else "auto"
+    if TargetEncoder().shuffle == "deprecated":  # scikit-learn >= 1.9 takes a splitter
+        splitter = KFold if task_type == "regression" else StratifiedKFold
+        return TargetEncoder(target_type=target_type, cv=splitter(5, shuffle=True, random_state=seed))
+    return TargetEncoder(target_type=target_type, shuffle=True, random_state=seed)
 
 
 def _categorical(columns: tuple[str, ...], kind: str, spec: PipelineSpec, task_type: str, seed: int) -> Pipeline:
@@ -185,7 +194,8 @@ def threshold_scorer(primary: str, pos_label: Any) -> Any:
             fn = skm.f1_score if primary == "f1" else skm.precision_score
             return make_scorer(fn, pos_label=pos_label, zero_division=0)
         case "f1_macro":
-            return make_scorer(skm.f1_score, average="macro", zero_division=0)
+            # pos_label=None: f1_score's default pos_label=1 would break string or {0, 2} labels
+            return make_scorer(skm.f1_score, average="macro", zero_division=0, pos_label=None)
         case "accuracy":
             return "accuracy"
         case "mcc":

@@ -76,7 +76,8 @@ def plot_rewards(events: list[dict[str, Any]], path: Path) -> None:
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel("experiment")
     ax.set_ylabel("cumulative reward")
-    ax.legend(loc="best", fontsize="small")
+    if events:
+        ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

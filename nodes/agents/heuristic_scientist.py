@@ -107,15 +107,18 @@ class HeuristicScientist:
 
     def propose(self, view: ScientistView) -> AgentReply[Proposal]:
         situation = self._situation(view)
-        stalled = _no_gain_streak(view) >= view.patience
-        if view.iterations_left <= 1 or stalled:
+        if view.iterations_left <= 1 or _no_gain_streak(view) >= view.patience:
             final = self._first_new(situation, [("ensemble", _ensemble)])
-            if final is not None:
+            if final is not None:  # finish with a blend of the best distinct models
                 return AgentReply(final)
-            reason = "the budget is nearly spent" if view.iterations_left <= 1 else (
-                f"{view.patience} proposals in a row brought no significant gain"
-            )
-            return AgentReply(Proposal(action="deliver", rationale=f"Delivering the incumbent: {reason}."))
+            if view.iterations_left > 1:
+                return AgentReply(
+                    Proposal(
+                        action="deliver",
+                        rationale=f"Delivering the incumbent: {view.patience} proposals in a row "
+                        "brought no significant gain.",
+                    )
+                )
         moves = sorted(_MOVES.items(), key=lambda kv: -self.preferences.get(kv[0], 0.0))
         proposal = self._first_new(situation, moves)
         if proposal is None:
@@ -160,10 +163,6 @@ def _no_gain_streak(view: ScientistView) -> int:
             break
         streak += 1
     return streak
-
-
-def _usable(s: _Situation, *kinds: str) -> list[str]:
-    return [c.name for c in s.view.profile.usable() if c.kind in kinds]
 
 
 # ---------------------------------------------------------------------------------------------

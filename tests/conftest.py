@@ -1,0 +1,45 @@
+"""Shared fixtures: the bundled data, a private runs folder, and small CSVs made on the fly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "examples" / "data"
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "runs"
+    monkeypatch.setenv("TANDEM_RUNS_DIR", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def titanic() -> Path:
+    return DATA / "titanic.csv"
+
+
+@pytest.fixture(scope="session")
+def penguins() -> Path:
+    return DATA / "penguins.csv"
+
+
+def synthetic_frame(n: int = 300, seed: int = 0, task: str = "binary") -> pd.DataFrame:
+    """A small, learnable table with numeric, categorical and missing values."""
+    rng = np.random.default_rng(seed)
+    x1 = rng.normal(size=n)
+    x2 = rng.normal(size=n)
+    colour = rng.choice(["red", "green", "blue"], size=n)
+    signal = 1.5 * x1 - x2 + (colour == "red")
+    frame = pd.DataFrame({"x 1": x1, "x2 (cm)": x2, "colour": colour})
+    frame.loc[rng.choice(n, size=n // 10, replace=False), "x2 (cm)"] = np.nan
+    if task == "regression":
+        frame["price $"] = 100 + 10 * signal + rng.normal(size=n)
+    else:
+        frame["label"] = np.where(signal + rng.normal(scale=0.5, size=n) > 0, "yes", "no")
+    return frame

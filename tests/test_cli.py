@@ -1,0 +1,173 @@
+"""The command-line contract: a run delivers its artifacts, and bad input is one line with exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from graph.cli import main
+from tests.conftest import synthetic_frame
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def titanic_run(tmp_path_factory: pytest.TempPathFactory, titanic: Path) -> Path:
+    """One short real run shared by the artifact tests."""
+    runs = tmp_path_factory.mktemp("runs")
+    code = main([
+        "run", str(titanic), "--target", "Survived", "--max-iters", "4", "--runs-dir", str(runs), "--run-id", "t1",
+        "--metrics", "f1,roc_auc,accuracy", "--primary", "f1",
+    ])
+    assert code == 0
+    return runs / "t1"
+
+
+def test_run_writes_the_documented_artifacts(titanic_run: Path) -> None:
+    summary = json.loads((titanic_run / "summary.json").read_text())
+    assert summary["run_id"] == "t1" and summary["status"] == "delivered"
+    assert summary["task"]["target"] == "Survived" and summary["task"]["task_type"] == "binary"
+    assert summary["task"]["metrics"] == ["f1", "roc_auc", "accuracy"] and summary["task"]["primary_metric"] == "f1"
+    assert summary["iterations"] <= 4 and summary["stop_reason"]
+    for part in ("baseline", "best"):
+        assert set(summary[part]) >= {"experiment_id", "spec", "cv", "holdout"}
+        assert set(summary[part]["holdout"]) == {"f1", "roc_auc", "accuracy"}
+        assert all(0.0 <= v <= 1.0 for v in summary[part]["holdout"].values())
+    assert set(summary["rewards"]) == {"scientist", "executor"}
+    assert summary["tokens"]["scientist"] == {"input": 0, "output": 0}  # heuristic agents call no API
+    for path in summary["artifacts"].values():
+        assert Path(path).exists(), path
+    holdout = json.loads((titanic_run / "holdout_rows.json").read_text())["rows"]
+    assert len(holdout) == summary["task"]["n_holdout_rows"] == 179
+    ledger = [json.loads(line) for line in (titanic_run / "experiments.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in ledger] == list(range(len(ledger)))
+    assert {"spec_hash", "proposal", "fold_scores", "fidelity", "rewards", "fit_seconds", "status"} <= set(ledger[1])
+    assert len(ledger[1]["fold_scores"]["f1"]) == 5
+    report = (titanic_run / "report.md").read_text()
+    assert "cv_scores.png" in report and "rewards.png" in report and "Holdout: baseline vs delivered" in report
+
+
+def test_delivered_model_is_the_best_cv_experiment_and_beats_the_baseline_on_cv(titanic_run: Path) -> None:
+    summary = json.loads((titanic_run / "summary.json").read_text())
+    ledger = [json.loads(line) for line in (titanic_run / "experiments.jsonl").read_text().splitlines()]
+    best_cv = max(e["cv"]["f1"] for e in ledger if e["status"] == "ok")
+    assert summary["best"]["cv"]["f1"] == pytest.approx(best_cv)
+    assert summary["best"]["cv"]["f1"] >= summary["baseline"]["cv"]["f1"]
+
+
+def test_model_file_loads_in_plain_python_and_predict_command_matches(
+    titanic_run: Path, titanic: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = joblib.load(titanic_run / "model.joblib")
+    frame = pd.read_csv(titanic)
+    direct = model.predict(frame.drop(columns=["Survived"]))
+    out = tmp_path / "pred.csv"
+    code, stdout, _ = run_cli(capsys, "predict", "t1", str(titanic), "-o", str(out), "--runs-dir", str(titanic_run.parent))
+    assert code == 0 and "891 predictions" in stdout
+    predictions = pd.read_csv(out)
+    assert list(predictions.columns) == ["prediction", "proba_0", "proba_1"]
+    np.testing.assert_array_equal(predictions["prediction"].to_numpy(), direct)
+    np.testing.assert_allclose(predictions[["proba_0", "proba_1"]].sum(axis=1), 1.0)
+
+
+def test_runs_and_show_list_the_run(titanic_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(titanic_run.parent))
+    assert code == 0 and "t1" in out and "delivered" in out
+    code, out, _ = run_cli(capsys, "show", "t1", "--runs-dir", str(titanic_run.parent))
+    assert code == 0 and "baseline" in out and "delivered" in out
+
+
+def _write(path: Path, frame: pd.DataFrame) -> Path:
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _raw(path: Path, content: str | bytes) -> Path:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return path
+
+
+BAD_INPUTS = {
+    "missing file": (lambda d: d / "nope.csv", "Survived", [], "no such file"),
+    "empty file": (lambda d: _raw(d / "e.csv", ""), "y", [], "empty"),
+    "not a csv": (lambda d: _raw(d / "p.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00IHDR"), "y", [], "csv"),
+    "target absent": (lambda d: _write(d / "a.csv", synthetic_frame()), "Label", [], "'label'"),
+    "target all missing": (
+        lambda d: _write(d / "m.csv", synthetic_frame().assign(label=np.nan)),
+        "label",
+        [],
+        "missing",
+    ),
+    "one class": (lambda d: _write(d / "o.csv", synthetic_frame().assign(label="yes")), "label", [], "one class"),
+    "rare class": (
+        lambda d: _write(d / "r.csv", synthetic_frame().assign(label=["rare"] * 3 + ["a", "b"] * 148 + ["a"])),
+        "label",
+        [],
+        "'rare'",
+    ),
+    "fewer rows than folds": (lambda d: _write(d / "f.csv", synthetic_frame(n=4)), "label", [], "rows"),
+    "duplicate columns": (
+        lambda d: _raw(d / "d.csv", "a,a,y\n1,2,0\n3,4,1\n"),
+        "y",
+        [],
+        "duplicate",
+    ),
+    "metric unfit for task": (
+        lambda d: _write(d / "g.csv", synthetic_frame(task="regression")),
+        "price $",
+        ["--metrics", "roc_auc"],
+        "roc_auc",
+    ),
+    "unknown metric": (lambda d: _write(d / "u.csv", synthetic_frame()), "label", ["--metrics", "f2"], "f2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2_and_leaves_no_run(
+    case: str, tmp_path: Path, runs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make, target, extra, expected = BAD_INPUTS[case]
+    path = make(tmp_path)
+    code, out, err = run_cli(capsys, "run", str(path), "--target", target, "--runs-dir", str(runs_dir), *extra)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tandem: "), err
+    assert expected.lower() in lines[0].lower(), lines[0]
+    assert "Traceback" not in err + out
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())
+
+
+def test_awkward_but_valid_files_work(tmp_path: Path, runs_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """cp1252 bytes, a BOM, spaces and symbols in names, and missing target rows all run."""
+    frame = synthetic_frame(n=200, task="regression")
+    frame["ville"] = np.where(frame["colour"] == "red", "Orléans", "Besançon")
+    frame.loc[:4, "price $"] = np.nan
+    path = tmp_path / "awkward.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + frame.to_csv(index=False).encode("utf-8"))
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(frame.to_csv(index=False).encode("cp1252"))
+    for i, csv in enumerate((path, latin)):
+        code, out, err = run_cli(
+            capsys, "run", str(csv), "--target", "price $", "--max-iters", "1", "--runs-dir", str(runs_dir), "--run-id", f"a{i}"
+        )
+        assert code == 0, err
+        assert "dropped 5 rows" in out
+        summary = json.loads((runs_dir / f"a{i}" / "summary.json").read_text())
+        assert summary["task"]["n_rows"] == 195
+
+
+def test_unknown_run_is_a_one_line_error(runs_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "show", "nope", "--runs-dir", str(runs_dir))
+    assert code == 2 and "no run 'nope'" in err and len(err.strip().splitlines()) == 1
