@@ -12,16 +12,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import joblib
 import pandas as pd
-from langgraph.graph.state import CompiledStateGraph
+from langchain_core.runnables import RunnableConfig
 
-from graph.builder import build_graph
+from graph.builder import TandemGraph, build_graph
 from graph.context import RunContext, default_runs_dir
 from graph.persistence import RunFolder, load_run_config, open_checkpointer, run_folder, save_run_config
 from graph.state import TaskRequest
+from nodes.common import budget_exhausted
 from nodes.setup import load_task, new_run_id
 from tools.data import InputError, read_table
 from tools.spec import parse_spec, referenced_columns
@@ -29,13 +30,13 @@ from tools.spec import parse_spec, referenced_columns
 UpdateHandler = Callable[[str, dict[str, Any]], None]
 
 
-def run_config(run_id: str, context: RunContext) -> dict[str, Any]:
+def run_config(run_id: str, context: RunContext) -> RunnableConfig:
     """LangGraph config for a run: its thread, and a recursion limit the budget can never reach."""
     return {"configurable": {"thread_id": run_id}, "recursion_limit": 6 * context.max_iters + 50}
 
 
 @contextmanager
-def open_run(folder: RunFolder) -> Iterator[CompiledStateGraph]:
+def open_run(folder: RunFolder) -> Iterator[TandemGraph]:
     """The compiled graph bound to the run's own checkpointer (closed on exit)."""
     saver = open_checkpointer(folder)
     try:
@@ -77,12 +78,14 @@ def run_task(
         "task_type": task_type,  # type: ignore[typeddict-item]
     }
     prepared = load_task(dict(request))
-    request["run_id"] = run_id or new_run_id(prepared.target)
-    folder = run_folder(context.runs_dir, request["run_id"])
+    run_id = request["run_id"] = run_id or new_run_id(prepared.target)
+    folder = run_folder(context.runs_dir, run_id)
     if folder.run_json.exists():
-        raise InputError(f"run {request['run_id']!r} already exists in {folder.path.parent}; resume it or pick another --run-id")
+        raise InputError(
+            f"run {request['run_id']!r} already exists in {folder.path.parent}; resume it or pick another --run-id"
+        )
     save_run_config(folder, dict(request), context)
-    return _drive(folder, dict(request), context, on_update)
+    return _drive(folder, request, context, on_update)
 
 
 def resume_run(
@@ -99,11 +102,33 @@ def resume_run(
         context = replace(context, **overrides)
         save_run_config(folder, request, context)
     with open_run(folder) as graph:
-        started = graph.get_state(run_config(folder.run_id, context)).values
-    return _drive(folder, None if started else request, context, on_update)
+        config = run_config(folder.run_id, context)
+        snapshot = graph.get_state(config)
+        if snapshot.values and not snapshot.next:
+            _reopen_if_budget_allows(graph, config, context)
+        started = bool(snapshot.values)
+    return _drive(folder, None if started else cast(TaskRequest, request), context, on_update)
 
 
-def _drive(folder: RunFolder, graph_input: dict[str, Any] | None, context: RunContext, on_update: UpdateHandler | None) -> dict[str, Any]:
+def _reopen_if_budget_allows(graph: TandemGraph, config: RunnableConfig, context: RunContext) -> None:
+    """A run delivered because a budget ran out continues when the budget has been raised.
+
+    This forks from the last checkpoint before delivery: the reward node's verdict is replayed
+    with the budget no longer spent, so routing goes back to the Scientist. A run the Scientist
+    chose to deliver stays delivered.
+    """
+    for snapshot in graph.get_state_history(config):
+        if snapshot.next == ("deliver",):
+            if (snapshot.values.get("proposal") or {}).get("action") == "deliver":
+                return
+            if budget_exhausted(snapshot.values, context) is None:  # type: ignore[arg-type]
+                graph.update_state(snapshot.config, {"stop_reason": None}, as_node="reward")
+            return
+
+
+def _drive(
+    folder: RunFolder, graph_input: TaskRequest | None, context: RunContext, on_update: UpdateHandler | None
+) -> dict[str, Any]:
     context = replace(context, runs_dir=str(folder.path.parent))
     config = run_config(folder.run_id, context)
     with open_run(folder) as graph:

@@ -22,8 +22,10 @@ from nodes.scientist import scientist
 from nodes.setup import setup
 from nodes.verifier import verifier
 
+TandemGraph = CompiledStateGraph[TandemState, RunContext, TaskRequest, TandemState]
 
-def build_graph(checkpointer: Any = None) -> CompiledStateGraph:
+
+def build_graph(checkpointer: Any = None) -> TandemGraph:
     """The compiled tandem graph; pass a checkpointer to make runs resumable."""
     builder = StateGraph(TandemState, context_schema=RunContext, input_schema=TaskRequest)
     builder.add_node("setup", setup)

@@ -23,9 +23,15 @@ EXIT_INTERRUPTED = 130
 
 def _add_budget_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     d = RunContext() if defaults else None
-    parser.add_argument("--max-iters", type=int, default=d.max_iters if d else None, help="experiments after the baseline")
-    parser.add_argument("--time-budget", type=float, default=d.time_budget if d else None, help="working seconds for the search")
-    parser.add_argument("--token-budget", type=int, default=d.token_budget if d else None, help="total tokens of both agents")
+    parser.add_argument(
+        "--max-iters", type=int, default=d.max_iters if d else None, help="experiments after the baseline"
+    )
+    parser.add_argument(
+        "--time-budget", type=float, default=d.time_budget if d else None, help="working seconds for the search"
+    )
+    parser.add_argument(
+        "--token-budget", type=int, default=d.token_budget if d else None, help="total tokens of both agents"
+    )
     parser.add_argument(
         "--candidate-time-limit",
         type=float,
@@ -102,9 +108,17 @@ class Progress:
         if node == "reward":
             (record,) = update["ledger"]
             metric = self.metric or next(iter(record["cv"]), "")
-            score = f"CV {metric} {record['primary']:.4f}" if record["primary"] is not None else f"{record['status']}: {record['error']}"
+            score = (
+                f"CV {metric} {record['primary']:.4f}"
+                if record["primary"] is not None
+                else f"{record['status']}: {record['error']}"
+            )
             flag = " *significant*" if record["significant"] else ""
-            best = " -> new incumbent" if record["incumbent_after"] == record["id"] else f" (incumbent #{record['incumbent_after']})"
+            best = (
+                " -> new incumbent"
+                if record["incumbent_after"] == record["id"]
+                else f" (incumbent #{record['incumbent_after']})"
+            )
             rewards = record["rewards"]
             return (
                 f"[#{record['id']} {record['move'] or ''}] {record['proposal'][:100]}\n"
@@ -183,7 +197,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     print(f"{'run id':40} {'status':10} {'target':20} {'metric':10} {'best CV':>9} {'holdout':>9}")
     for r in rows:
         print(
-            f"{r['run_id']:40} {r['status']:10} {str(r['target'])[:20]:20} {str(r['primary_metric'] or ''):10} "
+            f"{r['run_id']:40} {r['status']:10} {str(r['target'])[:20]:20} {r['primary_metric'] or ''!s:10} "
             f"{_num(r['best_cv']):>9} {_num(r['best_holdout']):>9}"
         )
     return 0
@@ -197,13 +211,15 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
         return 0
     task, metric = summary["task"], summary["task"]["primary_metric"]
-    print(f"run {summary['run_id']}: {summary['status']} after {summary['iterations']} experiments ({summary['stop_reason']})")
-    print(f"task: {task['task_type']} on {task['target']!r}, metrics {', '.join(task['metrics'])} (primary {metric})")
-    print(f"{'':12}{'baseline':>12}{'delivered':>12}")
-    for m in task["metrics"]:
-        print(f"{'CV ' + m:<24}"[:12] + f"{_num(summary['baseline']['cv'].get(m)):>12}{_num(summary['best']['cv'].get(m)):>12}")
-        print(f"{'hold ' + m:<24}"[:12] + f"{_num(summary['baseline']['holdout'].get(m)):>12}{_num(summary['best']['holdout'].get(m)):>12}")
-    print(f"delivered: #{summary['best']['experiment_id']} {summary['best']['proposal']}")
+    base, best = summary["baseline"], summary["best"]
+    print(f"run {summary['run_id']}: {summary['status']} after {summary['iterations']} experiments")
+    print(f"stopped: {summary['stop_reason']}")
+    print(f"task: {task['task_type']} on {task['target']!r}, primary metric {metric}")
+    print(f"{'':22}{'baseline #0':>14}{'delivered #' + str(best['experiment_id']):>14}")
+    for part in ("cv", "holdout"):
+        for m in task["metrics"]:
+            print(f"{part + ' ' + m:22}{_num(base[part].get(m)):>14}{_num(best[part].get(m)):>14}")
+    print(f"delivered: {best['proposal']}")
     print(f"rewards: {summary['rewards']}; tokens: {summary['tokens']}")
     print(f"report: {summary['artifacts']['report']}")
     return 0

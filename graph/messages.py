@@ -87,7 +87,9 @@ class SetPreprocessing(_Change):
     def apply(self, spec: PipelineSpec, resolve: SpecResolver) -> PipelineSpec:
         unknown = set(self.settings) - set(Preprocessing.model_fields)
         if unknown:
-            raise SpecError(f"unknown preprocessing options {sorted(unknown)}; known: {sorted(Preprocessing.model_fields)}")
+            raise SpecError(
+                f"unknown preprocessing options {sorted(unknown)}; known: {sorted(Preprocessing.model_fields)}"
+            )
         merged = Preprocessing.model_validate({**spec.preprocessing.model_dump(), **self.settings})
         return _rebuild(spec, preprocessing=merged)
 

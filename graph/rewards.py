@@ -27,7 +27,9 @@ class Comparison:
     significant: bool
 
 
-def compare(metric: str, candidate_folds: list[float], incumbent_folds: list[float], config: RewardConfig) -> Comparison:
+def compare(
+    metric: str, candidate_folds: list[float], incumbent_folds: list[float], config: RewardConfig
+) -> Comparison:
     """Paired comparison over folds: significant when mean gain > `min_gain` and t >= `significance_t`.
 
     t = mean(d) / (std(d, ddof=1) / sqrt(K)), d_k the per-fold gain; identical folds give t = 0,
@@ -92,7 +94,9 @@ def scientist_reward(
     parts = {
         "invalid": 0.0 if proposal_valid else -config.failure_penalty,
         "gain": comparison.gain if faithful and comparison and comparison.significant else 0.0,
-        "insignificant": -config.insignificant_penalty if faithful and comparison and not comparison.significant else 0.0,
+        "insignificant": -config.insignificant_penalty
+        if faithful and comparison and not comparison.significant
+        else 0.0,
         "tokens": -config.token_cost * tokens,
     }
     return _event(experiment_id, "scientist", parts)

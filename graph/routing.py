@@ -1,14 +1,13 @@
-"""Where the loop goes next. Budgets are enforced here, so no run can outlive them."""
+"""Where the loop goes next: pure functions of the state, so forks and Studio route the same way.
+
+Budgets are enforced through `stop_reason`, which the reward node sets when a budget is spent.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from langgraph.runtime import Runtime
-
-from graph.context import RunContext, context_of
 from graph.state import TandemState
-from nodes.common import budget_exhausted
 
 
 def after_scientist(state: TandemState) -> Literal["executor", "deliver"]:
@@ -16,6 +15,6 @@ def after_scientist(state: TandemState) -> Literal["executor", "deliver"]:
     return "deliver" if (state.get("proposal") or {}).get("action") == "deliver" else "executor"
 
 
-def after_reward(state: TandemState, runtime: Runtime[RunContext]) -> Literal["scientist", "deliver"]:
-    """Back to the Scientist unless a budget (iterations, seconds, tokens) is spent."""
-    return "deliver" if budget_exhausted(state, context_of(runtime)) else "scientist"
+def after_reward(state: TandemState) -> Literal["scientist", "deliver"]:
+    """Back to the Scientist unless the reward node found a budget (iterations, seconds, tokens) spent."""
+    return "deliver" if state.get("stop_reason") else "scientist"

@@ -9,8 +9,8 @@ from typing import Any
 
 from graph.context import RunContext
 from graph.persistence import RunFolder
-from graph.state import TandemState
 from graph.rewards import token_count
+from graph.state import TandemState
 from tools.spec import EnsembleSpec, PipelineSpec, parse_spec
 
 NodeFn = Callable[..., dict[str, Any]]

@@ -14,10 +14,10 @@ from typing import Any
 import joblib
 from langgraph.runtime import Runtime
 
-from graph.context import RunContext, context_of
+from graph.context import RunContext
 from graph.persistence import RunFolder, dev_data, holdout_data, problem_of, write_json, write_jsonl
 from graph.state import ExperimentRecord, TandemState
-from nodes.common import budget_exhausted, folder_of
+from nodes.common import folder_of
 from tools.report import write_report
 from tools.spec import parse_spec
 from tools.training import fit_final, score_holdout
@@ -43,7 +43,9 @@ def _experiment_summary(record: ExperimentRecord, holdout: dict[str, float]) -> 
     }
 
 
-def build_summary(state: TandemState, folder: RunFolder, holdout: dict[int, dict[str, float]], stop_reason: str) -> dict[str, Any]:
+def build_summary(
+    state: TandemState, folder: RunFolder, holdout: dict[int, dict[str, float]], stop_reason: str
+) -> dict[str, Any]:
     """The run's summary.json: the contract `tandem show`, the benchmark and users rely on."""
     ledger, task = state["ledger"], state["task"]
     totals: dict[str, float] = defaultdict(float)
@@ -81,7 +83,10 @@ def build_summary(state: TandemState, folder: RunFolder, holdout: dict[int, dict
         "best": _experiment_summary(best, holdout[best["id"]]),
         "rewards": {agent: round(totals.get(agent, 0.0), 6) for agent in ("scientist", "executor")},
         "reward_parts": {agent: {k: round(v, 6) for k, v in p.items()} for agent, p in parts.items()},
-        "tokens": {agent: dict(state.get("tokens", {}).get(agent, {"input": 0, "output": 0})) for agent in ("scientist", "executor")},
+        "tokens": {
+            agent: dict(state.get("tokens", {}).get(agent, {"input": 0, "output": 0}))
+            for agent in ("scientist", "executor")
+        },
         "artifacts": {
             "model": str(folder.model),
             "summary": str(folder.summary),
@@ -96,9 +101,8 @@ def build_summary(state: TandemState, folder: RunFolder, holdout: dict[int, dict
 
 def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Refit, score the holdout, save the model and write summary, ledger and report."""
-    context = context_of(runtime)
     folder = folder_of(state)
-    stop_reason = state.get("stop_reason") or budget_exhausted(state, context) or "delivered"
+    stop_reason = state.get("stop_reason") or "delivered"
     ledger = state["ledger"]
     best = ledger[state["incumbent"]]
     model, best_holdout = _fit_and_score(best, state)

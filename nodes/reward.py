@@ -16,7 +16,7 @@ from graph.messages import Proposal
 from graph.persistence import write_jsonl
 from graph.rewards import compare, executor_reward, scientist_reward, token_count
 from graph.state import ExperimentRecord, TandemState, TokenUsage
-from nodes.common import folder_of, timed
+from nodes.common import budget_exhausted, folder_of, timed
 
 NO_TOKENS = TokenUsage(input=0, output=0)
 
@@ -34,7 +34,11 @@ def reward(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     experiment_id = len(ledger)
     incumbent = ledger[state["incumbent"]]
     ok = evaluation.get("status") == "ok"
-    comparison = compare(metric, evaluation["fold_scores"][metric], incumbent["fold_scores"][metric], context.rewards) if ok else None
+    comparison = (
+        compare(metric, evaluation["fold_scores"][metric], incumbent["fold_scores"][metric], context.rewards)
+        if ok
+        else None
+    )
     step_tokens = state.get("step_tokens", {})
     common = {
         "fidelity": float(verification.get("fidelity", 0.0)),
@@ -78,9 +82,11 @@ def reward(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     folder = folder_of(state)
     write_jsonl(folder.experiments, [*ledger, record])
     write_jsonl(folder.rewards, [*state.get("reward_events", []), *events])
+    spent = {**state, "iteration": record["iteration"]}
     return {
         "ledger": [record],
         "reward_events": events,
         "incumbent": new_incumbent,
         "iteration": record["iteration"],
+        "stop_reason": budget_exhausted(spent, context),  # type: ignore[arg-type]
     }

@@ -16,7 +16,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext, context_of
 from graph.persistence import run_folder, write_json
-from graph.state import ExperimentRecord, TaskInfo, TandemState
+from graph.state import ExperimentRecord, TandemState, TaskInfo
 from nodes.common import timed
 from nodes.evaluator import evaluate_candidate
 from tools.data import InputError, PreparedTask, prepare_task, read_table, sha256_file
@@ -65,14 +65,17 @@ def baseline_spec(profile: DatasetProfile, task_type: str) -> PipelineSpec:
     categorical = tuple(
         c.name
         for c in usable
-        if (c.kind == "categorical" and c.n_unique <= LOW_CARDINALITY) or (c.kind == "boolean" and not _is_number(c.dtype))
+        if (c.kind == "categorical" and c.n_unique <= LOW_CARDINALITY)
+        or (c.kind == "boolean" and not _is_number(c.dtype))
     )
     if not numeric and not categorical:
         high = tuple(c.name for c in usable if c.kind == "categorical")
         if not high:
             raise InputError("no usable feature columns: every column is an ID, text, constant or a copy of the target")
         return PipelineSpec(columns=Columns(high_cardinality=high), model=ModelSpec(family=_linear(task_type)))
-    return PipelineSpec(columns=Columns(numeric=numeric, categorical=categorical), model=ModelSpec(family=_linear(task_type)))
+    return PipelineSpec(
+        columns=Columns(numeric=numeric, categorical=categorical), model=ModelSpec(family=_linear(task_type))
+    )
 
 
 def _linear(task_type: str) -> str:
@@ -99,7 +102,7 @@ def setup(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         holdout=float(state.get("holdout") or 0.2),
         folds=int(state.get("folds") or 5),
         seed=seed,
-        external_holdout=str(Path(state["holdout_csv"]).resolve()) if state.get("holdout_csv") else None,
+        external_holdout=str(Path(holdout_csv).resolve()) if (holdout_csv := state.get("holdout_csv")) else None,
     )
     split.save(folder.split)
     write_json(folder.holdout_rows, {"source": split.holdout_source, "rows": list(split.holdout_rows)})

@@ -77,11 +77,11 @@ def verify(
     before, want, got = aspects(base), aspects(expected), aspects(actual)
     requested = {k for k in want.keys() | before.keys() if want.get(k) != before.get(k)}
     changed = {k for k in got.keys() | before.keys() if got.get(k) != before.get(k)}
-    issues = [f"asked {k} = {want.get(k)!r}, got {got.get(k)!r}" for k in sorted(requested) if got.get(k) != want.get(k)]
+    issues = [
+        f"asked {k} = {want.get(k)!r}, got {got.get(k)!r}" for k in sorted(requested) if got.get(k) != want.get(k)
+    ]
     excused = set(implementation.repaired_aspects)
-    unasked = sorted(
-        k for k in changed - requested if not (k in excused and k.startswith(REPAIRABLE))
-    )
+    unasked = sorted(k for k in changed - requested if not (k in excused and k.startswith(REPAIRABLE)))
     issues += [f"unrequested change {k}: {before.get(k)!r} -> {got.get(k)!r}" for k in unasked]
     done = len(requested) - sum(1 for k in requested if got.get(k) != want.get(k))
     denominator = len(requested) + len(unasked)
@@ -97,7 +97,9 @@ def _params_held(spec: PipelineSpec | EnsembleSpec, fitted: dict[str, Any] | Non
     for name, value in spec.model.params.items():
         actual = fitted.get(name)
         same = actual == value or (
-            isinstance(actual, int | float) and isinstance(value, int | float) and math.isclose(actual, value, rel_tol=1e-9)
+            isinstance(actual, int | float)
+            and isinstance(value, int | float)
+            and math.isclose(actual, value, rel_tol=1e-9)
         )
         held += same
         if not same:
@@ -118,5 +120,7 @@ def verifier(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]
         return {"verification": {"fidelity": 1.0, "proposal_valid": False, "issues": [str(exc)], "requested": 0}}
     fitted = (state.get("evaluation") or {}).get("fitted_params")
     columns = [c["name"] for c in state["profile"]["columns"]]
-    verdict = verify(base, proposal, implementation, fitted, resolve, columns=columns, task_type=state["task"]["task_type"])
+    verdict = verify(
+        base, proposal, implementation, fitted, resolve, columns=columns, task_type=state["task"]["task_type"]
+    )
     return {"verification": verdict}

@@ -24,10 +24,24 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
 def titanic_run(tmp_path_factory: pytest.TempPathFactory, titanic: Path) -> Path:
     """One short real run shared by the artifact tests."""
     runs = tmp_path_factory.mktemp("runs")
-    code = main([
-        "run", str(titanic), "--target", "Survived", "--max-iters", "4", "--runs-dir", str(runs), "--run-id", "t1",
-        "--metrics", "f1,roc_auc,accuracy", "--primary", "f1",
-    ])
+    code = main(
+        [
+            "run",
+            str(titanic),
+            "--target",
+            "Survived",
+            "--max-iters",
+            "4",
+            "--runs-dir",
+            str(runs),
+            "--run-id",
+            "t1",
+            "--metrics",
+            "f1,roc_auc,accuracy",
+            "--primary",
+            "f1",
+        ]
+    )
     assert code == 0
     return runs / "t1"
 
@@ -71,7 +85,9 @@ def test_model_file_loads_in_plain_python_and_predict_command_matches(
     frame = pd.read_csv(titanic)
     direct = model.predict(frame.drop(columns=["Survived"]))
     out = tmp_path / "pred.csv"
-    code, stdout, _ = run_cli(capsys, "predict", "t1", str(titanic), "-o", str(out), "--runs-dir", str(titanic_run.parent))
+    code, stdout, _ = run_cli(
+        capsys, "predict", "t1", str(titanic), "-o", str(out), "--runs-dir", str(titanic_run.parent)
+    )
     assert code == 0 and "891 predictions" in stdout
     predictions = pd.read_csv(out)
     assert list(predictions.columns) == ["prediction", "proba_0", "proba_1"]
@@ -160,7 +176,17 @@ def test_awkward_but_valid_files_work(tmp_path: Path, runs_dir: Path, capsys: py
     latin.write_bytes(frame.to_csv(index=False).encode("cp1252"))
     for i, csv in enumerate((path, latin)):
         code, out, err = run_cli(
-            capsys, "run", str(csv), "--target", "price $", "--max-iters", "1", "--runs-dir", str(runs_dir), "--run-id", f"a{i}"
+            capsys,
+            "run",
+            str(csv),
+            "--target",
+            "price $",
+            "--max-iters",
+            "1",
+            "--runs-dir",
+            str(runs_dir),
+            "--run-id",
+            f"a{i}",
         )
         assert code == 0, err
         assert "dropped 5 rows" in out

@@ -250,9 +250,7 @@ def test_fewer_rows_than_folds() -> None:
 
 def test_forced_regression_on_text_target() -> None:
     df = frame(40, y=["a", "b"] * 20)
-    raises_one_line(
-        lambda: prepare_task(df, "y", task_type="regression"), "regression needs a numeric target", "'a'"
-    )
+    raises_one_line(lambda: prepare_task(df, "y", task_type="regression"), "regression needs a numeric target", "'a'")
 
 
 def test_one_class_only() -> None:
@@ -322,16 +320,12 @@ def test_unknown_task_type() -> None:
 def test_holdout_frame_missing_columns() -> None:
     df = titanic_like()
     other = df.drop(columns=["x2", "Age"])
-    raises_one_line(
-        lambda: prepare_task(df, "Survived", holdout_frame=other), "holdout file lacks", "'x2'", "'Age'"
-    )
+    raises_one_line(lambda: prepare_task(df, "Survived", holdout_frame=other), "holdout file lacks", "'x2'", "'Age'")
 
 
 def test_holdout_frame_without_target() -> None:
     df = titanic_like()
-    raises_one_line(
-        lambda: prepare_task(df, "Survived", holdout_frame=df.drop(columns=["Survived"])), "'Survived'"
-    )
+    raises_one_line(lambda: prepare_task(df, "Survived", holdout_frame=df.drop(columns=["Survived"])), "'Survived'")
 
 
 def test_holdout_frame_unseen_labels() -> None:

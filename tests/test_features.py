@@ -188,9 +188,7 @@ def test_date_parts_falls_back_to_mixed_formats() -> None:
 
 def test_date_parts_of_a_datetime_column() -> None:
     fit = pd.DataFrame({"d": pd.to_datetime(pd.Series(["2024-02-29", None]))})
-    assert_allclose(
-        _added((DatePartsOp(column="d"),), fit).to_numpy(), [[2024.0, 2, 3, 60], [NAN, NAN, NAN, NAN]]
-    )
+    assert_allclose(_added((DatePartsOp(column="d"),), fit).to_numpy(), [[2024.0, 2, 3, 60], [NAN, NAN, NAN, NAN]])
 
 
 def test_group_mean_is_learnt_on_fit_rows_with_global_mean_for_unseen_and_missing_groups() -> None:
@@ -203,9 +201,7 @@ def test_group_mean_is_learnt_on_fit_rows_with_global_mean_for_unseen_and_missin
 def test_group_statistics_other_than_mean() -> None:
     fit = pd.DataFrame({"g": [1, 1, 1, 2, 2], "v": [1.0, 2.0, 6.0, 4.0, NAN]})
     apply = pd.DataFrame({"g": [1, 2, 3], "v": [0.0, 0.0, 0.0]})
-    ops = tuple(
-        GroupAggregateOp(group_by="g", column="v", agg=agg) for agg in ("median", "max", "count", "std")
-    )
+    ops = tuple(GroupAggregateOp(group_by="g", column="v", agg=agg) for agg in ("median", "max", "count", "std"))
     out = _added(ops, fit, apply)
     assert_allclose(out["median__v__by__g"], [2.0, 4.0, 3.0])
     assert_allclose(out["max__v__by__g"], [6.0, 4.0, 6.0])
@@ -237,9 +233,7 @@ def test_numeric_ops_coerce_text_columns() -> None:
 
 
 def test_plain_dict_operations_are_validated_in_fit(frame: pd.DataFrame) -> None:
-    fe = FeatureEngineer(
-        ({"op": "ratio", "numerator": "a", "denominator": "b"}, {"op": "log", "columns": ["b"]})
-    )
+    fe = FeatureEngineer(({"op": "ratio", "numerator": "a", "denominator": "b"}, {"op": "log", "columns": ["b"]}))
     assert list(fe.fit(frame).transform(frame).columns[-2:]) == ["ratio__a__b", "log__b"]
     with pytest.raises(ValidationError):
         FeatureEngineer(({"op": "binning", "column": "a", "n_bins": 1},)).fit(frame)

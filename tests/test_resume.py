@@ -34,9 +34,25 @@ def reference(tmp_path_factory: pytest.TempPathFactory, titanic: Path) -> list[t
 
 def start(titanic: Path, runs: Path, run_id: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "graph.cli", "run", str(titanic), "--target", "Survived",
-         "--max-iters", str(ITERS), "--runs-dir", str(runs), "--run-id", run_id],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "graph.cli",
+            "run",
+            str(titanic),
+            "--target",
+            "Survived",
+            "--max-iters",
+            str(ITERS),
+            "--runs-dir",
+            str(runs),
+            "--run-id",
+            run_id,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -54,7 +70,9 @@ def lines_in(path: Path) -> int:
 
 KILL_POINTS: dict[str, Callable[[Path], bool]] = {
     "during setup": lambda run: (run / "run.json").exists(),
-    "during training": lambda run: lines_in(run / "experiments.jsonl") >= 2 and len(list((run / "cache").glob("*.json"))) >= 2,
+    "during training": lambda run: (
+        lines_in(run / "experiments.jsonl") >= 2 and len(list((run / "cache").glob("*.json"))) >= 2
+    ),
     "between nodes": lambda run: lines_in(run / "experiments.jsonl") >= 3,
     "during delivery": lambda run: (run / "model.joblib").exists() or (run / "model.tmp").exists(),
 }
@@ -102,3 +120,14 @@ def test_resume_can_raise_the_iteration_budget(titanic: Path, tmp_path: Path) ->
     summary = resume_run("b", runs_dir=runs, max_iters=ITERS + 2)
     assert summary["iterations"] == ITERS + 2 or "Scientist delivered" in summary["stop_reason"]
     assert json.loads((runs / "b" / "run.json").read_text())["context"]["max_iters"] == ITERS + 2
+
+
+def test_a_run_stopped_by_its_budget_continues_when_the_budget_is_raised(penguins: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    first = run_task(penguins, "species", run_id="p", context=RunContext(runs_dir=str(runs), max_iters=2))
+    assert first["iterations"] == 2 and "iteration budget" in first["stop_reason"]
+    again = resume_run("p", runs_dir=runs, max_iters=4)
+    assert again["iterations"] == 4 or "Scientist delivered" in again["stop_reason"]
+    ids = [json.loads(line)["id"] for line in (runs / "p" / "experiments.jsonl").read_text().splitlines()]
+    assert ids == list(range(again["iterations"] + 1))  # continued, nothing duplicated
+    assert resume_run("p", runs_dir=runs)["iterations"] == again["iterations"]  # nothing left to do

@@ -178,7 +178,9 @@ def _preprocessor(spec: PipelineSpec, task_type: str, seed: int) -> ColumnTransf
         parts.append(("categorical", _categorical(cat, prep.categorical_encoder, spec, task_type, seed), list(cat)))
     if spec.columns.high_cardinality:
         high = tuple(spec.columns.high_cardinality)
-        parts.append(("high_card", _categorical(high, prep.high_cardinality_encoder, spec, task_type, seed), list(high)))
+        parts.append(
+            ("high_card", _categorical(high, prep.high_cardinality_encoder, spec, task_type, seed), list(high))
+        )
     if not parts:
         raise ValueError("the spec uses no columns: list at least one numeric or categorical column")
     return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
@@ -186,13 +188,13 @@ def _preprocessor(spec: PipelineSpec, task_type: str, seed: int) -> ColumnTransf
 
 def threshold_scorer(primary: str, pos_label: Any) -> Any:
     """The score a tuned decision threshold maximises: the primary metric when it depends on the
-    threshold, balanced accuracy otherwise (recall alone would push the threshold to zero)."""
+    threshold, balanced accuracy otherwise (recall or precision alone would push the threshold to
+    an extreme)."""
     from sklearn import metrics as skm
 
     match primary:
-        case "f1" | "precision":
-            fn = skm.f1_score if primary == "f1" else skm.precision_score
-            return make_scorer(fn, pos_label=pos_label, zero_division=0)
+        case "f1":
+            return make_scorer(skm.f1_score, pos_label=pos_label, zero_division=0)
         case "f1_macro":
             # pos_label=None: f1_score's default pos_label=1 would break string or {0, 2} labels
             return make_scorer(skm.f1_score, average="macro", zero_division=0, pos_label=None)
@@ -301,4 +303,4 @@ def predict(model: Any, X: pd.DataFrame, task_type: str, classes: tuple[Any, ...
     return Predictions(y_pred=y_pred, proba=proba, classes=classes, pos_label=pos_label)
 
 
-__all__ = ["METRICS", "build_pipeline", "fitted_params", "final_estimator", "predict", "threshold_scorer"]
+__all__ = ["METRICS", "build_pipeline", "final_estimator", "fitted_params", "predict", "threshold_scorer"]

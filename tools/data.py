@@ -130,9 +130,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     df = _parse(p, compression, delimiter, decimal, encodings)
 
     df.columns = _clean_names([str(c) for c in df.columns])
-    blank = [
-        c for c, raw in zip(df.columns, _padded(header, len(df.columns)), strict=True) if not raw.strip()
-    ]
+    blank = [c for c, raw in zip(df.columns, _padded(header, len(df.columns)), strict=True) if not raw.strip()]
     empty_blank = [c for c in blank if c.startswith("Unnamed: ") and df[c].isna().all()]
     if empty_blank:  # a trailing delimiter in the header makes an empty, nameless column: drop it
         df = df.drop(columns=empty_blank)
@@ -176,9 +174,7 @@ def _check_zip(p: Path) -> Compression:
         raise InputError(f"{p} is an Excel/Office workbook, not a CSV; save the sheet as CSV and pass that")
     if len(names) != 1:
         listed = ", ".join(repr(n) for n in names[:3]) + (", …" if len(names) > 3 else "")
-        raise InputError(
-            f"{p} is a ZIP archive with {len(names)} files ({listed}); unzip it and pass one CSV"
-        )
+        raise InputError(f"{p} is a ZIP archive with {len(names)} files ({listed}); unzip it and pass one CSV")
     return "zip"
 
 
@@ -214,9 +210,7 @@ def _read_head(p: Path, compression: Compression | None) -> tuple[bytes, bool]:
                 head = fh.read(_HEAD_BYTES + 1)
     except _DECOMPRESS_ERRORS as exc:
         what = compression or "file"
-        raise InputError(
-            f"{p} is not a readable CSV: the {what} data is damaged or truncated ({exc})"
-        ) from None
+        raise InputError(f"{p} is not a readable CSV: the {what} data is damaged or truncated ({exc})") from None
     truncated = len(head) > _HEAD_BYTES
     head = head[:_HEAD_BYTES]
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -350,9 +344,7 @@ def _parse(
                 continue
             raise InputError(f"{p} is not a readable CSV: its text encoding is not recognised") from None
         except pd.errors.EmptyDataError:
-            raise InputError(
-                f"{p} is empty (no column names); export the data again with a header row"
-            ) from None
+            raise InputError(f"{p} is empty (no column names); export the data again with a header row") from None
         except pd.errors.ParserError as exc:
             raise InputError(f"{p} is not a readable CSV: {_parser_reason(str(exc))}") from None
         except _DECOMPRESS_ERRORS as exc:
@@ -432,9 +424,7 @@ def positive_class(y: pd.Series) -> Any:
     """
     counts = y.dropna().value_counts()
     if len(counts) != 2:
-        raise InputError(
-            f"a positive class needs a binary target; {_name(y.name)} has {len(counts)} distinct values"
-        )
+        raise InputError(f"a positive class needs a binary target; {_name(y.name)} has {len(counts)} distinct values")
     fewest = counts.min()
     tied = [_plain(label) for label, count in counts.items() if count == fewest]
     return _sorted_labels(tied)[-1]
@@ -511,16 +501,10 @@ def prepare_task(
         if chosen == "binary":
             pos = positive_class(y)
             share = float((y == pos).mean())
-            why = (
-                "the classes are balanced, so the larger label"
-                if share == 0.5
-                else f"the minority, {share:.0%}"
-            )
+            why = "the classes are balanced, so the larger label" if share == 0.5 else f"the minority, {share:.0%}"
             notes.append(f"positive class for precision/recall/F1 is {pos!r} ({why})")
     numeric = ptypes.is_numeric_dtype(y.dtype) and not ptypes.is_bool_dtype(y.dtype)
-    ambiguous = (
-        numeric and 2 < y.nunique() <= _MAX_MULTICLASS_VALUES and _integer_valued(y.to_numpy(dtype=float))
-    )
+    ambiguous = numeric and 2 < y.nunique() <= _MAX_MULTICLASS_VALUES and _integer_valued(y.to_numpy(dtype=float))
     if task_type is None and ambiguous:  # a few integer codes could be classes or counts: say which we chose
         other = "regression" if inferred == "multiclass" else "multiclass"
         notes.append(
@@ -556,8 +540,7 @@ def _check_folds_and_holdout(folds: int, holdout: float, has_holdout_frame: bool
         return
     if isinstance(holdout, bool) or not isinstance(holdout, int | float) or not 0.0 < holdout <= 0.9:
         raise InputError(
-            f"holdout must lie in (0, 0.9] (the share of rows kept aside for the final check), "
-            f"got {holdout!r}"
+            f"holdout must lie in (0, 0.9] (the share of rows kept aside for the final check), got {holdout!r}"
         )
 
 
@@ -581,9 +564,7 @@ def _not_found(target: str, names: list[str]) -> str:
     close += [n for n in difflib.get_close_matches(target, names, n=3, cutoff=0.6) if n not in close]
     by_case = {n.casefold(): n for n in names}
     close += [
-        by_case[m]
-        for m in difflib.get_close_matches(folded, list(by_case), n=3, cutoff=0.6)
-        if by_case[m] not in close
+        by_case[m] for m in difflib.get_close_matches(folded, list(by_case), n=3, cutoff=0.6) if by_case[m] not in close
     ]
     message = f"target column {target!r} not found; "
     if close:
@@ -628,17 +609,13 @@ def _check_regression_target(y: pd.Series, target: str, *, forced: bool) -> None
     if ptypes.is_bool_dtype(y.dtype) or not ptypes.is_numeric_dtype(y.dtype):
         examples = _listed(_sorted_labels([_plain(v) for v in y.unique()[:3]]))
         hint = "; pick a classification task type" if forced else ""
-        raise InputError(
-            f"regression needs a numeric target, but {target!r} holds values such as {examples}{hint}"
-        )
+        raise InputError(f"regression needs a numeric target, but {target!r} holds values such as {examples}{hint}")
     infinite = int(np.isinf(y.to_numpy(dtype=float)).sum())
     if infinite:
         raise InputError(f"target column {target!r} has {infinite} infinite values; fix or remove those rows")
 
 
-def _check_classes(
-    y: pd.Series, target: str, task_type: str, folds: int, split: float, n_rows: int
-) -> tuple[Any, ...]:
+def _check_classes(y: pd.Series, target: str, task_type: str, folds: int, split: float, n_rows: int) -> tuple[Any, ...]:
     """Every class must reach every fold of the development part and both sides of the split."""
     counts = y.value_counts()
     classes = tuple(_sorted_labels([_plain(c) for c in counts.index]))
@@ -653,9 +630,7 @@ def _check_classes(
             f"({_listed(classes)}); use 'multiclass'"
         )
     if task_type == "multiclass" and len(classes) == 2:
-        raise InputError(
-            f"task type 'multiclass' needs 3 or more classes, but {target!r} has 2; use 'binary'"
-        )
+        raise InputError(f"task type 'multiclass' needs 3 or more classes, but {target!r} has 2; use 'binary'")
     need = max(2 if split else 1, math.ceil(folds / (1.0 - split) - 1e-9))
     rare = [(_plain(c), int(k)) for c, k in counts.items() if k * (1.0 - split) + 1e-9 < folds or k < need]
     if rare and len(classes) > 0.5 * n_rows:  # not labels at all: say so rather than list a thousand classes
@@ -684,9 +659,7 @@ def _check_classes(
     return classes
 
 
-def _resolve(
-    metrics: Sequence[str] | str | None, primary: str | None, task_type: str
-) -> tuple[tuple[str, ...], str]:
+def _resolve(metrics: Sequence[str] | str | None, primary: str | None, task_type: str) -> tuple[tuple[str, ...], str]:
     names = metrics.split(",") if isinstance(metrics, str) else metrics
     try:
         return resolve_metrics(names, primary, task_type)

@@ -114,7 +114,9 @@ METRICS: dict[str, Metric] = {
         Metric("log_loss", _CLS, False, _log_loss, "cross-entropy of the probabilities", False, True),
         Metric("average_precision", _CLS, True, _average_precision, "area under precision-recall", needs_proba=True),
         Metric("mcc", _CLS, True, lambda y, p: skm.matthews_corrcoef(y, p.y_pred), "Matthews correlation"),
-        Metric("rmse", _REG, False, lambda y, p: skm.root_mean_squared_error(y, p.y_pred), "root mean squared error", False),
+        Metric(
+            "rmse", _REG, False, lambda y, p: skm.root_mean_squared_error(y, p.y_pred), "root mean squared error", False
+        ),
         Metric("mae", _REG, False, lambda y, p: skm.mean_absolute_error(y, p.y_pred), "mean absolute error", False),
         Metric("r2", _REG, True, lambda y, p: skm.r2_score(y, p.y_pred), "coefficient of determination"),
         Metric(
@@ -136,9 +138,7 @@ DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
 }
 
 
-def resolve_metrics(
-    names: Sequence[str] | None, primary: str | None, task_type: str
-) -> tuple[tuple[str, ...], str]:
+def resolve_metrics(names: Sequence[str] | None, primary: str | None, task_type: str) -> tuple[tuple[str, ...], str]:
     """Check the user's metric choice against the task; return (metrics, primary) with primary first.
 
     Defaults follow DESIGN.md: F1 macro for classification, RMSE for regression.

@@ -15,7 +15,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -32,7 +32,7 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def plot_scores(experiments: list[dict[str, Any]], metric: str, greater_is_better: bool, path: Path) -> None:
+def plot_scores(experiments: list[dict[str, Any]], metric: str, path: Path) -> None:
     """CV score per experiment with its fold spread, and the incumbent line."""
     fig, ax = plt.subplots(figsize=(8, 4))
     ok = [e for e in experiments if e["status"] == "ok" and e["cv"].get(metric) is not None]
@@ -46,17 +46,14 @@ def plot_scores(experiments: list[dict[str, Any]], metric: str, greater_is_bette
         capsize=3,
         label="candidate (mean ± fold std)",
     )
-    best: list[float] = []
-    for e in experiments:
-        score = e["cv"].get(metric) if e["status"] == "ok" else None
-        if score is not None and (not best or (score > best[-1]) == greater_is_better and score != best[-1]):
-            best.append(score)
-        else:
-            best.append(best[-1] if best else float("nan"))
+    by_id = {e["id"]: e for e in experiments}
+    best = [by_id[e.get("incumbent_after", e["id"])]["cv"].get(metric) for e in experiments]
     ax.step([e["id"] for e in experiments], best, where="post", color="tab:orange", label="incumbent")
     failed = [e["id"] for e in experiments if e["status"] != "ok"]
     if failed and ok:
-        ax.scatter(failed, [min(e["cv"][metric] for e in ok)] * len(failed), marker="x", color="tab:red", label="failed")
+        ax.scatter(
+            failed, [min(e["cv"][metric] for e in ok)] * len(failed), marker="x", color="tab:red", label="failed"
+        )
     ax.set_xlabel("experiment")
     ax.set_ylabel(f"CV {metric}")
     ax.legend(loc="best", fontsize="small")
@@ -72,7 +69,13 @@ def plot_rewards(events: list[dict[str, Any]], path: Path) -> None:
     for agent, color in (("scientist", "tab:green"), ("executor", "tab:purple")):
         mine = [e for e in events if e["agent"] == agent]
         if mine:
-            ax.plot([e["experiment_id"] for e in mine], list(accumulate(e["total"] for e in mine)), marker=".", color=color, label=agent)
+            ax.plot(
+                [e["experiment_id"] for e in mine],
+                list(accumulate(e["total"] for e in mine)),
+                marker=".",
+                color=color,
+                label=agent,
+            )
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel("experiment")
     ax.set_ylabel("cumulative reward")
@@ -92,7 +95,7 @@ def write_report(run_dir: Path) -> Path:
     events = read_jsonl(run_dir / "rewards.jsonl")
     task = summary["task"]
     metric = task["primary_metric"]
-    plot_scores(experiments, metric, task["greater_is_better"], run_dir / "cv_scores.png")
+    plot_scores(experiments, metric, run_dir / "cv_scores.png")
     plot_rewards(events, run_dir / "rewards.png")
     base, best = summary["baseline"], summary["best"]
     lines = [

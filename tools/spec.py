@@ -369,9 +369,7 @@ class PipelineSpec(_Frozen):
         checked = {}
         for name, value in self.model.params.items():
             if name not in family.params:
-                raise ValueError(
-                    f"family {family.name!r} has no parameter {name!r}; it takes {sorted(family.params)}"
-                )
+                raise ValueError(f"family {family.name!r} has no parameter {name!r}; it takes {sorted(family.params)}")
             checked[name] = family.params[name].check(name, value)
         object.__setattr__(self, "model", ModelSpec(family=self.model.family, params=checked))
         if isinstance(self.threshold, float) and not 0.0 < self.threshold < 1.0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -59,7 +60,12 @@ class Split:
     @classmethod
     def load(cls, path: Path) -> Split:
         data = json.loads(path.read_text())
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        return cls(
+            dev_rows=tuple(data["dev_rows"]),
+            fold_of_dev=tuple(data["fold_of_dev"]),
+            holdout_rows=tuple(data["holdout_rows"]),
+            holdout_source=data["holdout_source"],
+        )
 
 
 def make_split(
@@ -109,11 +115,20 @@ class CandidateResult:
 
 
 def _fit_fold(
-    spec: PipelineSpec | EnsembleSpec, problem: Problem, X: pd.DataFrame, y: pd.Series, train: np.ndarray, val: np.ndarray
+    spec: PipelineSpec | EnsembleSpec,
+    problem: Problem,
+    X: pd.DataFrame,
+    y: pd.Series,
+    train: np.ndarray,
+    val: np.ndarray,
 ) -> tuple[dict[str, float], np.ndarray, dict[str, Any], float]:
     started = time.perf_counter()
     model = build_pipeline(
-        spec, problem.task_type, primary_metric=problem.primary_metric, pos_label=problem.positive_class, seed=problem.seed
+        spec,
+        problem.task_type,
+        primary_metric=problem.primary_metric,
+        pos_label=problem.positive_class,
+        seed=problem.seed,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -160,15 +175,15 @@ def evaluate_spec(
             joblib.delayed(_fit_fold)(spec, problem, X, y, np.flatnonzero(folds != k), np.flatnonzero(folds == k))
             for k in range(n_folds)
         )
-    except TimeoutError:
+    except (TimeoutError, multiprocessing.TimeoutError):  # joblib raises the multiprocessing one
         result = CandidateResult(
-            key, "timeout", fit_seconds=time.perf_counter() - started, error=f"training exceeded {time_limit:.0f} s"
+            key, "timeout", fit_seconds=time.perf_counter() - started, error=f"training exceeded {time_limit:g} s"
         )
     except Exception as exc:  # a spec that does not run is an outcome, not a crash
         result = CandidateResult(key, "failed", fit_seconds=time.perf_counter() - started, error=short_error(exc))
     else:
         result = _collect(key, outputs, folds, problem, time.perf_counter() - started, cache_dir)
-    if cached is not None:
+    if cached is not None and result.status != "timeout":  # a later run may allow more time
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(".tmp")
         tmp.write_text(json.dumps(result.to_dict()))
@@ -216,7 +231,11 @@ def _json_safe(value: Any) -> Any:
 def fit_final(spec: PipelineSpec | EnsembleSpec, X: pd.DataFrame, y: pd.Series, problem: Problem) -> Any:
     """Refit a spec on the whole development part: this is the model a run delivers."""
     model = build_pipeline(
-        spec, problem.task_type, primary_metric=problem.primary_metric, pos_label=problem.positive_class, seed=problem.seed
+        spec,
+        problem.task_type,
+        primary_metric=problem.primary_metric,
+        pos_label=problem.positive_class,
+        seed=problem.seed,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -237,7 +256,16 @@ def load_oof(cache_dir: Path, key: str) -> np.ndarray | None:
     return np.load(path) if path.exists() else None
 
 
-__all__ = ["METRICS", "CandidateResult", "Problem", "Split", "evaluate_spec", "fit_final", "make_split", "score_holdout"]
+__all__ = [
+    "METRICS",
+    "CandidateResult",
+    "Problem",
+    "Split",
+    "evaluate_spec",
+    "fit_final",
+    "make_split",
+    "score_holdout",
+]
 
 
 def dry_run(

@@ -22,13 +22,17 @@ REPAIRS: list[tuple[tuple[str, ...], str, str, Callable[[PipelineSpec], Pipeline
         ("nan", "missing values", "infinity"),
         "preprocessing.numeric_imputer",
         "impute numeric columns with the median: the family rejects missing values",
-        lambda s: s.model_copy(update={"preprocessing": s.preprocessing.model_copy(update={"numeric_imputer": "median"})}),
+        lambda s: s.model_copy(
+            update={"preprocessing": s.preprocessing.model_copy(update={"numeric_imputer": "median"})}
+        ),
     ),
     (
         ("overflow", "power", "lambda"),
         "preprocessing.numeric_transform",
         "drop the numeric power/quantile transform: it failed on these values",
-        lambda s: s.model_copy(update={"preprocessing": s.preprocessing.model_copy(update={"numeric_transform": "none"})}),
+        lambda s: s.model_copy(
+            update={"preprocessing": s.preprocessing.model_copy(update={"numeric_transform": "none"})}
+        ),
     ),
     (
         ("targetencoder", "target_type", "unknown categories"),

@@ -30,6 +30,7 @@ from nodes.agents.base import AgentReply, ScientistView
 from tools.spec import (
     FAMILIES,
     DatePartsOp,
+    FeatureOp,
     GroupAggregateOp,
     LogOp,
     MissingIndicatorOp,
@@ -279,7 +280,7 @@ def _boosting_shape(s: _Situation) -> Iterator[Proposal]:
 def _text_and_dates(s: _Situation) -> Iterator[Proposal]:
     existing = set(s.base.features)
     for name in s.view.profile.of_kind("text"):
-        ops = [TextLengthOp(column=name), TokenCountOp(column=name)]
+        ops: list[FeatureOp] = [TextLengthOp(column=name), TokenCountOp(column=name)]
         if not existing.issuperset(ops):
             yield Proposal(
                 rationale=f"{name!r} is free text: its length and word count are cheap signals.",

@@ -1,0 +1,459 @@
+"""Builder and evaluation protocol: every family runs, wrappers work, folds, cache, failures, time-outs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+from sklearn.compose import TransformedTargetRegressor
+from sklearn.datasets import make_classification, make_regression
+from sklearn.ensemble import StackingClassifier, StackingRegressor, VotingClassifier, VotingRegressor
+from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
+from threadpoolctl import threadpool_limits
+
+from tools import training
+from tools.builder import build_pipeline, final_estimator, fitted_params, predict
+from tools.spec import FAMILIES, PipelineSpec, parse_spec, spec_hash
+from tools.training import Problem, dry_run, evaluate_spec, make_split
+
+NUMERIC = ["a", "b", "c", "d"]
+CATEGORICAL = ["color", "size"]
+
+#: Small settings so every family fits in a fraction of a second.
+FAST_PARAMS = {
+    "random_forest": {"n_estimators": 15},
+    "extra_trees": {"n_estimators": 15},
+    "hist_gradient_boosting": {"max_iter": 15},
+    "lightgbm": {"n_estimators": 15},
+    "knn": {"n_neighbors": 7},
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_openmp_thread():
+    """HistGradientBoosting's OpenMP threads crawl when other processes share the CPUs; one is plenty here."""
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
+def make_frame(task: str, n: int = 240, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
+    """Numeric columns with NaNs plus two string categoricals (one with missing values)."""
+    if task == "regression":
+        X, y = make_regression(n_samples=n, n_features=4, n_informative=3, noise=5.0, random_state=seed)
+        target = pd.Series(y, name="y")
+    else:
+        X, y = make_classification(
+            n_samples=n,
+            n_features=4,
+            n_informative=3,
+            n_redundant=0,
+            n_classes=2 if task == "binary" else 3,
+            random_state=seed,
+        )
+        labels = np.array(["no", "yes"]) if task == "binary" else np.array(["ant", "bee", "cat"])
+        target = pd.Series(labels[y], name="y")
+    frame = pd.DataFrame(X, columns=NUMERIC)
+    rng = np.random.default_rng(seed)
+    frame["color"] = rng.choice(["red", "green", "blue"], n)
+    frame["size"] = rng.choice(np.array(["S", "M", "L", None], dtype=object), n)
+    frame.loc[rng.choice(n, n // 8, replace=False), "a"] = np.nan
+    frame.loc[rng.choice(n, n // 10, replace=False), "c"] = np.nan
+    return frame, target
+
+
+def spec_for(family: str, **overrides) -> PipelineSpec:
+    data = {
+        "columns": {"numeric": NUMERIC, "categorical": CATEGORICAL},
+        "model": {"family": family, "params": FAST_PARAMS.get(family, {})},
+        # heuristic-executor style: impute only for families that reject missing values
+        "preprocessing": {"numeric_imputer": "none" if FAMILIES[family].handles_missing else "median"},
+    }
+    data.update(overrides)
+    spec = parse_spec(data)
+    assert isinstance(spec, PipelineSpec)
+    return spec
+
+
+def classes_of(y: pd.Series, task: str) -> tuple:
+    return tuple(sorted(y.unique())) if task != "regression" else ()
+
+
+def primary_of(task: str) -> str:
+    return "rmse" if task == "regression" else "f1_macro"
+
+
+FAMILY_CASES = [
+    (task, name) for task in ("binary", "multiclass", "regression") for name in FAMILIES if task in FAMILIES[name].tasks
+]
+
+
+# --------------------------------------------------------------------------------------------
+# build_pipeline
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("task", "family"), FAMILY_CASES, ids=[f"{t}-{f}" for t, f in FAMILY_CASES])
+def test_every_family_fits_and_predicts_with_nans_and_strings(task, family):
+    X, y = make_frame(task)
+    classes = classes_of(y, task)
+    pos = "yes" if task == "binary" else None
+    model = build_pipeline(spec_for(family), task, primary_metric=primary_of(task), pos_label=pos, seed=0)
+    model.fit(X.iloc[:180], y.iloc[:180])
+    pred = predict(model, X.iloc[180:], task, classes, pos)
+    assert len(pred.y_pred) == 60
+    assert final_estimator(model).__class__.__name__  # the end of the pipeline is reachable
+    if task == "regression":
+        assert pred.y_pred.dtype == float
+        assert np.isfinite(pred.y_pred).all()
+        assert skm.r2_score(y.iloc[180:], pred.y_pred) > -1.0  # not wildly off
+    else:
+        assert set(pred.y_pred) <= set(classes)
+        assert pred.proba is not None
+        assert pred.proba.shape == (60, len(classes))
+        np.testing.assert_allclose(pred.proba.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_family_without_missing_support_fails_on_nan_without_imputer():
+    X, y = make_frame("binary")
+    spec = spec_for("logistic", preprocessing={"numeric_imputer": "none"})
+    model = build_pipeline(spec, "binary", primary_metric="f1_macro", pos_label="yes")
+    with pytest.raises(ValueError, match="NaN"):
+        model.fit(X, y)
+
+
+def test_spec_with_no_columns_is_rejected_by_builder():
+    spec = parse_spec({"columns": {}, "model": {"family": "logistic"}})
+    with pytest.raises(ValueError, match="no columns"):
+        build_pipeline(spec, "binary", primary_metric="f1_macro", pos_label="yes")
+
+
+def _positive_regression(n: int = 240):
+    X, _ = make_frame("regression", n)
+    rng = np.random.default_rng(1)
+    b = X["b"].to_numpy()
+    y = pd.Series(np.exp(1.0 + 0.8 * b + rng.normal(0, 0.2, n)), name="y")
+    return X, y
+
+
+@pytest.mark.parametrize(
+    ("transform", "forward", "inverse"), [("log", np.log1p, np.expm1), ("sqrt", np.sqrt, np.square)]
+)
+def test_target_transform_fits_the_inner_model_on_the_transformed_target(transform, forward, inverse):
+    X, y = _positive_regression()
+    spec = spec_for("ridge", target_transform=transform, model={"family": "ridge", "params": {"alpha": 1e-4}})
+    model = build_pipeline(spec, "regression", primary_metric="rmse")
+    assert isinstance(model, TransformedTargetRegressor)
+    model.fit(X, y)
+    inner = model.regressor_.predict(X)
+    # a ridge with intercept reproduces the mean of the target it was trained on
+    assert inner.mean() == pytest.approx(forward(y).mean(), rel=1e-3)
+    assert inner.mean() != pytest.approx(y.mean(), rel=0.1)
+    pred = predict(model, X, "regression", (), None).y_pred
+    np.testing.assert_allclose(pred, inverse(inner), rtol=1e-9)
+    # the transformed model fits an exponential target better than a plain ridge
+    plain = build_pipeline(spec_for("ridge"), "regression", primary_metric="rmse").fit(X, y)
+    assert skm.r2_score(y, pred) > skm.r2_score(y, plain.predict(X))
+
+
+@pytest.mark.parametrize("primary", ["f1", "f1_macro"])
+def test_tuned_threshold_on_binary_with_string_labels(primary):
+    X, y = make_frame("binary", 300)
+    spec = spec_for("logistic", threshold="tuned")
+    model = build_pipeline(spec, "binary", primary_metric=primary, pos_label="yes", seed=0)
+    assert isinstance(model, TunedThresholdClassifierCV)
+    model.fit(X, y)
+    assert 0.0 < model.best_threshold_ < 1.0
+    pred = predict(model, X, "binary", ("no", "yes"), "yes")
+    expected = np.where(pred.proba[:, 1] >= model.best_threshold_, "yes", "no")
+    assert (pred.y_pred == expected).mean() > 0.99
+
+
+@pytest.mark.parametrize("threshold", [0.2, 0.8])
+def test_fixed_threshold_on_binary_uses_the_positive_class(threshold):
+    X, y = make_frame("binary", 300)
+    spec = spec_for("logistic", threshold=threshold)
+    model = build_pipeline(spec, "binary", primary_metric="f1_macro", pos_label="yes")
+    assert isinstance(model, FixedThresholdClassifier)
+    model.fit(X, y)
+    pred = predict(model, X, "binary", ("no", "yes"), "yes")
+    expected = np.where(pred.proba[:, 1] >= threshold, "yes", "no")
+    assert (pred.y_pred == expected).all()
+
+
+def test_fixed_threshold_moves_predictions_towards_the_positive_class():
+    X, y = make_frame("binary", 300)
+    share = {}
+    for t in (0.2, 0.8):
+        model = build_pipeline(spec_for("logistic", threshold=t), "binary", primary_metric="f1", pos_label="no").fit(
+            X, y
+        )
+        share[t] = (model.predict(X) == "no").mean()
+    assert share[0.2] > share[0.8]
+
+
+@pytest.mark.parametrize("method", ["voting", "stacking"])
+def test_classification_ensembles_of_two_members(method):
+    X, y = make_frame("binary", 240)
+    ensemble = parse_spec(
+        {
+            "method": method,
+            "members": [
+                spec_for("logistic", threshold=0.3).model_dump(),  # member thresholds are dropped in a blend
+                spec_for("lightgbm").model_dump(),
+            ],
+        }
+    )
+    model = build_pipeline(ensemble, "binary", primary_metric="f1_macro", pos_label="yes")
+    assert isinstance(model, VotingClassifier if method == "voting" else StackingClassifier)
+    model.fit(X, y)
+    assert len(model.estimators_) == 2
+    pred = predict(model, X, "binary", ("no", "yes"), "yes")
+    assert pred.proba is not None and pred.proba.shape == (240, 2)
+    assert set(pred.y_pred) <= {"no", "yes"}
+    assert fitted_params(model, ensemble) == {"n_members": 2}
+
+
+@pytest.mark.parametrize("method", ["voting", "stacking"])
+def test_regression_ensembles_of_two_members(method):
+    X, y = make_frame("regression", 240)
+    ensemble = parse_spec(
+        {"method": method, "members": [spec_for("ridge").model_dump(), spec_for("decision_tree").model_dump()]}
+    )
+    model = build_pipeline(ensemble, "regression", primary_metric="rmse")
+    assert isinstance(model, VotingRegressor if method == "voting" else StackingRegressor)
+    model.fit(X, y)
+    pred = predict(model, X, "regression", (), None).y_pred
+    assert np.isfinite(pred).all()
+    assert len(model.estimators_) == 2
+
+
+def test_voting_weights_are_applied():
+    X, y = make_frame("regression", 200)
+    members = [spec_for("ridge").model_dump(), spec_for("decision_tree").model_dump()]
+    model = build_pipeline(parse_spec({"members": members, "weights": [1.0, 0.0]}), "regression", primary_metric="rmse")
+    model.fit(X, y)
+    ridge_only = build_pipeline(spec_for("ridge"), "regression", primary_metric="rmse").fit(X, y)
+    np.testing.assert_allclose(model.predict(X), ridge_only.predict(X), rtol=1e-9)
+
+
+# --------------------------------------------------------------------------------------------
+# fitted_params
+# --------------------------------------------------------------------------------------------
+
+
+def test_fitted_params_reports_the_fitted_estimators_values():
+    X, y = make_frame("binary")
+    params = {"n_estimators": 20, "learning_rate": 0.2, "num_leaves": 7, "subsample": 0.8}
+    spec = spec_for("lightgbm", model={"family": "lightgbm", "params": params}, class_weight="balanced", threshold=0.4)
+    model = build_pipeline(spec, "binary", primary_metric="f1_macro", pos_label="yes").fit(X, y)
+    got = fitted_params(model, spec)
+    assert got == {"family": "lightgbm", **params, "class_weight": "balanced"}
+    assert isinstance(got["n_estimators"], int)
+    # it reads the estimator, not the spec: a changed estimator shows up
+    final_estimator(model).set_params(num_leaves=31)
+    assert fitted_params(model, spec)["num_leaves"] == 31
+
+
+def test_fitted_params_through_target_transform():
+    X, y = _positive_regression()
+    spec = spec_for(
+        "random_forest",
+        target_transform="log",
+        model={"family": "random_forest", "params": {"n_estimators": 12, "max_depth": 4}},
+    )
+    model = build_pipeline(spec, "regression", primary_metric="rmse").fit(X, y)
+    assert fitted_params(model, spec) == {"family": "random_forest", "n_estimators": 12, "max_depth": 4}
+
+
+def test_fitted_params_for_logistic_elastic_net():
+    X, y = make_frame("multiclass")
+    spec = spec_for("logistic", model={"family": "logistic", "params": {"C": 0.5, "l1_ratio": 0.5}})
+    model = build_pipeline(spec, "multiclass", primary_metric="f1_macro").fit(X, y)
+    assert fitted_params(model, spec) == {"family": "logistic", "C": 0.5, "l1_ratio": 0.5}
+
+
+# --------------------------------------------------------------------------------------------
+# make_split
+# --------------------------------------------------------------------------------------------
+
+
+def _imbalanced_labels(n: int = 400) -> pd.Series:
+    rng = np.random.default_rng(3)
+    y = pd.Series(np.where(rng.random(n) < 0.2, "pos", "neg"), index=np.arange(100, 100 + n))
+    return y
+
+
+def test_make_split_covers_every_row_once():
+    y = _imbalanced_labels()
+    split = make_split(y, "binary", holdout=0.25, folds=4, seed=0)
+    dev, hold = set(split.dev_rows), set(split.holdout_rows)
+    assert dev.isdisjoint(hold)
+    assert dev | hold == set(y.index)  # rows are the series' index labels
+    assert len(hold) == 100
+    assert len(split.fold_of_dev) == len(split.dev_rows)
+    assert split.n_folds == 4
+    counts = np.bincount(split.fold_of_dev)
+    assert counts.sum() == len(split.dev_rows)
+    assert counts.min() >= 70 and counts.max() <= 80
+
+
+def test_make_split_is_stratified():
+    y = _imbalanced_labels()
+    split = make_split(y, "binary", holdout=0.25, folds=4, seed=0)
+    overall = (y == "pos").mean()
+    assert (y.loc[list(split.holdout_rows)] == "pos").mean() == pytest.approx(overall, abs=0.02)
+    dev_y = y.loc[list(split.dev_rows)].to_numpy()
+    folds = np.asarray(split.fold_of_dev)
+    for k in range(4):
+        assert (dev_y[folds == k] == "pos").mean() == pytest.approx(overall, abs=0.03)
+
+
+def test_make_split_is_deterministic_for_a_seed():
+    y = _imbalanced_labels()
+    a = make_split(y, "binary", holdout=0.2, folds=5, seed=7)
+    b = make_split(y, "binary", holdout=0.2, folds=5, seed=7)
+    c = make_split(y, "binary", holdout=0.2, folds=5, seed=8)
+    assert a == b
+    assert a != c
+
+
+def test_make_split_regression_and_external_holdout(tmp_path):
+    y = pd.Series(np.linspace(0, 1, 50))
+    split = make_split(y, "regression", holdout=0.2, folds=5, seed=0)
+    assert len(split.holdout_rows) == 10
+    assert sorted(np.bincount(split.fold_of_dev)) == [8] * 5
+    external = make_split(y, "regression", holdout=0.2, folds=5, seed=0, external_holdout="other.csv")
+    assert external.dev_rows == tuple(range(50))
+    assert external.holdout_rows == ()
+    assert external.holdout_source == "other.csv"
+    path = tmp_path / "split.json"
+    split.save(path)
+    assert training.Split.load(path) == split
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate_spec
+# --------------------------------------------------------------------------------------------
+
+BINARY_METRICS = ("f1_macro", "accuracy", "roc_auc", "log_loss")
+
+
+@pytest.fixture(scope="module")
+def binary_task():
+    X, y = make_frame("binary", 240)
+    split = make_split(y, "binary", holdout=0.2, folds=3, seed=0)
+    dev = list(split.dev_rows)
+    problem = Problem("binary", BINARY_METRICS, "f1_macro", classes=("no", "yes"), positive_class="yes")
+    return X.loc[dev], y.loc[dev], np.asarray(split.fold_of_dev), problem
+
+
+def test_evaluate_spec_scores_every_metric_on_the_same_folds(binary_task, tmp_path):
+    X, y, folds, problem = binary_task
+    spec = spec_for("logistic", model={"family": "logistic", "params": {"C": 0.5}})
+    result = evaluate_spec(spec, X, y, folds, problem, cache_dir=tmp_path, n_jobs=1)
+    assert result.status == "ok", result.error
+    assert result.spec_hash == spec_hash(spec)
+    assert set(result.fold_scores) == set(BINARY_METRICS)
+    for name, scores in result.fold_scores.items():
+        assert len(scores) == 3
+        assert result.cv[name] == pytest.approx(np.mean(scores))
+        assert result.cv_std[name] == pytest.approx(np.std(scores))
+    assert result.fitted_params == {"family": "logistic", "C": 0.5}
+    # fold k is scored by a model trained on the other folds
+    for k in range(3):
+        train, val = folds != k, folds == k
+        model = build_pipeline(spec, "binary", primary_metric="f1_macro", pos_label="yes").fit(X[train], y[train])
+        pred = predict(model, X[val], "binary", ("no", "yes"), "yes")
+        assert result.fold_scores["accuracy"][k] == pytest.approx(skm.accuracy_score(y[val], pred.y_pred))
+        assert result.fold_scores["roc_auc"][k] == pytest.approx(skm.roc_auc_score(y[val] == "yes", pred.proba[:, 1]))
+    oof = training.load_oof(tmp_path, result.spec_hash)
+    assert oof is not None and oof.shape == (len(y), 2)
+    assert np.isfinite(oof).all()
+
+
+def test_evaluate_spec_caches_by_spec_hash(binary_task, tmp_path, monkeypatch):
+    X, y, folds, problem = binary_task
+    spec = spec_for("decision_tree", model={"family": "decision_tree", "params": {"max_depth": 3}})
+    first = evaluate_spec(spec, X, y, folds, problem, cache_dir=tmp_path, n_jobs=1)
+    assert first.status == "ok"
+    cache_file = tmp_path / f"{spec_hash(spec)}.json"
+    assert cache_file.exists()
+    assert json.loads(cache_file.read_text())["fold_scores"] == first.fold_scores
+
+    def no_refit(*args, **kwargs):
+        raise AssertionError("the cached spec was trained again")
+
+    monkeypatch.setattr(training, "_fit_fold", no_refit)
+    # an equal spec written differently (key order) hits the same cache entry
+    again = parse_spec(json.loads(json.dumps(spec.model_dump(mode="json"), sort_keys=True)))
+    second = evaluate_spec(again, X, y, folds, problem, cache_dir=tmp_path, n_jobs=1)
+    assert second == first
+    # the patch is effective: an uncached spec does reach it
+    other = spec_for("decision_tree", model={"family": "decision_tree", "params": {"max_depth": 4}})
+    third = evaluate_spec(other, X, y, folds, problem, cache_dir=tmp_path, n_jobs=1)
+    assert third.status == "failed"
+    assert "trained again" in third.error
+
+
+def test_evaluate_spec_reports_a_failure_as_one_line(binary_task, tmp_path):
+    X, y, folds, problem = binary_task
+    assert X[NUMERIC].isna().any().any()
+    spec = spec_for("logistic", preprocessing={"numeric_imputer": "none"})
+    result = evaluate_spec(spec, X, y, folds, problem, cache_dir=tmp_path, n_jobs=1)
+    assert result.status == "failed"
+    assert result.error.startswith("ValueError: ")
+    assert "NaN" in result.error
+    assert "\n" not in result.error
+    assert len(result.error) < 450
+    assert result.fold_scores == {} and result.cv == {}
+
+
+def test_evaluate_spec_times_out_a_slow_model(tmp_path):
+    X, y = make_classification(n_samples=5000, n_features=20, random_state=0)
+    X = pd.DataFrame(X, columns=[f"f{i}" for i in range(20)])
+    y = pd.Series(y)
+    folds = np.arange(5000) % 3
+    problem = Problem("binary", ("f1_macro",), "f1_macro", classes=(0, 1), positive_class=1)
+    spec = parse_spec(
+        {
+            "columns": {"numeric": list(X.columns)},
+            "model": {"family": "random_forest", "params": {"n_estimators": 2000}},
+        }
+    )
+    started = time.perf_counter()
+    result = evaluate_spec(spec, X, y, folds, problem, time_limit=0.5, n_jobs=2)
+    elapsed = time.perf_counter() - started
+    assert result.status == "timeout", result.error
+    assert "exceeded" in result.error
+    assert result.fold_scores == {}
+    assert elapsed < 8.0  # it gave up instead of training 3 × 2000 trees
+
+
+# --------------------------------------------------------------------------------------------
+# dry_run
+# --------------------------------------------------------------------------------------------
+
+
+def test_dry_run_accepts_a_good_spec_and_reports_a_broken_one(binary_task):
+    X, y, _, problem = binary_task
+    assert dry_run(spec_for("logistic"), X, y, problem) is None
+    assert dry_run(spec_for("lightgbm"), X, y, problem) is None
+    error = dry_run(spec_for("logistic", preprocessing={"numeric_imputer": "none"}), X, y, problem)
+    assert isinstance(error, str)
+    assert "NaN" in error
+    assert "\n" not in error
+
+
+def test_dry_run_multiclass_and_regression():
+    X, y = make_frame("multiclass", 300)
+    problem = Problem("multiclass", ("f1_macro",), "f1_macro", classes=("ant", "bee", "cat"))
+    assert dry_run(spec_for("knn"), X, y, problem, n_rows=60) is None
+    Xr, yr = make_frame("regression", 300)
+    reg = Problem("regression", ("rmse",), "rmse")
+    assert dry_run(spec_for("svr"), Xr, yr, reg) is None
+    broken = spec_for("ridge", columns={"numeric": [], "categorical": []})
+    assert "no columns" in dry_run(broken, Xr, yr, reg)

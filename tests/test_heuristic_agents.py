@@ -1,0 +1,456 @@
+"""The offline agents: the Scientist's playbook on hand-built ledgers, the Executor's faithful repairs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from graph.context import RewardConfig
+from graph.messages import (
+    BuildEnsemble,
+    Proposal,
+    SetClassWeight,
+    SetModel,
+    SetParams,
+    SetPreprocessing,
+    SetTargetTransform,
+    UseColumns,
+    apply_changes,
+)
+from nodes.agents.base import ExecutorRequest, ScientistView
+from nodes.agents.heuristic_executor import HeuristicExecutor
+from nodes.agents.heuristic_scientist import HeuristicScientist
+from nodes.setup import baseline_spec
+from nodes.verifier import verify
+from tools.metrics import METRICS
+from tools.profile import DatasetProfile, profile_dataset
+from tools.spec import EnsembleSpec, PipelineSpec, parse_spec, spec_hash
+from tools.training import Problem, dry_run
+
+# --------------------------------------------------------------------------------------------
+# Hand-built runs
+# --------------------------------------------------------------------------------------------
+
+
+def make_frame(task: str, n: int = 400, seed: int = 0, positive_share: float = 0.5) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "x1": rng.normal(size=n),
+            "x2": rng.exponential(size=n),
+            "x3": rng.normal(size=n),
+            "colour": rng.choice(["red", "green", "blue"], n),
+        }
+    )
+    frame.loc[rng.choice(n, n // 10, replace=False), "x1"] = np.nan
+    if task == "regression":
+        # positive and strongly right-skewed
+        frame["y"] = np.exp(1.0 + frame["x2"] + 0.3 * frame["x3"] + rng.normal(0, 0.5, n))
+    else:
+        score = frame["x2"] + 0.5 * frame["x3"] + rng.normal(0, 0.5, n)
+        frame["y"] = np.where(score > np.quantile(score, 1 - positive_share), "yes", "no")
+    return frame
+
+
+class Run:
+    """A task, its profile and a ledger, as the graph's setup and evaluator nodes would write them."""
+
+    def __init__(self, task_type: str, primary: str, frame: pd.DataFrame) -> None:
+        self.frame = frame
+        self.task_type = task_type
+        self.profile: DatasetProfile = profile_dataset(frame, "y", task_type)
+        classes = sorted(frame["y"].unique()) if task_type != "regression" else []
+        self.task: dict[str, Any] = {
+            "csv_path": "data.csv",
+            "csv_sha256": "0" * 64,
+            "target": "y",
+            "task_type": task_type,
+            "metrics": [primary],
+            "primary_metric": primary,
+            "greater_is_better": METRICS[primary].greater_is_better,
+            "classes": classes,
+            "positive_class": "yes" if task_type == "binary" else None,
+            "n_rows": len(frame),
+            "n_dev_rows": len(frame),
+            "n_holdout_rows": 0,
+            "folds": 5,
+            "seed": 0,
+            "holdout_source": "internal",
+            "notes": [],
+        }
+        self.ledger: list[dict[str, Any]] = []
+        self.incumbent = 0
+        self.add(baseline_spec(self.profile, task_type), primary=0.5, move="baseline")
+
+    def add(
+        self,
+        spec: PipelineSpec | EnsembleSpec,
+        *,
+        primary: float,
+        significant: bool = False,
+        status: str = "ok",
+        move: str | None = None,
+    ) -> int:
+        exp_id = len(self.ledger)
+        self.ledger.append(
+            {
+                "id": exp_id,
+                "iteration": exp_id,
+                "base_experiment": None,
+                "move": move,
+                "proposal": "",
+                "rationale": "",
+                "changes": [],
+                "spec": spec.model_dump(mode="json"),
+                "spec_hash": spec_hash(spec),
+                "repairs": [],
+                "status": status,
+                "error": None,
+                "cv": {self.task["primary_metric"]: primary} if status == "ok" else {},
+                "cv_std": {},
+                "fold_scores": {},
+                "primary": primary if status == "ok" else None,
+                "gain": None,
+                "significant": significant,
+                "fidelity": 1.0,
+                "verification": [],
+                "rewards": {},
+                "tokens": {},
+                "fit_seconds": 0.1,
+                "incumbent_after": self.incumbent,
+            }
+        )
+        if significant:
+            self.incumbent = exp_id
+        return exp_id
+
+    def view(self, *, iterations_left: int = 10, patience: int = 5) -> ScientistView:
+        return ScientistView(
+            task=self.task,  # type: ignore[arg-type]
+            profile=self.profile,
+            ledger=self.ledger,  # type: ignore[arg-type]
+            incumbent=self.incumbent,
+            iterations_left=iterations_left,
+            seconds_left=None,
+            tokens_left=None,
+            rewards=RewardConfig(),
+            patience=patience,
+        )
+
+    def spec_of(self, exp_id: int) -> PipelineSpec | EnsembleSpec:
+        return parse_spec(self.ledger[exp_id]["spec"])
+
+    def requested_spec(self, proposal: Proposal) -> PipelineSpec | EnsembleSpec:
+        base = proposal.base_experiment if proposal.base_experiment is not None else self.incumbent
+        return apply_changes(self.spec_of(base), proposal.changes, self.spec_of)
+
+    def play(self, proposal: Proposal, *, primary: float, significant: bool = False) -> int:
+        """Record the proposal as implemented faithfully."""
+        return self.add(self.requested_spec(proposal), primary=primary, significant=significant, move=proposal.move)
+
+    def problem(self) -> Problem:
+        classes = tuple(self.task["classes"])
+        return Problem(
+            self.task_type,
+            tuple(self.task["metrics"]),
+            self.task["primary_metric"],
+            classes=classes,
+            positive_class=self.task["positive_class"],
+        )
+
+
+def propose(run: Run, **view_args: Any) -> Proposal:
+    return HeuristicScientist().propose(run.view(**view_args)).value
+
+
+@pytest.fixture(scope="module")
+def binary_frame() -> pd.DataFrame:
+    return make_frame("binary")
+
+
+# --------------------------------------------------------------------------------------------
+# Scientist
+# --------------------------------------------------------------------------------------------
+
+
+def test_baseline_is_linear(binary_frame):
+    run = Run("binary", "f1_macro", binary_frame)
+    spec = run.spec_of(0)
+    assert isinstance(spec, PipelineSpec)
+    assert spec.model.family == "logistic"
+    assert set(spec.columns.numeric) == {"x1", "x2", "x3"}
+    assert spec.columns.categorical == ("colour",)
+
+
+def test_first_proposal_after_a_linear_baseline_switches_to_lightgbm(binary_frame):
+    run = Run("binary", "f1_macro", binary_frame)
+    proposal = propose(run)
+    assert proposal.action == "experiment"
+    assert proposal.move == "stronger_family"
+    assert proposal.base_experiment == 0
+    models = [c for c in proposal.changes if isinstance(c, SetModel)]
+    assert len(models) == 1 and models[0].family == "lightgbm"
+    spec = run.requested_spec(proposal)
+    assert isinstance(spec, PipelineSpec)
+    assert spec.model.family == "lightgbm"
+    assert spec.columns == run.spec_of(0).columns  # same inputs, stronger model
+    assert spec.preprocessing.numeric_imputer == "none"  # lightgbm handles missing values itself
+
+
+def test_first_proposal_for_regression_also_switches_to_lightgbm():
+    run = Run("regression", "rmse", make_frame("regression"))
+    assert run.spec_of(0).model.family == "ridge"
+    proposal = propose(run)
+    assert any(isinstance(c, SetModel) and c.family == "lightgbm" for c in proposal.changes)
+
+
+def test_skewed_positive_regression_target_gets_a_log_transform():
+    run = Run("regression", "rmse", make_frame("regression"))
+    assert run.profile.target.all_positive and run.profile.target.skew > 0.75
+    run.play(propose(run), primary=0.4, significant=True)  # lightgbm becomes the incumbent
+    proposal = propose(run)
+    assert proposal.move == "target_transform"
+    assert proposal.changes == [SetTargetTransform(transform="log")]
+    assert proposal.base_experiment == 1
+    spec = run.requested_spec(proposal)
+    assert spec.target_transform == "log"
+    assert spec.model.family == "lightgbm"
+
+
+def test_symmetric_regression_target_gets_no_log_transform():
+    frame = make_frame("regression")
+    frame["y"] = np.log(frame["y"])  # roughly normal, and not all positive
+    run = Run("regression", "rmse", frame)
+    run.play(propose(run), primary=0.4, significant=True)
+    proposal = propose(run)
+    assert not any(isinstance(c, SetTargetTransform) for c in proposal.changes)
+
+
+def test_imbalanced_binary_task_with_f1_gets_class_weights():
+    run = Run("binary", "f1", make_frame("binary", positive_share=0.15))
+    assert run.profile.target.imbalance_ratio < 0.6
+    run.play(propose(run), primary=0.5, significant=True)
+    proposal = propose(run)
+    assert proposal.move == "class_weight"
+    assert proposal.changes == [SetClassWeight(class_weight="balanced")]
+    spec = run.requested_spec(proposal)
+    assert spec.class_weight == "balanced"
+    assert spec.model.family == "lightgbm"
+
+
+def test_balanced_binary_task_gets_no_class_weights(binary_frame):
+    run = Run("binary", "f1", binary_frame)
+    run.play(propose(run), primary=0.5, significant=True)
+    proposal = propose(run)
+    assert proposal.move != "class_weight"
+    assert not any(isinstance(c, SetClassWeight) for c in proposal.changes)
+
+
+def test_imbalanced_task_with_roc_auc_gets_no_class_weights():
+    run = Run("binary", "roc_auc", make_frame("binary", positive_share=0.15))
+    run.play(propose(run), primary=0.5, significant=True)
+    assert propose(run).move != "class_weight"
+
+
+def test_scientist_skips_a_spec_already_in_the_ledger(binary_frame):
+    run = Run("binary", "f1_macro", binary_frame)
+    first = propose(run)
+    expected = run.requested_spec(first)
+    # the spec it would propose was already tried (and failed): it must move on
+    run.add(expected, primary=0.0, status="failed")
+    second = propose(run)
+    assert second.action == "experiment"
+    assert spec_hash(run.requested_spec(second)) not in {r["spec_hash"] for r in run.ledger}
+    assert second.summary() != first.summary()
+
+
+def test_scientist_never_repeats_a_spec_over_many_steps(binary_frame):
+    run = Run("binary", "f1_macro", binary_frame)
+    seen = {run.ledger[0]["spec_hash"]}
+    for step in range(12):
+        proposal = propose(run, patience=100, iterations_left=50)
+        if proposal.action == "deliver":
+            break
+        spec = run.requested_spec(proposal)
+        key = spec_hash(spec)
+        assert key not in seen, f"step {step} repeated {proposal.summary()}"
+        seen.add(key)
+        run.play(proposal, primary=0.6 + 0.01 * step, significant=step % 3 == 0)
+    assert len(seen) >= 8
+
+
+def _stalled_run(frame: pd.DataFrame, patience: int) -> Run:
+    """Baseline logistic, a significant lightgbm, then `patience` lightgbm tweaks without gain."""
+    run = Run("binary", "f1_macro", frame)
+    run.play(propose(run), primary=0.7, significant=True)
+    for k in range(patience):
+        tweak = Proposal(rationale="tweak", changes=[SetParams(params={"num_leaves": 4 + k})], base_experiment=1)
+        run.play(tweak, primary=0.69)
+    return run
+
+
+def test_after_patience_without_gain_it_ensembles_distinct_families_then_delivers(binary_frame):
+    run = _stalled_run(binary_frame, patience=3)
+    proposal = propose(run, patience=3)
+    assert proposal.action == "experiment"
+    assert proposal.move == "ensemble"
+    (change,) = proposal.changes
+    assert isinstance(change, BuildEnsemble)
+    families = [run.spec_of(i).model.family for i in change.experiment_ids]
+    assert len(set(families)) == len(families) == 2
+    assert set(families) == {"lightgbm", "logistic"}
+    assert 1 in change.experiment_ids  # the best lightgbm, not one of the worse tweaks
+    ensemble = run.requested_spec(proposal)
+    assert isinstance(ensemble, EnsembleSpec)
+    run.play(proposal, primary=0.695)
+    final = propose(run, patience=3)
+    assert final.action == "deliver"
+    assert final.changes == []
+
+
+def test_not_stalled_before_patience_is_reached(binary_frame):
+    run = _stalled_run(binary_frame, patience=2)
+    assert propose(run, patience=3).move != "ensemble"
+
+
+def test_stalled_with_a_single_family_delivers(binary_frame):
+    run = Run("binary", "f1_macro", binary_frame)
+    for k in range(3):
+        run.play(
+            Proposal(rationale="C", changes=[SetParams(params={"C": 0.1 * (k + 1)})], base_experiment=0), primary=0.4
+        )
+    proposal = propose(run, patience=3)
+    assert proposal.action == "deliver"
+
+
+def test_last_iteration_builds_an_ensemble(binary_frame):
+    run = Run("binary", "f1_macro", binary_frame)
+    run.play(propose(run), primary=0.7, significant=True)
+    proposal = propose(run, iterations_left=1)
+    assert proposal.move == "ensemble"
+    assert isinstance(proposal.changes[0], BuildEnsemble)
+
+
+def test_last_iteration_without_an_ensemble_is_still_used(binary_frame):
+    # nothing to blend yet: the last iteration is spent on the best new idea rather than delivering early
+    run = Run("binary", "f1_macro", binary_frame)
+    proposal = propose(run, iterations_left=1)
+    assert proposal.action == "experiment"
+    assert proposal.move != "ensemble"
+    assert spec_hash(run.requested_spec(proposal)) not in {r["spec_hash"] for r in run.ledger}
+
+
+def test_scientist_is_deterministic(binary_frame):
+    run = Run("binary", "f1_macro", binary_frame)
+    assert propose(run) == propose(run)
+
+
+# --------------------------------------------------------------------------------------------
+# Executor
+# --------------------------------------------------------------------------------------------
+
+
+def request(run: Run, proposal: Proposal, try_spec) -> ExecutorRequest:
+    base_id = proposal.base_experiment if proposal.base_experiment is not None else run.incumbent
+    return ExecutorRequest(
+        task=run.task,  # type: ignore[arg-type]
+        profile=run.profile,
+        proposal=proposal,
+        base_spec=run.spec_of(base_id),
+        resolve=run.spec_of,
+        columns=list(run.frame.columns.drop("y")),
+        try_spec=try_spec,
+    )
+
+
+def test_executor_implements_a_proposal_exactly(binary_frame):
+    run = Run("binary", "f1_macro", binary_frame)
+    proposal = propose(run)
+    tried = []
+    reply = HeuristicExecutor().implement(request(run, proposal, lambda s: tried.append(s) or None))
+    impl = reply.value
+    assert impl.spec == run.requested_spec(proposal)
+    assert impl.repairs == [] and impl.repaired_aspects == []
+    assert impl.error is None
+    assert tried == [impl.spec]  # it checked its work once
+    assert reply.usage == {"input": 0, "output": 0}
+
+
+def test_executor_implements_an_ensemble(binary_frame):
+    run = Run("binary", "f1_macro", binary_frame)
+    run.play(propose(run), primary=0.7, significant=True)
+    proposal = Proposal(rationale="blend", changes=[BuildEnsemble(experiment_ids=(0, 1))])
+    impl = HeuristicExecutor().implement(request(run, proposal, lambda s: None)).value
+    assert isinstance(impl.spec, EnsembleSpec)
+    assert impl.spec == run.requested_spec(proposal)
+
+
+def test_executor_repairs_missing_values_with_the_median_imputer(binary_frame):
+    run = Run("binary", "f1_macro", binary_frame)
+    lgbm_id = run.play(propose(run), primary=0.7, significant=True)
+    assert run.spec_of(lgbm_id).preprocessing.numeric_imputer == "none"
+    proposal = Proposal(rationale="neighbours", changes=[SetModel(family="knn", params={"n_neighbors": 15})])
+    X, y = run.frame.drop(columns="y"), run.frame["y"]
+    problem = run.problem()
+    errors: list[str | None] = []
+
+    def try_spec(spec):
+        errors.append(dry_run(spec, X, y, problem, n_rows=120))
+        return errors[-1]
+
+    impl = HeuristicExecutor().implement(request(run, proposal, try_spec)).value
+    assert errors[0] is not None and "nan" in errors[0].lower()  # the faithful spec failed first
+    assert impl.error is None
+    assert impl.repaired_aspects == ["preprocessing.numeric_imputer"]
+    assert len(impl.repairs) == 1 and "median" in impl.repairs[0]
+    assert impl.spec.preprocessing.numeric_imputer == "median"
+    expected = run.requested_spec(proposal)
+    assert impl.spec.model == expected.model
+    assert impl.spec.columns == expected.columns
+    # the verifier accepts the declared repair: full fidelity
+    verdict = verify(
+        run.spec_of(lgbm_id),
+        proposal,
+        impl,
+        None,
+        run.spec_of,
+        columns=list(X.columns),
+        task_type="binary",
+    )
+    assert verdict["fidelity"] == 1.0, verdict["issues"]
+
+
+def test_executor_reports_an_error_it_cannot_repair(binary_frame):
+    run = Run("binary", "f1_macro", binary_frame)
+    proposal = Proposal(rationale="tune", changes=[SetParams(params={"C": 0.1})])
+    calls = []
+
+    def broken(spec):
+        calls.append(spec)
+        return "MemoryError: out of memory"
+
+    impl = HeuristicExecutor().implement(request(run, proposal, broken)).value
+    assert impl.spec == run.requested_spec(proposal)  # unchanged: no known repair
+    assert impl.repairs == []
+    assert impl.error == "MemoryError: out of memory"
+    assert len(calls) == 1
+
+
+def test_executor_tries_each_repair_at_most_once(binary_frame):
+    run = Run("binary", "f1_macro", binary_frame)
+    proposal = Proposal(rationale="power", changes=[SetPreprocessing(settings={"numeric_transform": "power"})])
+    impl = HeuristicExecutor().implement(request(run, proposal, lambda s: "ValueError: Input contains NaN")).value
+    assert impl.repaired_aspects == ["preprocessing.numeric_imputer"]
+    assert impl.error is not None
+
+
+def test_executor_refuses_an_invalid_proposal(binary_frame):
+    run = Run("binary", "f1_macro", binary_frame)
+    proposal = Proposal(rationale="use it", changes=[UseColumns(columns=("colour2",), role="categorical")])
+    impl = HeuristicExecutor().implement(request(run, proposal, lambda s: None)).value
+    assert impl.spec is None
+    assert "cannot implement" in impl.error
+    assert "colour2" in impl.error

@@ -1,0 +1,453 @@
+"""The verifier's fidelity verdicts and the reward rules (DESIGN.md section 5)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from graph.context import RewardConfig
+from graph.messages import (
+    AddFeature,
+    BuildEnsemble,
+    Implementation,
+    Proposal,
+    SetClassWeight,
+    SetModel,
+    SetParams,
+    SetPreprocessing,
+    UseColumns,
+    apply_changes,
+)
+from graph.rewards import Comparison, compare, executor_reward, scientist_reward, token_count
+from nodes.verifier import aspects, verify
+from tools.spec import LogOp, PipelineSpec, parse_spec
+
+COLUMNS = ["age", "fare", "sex", "embarked", "cabin"]
+CONFIG = RewardConfig()
+
+
+def logistic_base() -> PipelineSpec:
+    spec = parse_spec(
+        {
+            "columns": {"numeric": ["age", "fare"], "categorical": ["sex"]},
+            "model": {"family": "logistic", "params": {"C": 1.0}},
+        }
+    )
+    assert isinstance(spec, PipelineSpec)
+    return spec
+
+
+def lightgbm_base() -> PipelineSpec:
+    spec = parse_spec(
+        {
+            "columns": {"numeric": ["age", "fare"], "categorical": ["sex"]},
+            "model": {"family": "lightgbm", "params": {"n_estimators": 200, "learning_rate": 0.1}},
+            "preprocessing": {"numeric_imputer": "none"},
+        }
+    )
+    assert isinstance(spec, PipelineSpec)
+    return spec
+
+
+def ledger_resolver(*specs):
+    def resolve(experiment_id: int):
+        return specs[experiment_id]
+
+    return resolve
+
+
+def check(base, proposal, spec, *, fitted=None, repaired=(), resolve=None):
+    implementation = Implementation(spec=spec, repaired_aspects=list(repaired))
+    return verify(
+        base,
+        proposal,
+        implementation,
+        fitted,
+        resolve or ledger_resolver(base),
+        columns=COLUMNS,
+        task_type="binary",
+    )
+
+
+def requested(base, proposal, resolve=None):
+    return apply_changes(base, proposal.changes, resolve or ledger_resolver(base))
+
+
+# --------------------------------------------------------------------------------------------
+# verify
+# --------------------------------------------------------------------------------------------
+
+
+def test_aspects_flatten_every_decision():
+    flat = aspects(lightgbm_base())
+    assert flat["model.family"] == "lightgbm"
+    assert flat["param.n_estimators"] == 200
+    assert flat["column.age"] == "numeric"
+    assert flat["column.sex"] == "categorical"
+    assert flat["preprocessing.numeric_imputer"] == "none"
+    assert flat["threshold"] == "default"
+
+
+def test_faithful_implementation_has_full_fidelity():
+    base = logistic_base()
+    proposal = Proposal(
+        rationale="boost",
+        changes=[
+            SetModel(family="lightgbm", params={"n_estimators": 300, "learning_rate": 0.05}),
+            SetPreprocessing(settings={"numeric_imputer": "none"}),
+        ],
+    )
+    spec = requested(base, proposal)
+    fitted = {"family": "lightgbm", "n_estimators": 300, "learning_rate": 0.05}
+    verdict = check(base, proposal, spec, fitted=fitted)
+    assert verdict["fidelity"] == 1.0
+    assert verdict["issues"] == []
+    assert verdict["proposal_valid"] is True
+    # family, imputer, C removed, two new params
+    assert verdict["requested"] == 5
+
+
+def test_faithful_implementation_given_as_plain_data():
+    base = logistic_base()
+    proposal = Proposal(rationale="weights", changes=[SetClassWeight(class_weight="balanced")])
+    spec = requested(base, proposal).model_dump(mode="json")
+    verdict = verify(
+        base,
+        proposal,
+        Implementation.model_validate({"spec": spec}),
+        None,
+        ledger_resolver(base),
+        columns=COLUMNS,
+        task_type="binary",
+    )
+    assert verdict["fidelity"] == 1.0
+    assert verdict["issues"] == []
+
+
+def test_changed_requested_param_lowers_fidelity_and_names_it():
+    base = lightgbm_base()
+    proposal = Proposal(
+        rationale="more trees", changes=[SetParams(params={"n_estimators": 500, "learning_rate": 0.05})]
+    )
+    spec = requested(base, proposal)
+    tampered = spec.model_copy(
+        update={"model": spec.model.model_copy(update={"params": {"n_estimators": 400, "learning_rate": 0.05}})}
+    )
+    verdict = check(base, proposal, tampered)
+    assert verdict["fidelity"] == pytest.approx(0.5)
+    assert any("param.n_estimators" in issue and "500" in issue and "400" in issue for issue in verdict["issues"])
+    assert not any("learning_rate" in issue for issue in verdict["issues"])
+
+
+def test_unrequested_family_change_lowers_fidelity():
+    base = logistic_base()
+    proposal = Proposal(rationale="weights", changes=[SetClassWeight(class_weight="balanced")])
+    spec = requested(base, proposal)
+    swapped = parse_spec({**spec.model_dump(mode="json"), "model": {"family": "random_forest"}})
+    verdict = check(base, proposal, swapped)
+    assert verdict["fidelity"] < 1.0
+    assert any("unrequested change model.family" in issue for issue in verdict["issues"])
+    assert any("unrequested change param.C" in issue for issue in verdict["issues"])
+
+
+def test_unrequested_extra_feature_lowers_fidelity():
+    base = logistic_base()
+    proposal = Proposal(rationale="regularise", changes=[SetParams(params={"C": 0.1})])
+    spec = requested(base, proposal)
+    extra = AddFeature(feature=LogOp(columns=("fare",))).apply(spec, ledger_resolver(base))
+    verdict = check(base, proposal, extra)
+    assert verdict["fidelity"] == pytest.approx(0.5)  # one asked aspect done, one unasked change
+    assert any(issue.startswith("unrequested change feature.") for issue in verdict["issues"])
+
+
+def test_missing_requested_change_gives_zero_fidelity():
+    base = logistic_base()
+    proposal = Proposal(rationale="add cabin", changes=[UseColumns(columns=("embarked",), role="categorical")])
+    verdict = check(base, proposal, base)  # did nothing
+    assert verdict["fidelity"] == 0.0
+    assert any("column.embarked" in issue for issue in verdict["issues"])
+
+
+def test_declared_preprocessing_repair_is_excused():
+    base = lightgbm_base()  # numeric_imputer none: fine for lightgbm, not for logistic
+    proposal = Proposal(rationale="linear", changes=[SetModel(family="logistic", params={"C": 0.5})])
+    spec = requested(base, proposal)
+    repaired = SetPreprocessing(settings={"numeric_imputer": "median"}).apply(spec, ledger_resolver(base))
+    excused = check(base, proposal, repaired, repaired=["preprocessing.numeric_imputer"])
+    assert excused["fidelity"] == 1.0
+    assert excused["issues"] == []
+    undeclared = check(base, proposal, repaired)
+    assert undeclared["fidelity"] < 1.0
+    assert any("preprocessing.numeric_imputer" in issue for issue in undeclared["issues"])
+
+
+def test_declared_repair_of_the_model_family_is_not_excused():
+    base = logistic_base()
+    proposal = Proposal(rationale="weights", changes=[SetClassWeight(class_weight="balanced")])
+    spec = requested(base, proposal)
+    swapped = parse_spec({**spec.model_dump(mode="json"), "model": {"family": "random_forest", "params": {}}})
+    verdict = check(base, proposal, swapped, repaired=["model.family", "param.C"])
+    assert verdict["fidelity"] < 1.0
+    assert any("model.family" in issue for issue in verdict["issues"])
+
+
+def test_fitted_params_that_differ_from_the_spec_lower_fidelity():
+    base = lightgbm_base()
+    proposal = Proposal(rationale="slower", changes=[SetParams(params={"learning_rate": 0.03})])
+    spec = requested(base, proposal)
+    honest = {"family": "lightgbm", "n_estimators": 200, "learning_rate": 0.03}
+    assert check(base, proposal, spec, fitted=honest)["fidelity"] == 1.0
+    # float noise from a round trip through JSON is not a mismatch
+    assert check(base, proposal, spec, fitted={**honest, "learning_rate": 0.03 * (1 + 1e-12)})["fidelity"] == 1.0
+    lying = {**honest, "n_estimators": 100}
+    verdict = check(base, proposal, spec, fitted=lying)
+    assert verdict["fidelity"] == pytest.approx(0.5)
+    assert any("fitted estimator holds n_estimators=100" in issue for issue in verdict["issues"])
+
+
+def test_invalid_proposal_is_flagged_and_not_the_executors_fault():
+    base = logistic_base()
+    proposal = Proposal(rationale="use it", changes=[UseColumns(columns=("tikcet",), role="categorical")])
+    verdict = check(base, proposal, base)
+    assert verdict["proposal_valid"] is False
+    assert verdict["fidelity"] == 1.0
+    assert "invalid proposal" in verdict["issues"][0]
+    assert "tikcet" in verdict["issues"][0]
+
+
+def test_proposal_with_wrong_family_for_task_is_invalid():
+    base = logistic_base()
+    proposal = Proposal(rationale="ridge", changes=[SetModel(family="ridge")])
+    assert check(base, proposal, base)["proposal_valid"] is False
+
+
+def test_missing_implementation_has_zero_fidelity():
+    base = logistic_base()
+    proposal = Proposal(rationale="weights", changes=[SetClassWeight(class_weight="balanced")])
+    verdict = verify(
+        base,
+        proposal,
+        Implementation(error="could not build it"),
+        None,
+        ledger_resolver(base),
+        columns=COLUMNS,
+        task_type="binary",
+    )
+    assert verdict["fidelity"] == 0.0
+    assert verdict["proposal_valid"] is True
+    assert verdict["issues"] == ["could not build it"]
+
+
+def test_ensemble_proposal_verified_by_members():
+    first, second = logistic_base(), lightgbm_base()
+    resolve = ledger_resolver(first, second)
+    proposal = Proposal(rationale="blend", changes=[BuildEnsemble(experiment_ids=(0, 1))])
+    spec = requested(first, proposal, resolve)
+    assert check(first, proposal, spec, resolve=resolve)["fidelity"] == 1.0
+    wrong = parse_spec({"members": [first.model_dump(), first.model_dump()]})
+    assert check(first, proposal, wrong, resolve=resolve)["fidelity"] < 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# compare
+# --------------------------------------------------------------------------------------------
+
+
+def test_uniform_fold_gain_is_significant():
+    incumbent = [0.70, 0.72, 0.68, 0.71, 0.69]
+    candidate = [v + 0.02 for v in incumbent]
+    result = compare("f1_macro", candidate, incumbent, CONFIG)
+    assert result.gain == pytest.approx(0.02)
+    assert result.t_stat == math.inf
+    assert result.significant
+
+
+def test_noise_around_zero_is_not_significant():
+    incumbent = [0.70, 0.72, 0.68, 0.71, 0.69]
+    noise = [0.01, -0.012, 0.008, -0.009, 0.004]
+    result = compare("f1_macro", [i + d for i, d in zip(incumbent, noise, strict=True)], incumbent, CONFIG)
+    assert abs(result.t_stat) < CONFIG.significance_t
+    assert not result.significant
+
+
+def test_t_statistic_is_the_paired_t():
+    rng = np.random.default_rng(0)
+    incumbent = list(0.7 + rng.normal(0, 0.02, 5))
+    diffs = np.array([0.03, 0.01, 0.02, 0.015, 0.025])
+    result = compare("accuracy", list(incumbent + diffs), incumbent, CONFIG)
+    expected_t = diffs.mean() / (diffs.std(ddof=1) / math.sqrt(5))
+    assert result.gain == pytest.approx(diffs.mean())
+    assert result.t_stat == pytest.approx(expected_t)
+    assert result.significant
+
+
+def test_positive_but_noisy_gain_below_threshold_is_not_significant():
+    incumbent = [0.70] * 5
+    diffs = [0.05, -0.04, 0.03, -0.02, 0.01]  # mean > 0, t ≈ 0.37
+    result = compare("accuracy", [0.70 + d for d in diffs], incumbent, CONFIG)
+    assert result.gain > 0
+    assert 0 < result.t_stat < CONFIG.significance_t
+    assert not result.significant
+
+
+def test_identical_folds_are_not_significant():
+    folds = [0.7, 0.71, 0.69]
+    result = compare("f1_macro", folds, folds, CONFIG)
+    assert result.gain == 0.0
+    assert result.t_stat == 0.0
+    assert not result.significant
+
+
+def test_rmse_direction_and_relative_scale():
+    incumbent = [2.0, 2.2, 1.8, 2.1, 1.9]  # mean 2.0
+    better = [v - 0.2 for v in incumbent]
+    result = compare("rmse", better, incumbent, CONFIG)
+    assert result.gain == pytest.approx(0.1)  # 0.2 lower RMSE is 10 % of the incumbent's 2.0
+    assert result.significant
+    worse = compare("rmse", [v + 0.2 for v in incumbent], incumbent, CONFIG)
+    assert worse.gain == pytest.approx(-0.1)
+    assert worse.t_stat == -math.inf
+    assert not worse.significant
+
+
+def test_r2_higher_is_better():
+    incumbent = [0.5, 0.6, 0.55]
+    assert compare("r2", [v + 0.05 for v in incumbent], incumbent, CONFIG).significant
+    assert not compare("r2", [v - 0.05 for v in incumbent], incumbent, CONFIG).significant
+
+
+def test_min_gain_is_required():
+    incumbent = [0.70, 0.72, 0.68]
+    candidate = [v + 0.001 for v in incumbent]
+    strict = RewardConfig(min_gain=0.005)
+    assert compare("accuracy", candidate, incumbent, CONFIG).significant
+    assert not compare("accuracy", candidate, incumbent, strict).significant
+
+
+def test_nan_scores_are_never_significant():
+    result = compare("accuracy", [float("nan"), 0.8, 0.8], [0.7, 0.7, 0.7], CONFIG)
+    assert math.isnan(result.gain)
+    assert not result.significant
+
+
+def test_mismatched_fold_counts_raise():
+    with pytest.raises(ValueError):
+        compare("accuracy", [0.8, 0.8], [0.7, 0.7, 0.7], CONFIG)
+
+
+# --------------------------------------------------------------------------------------------
+# rewards
+# --------------------------------------------------------------------------------------------
+
+SIGNIFICANT = Comparison(gain=0.03, t_stat=4.0, significant=True)
+INSIGNIFICANT = Comparison(gain=0.004, t_stat=0.5, significant=False)
+WORSE = Comparison(gain=-0.02, t_stat=-3.0, significant=False)
+
+
+def parts_sum(event):
+    return sum(event["parts"].values())
+
+
+def test_scientist_paid_the_gain_when_faithful_and_significant():
+    event = scientist_reward(3, fidelity=1.0, comparison=SIGNIFICANT, failed=False, tokens=0, config=CONFIG)
+    assert event["agent"] == "scientist"
+    assert event["experiment_id"] == 3
+    assert event["parts"]["gain"] == pytest.approx(0.03)
+    assert event["parts"]["insignificant"] == 0.0
+    assert event["total"] == pytest.approx(0.03)
+
+
+def test_scientist_penalised_when_faithful_but_not_significant():
+    for comparison in (INSIGNIFICANT, WORSE):
+        event = scientist_reward(1, fidelity=0.9, comparison=comparison, failed=False, tokens=0, config=CONFIG)
+        assert event["parts"]["gain"] == 0.0
+        assert event["parts"]["insignificant"] == pytest.approx(-CONFIG.insignificant_penalty)
+        assert event["total"] == pytest.approx(-CONFIG.insignificant_penalty)
+
+
+def test_scientist_not_blamed_or_paid_when_unfaithful():
+    for comparison in (SIGNIFICANT, INSIGNIFICANT, WORSE):
+        event = scientist_reward(
+            1, fidelity=CONFIG.low_fidelity - 0.01, comparison=comparison, failed=False, tokens=0, config=CONFIG
+        )
+        assert event["total"] == 0.0
+        assert all(v == 0.0 for v in event["parts"].values())
+
+
+def test_scientist_not_blamed_when_the_candidate_failed():
+    event = scientist_reward(1, fidelity=1.0, comparison=None, failed=True, tokens=0, config=CONFIG)
+    assert event["total"] == 0.0
+
+
+def test_scientist_pays_for_an_invalid_proposal_and_tokens():
+    event = scientist_reward(
+        1, fidelity=1.0, comparison=None, failed=True, tokens=1000, config=CONFIG, proposal_valid=False
+    )
+    assert event["parts"]["invalid"] == pytest.approx(-CONFIG.failure_penalty)
+    assert event["parts"]["tokens"] == pytest.approx(-CONFIG.token_cost * 1000)
+    assert event["total"] == pytest.approx(parts_sum(event))
+
+
+def test_scientist_token_penalty_is_a_separate_part():
+    event = scientist_reward(1, fidelity=1.0, comparison=SIGNIFICANT, failed=False, tokens=5000, config=CONFIG)
+    assert event["parts"]["gain"] == pytest.approx(0.03)
+    assert event["parts"]["tokens"] == pytest.approx(-0.005)
+    assert event["total"] == pytest.approx(0.025)
+
+
+def test_executor_paid_fidelity_times_positive_gain():
+    event = executor_reward(2, fidelity=0.9, comparison=SIGNIFICANT, failed=False, tokens=0, config=CONFIG)
+    assert event["agent"] == "executor"
+    assert event["parts"]["gain"] == pytest.approx(0.9 * 0.03)
+    assert event["parts"]["mismatch"] == 0.0
+    assert event["parts"]["failure"] == 0.0
+    assert event["total"] == pytest.approx(0.027)
+    # significance does not matter for the Executor; a loss is not charged to it
+    assert executor_reward(2, fidelity=1.0, comparison=INSIGNIFICANT, failed=False, tokens=0, config=CONFIG)[
+        "total"
+    ] == pytest.approx(0.004)
+    assert executor_reward(2, fidelity=1.0, comparison=WORSE, failed=False, tokens=0, config=CONFIG)["total"] == 0.0
+
+
+def test_executor_mismatch_penalty_when_unfaithful():
+    event = executor_reward(2, fidelity=0.5, comparison=SIGNIFICANT, failed=False, tokens=0, config=CONFIG)
+    assert event["parts"]["mismatch"] == pytest.approx(-CONFIG.mismatch_penalty)
+    assert event["parts"]["gain"] == pytest.approx(0.015)
+    assert event["total"] == pytest.approx(0.015 - CONFIG.mismatch_penalty)
+    at_threshold = executor_reward(
+        2, fidelity=CONFIG.low_fidelity, comparison=SIGNIFICANT, failed=False, tokens=0, config=CONFIG
+    )
+    assert at_threshold["parts"]["mismatch"] == 0.0
+
+
+def test_executor_failure_penalty_when_failed():
+    event = executor_reward(2, fidelity=1.0, comparison=SIGNIFICANT, failed=True, tokens=0, config=CONFIG)
+    assert event["parts"]["failure"] == pytest.approx(-CONFIG.failure_penalty)
+    assert event["parts"]["gain"] == 0.0
+    assert event["total"] == pytest.approx(-CONFIG.failure_penalty)
+
+
+def test_executor_token_penalty_in_its_own_part():
+    config = RewardConfig(token_cost=2e-6)
+    event = executor_reward(2, fidelity=1.0, comparison=SIGNIFICANT, failed=False, tokens=1500, config=config)
+    assert event["parts"]["tokens"] == pytest.approx(-2e-6 * 1500)
+    assert event["parts"]["gain"] == pytest.approx(0.03)
+    assert event["total"] == pytest.approx(0.03 - 0.003)
+    assert event["total"] == pytest.approx(parts_sum(event))
+
+
+def test_invalid_proposal_does_not_penalise_the_executor():
+    event = executor_reward(
+        2, fidelity=0.0, comparison=None, failed=True, tokens=100, config=CONFIG, proposal_valid=False
+    )
+    assert event["parts"]["mismatch"] == 0.0
+    assert event["parts"]["failure"] == 0.0
+    assert event["parts"]["gain"] == 0.0
+    assert event["total"] == pytest.approx(-CONFIG.token_cost * 100)
+
+
+def test_token_count():
+    assert token_count(None) == 0
+    assert token_count({"input": 120, "output": 30}) == 150
