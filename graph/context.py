@@ -60,7 +60,7 @@ class RunContext:
     """Seconds one candidate's cross-validation may take."""
     n_jobs: int = 2
     """Parallel fold fits (joblib)."""
-    patience: int = 5
+    patience: int = 8
     """The heuristic Scientist delivers after this many proposals in a row without significant gain."""
     rewards: RewardConfig = field(default_factory=RewardConfig)
 

@@ -306,7 +306,14 @@ def test_after_patience_without_gain_it_ensembles_distinct_families_then_deliver
     ensemble = run.requested_spec(proposal)
     assert isinstance(ensemble, EnsembleSpec)
     run.play(proposal, primary=0.695)
+    # Only the remaining blends of the same models come before delivery, then it stops.
     final = propose(run, patience=3)
+    for _ in range(3):
+        if final.action == "deliver":
+            break
+        assert final.move == "ensemble"
+        run.play(final, primary=0.69)
+        final = propose(run, patience=3)
     assert final.action == "deliver"
     assert final.changes == []
 

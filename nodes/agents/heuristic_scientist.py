@@ -57,8 +57,8 @@ DEFAULT_PREFERENCES: dict[str, float] = {
     "missing_indicators": 6.0,
     "interactions": 5.5,
     "boosting_shape": 5.0,
+    "alternative_family": 5.2,
     "linear_tuning": 4.5,
-    "alternative_family": 4.0,
     "ensemble": 3.0,
 }
 
@@ -98,6 +98,16 @@ class _Situation:
             return None
         sign = 1 if self.view.task["greater_is_better"] else -1
         return max(ok, key=lambda r: (sign * (r["primary"] or 0.0), -r["id"]))["id"]
+
+    def lines(self) -> list[tuple[int, PipelineSpec]]:
+        """The experiments worth improving: the base, then the best linear and the best tree model.
+
+        Improving more than one line of models is what makes the final blend strong.
+        """
+        linear = {n for n, f in FAMILIES.items() if f.linear}
+        ids = [self.base_id, self.best_of(linear), self.best_of(TREES)]
+        unique = [i for i in dict.fromkeys(ids) if i is not None]
+        return [(i, spec) for i in unique if isinstance(spec := self.view.spec_of(i), PipelineSpec)]
 
 
 class HeuristicScientist:
@@ -186,42 +196,50 @@ def _stronger_family(s: _Situation) -> Iterator[Proposal]:
 def _target_transform(s: _Situation) -> Iterator[Proposal]:
     target = s.view.profile.target
     if s.task_type == "regression" and target.all_positive and (target.skew or 0.0) > 0.75:
-        yield Proposal(
-            rationale=f"The target is right-skewed (skew {target.skew:.2f}) and positive: fit on log1p(target).",
-            changes=[SetTargetTransform(transform="log")],
-        )
+        for base_id, _ in s.lines():
+            yield Proposal(
+                rationale=f"The target is right-skewed (skew {target.skew:.2f}) and positive: fit on log1p(target).",
+                base_experiment=base_id,
+                changes=[SetTargetTransform(transform="log")],
+            )
 
 
 def _class_weight(s: _Situation) -> Iterator[Proposal]:
     target = s.view.profile.target
     if (
-        s.task_type != "regression"
-        and (target.imbalance_ratio or 1.0) < 0.6
-        and s.view.task["primary_metric"] in IMBALANCE_METRICS
-        and FAMILIES[s.base.model.family].class_weight
+        s.task_type == "regression"
+        or (target.imbalance_ratio or 1.0) >= 0.6
+        or s.view.task["primary_metric"] not in IMBALANCE_METRICS
     ):
-        yield Proposal(
-            rationale=f"Classes are imbalanced (minority/majority {target.imbalance_ratio:.2f}) and "
-            f"{s.view.task['primary_metric']} rewards the minority class: balance the class weights.",
-            changes=[SetClassWeight(class_weight="balanced")],
-        )
+        return
+    for base_id, spec in s.lines():
+        if FAMILIES[spec.model.family].class_weight:
+            yield Proposal(
+                rationale=f"Classes are imbalanced (minority/majority {target.imbalance_ratio:.2f}) and "
+                f"{s.view.task['primary_metric']} rewards the minority class: balance the class weights.",
+                base_experiment=base_id,
+                changes=[SetClassWeight(class_weight="balanced")],
+            )
 
 
 def _threshold(s: _Situation) -> Iterator[Proposal]:
     if s.task_type == "binary" and s.view.task["primary_metric"] in THRESHOLD_METRICS:
-        yield Proposal(
-            rationale=f"Tune the decision threshold for {s.view.task['primary_metric']} instead of using 0.5.",
-            changes=[SetThreshold(threshold="tuned")],
-        )
+        for base_id, _ in s.lines():
+            yield Proposal(
+                rationale=f"Tune the decision threshold for {s.view.task['primary_metric']} instead of using 0.5.",
+                base_experiment=base_id,
+                changes=[SetThreshold(threshold="tuned")],
+            )
 
 
 def _high_cardinality(s: _Situation) -> Iterator[Proposal]:
     used = set(s.base.columns.categorical) | set(s.base.columns.high_cardinality)
     many = [c.name for c in s.view.profile.usable() if c.kind == "categorical" and c.n_unique > 20]
     unused = [c for c in many if c not in used]
-    if unused:
+    for base_id, _ in s.lines() if unused else []:
         yield Proposal(
             rationale=f"High-cardinality categoricals {unused} are unused: add them with target encoding.",
+            base_experiment=base_id,
             changes=[UseColumns(columns=tuple(unused), role="high_cardinality")],
         )
     if s.base.columns.high_cardinality:
@@ -307,22 +325,24 @@ def _interactions(s: _Situation) -> Iterator[Proposal]:
     profile = s.view.profile
     numeric = set(s.base.columns.numeric)
     strong = [name for name, _ in profile.strongest if name in numeric]
-    linear = FAMILIES[s.base.model.family].linear
-    skewed = [
-        c.name
-        for c in profile.usable()
-        if c.name in numeric and c.kind == "numeric" and (c.skew or 0) > 1.0 and (c.min or 0) >= 0
-    ]
-    if linear and skewed:
-        yield Proposal(
-            rationale=f"Log-transform right-skewed numerics {skewed[:8]} so a linear model sees them evenly.",
-            changes=[AddFeature(feature=LogOp(columns=tuple(skewed[:8])))],
-        )
-    if linear:
+    linear_id = s.best_of({n for n, f in FAMILIES.items() if f.linear})
+    if linear_id is not None:
         yield Proposal(
             rationale="Power-transform all numerics (Yeo-Johnson) so a linear model sees them evenly.",
+            base_experiment=linear_id,
             changes=[SetPreprocessing(settings={"numeric_transform": "power"})],
         )
+        skewed = [
+            c.name
+            for c in profile.usable()
+            if c.name in numeric and c.kind == "numeric" and (c.skew or 0) > 1.0 and (c.min or 0) >= 0
+        ]
+        if skewed:
+            yield Proposal(
+                rationale=f"Log-transform right-skewed numerics {skewed[:8]} so a linear model sees them evenly.",
+                base_experiment=linear_id,
+                changes=[AddFeature(feature=LogOp(columns=tuple(skewed[:8])))],
+            )
     if len(strong) >= 3:
         yield Proposal(
             rationale=f"Sum of the three numerics most related to the target {strong[:3]}.",
@@ -408,6 +428,10 @@ def _ensemble(s: _Situation) -> Iterator[Proposal]:
     yield Proposal(
         rationale="Soft-vote the two best models of different families.",
         changes=[BuildEnsemble(experiment_ids=tuple(ranked[:2]))],
+    )
+    yield Proposal(
+        rationale="Soft-vote the two best models of different families, trusting the better one twice as much.",
+        changes=[BuildEnsemble(experiment_ids=tuple(ranked[:2]), weights=(2.0, 1.0))],
     )
     if len(ranked) >= 3:
         yield Proposal(
