@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 AgentKind = Literal["heuristic", "llm"]
+ApprovalMode = Literal["never", "delivery", "proposals"]
+Role = Literal["scientist", "executor"]
+ROLES: tuple[Role, ...] = ("scientist", "executor")
 
 
 def default_runs_dir() -> str:
@@ -50,7 +53,7 @@ class RunContext:
     runs_dir: str = field(default_factory=default_runs_dir)
     scientist: AgentKind = "heuristic"
     executor: AgentKind = "heuristic"
-    max_iters: int = 20
+    max_iters: int = 40
     """Experiments after the baseline."""
     time_budget: float | None = 900.0
     """Working seconds for the search (delivery is not counted)."""
@@ -62,18 +65,61 @@ class RunContext:
     """Parallel fold fits (joblib)."""
     patience: int = 8
     """The heuristic Scientist delivers after this many proposals in a row without significant gain."""
+    approve: ApprovalMode = "never"
+    """Pause for a human (LangGraph `interrupt()`): "delivery" before delivering, "proposals" also
+    before each proposal is implemented. Continue with `Command(resume=...)` (see nodes/review.py)."""
     rewards: RewardConfig = field(default_factory=RewardConfig)
+    model: str = "gpt-4o-mini"
+    """Chat model of the LLM agents (per-role names below override it)."""
+    scientist_model: str | None = None
+    executor_model: str | None = None
+    base_url: str | None = None
+    """An OpenAI-compatible server (vLLM, Ollama, LM Studio…); None = `$OPENAI_BASE_URL`, else OpenAI.
+    The API key is never stored: it is read from `$OPENAI_API_KEY` when a model is built."""
+    temperature: float | None = None
+    """None = the server's default (some reasoning models accept no other)."""
+    request_timeout: float = 120.0
+    """Seconds one chat request may take before it is retried."""
+    max_retries: int = 4
+    """Retries of a chat request on HTTP 429, 5xx, time-outs and dropped connections (with backoff)."""
+    max_tool_calls: int = 6
+    """Tool calls an LLM agent may make in one step (analysis tools, dry runs)."""
+    max_repairs: int = 1
+    """Rounds an LLM agent gets to fix an invalid answer before the step counts as failed."""
+    prices: dict[str, dict[str, float]] | None = field(default=None, hash=False)
+    """$ per million tokens by model name, `{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}`."""
+    python_models: tuple[str, ...] = ()
+    """Roles whose chat model was handed in from Python: a resume must hand it in again."""
+    chat_models: dict[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)
+    """Chat model objects by role, from Python; never stored (not in run.json, not checkpointed)."""
+
+    def model_name(self, role: Role) -> str:
+        """The model a role's LLM agent uses."""
+        own = self.scientist_model if role == "scientist" else self.executor_model
+        return own or self.model
+
+    def kind(self, role: Role) -> AgentKind:
+        return self.scientist if role == "scientist" else self.executor
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in TRANSIENT_FIELDS}
+        data["rewards"] = asdict(self.rewards)
+        data["python_models"] = list(self.python_models)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunContext:
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - TRANSIENT_FIELDS
         values = {k: v for k, v in data.items() if k in known}
         if isinstance(values.get("rewards"), dict):
             values["rewards"] = RewardConfig(**values["rewards"])
+        if "python_models" in values:
+            values["python_models"] = tuple(values["python_models"])
         return cls(**values)
+
+
+#: Fields that live only in the process that runs the graph.
+TRANSIENT_FIELDS = frozenset({"chat_models"})
 
 
 def context_of(runtime: Any) -> RunContext:

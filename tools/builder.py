@@ -7,6 +7,7 @@ trained is exactly what was specified (`fitted_params` lets the verifier check i
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -73,6 +74,34 @@ class FrequencyEncoder(TransformerMixin, BaseEstimator):
         return np.asarray([f"freq{i}" for i in range(self.n_features_in_)], dtype=object)
 
 
+class RangeClipper(TransformerMixin, BaseEstimator):
+    """Clip each numeric column to its training range (NaN stays NaN).
+
+    A linear model asked about a value far outside what it was trained on extrapolates without
+    limit (one unusually large house can cost more RMSE than all others together); trees are
+    unaffected, since clipping preserves order within the training range.
+    """
+
+    def fit(self, X: Any, y: Any = None) -> RangeClipper:
+        values = np.asarray(X, dtype=float)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+            self.low_ = np.nanmin(values, axis=0) if len(values) else np.zeros(values.shape[1])
+            self.high_ = np.nanmax(values, axis=0) if len(values) else np.zeros(values.shape[1])
+        self.n_features_in_ = values.shape[1]
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "low_")
+        return np.clip(np.asarray(X, dtype=float), self.low_, self.high_)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return np.asarray(
+            input_features if input_features is not None else [f"x{i}" for i in range(self.n_features_in_)],
+            dtype=object,
+        )
+
+
 def as_categories(X: pd.DataFrame) -> pd.DataFrame:
     """Cast categorical columns to strings with one explicit missing category, whatever their dtype."""
     frame = pd.DataFrame(X)
@@ -123,6 +152,8 @@ def _numeric_steps(spec: PipelineSpec, seed: int) -> list[tuple[str, Any]]:
     steps: list[tuple[str, Any]] = []
     if prep.numeric_imputer != "none":
         steps.append(("impute", SimpleImputer(strategy=prep.numeric_imputer, fill_value=0.0, keep_empty_features=True)))
+    if prep.clip_to_train_range:
+        steps.append(("clip", RangeClipper()))
     if prep.numeric_transform == "power":
         steps.append(("power", PowerTransformer()))
     elif prep.numeric_transform == "quantile":

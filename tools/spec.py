@@ -210,6 +210,8 @@ class Columns(_Frozen):
 
 class Preprocessing(_Frozen):
     numeric_imputer: Literal["median", "mean", "constant", "none"] = "median"
+    clip_to_train_range: bool = True
+    """Clip numeric inputs to the range seen in training, so no model extrapolates wildly."""
     scaler: Literal["standard", "robust", "minmax", "none"] = "standard"
     numeric_transform: Literal["none", "power", "quantile"] = "none"
     categorical_encoder: Literal["onehot", "ordinal", "target", "frequency"] = "onehot"

@@ -9,6 +9,7 @@ learner can later re-weight the kinds of idea from the rewards they earned.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,7 @@ DEFAULT_PREFERENCES: dict[str, float] = {
     "stronger_family": 10.0,
     "target_transform": 9.5,
     "class_weight": 9.0,
+    "linear_recipe": 8.8,
     "threshold": 8.5,
     "high_cardinality": 8.0,
     "boosting_schedule": 7.5,
@@ -150,12 +152,20 @@ class HeuristicScientist:
         return _Situation(view=view, base_id=base_id, base=base, small_data=view.task["n_dev_rows"] < 2000)
 
     def _first_new(self, situation: _Situation, moves: list[tuple[str, Move]]) -> Proposal | None:
+        """The first valid proposal that is neither a spec nor an idea the ledger already holds."""
         view = situation.view
         tried = view.tried_hashes
+        rejected = {f["move"] for f in view.feedback if f["kind"] == "proposal" and f["move"]}
+        ideas = {_idea(view, r["move"], r["changes"], r["base_experiment"]) for r in view.ledger[1:]}
         columns = [c.name for c in view.profile.columns]
         for name, move in moves:
+            if name in rejected:
+                continue  # a human turned this kind of idea down
             for proposal in move(situation):
                 base_id = proposal.base_experiment if proposal.base_experiment is not None else situation.base_id
+                changes = [c.model_dump(mode="json") for c in proposal.changes]
+                if _idea(view, name, changes, base_id) in ideas:
+                    continue  # the same idea on the same kind of model already had its chance
                 try:
                     spec = apply_changes(view.spec_of(base_id), proposal.changes, view.spec_of)
                     check_against_data(spec, columns, situation.task_type)
@@ -167,10 +177,20 @@ class HeuristicScientist:
         return None
 
 
+def _idea(view: ScientistView, move: str | None, changes: list[dict[str, Any]], base_id: int | None) -> str:
+    """What makes two proposals the same idea: the move, its changes and the family they change."""
+    base = view.ledger[base_id]["spec"] if base_id is not None else None
+    family = base["model"]["family"] if base and base.get("kind") == "pipeline" else "ensemble"
+    return json.dumps([move, changes, family], sort_keys=True, default=str)
+
+
 def _no_gain_streak(view: ScientistView) -> int:
+    """Proposals since the last one that brought a significant gain or a new best model (or since
+    a human rejected a delivery: that asks for more search)."""
+    since = max((f["iteration"] for f in view.feedback if f["kind"] == "delivery"), default=-1)
     streak = 0
     for record in reversed(view.ledger[1:]):
-        if record["significant"]:
+        if record["significant"] or record["incumbent_after"] == record["id"] or record["iteration"] <= since:
             break
         streak += 1
     return streak
@@ -368,6 +388,28 @@ def _interactions(s: _Situation) -> Iterator[Proposal]:
         )
 
 
+def _linear_recipe(s: _Situation) -> Iterator[Proposal]:
+    """A well-prepared linear model in one idea: its parts only pay off together."""
+    linear_id = s.best_of({n for n, f in FAMILIES.items() if f.linear})
+    if linear_id is None:
+        return
+    profile = s.view.profile
+    categorical = [c.name for c in profile.usable() if c.kind == "categorical"]
+    changes: list[Any] = [
+        SetPreprocessing(settings={"numeric_transform": "power", "onehot_min_frequency": 5}),
+        UseColumns(columns=tuple(categorical), role="categorical"),
+    ]
+    target = profile.target
+    if s.task_type == "regression" and target.all_positive and (target.skew or 0.0) > 0.75:
+        changes.append(SetTargetTransform(transform="log"))
+    yield Proposal(
+        rationale="A linear model wants evenly spread inputs (power transform), every categorical one-hot "
+        "(rare levels pooled) and, for a skewed positive target, a log target — together.",
+        base_experiment=linear_id,
+        changes=changes if categorical else [c for c in changes if not isinstance(c, UseColumns)],
+    )
+
+
 def _linear_tuning(s: _Situation) -> Iterator[Proposal]:
     linear = {n for n, f in FAMILIES.items() if f.linear}
     base_id = s.best_of(linear)
@@ -455,6 +497,7 @@ _MOVES: dict[str, Move] = {
     "missing_indicators": _missing_indicators,
     "interactions": _interactions,
     "boosting_shape": _boosting_shape,
+    "linear_recipe": _linear_recipe,
     "linear_tuning": _linear_tuning,
     "alternative_family": _alternative_family,
     "ensemble": _ensemble,
