@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNS_DIR ?= runs
 
-.PHONY: demo test lint install dev clean
+.PHONY: demo test lint install dev clean studio graph bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,9 +30,34 @@ demo: install
 test: dev
 	$(BIN)/python -m pytest -q
 
+## LangGraph Studio's local server (in-memory, fully offline). Its state and the run folders go to
+## STUDIO_HOME, outside the source tree, and it does not reload on code changes (a reload kills runs).
+## The Studio web page it prints is hosted by LangChain and needs the internet; the API does not.
+## The port is the first free one from 2024 (LangGraph's usual port) unless STUDIO_PORT is given.
+STUDIO_PORT ?= $(shell $(PYTHON) -c "import socket as s; print(next(p for p in range(2024, 2124) if s.socket().connect_ex(('127.0.0.1', p))))")
+STUDIO_HOME ?= $(HOME)/.cache/tandem-studio
+studio: dev
+	mkdir -p "$(STUDIO_HOME)/runs"
+	cd "$(STUDIO_HOME)" && exec env LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true LANGSMITH_TRACING=false \
+		TANDEM_RUNS_DIR="$(STUDIO_HOME)/runs" "$(abspath $(BIN))/langgraph" dev --config "$(CURDIR)/langgraph.json" \
+		--host 127.0.0.1 --port $(STUDIO_PORT) --no-browser --no-reload
+
+## The graph as Mermaid (printed) and as a PNG (docs/graph.png).
+graph: install
+	$(BIN)/tandem graph -o docs/graph.png
+
 lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+## Re-measure the published benchmark (about an hour on 2 CPUs) and regenerate docs/benchmarks.md.
+## Results are appended to benchmarks/results/results.sqlite, never overwritten.
+bench: install
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/tandem bench --results-dir benchmarks/results
+	$(BIN)/tandem league --results-dir benchmarks/results --rounds 20
+	$(BIN)/python benchmarks/speed.py all
+	$(BIN)/python scripts/benchmarks_doc.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

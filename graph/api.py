@@ -1,4 +1,4 @@
-"""The Python API: start a run, resume it, read its results, predict with its model.
+"""The Python API: start a run, resume it, fork it, list its checkpoints, read its results, predict.
 
 Every call goes through a SQLite checkpointer in the run folder with `durability="sync"`, so a
 run killed at any moment resumes from its last finished step. The run context is not
@@ -8,6 +8,8 @@ checkpointed by LangGraph; it is kept in `run.json` and passed again on every ca
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -17,17 +19,33 @@ from typing import Any, cast
 import joblib
 import pandas as pd
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import Command, StateSnapshot, StreamMode
 
 from graph.builder import TandemGraph, build_graph
 from graph.context import RunContext, default_runs_dir
-from graph.persistence import RunFolder, load_run_config, open_checkpointer, run_folder, save_run_config
+from graph.persistence import (
+    RunFolder,
+    load_run_config,
+    open_checkpointer,
+    run_folder,
+    save_run_config,
+    write_json,
+    write_jsonl,
+)
 from graph.state import TaskRequest
+from nodes.agents.models import check_llm_setup, with_chat_models
 from nodes.common import budget_exhausted
 from nodes.setup import load_task, new_run_id
 from tools.data import InputError, read_table
 from tools.spec import parse_spec, referenced_columns
 
 UpdateHandler = Callable[[str, dict[str, Any]], None]
+EventHandler = Callable[[str, dict[str, Any]], None]
+"""Receives ("node", {"node": name}) when a node starts and ("folds", {"done", "total"}) while training."""
+ApprovalHandler = Callable[[dict[str, Any]], Any]
+"""Receives an approval gate's question (nodes/review.py) and returns the human's reply."""
+NO_ANSWER: Any = object()
 
 
 def run_config(run_id: str, context: RunContext) -> RunnableConfig:
@@ -59,13 +77,22 @@ def run_task(
     run_id: str | None = None,
     context: RunContext | None = None,
     on_update: UpdateHandler | None = None,
+    scientist_model: Any = None,
+    executor_model: Any = None,
+    on_event: EventHandler | None = None,
+    on_approval: ApprovalHandler | None = None,
 ) -> dict[str, Any]:
     """Run a whole improvement task and return its summary (the content of `summary.json`).
 
+    With `context.approve` set, the run pauses at approval gates: `on_approval(question)` answers
+    them, or the run returns `{"status": "paused", "question": ...}` for `resume_run(..., answer=)`.
+
     Input is validated before anything is written: a bad request raises `InputError` and leaves
-    no run folder behind.
+    no run folder behind. `scientist_model` / `executor_model` are LangChain chat models (any
+    `BaseChatModel`) for LLM agents; they are not stored, so `resume_run` needs them again.
     """
-    context = context or RunContext()
+    context = with_chat_models(context or RunContext(), scientist=scientist_model, executor=executor_model)
+    check_llm_setup(context)
     request: TaskRequest = {
         "csv_path": str(Path(csv_path).expanduser().resolve()),
         "target": target,
@@ -85,7 +112,7 @@ def run_task(
             f"run {request['run_id']!r} already exists in {folder.path.parent}; resume it or pick another --run-id"
         )
     save_run_config(folder, dict(request), context)
-    return _drive(folder, request, context, on_update)
+    return _drive(folder, request, context, on_update, on_event, on_approval)
 
 
 def resume_run(
@@ -93,51 +120,119 @@ def resume_run(
     *,
     runs_dir: str | Path | None = None,
     on_update: UpdateHandler | None = None,
+    scientist_model: Any = None,
+    executor_model: Any = None,
+    on_event: EventHandler | None = None,
+    on_approval: ApprovalHandler | None = None,
+    answer: Any = NO_ANSWER,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """Continue a stopped run from its last checkpoint; `overrides` may raise budgets (`max_iters=30`)."""
+    """Continue a stopped run from its last checkpoint; `overrides` may raise budgets (`max_iters=30`).
+
+    A run whose agents used chat models handed in from Python needs them handed in again.
+    """
     folder = find_run(run_id, runs_dir)
     request, context = load_run_config(folder)
     if overrides:
         context = replace(context, **overrides)
+    context = with_chat_models(context, scientist=scientist_model, executor=executor_model)
+    check_llm_setup(context)
+    if overrides or scientist_model is not None or executor_model is not None:
         save_run_config(folder, request, context)
     with open_run(folder) as graph:
         config = run_config(folder.run_id, context)
         snapshot = graph.get_state(config)
-        if snapshot.values and not snapshot.next:
-            _reopen_if_budget_allows(graph, config, context)
+        at_end_or_gate = not snapshot.next or snapshot.next == ("review",)
+        if snapshot.values and at_end_or_gate and _reopen_if_budget_allows(graph, config, context):
+            answer = NO_ANSWER  # the gate it was paused at is gone: the search goes on
         started = bool(snapshot.values)
-    return _drive(folder, None if started else cast(TaskRequest, request), context, on_update)
+    graph_input = None if started else cast(TaskRequest, request)
+    return _drive(folder, graph_input, context, on_update, on_event, on_approval, answer)
 
 
-def _reopen_if_budget_allows(graph: TandemGraph, config: RunnableConfig, context: RunContext) -> None:
-    """A run delivered because a budget ran out continues when the budget has been raised.
+def _reopen_if_budget_allows(graph: TandemGraph, config: RunnableConfig, context: RunContext) -> bool:
+    """A run delivered (or paused before delivery) because a budget ran out continues when the
+    budget has been raised; returns whether it did.
 
-    This forks from the last checkpoint before delivery: the reward node's verdict is replayed
-    with the budget no longer spent, so routing goes back to the Scientist. A run the Scientist
-    chose to deliver stays delivered.
+    This forks from the last checkpoint before delivery (or its approval gate): the reward node's
+    verdict is replayed with the budget no longer spent, so routing goes back to the Scientist.
+    A run the Scientist chose to deliver stays delivered.
     """
     for snapshot in graph.get_state_history(config):
-        if snapshot.next == ("deliver",):
+        if snapshot.next == ("review",) and not snapshot.values.get("stop_reason"):
+            return False  # paused on a proposal, not on a delivery
+        if snapshot.next in (("deliver",), ("review",)):
             if (snapshot.values.get("proposal") or {}).get("action") == "deliver":
-                return
+                return False
             if budget_exhausted(snapshot.values, context) is None:  # type: ignore[arg-type]
-                graph.update_state(snapshot.config, {"stop_reason": None}, as_node="reward")
-            return
+                reopened = cast(RunnableConfig, {**snapshot.config, "metadata": {"tandem": "reopened: budget raised"}})
+                graph.update_state(reopened, {"stop_reason": None}, as_node="reward")
+                return True
+            return False
+    return False
 
 
 def _drive(
-    folder: RunFolder, graph_input: TaskRequest | None, context: RunContext, on_update: UpdateHandler | None
+    folder: RunFolder,
+    graph_input: TaskRequest | None,
+    context: RunContext,
+    on_update: UpdateHandler | None,
+    on_event: EventHandler | None = None,
+    on_approval: ApprovalHandler | None = None,
+    answer: Any = NO_ANSWER,
 ) -> dict[str, Any]:
+    """Stream the graph to its end or to an approval gate nobody answers.
+
+    At a gate (`interrupt()` in nodes/review.py) `on_approval(question)` gives the reply and the
+    run continues with `Command(resume=reply)`; without a handler the run stays paused and the
+    result says so (`status` "paused", the `question`), to be continued with
+    `resume_run(run_id, answer=...)`.
+    """
     context = replace(context, runs_dir=str(folder.path.parent))
     config = run_config(folder.run_id, context)
+    pending: Any = graph_input if answer is NO_ANSWER else Command(resume=answer)
     with open_run(folder) as graph:
-        for chunk in graph.stream(graph_input, config, context=context, stream_mode="updates", durability="sync"):
-            for node, update in chunk.items():
-                if on_update is not None and isinstance(update, dict):
-                    on_update(node, update)
-        values = graph.get_state(config).values
+        if on_event is not None and (current := graph.get_state(config).values).get("task"):
+            on_event("resumed", _progress_of(current))
+        while True:
+            modes: list[StreamMode] = ["updates", "custom", "tasks"] if on_event is not None else ["updates"]
+            for mode, chunk in graph.stream(pending, config, context=context, stream_mode=modes, durability="sync"):
+                _dispatch(mode, chunk, on_update, on_event)
+            snapshot = graph.get_state(config)
+            if not snapshot.interrupts or on_approval is None:
+                break
+            pending = Command(resume=on_approval(snapshot.interrupts[0].value))
+    values = snapshot.values
+    if snapshot.interrupts:
+        return {"run_id": folder.run_id, "status": "paused", "question": snapshot.interrupts[0].value}
     return values.get("delivered") or {"run_id": folder.run_id, "status": values.get("status", "running")}
+
+
+def _progress_of(values: dict[str, Any]) -> dict[str, Any]:
+    """Where a resumed run stands, for live views that start in the middle."""
+    ledger, incumbent = values.get("ledger") or [], values.get("incumbent")
+    return {
+        "metric": values["task"]["primary_metric"],
+        "iteration": values.get("iteration", 0),
+        "seconds_spent": values.get("seconds_spent", 0.0),
+        "tokens": sum(u["input"] + u["output"] for u in (values.get("tokens") or {}).values()),
+        "incumbent": incumbent,
+        "incumbent_score": ledger[incumbent]["primary"] if isinstance(incumbent, int) and ledger else None,
+    }
+
+
+def _dispatch(mode: str, chunk: Any, on_update: UpdateHandler | None, on_event: EventHandler | None) -> None:
+    """Node updates go to `on_update`; node starts and fold progress go to `on_event`."""
+    if mode == "updates":
+        for node, update in chunk.items():
+            if on_update is not None and isinstance(update, dict):
+                on_update(node, update)
+    elif on_event is None:
+        return
+    elif mode == "tasks" and "input" in chunk:
+        on_event("node", {"node": chunk["name"]})
+    elif mode == "custom" and isinstance(chunk, dict):
+        on_event(str(chunk.get("event", "custom")), chunk)
 
 
 def find_run(run_id: str, runs_dir: str | Path | None = None) -> RunFolder:
@@ -195,3 +290,188 @@ def predict_csv(run_id: str, csv_path: str | Path, runs_dir: str | Path | None =
         for i, label in enumerate(model.classes_):
             out[f"proba_{label}"] = proba[:, i]
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Time travel: the checkpoints of a run, and new runs forked from any of them.
+# ---------------------------------------------------------------------------------------------
+
+
+def lineage(graph: TandemGraph, config: RunnableConfig) -> list[StateSnapshot]:
+    """The checkpoints that led to the run's current state, oldest first.
+
+    `get_state_history` also lists branches a reopened run left behind; following the parents
+    from the head keeps only the path the run really took, so step numbers are unique.
+    """
+    by_id = {s.config["configurable"]["checkpoint_id"]: s for s in graph.get_state_history(config)}
+    chain: list[StateSnapshot] = []
+    head = graph.get_state(config)
+    checkpoint_id = head.config.get("configurable", {}).get("checkpoint_id") if head.values else None
+    while checkpoint_id in by_id:
+        snapshot = by_id[checkpoint_id]
+        chain.append(snapshot)
+        checkpoint_id = (snapshot.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+    return chain[::-1]
+
+
+def describe_checkpoint(snapshot: StateSnapshot, previous: StateSnapshot | None) -> dict[str, Any]:
+    """One row of a run's history: what wrote the checkpoint, where the run goes next, the incumbent."""
+    values, metadata = snapshot.values, snapshot.metadata or {}
+    ledger = values.get("ledger") or []
+    incumbent = values.get("incumbent")
+    best = ledger[incumbent] if isinstance(incumbent, int) and incumbent < len(ledger) else None
+    source = metadata.get("source")
+    if source == "input":
+        node = "input"
+    elif source in ("update", "fork"):
+        node = str(metadata.get("tandem") or source)
+    else:
+        node = "+".join(_names(previous.next)) if previous is not None else "?"
+    return {
+        "step": metadata.get("step"),
+        "checkpoint_id": snapshot.config["configurable"]["checkpoint_id"],
+        "node": node,
+        "next": _names(snapshot.next),
+        "iteration": values.get("iteration", 0),
+        "experiments": len(ledger),
+        "incumbent": best["id"] if best else None,
+        "incumbent_score": best["primary"] if best else None,
+        "metric": (values.get("task") or {}).get("primary_metric"),
+        "time": snapshot.created_at,
+        "paused": bool(snapshot.interrupts),
+        "stop_reason": values.get("stop_reason"),
+    }
+
+
+def _names(nodes: tuple[str, ...]) -> list[str]:
+    return ["start" if n == "__start__" else n for n in nodes]
+
+
+def run_history(run_id: str, runs_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Every checkpoint of a run, oldest first (`tandem history`): step, node, next, incumbent, time."""
+    folder = find_run(run_id, runs_dir)
+    _, context = load_run_config(folder)
+    with open_run(folder) as graph:
+        chain = lineage(graph, run_config(folder.run_id, context))
+    return [describe_checkpoint(s, chain[i - 1] if i else None) for i, s in enumerate(chain)]
+
+
+def _pick(chain: list[StateSnapshot], checkpoint: int | str) -> StateSnapshot:
+    """A checkpoint by step number (as `tandem history` shows it) or by id (or a unique prefix)."""
+    text = str(checkpoint).strip()
+    if text.lstrip("-").isdigit():
+        found = [s for s in chain if _step(s) == int(text)]
+    else:
+        found = [s for s in chain if s.config["configurable"]["checkpoint_id"].startswith(text)]
+    if len(found) != 1:
+        steps = f"{_step(chain[0])}..{_step(chain[-1])}" if chain else "none"
+        what = "matches several checkpoints" if found else "is not a checkpoint of this run"
+        raise InputError(f"{checkpoint!r} {what} (steps {steps}; see tandem history)")
+    return found[0]
+
+
+def fork_run(
+    run_id: str,
+    checkpoint: int | str,
+    *,
+    new_run_id: str | None = None,
+    runs_dir: str | Path | None = None,
+    run: bool = True,
+    on_update: UpdateHandler | None = None,
+    on_event: EventHandler | None = None,
+    on_approval: ApprovalHandler | None = None,
+    scientist_model: Any = None,
+    executor_model: Any = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Continue a run from one of its checkpoints in a new run folder; the original is not touched.
+
+    `checkpoint` is a step number or a checkpoint id (`run_history`); `overrides` change the run
+    context (`max_iters=30`, `scientist="llm"`, `approve="proposals"`…). Fork at a step whose
+    next node is the scientist to let another Scientist decide from there. The new folder gets
+    copies of what the run needs (split, profile, holdout rows, the fold-score cache, so no
+    experiment is trained again) and its own checkpointer, seeded with the chosen checkpoint.
+    With `run=False` the fork is only prepared (continue it with `resume_run`).
+    """
+    source = find_run(run_id, runs_dir)
+    request, context = load_run_config(source)
+    context = with_chat_models(
+        replace(context, **overrides) if overrides else context, scientist=scientist_model, executor=executor_model
+    )
+    check_llm_setup(context)
+    with open_run(source) as graph:
+        chain = lineage(graph, run_config(source.run_id, context))
+        snapshot = _pick(chain, checkpoint)
+        saved = _saver(graph).get_tuple(snapshot.config)
+    step = _step(snapshot)
+    if "task" not in snapshot.values:
+        raise InputError(f"step {step} comes before setup finished: start a new run instead")
+    if not snapshot.next:
+        raise InputError(f"step {step} is the end of the run: fork from an earlier one, or resume with a larger budget")
+    target = run_folder(source.path.parent, new_run_id or f"{source.run_id}-fork{step}")
+    partial = target.path / FORK_IN_PROGRESS
+    if partial.exists() and not target.run_json.exists():
+        shutil.rmtree(target.path)  # a fork killed before it was complete: make it again
+    if target.path.exists():
+        raise InputError(f"{target.path} already exists; pick another --run-id")
+    context = replace(context, runs_dir=str(target.path.parent))
+    target.path.mkdir(parents=True)
+    partial.touch()
+    _copy_run_files(source, target)
+    origin = {"run_id": source.run_id, "step": step, "checkpoint_id": snapshot.config["configurable"]["checkpoint_id"]}
+    config = run_config(target.run_id, context)
+    with open_run(target) as graph:
+        assert saved is not None
+        metadata = {**saved.metadata, "source": "fork", "tandem": f"fork of {source.run_id}@{step}"}
+        _saver(graph).put(
+            {"configurable": {"thread_id": target.run_id, "checkpoint_ns": ""}},
+            saved.checkpoint,
+            metadata,  # type: ignore[arg-type]
+            saved.checkpoint["channel_versions"],
+        )
+        # The same node as in the original writes the new folder's paths, so routing continues as it would have.
+        moved = {"run_id": target.run_id, "run_dir": str(target.path), "split_path": str(target.split)}
+        graph.update_state(cast(RunnableConfig, {**config, "metadata": {"tandem": "fork: new run's paths"}}), moved)
+        _reopen_if_budget_allows(graph, config, context)
+        values = graph.get_state(config).values
+    write_jsonl(target.experiments, list(values.get("ledger", [])))
+    write_jsonl(target.rewards, list(values.get("reward_events", [])))
+    # run.json comes last: until it exists the fork is not a run (a kill before this leaves no half-run)
+    config_data = {"run_id": target.run_id, "request": {**request, "run_id": target.run_id}}
+    write_json(target.run_json, {**config_data, "context": context.to_dict(), "forked_from": origin})
+    partial.unlink()
+    if not run:
+        return {"run_id": target.run_id, "status": "forked", "forked_from": origin}
+    return _drive(target, None, context, on_update, on_event, on_approval)
+
+
+FORK_IN_PROGRESS = "fork.partial"
+
+
+def _step(snapshot: StateSnapshot) -> int | None:
+    return (snapshot.metadata or {}).get("step")
+
+
+def _saver(graph: TandemGraph) -> BaseCheckpointSaver[Any]:
+    assert isinstance(graph.checkpointer, BaseCheckpointSaver), "the graph was compiled without a checkpointer"
+    return graph.checkpointer
+
+
+def _copy_run_files(source: RunFolder, target: RunFolder) -> None:
+    """What a fork needs from its original: the split, the profile, the holdout rows, the cache.
+
+    Cache files are hard-linked where the file system allows (they are written once, atomically,
+    and never changed in place), else copied.
+    """
+    for path in (source.split, source.profile, source.holdout_rows):
+        if path.exists():
+            shutil.copy2(path, target.path / path.name)
+    if source.cache.exists():
+        shutil.copytree(source.cache, target.cache, copy_function=_link_or_copy)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

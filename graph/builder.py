@@ -1,5 +1,8 @@
 """The state machine: setup → scientist → executor → evaluator → verifier → reward → scientist …
 
+A `review` node (a human approval gate) sits beside the loop; routing visits it only when the
+run context asks for approval, so the default loop never pauses.
+
 `build_graph(checkpointer=...)` is for Python users; the module-level `graph` (no checkpointer,
 which `langgraph dev` refuses) is what `langgraph.json` serves to LangGraph Studio.
 """
@@ -12,11 +15,12 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from graph.context import RunContext
-from graph.routing import after_reward, after_scientist
+from graph.routing import after_review, after_reward, after_scientist
 from graph.state import TandemState, TaskRequest
 from nodes.deliver import deliver
 from nodes.evaluator import evaluator
 from nodes.executor import executor
+from nodes.review import review
 from nodes.reward import reward
 from nodes.scientist import scientist
 from nodes.setup import setup
@@ -34,6 +38,7 @@ def build_graph(checkpointer: Any = None) -> TandemGraph:
     builder.add_node("evaluator", evaluator)
     builder.add_node("verifier", verifier)
     builder.add_node("reward", reward)
+    builder.add_node("review", review)
     builder.add_node("deliver", deliver)
     builder.add_edge(START, "setup")
     builder.add_edge("setup", "scientist")
@@ -42,6 +47,7 @@ def build_graph(checkpointer: Any = None) -> TandemGraph:
     builder.add_edge("evaluator", "verifier")
     builder.add_edge("verifier", "reward")
     builder.add_conditional_edges("reward", after_reward)
+    builder.add_conditional_edges("review", after_review)
     builder.add_edge("deliver", END)
     return builder.compile(checkpointer=checkpointer, name="tandem")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 AgentKind = Literal["heuristic", "llm"]
 ApprovalMode = Literal["never", "delivery", "proposals"]
@@ -92,6 +92,10 @@ class RunContext:
     """Roles whose chat model was handed in from Python: a resume must hand it in again."""
     chat_models: dict[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)
     """Chat model objects by role, from Python; never stored (not in run.json, not checkpointed)."""
+
+    def __post_init__(self) -> None:
+        if self.approve not in get_args(ApprovalMode):  # Studio and Python pass plain strings
+            raise ValueError(f"approve must be one of {', '.join(get_args(ApprovalMode))}, not {self.approve!r}")
 
     def model_name(self, role: Role) -> str:
         """The model a role's LLM agent uses."""

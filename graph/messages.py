@@ -201,8 +201,13 @@ class Proposal(BaseModel):
     changes: list[Change] = Field(default_factory=list)
     base_experiment: int | None = Field(default=None, description="experiment to change; None = the incumbent")
     move: str | None = Field(default=None, description="the kind of idea, for learning which kinds pay")
+    failure: str | None = Field(
+        default=None, description="set by the agent, not the model: why no valid proposal could be produced"
+    )
 
     def summary(self) -> str:
+        if self.failure is not None:
+            return f"no valid proposal: {self.failure}"[:300]
         if self.action == "deliver":
             return f"deliver: {self.rationale}"
         return "; ".join(c.describe() for c in self.changes) or "(no change)"

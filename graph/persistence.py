@@ -42,6 +42,7 @@ class RunFolder:
     rewards = property(lambda self: self.path / "rewards.jsonl")
     summary = property(lambda self: self.path / "summary.json")
     report = property(lambda self: self.path / "report.md")
+    report_html = property(lambda self: self.path / "report.html")
     model = property(lambda self: self.path / "model.joblib")
     holdout_rows = property(lambda self: self.path / "holdout_rows.json")
 
@@ -51,9 +52,11 @@ def run_folder(runs_dir: str | Path, run_id: str) -> RunFolder:
 
 
 def save_run_config(folder: RunFolder, request: dict[str, Any], context: RunContext) -> None:
-    """Write what a resume needs: the task request and the run context."""
+    """Write what a resume needs: the task request and the run context (other keys, such as a
+    fork's `forked_from`, are kept)."""
     folder.path.mkdir(parents=True, exist_ok=True)
-    write_json(folder.run_json, {"run_id": folder.run_id, "request": request, "context": context.to_dict()})
+    kept = json.loads(folder.run_json.read_text()) if folder.run_json.exists() else {}
+    write_json(folder.run_json, {**kept, "run_id": folder.run_id, "request": request, "context": context.to_dict()})
 
 
 def load_run_config(folder: RunFolder) -> tuple[dict[str, Any], RunContext]:

@@ -90,7 +90,7 @@ def scientist_reward(
 ) -> RewardEvent:
     """+ gain when faithful and significant; − insignificance when faithful but not; no blame when
     unfaithful; − the failure penalty for a proposal that cannot be built at all; − tokens."""
-    faithful = fidelity >= config.low_fidelity and not failed and comparison is not None
+    faithful = proposal_valid and fidelity >= config.low_fidelity and not failed and comparison is not None
     parts = {
         "invalid": 0.0 if proposal_valid else -config.failure_penalty,
         "gain": comparison.gain if faithful and comparison and comparison.significant else 0.0,

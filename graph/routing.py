@@ -1,6 +1,11 @@
 """Where the loop goes next: pure functions of the state, so forks and Studio route the same way.
 
 Budgets are enforced through `stop_reason`, which the reward node sets when a budget is spent.
+Approval gates work the same way: the scientist and reward nodes read the run context and set
+`review_required`, so routing never needs the context (LangGraph's `update_state`, which forks
+and reopened runs use, routes without one). With `approve="never"` (the default) the `review`
+node is never visited and the loop is setup → scientist → executor → evaluator → verifier →
+reward → … → deliver.
 """
 
 from __future__ import annotations
@@ -10,11 +15,23 @@ from typing import Literal
 from graph.state import TandemState
 
 
-def after_scientist(state: TandemState) -> Literal["executor", "deliver"]:
-    """The Scientist may decide to deliver instead of proposing."""
+def after_scientist(state: TandemState) -> Literal["executor", "deliver", "review"]:
+    """The Scientist may decide to deliver instead of proposing; a human may have to approve either."""
+    if state.get("review_required"):
+        return "review"
     return "deliver" if (state.get("proposal") or {}).get("action") == "deliver" else "executor"
 
 
-def after_reward(state: TandemState) -> Literal["scientist", "deliver"]:
+def after_reward(state: TandemState) -> Literal["scientist", "deliver", "review"]:
     """Back to the Scientist unless the reward node found a budget (iterations, seconds, tokens) spent."""
-    return "deliver" if state.get("stop_reason") else "scientist"
+    if not state.get("stop_reason"):
+        return "scientist"
+    return "review" if state.get("review_required") else "deliver"
+
+
+def after_review(state: TandemState) -> Literal["executor", "deliver", "scientist", "review"]:
+    """Approved: carry on. Rejected: back to the Scientist, or ask again when no budget is left."""
+    delivering = bool(state.get("stop_reason"))
+    if (state.get("review") or {}).get("approved"):
+        return "deliver" if delivering else "executor"
+    return "review" if delivering else "scientist"

@@ -9,7 +9,9 @@ resumed run end with exactly the entries of an uninterrupted one.
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
+
+from typing_extensions import TypedDict  # pydantic (LangGraph Studio's input form) needs it before 3.12
 
 AgentName = Literal["scientist", "executor"]
 Status = Literal["running", "delivered", "failed"]
@@ -77,6 +79,21 @@ class RewardEvent(TypedDict):
     agent: AgentName
     total: float
     parts: dict[str, float]
+
+
+class HumanFeedback(TypedDict):
+    """A human's rejection at an approval gate, kept so the Scientist can read it and move on."""
+
+    iteration: int
+    """Experiments done when the human answered."""
+    kind: Literal["proposal", "delivery"]
+    """What was rejected: a proposal before it was implemented, or the delivery."""
+    proposal: str
+    """The rejected proposal in one line (for a delivery, the Scientist's or the budget's reason)."""
+    move: str | None
+    """The kind of idea rejected (the heuristic Scientist stops playing it)."""
+    reason: str
+    """What the human said; may be empty."""
 
 
 def add_usage(left: dict[str, TokenUsage] | None, right: dict[str, TokenUsage] | None) -> dict[str, TokenUsage]:
@@ -153,3 +170,9 @@ class TandemState(TaskRequest, total=False):
     """running, delivered or failed."""
     delivered: dict[str, Any] | None
     """The delivered result: experiment, holdout scores of it and of the baseline, artifact paths."""
+    review_required: bool
+    """Set by the scientist and reward nodes from the run context: the next step needs a human's approval."""
+    review: dict[str, Any] | None
+    """The human's latest answer at an approval gate: kind, approved, reason (nodes/review.py)."""
+    feedback: Annotated[list[HumanFeedback], operator.add]
+    """Every rejection a human gave at an approval gate, in order; append-only."""

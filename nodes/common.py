@@ -60,6 +60,11 @@ def tokens_left(state: TandemState, context: RunContext) -> int | None:
     return context.token_budget - spent
 
 
+def review_required(context: RunContext, delivering: bool) -> bool:
+    """Whether a human must approve this step (routing reads the answer from the state)."""
+    return context.approve == "proposals" or (delivering and context.approve == "delivery")
+
+
 def budget_exhausted(state: TandemState, context: RunContext) -> str | None:
     """Which budget is spent, if any: the routing reads this, so the loop can never outrun it."""
     if state.get("iteration", 0) >= context.max_iters:

@@ -14,11 +14,13 @@ from typing import Any
 import joblib
 from langgraph.runtime import Runtime
 
-from graph.context import RunContext
+from graph.context import RunContext, context_of
 from graph.persistence import RunFolder, dev_data, holdout_data, problem_of, write_json, write_jsonl
 from graph.state import ExperimentRecord, TandemState
+from nodes.agents.models import agents_summary
 from nodes.common import folder_of
 from tools.report import write_report
+from tools.report_html import write_html_report
 from tools.spec import parse_spec
 from tools.training import fit_final, score_holdout
 
@@ -87,12 +89,14 @@ def build_summary(
             agent: dict(state.get("tokens", {}).get(agent, {"input": 0, "output": 0}))
             for agent in ("scientist", "executor")
         },
+        "feedback": list(state.get("feedback", [])),
         "artifacts": {
             "model": str(folder.model),
             "summary": str(folder.summary),
             "experiments": str(folder.experiments),
             "rewards": str(folder.rewards),
             "report": str(folder.report),
+            "report_html": str(folder.report_html),
             "holdout_rows": str(folder.holdout_rows),
             "profile": str(folder.profile),
         },
@@ -113,8 +117,10 @@ def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     joblib.dump(model, tmp)
     Path(tmp).replace(folder.model)
     summary = build_summary(state, folder, holdout, stop_reason)
+    summary.update(agents_summary(context_of(runtime), summary["tokens"]))  # kinds, models, $ with a price table
     write_jsonl(folder.experiments, list(ledger))
     write_jsonl(folder.rewards, list(state.get("reward_events", [])))
     write_json(folder.summary, summary)
     write_report(folder.path)
+    write_html_report(folder.path)
     return {"status": "delivered", "stop_reason": stop_reason, "delivered": summary}

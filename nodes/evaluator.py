@@ -1,9 +1,15 @@
-"""Evaluator node: the environment trains and scores the candidate itself, on the fixed folds."""
+"""Evaluator node: the environment trains and scores the candidate itself, on the fixed folds.
+
+While the folds train, the node reports its progress on LangGraph's custom stream
+(`{"event": "folds", "done": d, "total": k}`), which the live terminal view draws as a bar.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext, context_of
@@ -25,8 +31,25 @@ def evaluate_candidate(
     """Cross-validate a spec on the development folds (cached by spec hash in the run folder)."""
     X, y, folds = dev_data(task, split_path)
     return evaluate_spec(
-        spec, X, y, folds, problem_of(task), cache_dir=folder.cache, time_limit=time_limit, n_jobs=context.n_jobs
+        spec,
+        X,
+        y,
+        folds,
+        problem_of(task),
+        cache_dir=folder.cache,
+        time_limit=time_limit,
+        n_jobs=context.n_jobs,
+        progress=fold_progress(),
     )
+
+
+def fold_progress() -> Callable[[int, int], None] | None:
+    """A callback that puts fold progress on the graph's custom stream (None outside a graph run)."""
+    try:
+        write = get_stream_writer()
+    except (KeyError, RuntimeError):  # called outside a running graph (tests, scripts)
+        return None
+    return lambda done, total: write({"event": "folds", "done": done, "total": total})
 
 
 @timed

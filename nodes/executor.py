@@ -22,6 +22,9 @@ def executor(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]
     context = context_of(runtime)
     proposal = Proposal.model_validate(state["proposal"])
     base_id = state["incumbent"] if proposal.base_experiment is None else proposal.base_experiment
+    if proposal.failure is not None:  # nothing to implement: the Scientist's step failed
+        failed = Implementation(error=f"no valid proposal: {proposal.failure}")
+        return {"implementation": failed.model_dump(mode="json")}
     resolve = spec_resolver(state)
     try:
         base_spec = resolve(base_id)
@@ -38,6 +41,7 @@ def executor(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]
         resolve=resolve,
         columns=list(X.columns),
         try_spec=lambda spec: dry_run(spec, X, y, problem),
+        rewards=context.rewards,
     )
     reply = make_executor(context).implement(request)
     return {

@@ -16,7 +16,7 @@ from graph.messages import Proposal
 from graph.persistence import write_jsonl
 from graph.rewards import compare, executor_reward, scientist_reward, token_count
 from graph.state import ExperimentRecord, TandemState, TokenUsage
-from nodes.common import budget_exhausted, folder_of, timed
+from nodes.common import budget_exhausted, folder_of, review_required, timed
 
 NO_TOKENS = TokenUsage(input=0, output=0)
 
@@ -83,10 +83,12 @@ def reward(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     write_jsonl(folder.experiments, [*ledger, record])
     write_jsonl(folder.rewards, [*state.get("reward_events", []), *events])
     spent = {**state, "iteration": record["iteration"]}
+    stop_reason = budget_exhausted(spent, context)  # type: ignore[arg-type]
     return {
         "ledger": [record],
         "reward_events": events,
         "incumbent": new_incumbent,
         "iteration": record["iteration"],
-        "stop_reason": budget_exhausted(spent, context),  # type: ignore[arg-type]
+        "stop_reason": stop_reason,
+        "review_required": review_required(context, delivering=stop_reason is not None),
     }

@@ -7,9 +7,10 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from graph.context import RunContext, context_of
+from graph.persistence import dev_data
 from graph.state import TandemState
 from nodes.agents import ScientistView, make_scientist
-from nodes.common import seconds_left, timed, tokens_left
+from nodes.common import review_required, seconds_left, timed, tokens_left
 from tools.profile import DatasetProfile
 
 
@@ -25,6 +26,8 @@ def scientist_view(state: TandemState, context: RunContext) -> ScientistView:
         tokens_left=tokens_left(state, context),
         rewards=context.rewards,
         patience=context.patience,
+        feedback=tuple(state.get("feedback", [])),
+        data=lambda: dev_data(state["task"], state["split_path"])[:2],
     )
 
 
@@ -41,6 +44,7 @@ def scientist(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any
         "verification": None,
         "step_tokens": {"scientist": reply.usage},
         "tokens": {"scientist": reply.usage},
+        "review_required": review_required(context, delivering=proposal.action == "deliver"),
     }
     if proposal.action == "deliver":
         update["stop_reason"] = f"the Scientist delivered: {proposal.rationale}"

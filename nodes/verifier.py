@@ -65,6 +65,9 @@ def verify(
     A proposal that cannot be built at all (unknown column or family…) is the Scientist's fault:
     `proposal_valid` is False and the Executor is not judged.
     """
+    if proposal.failure is not None:
+        issues = [f"invalid proposal: {proposal.failure}"]
+        return {"fidelity": 1.0, "proposal_valid": False, "issues": issues, "requested": 0}
     try:
         expected = apply_changes(base, proposal.changes, resolve)
         check_against_data(expected, columns, task_type)

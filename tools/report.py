@@ -132,11 +132,16 @@ def write_report(run_dir: Path) -> Path:
     for agent in ("scientist", "executor"):
         parts = summary.get("reward_parts", {}).get(agent, {})
         tokens = summary["tokens"].get(agent, {})
+        who = summary.get("agents", {}).get(agent, {})
         lines.append(
-            f"| {agent} | {_fmt(summary['rewards'].get(agent))} | "
+            f"| {agent}{' (' + str(who.get('model') or who.get('kind')) + ')' if who else ''} | "
+            f"{_fmt(summary['rewards'].get(agent))} | "
             + ", ".join(f"{k} {_fmt(v)}" for k, v in parts.items())
             + f" | {tokens.get('input', 0)} / {tokens.get('output', 0)} |"
         )
+    if summary.get("cost_usd"):
+        cost = ", ".join(f"{k} ${_fmt(v)}" for k, v in summary["cost_usd"].items())
+        lines += ["", f"Token cost: {cost} (from the price table)."]
     lines += [
         "",
         "## Experiments",

@@ -15,6 +15,7 @@ import math
 import multiprocessing
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,11 +156,14 @@ def evaluate_spec(
     cache_dir: Path | None = None,
     time_limit: float | None = None,
     n_jobs: int = 2,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CandidateResult:
     """Cross-validate a spec on the development part; identical specs come from the cache.
 
     `time_limit` bounds the candidate: each fold fit gets limit × n_jobs / K seconds (joblib's
     per-task timeout), so K folds on n_jobs workers finish within about the limit.
+    `progress(done, total)` is called before the first fold and after each one (live views use
+    it); folds still run through joblib, whose results arrive in order as a generator.
     """
     key = spec_hash(spec)
     cached = cache_dir / f"{key}.json" if cache_dir else None
@@ -170,11 +174,17 @@ def evaluate_spec(
     if time_limit is not None:
         fold_timeout = max(1.0, time_limit * max(1, min(n_jobs, n_folds)) / n_folds)
     started = time.perf_counter()
+    report = progress or (lambda done, total: None)
     try:
-        outputs = joblib.Parallel(n_jobs=n_jobs, timeout=fold_timeout)(
+        report(0, n_folds)
+        outputs: list[Any] = []
+        parallel = joblib.Parallel(n_jobs=n_jobs, timeout=fold_timeout if n_jobs != 1 else None, return_as="generator")
+        for output in parallel(
             joblib.delayed(_fit_fold)(spec, problem, X, y, np.flatnonzero(folds != k), np.flatnonzero(folds == k))
             for k in range(n_folds)
-        )
+        ):
+            outputs.append(output)
+            report(len(outputs), n_folds)
     except (TimeoutError, multiprocessing.TimeoutError):  # joblib raises the multiprocessing one
         result = CandidateResult(
             key, "timeout", fit_seconds=time.perf_counter() - started, error=f"training exceeded {time_limit:g} s"

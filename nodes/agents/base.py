@@ -12,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+import pandas as pd
+
 from graph.context import RewardConfig
 from graph.messages import Implementation, Proposal, SpecResolver
-from graph.state import ExperimentRecord, TaskInfo, TokenUsage
+from graph.state import ExperimentRecord, HumanFeedback, TaskInfo, TokenUsage
 from tools.profile import DatasetProfile
 from tools.spec import EnsembleSpec, PipelineSpec
 
@@ -43,6 +45,10 @@ class ScientistView:
     tokens_left: int | None
     rewards: RewardConfig
     patience: int
+    data: Callable[[], tuple[pd.DataFrame, pd.Series]] | None = None
+    """The development rows (features, target), loaded on demand for analysis; never the holdout."""
+    feedback: tuple[HumanFeedback, ...] = ()
+    """What humans said when they rejected a proposal or a delivery (approval gates), oldest first."""
 
     def record(self, experiment_id: int) -> ExperimentRecord:
         return self.ledger[experiment_id]
@@ -72,6 +78,8 @@ class ExecutorRequest:
     columns: list[str]
     try_spec: Callable[[PipelineSpec | EnsembleSpec], str | None]
     """Fits the spec on a small sample; returns the error, or None when it runs."""
+    rewards: RewardConfig = field(default_factory=RewardConfig)
+    """The run's reward rules (an LLM Executor is told what it is paid for)."""
 
 
 class ScientistAgent(Protocol):

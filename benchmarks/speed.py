@@ -1,0 +1,406 @@
+"""Speed benchmarks of the environment itself (issue 5), measured by running tandem, not by timed tests.
+
+Why a script and a separate process per run: timings and peak memory are properties of a whole
+run on a real machine, so every run here executes in a child process (`_run` mode) while the
+parent samples the resident memory of that process and all its workers (joblib's loky
+processes: proportional set size, so memory-mapped data shared by workers counts once) ten times
+a second. Nothing in tandem is changed to be measured: the child wraps the
+functions that fit models (cross-validation, the Executor's dry run, delivery's refit and holdout
+scoring) with a timer, and time-stamps every node update the graph streams. Per iteration (from
+one reward update to the next), the environment's overhead is the iteration's wall time minus
+the time spent inside those functions: graph, checkpoints, profile lookups, proposal, spec
+building, verification, reward and ledger.
+
+    .venv/bin/python benchmarks/speed.py all          # everything (about 20-30 minutes on 2 CPUs)
+    .venv/bin/python benchmarks/speed.py overhead     # Adult income only
+    .venv/bin/python benchmarks/speed.py profile      # 1M x 30 generated CSV: read + profile
+    .venv/bin/python benchmarks/speed.py scaling      # 10k / 100k / 1M rows; the 1M run is the whole-run check
+
+Results go to benchmarks/results/speed.json (one key per part, each with machine, date and
+load average); scripts/benchmarks_doc.py turns them into docs/benchmarks.md and the plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "speed.json"
+WORK = Path(os.environ.get("TANDEM_SPEED_DIR", "/tmp/tandem-speed"))
+ADULT = ROOT / "benchmarks" / "data" / "adult_income.csv.gz"
+N_COLUMNS = 30  # 29 features + the target
+
+
+# ------------------------------------------------------------------------------------------
+# Data
+# ------------------------------------------------------------------------------------------
+
+
+def generate(n_rows: int, seed: int = 0) -> pd.DataFrame:
+    """A learnable binary task with 30 columns: 18 float, 6 integer, 4 categorical, 1 flag, the target."""
+    rng = np.random.default_rng(seed)
+    data: dict[str, Any] = {}
+    for i in range(18):
+        col = rng.normal(loc=i % 5, scale=1 + i % 3, size=n_rows)
+        if i % 6 == 0:
+            col[rng.random(n_rows) < 0.05] = np.nan
+        data[f"num_{i:02d}"] = col
+    for i in range(6):
+        data[f"int_{i}"] = rng.poisson(lam=3 + 2 * i, size=n_rows)
+    for i, cardinality in enumerate((5, 12, 50, 200)):
+        codes = rng.integers(0, cardinality, size=n_rows)
+        data[f"cat_{i}"] = np.asarray([f"c{i}_{k}" for k in range(cardinality)], dtype=object)[codes]
+    data["flag"] = np.where(rng.random(n_rows) < 0.3, "yes", "no")
+    frame = pd.DataFrame(data)
+    cat_effect = (pd.Series(data["cat_1"]).str.len().to_numpy() % 3) - 1.0
+    logit = (
+        0.8 * np.nan_to_num(data["num_00"] - 0.0)
+        - 0.6 * data["num_03"]
+        + 0.4 * data["num_07"] * (data["flag"] == "yes")
+        + 0.3 * np.sin(data["num_11"])
+        + 0.25 * (data["int_2"] - 7)
+        + 0.7 * cat_effect
+        - 0.5
+    )
+    frame["target"] = (logit + rng.logistic(size=n_rows) > 0).astype(int)
+    assert frame.shape[1] == N_COLUMNS
+    return frame
+
+
+def generated_csv(n_rows: int) -> Path:
+    path = WORK / f"generated_{n_rows}.csv"
+    if not path.exists():
+        WORK.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        generate(n_rows).to_csv(tmp, index=False)
+        tmp.replace(path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------
+# The child: one measured run
+# ------------------------------------------------------------------------------------------
+
+
+def _rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def child_run(csv: str, target: str, max_iters: int, time_budget: float, out: str) -> None:
+    """Run tandem once, recording node end times and every model-fitting interval."""
+    import nodes.deliver
+    import nodes.evaluator
+    import nodes.executor
+    from graph.api import run_task
+    from graph.context import RunContext
+
+    rss_start = _rss()
+    fits: list[tuple[float, float, str]] = []
+
+    def timed(module: Any, name: str) -> None:
+        original = getattr(module, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                fits.append((started, time.perf_counter(), name))
+
+        setattr(module, name, wrapper)
+
+    timed(nodes.evaluator, "evaluate_spec")
+    timed(nodes.executor, "dry_run")
+    timed(nodes.deliver, "fit_final")
+    timed(nodes.deliver, "score_holdout")
+    events: list[tuple[str, float, str | None]] = []
+
+    def on_update(node: str, update: dict[str, Any]) -> None:
+        records = update.get("ledger") if node == "reward" else None
+        status = records[-1].get("status") if isinstance(records, list) and records else None
+        events.append((node, time.perf_counter(), status))
+
+    t0 = time.perf_counter()
+    summary = run_task(
+        csv,
+        target,
+        run_id=f"speed-{Path(csv).stem}-{int(time.time())}",
+        context=RunContext(runs_dir=str(WORK / "runs"), max_iters=max_iters, time_budget=time_budget),
+        on_update=on_update,
+    )
+    t_end = time.perf_counter()
+    Path(out).write_text(
+        json.dumps(
+            {
+                "t0": t0,
+                "t_end": t_end,
+                "events": events,
+                "fits": fits,
+                "rss_start": rss_start,
+                "iterations": summary.get("iterations"),
+                "stop_reason": summary.get("stop_reason"),
+                "seconds_spent": summary.get("seconds_spent"),
+                "primary_metric": summary["task"]["primary_metric"],
+                "holdout": summary["best"]["holdout"],
+                "n_rows": summary["task"]["n_rows"],
+            }
+        )
+    )
+
+
+def child_profile(csv: str, target: str, out: str) -> None:
+    """Read a CSV and profile it, timing each part; report the DataFrame's in-memory size."""
+    from tools.data import read_table
+    from tools.profile import profile_dataset
+
+    t = time.perf_counter()
+    frame = read_table(csv)
+    read_s = time.perf_counter() - t
+    t = time.perf_counter()
+    profile = profile_dataset(frame, target, "binary")
+    profile_s = time.perf_counter() - t
+    Path(out).write_text(
+        json.dumps(
+            {
+                "rows": len(frame),
+                "columns": frame.shape[1],
+                "read_seconds": read_s,
+                "profile_seconds": profile_s,
+                "frame_bytes": int(frame.memory_usage(deep=True).sum()),
+                "warnings": list(profile.warnings),
+            }
+        )
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# The parent: launch, sample memory, analyse
+# ------------------------------------------------------------------------------------------
+
+
+def _tree_rss(pid: int) -> tuple[int, int]:
+    """(RSS of the process, memory of the process and all its descendants).
+
+    The tree's memory is the sum of proportional set sizes (PSS: private pages plus each shared
+    page divided by the processes sharing it). Summing RSS instead would count the arrays joblib
+    memory-maps into every worker once per worker. Without PSS (not Linux), RSS is summed.
+    """
+    import psutil
+
+    def pss(proc: psutil.Process) -> int:
+        try:
+            return int(proc.memory_full_info().pss)
+        except (AttributeError, psutil.AccessDenied):
+            return int(proc.memory_info().rss)
+
+    try:
+        proc = psutil.Process(pid)
+        own = int(proc.memory_info().rss)
+        total = pss(proc)
+        for child in proc.children(recursive=True):
+            with contextlib.suppress(psutil.Error):  # a worker may exit between listing and reading
+                total += pss(child)
+        return own, total
+    except psutil.Error:
+        return 0, 0
+
+
+def measured(mode: str, *args: str) -> dict[str, Any]:
+    """Run `speed.py <mode> args... --out F` in a child; return its JSON plus peak memory and wall time."""
+    out = WORK / f"child-{mode}-{os.getpid()}-{time.time_ns()}.json"
+    WORK.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, __file__, mode, *args, "--out", str(out)], cwd=ROOT)
+    peak_own = peak_tree = 0
+    peak_at = 0.0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak_own, peak_tree, peak_at
+        while not stop.is_set():
+            own, tree = _tree_rss(proc.pid)
+            if tree > peak_tree:
+                peak_tree, peak_at = tree, time.perf_counter()
+            peak_own = max(peak_own, own)
+            stop.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    code = proc.wait()
+    stop.set()
+    sampler.join()
+    if code != 0:
+        raise SystemExit(f"child {mode} {args} failed with exit code {code}")
+    result = json.loads(out.read_text())
+    out.unlink()
+    result.update(
+        wall_seconds=time.perf_counter() - started, peak_rss=peak_own, peak_rss_tree=peak_tree, peak_at=peak_at
+    )
+    return result
+
+
+def _overlap(a: float, b: float, fits: list[list[Any]]) -> float:
+    return sum(max(0.0, min(b, end) - max(a, start)) for start, end, _ in fits)
+
+
+def analyse_run(run: dict[str, Any]) -> dict[str, Any]:
+    """Iterations (reward to reward), their fitting time, the environment's overhead, the memory peak's phase.
+
+    An iteration's status is its experiment's (ok, failed, timeout, invalid…); "trained" iterations
+    are those whose candidate was cross-validated to the end, the typical cost of one experiment.
+    """
+    events = [(e[0], e[1], e[2] if len(e) > 2 else None) for e in run["events"]]
+    fits = run["fits"]
+    setup_end = next(t for node, t, _ in events if node == "setup")
+    rewards = [(t, status) for node, t, status in events if node == "reward"]
+    iterations = []
+    previous = setup_end
+    for end, status in rewards:
+        fit = _overlap(previous, end, fits)
+        iterations.append(
+            {"seconds": end - previous, "fit_seconds": fit, "overhead_seconds": end - previous - fit, "status": status}
+        )
+        previous = end
+    deliver_end = next((t for node, t, _ in events if node == "deliver"), run["t_end"])
+    total_fit = _overlap(run["t0"], run["t_end"], fits)
+    seconds = [i["seconds"] for i in iterations]
+    overheads = [i["overhead_seconds"] for i in iterations]
+    trained = [i["seconds"] for i in iterations if i["status"] in (None, "ok")]
+    peak_at = run.get("peak_at")
+    peak_phase = None
+    if peak_at:
+        peak_phase = next((node for node, t, _ in events if t >= peak_at), "after delivery")
+    return {
+        "iterations": iterations,
+        "n_iterations": len(iterations),
+        "n_trained_iterations": len(trained),
+        "median_iteration_seconds": statistics.median(seconds) if seconds else None,
+        "median_trained_iteration_seconds": statistics.median(trained) if trained else None,
+        "mean_iteration_seconds": statistics.fmean(seconds) if seconds else None,
+        "median_overhead_seconds": statistics.median(overheads) if overheads else None,
+        "overhead_share_of_iterations": sum(overheads) / sum(seconds) if seconds else None,
+        "setup_seconds": setup_end - run["t0"],
+        "setup_fit_seconds": _overlap(run["t0"], setup_end, fits),
+        "deliver_seconds": deliver_end - (rewards[-1][0] if rewards else setup_end),
+        "run_seconds": run["t_end"] - run["t0"],
+        "overhead_share_of_run": (run["t_end"] - run["t0"] - total_fit) / (run["t_end"] - run["t0"]),
+        "peak_memory_phase": peak_phase,
+    }
+
+
+def _stamp() -> dict[str, Any]:
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_average_before": list(os.getloadavg()),
+    }
+
+
+def part_overhead(max_iters: int, time_budget: float) -> dict[str, Any]:
+    stamp = _stamp()
+    run = measured("_run", "--csv", str(ADULT), "--target", "income >50K", *_budget_args(max_iters, time_budget))
+    return {
+        **stamp,
+        "dataset": "adult_income (32,561 rows x 14 columns)",
+        "settings": {"max_iters": max_iters, "time_budget": time_budget},
+        "stop_reason": run["stop_reason"],
+        "load_average_after": list(os.getloadavg()),
+        **analyse_run(run),
+    }
+
+
+def part_profile(n_rows: int) -> dict[str, Any]:
+    stamp = _stamp()
+    csv = generated_csv(n_rows)
+    result = measured("_profile", "--csv", str(csv), "--target", "target")
+    return {**stamp, "csv_bytes": csv.stat().st_size, "load_average_after": list(os.getloadavg()), **result}
+
+
+def part_scaling(sizes: list[int], max_iters: int, time_budget: float) -> dict[str, Any]:
+    previous = json.loads(RESULTS.read_text()).get("scaling", {}).get("runs", []) if RESULTS.exists() else []
+    runs = [r for r in previous if r["rows"] not in sizes]  # a re-measured size replaces its old entry
+    for n in sizes:
+        stamp = _stamp()
+        csv = generated_csv(n)
+        frame_bytes = measured("_profile", "--csv", str(csv), "--target", "target")["frame_bytes"]
+        run = measured("_run", "--csv", str(csv), "--target", "target", *_budget_args(max_iters, time_budget))
+        runs.append(
+            {
+                **stamp,
+                "rows": n,
+                "frame_bytes": frame_bytes,
+                "settings": {"max_iters": max_iters, "time_budget": time_budget},
+                "wall_seconds": run["wall_seconds"],
+                "peak_rss": run["peak_rss"],
+                "peak_rss_tree": run["peak_rss_tree"],
+                "rss_start": run["rss_start"],
+                "stop_reason": run["stop_reason"],
+                "holdout": run["holdout"],
+                "load_average_after": list(os.getloadavg()),
+                **analyse_run(run),
+            }
+        )
+        print(json.dumps({k: v for k, v in runs[-1].items() if k != "iterations"}), flush=True)
+    return {"runs": sorted(runs, key=lambda r: r["rows"])}
+
+
+def _budget_args(max_iters: int, time_budget: float) -> list[str]:
+    return ["--max-iters", str(max_iters), "--time-budget", str(time_budget)]
+
+
+def save(part: str, value: dict[str, Any]) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    data[part] = value
+    RESULTS.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"{part}: saved to {RESULTS}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=["all", "overhead", "profile", "scaling", "_run", "_profile"])
+    parser.add_argument("--csv")
+    parser.add_argument("--target")
+    parser.add_argument("--out")
+    parser.add_argument("--max-iters", type=int, default=20)
+    parser.add_argument("--time-budget", type=float, default=900.0)
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--scaling-iters", type=int, default=8, help="iterations per scaling run")
+    parser.add_argument("--scaling-budget", type=float, default=300.0, help="working seconds per scaling run")
+    args = parser.parse_args()
+    if args.part == "_run":
+        child_run(args.csv, args.target, args.max_iters, args.time_budget, args.out)
+        return
+    if args.part == "_profile":
+        child_profile(args.csv, args.target, args.out)
+        return
+    if args.part in {"all", "overhead"}:
+        save("overhead", part_overhead(args.max_iters, args.time_budget))
+    if args.part in {"all", "profile"}:
+        save("profile_1m", part_profile(1_000_000))
+    if args.part in {"all", "scaling"}:
+        sizes = [int(s) for s in args.sizes.split(",")]
+        save("scaling", part_scaling(sizes, args.scaling_iters, args.scaling_budget))
+
+
+if __name__ == "__main__":
+    main()

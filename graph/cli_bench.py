@@ -1,0 +1,188 @@
+"""The `tandem bench`, `tandem league` and `tandem leaderboard` subcommands.
+
+Kept apart from graph/cli.py so the run commands and the benchmark commands can change
+independently; `graph.cli.make_parser` calls `add_bench_commands` and its COMMANDS table maps
+the names to the `cmd_*` functions here. The work itself lives in tools/ (bench, league,
+profiles, results); this module only parses options and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+from typing import Any
+
+from tools.results import default_results_dir
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are whole numbers separated by commas, got {text!r}") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("give at least one seed")
+    return list(dict.fromkeys(seeds))
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tasks",
+        help="comma-separated default-suite task names and/or .toml/.yaml task files (default: the whole suite)",
+    )
+    parser.add_argument(
+        "--players",
+        help="comma-separated players: tandem[:key=value...], linear, lightgbm, flaml[:n_jobs=N] "
+        "(default: tandem,linear,lightgbm and flaml when installed)",
+    )
+    parser.add_argument(
+        "--budget", type=_positive, help="seconds per player and task (default: each task's own budget)"
+    )
+    parser.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated player seeds (default: 0)")
+    parser.add_argument(
+        "--results-dir", default=None, help="where the results store goes (default $TANDEM_RESULTS_DIR or ./results)"
+    )
+
+
+def add_bench_commands(sub: Any) -> None:
+    """Add the three subcommands to the `tandem` parser's subparsers."""
+    bench = sub.add_parser("bench", help="run players over tasks: results table, performance profiles and AUP")
+    _add_common(bench)
+    bench.add_argument(
+        "--report", metavar="BENCH_ID", help="re-derive a stored bench's table and profiles; run nothing"
+    )
+    bench.add_argument("--list", action="store_true", help="list the default suite's tasks and the players, then exit")
+
+    league = sub.add_parser("league", help="play matchmade head-to-head matches and update Elo ratings")
+    _add_common(league)
+    league.add_argument("--rounds", type=int, default=10, help="matchmaking rounds (each pairs up the players)")
+    league.add_argument("--closest", type=int, default=3, help="opponent drawn among this many nearest ratings")
+    league.add_argument("--k", type=float, default=32.0, help="Elo K factor")
+    league.add_argument(
+        "--tolerance", type=float, default=0.001, help="draw when scores differ by at most this (absolute or relative)"
+    )
+    league.add_argument("--rng-seed", type=int, default=0, help="seed of matchmaking and of the task/seed draws")
+    league.add_argument("--fresh", action="store_true", help="play every match again instead of reusing stored results")
+
+    board = sub.add_parser("leaderboard", help="print the league's Elo ladder and write its PNG")
+    board.add_argument("--results-dir", default=None)
+    board.add_argument("--png", help="where the PNG goes (default: <results-dir>/leaderboard.png)")
+
+
+def _command(args: argparse.Namespace, extra: tuple[str, ...] = ()) -> str:
+    """The canonical command line that reproduces this invocation."""
+    parts = ["tandem", args.command]
+    for name in ("tasks", "players", "budget", "results_dir", *extra):
+        value = getattr(args, name, None)
+        if value is not None and value is not False:
+            parts += [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    parts += ["--seeds", ",".join(map(str, args.seeds))]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _results_dir(args: argparse.Namespace) -> str:
+    return str(Path(args.results_dir or default_results_dir()).resolve())
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from tools.bench import bench_report, describe_result, run_bench
+    from tools.bench_tasks import default_suite, select_tasks
+    from tools.players import PLAYER_HELP, flaml_available, parse_players
+    from tools.results import ResultsStore
+
+    if args.list:
+        for task in default_suite():
+            print(f"{task.name:20} {task.metric or 'default':9} budget {task.budget:>5.0f} s  {task.description}")
+        print()
+        for name, text in PLAYER_HELP.items():
+            note = " [not installed]" if name == "flaml" and not flaml_available() else ""
+            print(f"{name:10} {text}{note}")
+        return 0
+    results_dir = _results_dir(args)
+    if args.report:
+        report = bench_report(ResultsStore(results_dir), args.report)
+        print(report.markdown)
+        print(f"report: {Path(results_dir) / args.report / 'report.md'}")
+        return 0
+    tasks = select_tasks(args.tasks)
+    players = parse_players(args.players)
+    if not args.players and not flaml_available():
+        print("note: FLAML is not installed, so it does not play; pip install 'tandem-ml[bench]' to add it")
+    print(
+        f"bench: {len(tasks)} tasks x {len(args.seeds)} seeds x players {', '.join(p.name for p in players)}"
+        f"; results appended to {Path(results_dir) / 'results.sqlite'}",
+        flush=True,
+    )
+    bench_id = run_bench(
+        tasks,
+        players,
+        seeds=args.seeds,
+        budget=args.budget,
+        results_dir=results_dir,
+        command=_command(args),
+        on_result=lambda row: print(describe_result(row), flush=True),
+    )
+    report = bench_report(ResultsStore(results_dir), bench_id)
+    print()
+    print(report.markdown)
+    print(f"bench {bench_id}: report {Path(results_dir) / bench_id / 'report.md'}")
+    return 0
+
+
+def cmd_league(args: argparse.Namespace) -> int:
+    from tools.bench_tasks import select_tasks
+    from tools.league import describe_match, leaderboard_markdown, run_league, standings
+    from tools.players import parse_players
+    from tools.results import ResultsStore
+
+    results_dir = _results_dir(args)
+    tasks = select_tasks(args.tasks)
+    players = parse_players(args.players)
+    league_id = run_league(
+        tasks,
+        players,
+        results_dir=results_dir,
+        seeds=args.seeds,
+        budget=args.budget,
+        rounds=args.rounds,
+        closest=args.closest,
+        k=args.k,
+        tolerance=args.tolerance,
+        rng_seed=args.rng_seed,
+        fresh=args.fresh,
+        command=_command(args, ("rounds", "closest", "k", "tolerance", "rng_seed", "fresh")),
+        on_match=lambda m: print(describe_match(m), flush=True),
+    )
+    print()
+    print(leaderboard_markdown(standings(ResultsStore(results_dir))))
+    print(f"league {league_id}: matches appended to {Path(results_dir) / 'results.sqlite'}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from tools.league import leaderboard_markdown, plot_leaderboard, standings
+    from tools.results import ResultsStore
+
+    results_dir = Path(_results_dir(args))
+    if not (results_dir / "results.sqlite").exists():
+        print(f"no results store in {results_dir}; play some matches with: tandem league")
+        return 0
+    table = standings(ResultsStore(results_dir))
+    if not table:
+        print(f"no matches yet in {results_dir / 'results.sqlite'}; play some with: tandem league")
+        return 0
+    print(leaderboard_markdown(table))
+    png = plot_leaderboard(table, args.png or results_dir / "leaderboard.png")
+    print(f"plot: {png}")
+    return 0

@@ -1,0 +1,304 @@
+"""What a person sees while a run works: a live view on a terminal, plain lines elsewhere, and
+the terminal's approval prompt.
+
+On a terminal (standard output is a TTY) a rich live panel shows the iteration and the budget
+left, the node at work, the current proposal in one line, the candidate's score against the
+incumbent, the rewards, and a bar for the training folds; the plain step lines scroll above it.
+Anywhere else (CI logs, pipes, `--plain`) the run prints exactly the plain `Progress` lines.
+
+Approval gates (`--approve`) ask at the terminal. Without an interactive standard input the CLI
+refuses `--approve` up front, rather than hang or approve on the user's behalf; from Python or
+Studio the gates are answered with `Command(resume=...)`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as Bar
+from rich.table import Table
+from rich.text import Text
+
+from graph.context import RunContext
+from tools.data import InputError
+
+Reader = Callable[[str], str]
+NODE_WORK = {
+    "setup": "fixing the split, profiling, scoring the baseline",
+    "scientist": "the Scientist is choosing the next idea",
+    "executor": "the Executor is building the spec (dry run)",
+    "evaluator": "the environment is cross-validating the candidate",
+    "verifier": "checking the implementation against the proposal",
+    "reward": "paying the agents",
+    "review": "waiting for your approval",
+    "deliver": "refitting the incumbent, scoring the holdout, writing the report",
+}
+
+
+@dataclass
+class RunMonitor:
+    """The numbers the live view shows, kept up to date from the graph's updates and events."""
+
+    context: RunContext
+    metric: str = ""
+    node: str = ""
+    iteration: int = 0
+    seconds: float = 0.0
+    tokens: int = 0
+    proposal: str = ""
+    candidate: str = ""
+    incumbent: tuple[int, float] | None = None
+    rewards: dict[str, float] = field(default_factory=lambda: {"scientist": 0.0, "executor": 0.0})
+    last_rewards: dict[str, float] = field(default_factory=dict)
+    folds: tuple[int, int] | None = None
+
+    def on_update(self, node: str, update: dict[str, Any]) -> None:
+        self.seconds += float(update.get("seconds_spent") or 0.0)
+        self.tokens += sum(u["input"] + u["output"] for u in (update.get("tokens") or {}).values())
+        if node == "setup":
+            self.metric = update["task"]["primary_metric"]
+            self.incumbent = (0, update["ledger"][0]["primary"])
+        elif node == "scientist" and update.get("proposal"):
+            self.proposal = _one_line(update["proposal"])
+            self.candidate = ""
+        elif node == "evaluator":
+            self.candidate = self._candidate(update.get("evaluation") or {})
+        elif node == "reward":
+            (record,) = update["ledger"]
+            self.iteration = update["iteration"]
+            self.last_rewards = dict(record["rewards"])
+            for event in update["reward_events"]:
+                self.rewards[event["agent"]] += event["total"]
+            if record["incumbent_after"] == record["id"]:
+                self.incumbent = (record["id"], record["primary"])
+
+    def on_event(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "node":
+            self.node = data["node"]
+            if self.node != "evaluator":
+                self.folds = None
+        elif kind == "folds":
+            self.folds = (int(data["done"]), int(data["total"]))
+        elif kind == "resumed":
+            self.metric = data.get("metric") or self.metric
+            self.iteration = data.get("iteration", 0)
+            self.seconds = data.get("seconds_spent", 0.0)
+            self.tokens = data.get("tokens", 0)
+            if data.get("incumbent") is not None:
+                self.incumbent = (data["incumbent"], data["incumbent_score"])
+
+    def _candidate(self, evaluation: dict[str, Any]) -> str:
+        if evaluation.get("status") != "ok":
+            return f"{evaluation.get('status', 'failed')}: {evaluation.get('error') or ''}"[:120]
+        score = evaluation["cv"].get(self.metric)
+        spread = evaluation["cv_std"].get(self.metric)
+        text = f"CV {self.metric} {_num(score)} ± {_num(spread)}"
+        if self.incumbent is not None and isinstance(score, float):
+            text += f"  vs incumbent #{self.incumbent[0]} {_num(self.incumbent[1])} ({score - self.incumbent[1]:+.4f})"
+        return text
+
+    def budget_left(self) -> str:
+        parts = [f"{max(self.context.max_iters - self.iteration, 0)} experiments"]
+        if self.context.time_budget is not None:
+            parts.append(f"{max(self.context.time_budget - self.seconds, 0):.0f} s")
+        if self.context.token_budget is not None:
+            parts.append(f"{max(self.context.token_budget - self.tokens, 0)} tokens")
+        return ", ".join(parts)
+
+
+def continue_line(data: dict[str, Any]) -> str:
+    """The first line of a resumed or forked run: where it stands."""
+    return (
+        f"[continue] {data['iteration']} experiments done; incumbent #{data['incumbent']} "
+        f"CV {data['metric']} {_num(data['incumbent_score'])}"
+    )
+
+
+def _one_line(proposal: dict[str, Any]) -> str:
+    from graph.messages import Proposal
+
+    parsed = Proposal.model_validate(proposal)
+    return f"[{parsed.move}] {parsed.summary()}" if parsed.move else parsed.summary()
+
+
+def _num(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "–"
+
+
+def ask(question: dict[str, Any], read: Reader = input, out: TextIO | None = None) -> Any:
+    """Ask a human at the terminal for an approval gate's reply (see nodes/review.py).
+
+    "q" or end of input stops the run (it stays paused at the gate: `tandem resume` asks again).
+    """
+    out = out or sys.stderr
+    kind = question["kind"]
+    incumbent = question["incumbent"]
+    print(
+        f"\n== approval needed: {kind} (after {question['iteration']} experiments) ==\n"
+        f"  {question['proposal']}\n  why: {question['rationale']}\n"
+        f"  incumbent: #{incumbent['id']} CV {incumbent['metric']} {_num(incumbent['cv'])}",
+        file=out,
+        flush=True,
+    )
+    while True:
+        if not question["can_continue"]:
+            choice = _read(read, "The budget is spent. Deliver now? [Y]es / [q]uit and raise the budget later: ", out)
+            if choice in {"", "y", "yes"}:
+                return True
+            if choice in {"q", "quit"}:
+                raise KeyboardInterrupt
+            print("  Raise the budget first: quit, then `tandem resume RUN --max-iters N`.", file=out, flush=True)
+            continue
+        choice = _read(read, f"Approve this {kind}? [Y]es / [n]o / [q]uit: ", out)
+        if choice in {"", "y", "yes"}:
+            return True
+        if choice in {"n", "no"}:
+            reason = _read(read, "Why not? (the Scientist reads this): ", out, lower=False)
+            return {"approve": False, "reason": reason}
+        if choice in {"q", "quit"}:
+            raise KeyboardInterrupt
+
+
+def _read(read: Reader, prompt: str, out: TextIO, lower: bool = True) -> str:
+    """The prompt goes to `out` (stderr), so standard output keeps only the run's lines."""
+    print(prompt, end="", file=out, flush=True)
+    try:
+        text = read("").strip()
+    except EOFError:
+        raise KeyboardInterrupt from None
+    return text.lower() if lower else text
+
+
+class PlainDisplay:
+    """One plain line per step (CI logs, pipes): the `Progress` lines, and prompts on stderr."""
+
+    def __init__(self, context: RunContext, read: Reader = input) -> None:
+        from graph.cli import Progress
+
+        self.context = context
+        self.lines = Progress()
+        self.read = read
+
+    def __enter__(self) -> PlainDisplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def on_update(self, node: str, update: dict[str, Any]) -> None:
+        self.lines(node, update)
+
+    @property
+    def event_handler(self) -> Callable[[str, dict[str, Any]], None] | None:
+        """Plain lines need only to know where a resumed or forked run stands."""
+        return self.on_resumed
+
+    def on_resumed(self, kind: str, data: dict[str, Any]) -> None:
+        if kind != "resumed":
+            return
+        self.lines.metric = data["metric"]
+        print(continue_line(data), flush=True)
+
+    def on_approval(self, question: dict[str, Any]) -> Any:
+        return ask(question, self.read)
+
+
+class LiveDisplay(PlainDisplay):
+    """The live panel on a terminal; the step lines scroll above it."""
+
+    def __init__(self, context: RunContext, run_id: str, console: Console | None = None, read: Reader = input) -> None:
+        super().__init__(context, read)
+        self.run_id = run_id
+        self.console = console or Console()
+        self.monitor = RunMonitor(context)
+        self.bar = Bar(
+            TextColumn("folds"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=self.console
+        )
+        self.task = self.bar.add_task("folds", total=1, visible=False)
+        self.live = Live(console=self.console, get_renderable=self.render, refresh_per_second=8, transient=True)
+
+    def __enter__(self) -> LiveDisplay:
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.stop()
+
+    def on_update(self, node: str, update: dict[str, Any]) -> None:
+        self.monitor.on_update(node, update)
+        line = self.lines.describe(node, update)
+        if line:
+            self.console.print(line, markup=False, highlight=False)
+
+    @property
+    def event_handler(self) -> Callable[[str, dict[str, Any]], None] | None:
+        return self.on_event
+
+    def on_event(self, kind: str, data: dict[str, Any]) -> None:
+        self.monitor.on_event(kind, data)
+        if kind == "resumed":
+            self.lines.metric = data["metric"]
+            self.console.print(continue_line(data), markup=False, highlight=False)
+        elif kind == "folds":
+            self.bar.reset(self.task, total=int(data["total"]), completed=int(data["done"]), visible=True)
+        elif kind == "node" and data["node"] != "evaluator":
+            self.bar.update(self.task, visible=False)
+
+    def on_approval(self, question: dict[str, Any]) -> Any:
+        with self.paused():
+            return ask(question, self.read)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop drawing while the terminal asks a question."""
+        self.live.stop()
+        try:
+            yield
+        finally:
+            self.live.start()
+
+    def render(self) -> Panel:
+        m = self.monitor
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(style="bold", no_wrap=True, min_width=9)
+        grid.add_column(overflow="ellipsis", no_wrap=True, ratio=1)
+        incumbent = f"#{m.incumbent[0]} CV {m.metric} {_num(m.incumbent[1])}" if m.incumbent else "–"
+        last = m.last_rewards
+        rewards = (f"last S {last['scientist']:+.4f} E {last['executor']:+.4f}; " if last else "") + (
+            f"total S {m.rewards['scientist']:+.4f} E {m.rewards['executor']:+.4f}"
+        )
+        rows = {
+            "iteration": f"{m.iteration} of {self.context.max_iters}; left: {m.budget_left()}",
+            "node": f"{m.node or '…'}  {NODE_WORK.get(m.node, '')}",
+            "proposal": m.proposal or "–",
+            "candidate": m.candidate or "–",
+            "incumbent": incumbent,
+            "rewards": rewards,
+        }
+        for name, value in rows.items():
+            grid.add_row(name, Text(value))  # Text: a proposal like "[ensemble] …" is not markup
+        body = Group(grid, self.bar) if m.folds else grid
+        return Panel(body, title=f"tandem · {self.run_id}", title_align="left", border_style="blue")
+
+
+def make_display(
+    context: RunContext, run_id: str, *, plain: bool = False, console: Console | None = None
+) -> PlainDisplay:
+    """The live view on a terminal, plain lines elsewhere; refuses approval gates nobody can answer."""
+    if context.approve != "never" and not sys.stdin.isatty():
+        raise InputError(
+            f"approval gates (--approve {context.approve}) ask at the terminal, and standard input is not one: "
+            "run with --approve never, or answer the gates from Python with Command(resume=...)"
+        )
+    console = console or Console()
+    if plain or not console.is_terminal or not sys.stdout.isatty():
+        return PlainDisplay(context)
+    return LiveDisplay(context, run_id, console=console)

@@ -1,0 +1,374 @@
+"""Write docs/benchmarks.md from stored measurements: no number in it is typed by hand.
+
+Why generated: published numbers drift from the code that produced them when someone retypes
+them. Every figure below comes from the results store (`results.sqlite`: the bench's rows, the
+league's matches) and from `benchmarks/results/speed.json` (benchmarks/speed.py), and the goals
+are checked here, in code, against those numbers. Usage:
+
+    .venv/bin/python scripts/benchmarks_doc.py [--results-dir benchmarks/results] [--bench-id ID]
+
+By default the latest bench of the store that covers the whole default suite is shown, with the
+store's whole league history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import tools.league
+import tools.profiles
+from tools.bench import bench_report, fmt
+from tools.bench_tasks import default_suite
+from tools.league import leaderboard_markdown, plot_leaderboard, standings
+from tools.metrics import METRICS
+from tools.results import ResultsStore
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+IMG = DOCS / "img"
+HOUSE_PRICES_TARGET = 0.935  # issue 5's goal: R² on MLGym's test part
+OVERHEAD_GOAL = 0.05
+PROFILE_GOAL_S = 10.0
+RUN_GOAL_S = 600.0
+MEMORY_GOAL = 3.0
+
+
+def _pick_bench(store: ResultsStore, bench_id: str | None) -> dict[str, Any]:
+    if bench_id:
+        bench = store.bench(bench_id)
+        if bench is None:
+            raise SystemExit(f"no bench {bench_id} in {store.path}")
+        return bench
+    suite = {t.name for t in default_suite()}
+    full = [b for b in store.benches("bench") if suite <= {t["name"] for t in b["settings"]["tasks"]}]
+    if not full:
+        raise SystemExit(f"no bench of the whole default suite in {store.path}; run `tandem bench` first")
+    return full[-1]
+
+
+def _tandem(players: list[str]) -> str:
+    return next(p for p in players if p == "tandem") if "tandem" in players else players[0]
+
+
+def _verdict(ok: bool) -> str:
+    return "**met**" if ok else "**missed**"
+
+
+def _score_goals(report: Any, bench: dict[str, Any]) -> list[str]:
+    profiles = report.profiles
+    players = profiles.players
+    team = _tandem(players)
+    lines = ["| goal | measured | verdict |", "|---|---|---|"]
+    beats_plain, beats_flaml, flaml_games = [], 0, 0
+    for problem in profiles.problems:
+        better = METRICS[problem.metric].greater_is_better
+        mine = problem.scores.get(team)
+        plain = [problem.scores.get(p) for p in ("linear", "lightgbm") if problem.scores.get(p) is not None]
+        if plain and mine is not None:
+            best_plain = max(plain) if better else min(plain)
+            gap = (mine - best_plain) if better else (best_plain - mine)
+            beats_plain.append((problem.task, problem.seed, gap >= 0, gap, problem.metric))
+        elif plain:
+            beats_plain.append((problem.task, problem.seed, False, math.nan, problem.metric))
+        flaml = problem.scores.get("flaml")
+        if "flaml" in players:
+            flaml_games += 1
+            if mine is not None and (flaml is None or (mine >= flaml if better else mine <= flaml)):
+                beats_flaml += 1
+    misses = [f"{t} (seed {s}): {g:+.4g} {m}" for t, s, ok, g, m in beats_plain if not ok]
+    lines.append(
+        f"| {team} ≥ the better plain baseline on every task | {sum(ok for *_, ok, _, _ in beats_plain)}"
+        f"/{len(beats_plain)} tasks{'; short on ' + ', '.join(misses) if misses else ''} "
+        f"| {_verdict(not misses and bool(beats_plain))} |"
+    )
+    if flaml_games:
+        lines.append(
+            f"| {team} ≥ FLAML at equal time on most tasks | {beats_flaml}/{flaml_games} tasks "
+            f"| {_verdict(beats_flaml > flaml_games / 2)} |"
+        )
+    else:
+        lines.append(f"| {team} ≥ FLAML at equal time on most tasks | FLAML was not among the players | not measured |")
+    house = [p for p in profiles.problems if p.task == "house_prices"]
+    for p in house:
+        r2 = p.scores.get(team)
+        shown = fmt(r2)
+        gap = f" ({r2 - HOUSE_PRICES_TARGET:+.4f})" if r2 is not None else ""
+        lines.append(
+            f"| House Prices R² ≥ {HOUSE_PRICES_TARGET} on MLGym's test part, no LLM (seed {p.seed}) "
+            f"| {shown}{gap} | {_verdict(r2 is not None and r2 >= HOUSE_PRICES_TARGET)} |"
+        )
+    best_aup = max(profiles.aup.values())
+    lines.append(
+        f"| {team} has the highest AUP | {team} {profiles.aup[team]:.4f}; best {best_aup:.4f} "
+        f"({', '.join(p for p in players if profiles.aup[p] == best_aup)}) "
+        f"| {_verdict(profiles.aup[team] >= best_aup)} |"
+    )
+    return lines
+
+
+def _league_goal(table: list[Any], team: str) -> str:
+    if not table:
+        return f"| {team} has the highest Elo | no matches played | not measured |"
+    top = table[0]
+    mine = next((s for s in table if s.player == team), None)
+    shown = f"{team} {mine.rating:.1f}" if mine else f"{team} played no match"
+    return (
+        f"| {team} has the highest Elo | {shown}; top {top.player} {top.rating:.1f} "
+        f"| {_verdict(mine is not None and mine.rating >= top.rating)} |"
+    )
+
+
+def _tasks_table(bench: dict[str, Any], report: Any) -> list[str]:
+    rows = {(r["task"]): r for r in report.rows}
+    lines = ["| task | data | target | primary metric | budget | split |", "|---|---|---|---|---|---|"]
+    for t in bench["settings"]["tasks"]:
+        source = t["csv"] if t["csv"].startswith("sklearn:") else Path(t["csv"]).name
+        metric = rows[t["name"]]["metric"] if t["name"] in rows else t["metric"]
+        budget = bench["settings"]["budget"] or t["budget"]
+        split = (
+            f"holdout file {Path(t['holdout_csv']).name}"
+            if t["holdout_csv"]
+            else f"{t['holdout']:.0%} holdout, split seed {t['split_seed']}"
+        )
+        lines.append(f"| {t['name']} | {source} | `{t['target']}` | {metric} | {budget:g} s | {split} |")
+    return lines
+
+
+def _published(bench: dict[str, Any], report: Any) -> list[str]:
+    out = []
+    for t in bench["settings"]["tasks"]:
+        if not t.get("published"):
+            continue
+        for p in report.profiles.problems:
+            if p.task != t["name"]:
+                continue
+            ours = ", ".join(f"{m} {fmt(p.scores.get(m))}" for m in report.profiles.players)
+            refs = ", ".join(f"{k} {v:g}" for k, v in t["published"].items())
+            out.append(f"- **{t['name']}** (seed {p.seed}, {p.metric}): {ours}. Published: {refs}.")
+    return out
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:,.0f} MB"
+
+
+def _speed_section(speed: dict[str, Any]) -> list[str]:
+    lines = ["## Speed of the environment", ""]
+    if not speed:
+        return [*lines, "No speed measurements yet: run `.venv/bin/python benchmarks/speed.py all`.", ""]
+    lines += [
+        "Measured by `benchmarks/speed.py` (each run in a child process; every 0.1 s the parent samples the",
+        "memory of the process and its joblib workers as the sum of their proportional set sizes, so data",
+        "memory-mapped into several workers counts once). *Fitting* = time inside cross-validation",
+        "(`evaluate_spec`), the Executor's dry run, and delivery's refit and holdout scoring; the environment's",
+        "*overhead* is everything else (graph, checkpoints, profile lookups, proposals, spec building,",
+        "verification, reward, ledger, report). Iterations are timed from one reward update to the next.",
+        "",
+        "| goal | measured | verdict |",
+        "|---|---|---|",
+    ]
+    notes: list[str] = []
+    if over := speed.get("overhead"):
+        share = over["overhead_share_of_iterations"]
+        lines.append(
+            f"| environment overhead ≤ {OVERHEAD_GOAL:.0%} of iteration time on Adult income | {share:.1%} of "
+            f"{over['n_iterations']} iterations (median iteration {over['median_iteration_seconds']:.2f} s, median "
+            f"overhead {over['median_overhead_seconds']:.3f} s) | {_verdict(share <= OVERHEAD_GOAL)} |"
+        )
+        notes.append(
+            f"Adult income run: {over['settings']}, stopped: {over['stop_reason']}; "
+            f"setup {over['setup_seconds']:.1f} s (of which fitting the baseline {over['setup_fit_seconds']:.1f} s), "
+            f"delivery {over['deliver_seconds']:.1f} s; "
+            f"overhead over the whole run {over['overhead_share_of_run']:.1%}; measured {over['date']}, load average "
+            f"{over['load_average_before'][0]:.1f} before and {over['load_average_after'][0]:.1f} after."
+        )
+    if prof := speed.get("profile_1m"):
+        total = prof["read_seconds"] + prof["profile_seconds"]
+        lines.append(
+            f"| profiling a generated {prof['rows']:,} x {prof['columns']} CSV < {PROFILE_GOAL_S:g} s "
+            f"| profile {prof['profile_seconds']:.1f} s; reading the CSV first {prof['read_seconds']:.1f} s "
+            f"(together {total:.1f} s) | {_verdict(prof['profile_seconds'] < PROFILE_GOAL_S)} (profiling); "
+            f"{_verdict(total < PROFILE_GOAL_S)} (read + profile) |"
+        )
+        notes.append(
+            f"Profiling: CSV {_mb(prof['csv_bytes'])} on disk, DataFrame {_mb(prof['frame_bytes'])} in memory; "
+            f"peak memory of read + profile {_mb(prof['peak_rss'])} "
+            f"({prof['peak_rss'] / prof['frame_bytes']:.2f}x the DataFrame); measured {prof['date']}, load average "
+            f"{prof['load_average_before'][0]:.1f} before and {prof['load_average_after'][0]:.1f} after."
+        )
+    runs = (speed.get("scaling") or {}).get("runs", [])
+    big = next((r for r in runs if r["rows"] >= 1_000_000), None)
+    if big:
+        ratio = big["peak_rss_tree"] / big["frame_bytes"]
+        lines.append(
+            f"| a whole run on the 1M-row CSV < {RUN_GOAL_S / 60:g} min | {big['wall_seconds'] / 60:.1f} min "
+            f"({big['n_iterations']} iterations, {big.get('n_trained_iterations', '?')} trained to the end; "
+            f"{big['settings']}; stopped: {big['stop_reason']}) | {_verdict(big['wall_seconds'] < RUN_GOAL_S)} |"
+        )
+        lines.append(
+            f"| peak memory < {MEMORY_GOAL:g}x the DataFrame ({_mb(big['frame_bytes'])}) | {_mb(big['peak_rss_tree'])} "
+            f"= {ratio:.2f}x (all processes, PSS); main process alone (RSS) {_mb(big['peak_rss'])} = "
+            f"{big['peak_rss'] / big['frame_bytes']:.2f}x, of which {_mb(big['rss_start'])} is the interpreter and "
+            f"libraries before any data; the peak falls in the `{big.get('peak_memory_phase') or '?'}` step "
+            f"| {_verdict(ratio < MEMORY_GOAL)} |"
+        )
+    lines += ["", *[f"- {n}" for n in notes], ""]
+    if runs:
+        lines += [
+            "### Iteration time against rows",
+            "",
+            "Generated binary task (30 columns: 18 float, 6 integer, 4 categorical of 5 to 200 levels, a flag and",
+            "the target), default agents, 5 folds, `n_jobs` 2.",
+            "",
+            "A *trained* iteration is one whose candidate was cross-validated to the end (not cut by the",
+            "time budget); its median is the typical cost of one experiment at that size.",
+            "",
+            "| rows | DataFrame | iterations (trained) | median trained iteration | median overhead | overhead share "
+            "| setup (profile + baseline) | whole run | peak memory (all processes, PSS) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in runs:
+            lines.append(
+                f"| {r['rows']:,} | {_mb(r['frame_bytes'])} | {r['n_iterations']} ({r['n_trained_iterations']}) "
+                f"| {r['median_trained_iteration_seconds']:.1f} s "
+                f"| {r['median_overhead_seconds']:.2f} s | {r['overhead_share_of_iterations']:.1%} "
+                f"| {r['setup_seconds']:.1f} s | {r['wall_seconds']:.0f} s | {_mb(r['peak_rss_tree'])} |"
+            )
+        lines += ["", "![iteration time against rows](img/iteration_time_vs_rows.png)", ""]
+    return lines
+
+
+def plot_scaling(speed: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = (speed.get("scaling") or {}).get("runs", [])
+    if not runs:
+        return
+    rows = [r["rows"] for r in runs]
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax.plot(rows, [r["median_trained_iteration_seconds"] for r in runs], "o-", label="median trained iteration")
+    ax.plot(rows, [r["median_overhead_seconds"] for r in runs], "s--", label="of which environment overhead")
+    ax.plot(rows, [r["setup_seconds"] for r in runs], "^:", label="setup (profile + baseline CV)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("rows")
+    ax.set_ylabel("seconds")
+    ax.set_title("tandem: time against rows (30 columns, 5 folds, 2 CPUs)", fontsize=10)
+    ax.grid(True, which="both", linestyle="--", alpha=0.5)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _indent_doc(doc: str | None, start: str) -> list[str]:
+    doc = doc or ""
+    return [start + doc.split(start, 1)[1].rstrip()] if start in doc else []
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--bench-id")
+    parser.add_argument("--speed", default=str(ROOT / "benchmarks" / "results" / "speed.json"))
+    parser.add_argument("--out", default=str(DOCS / "benchmarks.md"))
+    args = parser.parse_args()
+    store = ResultsStore(args.results_dir)
+    bench = _pick_bench(store, args.bench_id)
+    report = bench_report(store, bench["bench_id"])
+    IMG.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(store.dir / bench["bench_id"] / "profiles.png", IMG / "bench_profiles.png")
+    table = standings(store)
+    if table:
+        plot_leaderboard(table, IMG / "leaderboard.png")
+    speed = json.loads(Path(args.speed).read_text()) if Path(args.speed).exists() else {}
+    plot_scaling(speed, IMG / "iteration_time_vs_rows.png")
+    machine = bench["machine"]
+    leagues = store.benches("league")
+    matches = store.matches()
+    team = _tandem(report.profiles.players)
+    rel_store = (
+        Path(args.results_dir).resolve().relative_to(ROOT)
+        if ROOT in Path(args.results_dir).resolve().parents
+        else args.results_dir
+    )
+    lines = [
+        "# Benchmarks",
+        "",
+        f"*Generated by `scripts/benchmarks_doc.py` on {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} from "
+        f"`{rel_store}/results.sqlite` and `benchmarks/results/speed.json`; do not edit by hand.*",
+        "",
+        f"Bench `{bench['bench_id']}`, started {bench['created_at']} on {machine['platform']} "
+        f"({machine['cpus']} CPUs), "
+        f"Python {machine['python']}, scikit-learn {machine['scikit-learn']}, LightGBM {machine['lightgbm']}, "
+        f"FLAML {machine.get('flaml') or 'not installed'}, tandem commit {machine.get('git_commit') or 'unknown'}.",
+        "",
+        "Reproduce (results are appended to the store; the report is derived from the stored rows):",
+        "",
+        "```bash",
+        "pip install -e '.[bench]'   # FLAML, xgboost-cpu, psutil",
+        bench["command"],
+        *[lg["command"] for lg in leagues[-1:]],
+        f"tandem leaderboard --results-dir {rel_store}",
+        "python benchmarks/speed.py all",
+        "python scripts/benchmarks_doc.py",
+        "```",
+        "",
+        "## Goals",
+        "",
+        *_score_goals(report, bench),
+        _league_goal(table, team),
+        "",
+        "## Tasks",
+        "",
+        "Every player learns from the task's development part only and is scored by the harness on the",
+        "holdout rows with the project's metric registry; the split belongs to the task, the seed to the players.",
+        "Plain players: `linear` = a scaled logistic / ridge regression with one-hot categoricals, `lightgbm` =",
+        "LightGBM with default parameters, both on every column; `flaml` = FLAML AutoML searching on the",
+        "task's primary metric for the same budget; `tandem` = the default team (heuristic Scientist and",
+        "Executor, no LLM, no tokens) with the budget as its working-time budget.",
+        "",
+        *_tasks_table(bench, report),
+        "",
+        "## Results",
+        "",
+        "Holdout score on each task's primary metric (best in bold; ↑ higher is better, ↓ lower is better):",
+        "",
+        report.markdown.replace(
+            "![performance profiles](profiles.png)", "![performance profiles](img/bench_profiles.png)"
+        ),
+        "",
+        *_published(bench, report),
+        "",
+        "### How AUP is computed",
+        "",
+        *_indent_doc(tools.profiles.__doc__, "1. A *problem*"),
+        "",
+        "## League",
+        "",
+        f"{len(matches)} matches in {len(leagues)} league session(s); every rating below is the replay of the stored",
+        "match history. Rules:",
+        "",
+        *_indent_doc(tools.league.__doc__, "- **Match.**"),
+        "",
+        leaderboard_markdown(table) if table else "No matches played yet.",
+        "",
+        *(["![leaderboard](img/leaderboard.png)", ""] if table else []),
+        *_speed_section(speed),
+    ]
+    Path(args.out).write_text("\n".join(lines).rstrip() + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Benchmark harness: task files, the fixed split, players, AUP by hand, and the append-only store."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sklearn.model_selection import train_test_split
+
+from tests.conftest import synthetic_frame
+from tools.bench import run_bench, scored_problems
+from tools.bench_tasks import Task, default_suite, load_task_file, materialize, select_tasks
+from tools.data import InputError, read_table
+from tools.players import FlamlPlayer, PlainPlayer, TandemPlayer, parse_player, parse_players
+from tools.profiles import ScoredProblem, aup, compute_profiles, performance_ratios, profile_value
+from tools.results import ResultsStore
+
+# --------------------------------------------------------------------------------------------
+# AUP, computed by hand
+# --------------------------------------------------------------------------------------------
+
+
+def test_ratios_follow_mlgym_rules_by_hand() -> None:
+    # Higher is better. Baseline (linear) 0.85; B is below it and C failed: both infeasible.
+    up = performance_ratios({"A": 0.9, "B": 0.8, "C": None, "linear": 0.85}, greater_is_better=True)
+    assert up["A"] == 1.0
+    assert up["linear"] == pytest.approx(0.9 / 0.85)
+    assert up["B"] == up["C"] == pytest.approx(1.05 * 0.9 / 0.85)  # (1 + ε) × worst feasible ratio
+    # Lower is better. Baseline 11; A (12) is worse than it: infeasible.
+    down = performance_ratios({"A": 12.0, "B": 10.0, "C": 9.0, "linear": 11.0}, greater_is_better=False)
+    assert down == pytest.approx({"A": 1.05 * 11 / 9, "B": 10 / 9, "C": 1.0, "linear": 11 / 9})
+
+
+def test_negative_scores_are_infeasible_and_no_feasible_player_gets_the_bare_penalty() -> None:
+    ratios = performance_ratios({"A": -0.2, "linear": 0.1}, greater_is_better=True)
+    assert ratios == pytest.approx({"A": 1.05 * 1.0, "linear": 1.0})
+    assert performance_ratios({"A": None, "linear": None}, greater_is_better=True) == {"A": 1.05, "linear": 1.05}
+
+
+def test_aup_of_two_problems_by_hand() -> None:
+    problems = [
+        ScoredProblem("t1", 0, "accuracy", True, {"A": 0.9, "B": 0.8, "linear": 0.85}),
+        ScoredProblem("t2", 0, "rmse", False, {"A": 12.0, "B": 10.0, "linear": 11.0}),
+    ]
+    profiles = compute_profiles(problems, ["A", "B", "linear"])
+    # A: best on t1 (log ratio 0), infeasible on t2 (ratio 1.05 × 11/10, the worst feasible being linear's 11/10).
+    expected_a = (1.5 - 0.0 + 1.5 - math.log10(1.05 * 11 / 10)) / 2
+    # B: infeasible on t1 (1.05 × 0.9/0.85), best on t2.
+    expected_b = (1.5 - math.log10(1.05 * 0.9 / 0.85) + 1.5 - 0.0) / 2
+    expected_linear = (1.5 - math.log10(0.9 / 0.85) + 1.5 - math.log10(11 / 10)) / 2
+    assert profiles.aup == pytest.approx({"A": expected_a, "B": expected_b, "linear": expected_linear})
+    # ρ at τ between the two log ratios: one problem of two.
+    assert profile_value(profiles.log_ratios("A"), 0.01) == 0.5
+    assert profile_value(profiles.log_ratios("A"), 0.1) == 1.0
+
+
+def test_aup_is_the_area_of_the_step_profile() -> None:
+    logs = [0.0, 0.02, 0.3, math.inf]
+    grid = [i * 1.5 / 150_000 for i in range(150_000)]
+    riemann = sum(profile_value(logs, t) for t in grid) * 1.5 / 150_000
+    assert aup(logs) == pytest.approx(riemann, abs=1e-4)
+    assert aup(logs) == pytest.approx((1.5 + 1.48 + 1.2 + 0) / 4)
+
+
+# --------------------------------------------------------------------------------------------
+# Task files
+# --------------------------------------------------------------------------------------------
+
+
+def test_toml_and_yaml_task_files(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    synthetic_frame(120).to_csv(data / "mine.csv", index=False)
+    (tmp_path / "tasks.toml").write_text(
+        '[[tasks]]\nname = "mine"\ncsv = "data/mine.csv"\ntarget = "label"\nmetric = "F1"\nbudget = 30\n'
+        '[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\n'
+    )
+    first, second = load_task_file(tmp_path / "tasks.toml")
+    assert first == Task(name="mine", csv=str((data / "mine.csv").resolve()), target="label", metric="f1", budget=30.0)
+    assert (second.name, second.csv, second.budget, second.holdout) == ("wine", "sklearn:wine", 60.0, 0.2)
+    (tmp_path / "one.yaml").write_text("csv: data/mine.csv\ntarget: label\nmetrics: [f1, accuracy]\nsplit_seed: 3\n")
+    (task,) = load_task_file(tmp_path / "one.yaml")
+    assert (task.name, task.metrics, task.split_seed) == ("mine", ("f1", "accuracy"), 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[tasks]]\ncsv = "nope.csv"\ntarget = "y"\n', "no such file"),
+        ('[[tasks]]\ncsv = "sklearn:wine"\n', "'target' is required"),
+        ('[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\nbudjet = 3\n', "unknown keys budjet"),
+        ('[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\nbudget = -1\n', "'budget' must be a number above 0"),
+        ('[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\nmetric = "auc"\n', "unknown metric 'auc'"),
+        ('[[tasks]]\ncsv = "sklearn:nothing"\ntarget = "target"\n', "unknown scikit-learn dataset"),
+        (
+            '[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\n[[tasks]]\ncsv = "sklearn:wine"\ntarget = "x"\n',
+            "unique",
+        ),
+        ("[[tasks]\n", "cannot parse"),
+    ],
+)
+def test_bad_task_files_say_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=message):
+        load_task_file(path)
+
+
+def test_selecting_tasks_by_name_and_file(tmp_path: Path) -> None:
+    suite = [t.name for t in default_suite()]
+    assert suite == [
+        "titanic", "house_prices", "adult_income", "penguins", "california_housing", "breast_cancer", "wine", "diabetes"
+    ]  # fmt: skip
+    (tmp_path / "t.yaml").write_text("tasks:\n  - {name: mine, csv: 'sklearn:iris', target: target}\n")
+    assert [t.name for t in select_tasks(f"wine,{tmp_path / 't.yaml'}")] == ["wine", "mine"]
+    assert [t.name for t in select_tasks(None)] == suite
+    with pytest.raises(InputError, match="unknown task 'wines'"):
+        select_tasks("wines")
+
+
+def test_house_prices_holdout_is_mlgyms_test_part(tmp_path: Path) -> None:
+    task = next(t for t in default_suite() if t.name == "house_prices")
+    data = materialize(task, tmp_path)
+    source = read_table(task.csv)
+    rest, test = train_test_split(source, test_size=0.2, random_state=42)
+    assert sorted(read_table(data.holdout_csv)["Id"]) == sorted(test["Id"])
+    assert sorted(read_table(data.dev_csv)["Id"]) == sorted(rest["Id"])
+    assert (data.n_dev, data.n_holdout, data.primary_metric) == (1168, 292, "r2")
+
+
+def test_materialised_split_is_stratified_fixed_and_reused(tmp_path: Path) -> None:
+    task = Task(name="wine", csv="sklearn:wine", target="target", holdout=0.25, split_seed=1)
+    first = materialize(task, tmp_path)
+    dev, hold = read_table(first.dev_csv), read_table(first.holdout_csv)
+    assert len(dev) + len(hold) == 178 and len(hold) == 45
+    assert set(hold["target"]) == {0, 1, 2}
+    stamp = first.dev_csv.stat().st_mtime_ns
+    again = materialize(task, tmp_path)
+    assert again.fingerprint == first.fingerprint and again.dev_csv.stat().st_mtime_ns == stamp
+    other = materialize(Task(name="wine", csv="sklearn:wine", target="target", holdout=0.25, split_seed=2), tmp_path)
+    assert other.fingerprint != first.fingerprint
+
+
+def test_a_task_with_its_own_holdout_file(tmp_path: Path) -> None:
+    synthetic_frame(200, seed=1).to_csv(tmp_path / "train.csv", index=False)
+    synthetic_frame(60, seed=2).to_csv(tmp_path / "test.csv", index=False)
+    (tmp_path / "t.toml").write_text('csv = "train.csv"\nholdout_csv = "test.csv"\ntarget = "label"\n')
+    (task,) = load_task_file(tmp_path / "t.toml")
+    data = materialize(task, tmp_path / "cache")
+    assert (data.n_dev, data.n_holdout, data.primary_metric) == (200, 60, "f1_macro")
+    assert read_table(data.holdout_csv).equals(read_table(tmp_path / "test.csv"))
+
+
+def test_a_task_that_cannot_be_learnt_fails_before_any_play(tmp_path: Path) -> None:
+    csv = tmp_path / "one_class.csv"
+    pd.DataFrame({"x": range(50), "y": ["a"] * 50}).to_csv(csv, index=False)
+    with pytest.raises(InputError, match="one class"):
+        run_bench([Task(name="bad", csv=str(csv), target="y")], [PlainPlayer("linear")], results_dir=tmp_path)
+    assert ResultsStore(tmp_path).results() == []
+
+
+# --------------------------------------------------------------------------------------------
+# Players
+# --------------------------------------------------------------------------------------------
+
+
+def test_player_specs() -> None:
+    tandem = parse_player("tandem:max_iters=5:patience=2:price_in=0.15")
+    assert isinstance(tandem, TandemPlayer)
+    assert tandem.name == "tandem:max_iters=5:patience=2:price_in=0.15"
+    assert tandem.context_options() == {"max_iters": 5, "patience": 2}
+    assert parse_player("flaml:n_jobs=1") == FlamlPlayer(1)
+    assert [p.name for p in parse_players("linear,lightgbm")] == ["linear", "lightgbm"]
+    for bad, message in [
+        ("tandem:bogus=1", "unknown option 'bogus'"),
+        ("tandem:time_budget=5", "cannot be set per player"),
+        ("tandem:max_iters", "key=value"),
+        ("xgb", "unknown player 'xgb'"),
+        ("linear:alpha=1", "takes no options"),
+        ("linear,linear", "listed twice"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            parse_players(bad)
+
+
+def test_plain_players_score_the_holdout_with_the_registry(tmp_path: Path) -> None:
+    data = materialize(Task(name="wine", csv="sklearn:wine", target="target", metric="accuracy"), tmp_path)
+    result = PlainPlayer("linear").play(data, budget=10, seed=0, workdir=tmp_path)
+    assert result.status == "ok" and 0.9 <= result.scores["accuracy"] <= 1.0  # type: ignore[operator]
+    assert set(result.scores) == {"accuracy", "f1_macro", "log_loss"}
+
+
+def test_flaml_player_at_a_tiny_budget(tmp_path: Path) -> None:
+    pytest.importorskip("flaml")
+    data = materialize(Task(name="reg", csv="sklearn:diabetes", target="target", metric="mae"), tmp_path)
+    result = FlamlPlayer(n_jobs=1).play(data, budget=2, seed=0, workdir=tmp_path)
+    assert result.status == "ok" and result.scores["mae"] is not None and 20 < result.scores["mae"] < 80
+    assert result.details["best_estimator"]
+
+
+# --------------------------------------------------------------------------------------------
+# The results store
+# --------------------------------------------------------------------------------------------
+
+
+def test_results_store_is_append_only(tmp_path: Path) -> None:
+    tasks = [Task(name="wine", csv="sklearn:wine", target="target")]
+    players = [PlainPlayer("linear"), PlainPlayer("lightgbm")]
+    first = run_bench(tasks, players, results_dir=tmp_path)
+    rows_before = ResultsStore(tmp_path).results()
+    second = run_bench(tasks, players, results_dir=tmp_path, seeds=(0, 1))
+    store = ResultsStore(tmp_path)
+    assert store.results()[: len(rows_before)] == rows_before  # the first bench's rows are untouched
+    assert [len(store.results(b)) for b in (first, second)] == [2, 4]
+    problems, names = scored_problems(store.results(second))
+    assert [(p.task, p.seed) for p in problems] == [("wine", 0), ("wine", 1)] and names == ["linear", "lightgbm"]
+    with sqlite3.connect(store.path) as conn:
+        for sql in ("UPDATE results SET score = 0", "DELETE FROM results", "DELETE FROM benches"):
+            with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+                conn.execute(sql)
+    assert store.results()[: len(rows_before)] == rows_before

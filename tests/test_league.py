@@ -1,0 +1,136 @@
+"""League: Elo on a small history, matchmaking, outcomes, and `tandem bench/league/leaderboard` end to end."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from graph.cli import main
+from tools.bench import scored_problems
+from tools.league import elo_update, expected_score, match_outcome, pair_up, replay
+from tools.profiles import compute_profiles
+from tools.results import ResultsStore
+
+
+def test_elo_on_a_small_history_by_hand() -> None:
+    history = [
+        {"id": 1, "player_a": "A", "player_b": "B", "outcome": 1.0, "k": 32},  # A beats B at 1200 each
+        {"id": 2, "player_a": "B", "player_b": "C", "outcome": 0.5, "k": 32},  # B (1184) draws C (1200)
+        {"id": 3, "player_a": "C", "player_b": "A", "outcome": 0.0, "k": 16},  # A beats C, with K = 16
+    ]
+    table = replay(history)
+    e_b = 1 / (1 + 10 ** (16 / 400))  # B expected against C after match 1
+    b2, c2 = 1184 + 32 * (0.5 - e_b), 1200 - 32 * (0.5 - e_b)
+    e_c = 1 / (1 + 10 ** ((1216 - c2) / 400))
+    assert table["B"].rating == pytest.approx(b2)
+    assert table["C"].rating == pytest.approx(c2 + 16 * (0 - e_c))
+    assert table["A"].rating == pytest.approx(1216 + 16 * (1 - (1 - e_c)))
+    assert sum(s.rating for s in table.values()) == pytest.approx(3 * 1200)  # Elo is zero-sum
+    assert (table["A"].wins, table["A"].games, table["B"].draws, table["B"].losses) == (2, 2, 1, 1)
+    assert table["A"].win_rate == 1.0 and table["C"].win_rate == 0.0
+
+
+def test_expected_score_and_update() -> None:
+    assert expected_score(1200, 1200) == 0.5
+    assert expected_score(1600, 1200) == pytest.approx(1 / (1 + 10**-1))
+    assert elo_update(1200, 1200, 1.0) == (1216.0, 1184.0)
+    assert elo_update(1200, 1200, 0.5, k=10) == (1200.0, 1200.0)
+
+
+def test_match_outcomes_with_tolerance_and_failures() -> None:
+    assert match_outcome("accuracy", 0.80, 0.79) == 1.0
+    assert match_outcome("accuracy", 0.8000, 0.8009) == 0.5  # within 0.001 absolute
+    assert match_outcome("rmse", 100.0, 100.05) == 0.5  # within 0.1% relative
+    assert match_outcome("rmse", 100.0, 101.0) == 1.0  # lower RMSE wins
+    assert match_outcome("rmse", 101.0, 100.0) == 0.0
+    assert match_outcome("r2", None, 0.5) == 0.0 and match_outcome("r2", 0.5, None) == 1.0
+    assert match_outcome("r2", None, None) == 0.5
+
+
+def test_matchmaking_pairs_close_ratings() -> None:
+    ratings = {"a": 1500.0, "b": 1490.0, "c": 1000.0, "d": 990.0}
+    for seed in range(20):
+        pairs = pair_up(list(ratings), ratings, random.Random(seed), closest=1)
+        assert {frozenset(p) for p in pairs} == {frozenset("ab"), frozenset("cd")}
+    opponents_of_a: Counter[str] = Counter()
+    for seed in range(200):
+        for first, second in pair_up(list(ratings), ratings, random.Random(seed), closest=3):
+            if first == "a":
+                opponents_of_a[second] += 1
+    assert set(opponents_of_a) == {"b", "c", "d"}  # any of the 3 closest, chosen at random
+    five = pair_up(["p1", "p2", "p3", "p4", "p5"], {}, random.Random(0))
+    assert len(five) == 2 and len({p for pair in five for p in pair}) == 4  # one sits out
+
+
+def test_bench_league_and_leaderboard_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text(
+        f"tasks:\n  - name: peng\n    csv: {Path(__file__).resolve().parents[1] / 'examples/data/penguins.csv'}\n"
+        "    target: species\n    metric: accuracy\n"
+        "  - {name: dia, csv: 'sklearn:diabetes', target: target, metric: mae}\n"
+    )
+    results = tmp_path / "results"
+    players = "tandem:max_iters=1,lightgbm"
+    common = ["--tasks", str(tasks), "--players", players, "--budget", "20", "--results-dir", str(results)]
+    assert main(["bench", *common]) == 0
+    out = capsys.readouterr().out
+    assert "[peng seed 0] tandem:max_iters=1" in out and "| player | AUP" in out
+    store = ResultsStore(results)
+    (bench,) = store.benches("bench")
+    assert bench["command"].startswith("tandem bench --tasks") and bench["machine"]["cpus"]
+    rows = store.results(bench["bench_id"])
+    assert {(r["task"], r["player"]) for r in rows} == {
+        (t, p) for t in ("peng", "dia") for p in ("tandem:max_iters=1", "lightgbm", "linear")
+    }
+    assert all(r["status"] == "ok" and r["score"] is not None for r in rows)
+    folder = results / bench["bench_id"]
+    assert (folder / "profiles.png").stat().st_size > 10_000 and (folder / "results.csv").exists()
+    assert main(["bench", "--report", bench["bench_id"], "--results-dir", str(results)]) == 0
+    assert "| player | AUP" in capsys.readouterr().out
+
+    assert main(["league", *common, "--rounds", "3", "--rng-seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("match #") == 3 and "| rank | player | Elo |" in out
+    assert len(store.results()) == len(rows)  # every match reused the bench's stored results
+    matches = store.matches()
+    rating = {"tandem:max_iters=1": 1200.0, "lightgbm": 1200.0}
+    for m in matches:  # each stored rating follows the Elo formula from the one before
+        a, b = m["player_a"], m["player_b"]
+        assert (m["rating_a_before"], m["rating_b_before"]) == pytest.approx((rating[a], rating[b]))
+        e_a = 1 / (1 + 10 ** ((rating[b] - rating[a]) / 400))
+        rating[a] += 32 * (m["outcome"] - e_a)
+        rating[b] -= 32 * (m["outcome"] - e_a)
+        assert (m["rating_a_after"], m["rating_b_after"]) == pytest.approx((rating[a], rating[b]))
+        score = {r["id"]: r["score"] for r in store.results()}
+        assert (m["score_a"], m["score_b"]) == (score[m["result_a"]], score[m["result_b"]])
+    with sqlite3.connect(store.path) as conn, pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute("UPDATE matches SET outcome = 1")
+
+    assert main(["leaderboard", "--results-dir", str(results)]) == 0
+    out = capsys.readouterr().out
+    for name, value in rating.items():
+        assert f"| {name} | {value:.1f} |" in out
+    assert (results / "leaderboard.png").stat().st_size > 10_000
+
+    problems, names = scored_problems(store.results(bench["bench_id"]))
+    assert all(0 < v <= 1.5 for v in compute_profiles(problems, names).aup.values())
+
+
+def test_cli_rejects_bad_bench_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["bench", "--tasks", "nope", "--results-dir", str(tmp_path)]) == 2
+    assert "unknown task 'nope'" in capsys.readouterr().err
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    llm = ["bench", "--tasks", "wine", "--players", "tandem:scientist=llm,linear", "--results-dir", str(tmp_path)]
+    assert main(llm) == 2  # refused before any game is played
+    assert "OPENAI_API_KEY" in capsys.readouterr().err
+    assert not (tmp_path / "results.sqlite").exists()
+    assert main(["league", "--tasks", "wine", "--players", "linear", "--results-dir", str(tmp_path)]) == 2
+    assert "at least two players" in capsys.readouterr().err
+    assert main(["leaderboard", "--results-dir", str(tmp_path / "empty")]) == 0
+    assert "no results store" in capsys.readouterr().out

@@ -1,0 +1,248 @@
+"""`tandem bench`: players over tasks and seeds, results appended to the store, profiles and AUP.
+
+Why this shape: a benchmark is only trustworthy when every number in its report can be traced
+to a stored row and recomputed. So the bench first materialises every task (a bad user task
+fails before any compute is spent), then plays each (task, seed, player), appends each result to
+the append-only store as soon as it exists (a crash loses at most the game in progress), and
+only then derives the table, the performance profiles and AUP *from the stored rows* of this
+bench — the same function `--report BENCH_ID` and the docs generator use.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tools.bench_tasks import Task, TaskData, materialize
+from tools.data import InputError
+from tools.metrics import METRICS
+from tools.players import PlainPlayer, Player, PlayResult, play_safely
+from tools.profiles import BASELINE, Profiles, ScoredProblem, compute_profiles, is_feasible, plot_profiles
+from tools.results import ResultsStore
+
+ResultHandler = Callable[[dict[str, Any]], None]
+
+
+def new_bench_id(kind: str = "bench") -> str:
+    return f"{kind}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def with_baseline(players: Sequence[Player]) -> list[Player]:
+    """The players plus the `linear` baseline, which feasibility is judged against (it takes seconds)."""
+    if any(p.name == BASELINE for p in players):
+        return list(players)
+    return [*players, PlainPlayer(BASELINE)]
+
+
+def play_and_store(
+    store: ResultsStore,
+    bench_id: str,
+    data: TaskData,
+    player: Player,
+    *,
+    budget: float,
+    seed: int,
+) -> dict[str, Any]:
+    """Play one game and append its result; returns the stored row."""
+    result: PlayResult = play_safely(player, data, budget=budget, seed=seed, workdir=store.dir)
+    score = result.scores.get(data.primary_metric) if result.status == "ok" else None
+    if result.status == "ok" and score is None:
+        result.error = f"the holdout {data.primary_metric} could not be computed"
+    row = {
+        "bench_id": bench_id,
+        "task": data.task.name,
+        "fingerprint": data.fingerprint,
+        "task_type": data.problem.task_type,
+        "metric": data.primary_metric,
+        "greater_is_better": int(data.greater_is_better),
+        "player": player.name,
+        "seed": int(seed),
+        "budget": float(budget),
+        "status": result.status,
+        "score": score,
+        "scores": result.scores,
+        "wall_seconds": round(result.wall_seconds, 3),
+        "tokens_in": result.tokens_in,
+        "tokens_out": result.tokens_out,
+        "cost_usd": result.cost_usd,
+        "error": result.error,
+        "details": result.details,
+    }
+    row["id"] = store.add_result(row)
+    return row
+
+
+def run_bench(
+    tasks: Sequence[Task],
+    players: Sequence[Player],
+    *,
+    seeds: Sequence[int] = (0,),
+    budget: float | None = None,
+    results_dir: str | Path,
+    command: str = "",
+    on_result: ResultHandler | None = None,
+) -> str:
+    """Play every player on every task and seed; returns the bench id (its rows are in the store)."""
+    if budget is not None and not budget > 0:
+        raise InputError(f"--budget must be a positive number of seconds, got {budget!r}")
+    if not seeds:
+        raise InputError("give at least one seed")
+    for player in players:  # fail fast: a player that cannot play, or a bad task, stops us before any game
+        player.check()
+    store = ResultsStore(results_dir)
+    data = [materialize(task, store.dir / "tasks") for task in tasks]
+    players = with_baseline(players)
+    bench_id = new_bench_id("bench")
+    store.add_bench(
+        bench_id,
+        "bench",
+        command,
+        {
+            "tasks": [asdict(t) | {"fingerprint": d.fingerprint} for t, d in zip(tasks, data, strict=True)],
+            "players": [p.name for p in players],
+            "seeds": list(seeds),
+            "budget": budget,
+        },
+    )
+    for d in data:
+        for seed in seeds:
+            for player in players:
+                row = play_and_store(store, bench_id, d, player, budget=budget or d.task.budget, seed=seed)
+                if on_result is not None:
+                    on_result(row)
+    return bench_id
+
+
+# ------------------------------------------------------------------------------------------
+# Reports: everything below reads stored rows only
+# ------------------------------------------------------------------------------------------
+
+
+def scored_problems(rows: Sequence[dict[str, Any]]) -> tuple[list[ScoredProblem], list[str]]:
+    """Stored result rows → problems (task × seed, in play order) and players (in play order)."""
+    players: list[str] = []
+    problems: dict[tuple[str, int], ScoredProblem] = {}
+    for row in rows:
+        if row["player"] not in players:
+            players.append(row["player"])
+        key = (row["task"], int(row["seed"]))
+        if key not in problems:
+            problems[key] = ScoredProblem(
+                row["task"], int(row["seed"]), row["metric"], bool(row["greater_is_better"]), {}
+            )
+        problems[key].scores[row["player"]] = row["score"] if row["status"] == "ok" else None
+    return list(problems.values()), players
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    bench_id: str
+    rows: list[dict[str, Any]]
+    profiles: Profiles
+    markdown: str
+
+
+def fmt(value: float | None) -> str:
+    """A score as a table shows it: enough digits to compare, no more."""
+    if value is None or not math.isfinite(value):
+        return "–"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.2f}"
+    return f"{value:.4f}"
+
+
+def _best_players(problem: ScoredProblem, ratios: dict[str, float]) -> set[str]:
+    return {m for m, r in ratios.items() if r == 1.0 and problem.scores.get(m) is not None}
+
+
+def results_markdown(rows: Sequence[dict[str, Any]], profiles: Profiles, image: str | None = None) -> str:
+    """The results table, the ratios, the AUP table and the players' cost, as Markdown."""
+    players = profiles.players
+    by_key = {(r["task"], int(r["seed"]), r["player"]): r for r in rows}
+    lines = [
+        "| task | seed | metric | " + " | ".join(players) + " |",
+        "|---|---|---|" + "---|" * len(players),
+    ]
+    for problem, ratios in zip(profiles.problems, profiles.ratios, strict=True):
+        best = _best_players(problem, ratios)
+        cells = []
+        for m in players:
+            row = by_key.get((problem.task, problem.seed, m))
+            text = fmt(problem.scores.get(m)) if row and row["status"] == "ok" else "failed" if row else "–"
+            cells.append(f"**{text}**" if m in best else text)
+        arrow = "↑" if problem.greater_is_better else "↓"
+        lines.append(f"| {problem.task} | {problem.seed} | {problem.metric} {arrow} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Performance ratios r(p, m) (1 = best; infeasible players get the (1 + ε) penalty):",
+        "",
+        "| task | seed | " + " | ".join(players) + " |",
+        "|---|---|" + "---|" * len(players),
+    ]
+    for problem, ratios in zip(profiles.problems, profiles.ratios, strict=True):
+        lines.append(f"| {problem.task} | {problem.seed} | " + " | ".join(f"{ratios[m]:.4f}" for m in players) + " |")
+    lines += [
+        "",
+        f"| player | AUP (τ ≤ {profiles.tau_max:g}) | best on | feasible on | mean wall time | tokens | cost (USD) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in sorted(players, key=lambda p: -profiles.aup[p]):
+        mine = [r for r in rows if r["player"] == m]
+        best_on = sum(m in _best_players(p, r) for p, r in zip(profiles.problems, profiles.ratios, strict=True))
+        feasible_on = sum(
+            is_feasible(p.scores.get(m), p.scores.get(BASELINE), p.greater_is_better) for p in profiles.problems
+        )
+        wall = sum(r["wall_seconds"] for r in mine) / max(len(mine), 1)
+        tokens = sum(r["tokens_in"] + r["tokens_out"] for r in mine)
+        costs = [r["cost_usd"] for r in mine]
+        cost = "unknown" if any(c is None for c in costs) else f"{sum(costs):.4f}"
+        n = len(profiles.problems)
+        lines.append(
+            f"| {m} | {profiles.aup[m]:.4f} | {best_on}/{n} | {feasible_on}/{n} | {wall:.1f} s | {tokens} | {cost} |"
+        )
+    if image:
+        lines += ["", f"![performance profiles]({image})"]
+    return "\n".join(lines) + "\n"
+
+
+def bench_report(store: ResultsStore, bench_id: str, out_dir: str | Path | None = None) -> BenchReport:
+    """Derive the table, profiles, AUP and the profile PNG of a stored bench; write them beside the store."""
+    rows = store.results(bench_id)
+    if not rows:
+        known = ", ".join(b["bench_id"] for b in store.benches("bench")[-5:]) or "none"
+        raise InputError(f"no results for bench {bench_id!r} in {store.path} (recent benches: {known})")
+    problems, players = scored_problems(rows)
+    profiles = compute_profiles(problems, players)
+    folder = Path(out_dir) if out_dir else store.dir / bench_id
+    folder.mkdir(parents=True, exist_ok=True)
+    plot_profiles(profiles, folder / "profiles.png", title=f"tandem bench {bench_id}")
+    markdown = results_markdown(rows, profiles, image="profiles.png")
+    (folder / "report.md").write_text(f"# {bench_id}\n\n" + markdown)
+    with (folder / "results.csv").open("w", newline="") as fh:
+        fields = ["id", "task", "seed", "player", "metric", "status", "score", "wall_seconds", "tokens_in",
+                  "tokens_out", "cost_usd", "budget", "fingerprint", "error"]  # fmt: skip
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return BenchReport(bench_id, rows, profiles, markdown)
+
+
+def describe_result(row: dict[str, Any]) -> str:
+    """One line per game, as `tandem bench` prints it."""
+    head = f"[{row['task']} seed {row['seed']}] {row['player']:<24}"
+    if row["status"] != "ok" or row["score"] is None:
+        return f"{head} FAILED: {row['error']}"
+    metric = METRICS[row["metric"]]
+    tokens = row["tokens_in"] + row["tokens_out"]
+    return (
+        f"{head} {row['metric']} {fmt(row['score'])} ({'higher' if metric.greater_is_better else 'lower'} is better)"
+        f"  wall {row['wall_seconds']:.1f} s  tokens {tokens}"
+    )

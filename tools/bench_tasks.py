@@ -1,0 +1,319 @@
+"""Benchmark tasks: a dataset, a target, a primary metric, a fixed split and a time budget.
+
+Why a task fixes its own split: every player (the tandem team in any configuration, a plain
+model, FLAML) must learn from exactly the same rows and be scored on exactly the same holdout
+rows, or the comparison means nothing. So a task is *materialised* once into a development CSV
+and a holdout CSV; players see the development file only, and the holdout is scored by the
+harness. The split depends on the task (`holdout`, `split_seed`, or a separate `holdout_csv`),
+never on a player's seed, so `--seeds` varies the players' own randomness and nothing else.
+
+Tasks come from TOML or YAML files (the default suite is `benchmarks/suite.toml`), so a user can
+benchmark on their own data without writing code:
+
+    [[tasks]]                      # YAML: tasks: [{name: churn, csv: churn.csv, ...}]
+    name = "churn"
+    csv = "churn.csv"              # relative to the task file; "sklearn:wine" = bundled data
+    target = "churned"
+    metric = "f1"                  # primary metric (default: the project's default for the task)
+    budget = 120                   # seconds per player
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tools.data import InputError, PreparedTask, prepare_task, read_table, sha256_file
+from tools.metrics import METRICS
+from tools.training import Problem, make_split
+
+DEFAULT_SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.toml"
+SKLEARN_DATASETS = ("breast_cancer", "wine", "diabetes", "iris", "digits")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One benchmark task, as written in a task file (paths already resolved)."""
+
+    name: str
+    csv: str
+    """Path of the data, or `sklearn:NAME` for a dataset bundled with scikit-learn."""
+    target: str
+    metric: str | None = None
+    """The primary metric; None means the project's default for the task type."""
+    metrics: tuple[str, ...] = ()
+    task_type: str | None = None
+    holdout: float = 0.2
+    """Share of rows kept for the holdout (stratified for classification), unless `holdout_csv`."""
+    holdout_csv: str | None = None
+    split_seed: int = 0
+    folds: int = 5
+    budget: float = 60.0
+    """Seconds each player gets."""
+    description: str = ""
+    published: dict[str, float] = field(default_factory=dict)
+    """Published reference scores on the primary metric (shown beside ours, never used to score)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {"metrics": list(self.metrics)}
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """A materialised task: the files players read and what scoring needs to know."""
+
+    task: Task
+    dev_csv: Path
+    holdout_csv: Path
+    problem: Problem
+    n_dev: int
+    n_holdout: int
+    fingerprint: str
+    """Hash of the data and the split: results with the same fingerprint are comparable."""
+
+    @property
+    def primary_metric(self) -> str:
+        return self.problem.primary_metric
+
+    @property
+    def greater_is_better(self) -> bool:
+        return METRICS[self.problem.primary_metric].greater_is_better
+
+    def load(self) -> tuple[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series]:
+        """(X_dev, y_dev, X_holdout, y_holdout), with labels as tandem reads them."""
+        prepared = _prepare(self.task, read_table(self.dev_csv), read_table(self.holdout_csv))
+        assert prepared.holdout is not None
+        target = self.task.target
+        dev, hold = prepared.frame, prepared.holdout
+        return dev.drop(columns=[target]), dev[target], hold.drop(columns=[target]), hold[target]
+
+
+_KNOWN_KEYS = {f.name for f in fields(Task)}
+
+
+def load_task_file(path: str | Path) -> list[Task]:
+    """Tasks of a TOML or YAML file: a `tasks` list, or one task at the top level. Raises `InputError`."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InputError(f"no such task file: {p}")
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix.lower() == ".toml":
+            data: Any = tomllib.loads(text)
+        elif p.suffix.lower() in {".yaml", ".yml"}:
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            raise InputError(f"task file {p.name}: use a .toml, .yaml or .yml file")
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        raise InputError(f"task file {p}: cannot parse it: {' '.join(str(exc).split())}") from None
+    except Exception as exc:  # yaml.YAMLError and friends
+        if exc.__class__.__module__.startswith("yaml"):
+            raise InputError(f"task file {p}: cannot parse it: {' '.join(str(exc).split())}") from None
+        raise
+    entries = data.get("tasks") if isinstance(data, dict) and "tasks" in data else [data]
+    if not isinstance(entries, list) or not entries:
+        raise InputError(f"task file {p}: expected a 'tasks' list (or one task's keys at the top level)")
+    tasks = [_task_from(entry, p, i) for i, entry in enumerate(entries)]
+    names = [t.name for t in tasks]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InputError(f"task file {p}: task names must be unique, repeated: {', '.join(duplicates)}")
+    return tasks
+
+
+def _task_from(entry: Any, path: Path, index: int) -> Task:
+    where = f"task file {path}, task {index + 1}"
+    if not isinstance(entry, dict):
+        raise InputError(f"{where}: expected a table of keys (name, csv, target, ...)")
+    unknown = sorted(set(entry) - _KNOWN_KEYS)
+    if unknown:
+        raise InputError(f"{where}: unknown keys {', '.join(unknown)}; known keys: {', '.join(sorted(_KNOWN_KEYS))}")
+    for key in ("csv", "target"):
+        if not isinstance(entry.get(key), str) or not entry[key].strip():
+            raise InputError(f"{where}: '{key}' is required (a string)")
+    name = str(entry.get("name") or Path(str(entry["csv"]).split(":")[-1]).name.split(".")[0])
+    where = f"task file {path}, task {name!r}"
+    values: dict[str, Any] = dict(entry, name=name)
+    values["csv"] = _resolve_source(str(entry["csv"]), path.parent, where)
+    if entry.get("holdout_csv"):
+        values["holdout_csv"] = _resolve_source(str(entry["holdout_csv"]), path.parent, where)
+    metrics = entry.get("metrics", ())
+    if isinstance(metrics, str):
+        metrics = [m for m in metrics.split(",") if m.strip()]
+    if not isinstance(metrics, list | tuple):
+        raise InputError(f"{where}: 'metrics' must be a list of metric names")
+    values["metrics"] = tuple(str(m).strip().lower() for m in metrics)
+    if entry.get("metric") is not None:
+        values["metric"] = str(entry["metric"]).strip().lower()
+    for metric in ([values["metric"]] if values.get("metric") else []) + list(values["metrics"]):
+        if metric not in METRICS:
+            raise InputError(f"{where}: unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    _check_number(values, "budget", where, low=0.0, integer=False)
+    _check_number(values, "holdout", where, low=0.0, high=1.0, integer=False)
+    _check_number(values, "split_seed", where, low=-1, integer=True)
+    _check_number(values, "folds", where, low=1, integer=True)
+    published = entry.get("published", {})
+    if not isinstance(published, dict) or not all(isinstance(v, int | float) for v in published.values()):
+        raise InputError(f"{where}: 'published' must map labels to numbers")
+    values["published"] = {str(k): float(v) for k, v in published.items()}
+    return Task(**values)
+
+
+def _check_number(
+    values: dict[str, Any], key: str, where: str, *, low: float, integer: bool, high: float = math.inf
+) -> None:
+    if key not in values:
+        return
+    value = values[key]
+    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok_type or not low < value < high:
+        kind = "a whole number" if integer else "a number"
+        bounds = f"above {low:g}" + (f" and below {high:g}" if math.isfinite(high) else "")
+        raise InputError(f"{where}: '{key}' must be {kind} {bounds}, got {value!r}")
+    values[key] = int(value) if integer else float(value)
+
+
+def _resolve_source(source: str, base: Path, where: str) -> str:
+    if source.startswith("sklearn:"):
+        name = source.split(":", 1)[1]
+        if name not in SKLEARN_DATASETS:
+            raise InputError(
+                f"{where}: unknown scikit-learn dataset {name!r}; use one of {', '.join(SKLEARN_DATASETS)}"
+            )
+        return source
+    path = Path(source).expanduser()
+    path = path if path.is_absolute() else (base / path)
+    if not path.is_file():
+        raise InputError(f"{where}: no such file: {path}")
+    return str(path.resolve())
+
+
+def default_suite() -> list[Task]:
+    """The suite that ships with tandem (benchmarks/suite.toml)."""
+    return load_task_file(DEFAULT_SUITE)
+
+
+def select_tasks(spec: str | None) -> list[Task]:
+    """Tasks named on the command line: suite names and/or task files, comma-separated.
+
+    None, "" or "default" is the whole default suite. Raises `InputError` naming what exists.
+    """
+    suite = {t.name: t for t in default_suite()}
+    if not spec or spec.strip() == "default":
+        return list(suite.values())
+    chosen: dict[str, Task] = {}
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        if item == "default":
+            chosen.update(suite)
+        elif item in suite:
+            chosen[item] = suite[item]
+        elif item.endswith((".toml", ".yaml", ".yml")):
+            for task in load_task_file(item):
+                if task.name in chosen:
+                    raise InputError(f"two tasks are named {task.name!r}; rename one in {item}")
+                chosen[task.name] = task
+        else:
+            raise InputError(
+                f"unknown task {item!r}: name one of the default suite ({', '.join(suite)}) or a .toml/.yaml task file"
+            )
+    if not chosen:
+        raise InputError("no tasks selected")
+    return list(chosen.values())
+
+
+def _source_frame(source: str) -> pd.DataFrame:
+    if source.startswith("sklearn:"):
+        from sklearn import datasets
+
+        loader = getattr(datasets, f"load_{source.split(':', 1)[1]}")
+        return loader(as_frame=True).frame.reset_index(drop=True)
+    return read_table(source)
+
+
+def _source_digest(source: str) -> str:
+    if source.startswith("sklearn:"):
+        import sklearn
+
+        return hashlib.sha256(f"{source}@{sklearn.__version__}".encode()).hexdigest()
+    return sha256_file(source)
+
+
+def _prepare(task: Task, dev: pd.DataFrame, holdout: pd.DataFrame | None) -> PreparedTask:
+    return prepare_task(
+        dev,
+        task.target,
+        metrics=list(task.metrics) or None,
+        primary=task.metric,
+        folds=task.folds,
+        holdout=task.holdout,
+        task_type=task.task_type,
+        holdout_frame=holdout,
+    )
+
+
+def materialize(task: Task, cache_dir: str | Path) -> TaskData:
+    """Write the task's development and holdout CSVs (once; reused when the data is unchanged).
+
+    The split is tandem's own (`make_split`: stratified for classification, `train_test_split`
+    with `split_seed`), so a plain `tandem run --holdout H --seed S` on the original file would
+    hold out the same rows. Raises `InputError` when the task cannot be learnt.
+    """
+    digest = hashlib.sha256(
+        json.dumps(
+            [
+                _source_digest(task.csv),
+                _source_digest(task.holdout_csv) if task.holdout_csv else None,
+                task.target,
+                task.holdout,
+                task.split_seed,
+                task.task_type,
+            ]
+        ).encode()
+    ).hexdigest()[:12]
+    folder = Path(cache_dir) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', task.name)}-{digest}"
+    dev_csv, holdout_csv = folder / "dev.csv", folder / "holdout.csv"
+    if not (dev_csv.exists() and holdout_csv.exists()):
+        frame = _source_frame(task.csv)
+        if task.holdout_csv:
+            dev, hold = frame, _source_frame(task.holdout_csv)
+            _prepare(task, dev, hold)  # the same checks a run makes, before anything is written
+        else:
+            prepared = _prepare(task, frame, None)
+            y = prepared.frame[prepared.target]
+            split = make_split(y, prepared.task_type, holdout=task.holdout, folds=task.folds, seed=task.split_seed)
+            dev, hold = frame.loc[list(split.dev_rows)], frame.loc[list(split.holdout_rows)]
+        folder.mkdir(parents=True, exist_ok=True)
+        for part, path in ((dev, dev_csv), (hold, holdout_csv)):
+            tmp = path.with_suffix(".tmp")
+            part.to_csv(tmp, index=False)
+            tmp.replace(path)
+    prepared = _prepare(task, read_table(dev_csv), read_table(holdout_csv))
+    assert prepared.holdout is not None
+    problem = Problem(
+        task_type=prepared.task_type,
+        metrics=prepared.metrics,
+        primary_metric=prepared.primary_metric,
+        classes=prepared.classes,
+        positive_class=prepared.positive_class,
+    )
+    return TaskData(
+        task=task,
+        dev_csv=dev_csv,
+        holdout_csv=holdout_csv,
+        problem=problem,
+        n_dev=len(prepared.frame),
+        n_holdout=len(prepared.holdout),
+        fingerprint=digest,
+    )

@@ -1,0 +1,281 @@
+"""`tandem league`: head-to-head matches between players, Elo ratings, matchmaking among close ratings.
+
+Why a league next to the profiles: AUP says how close to the best each player gets over a fixed
+suite; a ladder (as in Hugging Face's "AI vs AI") keeps ranking players as they are added, from
+pairwise matches, and its history is a public record anyone can replay. The rules:
+
+- **Match.** Two players, one task, the same budget and seed. The better primary holdout score
+  wins; the match is a draw when the scores differ by at most `tolerance` in the reward's units
+  (absolute for bounded metrics such as accuracy, F1 or R²; relative to the larger score for
+  unbounded ones such as RMSE), default 0.001. A failed player loses to one that scored; two
+  failures draw. A match reuses the stored result of the same player, task, budget and seed when
+  there is one (`--fresh` plays again), so a league after a bench costs nothing.
+- **Elo.** Every player starts at 1200. With E_A = 1 / (1 + 10^((R_B − R_A) / 400)) and S_A = 1,
+  0.5 or 0, R_A' = R_A + K (S_A − E_A) and R_B' = R_B + K ((1 − S_A) − (1 − E_A)); K = 32 by
+  default and stored with every match. Ratings are never stored as state: they are the replay of
+  the match history in the order played, so the ladder always agrees with its history.
+- **Matchmaking.** Each round shuffles the players into a queue; the first player in the queue
+  meets a random opponent among the `closest` (default 3) players still queued with the nearest
+  ratings; both leave the queue; repeat until fewer than two remain. The task and the seed of a
+  match are drawn at random from the league's tasks and seeds.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tools.bench import new_bench_id, play_and_store
+from tools.bench_tasks import Task, TaskData, materialize
+from tools.data import InputError
+from tools.metrics import METRICS, gain
+from tools.players import Player
+from tools.results import ResultsStore
+
+START_RATING = 1200.0
+K_FACTOR = 32.0
+DRAW_TOLERANCE = 0.001
+CLOSEST = 3
+
+
+def expected_score(rating_a: float, rating_b: float) -> float:
+    """E_A: the score Elo expects of A against B."""
+    return 1.0 / (1.0 + 10.0 ** ((rating_b - rating_a) / 400.0))
+
+
+def elo_update(rating_a: float, rating_b: float, outcome_a: float, k: float = K_FACTOR) -> tuple[float, float]:
+    """Both ratings after a match A scored `outcome_a` in (1 win, 0.5 draw, 0 loss)."""
+    e_a = expected_score(rating_a, rating_b)
+    return rating_a + k * (outcome_a - e_a), rating_b + k * ((1.0 - outcome_a) - (1.0 - e_a))
+
+
+def match_outcome(
+    metric: str, score_a: float | None, score_b: float | None, tolerance: float = DRAW_TOLERANCE
+) -> float:
+    """S_A: 1 when A's holdout score is better beyond the tolerance, 0.5 for a draw, 0 when worse."""
+    if score_a is None or score_b is None:
+        return 0.5 if score_a is None and score_b is None else (0.0 if score_a is None else 1.0)
+    scale = 1.0 if METRICS[metric].bounded else max(abs(score_a), abs(score_b), 1e-12)
+    diff = gain(metric, score_a, score_b) / scale
+    if abs(diff) <= tolerance:
+        return 0.5
+    return 1.0 if diff > 0 else 0.0
+
+
+@dataclass
+class Standing:
+    """A player's place on the ladder."""
+
+    player: str
+    rating: float = START_RATING
+    games: int = 0
+    wins: int = 0
+    draws: int = 0
+    losses: int = 0
+    history: list[tuple[int, float]] = field(default_factory=list)
+    """(match id, rating after it) for the rating plot."""
+
+    @property
+    def win_rate(self) -> float:
+        return self.wins / self.games if self.games else 0.0
+
+
+def replay(matches: Sequence[dict[str, Any]], start: float = START_RATING) -> dict[str, Standing]:
+    """The ladder after playing `matches` in order, each with its own stored K."""
+    table: dict[str, Standing] = {}
+    for m in matches:
+        a = table.setdefault(m["player_a"], Standing(m["player_a"], start))
+        b = table.setdefault(m["player_b"], Standing(m["player_b"], start))
+        a.rating, b.rating = elo_update(a.rating, b.rating, float(m["outcome"]), float(m["k"]))
+        for me, s in ((a, float(m["outcome"])), (b, 1.0 - float(m["outcome"]))):
+            me.games += 1
+            me.wins += s == 1.0
+            me.draws += s == 0.5
+            me.losses += s == 0.0
+            me.history.append((int(m["id"]), me.rating))
+    return table
+
+
+def pair_up(
+    players: Sequence[str], ratings: dict[str, float], rng: random.Random, closest: int = CLOSEST
+) -> list[tuple[str, str]]:
+    """One round of matchmaking: first in the queue vs a random one of the `closest` nearest ratings."""
+    if closest < 1:
+        raise InputError("--closest must be at least 1")
+    queue = list(players)
+    rng.shuffle(queue)
+    pairs = []
+    while len(queue) >= 2:
+        first = queue.pop(0)
+        nearest = sorted(queue, key=lambda p: abs(ratings.get(p, START_RATING) - ratings.get(first, START_RATING)))
+        opponent = rng.choice(nearest[:closest])
+        queue.remove(opponent)
+        pairs.append((first, opponent))
+    return pairs
+
+
+MatchHandler = Callable[[dict[str, Any]], None]
+
+
+def _result_for(
+    store: ResultsStore, league_id: str, data: TaskData, player: Player, budget: float, seed: int, fresh: bool
+) -> dict[str, Any]:
+    if not fresh:
+        row = store.find_result(player.name, data.fingerprint, data.primary_metric, budget, seed)
+        if row is not None:
+            return row
+    return play_and_store(store, league_id, data, player, budget=budget, seed=seed)
+
+
+def run_league(
+    tasks: Sequence[Task],
+    players: Sequence[Player],
+    *,
+    results_dir: str | Path,
+    seeds: Sequence[int] = (0,),
+    budget: float | None = None,
+    rounds: int = 10,
+    closest: int = CLOSEST,
+    k: float = K_FACTOR,
+    tolerance: float = DRAW_TOLERANCE,
+    rng_seed: int = 0,
+    fresh: bool = False,
+    command: str = "",
+    on_match: MatchHandler | None = None,
+) -> str:
+    """Play `rounds` rounds of matchmade matches; every match is appended to the store. Returns the league id."""
+    if len(players) < 2:
+        raise InputError("a league needs at least two players")
+    if rounds < 1 or k <= 0 or tolerance < 0 or not seeds:
+        raise InputError("--rounds must be ≥ 1, --k > 0, --tolerance ≥ 0, and at least one seed given")
+    if budget is not None and not budget > 0:
+        raise InputError(f"--budget must be a positive number of seconds, got {budget!r}")
+    for player in players:
+        player.check()
+    store = ResultsStore(results_dir)
+    data = [materialize(task, store.dir / "tasks") for task in tasks]
+    by_name = {p.name: p for p in players}
+    league_id = new_bench_id("league")
+    store.add_bench(
+        league_id,
+        "league",
+        command,
+        {
+            "tasks": [t.name for t in tasks],
+            "players": list(by_name),
+            "seeds": list(seeds),
+            "budget": budget,
+            "rounds": rounds,
+            "closest": closest,
+            "k": k,
+            "tolerance": tolerance,
+            "rng_seed": rng_seed,
+        },
+    )
+    rng = random.Random(rng_seed)
+    for _ in range(rounds):
+        ratings = {name: s.rating for name, s in replay(store.matches()).items()}
+        for name_a, name_b in pair_up(list(by_name), ratings, rng, closest):
+            d = rng.choice(data)
+            seed = rng.choice(list(seeds))
+            match_budget = budget or d.task.budget
+            row_a = _result_for(store, league_id, d, by_name[name_a], match_budget, seed, fresh)
+            row_b = _result_for(store, league_id, d, by_name[name_b], match_budget, seed, fresh)
+            score_a = row_a["score"] if row_a["status"] == "ok" else None
+            score_b = row_b["score"] if row_b["status"] == "ok" else None
+            outcome = match_outcome(d.primary_metric, score_a, score_b, tolerance)
+            ladder = replay(store.matches())
+            before_a = ladder[name_a].rating if name_a in ladder else START_RATING
+            before_b = ladder[name_b].rating if name_b in ladder else START_RATING
+            after_a, after_b = elo_update(before_a, before_b, outcome, k)
+            match = {
+                "league_id": league_id,
+                "task": d.task.name,
+                "fingerprint": d.fingerprint,
+                "metric": d.primary_metric,
+                "greater_is_better": int(d.greater_is_better),
+                "seed": int(seed),
+                "budget": float(match_budget),
+                "player_a": name_a,
+                "player_b": name_b,
+                "result_a": int(row_a["id"]),
+                "result_b": int(row_b["id"]),
+                "score_a": score_a,
+                "score_b": score_b,
+                "outcome": outcome,
+                "tolerance": tolerance,
+                "k": k,
+                "rating_a_before": before_a,
+                "rating_b_before": before_b,
+                "rating_a_after": after_a,
+                "rating_b_after": after_b,
+            }
+            match["id"] = store.add_match(match)
+            if on_match is not None:
+                on_match(match)
+    return league_id
+
+
+def describe_match(m: dict[str, Any]) -> str:
+    from tools.bench import fmt
+
+    verdict = {1.0: f"{m['player_a']} wins", 0.5: "draw", 0.0: f"{m['player_b']} wins"}[float(m["outcome"])]
+    return (
+        f"match #{m['id']} {m['task']} seed {m['seed']}: {m['player_a']} {fmt(m['score_a'])} vs "
+        f"{m['player_b']} {fmt(m['score_b'])} ({m['metric']}) -> {verdict}; Elo "
+        f"{m['rating_a_before']:.1f}->{m['rating_a_after']:.1f} / {m['rating_b_before']:.1f}->{m['rating_b_after']:.1f}"
+    )
+
+
+def standings(store: ResultsStore) -> list[Standing]:
+    """The ladder of a results store, best rating first."""
+    return sorted(replay(store.matches()).values(), key=lambda s: (-s.rating, s.player))
+
+
+def leaderboard_markdown(table: Sequence[Standing]) -> str:
+    lines = [
+        "| rank | player | Elo | games | wins | draws | losses | win rate |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, s in enumerate(table, 1):
+        lines.append(
+            f"| {i} | {s.player} | {s.rating:.1f} | {s.games} | {s.wins} | {s.draws} | {s.losses} | {s.win_rate:.0%} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_leaderboard(table: Sequence[Standing], path: str | Path) -> Path:
+    """PNG: each player's rating after every match it played, and the final ratings."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    for s in table:
+        xs = [0, *(mid for mid, _ in s.history)]
+        ys = [START_RATING, *(r for _, r in s.history)]
+        left.step(xs, ys, where="post", label=s.player, linewidth=1.8)
+    left.axhline(START_RATING, color="grey", linewidth=0.8, linestyle=":")
+    left.set_xlabel("match number")
+    left.set_ylabel("Elo rating")
+    left.set_title("rating after each match", fontsize=10)
+    left.grid(True, linestyle="--", alpha=0.5)
+    left.legend(fontsize=8)
+    names = [s.player for s in table][::-1]
+    ratings = [s.rating for s in table][::-1]
+    right.barh(names, ratings, color="tab:blue")
+    low = min([*ratings, START_RATING]) - 50
+    right.set_xlim(low, max([*ratings, START_RATING]) + 50)
+    for y, (r, s) in enumerate(zip(ratings, table[::-1], strict=True)):
+        right.text(r + 2, y, f"{r:.0f}  ({s.wins}-{s.draws}-{s.losses})", va="center", fontsize=8)
+    right.set_title("final rating (wins-draws-losses)", fontsize=10)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -1,0 +1,362 @@
+"""Benchmark players: anything that turns a task into a holdout score within a time budget.
+
+Why these players: a user who does not run tandem would fit a scaled linear model, LightGBM with
+its defaults, or hand the data to an AutoML tool (FLAML) for the same wall-clock time. The
+tandem team is a player like any other, in any agent configuration: a player spec such as
+`tandem:scientist=llm:max_iters=40` sets fields of the run context (graph/context.py), so a new
+agent kind or option is benchmarkable without touching this module.
+
+Every player is given the task's development CSV only and returns its scores on the task's
+holdout, computed with the project's metric registry (never the player's own scorer), its wall
+time, tokens and cost.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from tools.bench_tasks import TaskData
+from tools.data import InputError
+from tools.metrics import METRICS, Predictions, score_all
+from tools.training import short_error
+
+#: Player names and what they are; `tandem` and `flaml` take `:key=value` options.
+PLAYER_HELP = {
+    "tandem": "the tandem team (heuristic agents by default); options set run-context fields, "
+    "e.g. tandem:scientist=llm:max_iters=40; price_in/price_out = USD per million tokens",
+    "linear": "scaled linear model (logistic / ridge), one-hot categoricals, every column",
+    "lightgbm": "LightGBM with default parameters, every column",
+    "flaml": "FLAML AutoML with the same time budget (needs `pip install tandem-ml[bench]`); option n_jobs",
+}
+DEFAULT_PLAYERS = ("tandem", "linear", "lightgbm", "flaml")
+
+
+@dataclass
+class PlayResult:
+    """What one player did on one task: holdout scores (registry metrics), time, tokens and cost."""
+
+    status: str  # "ok" | "failed"
+    scores: dict[str, float | None] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float | None = 0.0
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Player(Protocol):
+    @property
+    def name(self) -> str:
+        """The player's spec, e.g. `tandem:max_iters=40`: the key results and ratings are stored under."""
+        ...
+
+    def check(self) -> None:
+        """Raise `InputError` when the player cannot play at all here (missing package, API key…)."""
+        ...
+
+    def play(self, data: TaskData, *, budget: float, seed: int, workdir: Path) -> PlayResult: ...
+
+
+def _clean(scores: dict[str, float]) -> dict[str, float | None]:
+    return {m: (float(v) if v is not None and np.isfinite(v) else None) for m, v in scores.items()}
+
+
+@dataclass(frozen=True)
+class PlainPlayer:
+    """A plain baseline from tools/baselines.py, fitted on the development part."""
+
+    kind: str  # "linear" | "lightgbm"
+
+    @property
+    def name(self) -> str:
+        return self.kind
+
+    def check(self) -> None:
+        return None
+
+    def play(self, data: TaskData, *, budget: float, seed: int, workdir: Path) -> PlayResult:
+        from tools.baselines import fit_plain
+        from tools.training import score_holdout
+
+        started = time.perf_counter()
+        X, y, X_hold, y_hold = data.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = fit_plain(self.kind, X, y, data.problem.task_type, seed=seed)  # type: ignore[arg-type]
+        scores = score_holdout(model, X_hold, y_hold, data.problem)
+        return PlayResult("ok", _clean(scores), wall_seconds=time.perf_counter() - started)
+
+
+def _literal(text: str) -> Any:
+    low = text.strip().lower()
+    if low in {"none", "null"}:
+        return None
+    if low in {"true", "false"}:
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+@dataclass(frozen=True)
+class TandemPlayer:
+    """The tandem team; `options` are run-context fields (plus token prices for the cost)."""
+
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return "tandem" + "".join(f":{k}={v}" for k, v in self.options)
+
+    def context_options(self) -> dict[str, Any]:
+        return {k: v for k, v in self.options if k not in {"price_in", "price_out"}}
+
+    def context(self, runs_dir: str, budget: float) -> Any:
+        """The run context of a game: the defaults, this player's options, the bench's budget and folder."""
+        from graph.context import RunContext  # lazy: tools must not import the graph at import time
+
+        options = self.context_options()
+        base = RunContext(runs_dir=runs_dir, time_budget=budget)
+        limit = base.candidate_time_limit
+        if "candidate_time_limit" not in options and limit is not None:
+            options["candidate_time_limit"] = min(limit, budget)
+        return RunContext.from_dict(base.to_dict() | options)
+
+    def check(self) -> None:
+        try:
+            from nodes.agents.models import check_llm_setup
+        except ImportError:  # a tandem without LLM agents has nothing to check
+            return
+        check_llm_setup(self.context("runs", 60.0))
+
+    def play(self, data: TaskData, *, budget: float, seed: int, workdir: Path) -> PlayResult:
+        from graph.api import run_task
+
+        context = self.context(str(Path(workdir) / "runs"), budget)
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", self.name).strip("-")[:40]
+        run_id = f"{data.task.name}-{slug}-s{seed}-{uuid.uuid4().hex[:8]}"
+        started = time.perf_counter()
+        summary = run_task(
+            data.dev_csv,
+            data.task.target,
+            metrics=list(data.problem.metrics),
+            primary_metric=data.problem.primary_metric,
+            folds=data.task.folds,
+            seed=seed,
+            holdout_csv=data.holdout_csv,
+            task_type=data.problem.task_type,
+            run_id=run_id,
+            context=context,
+        )
+        wall = time.perf_counter() - started
+        if summary.get("status") != "delivered":
+            return PlayResult("failed", wall_seconds=wall, error=f"run {run_id} ended {summary.get('status')!r}")
+        tokens = summary.get("tokens", {})
+        tokens_in = sum(int(t.get("input", 0)) for t in tokens.values())
+        tokens_out = sum(int(t.get("output", 0)) for t in tokens.values())
+        prices = dict(self.options)
+        cost: float | None
+        if "price_in" not in prices and "price_out" not in prices and "cost_usd" in summary:
+            stated = summary["cost_usd"]  # the run's own price table (context.prices): per role and total
+            cost = stated.get("total") if isinstance(stated, dict) else stated
+        elif "price_in" in prices or "price_out" in prices:
+            cost = (tokens_in * float(prices.get("price_in", 0)) + tokens_out * float(prices.get("price_out", 0))) / 1e6
+        else:
+            cost = 0.0 if tokens_in + tokens_out == 0 else None  # tokens spent at an unknown price
+        best = summary["best"]
+        return PlayResult(
+            "ok",
+            _clean(best["holdout"]),
+            wall_seconds=wall,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost_usd=cost,
+            details={
+                "run_dir": str(Path(context.runs_dir) / run_id),
+                "iterations": summary.get("iterations"),
+                "seconds_spent": summary.get("seconds_spent"),
+                "stop_reason": summary.get("stop_reason"),
+                "delivered": best.get("proposal"),
+                "cv": best.get("cv", {}).get(data.problem.primary_metric),
+            },
+        )
+
+
+@dataclass(frozen=True)
+class FlamlPlayer:
+    """FLAML AutoML, searching on the task's own primary metric (from our registry) for `budget` seconds."""
+
+    n_jobs: int = 2
+
+    @property
+    def name(self) -> str:
+        return "flaml" if self.n_jobs == 2 else f"flaml:n_jobs={self.n_jobs}"
+
+    def check(self) -> None:
+        if not flaml_available():
+            raise InputError("player 'flaml' needs FLAML: pip install 'tandem-ml[bench]' (or leave flaml out)")
+
+    def play(self, data: TaskData, *, budget: float, seed: int, workdir: Path) -> PlayResult:
+        from flaml import AutoML
+        started = time.perf_counter()
+        X, y, X_hold, y_hold = data.load()
+        problem = data.problem
+        classify = problem.task_type != "regression"
+        classes = problem.classes
+        codes = {c: i for i, c in enumerate(classes)}
+        y_fit = y.map(codes).astype(int) if classify else y.astype(float)
+        spec = METRICS[problem.primary_metric]
+        positive = codes.get(problem.positive_class) if classify else None
+
+        def predictions(model: Any, frame: pd.DataFrame) -> Predictions:
+            if not classify:
+                return Predictions(y_pred=np.asarray(model.predict(frame), dtype=float))
+            proba = np.asarray(model.predict_proba(frame), dtype=float)
+            return Predictions(
+                y_pred=np.asarray(model.predict(frame)).astype(int),
+                proba=proba,
+                classes=tuple(range(len(classes))),
+                pos_label=positive,
+            )
+
+        def objective(
+            X_val: Any, y_val: Any, estimator: Any, *args: Any, **kwargs: Any
+        ) -> tuple[float, dict[str, float]]:
+            value = spec(np.asarray(y_val), predictions(estimator, X_val))
+            if not np.isfinite(value):
+                return float("inf"), {problem.primary_metric: value}
+            return (-value if spec.greater_is_better else value), {problem.primary_metric: value}
+
+        automl = AutoML()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            automl.fit(
+                X,
+                y_fit,
+                task="classification" if classify else "regression",
+                metric=objective,
+                time_budget=budget,
+                seed=seed,
+                n_jobs=self.n_jobs,
+                verbose=0,
+                log_file_name="",
+            )
+            pred = predictions(automl, X_hold)
+        if classify:  # back to the task's labels, with the dtype a scikit-learn classifier would return
+            labels = pd.Series(pred.y_pred).map(dict(enumerate(classes))).to_numpy()
+            pred = Predictions(y_pred=labels, proba=pred.proba, classes=classes, pos_label=problem.positive_class)
+        scores = score_all(problem.metrics, y_hold.to_numpy(), pred)
+        return PlayResult(
+            "ok",
+            _clean(scores),
+            wall_seconds=time.perf_counter() - started,
+            details={"best_estimator": automl.best_estimator, "best_config": _plain(automl.best_config)},
+        )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value if isinstance(value, int | float | str | bool | type(None)) else repr(value)
+
+
+def parse_player(spec: str) -> Player:
+    """A player from its spec: `linear`, `lightgbm`, `flaml[:n_jobs=N]`, `tandem[:key=value]...`."""
+    head, *rest = [part.strip() for part in spec.strip().split(":")]
+    options: list[tuple[str, Any]] = []
+    for part in rest:
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"player {spec!r}: options are key=value, separated by ':'")
+        options.append((key.strip(), _literal(value)))
+    if head in {"linear", "lightgbm"}:
+        if options:
+            raise InputError(f"player {head!r} takes no options")
+        return PlainPlayer(head)
+    if head == "flaml":
+        extra = [k for k, _ in options if k != "n_jobs"]
+        if extra:
+            raise InputError(f"player 'flaml' takes only n_jobs, not {', '.join(extra)}")
+        n_jobs = dict(options).get("n_jobs", 2)
+        if not isinstance(n_jobs, int) or n_jobs < 1:
+            raise InputError("player 'flaml': n_jobs must be a whole number of at least 1")
+        return FlamlPlayer(n_jobs)
+    if head == "tandem":
+        return _tandem_player(spec, options)
+    raise InputError(f"unknown player {head!r}; players: {', '.join(PLAYER_HELP)}")
+
+
+def _tandem_player(spec: str, options: list[tuple[str, Any]]) -> TandemPlayer:
+    from graph.context import RunContext  # the context's fields are the options, whatever they are now
+
+    #: Not settable here: the bench owns the budget and folder, a bench never waits for a human, and
+    #: structured or in-process fields cannot be written as key=value.
+    fixed = {"runs_dir", "time_budget", "rewards", "approve", "prices", "python_models", "chat_models"}
+    allowed = {f.name for f in fields(RunContext)} - fixed
+    for key, value in options:
+        if key in {"price_in", "price_out"}:
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise InputError(f"player {spec!r}: {key} must be a non-negative number (USD per million tokens)")
+        elif key in fixed:
+            raise InputError(f"player {spec!r}: {key} cannot be set per player (the bench sets the budget and folder)")
+        elif key not in allowed:
+            raise InputError(f"player {spec!r}: unknown option {key!r}; options: {', '.join(sorted(allowed))}")
+    defaults = RunContext().to_dict()
+    try:
+        RunContext.from_dict(defaults | {k: v for k, v in options if k not in {"price_in", "price_out"}})
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"player {spec!r}: {short_error(exc)}") from None
+    return TandemPlayer(tuple(options))
+
+
+def parse_players(spec: str | None) -> list[Player]:
+    """Comma-separated player specs; None means the default players (FLAML only when installed)."""
+    if not spec:
+        names = [n for n in DEFAULT_PLAYERS if n != "flaml" or flaml_available()]
+    else:
+        names = [s.strip() for s in spec.split(",") if s.strip()]
+    players = [parse_player(n) for n in names]
+    seen: set[str] = set()
+    for p in players:
+        if p.name in seen:
+            raise InputError(f"player {p.name!r} is listed twice")
+        seen.add(p.name)
+    if not players:
+        raise InputError("no players selected")
+    return players
+
+
+def flaml_available() -> bool:
+    try:
+        import flaml  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def play_safely(player: Player, data: TaskData, *, budget: float, seed: int, workdir: Path) -> PlayResult:
+    """Run a player; a crash is a failed result (scored as infeasible), never the end of the bench."""
+    started = time.perf_counter()
+    try:
+        with warnings.catch_warnings():  # libraries' warnings would drown the one line per game
+            warnings.simplefilter("ignore")
+            return player.play(data, budget=budget, seed=seed, workdir=workdir)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        return PlayResult("failed", wall_seconds=time.perf_counter() - started, error=short_error(exc))

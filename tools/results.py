@@ -1,0 +1,233 @@
+"""The local results store: every benchmark result and league match, appended, never overwritten.
+
+Why SQLite with triggers: results accumulate across runs, machines and versions, and a later
+bench must never rewrite an earlier number (the profiles, AUP and Elo ratings are recomputed
+from these rows, by the code or by hand). The triggers make the tables append-only at the
+database level: an UPDATE or DELETE aborts, whoever issues it. One file, `results.sqlite` in the
+results folder, holds three tables:
+
+- `benches`: one row per `tandem bench` / `tandem league` invocation (command, machine, date);
+- `results`: one row per (player, task, seed) played, with every holdout metric, wall time,
+  tokens and cost;
+- `matches`: one row per league match, with both scores, the outcome and the Elo ratings before
+  and after, so the ladder can be checked against the Elo formula row by row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS benches (
+    bench_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,            -- 'bench' | 'league'
+    created_at TEXT NOT NULL,      -- UTC, ISO 8601
+    command TEXT NOT NULL,         -- how it was started
+    settings TEXT NOT NULL,        -- JSON: tasks, players, seeds, budget...
+    machine TEXT NOT NULL          -- JSON: platform, CPUs, Python, library versions, git commit
+);
+CREATE TABLE IF NOT EXISTS results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    bench_id TEXT NOT NULL REFERENCES benches(bench_id),
+    created_at TEXT NOT NULL,
+    task TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,     -- hash of the task's data and split
+    task_type TEXT NOT NULL,
+    metric TEXT NOT NULL,          -- the primary metric
+    greater_is_better INTEGER NOT NULL,
+    player TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    budget REAL NOT NULL,          -- seconds the player was given
+    status TEXT NOT NULL,          -- 'ok' | 'failed'
+    score REAL,                    -- primary metric on the holdout (NULL when failed)
+    scores TEXT NOT NULL,          -- JSON: every metric on the holdout
+    wall_seconds REAL NOT NULL,
+    tokens_in INTEGER NOT NULL,
+    tokens_out INTEGER NOT NULL,
+    cost_usd REAL,                 -- NULL: tokens spent at an unknown price
+    error TEXT,
+    details TEXT NOT NULL          -- JSON: run folder, iterations, FLAML's best estimator...
+);
+CREATE TABLE IF NOT EXISTS matches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    league_id TEXT NOT NULL REFERENCES benches(bench_id),
+    created_at TEXT NOT NULL,
+    task TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    greater_is_better INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    budget REAL NOT NULL,
+    player_a TEXT NOT NULL,
+    player_b TEXT NOT NULL,
+    result_a INTEGER NOT NULL REFERENCES results(id),
+    result_b INTEGER NOT NULL REFERENCES results(id),
+    score_a REAL,
+    score_b REAL,
+    outcome REAL NOT NULL,         -- for player A: 1 win, 0.5 draw, 0 loss
+    tolerance REAL NOT NULL,
+    k REAL NOT NULL,
+    rating_a_before REAL NOT NULL,
+    rating_b_before REAL NOT NULL,
+    rating_a_after REAL NOT NULL,
+    rating_b_after REAL NOT NULL
+);
+"""
+APPEND_ONLY = """
+CREATE TRIGGER IF NOT EXISTS {table}_no_update BEFORE UPDATE ON {table}
+BEGIN SELECT RAISE(ABORT, '{table} are append-only: add a new row instead'); END;
+CREATE TRIGGER IF NOT EXISTS {table}_no_delete BEFORE DELETE ON {table}
+BEGIN SELECT RAISE(ABORT, '{table} are append-only: rows are never deleted'); END;
+"""
+JSON_COLUMNS = {"scores", "details", "settings", "machine"}
+
+
+def default_results_dir() -> str:
+    """`$TANDEM_RESULTS_DIR`, else `./results`."""
+    return os.environ.get("TANDEM_RESULTS_DIR") or str(Path("results").resolve())
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def machine_info() -> dict[str, Any]:
+    """What a number was measured on: enough to tell two machines (and two versions) apart."""
+    import lightgbm
+    import sklearn
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "lightgbm": lightgbm.__version__,
+    }
+    try:
+        import flaml
+
+        info["flaml"] = flaml.__version__
+    except ImportError:
+        info["flaml"] = None
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        commit = head.stdout.strip()
+        info["git_commit"] = (commit + ("+uncommitted changes" if dirty.stdout.strip() else "")) or None
+    except (OSError, subprocess.SubprocessError):
+        info["git_commit"] = None
+    return info
+
+
+class ResultsStore:
+    """Append-only access to `results.sqlite` in a results folder."""
+
+    def __init__(self, results_dir: str | Path) -> None:
+        self.dir = Path(results_dir).expanduser().resolve()
+        self.path = self.dir / "results.sqlite"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            conn.executescript(SCHEMA + "".join(APPEND_ONLY.format(table=t) for t in ("benches", "results", "matches")))
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=30)
+        conn.row_factory = sqlite3.Row
+        try:
+            with conn:  # commit on success, roll back on error
+                yield conn
+        finally:
+            conn.close()
+
+    def _insert(self, table: str, row: dict[str, Any]) -> int:
+        values = {k: json.dumps(v, default=str) if k in JSON_COLUMNS else v for k, v in row.items()}
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        with self._connect() as conn:
+            cursor = conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(values.values()))
+            return int(cursor.lastrowid or 0)
+
+    def _select(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self._connect() as conn:
+            rows = [dict(r) for r in conn.execute(sql, params)]
+        for row in rows:
+            for key in JSON_COLUMNS & row.keys():
+                row[key] = json.loads(row[key])
+        return rows
+
+    def add_bench(self, bench_id: str, kind: str, command: str, settings: dict[str, Any]) -> None:
+        self._insert(
+            "benches",
+            {
+                "bench_id": bench_id,
+                "kind": kind,
+                "created_at": now(),
+                "command": command,
+                "settings": settings,
+                "machine": machine_info(),
+            },
+        )
+
+    def add_result(self, row: dict[str, Any]) -> int:
+        return self._insert("results", {"created_at": now(), **row})
+
+    def add_match(self, row: dict[str, Any]) -> int:
+        return self._insert("matches", {"created_at": now(), **row})
+
+    def benches(self, kind: str | None = None) -> list[dict[str, Any]]:
+        if kind is None:
+            return self._select("SELECT * FROM benches ORDER BY created_at, bench_id")
+        return self._select("SELECT * FROM benches WHERE kind = ? ORDER BY created_at, bench_id", (kind,))
+
+    def bench(self, bench_id: str) -> dict[str, Any] | None:
+        rows = self._select("SELECT * FROM benches WHERE bench_id = ?", (bench_id,))
+        return rows[0] if rows else None
+
+    def results(self, bench_id: str | None = None) -> list[dict[str, Any]]:
+        if bench_id is None:
+            return self._select("SELECT * FROM results ORDER BY id")
+        return self._select("SELECT * FROM results WHERE bench_id = ? ORDER BY id", (bench_id,))
+
+    def result(self, result_id: int) -> dict[str, Any] | None:
+        rows = self._select("SELECT * FROM results WHERE id = ?", (result_id,))
+        return rows[0] if rows else None
+
+    def find_result(
+        self, player: str, fingerprint: str, metric: str, budget: float, seed: int
+    ) -> dict[str, Any] | None:
+        """The latest stored result of this player on this task, budget and seed, if any."""
+        rows = self._select(
+            "SELECT * FROM results WHERE player = ? AND fingerprint = ? AND metric = ? AND budget = ? AND seed = ? "
+            "ORDER BY id DESC LIMIT 1",
+            (player, fingerprint, metric, float(budget), int(seed)),
+        )
+        return rows[0] if rows else None
+
+    def matches(self) -> list[dict[str, Any]]:
+        """Every match ever played in this store, in the order they were played."""
+        return self._select("SELECT * FROM matches ORDER BY id")
