@@ -65,6 +65,10 @@ class RunContext:
     """Parallel fold fits (joblib)."""
     patience: int = 8
     """The heuristic Scientist delivers after this many proposals in a row without significant gain."""
+    small_data_rows: int = 1000
+    """Below this many development rows, deliver the simplest experiment within noise of the best."""
+    noise_t: float = 1.0
+    """…where "within noise" means a paired t-statistic against the best below this."""
     approve: ApprovalMode = "never"
     """Pause for a human (LangGraph `interrupt()`): "delivery" before delivering, "proposals" also
     before each proposal is implemented. Continue with `Command(resume=...)` (see nodes/review.py)."""

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from graph.context import RewardConfig
-from graph.state import RewardEvent, TokenUsage
-from tools.metrics import gain, reward_scale
+from graph.state import ExperimentRecord, RewardEvent, TokenUsage
+from tools.metrics import METRICS, gain, reward_scale
+from tools.spec import complexity, parse_spec
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,29 @@ def compare(
         t_stat = math.inf if mean > 1e-12 else (-math.inf if mean < -1e-12 else 0.0)
     significant = mean > config.min_gain and t_stat >= config.significance_t
     return Comparison(mean, t_stat, significant)
+
+
+def simplest_within_noise(ledger: list[ExperimentRecord], incumbent: int, metric: str, max_t: float) -> int:
+    """The simplest experiment the incumbent does not beat beyond fold noise (DESIGN.md section 8).
+
+    On small data CV differences are mostly noise and the best of many candidates on the same
+    folds is optimistically chosen (the winner's curse). So among the successful experiments whose
+    paired t-statistic against the incumbent stays below `max_t` (one standard error by default),
+    the least complex one is delivered; ties go to the better mean score, then the earlier one.
+    """
+    best = ledger[incumbent]
+    sign = 1.0 if METRICS[metric].greater_is_better else -1.0
+    close = [
+        r
+        for r in ledger
+        if r["status"] == "ok"
+        and r["spec"] is not None
+        and compare(metric, best["fold_scores"][metric], r["fold_scores"][metric], RewardConfig()).t_stat < max_t
+    ]
+    if not close:
+        return incumbent
+    chosen = min(close, key=lambda r: (complexity(parse_spec(r["spec"])), -sign * (r["primary"] or 0.0), r["id"]))  # type: ignore[arg-type]
+    return chosen["id"]
 
 
 def token_count(usage: TokenUsage | None) -> int:

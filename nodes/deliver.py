@@ -16,6 +16,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import RunContext, context_of
 from graph.persistence import RunFolder, dev_data, holdout_data, problem_of, write_json, write_jsonl
+from graph.rewards import simplest_within_noise
 from graph.state import ExperimentRecord, TandemState
 from nodes.agents.models import agents_summary
 from nodes.common import folder_of
@@ -46,7 +47,7 @@ def _experiment_summary(record: ExperimentRecord, holdout: dict[str, float]) -> 
 
 
 def build_summary(
-    state: TandemState, folder: RunFolder, holdout: dict[int, dict[str, float]], stop_reason: str
+    state: TandemState, folder: RunFolder, holdout: dict[int, dict[str, float]], stop_reason: str, delivered: int
 ) -> dict[str, Any]:
     """The run's summary.json: the contract `tandem show`, the benchmark and users rely on."""
     ledger, task = state["ledger"], state["task"]
@@ -56,7 +57,7 @@ def build_summary(
         totals[event["agent"]] += event["total"]
         for name, value in event["parts"].items():
             parts[event["agent"]][name] += value
-    best = ledger[state["incumbent"]]
+    best = ledger[delivered]
     return {
         "run_id": folder.run_id,
         "status": "delivered",
@@ -79,6 +80,12 @@ def build_summary(
             "notes": task["notes"],
         },
         "iterations": state.get("iteration", 0),
+        "incumbent": state["incumbent"],
+        "selection": (
+            "the best mean CV score"
+            if delivered == state["incumbent"]
+            else f"the simplest experiment within fold noise of the best (#{state['incumbent']}) on small data"
+        ),
         "experiments": len(ledger),
         "seconds_spent": round(state.get("seconds_spent", 0.0), 2),
         "baseline": _experiment_summary(ledger[0], holdout[0]),
@@ -107,8 +114,12 @@ def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Refit, score the holdout, save the model and write summary, ledger and report."""
     folder = folder_of(state)
     stop_reason = state.get("stop_reason") or "delivered"
-    ledger = state["ledger"]
-    best = ledger[state["incumbent"]]
+    ledger, task = state["ledger"], state["task"]
+    context = context_of(runtime)
+    chosen = state["incumbent"]
+    if task["n_dev_rows"] < context.small_data_rows:
+        chosen = simplest_within_noise(ledger, chosen, task["primary_metric"], context.noise_t)
+    best = ledger[chosen]
     model, best_holdout = _fit_and_score(best, state)
     holdout = {best["id"]: best_holdout}
     if best["id"] != 0:
@@ -116,8 +127,8 @@ def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     tmp = folder.model.with_suffix(".tmp")
     joblib.dump(model, tmp)
     Path(tmp).replace(folder.model)
-    summary = build_summary(state, folder, holdout, stop_reason)
-    summary.update(agents_summary(context_of(runtime), summary["tokens"]))  # kinds, models, $ with a price table
+    summary = build_summary(state, folder, holdout, stop_reason, delivered=chosen)
+    summary.update(agents_summary(context, summary["tokens"]))  # kinds, models, $ with a price table
     write_jsonl(folder.experiments, list(ledger))
     write_jsonl(folder.rewards, list(state.get("reward_events", [])))
     write_json(folder.summary, summary)

@@ -12,6 +12,7 @@ import pytest
 
 from graph.cli import main
 from tests.conftest import synthetic_frame
+from tools.spec import complexity, parse_spec
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -70,12 +71,19 @@ def test_run_writes_the_documented_artifacts(titanic_run: Path) -> None:
     assert "cv_scores.png" in report and "rewards.png" in report and "Holdout: baseline vs delivered" in report
 
 
-def test_delivered_model_is_the_best_cv_experiment_and_beats_the_baseline_on_cv(titanic_run: Path) -> None:
+def test_incumbent_is_the_best_cv_experiment_and_delivery_is_it_or_a_simpler_one_within_noise(
+    titanic_run: Path,
+) -> None:
     summary = json.loads((titanic_run / "summary.json").read_text())
     ledger = [json.loads(line) for line in (titanic_run / "experiments.jsonl").read_text().splitlines()]
     best_cv = max(e["cv"]["f1"] for e in ledger if e["status"] == "ok")
-    assert summary["best"]["cv"]["f1"] == pytest.approx(best_cv)
-    assert summary["best"]["cv"]["f1"] >= summary["baseline"]["cv"]["f1"]
+    assert ledger[summary["incumbent"]]["cv"]["f1"] == pytest.approx(best_cv)
+    delivered = ledger[summary["best"]["experiment_id"]]
+    if delivered["id"] == summary["incumbent"]:
+        assert summary["selection"] == "the best mean CV score"
+    else:  # 712 development rows: small data, so a simpler model within fold noise may be delivered
+        assert "simplest" in summary["selection"]
+        assert complexity(parse_spec(delivered["spec"])) <= complexity(parse_spec(ledger[summary["incumbent"]]["spec"]))
 
 
 def test_model_file_loads_in_plain_python_and_predict_command_matches(

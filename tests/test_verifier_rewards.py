@@ -451,3 +451,23 @@ def test_invalid_proposal_does_not_penalise_the_executor():
 def test_token_count():
     assert token_count(None) == 0
     assert token_count({"input": 120, "output": 30}) == 150
+
+
+def _record(i: int, family: str, folds: list[float]) -> dict:
+    spec = {"kind": "pipeline", "columns": {"numeric": ["a"]}, "model": {"family": family}}
+    return {"id": i, "status": "ok", "spec": spec, "fold_scores": {"rmse": folds}, "primary": sum(folds) / len(folds)}
+
+
+def test_simplest_within_noise_prefers_a_simpler_model_only_when_the_gain_is_noise() -> None:
+    from graph.rewards import simplest_within_noise
+
+    noisy = [
+        _record(0, "ridge", [10.0, 12.0, 9.0, 11.0, 10.0]),
+        _record(1, "lightgbm", [9.0, 12.5, 8.5, 11.5, 9.4]),  # better on average, not beyond the fold noise
+    ]
+    assert simplest_within_noise(noisy, 1, "rmse", max_t=1.0) == 0  # type: ignore[arg-type]
+    clear = [
+        _record(0, "ridge", [10.0, 12.0, 9.0, 11.0, 10.0]),
+        _record(1, "lightgbm", [8.0, 10.1, 7.0, 9.0, 8.1]),  # about 2 better on every fold
+    ]
+    assert simplest_within_noise(clear, 1, "rmse", max_t=1.0) == 1  # type: ignore[arg-type]

@@ -262,6 +262,8 @@ class Family:
     class_weight: bool = False
     linear: bool = False
     description: str = ""
+    complexity: int = 1
+    """Rank for "prefer the simpler model": 0 linear, 1 k-NN/SVR/tree, 2 forests, 3 boosting."""
 
 
 _ALL = frozenset({"binary", "multiclass", "regression"})
@@ -295,14 +297,16 @@ FAMILIES: dict[str, Family] = {
             class_weight=True,
             linear=True,
             description="L2 / elastic-net logistic regression",
+            complexity=0,
         ),
-        Family("ridge", _REG, {"alpha": Param("float", 1e-4, 1e4, log=True)}, linear=True),
-        Family("lasso", _REG, {"alpha": Param("float", 1e-5, 1e3, log=True)}, linear=True),
+        Family("ridge", _REG, {"alpha": Param("float", 1e-4, 1e4, log=True)}, linear=True, complexity=0),
+        Family("lasso", _REG, {"alpha": Param("float", 1e-5, 1e3, log=True)}, linear=True, complexity=0),
         Family(
             "elastic_net",
             _REG,
             {"alpha": Param("float", 1e-5, 1e3, log=True), "l1_ratio": Param("float", 0.0, 1.0)},
             linear=True,
+            complexity=0,
         ),
         Family(
             "svr",
@@ -321,12 +325,14 @@ FAMILIES: dict[str, Family] = {
             _ALL,
             {"n_estimators": Param("int", 10, 2000), **_TREE_PARAMS},
             class_weight=True,
+            complexity=2,
         ),
         Family(
             "extra_trees",
             _ALL,
             {"n_estimators": Param("int", 10, 2000), **_TREE_PARAMS},
             class_weight=True,
+            complexity=2,
         ),
         Family(
             "hist_gradient_boosting",
@@ -340,8 +346,9 @@ FAMILIES: dict[str, Family] = {
             },
             handles_missing=True,
             class_weight=True,
+            complexity=3,
         ),
-        Family("lightgbm", _ALL, dict(_BOOSTING_PARAMS), handles_missing=True, class_weight=True),
+        Family("lightgbm", _ALL, dict(_BOOSTING_PARAMS), handles_missing=True, class_weight=True, complexity=3),
     )
 }
 
@@ -423,6 +430,13 @@ def spec_hash(spec: PipelineSpec | EnsembleSpec) -> str:
         payload["features"] = sorted(payload["features"], key=lambda f: json.dumps(f, sort_keys=True))
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def complexity(spec: PipelineSpec | EnsembleSpec) -> int:
+    """How complex a candidate is, for preferring the simpler of two models within noise."""
+    if isinstance(spec, EnsembleSpec):
+        return 1 + max(complexity(m) for m in spec.members)
+    return FAMILIES[spec.model.family].complexity
 
 
 def referenced_columns(spec: PipelineSpec | EnsembleSpec) -> set[str]:
