@@ -184,6 +184,7 @@ def child_profile(csv: str, target: str, out: str) -> None:
                 "read_seconds": read_s,
                 "profile_seconds": profile_s,
                 "frame_bytes": int(frame.memory_usage(deep=True).sum()),
+                "string_column_bytes": int(frame.select_dtypes(exclude="number").memory_usage(deep=True).sum()),
                 "warnings": list(profile.warnings),
             }
         )

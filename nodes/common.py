@@ -65,6 +65,12 @@ def review_required(context: RunContext, delivering: bool) -> bool:
     return context.approve == "proposals" or (delivering and context.approve == "delivery")
 
 
+def typical_fit_seconds(state: TandemState) -> float | None:
+    """Median cross-validation time of the successful experiments so far."""
+    times = sorted(r["fit_seconds"] for r in state.get("ledger", []) if r["status"] == "ok")
+    return times[len(times) // 2] if times else None
+
+
 def budget_exhausted(state: TandemState, context: RunContext) -> str | None:
     """Which budget is spent, if any: the routing reads this, so the loop can never outrun it."""
     if state.get("iteration", 0) >= context.max_iters:
@@ -72,6 +78,9 @@ def budget_exhausted(state: TandemState, context: RunContext) -> str | None:
     left = seconds_left(state, context)
     if left is not None and left <= 0:
         return f"time budget reached ({context.time_budget:.0f} s)"
+    typical = typical_fit_seconds(state)
+    if left is not None and typical is not None and left < typical:
+        return f"time budget nearly spent ({left:.0f} s left; a candidate takes about {typical:.0f} s)"
     tokens = tokens_left(state, context)
     if tokens is not None and tokens <= 0:
         return f"token budget reached ({context.token_budget} tokens)"

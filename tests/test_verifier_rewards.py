@@ -471,3 +471,14 @@ def test_simplest_within_noise_prefers_a_simpler_model_only_when_the_gain_is_noi
         _record(1, "lightgbm", [8.0, 10.1, 7.0, 9.0, 8.1]),  # about 2 better on every fold
     ]
     assert simplest_within_noise(clear, 1, "rmse", max_t=1.0) == 1  # type: ignore[arg-type]
+
+
+def test_the_search_stops_when_the_time_left_is_below_a_typical_fit() -> None:
+    from graph.context import RunContext
+    from nodes.common import budget_exhausted
+
+    ledger = [{"status": "ok", "fit_seconds": s} for s in (10.0, 12.0, 30.0)]
+    context = RunContext(time_budget=100.0, max_iters=50)
+    assert budget_exhausted({"ledger": ledger, "seconds_spent": 80.0, "iteration": 3}, context) is None  # type: ignore[typeddict-item]
+    reason = budget_exhausted({"ledger": ledger, "seconds_spent": 90.0, "iteration": 3}, context)  # type: ignore[typeddict-item]
+    assert reason is not None and "nearly spent" in reason

@@ -190,6 +190,7 @@ class TandemPlayer:
                 "seconds_spent": summary.get("seconds_spent"),
                 "stop_reason": summary.get("stop_reason"),
                 "delivered": best.get("proposal"),
+                "selection": summary.get("selection"),
                 "cv": best.get("cv", {}).get(data.problem.primary_metric),
             },
         )
@@ -211,6 +212,7 @@ class FlamlPlayer:
 
     def play(self, data: TaskData, *, budget: float, seed: int, workdir: Path) -> PlayResult:
         from flaml import AutoML
+
         started = time.perf_counter()
         X, y, X_hold, y_hold = data.load()
         problem = data.problem
