@@ -124,16 +124,9 @@ def _fit_fold(
     val: np.ndarray,
 ) -> tuple[dict[str, float], np.ndarray, dict[str, Any], float]:
     started = time.perf_counter()
-    model = build_pipeline(
-        spec,
-        problem.task_type,
-        primary_metric=problem.primary_metric,
-        pos_label=problem.positive_class,
-        seed=problem.seed,
-    )
+    model = fit_final(spec, X.iloc[train], y.iloc[train], problem)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model.fit(X.iloc[train], y.iloc[train])
         pred = predict(model, X.iloc[val], problem.task_type, problem.classes, problem.positive_class)
     scores = score_all(problem.metrics, y.iloc[val].to_numpy(), pred)
     oof = pred.proba if pred.proba is not None else pred.y_pred.reshape(-1, 1)
