@@ -18,7 +18,6 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, PowerTransformer
 
-# The repository has no packaging yet; make `tools` importable when pytest runs from anywhere.
 from tools.features import FeatureEngineer
 from tools.spec import (
     BinningOp,
