@@ -10,17 +10,26 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# The checkout is installed in "strict" editable mode: site-packages gets a tree of links named
+# `tandem/` (in build/), which type checkers can read, unlike the default mode's import hook. Edits
+# show at once; a module added or removed needs a reinstall, so the stamp's name carries a hash of
+# the package's file list.
+PACKAGE_FILES := $(shell find app graph nodes tools benchmarks -name '*.py' -o -name '*.toml' -o -name '*.csv.gz' 2>/dev/null | sort | cksum | cut -d' ' -f1)
+INSTALLED := $(VENV)/.installed-$(PACKAGE_FILES)
+STRICT := --config-settings editable_mode=strict
+
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	rm -f $(VENV)/.installed-* $(VENV)/.dev-installed-*
+	$(BIN)/python -m pip install --quiet $(STRICT) -e .
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+$(VENV)/.dev-installed-$(PACKAGE_FILES): pyproject.toml $(INSTALLED)
+	$(BIN)/python -m pip install --quiet $(STRICT) -e ".[dev]"
 	touch $@
 
-install: $(VENV)/.installed
+install: $(INSTALLED)
 
-dev: $(VENV)/.dev-installed
+dev: $(VENV)/.dev-installed-$(PACKAGE_FILES)
 
 ## A real improvement run on the bundled Titanic data with the offline agents.
 demo: install
@@ -53,11 +62,11 @@ lint: dev
 ## Re-measure the published benchmark (about an hour on 2 CPUs) and regenerate docs/benchmarks.md.
 ## Results are appended to benchmarks/results/results.sqlite, never overwritten.
 bench: install
-	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m pip install --quiet $(STRICT) -e ".[bench]"
 	$(BIN)/tandem bench --results-dir benchmarks/results
 	$(BIN)/tandem league --results-dir benchmarks/results --rounds 20
-	$(BIN)/python benchmarks/speed.py all
+	$(BIN)/python scripts/speed.py all
 	$(BIN)/python scripts/benchmarks_doc.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -8,12 +8,12 @@ with an `Implementation`: a complete `PipelineSpec` and the repairs it made to g
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.spec import (
+from tandem.tools.spec import (
     AnySpec,
     Columns,
     EnsembleSpec,
@@ -24,10 +24,23 @@ from tools.spec import (
     SpecError,
     feature_inputs,
     feature_key,
+    parse_spec,
 )
 
 ColumnRole = Literal["numeric", "categorical", "high_cardinality"]
 SpecResolver = Callable[[int], PipelineSpec | EnsembleSpec]
+
+
+def spec_resolver(ledger: Sequence[Mapping[str, Any]]) -> SpecResolver:
+    """Experiment id → its spec, with a message an agent can act on for a bad id."""
+
+    def resolve(experiment_id: int) -> PipelineSpec | EnsembleSpec:
+        if not 0 <= experiment_id < len(ledger) or ledger[experiment_id]["spec"] is None:
+            ok = [r["id"] for r in ledger if r["spec"] is not None]
+            raise ValueError(f"experiment {experiment_id} has no spec; experiments with one: {ok}")
+        return parse_spec(ledger[experiment_id]["spec"])
+
+    return resolve
 
 
 class _Change(BaseModel):

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -19,15 +22,20 @@ import numpy as np
 import pandas as pd
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from graph.context import RunContext
-from graph.state import TaskInfo
-from tools.data import read_table
-from tools.training import Problem, Split
+from tandem.graph.context import RunContext
+from tandem.graph.state import TaskInfo
+from tandem.tools.data import read_table
+from tandem.tools.training import Problem, Split
 
 
 @dataclass(frozen=True)
 class RunFolder:
     path: Path
+
+    @classmethod
+    def of(cls, state: Mapping[str, Any]) -> RunFolder:
+        """The run folder a state belongs to."""
+        return cls(Path(state["run_dir"]))
 
     @property
     def run_id(self) -> str:
@@ -134,3 +142,9 @@ def problem_of(task: TaskInfo) -> Problem:
         positive_class=task["positive_class"],
         seed=task["seed"],
     )
+
+
+def new_run_id(target: str) -> str:
+    """A sortable, readable run id: time stamp plus the target's name."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", target).strip("-").lower()[:24] or "run"
+    return f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{slug}"

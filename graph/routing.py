@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from graph.state import TandemState
+from tandem.graph.state import TandemState
 
 
 def after_scientist(state: TandemState) -> Literal["executor", "deliver", "review"]:
@@ -35,3 +35,8 @@ def after_review(state: TandemState) -> Literal["executor", "deliver", "scientis
     if (state.get("review") or {}).get("approved"):
         return "deliver" if delivering else "executor"
     return "review" if delivering else "scientist"
+
+
+def review_required(approve: str, delivering: bool) -> bool:
+    """Whether a human must approve this step; nodes store the answer, and routing reads it from the state."""
+    return approve == "proposals" or (delivering and approve == "delivery")

@@ -14,16 +14,15 @@ from typing import Any
 import joblib
 from langgraph.runtime import Runtime
 
-from graph.context import RunContext, context_of
-from graph.persistence import RunFolder, dev_data, holdout_data, problem_of, write_json, write_jsonl
-from graph.rewards import simplest_within_noise
-from graph.state import ExperimentRecord, TandemState
-from nodes.agents.models import agents_summary
-from nodes.common import folder_of
-from tools.report import write_report
-from tools.report_html import write_html_report
-from tools.spec import parse_spec
-from tools.training import fit_final, score_holdout
+from tandem.graph.context import RunContext, context_of
+from tandem.graph.persistence import RunFolder, dev_data, holdout_data, problem_of, write_json, write_jsonl
+from tandem.graph.reward_rules import simplest_within_noise
+from tandem.graph.state import ExperimentRecord, TandemState
+from tandem.nodes.agents.models import agents_summary
+from tandem.tools.report import write_report
+from tandem.tools.report_html import write_html_report
+from tandem.tools.spec import parse_spec
+from tandem.tools.training import fit_final, score_holdout
 
 
 def _fit_and_score(record: ExperimentRecord, state: TandemState) -> tuple[Any, dict[str, float]]:
@@ -112,7 +111,7 @@ def build_summary(
 
 def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Refit, score the holdout, save the model and write summary, ledger and report."""
-    folder = folder_of(state)
+    folder = RunFolder.of(state)
     stop_reason = state.get("stop_reason") or "delivered"
     ledger, task = state["ledger"], state["task"]
     context = context_of(runtime)

@@ -12,12 +12,12 @@ from typing import Any
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
-from graph.context import RunContext, context_of
-from graph.persistence import RunFolder, dev_data, problem_of
-from graph.state import TandemState, TaskInfo
-from nodes.common import folder_of, seconds_left, timed
-from tools.spec import EnsembleSpec, PipelineSpec, parse_spec
-from tools.training import CandidateResult, evaluate_spec
+from tandem.graph.budget import seconds_left, timed
+from tandem.graph.context import RunContext, context_of
+from tandem.graph.persistence import RunFolder, dev_data, problem_of
+from tandem.graph.state import TandemState, TaskInfo
+from tandem.tools.spec import EnsembleSpec, PipelineSpec, parse_spec
+from tandem.tools.training import CandidateResult, evaluate_spec
 
 
 def evaluate_candidate(
@@ -65,7 +65,7 @@ def evaluator(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any
         parse_spec(implementation["spec"]),
         state["task"],
         state["split_path"],
-        folder_of(state),
+        RunFolder.of(state),
         context,
         time_limit=max(1.0, min(limits)) if limits else None,
     )

@@ -6,14 +6,14 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import RunContext, context_of
-from graph.messages import Implementation, Proposal
-from graph.persistence import dev_data, problem_of
-from graph.state import TandemState
-from nodes.agents import ExecutorRequest, make_executor
-from nodes.common import spec_resolver, timed
-from tools.profile import DatasetProfile
-from tools.training import dry_run
+from tandem.graph.budget import timed
+from tandem.graph.context import RunContext, context_of
+from tandem.graph.messages import Implementation, Proposal, spec_resolver
+from tandem.graph.persistence import dev_data, problem_of
+from tandem.graph.state import TandemState
+from tandem.nodes.agents import ExecutorRequest, make_executor
+from tandem.tools.profile import DatasetProfile
+from tandem.tools.training import dry_run
 
 
 @timed
@@ -25,7 +25,7 @@ def executor(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]
     if proposal.failure is not None:  # nothing to implement: the Scientist's step failed
         failed = Implementation(error=f"no valid proposal: {proposal.failure}")
         return {"implementation": failed.model_dump(mode="json")}
-    resolve = spec_resolver(state)
+    resolve = spec_resolver(state.get("ledger", []))
     try:
         base_spec = resolve(base_id)
     except ValueError as exc:

@@ -23,9 +23,10 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from graph.context import RunContext, context_of
-from graph.state import HumanFeedback, TandemState
-from nodes.common import budget_exhausted
+from tandem.graph.budget import budget_exhausted
+from tandem.graph.context import RunContext, context_of
+from tandem.graph.messages import Proposal
+from tandem.graph.state import HumanFeedback, TandemState
 
 APPROVE_WORDS = {"", "y", "yes", "ok", "approve", "approved", "accept", "true"}
 REJECT_WORDS = {"n", "no", "reject", "rejected", "false"}
@@ -77,8 +78,6 @@ def question(state: TandemState, context: RunContext) -> dict[str, Any]:
 
 
 def _one_line(proposal: dict[str, Any]) -> str:
-    from graph.messages import Proposal
-
     return Proposal.model_validate(proposal).summary()
 
 

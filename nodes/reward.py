@@ -11,12 +11,13 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import RunContext, context_of
-from graph.messages import Proposal
-from graph.persistence import write_jsonl
-from graph.rewards import compare, executor_reward, scientist_reward, token_count
-from graph.state import ExperimentRecord, TandemState, TokenUsage
-from nodes.common import budget_exhausted, folder_of, review_required, timed
+from tandem.graph.budget import budget_exhausted, timed
+from tandem.graph.context import RunContext, context_of
+from tandem.graph.messages import Proposal
+from tandem.graph.persistence import RunFolder, write_jsonl
+from tandem.graph.reward_rules import compare, executor_reward, scientist_reward, token_count
+from tandem.graph.routing import review_required
+from tandem.graph.state import ExperimentRecord, TandemState, TokenUsage
 
 NO_TOKENS = TokenUsage(input=0, output=0)
 
@@ -79,7 +80,7 @@ def reward(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         fit_seconds=float(evaluation.get("fit_seconds", 0.0)),
         incumbent_after=new_incumbent,
     )
-    folder = folder_of(state)
+    folder = RunFolder.of(state)
     write_jsonl(folder.experiments, [*ledger, record])
     write_jsonl(folder.rewards, [*state.get("reward_events", []), *events])
     spent = {**state, "iteration": record["iteration"]}
@@ -90,5 +91,5 @@ def reward(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         "incumbent": new_incumbent,
         "iteration": record["iteration"],
         "stop_reason": stop_reason,
-        "review_required": review_required(context, delivering=stop_reason is not None),
+        "review_required": review_required(context.approve, delivering=stop_reason is not None),
     }

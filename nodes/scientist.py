@@ -6,12 +6,13 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import RunContext, context_of
-from graph.persistence import dev_data
-from graph.state import TandemState
-from nodes.agents import ScientistView, make_scientist
-from nodes.common import review_required, seconds_left, timed, tokens_left
-from tools.profile import DatasetProfile
+from tandem.graph.budget import seconds_left, timed, tokens_left
+from tandem.graph.context import RunContext, context_of
+from tandem.graph.persistence import dev_data
+from tandem.graph.routing import review_required
+from tandem.graph.state import TandemState
+from tandem.nodes.agents import ScientistView, make_scientist
+from tandem.tools.profile import DatasetProfile
 
 
 def scientist_view(state: TandemState, context: RunContext) -> ScientistView:
@@ -44,7 +45,7 @@ def scientist(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any
         "verification": None,
         "step_tokens": {"scientist": reply.usage},
         "tokens": {"scientist": reply.usage},
-        "review_required": review_required(context, delivering=proposal.action == "deliver"),
+        "review_required": review_required(context.approve, delivering=proposal.action == "deliver"),
     }
     if proposal.action == "deliver":
         update["stop_reason"] = f"the Scientist delivered: {proposal.rationale}"

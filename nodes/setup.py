@@ -7,51 +7,23 @@ later candidate must beat.
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import RunContext, context_of
-from graph.persistence import run_folder, write_json
-from graph.state import ExperimentRecord, TandemState, TaskInfo
-from nodes.common import timed
-from nodes.evaluator import evaluate_candidate
-from tools.data import InputError, PreparedTask, prepare_task, read_table, sha256_file
-from tools.metrics import METRICS
-from tools.profile import DatasetProfile, profile_dataset
-from tools.spec import Columns, ModelSpec, PipelineSpec, spec_hash
-from tools.training import make_split
+from tandem.graph.budget import timed
+from tandem.graph.context import RunContext, context_of
+from tandem.graph.persistence import new_run_id, run_folder, write_json
+from tandem.graph.state import ExperimentRecord, TandemState, TaskInfo
+from tandem.nodes.evaluator import evaluate_candidate
+from tandem.tools.data import InputError, load_task, sha256_file
+from tandem.tools.metrics import METRICS
+from tandem.tools.profile import DatasetProfile, profile_dataset
+from tandem.tools.spec import Columns, ModelSpec, PipelineSpec, spec_hash
+from tandem.tools.training import make_split
 
 LOW_CARDINALITY = 20
-
-
-def new_run_id(target: str) -> str:
-    """A sortable, readable run id: time stamp plus the target's name."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", target).strip("-").lower()[:24] or "run"
-    return f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{slug}"
-
-
-def load_task(request: dict[str, Any]) -> PreparedTask:
-    """Read and validate the user's request; raises `InputError` with a one-line reason."""
-    if not request.get("csv_path"):
-        raise InputError("no CSV given: pass the path of the data file")
-    if not request.get("target"):
-        raise InputError("no target given: name the column to predict with --target")
-    frame = read_table(request["csv_path"])
-    holdout_csv = request.get("holdout_csv")
-    return prepare_task(
-        frame,
-        request["target"],
-        metrics=request.get("metrics"),
-        primary=request.get("primary_metric"),
-        folds=int(request.get("folds") or 5),
-        holdout=float(request.get("holdout") or 0.2),
-        task_type=request.get("task_type"),
-        holdout_frame=read_table(holdout_csv) if holdout_csv else None,
-    )
 
 
 def baseline_spec(profile: DatasetProfile, task_type: str) -> PipelineSpec:

@@ -15,11 +15,19 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.context import RunContext
-from graph.messages import Implementation, Proposal, SpecResolver, apply_changes
-from graph.state import TandemState
-from nodes.common import spec_resolver, timed
-from tools.spec import EnsembleSpec, PipelineSpec, SpecError, check_against_data, feature_key, parse_spec, spec_hash
+from tandem.graph.budget import timed
+from tandem.graph.context import RunContext
+from tandem.graph.messages import Implementation, Proposal, SpecResolver, apply_changes, spec_resolver
+from tandem.graph.state import TandemState
+from tandem.tools.spec import (
+    EnsembleSpec,
+    PipelineSpec,
+    SpecError,
+    check_against_data,
+    feature_key,
+    parse_spec,
+    spec_hash,
+)
 
 REPAIRABLE = ("preprocessing.",)
 
@@ -115,7 +123,7 @@ def verifier(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]
     """Score the Executor's fidelity to the proposal."""
     proposal = Proposal.model_validate(state["proposal"])
     implementation = Implementation.model_validate(state["implementation"])
-    resolve = spec_resolver(state)
+    resolve = spec_resolver(state.get("ledger", []))
     base_id = state["incumbent"] if proposal.base_experiment is None else proposal.base_experiment
     try:
         base = resolve(base_id)

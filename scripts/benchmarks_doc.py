@@ -2,7 +2,7 @@
 
 Why generated: published numbers drift from the code that produced them when someone retypes
 them. Every figure below comes from the results store (`results.sqlite`: the bench's rows, the
-league's matches) and from `benchmarks/results/speed.json` (benchmarks/speed.py), and the goals
+league's matches) and from `benchmarks/results/speed.json` (scripts/speed.py), and the goals
 are checked here, in code, against those numbers. Usage:
 
     .venv/bin/python scripts/benchmarks_doc.py [--results-dir benchmarks/results] [--bench-id ID]
@@ -22,15 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import tools.league
-import tools.profiles
-from graph.context import RewardConfig
-from tools.bench import bench_report, fmt
-from tools.bench_tasks import default_suite
-from tools.data import read_table
-from tools.league import leaderboard_markdown, plot_leaderboard, standings
-from tools.metrics import METRICS
-from tools.results import ResultsStore
+from tandem.benchmarks import league, performance_profiles
+from tandem.benchmarks.bench import bench_report, fmt
+from tandem.benchmarks.league import leaderboard_markdown, plot_leaderboard, standings
+from tandem.benchmarks.results_store import ResultsStore
+from tandem.benchmarks.tasks import default_suite
+from tandem.graph.context import RewardConfig
+from tandem.tools.data import read_table
+from tandem.tools.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -274,9 +273,9 @@ def _mb(n: float) -> str:
 def _speed_section(speed: dict[str, Any]) -> list[str]:
     lines = ["## Speed of the environment", ""]
     if not speed:
-        return [*lines, "No speed measurements yet: run `.venv/bin/python benchmarks/speed.py all`.", ""]
+        return [*lines, "No speed measurements yet: run `.venv/bin/python scripts/speed.py all`.", ""]
     lines += [
-        "Measured by `benchmarks/speed.py` (each run in a child process; every 0.1 s the parent samples the",
+        "Measured by `scripts/speed.py` (each run in a child process; every 0.1 s the parent samples the",
         "memory of the process and its joblib workers as the sum of their proportional set sizes, so data",
         "memory-mapped into several workers counts once). *Fitting* = time inside cross-validation",
         "(`evaluate_spec`), the Executor's dry run, and delivery's refit and holdout scoring; the environment's",
@@ -447,7 +446,7 @@ def main() -> None:
         bench["command"],
         *[lg["command"] for lg in leagues[-1:]],
         f"tandem leaderboard --results-dir {rel_store}",
-        "python benchmarks/speed.py all",
+        "python scripts/speed.py all",
         "python scripts/benchmarks_doc.py",
         "```",
         "",
@@ -480,14 +479,14 @@ def main() -> None:
         "",
         "### How AUP is computed",
         "",
-        *_indent_doc(tools.profiles.__doc__, "1. A *problem*"),
+        *_indent_doc(performance_profiles.__doc__, "1. A *problem*"),
         "",
         "## League",
         "",
         f"{len(matches)} matches in {len(leagues)} league session(s); every rating below is the replay of the stored",
         "match history. Rules:",
         "",
-        *_indent_doc(tools.league.__doc__, "- **Match.**"),
+        *_indent_doc(league.__doc__, "- **Match.**"),
         "",
         leaderboard_markdown(table) if table else "No matches played yet.",
         "",

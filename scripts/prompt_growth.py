@@ -24,16 +24,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from graph.api import run_task  # noqa: E402
-from graph.context import RunContext  # noqa: E402
-from graph.messages import Proposal, SetParams, apply_changes  # noqa: E402
-from nodes import scientist as scientist_node  # noqa: E402
-from nodes.agents.base import AgentReply, ScientistView  # noqa: E402
-from nodes.agents.heuristic_scientist import HeuristicScientist  # noqa: E402
-from nodes.agents.llm_scientist import AnalysisTools, LLMScientist  # noqa: E402
-from nodes.agents.prompts import ColumnNames  # noqa: E402
-from tools.spec import FAMILIES, Param, PipelineSpec, spec_hash  # noqa: E402
-from tools.tokens import count_prompt_tokens  # noqa: E402
+from tandem.api import run_task  # noqa: E402
+from tandem.graph.context import RunContext  # noqa: E402
+from tandem.graph.messages import Proposal, SetParams, apply_changes  # noqa: E402
+from tandem.nodes import scientist as scientist_node  # noqa: E402
+from tandem.nodes.agents.base import AgentReply, ScientistView  # noqa: E402
+from tandem.nodes.agents.heuristic_scientist import HeuristicScientist  # noqa: E402
+from tandem.nodes.agents.llm_scientist import AnalysisTools, LLMScientist  # noqa: E402
+from tandem.nodes.agents.prompts import ColumnNames  # noqa: E402
+from tandem.tools.spec import FAMILIES, Param, PipelineSpec, spec_hash  # noqa: E402
+from tandem.tools.tokens import count_prompt_tokens  # noqa: E402
 
 
 class MeasuringScientist:

@@ -17,11 +17,11 @@ import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
-from graph.api import run_task
-from graph.context import RunContext
-from tools.baselines import PLAIN_KINDS, fit_plain
-from tools.data import read_table
-from tools.training import Problem, score_holdout
+from tandem.api import run_task
+from tandem.benchmarks.baselines import PLAIN_KINDS, fit_plain
+from tandem.graph.context import RunContext
+from tandem.tools.data import read_table
+from tandem.tools.training import Problem, score_holdout
 
 DATASETS = {
     "titanic.csv": "Survived",

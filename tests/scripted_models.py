@@ -14,9 +14,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from graph.messages import Proposal, apply_changes
-from tests.openai_stub import ChatRequest, Reply, Say
-from tools.spec import parse_spec
+from openai_stub import ChatRequest, Reply, Say
+
+from tandem.graph.messages import Proposal, apply_changes
+from tandem.tools.spec import parse_spec
 
 _EXPERIMENTS = re.compile(r"Experiments so far: (\d+)")
 

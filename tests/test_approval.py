@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from graph.api import resume_run, run_history, run_task
-from graph.cli import main
-from graph.context import RunContext
-from nodes.review import Verdict, parse_reply
+from tandem.api import resume_run, run_history, run_task
+from tandem.cli import main
+from tandem.graph.context import RunContext
+from tandem.nodes.review import Verdict, parse_reply
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,7 +143,7 @@ def test_the_cli_asks_at_the_terminal(penguins: Path, tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "graph.cli",
+            "tandem.cli",
             "run",
             str(penguins),
             "--target",

@@ -8,15 +8,21 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import synthetic_frame
 from sklearn.model_selection import train_test_split
 
-from tests.conftest import synthetic_frame
-from tools.bench import run_bench, scored_problems
-from tools.bench_tasks import Task, default_suite, load_task_file, materialize, select_tasks
-from tools.data import InputError, read_table
-from tools.players import FlamlPlayer, PlainPlayer, TandemPlayer, parse_player, parse_players
-from tools.profiles import ScoredProblem, aup, compute_profiles, performance_ratios, profile_value
-from tools.results import ResultsStore
+from tandem.benchmarks.bench import run_bench, scored_problems
+from tandem.benchmarks.performance_profiles import (
+    ScoredProblem,
+    aup,
+    compute_profiles,
+    performance_ratios,
+    profile_value,
+)
+from tandem.benchmarks.players import FlamlPlayer, PlainPlayer, TandemPlayer, parse_player, parse_players
+from tandem.benchmarks.results_store import ResultsStore
+from tandem.benchmarks.tasks import Task, default_suite, load_task_file, materialize, select_tasks
+from tandem.tools.data import InputError, read_table
 
 # --------------------------------------------------------------------------------------------
 # AUP, computed by hand

@@ -15,10 +15,10 @@ from sklearn.ensemble import StackingClassifier, StackingRegressor, VotingClassi
 from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
 from threadpoolctl import threadpool_limits
 
-from tools import training
-from tools.builder import build_pipeline, final_estimator, fitted_params, predict
-from tools.spec import FAMILIES, PipelineSpec, parse_spec, spec_hash
-from tools.training import Problem, dry_run, evaluate_spec, make_split
+from tandem.tools import training
+from tandem.tools.builder import build_pipeline, final_estimator, fitted_params, predict
+from tandem.tools.spec import FAMILIES, PipelineSpec, parse_spec, spec_hash
+from tandem.tools.training import Problem, dry_run, evaluate_spec, make_split
 
 NUMERIC = ["a", "b", "c", "d"]
 CATEGORICAL = ["color", "size"]

@@ -9,10 +9,10 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import synthetic_frame
 
-from graph.cli import main
-from tests.conftest import synthetic_frame
-from tools.spec import complexity, parse_spec
+from tandem.cli import main
+from tandem.tools.spec import complexity, parse_spec
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

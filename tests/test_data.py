@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tools.data import (
+from tandem.tools.data import (
     InputError,
     PreparedTask,
     infer_task_type,

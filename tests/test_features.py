@@ -18,8 +18,8 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, PowerTransformer
 
-from tools.features import FeatureEngineer
-from tools.spec import (
+from tandem.tools.features import FeatureEngineer
+from tandem.tools.spec import (
     BinningOp,
     DatePartsOp,
     DifferenceOp,

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from graph.context import RewardConfig
-from graph.messages import (
+from tandem.graph.context import RewardConfig
+from tandem.graph.messages import (
     BuildEnsemble,
     Proposal,
     SetClassWeight,
@@ -20,15 +20,15 @@ from graph.messages import (
     UseColumns,
     apply_changes,
 )
-from nodes.agents.base import ExecutorRequest, ScientistView
-from nodes.agents.heuristic_executor import HeuristicExecutor
-from nodes.agents.heuristic_scientist import HeuristicScientist
-from nodes.setup import baseline_spec
-from nodes.verifier import verify
-from tools.metrics import METRICS
-from tools.profile import DatasetProfile, profile_dataset
-from tools.spec import EnsembleSpec, PipelineSpec, parse_spec, spec_hash
-from tools.training import Problem, dry_run
+from tandem.nodes.agents.base import ExecutorRequest, ScientistView
+from tandem.nodes.agents.heuristic_executor import HeuristicExecutor
+from tandem.nodes.agents.heuristic_scientist import HeuristicScientist
+from tandem.nodes.setup import baseline_spec
+from tandem.nodes.verifier import verify
+from tandem.tools.metrics import METRICS
+from tandem.tools.profile import DatasetProfile, profile_dataset
+from tandem.tools.spec import EnsembleSpec, PipelineSpec, parse_spec, spec_hash
+from tandem.tools.training import Problem, dry_run
 
 # --------------------------------------------------------------------------------------------
 # Hand-built runs

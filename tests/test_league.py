@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from graph.cli import main
-from tools.bench import scored_problems
-from tools.league import elo_update, expected_score, match_outcome, pair_up, replay
-from tools.profiles import compute_profiles
-from tools.results import ResultsStore
+from tandem.benchmarks.bench import scored_problems
+from tandem.benchmarks.league import elo_update, expected_score, match_outcome, pair_up, replay
+from tandem.benchmarks.performance_profiles import compute_profiles
+from tandem.benchmarks.results_store import ResultsStore
+from tandem.cli import main
 
 
 def test_elo_on_a_small_history_by_hand() -> None:

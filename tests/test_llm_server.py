@@ -15,10 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from graph.cli import EXIT_BAD_INPUT, EXIT_PROVIDER, main
-from tests.openai_stub import Fail, Garbage, OpenAIStub, Say, Slow
-from tests.scripted_models import (
+from openai_stub import Fail, Garbage, OpenAIStub, Say, Slow
+from scripted_models import (
     LIGHTGBM,
     SLOWER_BOOSTING,
     competent_scientist,
@@ -26,6 +24,8 @@ from tests.scripted_models import (
     unfaithful_executor,
     wasteful_scientist,
 )
+
+from tandem.cli import EXIT_BAD_INPUT, EXIT_PROVIDER, main
 
 API_KEY = "sk-tandem-test-9f8e7d6c5b4a3210SECRET"
 SCIENTIST, EXECUTOR = "scripted-scientist", "scripted-executor"
@@ -226,10 +226,10 @@ def test_missing_key_is_one_line_naming_the_variable(
 
 def test_streamed_and_unreadable_replies_through_the_real_client(server: OpenAIStub) -> None:
     from langchain_openai import ChatOpenAI
+    from test_llm_agents import LIGHTGBM as PLAIN_LIGHTGBM
+    from test_llm_agents import Ledger, make_frame
 
-    from nodes.agents.llm_scientist import LLMScientist
-    from tests.test_llm_agents import LIGHTGBM as PLAIN_LIGHTGBM
-    from tests.test_llm_agents import Ledger, make_frame
+    from tandem.nodes.agents.llm_scientist import LLMScientist
 
     server.script(SCIENTIST, lambda request: Say(json.dumps(PLAIN_LIGHTGBM), usage=(900, 40)))
     server.inject(SCIENTIST, Garbage())  # HTTP 200 whose body is not a completion: one repair

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from tools.metrics import (
+from tandem.tools.metrics import (
     METRICS,
     MetricError,
     Predictions,

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tools import profile as profile_module
-from tools.profile import DatasetProfile, profile_dataset
+from tandem.tools import profile as profile_module
+from tandem.tools.profile import DatasetProfile, profile_dataset
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 

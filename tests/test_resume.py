@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from graph.api import resume_run, run_task
-from graph.context import RunContext
+from tandem.api import resume_run, run_task
+from tandem.graph.context import RunContext
 
 ROOT = Path(__file__).resolve().parents[1]
 ITERS = 5
@@ -37,7 +37,7 @@ def start(titanic: Path, runs: Path, run_id: str) -> subprocess.Popen[str]:
         [
             sys.executable,
             "-m",
-            "graph.cli",
+            "tandem.cli",
             "run",
             str(titanic),
             "--target",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tools.spec import (
+from tandem.tools.spec import (
     CLASSIFICATION,
     FAMILIES,
     EnsembleSpec,

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from graph.api import fork_run, lineage, open_run, resume_run, run_config, run_history, run_task
-from graph.cli import main
-from graph.context import RunContext
-from graph.persistence import load_run_config, run_folder
-from tools.data import InputError
+from tandem.api import fork_run, lineage, open_run, resume_run, run_config, run_history, run_task
+from tandem.cli import main
+from tandem.graph.context import RunContext
+from tandem.graph.persistence import load_run_config, run_folder
+from tandem.tools.data import InputError
 
 ITERS = 3
-CLI = [sys.executable, "-m", "graph.cli"]
+CLI = [sys.executable, "-m", "tandem.cli"]
 
 
 @pytest.fixture(scope="module")

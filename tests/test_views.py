@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from graph.api import run_task
-from graph.cli import Progress, main
-from graph.context import RunContext
-from graph.live import LiveDisplay, PlainDisplay, RunMonitor, make_display
-from tools.report_html import render_html
-from tools.spec import Columns, ModelSpec, PipelineSpec
-from tools.training import Problem, evaluate_spec
+from tandem.api import run_task
+from tandem.cli import main
+from tandem.graph.context import RunContext
+from tandem.live import LiveDisplay, PlainDisplay, Progress, RunMonitor, make_display
+from tandem.tools.report_html import render_html
+from tandem.tools.spec import Columns, ModelSpec, PipelineSpec
+from tandem.tools.training import Problem, evaluate_spec
 
 Event = tuple[str, str, dict[str, Any]]
 

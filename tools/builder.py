@@ -48,9 +48,9 @@ from sklearn.svm import SVR
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from sklearn.utils.validation import check_is_fitted
 
-from tools.features import FeatureEngineer
-from tools.metrics import METRICS, Predictions
-from tools.spec import EnsembleSpec, PipelineSpec, feature_outputs
+from tandem.tools.features import FeatureEngineer
+from tandem.tools.metrics import METRICS, Predictions
+from tandem.tools.spec import EnsembleSpec, PipelineSpec, feature_outputs
 
 MISSING = "__missing__"
 

@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
-from tools.metrics import MetricError, resolve_metrics
-from tools.spec import CLASSIFICATION, TaskType
+from tandem.tools.metrics import MetricError, resolve_metrics
+from tandem.tools.spec import CLASSIFICATION, TaskType
 
 
 class InputError(ValueError):
@@ -787,3 +787,23 @@ def _rows(k: int) -> str:
 
 def _name(name: Any) -> str:
     return repr(name) if name is not None else "(unnamed)"
+
+
+def load_task(request: dict[str, Any]) -> PreparedTask:
+    """Read and validate the user's request; raises `InputError` with a one-line reason."""
+    if not request.get("csv_path"):
+        raise InputError("no CSV given: pass the path of the data file")
+    if not request.get("target"):
+        raise InputError("no target given: name the column to predict with --target")
+    frame = read_table(request["csv_path"])
+    holdout_csv = request.get("holdout_csv")
+    return prepare_task(
+        frame,
+        request["target"],
+        metrics=request.get("metrics"),
+        primary=request.get("primary_metric"),
+        folds=int(request.get("folds") or 5),
+        holdout=float(request.get("holdout") or 0.2),
+        task_type=request.get("task_type"),
+        holdout_frame=read_table(holdout_csv) if holdout_csv else None,
+    )

@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import PowerTransformer
 from sklearn.utils.validation import check_is_fitted
 
-from tools.spec import (
+from tandem.tools.spec import (
     BinningOp,
     DatePartsOp,
     DifferenceOp,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from tools.spec import CLASSIFICATION
+from tandem.tools.spec import CLASSIFICATION
 
 
 class MetricError(ValueError):

@@ -23,7 +23,7 @@ from typing import Any
 import matplotlib
 from matplotlib.figure import Figure
 
-from tools.report import _fmt, read_jsonl
+from tandem.tools.report import _fmt, read_jsonl
 
 AGENTS = ("scientist", "executor")
 PART_COLOURS = {

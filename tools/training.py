@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
-from tools.builder import build_pipeline, fitted_params, predict
-from tools.metrics import METRICS, Predictions, score_all
-from tools.spec import EnsembleSpec, PipelineSpec, spec_hash
+from tandem.tools.builder import build_pipeline, fitted_params, predict
+from tandem.tools.metrics import METRICS, Predictions, score_all
+from tandem.tools.spec import EnsembleSpec, PipelineSpec, spec_hash
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from graph.context import RunContext
-from nodes.agents.base import AgentReply, ExecutorAgent, ExecutorRequest, ScientistAgent, ScientistView
-from nodes.agents.heuristic_executor import HeuristicExecutor
-from nodes.agents.heuristic_scientist import DEFAULT_PREFERENCES, HeuristicScientist
-from nodes.agents.llm_loop import LoopLimits
+from tandem.graph.context import RunContext
+from tandem.nodes.agents.base import AgentReply, ExecutorAgent, ExecutorRequest, ScientistAgent, ScientistView
+from tandem.nodes.agents.heuristic_executor import HeuristicExecutor
+from tandem.nodes.agents.heuristic_scientist import DEFAULT_PREFERENCES, HeuristicScientist
+from tandem.nodes.agents.llm_executor import LLMExecutor
+from tandem.nodes.agents.llm_loop import LoopLimits
+from tandem.nodes.agents.llm_scientist import LLMScientist
+from tandem.nodes.agents.models import chat_model_for
 
 
 def make_scientist(context: RunContext) -> ScientistAgent:
     """The Scientist the context asks for (an LLM one builds its chat model now, not before)."""
     if context.scientist == "llm":
-        from nodes.agents.llm_scientist import LLMScientist
-        from nodes.agents.models import chat_model_for
-
         return LLMScientist(chat_model_for(context, "scientist"), _limits(context), context.model_name("scientist"))
     return HeuristicScientist()
 
@@ -22,9 +22,6 @@ def make_scientist(context: RunContext) -> ScientistAgent:
 def make_executor(context: RunContext) -> ExecutorAgent:
     """The Executor the context asks for."""
     if context.executor == "llm":
-        from nodes.agents.llm_executor import LLMExecutor
-        from nodes.agents.models import chat_model_for
-
         return LLMExecutor(chat_model_for(context, "executor"), _limits(context), context.model_name("executor"))
     return HeuristicExecutor()
 

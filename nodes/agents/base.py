@@ -14,11 +14,11 @@ from typing import Generic, Protocol, TypeVar
 
 import pandas as pd
 
-from graph.context import RewardConfig
-from graph.messages import Implementation, Proposal, SpecResolver
-from graph.state import ExperimentRecord, HumanFeedback, TaskInfo, TokenUsage
-from tools.profile import DatasetProfile
-from tools.spec import EnsembleSpec, PipelineSpec
+from tandem.graph.context import RewardConfig
+from tandem.graph.messages import Implementation, Proposal, SpecResolver
+from tandem.graph.state import ExperimentRecord, HumanFeedback, TaskInfo, TokenUsage
+from tandem.tools.profile import DatasetProfile
+from tandem.tools.spec import EnsembleSpec, PipelineSpec, parse_spec
 
 T = TypeVar("T")
 
@@ -54,8 +54,6 @@ class ScientistView:
         return self.ledger[experiment_id]
 
     def spec_of(self, experiment_id: int) -> PipelineSpec | EnsembleSpec:
-        from tools.spec import parse_spec
-
         spec = self.ledger[experiment_id]["spec"]
         if spec is None:
             raise KeyError(f"experiment {experiment_id} has no spec")

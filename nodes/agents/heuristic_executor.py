@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from graph.messages import Implementation, apply_changes
-from nodes.agents.base import AgentReply, ExecutorRequest
-from tools.spec import EnsembleSpec, PipelineSpec, SpecError, check_against_data
+from tandem.graph.messages import Implementation, apply_changes
+from tandem.nodes.agents.base import AgentReply, ExecutorRequest
+from tandem.tools.spec import EnsembleSpec, PipelineSpec, SpecError, check_against_data
 
 Repair = tuple[str, str, Callable[[PipelineSpec], PipelineSpec]]
 

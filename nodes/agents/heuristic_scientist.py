@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from graph.messages import (
+from tandem.graph.messages import (
     AddFeature,
     BuildEnsemble,
     Proposal,
@@ -27,8 +27,8 @@ from graph.messages import (
     UseColumns,
     apply_changes,
 )
-from nodes.agents.base import AgentReply, ScientistView
-from tools.spec import (
+from tandem.nodes.agents.base import AgentReply, ScientistView
+from tandem.tools.spec import (
     FAMILIES,
     DatePartsOp,
     FeatureOp,

@@ -15,11 +15,19 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field, ValidationError
 
-from graph.messages import Implementation, apply_changes
-from nodes.agents import prompts
-from nodes.agents.base import AgentReply, ExecutorRequest
-from nodes.agents.llm_loop import InvalidAnswer, LoopLimits, StepResult, Tool, explain, parse_json_object, run_step
-from tools.spec import EnsembleSpec, PipelineSpec, SpecError, check_against_data, parse_spec
+from tandem.graph.messages import Implementation, apply_changes
+from tandem.nodes.agents import prompts
+from tandem.nodes.agents.base import AgentReply, ExecutorRequest
+from tandem.nodes.agents.llm_loop import (
+    InvalidAnswer,
+    LoopLimits,
+    StepResult,
+    Tool,
+    explain,
+    parse_json_object,
+    run_step,
+)
+from tandem.tools.spec import EnsembleSpec, PipelineSpec, SpecError, check_against_data, parse_spec
 
 
 class DryRunArgs(BaseModel):

@@ -22,9 +22,9 @@ from typing import Any, Generic, TypeVar
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from pydantic import BaseModel, ValidationError
 
-from graph.state import TokenUsage
-from tools.chat import ProviderStop, invoke, redact
-from tools.tokens import count_prompt_tokens, count_tokens, message_text
+from tandem.graph.state import TokenUsage
+from tandem.tools.chat import ProviderStop, invoke, redact
+from tandem.tools.tokens import count_prompt_tokens, count_tokens, message_text
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -18,13 +18,21 @@ import pandas as pd
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field, ValidationError
 
-from graph.messages import Proposal, apply_changes
-from nodes.agents import prompts
-from nodes.agents.base import AgentReply, ScientistView
-from nodes.agents.llm_loop import InvalidAnswer, LoopLimits, StepResult, Tool, explain, parse_json_object, run_step
-from nodes.agents.memory import change_kind, summarize
-from tools.analysis import clip, column_detail, correlations, target_relation
-from tools.spec import FAMILIES, SpecError, catalogue, check_against_data, spec_hash
+from tandem.graph.messages import Proposal, apply_changes
+from tandem.nodes.agents import prompts
+from tandem.nodes.agents.base import AgentReply, ScientistView
+from tandem.nodes.agents.llm_loop import (
+    InvalidAnswer,
+    LoopLimits,
+    StepResult,
+    Tool,
+    explain,
+    parse_json_object,
+    run_step,
+)
+from tandem.nodes.agents.memory import change_kind, summarize
+from tandem.tools.analysis import clip, column_detail, correlations, target_relation
+from tandem.tools.spec import FAMILIES, SpecError, catalogue, check_against_data, spec_hash
 
 PROFILE_PAGE = 40
 TOOL_RESULT_CHARS = 3500

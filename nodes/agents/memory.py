@@ -14,9 +14,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from graph.state import ExperimentRecord
-from nodes.agents.base import ScientistView
-from tools.analysis import clip
+from tandem.graph.state import ExperimentRecord
+from tandem.nodes.agents.base import ScientistView
+from tandem.tools.analysis import clip
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from graph.context import ROLES, Role, RunContext
-from tools.chat import MissingAPIKey, model_label, openai_chat_model, require_api_key
-from tools.data import InputError
-from tools.tokens import Price, cost_of
+from tandem.graph.context import ROLES, Role, RunContext
+from tandem.tools.chat import MissingAPIKey, model_label, openai_chat_model, require_api_key
+from tandem.tools.data import InputError
+from tandem.tools.tokens import Price, cost_of
 
 
 def llm_roles(context: RunContext) -> list[Role]:

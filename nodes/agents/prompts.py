@@ -18,11 +18,11 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from graph.context import RewardConfig
-from graph.state import TaskInfo
-from tools.analysis import clip
-from tools.profile import DatasetProfile
-from tools.spec import FAMILIES, Param, Preprocessing
+from tandem.graph.context import RewardConfig
+from tandem.graph.state import TaskInfo
+from tandem.tools.analysis import clip
+from tandem.tools.profile import DatasetProfile
+from tandem.tools.spec import FAMILIES, Param, Preprocessing
 
 NAME_LIMIT = 48
 MAX_COLUMNS_SHOWN = 60

@@ -1,4 +1,9 @@
-"""Small helpers every node shares: timing, the run folder, the data, and the budget left."""
+"""The budget rule: what a run may still spend, and which budget, if any, is spent.
+
+Every node's working time is charged to `seconds_spent` by `timed`; the reward node asks
+`budget_exhausted` after each experiment and sets `stop_reason`, which routing reads, so the
+loop can never outrun a budget (LangGraph's recursion limit is no safeguard).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from graph.context import RunContext
-from graph.persistence import RunFolder
-from graph.rewards import token_count
-from graph.state import TandemState
-from tools.spec import EnsembleSpec, PipelineSpec, parse_spec
+from tandem.graph.context import RunContext
+from tandem.graph.reward_rules import token_count
+from tandem.graph.state import TandemState
 
 NodeFn = Callable[..., dict[str, Any]]
 
@@ -28,25 +31,6 @@ def timed(node: NodeFn) -> NodeFn:
     return wrapper
 
 
-def folder_of(state: TandemState) -> RunFolder:
-    from pathlib import Path
-
-    return RunFolder(Path(state["run_dir"]))
-
-
-def spec_resolver(state: TandemState) -> Callable[[int], PipelineSpec | EnsembleSpec]:
-    """Experiment id → its spec, with a message an agent can act on for a bad id."""
-    ledger = state.get("ledger", [])
-
-    def resolve(experiment_id: int) -> PipelineSpec | EnsembleSpec:
-        if not 0 <= experiment_id < len(ledger) or ledger[experiment_id]["spec"] is None:
-            ok = [r["id"] for r in ledger if r["spec"] is not None]
-            raise ValueError(f"experiment {experiment_id} has no spec; experiments with one: {ok}")
-        return parse_spec(ledger[experiment_id]["spec"])  # type: ignore[arg-type]
-
-    return resolve
-
-
 def seconds_left(state: TandemState, context: RunContext) -> float | None:
     if context.time_budget is None:
         return None
@@ -58,11 +42,6 @@ def tokens_left(state: TandemState, context: RunContext) -> int | None:
         return None
     spent = sum(token_count(u) for u in state.get("tokens", {}).values())
     return context.token_budget - spent
-
-
-def review_required(context: RunContext, delivering: bool) -> bool:
-    """Whether a human must approve this step (routing reads the answer from the state)."""
-    return context.approve == "proposals" or (delivering and context.approve == "delivery")
 
 
 def typical_fit_seconds(state: TandemState) -> float | None:

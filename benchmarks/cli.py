@@ -13,7 +13,11 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from tools.results import default_results_dir
+from tandem.benchmarks.bench import bench_report, describe_result, run_bench
+from tandem.benchmarks.league import describe_match, leaderboard_markdown, plot_leaderboard, run_league, standings
+from tandem.benchmarks.players import PLAYER_HELP, flaml_available, parse_players
+from tandem.benchmarks.results_store import ResultsStore, default_results_dir
+from tandem.benchmarks.tasks import default_suite, select_tasks
 
 
 def _seeds(text: str) -> list[int]:
@@ -96,11 +100,6 @@ def _results_dir(args: argparse.Namespace) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from tools.bench import bench_report, describe_result, run_bench
-    from tools.bench_tasks import default_suite, select_tasks
-    from tools.players import PLAYER_HELP, flaml_available, parse_players
-    from tools.results import ResultsStore
-
     if args.list:
         for task in default_suite():
             print(f"{task.name:20} {task.metric or 'default':9} budget {task.budget:>5.0f} s  {task.description}")
@@ -141,11 +140,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_league(args: argparse.Namespace) -> int:
-    from tools.bench_tasks import select_tasks
-    from tools.league import describe_match, leaderboard_markdown, run_league, standings
-    from tools.players import parse_players
-    from tools.results import ResultsStore
-
     results_dir = _results_dir(args)
     tasks = select_tasks(args.tasks)
     players = parse_players(args.players)
@@ -171,9 +165,6 @@ def cmd_league(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from tools.league import leaderboard_markdown, plot_leaderboard, standings
-    from tools.results import ResultsStore
-
     results_dir = Path(_results_dir(args))
     if not (results_dir / "results.sqlite").exists():
         print(f"no results store in {results_dir}; play some matches with: tandem league")

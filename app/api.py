@@ -22,23 +22,23 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command, StateSnapshot, StreamMode
 
-from graph.builder import TandemGraph, build_graph
-from graph.context import RunContext, default_runs_dir
-from graph.persistence import (
+from tandem.graph.assembly import TandemGraph, build_graph
+from tandem.graph.budget import budget_exhausted
+from tandem.graph.context import RunContext, default_runs_dir
+from tandem.graph.persistence import (
     RunFolder,
     load_run_config,
+    new_run_id,
     open_checkpointer,
     run_folder,
     save_run_config,
     write_json,
     write_jsonl,
 )
-from graph.state import TaskRequest
-from nodes.agents.models import check_llm_setup, with_chat_models
-from nodes.common import budget_exhausted
-from nodes.setup import load_task, new_run_id
-from tools.data import InputError, read_table
-from tools.spec import parse_spec, referenced_columns
+from tandem.graph.state import TaskRequest
+from tandem.nodes.agents.models import check_llm_setup, with_chat_models
+from tandem.tools.data import InputError, load_task, read_table
+from tandem.tools.spec import parse_spec, referenced_columns
 
 UpdateHandler = Callable[[str, dict[str, Any]], None]
 EventHandler = Callable[[str, dict[str, Any]], None]

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tools.bench import new_bench_id, play_and_store
-from tools.bench_tasks import Task, TaskData, materialize
-from tools.data import InputError
-from tools.metrics import METRICS, gain
-from tools.players import Player
-from tools.results import ResultsStore
+from tandem.benchmarks.bench import fmt, new_bench_id, play_and_store
+from tandem.benchmarks.players import Player
+from tandem.benchmarks.results_store import ResultsStore
+from tandem.benchmarks.tasks import Task, TaskData, materialize
+from tandem.tools.data import InputError
+from tandem.tools.metrics import METRICS, gain
 
 START_RATING = 1200.0
 K_FACTOR = 32.0
@@ -220,8 +220,6 @@ def run_league(
 
 
 def describe_match(m: dict[str, Any]) -> str:
-    from tools.bench import fmt
-
     verdict = {1.0: f"{m['player_a']} wins", 0.5: "draw", 0.0: f"{m['player_b']} wins"}[float(m["outcome"])]
     return (
         f"match #{m['id']} {m['task']} seed {m['seed']}: {m['player_a']} {fmt(m['score_a'])} vs "

@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from tools.builder import as_categories
+from tandem.tools.builder import as_categories
 
 PlainKind = Literal["linear", "lightgbm"]
 PLAIN_KINDS: tuple[PlainKind, ...] = ("linear", "lightgbm")

@@ -14,17 +14,17 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from graph.context import RunContext
-from graph.routing import after_review, after_reward, after_scientist
-from graph.state import TandemState, TaskRequest
-from nodes.deliver import deliver
-from nodes.evaluator import evaluator
-from nodes.executor import executor
-from nodes.review import review
-from nodes.reward import reward
-from nodes.scientist import scientist
-from nodes.setup import setup
-from nodes.verifier import verifier
+from tandem.graph.context import RunContext
+from tandem.graph.routing import after_review, after_reward, after_scientist
+from tandem.graph.state import TandemState, TaskRequest
+from tandem.nodes.deliver import deliver
+from tandem.nodes.evaluator import evaluator
+from tandem.nodes.executor import executor
+from tandem.nodes.review import review
+from tandem.nodes.reward import reward
+from tandem.nodes.scientist import scientist
+from tandem.nodes.setup import setup
+from tandem.nodes.verifier import verifier
 
 TandemGraph = CompiledStateGraph[TandemState, RunContext, TaskRequest, TandemState]
 

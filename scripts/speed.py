@@ -11,10 +11,10 @@ one reward update to the next), the environment's overhead is the iteration's wa
 the time spent inside those functions: graph, checkpoints, profile lookups, proposal, spec
 building, verification, reward and ledger.
 
-    .venv/bin/python benchmarks/speed.py all          # everything (about 20-30 minutes on 2 CPUs)
-    .venv/bin/python benchmarks/speed.py overhead     # Adult income only
-    .venv/bin/python benchmarks/speed.py profile      # 1M x 30 generated CSV: read + profile
-    .venv/bin/python benchmarks/speed.py scaling      # 10k / 100k / 1M rows; the 1M run is the whole-run check
+    .venv/bin/python scripts/speed.py all          # everything (about 20-30 minutes on 2 CPUs)
+    .venv/bin/python scripts/speed.py overhead     # Adult income only
+    .venv/bin/python scripts/speed.py profile      # 1M x 30 generated CSV: read + profile
+    .venv/bin/python scripts/speed.py scaling      # 10k / 100k / 1M rows; the 1M run is the whole-run check
 
 Results go to benchmarks/results/speed.json (one key per part, each with machine, date and
 load average); scripts/benchmarks_doc.py turns them into docs/benchmarks.md and the plot.
@@ -105,11 +105,11 @@ def _rss() -> int:
 
 def child_run(csv: str, target: str, max_iters: int, time_budget: float, out: str) -> None:
     """Run tandem once, recording node end times and every model-fitting interval."""
-    import nodes.deliver
-    import nodes.evaluator
-    import nodes.executor
-    from graph.api import run_task
-    from graph.context import RunContext
+    import tandem.nodes.deliver
+    import tandem.nodes.evaluator
+    import tandem.nodes.executor
+    from tandem.api import run_task
+    from tandem.graph.context import RunContext
 
     rss_start = _rss()
     fits: list[tuple[float, float, str]] = []
@@ -126,10 +126,10 @@ def child_run(csv: str, target: str, max_iters: int, time_budget: float, out: st
 
         setattr(module, name, wrapper)
 
-    timed(nodes.evaluator, "evaluate_spec")
-    timed(nodes.executor, "dry_run")
-    timed(nodes.deliver, "fit_final")
-    timed(nodes.deliver, "score_holdout")
+    timed(tandem.nodes.evaluator, "evaluate_spec")
+    timed(tandem.nodes.executor, "dry_run")
+    timed(tandem.nodes.deliver, "fit_final")
+    timed(tandem.nodes.deliver, "score_holdout")
     events: list[tuple[str, float, str | None]] = []
 
     def on_update(node: str, update: dict[str, Any]) -> None:
@@ -167,8 +167,8 @@ def child_run(csv: str, target: str, max_iters: int, time_budget: float, out: st
 
 def child_profile(csv: str, target: str, out: str) -> None:
     """Read a CSV and profile it, timing each part; report the DataFrame's in-memory size."""
-    from tools.data import read_table
-    from tools.profile import profile_dataset
+    from tandem.tools.data import read_table
+    from tandem.tools.profile import profile_dataset
 
     t = time.perf_counter()
     frame = read_table(csv)

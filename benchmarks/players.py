@@ -24,10 +24,14 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from tools.bench_tasks import TaskData
-from tools.data import InputError
-from tools.metrics import METRICS, Predictions, score_all
-from tools.training import short_error
+from tandem.api import run_task
+from tandem.benchmarks.baselines import fit_plain
+from tandem.benchmarks.tasks import TaskData
+from tandem.graph.context import RunContext
+from tandem.nodes.agents.models import check_llm_setup
+from tandem.tools.data import InputError
+from tandem.tools.metrics import METRICS, Predictions, score_all
+from tandem.tools.training import score_holdout, short_error
 
 #: Player names and what they are; `tandem` and `flaml` take `:key=value` options.
 PLAYER_HELP = {
@@ -85,9 +89,6 @@ class PlainPlayer:
         return None
 
     def play(self, data: TaskData, *, budget: float, seed: int, workdir: Path) -> PlayResult:
-        from tools.baselines import fit_plain
-        from tools.training import score_holdout
-
         started = time.perf_counter()
         X, y, X_hold, y_hold = data.load()
         with warnings.catch_warnings():
@@ -126,8 +127,6 @@ class TandemPlayer:
 
     def context(self, runs_dir: str, budget: float) -> Any:
         """The run context of a game: the defaults, this player's options, the bench's budget and folder."""
-        from graph.context import RunContext  # lazy: tools must not import the graph at import time
-
         options = self.context_options()
         base = RunContext(runs_dir=runs_dir, time_budget=budget)
         limit = base.candidate_time_limit
@@ -136,15 +135,9 @@ class TandemPlayer:
         return RunContext.from_dict(base.to_dict() | options)
 
     def check(self) -> None:
-        try:
-            from nodes.agents.models import check_llm_setup
-        except ImportError:  # a tandem without LLM agents has nothing to check
-            return
         check_llm_setup(self.context("runs", 60.0))
 
     def play(self, data: TaskData, *, budget: float, seed: int, workdir: Path) -> PlayResult:
-        from graph.api import run_task
-
         context = self.context(str(Path(workdir) / "runs"), budget)
         slug = re.sub(r"[^A-Za-z0-9]+", "-", self.name).strip("-")[:40]
         run_id = f"{data.task.name}-{slug}-s{seed}-{uuid.uuid4().hex[:8]}"
@@ -304,8 +297,6 @@ def parse_player(spec: str) -> Player:
 
 
 def _tandem_player(spec: str, options: list[tuple[str, Any]]) -> TandemPlayer:
-    from graph.context import RunContext  # the context's fields are the options, whatever they are now
-
     #: Not settable here: the bench owns the budget and folder, a bench never waits for a human, and
     #: structured or in-process fields cannot be written as key=value.
     fixed = {"runs_dir", "time_budget", "rewards", "approve", "prices", "python_models", "chat_models"}

@@ -27,8 +27,9 @@ from rich.progress import Progress as Bar
 from rich.table import Table
 from rich.text import Text
 
-from graph.context import RunContext
-from tools.data import InputError
+from tandem.graph.context import RunContext
+from tandem.graph.messages import Proposal
+from tandem.tools.data import InputError
 
 Reader = Callable[[str], str]
 NODE_WORK = {
@@ -100,9 +101,10 @@ class RunMonitor:
             return f"{evaluation.get('status', 'failed')}: {evaluation.get('error') or ''}"[:120]
         score = evaluation["cv"].get(self.metric)
         spread = evaluation["cv_std"].get(self.metric)
-        text = f"CV {self.metric} {_num(score)} ± {_num(spread)}"
+        text = f"CV {self.metric} {plain_number(score)} ± {plain_number(spread)}"
         if self.incumbent is not None and isinstance(score, float):
-            text += f"  vs incumbent #{self.incumbent[0]} {_num(self.incumbent[1])} ({score - self.incumbent[1]:+.4f})"
+            number, best = self.incumbent
+            text += f"  vs incumbent #{number} {plain_number(best)} ({score - best:+.4f})"
         return text
 
     def budget_left(self) -> str:
@@ -118,18 +120,16 @@ def continue_line(data: dict[str, Any]) -> str:
     """The first line of a resumed or forked run: where it stands."""
     return (
         f"[continue] {data['iteration']} experiments done; incumbent #{data['incumbent']} "
-        f"CV {data['metric']} {_num(data['incumbent_score'])}"
+        f"CV {data['metric']} {plain_number(data['incumbent_score'])}"
     )
 
 
 def _one_line(proposal: dict[str, Any]) -> str:
-    from graph.messages import Proposal
-
     parsed = Proposal.model_validate(proposal)
     return f"[{parsed.move}] {parsed.summary()}" if parsed.move else parsed.summary()
 
 
-def _num(value: Any) -> str:
+def plain_number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else "–"
 
 
@@ -144,7 +144,7 @@ def ask(question: dict[str, Any], read: Reader = input, out: TextIO | None = Non
     print(
         f"\n== approval needed: {kind} (after {question['iteration']} experiments) ==\n"
         f"  {question['proposal']}\n  why: {question['rationale']}\n"
-        f"  incumbent: #{incumbent['id']} CV {incumbent['metric']} {_num(incumbent['cv'])}",
+        f"  incumbent: #{incumbent['id']} CV {incumbent['metric']} {plain_number(incumbent['cv'])}",
         file=out,
         flush=True,
     )
@@ -177,12 +177,70 @@ def _read(read: Reader, prompt: str, out: TextIO, lower: bool = True) -> str:
     return text.lower() if lower else text
 
 
+class Progress:
+    """One plain line per finished step: what was proposed, how it scored, what it earned."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
+        self.metric = ""
+
+    def __call__(self, node: str, update: dict[str, Any]) -> None:
+        line = self.describe(node, update)
+        if line:
+            print(line, file=self.stream or sys.stdout, flush=True)
+
+    def describe(self, node: str, update: dict[str, Any]) -> str | None:
+        if node == "setup":
+            task = update["task"]
+            self.metric = task["primary_metric"]
+            base = update["ledger"][0]
+            notes = "".join(f"\n  note: {n}" for n in task["notes"])
+            return (
+                f"[setup] {task['task_type']} task on {task['target']!r}: {task['n_dev_rows']} dev rows "
+                f"({task['folds']} folds), {task['n_holdout_rows']} holdout rows; run folder {update['run_dir']}"
+                f"{notes}\n[#0 baseline] CV {self.metric} {base['primary']:.4f} ± {base['cv_std'][self.metric]:.4f}"
+            )
+        if node == "scientist" and update.get("proposal", {}).get("action") == "deliver":
+            return f"[scientist] {update['proposal']['rationale']}"
+        if node == "reward":
+            (record,) = update["ledger"]
+            metric = self.metric or next(iter(record["cv"]), "")
+            score = (
+                f"CV {metric} {record['primary']:.4f}"
+                if record["primary"] is not None
+                else f"{record['status']}: {record['error']}"
+            )
+            flag = " *significant*" if record["significant"] else ""
+            best = (
+                " -> new incumbent"
+                if record["incumbent_after"] == record["id"]
+                else f" (incumbent #{record['incumbent_after']})"
+            )
+            rewards = record["rewards"]
+            used = {a: u["input"] + u["output"] for a, u in record.get("tokens", {}).items()}
+            tokens = f"; tokens S {used.get('scientist', 0)} E {used.get('executor', 0)}" if any(used.values()) else ""
+            return (
+                f"[#{record['id']} {record['move'] or ''}] {record['proposal'][:100]}\n"
+                f"    {score}{flag}{best}; fidelity {record['fidelity']:.2f}; "
+                f"reward S {rewards['scientist']:+.4f} E {rewards['executor']:+.4f}{tokens}"
+            )
+        if node == "deliver":
+            s = update["delivered"]
+            metric = s["task"]["primary_metric"]
+            return (
+                f"[deliver] {s['stop_reason']}\n"
+                f"Delivered experiment #{s['best']['experiment_id']}: CV {metric} {s['best']['cv'][metric]:.4f}; "
+                f"holdout {metric} {plain_number(s['best']['holdout'].get(metric))} "
+                f"(baseline {plain_number(s['baseline']['holdout'].get(metric))})\n"
+                f"Report: {s['artifacts']['report']}\nModel:  {s['artifacts']['model']}"
+            )
+        return None
+
+
 class PlainDisplay:
     """One plain line per step (CI logs, pipes): the `Progress` lines, and prompts on stderr."""
 
     def __init__(self, context: RunContext, read: Reader = input) -> None:
-        from graph.cli import Progress
-
         self.context = context
         self.lines = Progress()
         self.read = read
@@ -270,7 +328,7 @@ class LiveDisplay(PlainDisplay):
         grid = Table.grid(padding=(0, 1))
         grid.add_column(style="bold", no_wrap=True, min_width=9)
         grid.add_column(overflow="ellipsis", no_wrap=True, ratio=1)
-        incumbent = f"#{m.incumbent[0]} CV {m.metric} {_num(m.incumbent[1])}" if m.incumbent else "–"
+        incumbent = f"#{m.incumbent[0]} CV {m.metric} {plain_number(m.incumbent[1])}" if m.incumbent else "–"
         last = m.last_rewards
         rewards = (f"last S {last['scientist']:+.4f} E {last['executor']:+.4f}; " if last else "") + (
             f"total S {m.rewards['scientist']:+.4f} E {m.rewards['executor']:+.4f}"

@@ -10,40 +10,25 @@ nodes and edges (`draw_mermaid_png` would call a web service).
 from __future__ import annotations
 
 import argparse
+import json
 from collections import deque
 from pathlib import Path
 from typing import Any
 
-from graph.context import RunContext
-
-
-def add_run_display_options(parser: argparse.ArgumentParser) -> None:
-    """--approve and --plain, for run, resume and fork."""
-    parser.add_argument(
-        "--approve",
-        nargs="?",
-        const="delivery",
-        choices=["delivery", "proposals", "never"],
-        help="pause for your approval at the terminal: before delivery (the default of the flag), "
-        "also before each proposal ('proposals'), or turn it off ('never')",
-    )
-    parser.add_argument("--plain", action="store_true", help="plain lines even on a terminal (no live view)")
-
-
-def stored_context(run_id: str, runs_dir: str | None, overrides: dict[str, Any]) -> RunContext:
-    """A stored run's context with the command line's changes (what resume and fork will use)."""
-    from dataclasses import replace
-
-    from graph.api import find_run
-    from graph.persistence import load_run_config
-
-    _, context = load_run_config(find_run(run_id, runs_dir))
-    return replace(context, **overrides)
+from tandem.api import fork_run, run_history
+from tandem.cli_options import (
+    CONTEXT_OPTIONS,
+    add_agent_options,
+    add_budget_options,
+    add_run_display_options,
+    agent_changes,
+    stored_context,
+)
+from tandem.graph.assembly import graph
+from tandem.live import make_display
 
 
 def add_history_commands(sub: Any) -> None:
-    from graph.cli import _add_agent_options, _add_budget_options
-
     history = sub.add_parser("history", help="list a run's checkpoints (step, node, incumbent, time)")
     history.add_argument("run_id")
     history.add_argument("--runs-dir", default=None)
@@ -54,8 +39,8 @@ def add_history_commands(sub: Any) -> None:
     fork.add_argument("--from", dest="checkpoint", required=True, help="a step number or checkpoint id (see history)")
     fork.add_argument("--run-id", dest="new_run_id", help="name of the new run (default RUN_ID-forkSTEP)")
     fork.add_argument("--runs-dir", default=None)
-    _add_budget_options(fork, defaults=False)
-    _add_agent_options(fork)
+    add_budget_options(fork, defaults=False)
+    add_agent_options(fork)
     add_run_display_options(fork)
 
     draw = sub.add_parser("graph", help="print the graph as Mermaid and write it as a PNG")
@@ -63,9 +48,6 @@ def add_history_commands(sub: Any) -> None:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    import json
-
-    from graph.api import run_history
 
     rows = run_history(args.run_id, args.runs_dir)
     if args.json:
@@ -86,12 +68,8 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
-    from graph.api import fork_run
-    from graph.cli import CONTEXT_OPTIONS, _agent_changes
-    from graph.live import make_display
-
     overrides = {name: getattr(args, name) for name in CONTEXT_OPTIONS if getattr(args, name, None) is not None}
-    overrides.update(_agent_changes(args))
+    overrides.update(agent_changes(args))
     source = args.run_id
     context = stored_context(source, args.runs_dir, overrides)
     args.run_id = args.new_run_id or f"{source}-fork{_step_of(source, args.checkpoint, args.runs_dir)}"  # for Ctrl-C
@@ -111,8 +89,6 @@ def cmd_fork(args: argparse.Namespace) -> int:
 
 def _step_of(run_id: str, checkpoint: str, runs_dir: str | None) -> str:
     """The step number of a checkpoint given by step or by id (the new run's default name uses it)."""
-    from graph.api import run_history
-
     if checkpoint.strip().isdigit():
         return checkpoint.strip()
     steps = [r["step"] for r in run_history(run_id, runs_dir) if r["checkpoint_id"].startswith(checkpoint.strip())]
@@ -120,8 +96,6 @@ def _step_of(run_id: str, checkpoint: str, runs_dir: str | None) -> str:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from graph.builder import graph
-
     drawable = graph.get_graph()
     print(drawable.draw_mermaid())
     path = Path(args.output)

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graph.context import RewardConfig
-from graph.state import ExperimentRecord, RewardEvent, TokenUsage
-from tools.metrics import METRICS, gain, reward_scale
-from tools.spec import complexity, parse_spec
+from tandem.graph.context import RewardConfig
+from tandem.graph.state import ExperimentRecord, RewardEvent, TokenUsage
+from tandem.tools.metrics import METRICS, gain, reward_scale
+from tandem.tools.spec import complexity, parse_spec
 
 
 @dataclass(frozen=True)

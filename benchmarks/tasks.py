@@ -31,11 +31,11 @@ from typing import Any
 
 import pandas as pd
 
-from tools.data import InputError, PreparedTask, prepare_task, read_table, sha256_file
-from tools.metrics import METRICS
-from tools.training import Problem, make_split
+from tandem.tools.data import InputError, PreparedTask, prepare_task, read_table, sha256_file
+from tandem.tools.metrics import METRICS
+from tandem.tools.training import Problem, make_split
 
-DEFAULT_SUITE = Path(__file__).resolve().parents[1] / "benchmarks" / "suite.toml"
+DEFAULT_SUITE = Path(__file__).resolve().parent / "suite.toml"  # package data: ships in the wheel
 SKLEARN_DATASETS = ("breast_cancer", "wine", "diabetes", "iris", "digits")
 
 

@@ -19,12 +19,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tools.bench_tasks import Task, TaskData, materialize
-from tools.data import InputError
-from tools.metrics import METRICS
-from tools.players import PlainPlayer, Player, PlayResult, play_safely
-from tools.profiles import BASELINE, Profiles, ScoredProblem, compute_profiles, is_feasible, plot_profiles
-from tools.results import ResultsStore
+from tandem.benchmarks.performance_profiles import (
+    BASELINE,
+    Profiles,
+    ScoredProblem,
+    compute_profiles,
+    is_feasible,
+    plot_profiles,
+)
+from tandem.benchmarks.players import PlainPlayer, Player, PlayResult, play_safely
+from tandem.benchmarks.results_store import ResultsStore
+from tandem.benchmarks.tasks import Task, TaskData, materialize
+from tandem.tools.data import InputError
+from tandem.tools.metrics import METRICS
 
 ResultHandler = Callable[[dict[str, Any]], None]
 

@@ -1,0 +1,193 @@
+"""The `tandem` command line: run, resume, list, show and predict.
+
+Bad input gets one line and exit code 2, never a traceback; Ctrl-C stops cleanly, keeps the
+progress saved and says how to resume (exit 130).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tandem.api import list_runs, load_summary, predict_csv, resume_run, run_task
+from tandem.benchmarks.cli import add_bench_commands, cmd_bench, cmd_leaderboard, cmd_league
+from tandem.cli_history import COMMANDS as HISTORY_COMMANDS
+from tandem.cli_history import add_history_commands
+from tandem.cli_options import (
+    CONTEXT_OPTIONS,
+    add_agent_options,
+    add_budget_options,
+    add_run_display_options,
+    agent_changes,
+    context_from,
+    stored_context,
+)
+from tandem.graph.context import RunContext, default_runs_dir
+from tandem.graph.persistence import new_run_id
+from tandem.live import make_display, plain_number
+from tandem.tools.chat import ProviderStop
+from tandem.tools.data import InputError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+EXIT_PROVIDER = 3
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tandem", description="Two cooperating agents improve a model for your CSV.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start an improvement run on a CSV")
+    run.add_argument("csv", help="the data file (.csv or .csv.gz)")
+    run.add_argument("--target", required=True, help="the column to predict")
+    run.add_argument("--metrics", help="comma-separated metrics to report, e.g. f1,recall,log_loss")
+    run.add_argument("--primary", help="the metric that decides which model is best (default: the first)")
+    run.add_argument("--task-type", choices=["binary", "multiclass", "regression"], help="override the inferred task")
+    run.add_argument("--holdout", type=float, default=0.2, help="share of rows kept for the final, honest score")
+    run.add_argument("--holdout-csv", help="a separate labelled CSV to use as the holdout instead")
+    run.add_argument("--folds", type=int, default=5, help="cross-validation folds on the development part")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--runs-dir", default=None, help="where run folders go (default $TANDEM_RUNS_DIR or ./runs)")
+    run.add_argument("--run-id", help="name of the run folder (default: time stamp and target)")
+    add_budget_options(run, defaults=True)
+    add_agent_options(run)
+    add_run_display_options(run)
+
+    resume = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
+    resume.add_argument("run_id")
+    resume.add_argument("--runs-dir", default=None)
+    add_budget_options(resume, defaults=False)
+    add_agent_options(resume)
+    add_run_display_options(resume)
+
+    runs = sub.add_parser("runs", help="list runs")
+    runs.add_argument("--runs-dir", default=None)
+
+    show = sub.add_parser("show", help="print a run's summary")
+    show.add_argument("run_id")
+    show.add_argument("--runs-dir", default=None)
+    show.add_argument("--json", action="store_true", help="print summary.json as is")
+
+    predict = sub.add_parser("predict", help="predict a CSV with a run's delivered model")
+    predict.add_argument("run_id")
+    predict.add_argument("csv")
+    predict.add_argument("-o", "--output", help="write predictions here (default: standard output)")
+    predict.add_argument("--runs-dir", default=None)
+    add_bench_commands(sub)
+    add_history_commands(sub)
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    args.run_id = args.run_id or new_run_id(args.target)  # known up front, so Ctrl-C can name it
+    context = context_from(args, RunContext(runs_dir=str(Path(args.runs_dir or default_runs_dir()).resolve())))
+    metrics = [m for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    with make_display(context, args.run_id, plain=args.plain) as display:
+        summary = run_task(
+            args.csv,
+            args.target,
+            metrics=metrics,
+            primary_metric=args.primary,
+            holdout=args.holdout,
+            folds=args.folds,
+            seed=args.seed,
+            holdout_csv=args.holdout_csv,
+            task_type=args.task_type,
+            run_id=args.run_id,
+            context=context,
+            on_update=display.on_update,
+            on_event=display.event_handler,
+            on_approval=display.on_approval,
+        )
+    return 0 if summary.get("status") == "delivered" else 1
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    overrides = {name: getattr(args, name) for name in CONTEXT_OPTIONS if getattr(args, name) is not None}
+    overrides.update(agent_changes(args))
+    with make_display(stored_context(args.run_id, args.runs_dir, overrides), args.run_id, plain=args.plain) as display:
+        summary = resume_run(
+            args.run_id,
+            runs_dir=args.runs_dir,
+            on_update=display.on_update,
+            on_event=display.event_handler,
+            on_approval=display.on_approval,
+            **overrides,
+        )
+    return 0 if summary.get("status") == "delivered" else 1
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    rows = list_runs(args.runs_dir)
+    if not rows:
+        print(f"no runs in {args.runs_dir or default_runs_dir()}")
+        return 0
+    print(f"{'run id':40} {'status':10} {'target':20} {'metric':10} {'best CV':>9} {'holdout':>9}")
+    for r in rows:
+        print(
+            f"{r['run_id']:40} {r['status']:10} {str(r['target'])[:20]:20} {r['primary_metric'] or ''!s:10} "
+            f"{plain_number(r['best_cv']):>9} {plain_number(r['best_holdout']):>9}"
+        )
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    summary = load_summary(args.run_id, args.runs_dir)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    task, metric = summary["task"], summary["task"]["primary_metric"]
+    base, best = summary["baseline"], summary["best"]
+    print(f"run {summary['run_id']}: {summary['status']} after {summary['iterations']} experiments")
+    print(f"stopped: {summary['stop_reason']}")
+    print(f"task: {task['task_type']} on {task['target']!r}, primary metric {metric}")
+    print(f"{'':22}{'baseline #0':>14}{'delivered #' + str(best['experiment_id']):>14}")
+    for part in ("cv", "holdout"):
+        for m in task["metrics"]:
+            print(f"{part + ' ' + m:22}{plain_number(base[part].get(m)):>14}{plain_number(best[part].get(m)):>14}")
+    print(f"delivered: {best['proposal']}")
+    print(f"rewards: {summary['rewards']}; tokens: {summary['tokens']}")
+    print(f"report: {summary['artifacts']['report']}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    predictions = predict_csv(args.run_id, args.csv, args.runs_dir)
+    if args.output:
+        predictions.to_csv(args.output, index=False)
+        print(f"wrote {len(predictions)} predictions to {args.output}")
+    else:
+        predictions.to_csv(sys.stdout, index=False)
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "runs": _cmd_runs, "show": _cmd_show, "predict": _cmd_predict}
+COMMANDS.update({"bench": cmd_bench, "league": cmd_league, "leaderboard": cmd_leaderboard})
+COMMANDS.update(HISTORY_COMMANDS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `tandem` console script."""
+    os.environ.setdefault("LANGSMITH_TRACING", "false")
+    args = make_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except InputError as exc:
+        print(f"tandem: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ProviderStop as exc:
+        run_id = getattr(args, "run_id", None) or "RUN_ID"
+        print(f"tandem: {exc}; progress is saved, continue with: tandem resume {run_id}", file=sys.stderr)
+        return EXIT_PROVIDER
+    except KeyboardInterrupt:
+        run_id = getattr(args, "run_id", None) or "RUN_ID"
+        print(f"\ntandem: interrupted; progress is saved. Continue with: tandem resume {run_id}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""The options the run commands share (run, resume, fork), and the run context they make.
+
+One place for them, so that `tandem.cli` and `tandem.cli_history` both build on it and neither
+imports the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from typing import Any
+
+from tandem.api import find_run
+from tandem.graph.context import RunContext
+from tandem.graph.persistence import load_run_config
+from tandem.tools.data import InputError
+from tandem.tools.tokens import load_prices
+
+
+def add_budget_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    d = RunContext() if defaults else None
+    parser.add_argument(
+        "--max-iters", type=int, default=d.max_iters if d else None, help="experiments after the baseline"
+    )
+    parser.add_argument(
+        "--time-budget", type=float, default=d.time_budget if d else None, help="working seconds for the search"
+    )
+    parser.add_argument(
+        "--token-budget", type=int, default=d.token_budget if d else None, help="total tokens of both agents"
+    )
+    parser.add_argument(
+        "--candidate-time-limit",
+        type=float,
+        default=d.candidate_time_limit if d else None,
+        help="seconds one candidate's cross-validation may take",
+    )
+    parser.add_argument("--n-jobs", type=int, default=d.n_jobs if d else None, help="parallel fold fits")
+
+
+#: Run-context fields the CLI sets directly from an option of the same name.
+CONTEXT_OPTIONS = ("max_iters", "time_budget", "token_budget", "candidate_time_limit", "n_jobs", "approve")
+LLM_OPTIONS = (
+    "model",
+    "scientist_model",
+    "executor_model",
+    "base_url",
+    "temperature",
+    "request_timeout",
+    "max_tool_calls",
+)
+
+
+def add_agent_options(parser: argparse.ArgumentParser) -> None:
+    """Agent kinds and chat-model settings; unset options keep the run's (or the default) values."""
+    kinds = ["heuristic", "llm"]
+    group = parser.add_argument_group("agents (the API key is read from $OPENAI_API_KEY only)")
+    group.add_argument("--agents", choices=kinds, help="kind of both agents (default heuristic)")
+    group.add_argument("--scientist", choices=kinds, help="kind of the Scientist (overrides --agents)")
+    group.add_argument("--executor", choices=kinds, help="kind of the Executor (overrides --agents)")
+    group.add_argument("--model", help="chat model of the LLM agents (default gpt-4o-mini; alone: --agents llm)")
+    group.add_argument("--scientist-model", help="chat model of the Scientist (implies --scientist llm)")
+    group.add_argument("--executor-model", help="chat model of the Executor (implies --executor llm)")
+    group.add_argument("--base-url", help="OpenAI-compatible server (default $OPENAI_BASE_URL, else OpenAI)")
+    group.add_argument("--temperature", type=float, help="sampling temperature (default: the server's)")
+    group.add_argument("--request-timeout", type=float, help="seconds per chat request before a retry (default 120)")
+    group.add_argument("--max-tool-calls", type=int, help="tool calls an LLM agent may make per step (default 6)")
+    group.add_argument("--prices", help='JSON price table: {"model": {"input": $/1M tokens, "output": $/1M tokens}}')
+
+
+def agent_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """Run-context changes from the agent options that were given."""
+    changes: dict[str, Any] = {n: getattr(args, n) for n in LLM_OPTIONS if getattr(args, n, None) is not None}
+    any_kind = any(getattr(args, name, None) for name in ("agents", "scientist", "executor"))
+    for role in ("scientist", "executor"):
+        kind = getattr(args, role, None) or getattr(args, "agents", None)
+        if kind is None and (changes.get(f"{role}_model") or (changes.get("model") and not any_kind)):
+            kind = "llm"  # naming a chat model for a role asks for an LLM agent there
+        if kind is not None:
+            changes[role] = kind
+    if getattr(args, "prices", None):
+        try:
+            changes["prices"] = load_prices(args.prices)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read the price table {args.prices}: {exc}") from None
+    return changes
+
+
+def context_from(args: argparse.Namespace, base: RunContext) -> RunContext:
+    changes = {name: getattr(args, name) for name in CONTEXT_OPTIONS if getattr(args, name, None) is not None}
+    return replace(base, **changes, **agent_changes(args))
+
+
+def add_run_display_options(parser: argparse.ArgumentParser) -> None:
+    """--approve and --plain, for run, resume and fork."""
+    parser.add_argument(
+        "--approve",
+        nargs="?",
+        const="delivery",
+        choices=["delivery", "proposals", "never"],
+        help="pause for your approval at the terminal: before delivery (the default of the flag), "
+        "also before each proposal ('proposals'), or turn it off ('never')",
+    )
+    parser.add_argument("--plain", action="store_true", help="plain lines even on a terminal (no live view)")
+
+
+def stored_context(run_id: str, runs_dir: str | None, overrides: dict[str, Any]) -> RunContext:
+    """A stored run's context with the command line's changes (what resume and fork will use)."""
+    _, context = load_run_config(find_run(run_id, runs_dir))
+    return replace(context, **overrides)
