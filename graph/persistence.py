@@ -25,6 +25,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from tandem.graph.context import RunContext
 from tandem.graph.state import TaskInfo
 from tandem.tools.data import read_table
+from tandem.tools.pause_points import CommitPause
 from tandem.tools.training import Problem, Split
 
 
@@ -75,7 +76,8 @@ def load_run_config(folder: RunFolder) -> tuple[dict[str, Any], RunContext]:
 def open_checkpointer(folder: RunFolder) -> SqliteSaver:
     """A SQLite checkpointer for one run (its own file, so a run folder is self-contained)."""
     folder.path.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(folder.checkpoints, check_same_thread=False)
+    # CommitPause: a commit that a crash test can stop at (tools/pause_points.py); off by default.
+    conn = sqlite3.connect(folder.checkpoints, check_same_thread=False, factory=CommitPause)
     return SqliteSaver(conn)
 
 

@@ -19,6 +19,7 @@ from tandem.graph.persistence import RunFolder, dev_data, holdout_data, problem_
 from tandem.graph.reward_rules import simplest_within_noise
 from tandem.graph.state import ExperimentRecord, TandemState
 from tandem.nodes.agents.models import agents_summary
+from tandem.tools.pause_points import pause_point
 from tandem.tools.report import write_report
 from tandem.tools.report_html import write_html_report
 from tandem.tools.spec import parse_spec
@@ -126,6 +127,7 @@ def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     tmp = folder.model.with_suffix(".tmp")
     joblib.dump(model, tmp)
     Path(tmp).replace(folder.model)
+    pause_point("delivery")  # a test hook, off by default (tools/pause_points.py)
     summary = build_summary(state, folder, holdout, stop_reason, delivered=chosen)
     summary.update(agents_summary(context, summary["tokens"]))  # kinds, models, $ with a price table
     write_jsonl(folder.experiments, list(ledger))

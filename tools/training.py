@@ -27,6 +27,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from tandem.tools.builder import build_pipeline, fitted_params, predict
 from tandem.tools.metrics import METRICS, Predictions, score_all
+from tandem.tools.pause_points import pause_point
 from tandem.tools.spec import EnsembleSpec, PipelineSpec, spec_hash
 
 
@@ -125,6 +126,7 @@ def _fit_fold(
 ) -> tuple[dict[str, float], np.ndarray, dict[str, Any], float]:
     started = time.perf_counter()
     model = fit_final(spec, X.iloc[train], y.iloc[train], problem)
+    pause_point("fold_fit")  # a test hook, off by default (tools/pause_points.py)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pred = predict(model, X.iloc[val], problem.task_type, problem.classes, problem.positive_class)
