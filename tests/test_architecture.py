@@ -34,7 +34,7 @@ RULES: list[tuple[str, tuple[str, ...], set[str]]] = [
     ("tools",      ("tandem.tools.*",),                         set()),
     ("graph",      ("tandem.graph.*",),                         {"tools"}),
     ("nodes",      ("tandem.nodes.*",),                         {"tools", "graph"}),
-    ("entry",      ("tandem", "tandem.api", "tandem.live",
+    ("entry",      ("tandem", "tandem.api", "tandem.live", "tandem.studio",
                     "tandem.cli_options", "tandem.cli_history"), {"tools", "graph", "nodes"}),
     ("benchmarks", ("tandem.benchmarks.*",),                    {"tools", "graph", "nodes", "entry"}),
     ("cli",        ("tandem.cli",),                             {"tools", "graph", "nodes", "entry", "benchmarks"}),
