@@ -24,7 +24,7 @@ def default_runs_dir() -> str:
 
 @dataclass(frozen=True)
 class RewardConfig:
-    """The reward rules of DESIGN.md section 5, with every coefficient in one place.
+    """The reward rules (README.md, "Rewards"), with every coefficient in one place.
 
     Gains are in units of the primary metric, divided by the incumbent's score for unbounded
     metrics (RMSE, MAE, log-loss…), so a gain of 0.01 means one point of F1 or 1% of RMSE.

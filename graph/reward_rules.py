@@ -1,4 +1,4 @@
-"""The reward rules of DESIGN.md section 5 as pure functions, every part kept apart.
+"""The reward rules (README.md, "Rewards") as pure functions, every part kept apart.
 
 Gains are judged on paired fold differences against the incumbent (the same folds for every
 candidate), so a lucky fold does not make an idea significant, and a worse-then-better
@@ -52,7 +52,7 @@ def compare(
 
 
 def simplest_within_noise(ledger: list[ExperimentRecord], incumbent: int, metric: str, max_t: float) -> int:
-    """The simplest experiment the incumbent does not beat beyond fold noise (DESIGN.md section 8).
+    """The simplest experiment the incumbent does not beat beyond fold noise (docs/decisions.md).
 
     On small data CV differences are mostly noise and the best of many candidates on the same
     folds is optimistically chosen (the winner's curse). So among the successful experiments whose

@@ -159,13 +159,13 @@ def _why(t: float, summary: dict[str, Any], n_experiments: int, gap: float) -> s
             f"The gain is below the significance rule (t ≥ {threshold:g}), but the incumbent is the best *mean* "
             f"CV score whether or not it is significant, so on {n_dev} development rows a CV-noise winner is "
             "delivered. What we believe closes it: deliver the best experiment whose paired gain over the baseline "
-            "is significant, or the simplest model within one fold spread of the best (DESIGN.md section 8)."
+            "is significant, or the simplest model within one fold spread of the best (docs/decisions.md)."
         )
     return (
         f"The gain passes the significance rule (t ≥ {threshold:g}) yet does not hold on the holdout: picking the "
         f"best of {n_experiments} experiments on the same folds of {n_dev} rows overfits those folds (the winner's "
         "curse), most for ensembles and stacking built on the same folds. What we believe closes it: on small data, "
-        "prefer the simplest model within one fold spread of the best (DESIGN.md section 8) and confirm the final "
+        "prefer the simplest model within one fold spread of the best (docs/decisions.md) and confirm the final "
         "choice among the top candidates on repeated folds with another seed."
     )
 
@@ -215,7 +215,7 @@ def _score_notes(report: Any) -> list[str]:
                 "closes the gap: a strong linear line of its own (the log target, power-transformed numerics, "
                 "one-hot categoricals, tuned regularisation), dropping the few extreme-leverage training rows "
                 "inside the folds, and a blend of that linear model, SVR and boosting rather than of boosting "
-                "models only (DESIGN.md section 8's recipe, which reached the target without the test part)."
+                "models only (the recipe in docs/decisions.md, which reached the target without the test part)."
             )
     return notes
 

@@ -1,4 +1,4 @@
-"""Measure whether the LLM Scientist's prompt grows with the number of iterations (DESIGN.md section 6).
+"""Measure whether the LLM Scientist's prompt grows with the number of iterations (docs/llm-agents.md).
 
 A real search runs on a CSV with the offline playbook making the decisions (so no API is needed
 and the ledger fills with real experiments: successes, failures, blends). At every Scientist step

@@ -1,4 +1,4 @@
-"""The verifier's fidelity verdicts and the reward rules (DESIGN.md section 5)."""
+"""The verifier's fidelity verdicts and the reward rules (README.md, "Rewards")."""
 
 from __future__ import annotations
 

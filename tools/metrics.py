@@ -141,7 +141,7 @@ DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
 def resolve_metrics(names: Sequence[str] | None, primary: str | None, task_type: str) -> tuple[tuple[str, ...], str]:
     """Check the user's metric choice against the task; return (metrics, primary) with primary first.
 
-    Defaults follow DESIGN.md: F1 macro for classification, RMSE for regression.
+    Defaults (README.md, the `--metrics` option): F1 macro first for classification, RMSE for regression.
     """
     chosen = tuple(dict.fromkeys(n.strip().lower() for n in names if n.strip())) if names else ()
     if primary:

@@ -1,6 +1,6 @@
 """The evaluation protocol: one fixed split, the same K folds for every candidate, scores from the registry.
 
-The environment owns every number (DESIGN.md section 3). A candidate is trained K times on the
+The environment owns every number (README.md, "How the environment judges"). A candidate is trained K times on the
 development part and scored on each held-out fold; the holdout part is touched only by
 `score_holdout`, once, at delivery. Fold fits go through joblib, so switching joblib's backend
 (for example to a dask cluster) scales evaluation out without touching this code. Results are
