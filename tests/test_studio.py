@@ -32,6 +32,19 @@ pytestmark = pytest.mark.skipif(
 MAKE_STUDIO = ["make", "--no-print-directory", "-o", ".venv/.dev-installed", "-o", ".venv/.installed", "studio"]
 
 
+def langgraph_api_files() -> dict[str, tuple[int, int]]:
+    """The checkout's `.langgraph_api` (a `langgraph dev` started in the checkout leaves one): file -> (size, mtime)."""
+    folder = ROOT / ".langgraph_api"
+    files = sorted(folder.rglob("*")) if folder.is_dir() else []
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.is_file()}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def langgraph_api_before() -> dict[str, tuple[int, int]]:
+    """Taken before the server starts (autouse fixtures are set up first within their scope)."""
+    return langgraph_api_files()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,7 +96,9 @@ def stream(client: Any, thread_id: str, **kwargs: Any) -> list[tuple[str, Any]]:
     ]
 
 
-def test_studio_runs_the_graph_offline_from_its_input_form(server: tuple[str, Path], penguins: Path) -> None:
+def test_studio_runs_the_graph_offline_from_its_input_form(
+    server: tuple[str, Path], penguins: Path, langgraph_api_before: dict[str, tuple[int, int]]
+) -> None:
     from langgraph_sdk import get_sync_client
 
     url, home = server
@@ -111,7 +126,9 @@ def test_studio_runs_the_graph_offline_from_its_input_form(server: tuple[str, Pa
     run_dir = Path(values["run_dir"])
     assert run_dir == home / "runs" / "s1"  # outside the source tree, where `make studio` puts runs
     assert (run_dir / "report.html").exists() and (run_dir / "model.joblib").exists()
-    assert not (ROOT / ".langgraph_api").exists()
+    # the server keeps its own state in STUDIO_HOME and leaves the source tree as it found it
+    assert (home / ".langgraph_api").is_dir()
+    assert langgraph_api_files() == langgraph_api_before
 
 
 def test_studio_pauses_at_an_approval_gate_and_resumes_with_a_command(server: tuple[str, Path], penguins: Path) -> None:
