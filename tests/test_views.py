@@ -17,7 +17,7 @@ from rich.console import Console
 from tandem.api import run_task
 from tandem.cli import main
 from tandem.graph.context import RunContext
-from tandem.live import LiveDisplay, PlainDisplay, Progress, RunMonitor, make_display
+from tandem.live import LiveDisplay, PlainDisplay, RunMonitor, make_display
 from tandem.tools.report_html import render_html
 from tandem.tools.spec import Columns, ModelSpec, PipelineSpec
 from tandem.tools.training import Problem, evaluate_spec
@@ -71,7 +71,8 @@ def test_the_graph_reports_node_starts_and_fold_progress(recorded: tuple[Path, l
 def test_live_view_shows_budget_node_proposal_scores_rewards_and_a_fold_bar(
     recorded: tuple[Path, list[Event]],
 ) -> None:
-    _, events = recorded
+    run_dir, events = recorded
+    baseline = json.loads((run_dir / "experiments.jsonl").read_text().splitlines()[0])
     # Stop the replay in the middle of the first candidate's training.
     mid = next(
         i
@@ -85,7 +86,8 @@ def test_live_view_shows_budget_node_proposal_scores_rewards_and_a_fold_bar(
     assert "evaluator" in text and "cross-validating" in text
     assert "[stronger_family] set_model(family=lightgbm" in text  # markup-like text shown as is
     assert "3/5" in text  # the fold bar
-    assert "incumbent #0 CV f1_macro 0.9911" in text
+    assert f"incumbent #0 CV f1_macro {baseline['cv']['f1_macro']:.4f}" in text  # the baseline leads so far
+    assert "[#0 baseline]" in text and "[#1 " not in text  # a step's line is printed when its reward is paid
 
     display, console = live()
     feed(display, events)
@@ -94,8 +96,8 @@ def test_live_view_shows_budget_node_proposal_scores_rewards_and_a_fold_bar(
     assert re.search(r"candidate CV f1_macro 0\.\d{4} ± 0\.\d{4}\s+vs incumbent #\d 0\.\d{4} \([+-]0\.\d{4}\)", text)
     assert re.search(r"rewards\s+last S [+-]0\.\d{4} E [+-]0\.\d{4}; total S [+-]0\.\d{4}", text)
     assert "3/5" not in text  # no bar once training is over
-    lines = console.export_text()
-    assert "[#1 stronger_family]" in text or "[#1 stronger_family]" in lines  # the plain lines scroll above
+    panel = text.index("tandem · v")
+    assert -1 < text.find("[#1 stronger_family]") < text.find("[#2 ") < panel  # the plain lines scroll above
 
 
 def test_monitor_counts_budget_from_updates_and_resumes_where_the_run_stands() -> None:
@@ -116,16 +118,66 @@ def test_monitor_counts_budget_from_updates_and_resumes_where_the_run_stands() -
     assert monitor.incumbent == (1, 3.5)
 
 
+# The plain step lines, as the README's quickstart shows them (checked against the README below).
+STEP_LINE = re.compile(r"\[#\d+ \w+\] \S.*")
+SCORE_LINE = re.compile(
+    r"    (CV \w+ -?\d+\.\d{4}|failed: .+|timeout: .+)( \*significant\*)?( -> new incumbent| \(incumbent #\d+\)); "
+    r"fidelity \d\.\d\d; reward S [+-]\d+\.\d{4} E [+-]\d+\.\d{4}(; tokens S \d+ E \d+)?"
+)
+DELIVERED_LINE = re.compile(
+    r"Delivered experiment #\d+: CV (\w+) -?\d+\.\d{4}; holdout \1 -?\d+\.\d{4} \(baseline -?\d+\.\d{4}\)"
+)
+FILE_LINES = re.compile(r"Report: \S+/report\.md|Model:  \S+/model\.joblib")
+README_PATTERNS = (STEP_LINE, SCORE_LINE, DELIVERED_LINE, FILE_LINES)
+
+
 def test_plain_lines_off_a_terminal(recorded: tuple[Path, list[Event]], capsys: pytest.CaptureFixture[str]) -> None:
-    _, events = recorded
+    run_dir, events = recorded
     display = make_display(RunContext(), "v")  # pytest captures stdout: not a terminal
     assert type(display) is PlainDisplay
-    expected = Progress()
-    wanted = [expected.describe(n, d) for k, n, d in events if k == "update"]
     for kind, name, data in events:
         if kind == "update":
             display.on_update(name, data)
-    assert capsys.readouterr().out == "".join(f"{line}\n" for line in wanted if line)
+    printed = capsys.readouterr().out.splitlines()
+
+    # The lines written out by hand from what the run stored, independently of `Progress`.
+    ledger = [json.loads(line) for line in (run_dir / "experiments.jsonl").read_text().splitlines()]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    task, best, m = summary["task"], summary["best"], summary["task"]["primary_metric"]
+    expected = [
+        f"[setup] {task['task_type']} task on {task['target']!r}: {task['n_dev_rows']} dev rows "
+        f"({task['folds']} folds), {task['n_holdout_rows']} holdout rows; run folder {run_dir}",
+        *(f"  note: {note}" for note in task["notes"]),
+        f"[#0 baseline] CV {m} {ledger[0]['cv'][m]:.4f} ± {ledger[0]['cv_std'][m]:.4f}",
+    ]
+    for r in ledger[1:]:
+        score = f"CV {m} {r['cv'][m]:.4f}" if r["status"] == "ok" else f"{r['status']}: {r['error']}"
+        verdict = " -> new incumbent" if r["incumbent_after"] == r["id"] else f" (incumbent #{r['incumbent_after']})"
+        expected += [
+            f"[#{r['id']} {r['move']}] {r['proposal'][:100]}",
+            f"    {score}{' *significant*' if r['significant'] else ''}{verdict}; fidelity {r['fidelity']:.2f}; "
+            f"reward S {r['rewards']['scientist']:+.4f} E {r['rewards']['executor']:+.4f}",
+        ]
+    expected += [
+        f"[deliver] {summary['stop_reason']}",
+        f"Delivered experiment #{best['experiment_id']}: CV {m} {best['cv'][m]:.4f}; "
+        f"holdout {m} {best['holdout'][m]:.4f} (baseline {summary['baseline']['holdout'][m]:.4f})",
+        f"Report: {run_dir / 'report.md'}",
+        f"Model:  {run_dir / 'model.joblib'}",
+    ]
+    assert printed == expected
+    assert len(ledger) == 3 and printed[1].startswith("[#0 baseline] CV f1_macro 0.")
+
+    # The README's quickstart shows the same format: each of its lines is one of these kinds, and so
+    # is the run's line of the same kind.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("`make demo` prints one line per experiment", 1)[1].split("```")[1].splitlines()[1:]
+    shown = [line for line in block if line.strip() != "..."]
+    assert len(shown) == 5, shown
+    for pattern, line in zip(README_PATTERNS, shown[:4], strict=True):
+        assert pattern.fullmatch(line), (pattern.pattern, line)
+        assert any(pattern.fullmatch(out) for out in printed), (pattern.pattern, printed)
+    assert FILE_LINES.fullmatch(shown[4])
 
 
 def test_evaluate_spec_reports_fold_progress_and_not_for_cached_specs(tmp_path: Path) -> None:
