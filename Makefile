@@ -43,12 +43,16 @@ test: dev
 ## STUDIO_HOME, outside the source tree, and it does not reload on code changes (a reload kills runs).
 ## The Studio web page it prints is hosted by LangChain and needs the internet; the API does not.
 ## The port is the first free one from 2024 (LangGraph's usual port) unless STUDIO_PORT is given.
+## Runs may only read CSVs inside STUDIO_DATA (the bundled examples unless given); the guard that
+## keeps other web pages out lives in langgraph.json and tandem.studio (docs/security.md).
 STUDIO_PORT ?= $(shell $(PYTHON) -c "import socket as s; print(next(p for p in range(2024, 2124) if s.socket().connect_ex(('127.0.0.1', p))))")
 STUDIO_HOME ?= $(HOME)/.cache/tandem-studio
+STUDIO_DATA ?= $(CURDIR)/examples/data
 studio: dev
 	mkdir -p "$(STUDIO_HOME)/runs"
 	cd "$(STUDIO_HOME)" && exec env LANGGRAPH_CLI_NO_ANALYTICS=1 LANGGRAPH_NO_VERSION_CHECK=true LANGSMITH_TRACING=false \
-		TANDEM_RUNS_DIR="$(STUDIO_HOME)/runs" "$(abspath $(BIN))/langgraph" dev --config "$(CURDIR)/langgraph.json" \
+		TANDEM_RUNS_DIR="$(STUDIO_HOME)/runs" TANDEM_DATA_DIR="$(abspath $(STUDIO_DATA))" \
+		"$(abspath $(BIN))/langgraph" dev --config "$(CURDIR)/langgraph.json" \
 		--host 127.0.0.1 --port $(STUDIO_PORT) --no-browser --no-reload
 
 ## The graph as Mermaid (printed) and as a PNG (docs/graph.png).

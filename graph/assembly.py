@@ -3,8 +3,10 @@
 A `review` node (a human approval gate) sits beside the loop; routing visits it only when the
 run context asks for approval, so the default loop never pauses.
 
-`build_graph(checkpointer=...)` is for Python users; the module-level `graph` (no checkpointer,
-which `langgraph dev` refuses) is what `langgraph.json` serves to LangGraph Studio.
+`build_graph(checkpointer=...)` is for Python users, unrestricted: a Python caller is the user.
+The module-level `graph` (no checkpointer) is what `tandem graph` draws. LangGraph Studio's server
+serves `tandem.studio:graph` instead: the same nodes with a context whose paths, endpoint and
+models come from the server's environment, never from a request (see app/studio.py).
 """
 
 from __future__ import annotations
@@ -29,9 +31,13 @@ from tandem.nodes.verifier import verifier
 TandemGraph = CompiledStateGraph[TandemState, RunContext, TaskRequest, TandemState]
 
 
-def build_graph(checkpointer: Any = None) -> TandemGraph:
-    """The compiled tandem graph; pass a checkpointer to make runs resumable."""
-    builder = StateGraph(TandemState, context_schema=RunContext, input_schema=TaskRequest)
+def build_graph(checkpointer: Any = None, context_schema: type[RunContext] = RunContext) -> TandemGraph:
+    """The compiled tandem graph; pass a checkpointer to make runs resumable.
+
+    `context_schema` is what a dict context is coerced into: a subclass of `RunContext` that fixes
+    some fields (as the Studio server's does) narrows what a caller may choose.
+    """
+    builder = StateGraph(TandemState, context_schema=context_schema, input_schema=TaskRequest)
     builder.add_node("setup", setup)
     builder.add_node("scientist", scientist)
     builder.add_node("executor", executor)

@@ -7,9 +7,12 @@ LangGraph does not checkpoint the runtime context, so a run stores its context i
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
+
+from tandem.tools.data import InputError
 
 AgentKind = Literal["heuristic", "llm"]
 ApprovalMode = Literal["never", "delivery", "proposals"]
@@ -51,6 +54,9 @@ class RunContext:
     """What a run needs besides its state: stored in `run.json`, passed again on every call."""
 
     runs_dir: str = field(default_factory=default_runs_dir)
+    data_dir: str | None = None
+    """A folder the task's CSV files must be inside (None: anywhere). The Studio server sets it
+    (`tandem.studio`): a request may only name data the user put there."""
     scientist: AgentKind = "heuristic"
     executor: AgentKind = "heuristic"
     max_iters: int = 40
@@ -108,6 +114,21 @@ class RunContext:
 
     def kind(self, role: Role) -> AgentKind:
         return self.scientist if role == "scientist" else self.executor
+
+    def check_data_paths(self, request: Mapping[str, Any]) -> None:
+        """Refuse a task whose CSV files lie outside `data_dir`, before anything reads them.
+
+        The line names the path the request gave and the folder, never the file's contents, and
+        is the same whether or not the file exists: a client learns nothing about other files.
+        Symbolic links are followed, so a link inside the folder to a file outside is refused too.
+        """
+        if self.data_dir is None:
+            return
+        root = Path(self.data_dir).resolve()
+        for key in ("csv_path", "holdout_csv"):
+            given = request.get(key)
+            if given and not Path(str(given)).resolve().is_relative_to(root):
+                raise InputError(f"{key} {str(given)!r} is outside the data folder {root} that this server reads")
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in TRANSIENT_FIELDS}

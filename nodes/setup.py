@@ -62,6 +62,7 @@ def _is_number(dtype: str) -> bool:
 def setup(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Fix the task, the split and the baseline; the ledger starts with experiment 0."""
     context = context_of(runtime)
+    context.check_data_paths(state)  # the Studio server's data folder; anywhere for Python and the CLI
     prepared = load_task(dict(state))
     run_id = state.get("run_id") or new_run_id(prepared.target)
     folder = run_folder(context.runs_dir, run_id)
