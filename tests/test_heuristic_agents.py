@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -350,9 +355,45 @@ def test_last_iteration_without_an_ensemble_is_still_used(binary_frame):
     assert spec_hash(run.requested_spec(proposal)) not in {r["spec_hash"] for r in run.ledger}
 
 
-def test_scientist_is_deterministic(binary_frame):
-    run = Run("binary", "f1_macro", binary_frame)
-    assert propose(run) == propose(run)
+PLAY_A_FEW_STEPS = """
+import json
+from test_heuristic_agents import Run, make_frame, propose
+
+played = []
+for task, metric in (("binary", "f1_macro"), ("regression", "rmse")):
+    run = Run(task, metric, make_frame(task))
+    score = run.ledger[0]["primary"]
+    for step in range(8):
+        proposal = propose(run)
+        played.append(proposal.model_dump(mode="json"))
+        if proposal.action == "deliver":
+            break
+        score = score * (1.01 if metric == "f1_macro" else 0.99) if step % 3 else score
+        run.play(proposal, primary=score, significant=step % 3 == 1)
+print(json.dumps(played))
+"""
+
+
+def test_scientist_is_deterministic():
+    # Two processes with different hash seeds: an order that hangs on set or dict-of-set iteration
+    # of strings (hash-seed dependent) would differ between them, which one process cannot show.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONHASHSEED"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PLAY_A_FEW_STEPS],
+            env={**env, "PYTHONHASHSEED": seed},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in ("1", "2")
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert all(run.returncode == 0 for run in runs), [err for _, err in outputs]
+    first, second = (json.loads(out) for out, _ in outputs)
+    assert len(first) >= 10 and len({json.dumps(p["changes"]) for p in first}) >= 8  # real, varied proposals
+    assert first == second
 
 
 # --------------------------------------------------------------------------------------------
