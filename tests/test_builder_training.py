@@ -13,6 +13,7 @@ from sklearn.compose import TransformedTargetRegressor
 from sklearn.datasets import make_classification, make_regression
 from sklearn.ensemble import StackingClassifier, StackingRegressor, VotingClassifier, VotingRegressor
 from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
+from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from tandem.tools import training
@@ -90,6 +91,21 @@ FAMILY_CASES = [
     (task, name) for task in ("binary", "multiclass", "regression") for name in FAMILIES if task in FAMILIES[name].tasks
 ]
 
+# The scikit-learn / LightGBM class each family is built as (classifier, regressor), written out here.
+ESTIMATOR_NAMES = {
+    "logistic": ("LogisticRegression", None),
+    "ridge": (None, "Ridge"),
+    "lasso": (None, "Lasso"),
+    "elastic_net": (None, "ElasticNet"),
+    "svr": (None, "SVR"),
+    "knn": ("KNeighborsClassifier", "KNeighborsRegressor"),
+    "decision_tree": ("DecisionTreeClassifier", "DecisionTreeRegressor"),
+    "random_forest": ("RandomForestClassifier", "RandomForestRegressor"),
+    "extra_trees": ("ExtraTreesClassifier", "ExtraTreesRegressor"),
+    "hist_gradient_boosting": ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor"),
+    "lightgbm": ("LGBMClassifier", "LGBMRegressor"),
+}
+
 
 # --------------------------------------------------------------------------------------------
 # build_pipeline
@@ -105,7 +121,9 @@ def test_every_family_fits_and_predicts_with_nans_and_strings(task, family):
     model.fit(X.iloc[:180], y.iloc[:180])
     pred = predict(model, X.iloc[180:], task, classes, pos)
     assert len(pred.y_pred) == 60
-    assert final_estimator(model).__class__.__name__  # the end of the pipeline is reachable
+    estimator = final_estimator(model)  # the end of the pipeline, through any wrapper: the family's own class
+    assert type(estimator).__name__ == ESTIMATOR_NAMES[family][task == "regression"]
+    check_is_fitted(estimator)
     if task == "regression":
         assert pred.y_pred.dtype == float
         assert np.isfinite(pred.y_pred).all()
