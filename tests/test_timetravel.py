@@ -117,7 +117,10 @@ def test_fork_mid_experiment_reuses_the_cache_and_finishes_like_the_original(ori
     summary = fork_run("orig", evaluator["checkpoint_id"][:30], new_run_id="mid", runs_dir=original)
     assert summary["status"] == "delivered"
     assert hashes(original / "mid") == hashes(original / "orig")  # same seed, same point: same ledger
-    for path in (original / "mid" / "cache").glob("*.json"):  # the fold scores came from the copied cache
+    copied = sorted((original / "mid" / "cache").glob("*.json"))
+    # every candidate's fold scores came from the copied cache: the same files, none trained anew
+    assert copied and [p.name for p in copied] == sorted(p.name for p in cache.glob("*.json"))
+    for path in copied:
         assert (
             path.stat().st_ino == (cache / path.name).stat().st_ino
             or path.read_bytes() == (cache / path.name).read_bytes()
