@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tandem.graph.context import RunContext
-from tandem.graph.messages import Proposal
+from tandem.graph.messages import proposal_of
 from tandem.tools.data import InputError
 
 Reader = Callable[[str], str]
@@ -68,7 +68,7 @@ class RunMonitor:
             self.metric = update["task"]["primary_metric"]
             self.incumbent = (0, update["ledger"][0]["primary"])
         elif node == "scientist" and update.get("proposal"):
-            self.proposal = _one_line(update["proposal"])
+            self.proposal = _one_line(update)
             self.candidate = ""
         elif node == "evaluator":
             self.candidate = self._candidate(update.get("evaluation") or {})
@@ -124,8 +124,8 @@ def continue_line(data: dict[str, Any]) -> str:
     )
 
 
-def _one_line(proposal: dict[str, Any]) -> str:
-    parsed = Proposal.model_validate(proposal)
+def _one_line(update: dict[str, Any]) -> str:
+    parsed = proposal_of(update)
     return f"[{parsed.move}] {parsed.summary()}" if parsed.move else parsed.summary()
 
 

@@ -4,15 +4,20 @@ The Scientist's `Proposal` is a rationale plus a list of typed changes relative 
 experiment; `apply_changes` is their one meaning, shared by the heuristic Executor (which
 implements them) and the verifier (which checks that the Executor did). The Executor answers
 with an `Implementation`: a complete `PipelineSpec` and the repairs it made to get it to run.
+
+In the shared state both travel as plain JSON (`graph.state.ProposalData`, `ImplementationData`),
+which the checkpointer stores as is: `proposal_data`/`implementation_data` write them, and
+`proposal_of`/`implementation_of` are the only places that read them back into the models.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tandem.graph.state import ImplementationData, ProposalData
 from tandem.tools.spec import (
     AnySpec,
     Columns,
@@ -235,6 +240,36 @@ class Implementation(BaseModel):
     repairs: list[str] = Field(default_factory=list, description="what was changed beyond the proposal, and why")
     repaired_aspects: list[str] = Field(default_factory=list, description="spec aspects touched by repairs")
     error: str | None = None
+
+
+def proposal_data(proposal: Proposal) -> ProposalData:
+    """A proposal as the state stores it (plain JSON)."""
+    return cast(ProposalData, proposal.model_dump(mode="json"))
+
+
+def proposal_of(values: Mapping[str, Any]) -> Proposal:
+    """The proposal in the state (or in a node's update), typed: the one place it is parsed.
+
+    Raises `ValueError` when there is none (only the setup node runs before the first proposal).
+    """
+    data = values.get("proposal")
+    if data is None:
+        raise ValueError("the state holds no proposal: the Scientist has not proposed yet")
+    return Proposal.model_validate(data)
+
+
+def implementation_data(implementation: Implementation) -> ImplementationData:
+    """An implementation as the state stores it (plain JSON)."""
+    return cast(ImplementationData, implementation.model_dump(mode="json"))
+
+
+def implementation_of(values: Mapping[str, Any]) -> Implementation:
+    """The Executor's implementation in the state, typed: the one place it is parsed.
+
+    None (no Executor step yet) reads as an empty implementation: no spec, no repairs, no error.
+    """
+    data = values.get("implementation")
+    return Implementation() if data is None else Implementation.model_validate(data)
 
 
 def apply_changes(

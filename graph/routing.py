@@ -19,7 +19,8 @@ def after_scientist(state: TandemState) -> Literal["executor", "deliver", "revie
     """The Scientist may decide to deliver instead of proposing; a human may have to approve either."""
     if state.get("review_required"):
         return "review"
-    return "deliver" if (state.get("proposal") or {}).get("action") == "deliver" else "executor"
+    proposal = state.get("proposal")
+    return "deliver" if proposal is not None and proposal["action"] == "deliver" else "executor"
 
 
 def after_reward(state: TandemState) -> Literal["scientist", "deliver", "review"]:
@@ -32,7 +33,8 @@ def after_reward(state: TandemState) -> Literal["scientist", "deliver", "review"
 def after_review(state: TandemState) -> Literal["executor", "deliver", "scientist", "review"]:
     """Approved: carry on. Rejected: back to the Scientist, or ask again when no budget is left."""
     delivering = bool(state.get("stop_reason"))
-    if (state.get("review") or {}).get("approved"):
+    review = state.get("review")
+    if review is not None and review["approved"]:
         return "deliver" if delivering else "executor"
     return "review" if delivering else "scientist"
 

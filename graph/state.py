@@ -4,6 +4,12 @@ Only small, JSON-like values live here (the checkpointer stores every version of
 out-of-fold predictions and fitted models stay in the run folder, referenced by path and hash.
 The ledger and the reward events only ever grow (their reducer appends), which is what makes a
 resumed run end with exactly the entries of an uninterrupted one.
+
+Every payload an agent or a node hands to the next one has a TypedDict here: plain JSON at run
+time (what the checkpointer stores and Studio shows), a precise type for mypy and readers. The
+payloads that mirror a pydantic model (`ProposalData`, `ImplementationData`) are read back into
+the model in one place each, `graph.messages.proposal_of` and `implementation_of`; every ledger
+row is built by `new_record`.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing_extensions import TypedDict  # pydantic (LangGraph Studio's input fo
 
 AgentName = Literal["scientist", "executor"]
 Status = Literal["running", "delivered", "failed"]
+GateKind = Literal["proposal", "delivery"]
 
 
 class TaskInfo(TypedDict):
@@ -41,6 +48,58 @@ class TaskInfo(TypedDict):
 class TokenUsage(TypedDict):
     input: int
     output: int
+
+
+class ProposalData(TypedDict):
+    """The Scientist's proposal as the state holds it: `graph.messages.Proposal` dumped as JSON.
+
+    Read it back with `graph.messages.proposal_of` (the one place that parses it), which also
+    gives the changes their types.
+    """
+
+    action: Literal["experiment", "deliver"]
+    rationale: str
+    changes: list[dict[str, Any]]
+    base_experiment: int | None
+    move: str | None
+    failure: str | None
+
+
+class ImplementationData(TypedDict):
+    """The Executor's answer as the state holds it: `graph.messages.Implementation` dumped as JSON."""
+
+    spec: dict[str, Any] | None
+    repairs: list[str]
+    repaired_aspects: list[str]
+    error: str | None
+
+
+class EvaluationData(TypedDict):
+    """The environment's scores of a candidate: `tools.training.CandidateResult` as a plain dict."""
+
+    spec_hash: str
+    """Empty when no spec reached training."""
+    status: Literal["ok", "failed", "timeout"]
+    fold_scores: dict[str, list[float]]
+    cv: dict[str, float]
+    cv_std: dict[str, float]
+    fit_seconds: float
+    fitted_params: dict[str, Any]
+    """The parameters the fitted estimator really holds (the verifier compares them with the spec)."""
+    error: str | None
+
+
+class Verification(TypedDict):
+    """The verifier's verdict on one candidate (built only by `nodes.verifier.verdict`)."""
+
+    fidelity: float
+    """In [0, 1]: the share of the proposal done as asked, times the share of parameters really fitted."""
+    proposal_valid: bool
+    """False when the proposal itself could not be built: the Scientist's fault, the Executor is not judged."""
+    issues: list[str]
+    """Every reason fidelity is below 1, one line each."""
+    requested: int
+    """How many spec aspects the proposal asked to change."""
 
 
 class ExperimentRecord(TypedDict):
@@ -72,6 +131,63 @@ class ExperimentRecord(TypedDict):
     incumbent_after: int
 
 
+def new_record(
+    *,
+    id: int,
+    iteration: int,
+    proposal: str,
+    rationale: str,
+    spec: dict[str, Any] | None,
+    evaluation: EvaluationData,
+    primary_metric: str,
+    incumbent_after: int,
+    base_experiment: int | None = None,
+    move: str | None = None,
+    changes: list[dict[str, Any]] | None = None,
+    repairs: list[str] | None = None,
+    error: str | None = None,
+    gain: float | None = None,
+    significant: bool = False,
+    fidelity: float = 1.0,
+    verification: list[str] | None = None,
+    rewards: dict[str, float] | None = None,
+    tokens: dict[str, TokenUsage] | None = None,
+) -> ExperimentRecord:
+    """The one way to build a ledger row, for the baseline (setup) and every experiment (reward).
+
+    The scores, status, spec hash and fit time come from the candidate's evaluation, so the two
+    writers cannot map them differently; the defaults are what the baseline has (no base, no
+    changes, full fidelity, no rewards, no tokens). `error` is the Executor's, used only when the
+    evaluation has none of its own.
+    """
+    return ExperimentRecord(
+        id=id,
+        iteration=iteration,
+        base_experiment=base_experiment,
+        move=move,
+        proposal=proposal,
+        rationale=rationale,
+        changes=list(changes or []),
+        spec=spec,
+        spec_hash=evaluation["spec_hash"] or None,
+        repairs=list(repairs or []),
+        status=evaluation["status"],
+        error=evaluation["error"] or error,
+        cv=evaluation["cv"],
+        cv_std=evaluation["cv_std"],
+        fold_scores=evaluation["fold_scores"],
+        primary=evaluation["cv"].get(primary_metric),
+        gain=gain,
+        significant=significant,
+        fidelity=fidelity,
+        verification=list(verification or []),
+        rewards=dict(rewards) if rewards is not None else {"scientist": 0.0, "executor": 0.0},
+        tokens=dict(tokens or {}),
+        fit_seconds=float(evaluation["fit_seconds"]),
+        incumbent_after=incumbent_after,
+    )
+
+
 class RewardEvent(TypedDict):
     """What one agent earned for one experiment, with every part, so the total can be explained."""
 
@@ -86,7 +202,7 @@ class HumanFeedback(TypedDict):
 
     iteration: int
     """Experiments done when the human answered."""
-    kind: Literal["proposal", "delivery"]
+    kind: GateKind
     """What was rejected: a proposal before it was implemented, or the delivery."""
     proposal: str
     """The rejected proposal in one line (for a delivery, the Scientist's or the budget's reason)."""
@@ -94,6 +210,85 @@ class HumanFeedback(TypedDict):
     """The kind of idea rejected (the heuristic Scientist stops playing it)."""
     reason: str
     """What the human said; may be empty."""
+
+
+class ReviewAnswer(TypedDict):
+    """A human's answer at an approval gate."""
+
+    kind: GateKind
+    approved: bool
+    reason: str
+
+
+class ExperimentSummary(TypedDict):
+    """One experiment in the delivered summary: its CV scores and its single holdout score."""
+
+    experiment_id: int
+    proposal: str
+    spec_hash: str | None
+    spec: dict[str, Any] | None
+    cv: dict[str, float]
+    cv_std: dict[str, float]
+    holdout: dict[str, float]
+
+
+class SummaryTask(TypedDict):
+    """The task as summary.json shows it (`TaskInfo` without the CSV's hash)."""
+
+    csv_path: str
+    target: str
+    task_type: Literal["binary", "multiclass", "regression"]
+    metrics: list[str]
+    primary_metric: str
+    greater_is_better: bool
+    classes: list[Any]
+    positive_class: Any
+    n_rows: int
+    n_dev_rows: int
+    n_holdout_rows: int
+    folds: int
+    seed: int
+    holdout_source: str
+    notes: list[str]
+
+
+class AgentInfo(TypedDict):
+    kind: str
+    """heuristic or llm."""
+    model: str | None
+    """The chat model's name for an LLM agent."""
+
+
+class _RunSummaryAlways(TypedDict):
+    """The keys every summary has (`RunSummary` adds the optional ones)."""
+
+    run_id: str
+    status: Status
+    stop_reason: str
+    task: SummaryTask
+    iterations: int
+    incumbent: int
+    """The best experiment by mean CV score."""
+    selection: str
+    """Why the delivered experiment (`best`) was chosen; it may differ from `incumbent` on small data."""
+    experiments: int
+    seconds_spent: float
+    baseline: ExperimentSummary
+    best: ExperimentSummary
+    rewards: dict[str, float]
+    reward_parts: dict[str, dict[str, float]]
+    tokens: dict[str, TokenUsage]
+    feedback: list[HumanFeedback]
+    artifacts: dict[str, str]
+    agents: dict[str, AgentInfo]
+
+
+class RunSummary(_RunSummaryAlways, total=False):
+    """What the deliver node returns and writes as summary.json: the contract `tandem show`, the
+    benchmark and users rely on (built by `nodes.deliver.build_summary`)."""
+
+    cost_usd: dict[str, float | None]
+    """Dollars per role and in total, only when the run was given a price table."""
 
 
 def add_usage(left: dict[str, TokenUsage] | None, right: dict[str, TokenUsage] | None) -> dict[str, TokenUsage]:
@@ -142,13 +337,13 @@ class TandemState(TaskRequest, total=False):
     """The dataset profile (tools.profile.DatasetProfile as JSON)."""
     split_path: str
     """Where the holdout rows and the fold of every development row are stored."""
-    proposal: dict[str, Any] | None
-    """The Scientist's current proposal (graph.messages.Proposal as JSON)."""
-    implementation: dict[str, Any] | None
-    """The Executor's current implementation (graph.messages.Implementation as JSON)."""
-    evaluation: dict[str, Any] | None
-    """The environment's scores of the current candidate (tools.training.CandidateResult as JSON)."""
-    verification: dict[str, Any] | None
+    proposal: ProposalData | None
+    """The Scientist's current proposal (read it with graph.messages.proposal_of)."""
+    implementation: ImplementationData | None
+    """The Executor's current implementation (read it with graph.messages.implementation_of)."""
+    evaluation: EvaluationData | None
+    """The environment's scores of the current candidate."""
+    verification: Verification | None
     """The verifier's verdict on the current candidate: fidelity and the reasons for it."""
     step_tokens: dict[str, TokenUsage]
     """Tokens each agent spent on the current step (reset by each proposal)."""
@@ -168,11 +363,11 @@ class TandemState(TaskRequest, total=False):
     """Why the search stopped: the Scientist delivered, or which budget ran out."""
     status: Status
     """running, delivered or failed."""
-    delivered: dict[str, Any] | None
+    delivered: RunSummary | None
     """The delivered result: experiment, holdout scores of it and of the baseline, artifact paths."""
     review_required: bool
     """Set by the scientist and reward nodes from the run context: the next step needs a human's approval."""
-    review: dict[str, Any] | None
+    review: ReviewAnswer | None
     """The human's latest answer at an approval gate: kind, approved, reason (nodes/review.py)."""
     feedback: Annotated[list[HumanFeedback], operator.add]
     """Every rejection a human gave at an approval gate, in order; append-only."""

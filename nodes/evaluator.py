@@ -7,16 +7,17 @@ While the folds train, the node reports its progress on LangGraph's custom strea
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
 from tandem.graph.budget import seconds_left, timed
 from tandem.graph.context import RunContext, context_of
+from tandem.graph.messages import implementation_of
 from tandem.graph.persistence import RunFolder, dev_data, problem_of
-from tandem.graph.state import TandemState, TaskInfo
-from tandem.tools.spec import EnsembleSpec, PipelineSpec, parse_spec
+from tandem.graph.state import EvaluationData, TandemState, TaskInfo
+from tandem.tools.spec import EnsembleSpec, PipelineSpec
 from tandem.tools.training import CandidateResult, evaluate_spec
 
 
@@ -43,6 +44,11 @@ def evaluate_candidate(
     )
 
 
+def evaluation_data(result: CandidateResult) -> EvaluationData:
+    """A candidate's scores as the state stores them (a plain dict of the same fields)."""
+    return cast(EvaluationData, result.to_dict())
+
+
 def fold_progress() -> Callable[[int, int], None] | None:
     """A callback that puts fold progress on the graph's custom stream (None outside a graph run)."""
     try:
@@ -56,17 +62,17 @@ def fold_progress() -> Callable[[int, int], None] | None:
 def evaluator(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Score the implemented spec; a missing or broken spec is a failed experiment, not a crash."""
     context = context_of(runtime)
-    implementation = state["implementation"] or {}
-    if implementation.get("spec") is None:
-        failed = CandidateResult(spec_hash="", status="failed", error=implementation.get("error") or "no spec")
-        return {"evaluation": failed.to_dict()}
+    implementation = implementation_of(state)
+    if implementation.spec is None:
+        failed = CandidateResult(spec_hash="", status="failed", error=implementation.error or "no spec")
+        return {"evaluation": evaluation_data(failed)}
     limits = [x for x in (context.candidate_time_limit, seconds_left(state, context)) if x is not None]
     result = evaluate_candidate(
-        parse_spec(implementation["spec"]),
+        implementation.spec,
         state["task"],
         state["split_path"],
         RunFolder.of(state),
         context,
         time_limit=max(1.0, min(limits)) if limits else None,
     )
-    return {"evaluation": result.to_dict()}
+    return {"evaluation": evaluation_data(result)}

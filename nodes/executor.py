@@ -8,7 +8,7 @@ from langgraph.runtime import Runtime
 
 from tandem.graph.budget import timed
 from tandem.graph.context import RunContext, context_of
-from tandem.graph.messages import Implementation, Proposal, spec_resolver
+from tandem.graph.messages import Implementation, implementation_data, proposal_of, spec_resolver
 from tandem.graph.persistence import dev_data, problem_of
 from tandem.graph.state import TandemState
 from tandem.nodes.agents import ExecutorRequest, make_executor
@@ -20,17 +20,16 @@ from tandem.tools.training import dry_run
 def executor(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Implement the proposal against its base experiment; the dry run is the Executor's own tool."""
     context = context_of(runtime)
-    proposal = Proposal.model_validate(state["proposal"])
+    proposal = proposal_of(state)
     base_id = state["incumbent"] if proposal.base_experiment is None else proposal.base_experiment
     if proposal.failure is not None:  # nothing to implement: the Scientist's step failed
         failed = Implementation(error=f"no valid proposal: {proposal.failure}")
-        return {"implementation": failed.model_dump(mode="json")}
+        return {"implementation": implementation_data(failed)}
     resolve = spec_resolver(state.get("ledger", []))
     try:
         base_spec = resolve(base_id)
     except ValueError as exc:
-        implementation = Implementation(error=str(exc))
-        return {"implementation": implementation.model_dump(mode="json")}
+        return {"implementation": implementation_data(Implementation(error=str(exc)))}
     X, y, _ = dev_data(state["task"], state["split_path"])
     problem = problem_of(state["task"])
     request = ExecutorRequest(
@@ -40,12 +39,14 @@ def executor(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]
         base_spec=base_spec,
         resolve=resolve,
         columns=list(X.columns),
-        try_spec=lambda spec: dry_run(spec, X, y, problem),
+        try_spec=lambda spec: dry_run(
+            spec, X, y, problem, time_limit=context.candidate_time_limit, n_jobs=context.n_jobs
+        ),
         rewards=context.rewards,
     )
     reply = make_executor(context).implement(request)
     return {
-        "implementation": reply.value.model_dump(mode="json"),
+        "implementation": implementation_data(reply.value),
         "step_tokens": {**state.get("step_tokens", {}), "executor": reply.usage},
         "tokens": {"executor": reply.usage},
     }

@@ -22,11 +22,12 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
+from typing_extensions import TypedDict
 
 from tandem.graph.budget import budget_exhausted
 from tandem.graph.context import RunContext, context_of
-from tandem.graph.messages import Proposal
-from tandem.graph.state import HumanFeedback, TandemState
+from tandem.graph.messages import proposal_of
+from tandem.graph.state import GateKind, HumanFeedback, ReviewAnswer, TandemState
 
 APPROVE_WORDS = {"", "y", "yes", "ok", "approve", "approved", "accept", "true"}
 REJECT_WORDS = {"n", "no", "reject", "rejected", "false"}
@@ -52,40 +53,63 @@ def parse_reply(reply: Any) -> Verdict:
     return Verdict(approved=False, reason="" if text.lower() in REJECT_WORDS else text)
 
 
-def question(state: TandemState, context: RunContext) -> dict[str, Any]:
+class IncumbentScore(TypedDict):
+    """The experiment the human would keep by rejecting: its id and mean CV score."""
+
+    id: int
+    metric: str
+    cv: float | None
+
+
+class ApprovalQuestion(TypedDict):
+    """What the human is asked at a gate (the payload of `interrupt()`)."""
+
+    kind: GateKind
+    run_id: str | None
+    iteration: int
+    move: str | None
+    """The kind of idea proposed; None for a delivery."""
+    changes: list[str]
+    """The kinds of change proposed, in order."""
+    proposal: str
+    """The proposal in one line, or which experiment would be delivered."""
+    rationale: str
+    stop_reason: str | None
+    incumbent: IncumbentScore
+    can_continue: bool
+    """False when a budget is spent: a rejected delivery then asks again instead of going on."""
+    reply: str
+    """How to answer."""
+
+
+def question(state: TandemState, context: RunContext) -> ApprovalQuestion:
     """What the human is asked: plain JSON, shown by the CLI and in LangGraph Studio."""
     task, ledger = state["task"], state["ledger"]
     incumbent = ledger[state["incumbent"]]
-    proposal = state.get("proposal") or {}
     delivering = bool(state.get("stop_reason"))
     blocked = delivering and budget_exhausted(state, context) is not None
-    if delivering:
-        proposal = {}
-    return {
-        "kind": "delivery" if delivering else "proposal",
-        "run_id": state.get("run_id"),
-        "iteration": state.get("iteration", 0),
-        "move": proposal.get("move"),
-        "changes": [c.get("change") for c in proposal.get("changes", [])],
-        "proposal": _one_line(proposal) if proposal else f"deliver experiment #{incumbent['id']}",
-        "rationale": proposal.get("rationale") or state.get("stop_reason") or "",
-        "stop_reason": state.get("stop_reason"),
-        "incumbent": {"id": incumbent["id"], "metric": task["primary_metric"], "cv": incumbent["primary"]},
-        "can_continue": not blocked,
-        "reply": "True to approve; {'approve': False, 'reason': '...'} (or any text) to reject"
+    proposal = None if delivering or state.get("proposal") is None else proposal_of(state)
+    return ApprovalQuestion(
+        kind="delivery" if delivering else "proposal",
+        run_id=state.get("run_id"),
+        iteration=state.get("iteration", 0),
+        move=proposal.move if proposal else None,
+        changes=[c.change for c in proposal.changes] if proposal else [],
+        proposal=proposal.summary() if proposal else f"deliver experiment #{incumbent['id']}",
+        rationale=(proposal.rationale if proposal else "") or state.get("stop_reason") or "",
+        stop_reason=state.get("stop_reason"),
+        incumbent=IncumbentScore(id=incumbent["id"], metric=task["primary_metric"], cv=incumbent["primary"]),
+        can_continue=not blocked,
+        reply="True to approve; {'approve': False, 'reason': '...'} (or any text) to reject"
         + ("" if not blocked else "; the budget is spent, so a rejection asks again: raise the budget and resume"),
-    }
-
-
-def _one_line(proposal: dict[str, Any]) -> str:
-    return Proposal.model_validate(proposal).summary()
+    )
 
 
 def review(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Pause for the human's verdict; record a rejection where the Scientist reads it."""
     asked = question(state, context_of(runtime))
     verdict = parse_reply(interrupt(asked))
-    answer = {"kind": asked["kind"], "approved": verdict.approved, "reason": verdict.reason}
+    answer = ReviewAnswer(kind=asked["kind"], approved=verdict.approved, reason=verdict.reason)
     if verdict.approved:
         return {"review": answer}
     feedback = HumanFeedback(

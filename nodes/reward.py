@@ -13,11 +13,14 @@ from langgraph.runtime import Runtime
 
 from tandem.graph.budget import budget_exhausted, timed
 from tandem.graph.context import RunContext, context_of
-from tandem.graph.messages import Proposal
+from tandem.graph.messages import Implementation, implementation_data, proposal_of
 from tandem.graph.persistence import RunFolder, write_jsonl
 from tandem.graph.reward_rules import compare, executor_reward, scientist_reward, token_count
 from tandem.graph.routing import review_required
-from tandem.graph.state import ExperimentRecord, TandemState, TokenUsage
+from tandem.graph.state import TandemState, TokenUsage, new_record
+from tandem.nodes.evaluator import evaluation_data
+from tandem.nodes.verifier import verdict
+from tandem.tools.training import CandidateResult
 
 NO_TOKENS = TokenUsage(input=0, output=0)
 
@@ -28,33 +31,36 @@ def reward(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     context = context_of(runtime)
     task, ledger = state["task"], state["ledger"]
     metric = task["primary_metric"]
-    proposal = Proposal.model_validate(state["proposal"])
-    implementation = state["implementation"] or {}
-    evaluation = state["evaluation"] or {}
-    verification = state["verification"] or {}
+    proposal = proposal_of(state)
+    # a step that left nothing (only a state edited by hand can) reads as a failed, unfaithful one
+    implementation = state.get("implementation") or implementation_data(Implementation())
+    evaluation = state.get("evaluation") or evaluation_data(CandidateResult(spec_hash="", status="failed"))
+    verification = state.get("verification") or verdict(0.0, [])
     experiment_id = len(ledger)
     incumbent = ledger[state["incumbent"]]
-    ok = evaluation.get("status") == "ok"
+    ok = evaluation["status"] == "ok"
     comparison = (
         compare(metric, evaluation["fold_scores"][metric], incumbent["fold_scores"][metric], context.rewards)
         if ok
         else None
     )
     step_tokens = state.get("step_tokens", {})
-    common = {
-        "fidelity": float(verification.get("fidelity", 0.0)),
-        "comparison": comparison,
-        "failed": not ok,
-        "config": context.rewards,
-        "proposal_valid": bool(verification.get("proposal_valid", True)),
-    }
+    fidelity = float(verification["fidelity"])
     events = [
-        scientist_reward(experiment_id, tokens=token_count(step_tokens.get("scientist")), **common),  # type: ignore[arg-type]
-        executor_reward(experiment_id, tokens=token_count(step_tokens.get("executor")), **common),  # type: ignore[arg-type]
+        agent_reward(
+            experiment_id,
+            tokens=token_count(step_tokens.get(agent)),
+            fidelity=fidelity,
+            comparison=comparison,
+            failed=not ok,
+            config=context.rewards,
+            proposal_valid=verification["proposal_valid"],
+        )
+        for agent_reward, agent in ((scientist_reward, "scientist"), (executor_reward, "executor"))
     ]
     improved = comparison is not None and comparison.gain > 0
     new_incumbent = experiment_id if improved else state["incumbent"]
-    record = ExperimentRecord(
+    record = new_record(
         id=experiment_id,
         iteration=state.get("iteration", 0) + 1,
         base_experiment=proposal.base_experiment,
@@ -62,22 +68,17 @@ def reward(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         proposal=proposal.summary(),
         rationale=proposal.rationale,
         changes=[c.model_dump(mode="json") for c in proposal.changes],
-        spec=implementation.get("spec"),
-        spec_hash=evaluation.get("spec_hash") or None,
-        repairs=list(implementation.get("repairs", [])),
-        status=evaluation.get("status", "failed"),
-        error=evaluation.get("error") or implementation.get("error"),
-        cv=evaluation.get("cv", {}),
-        cv_std=evaluation.get("cv_std", {}),
-        fold_scores=evaluation.get("fold_scores", {}),
-        primary=evaluation.get("cv", {}).get(metric),
+        spec=implementation["spec"],
+        repairs=implementation["repairs"],
+        evaluation=evaluation,
+        primary_metric=metric,
+        error=implementation["error"],
         gain=comparison.gain if comparison else None,
         significant=bool(comparison and comparison.significant),
-        fidelity=common["fidelity"],  # type: ignore[typeddict-item]
-        verification=list(verification.get("issues", [])),
+        fidelity=fidelity,
+        verification=verification["issues"],
         rewards={e["agent"]: e["total"] for e in events},
         tokens={agent: step_tokens.get(agent, NO_TOKENS) for agent in ("scientist", "executor")},
-        fit_seconds=float(evaluation.get("fit_seconds", 0.0)),
         incumbent_after=new_incumbent,
     )
     folder = RunFolder.of(state)

@@ -8,6 +8,7 @@ from langgraph.runtime import Runtime
 
 from tandem.graph.budget import seconds_left, timed, tokens_left
 from tandem.graph.context import RunContext, context_of
+from tandem.graph.messages import proposal_data
 from tandem.graph.persistence import dev_data
 from tandem.graph.routing import review_required
 from tandem.graph.state import TandemState
@@ -39,7 +40,7 @@ def scientist(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any
     reply = make_scientist(context).propose(scientist_view(state, context))
     proposal = reply.value
     update: dict[str, Any] = {
-        "proposal": proposal.model_dump(mode="json"),
+        "proposal": proposal_data(proposal),
         "implementation": None,
         "evaluation": None,
         "verification": None,

@@ -15,12 +15,12 @@ from langgraph.runtime import Runtime
 from tandem.graph.budget import timed
 from tandem.graph.context import RunContext, context_of
 from tandem.graph.persistence import new_run_id, run_folder, write_json
-from tandem.graph.state import ExperimentRecord, TandemState, TaskInfo
-from tandem.nodes.evaluator import evaluate_candidate
+from tandem.graph.state import TandemState, TaskInfo, new_record
+from tandem.nodes.evaluator import evaluate_candidate, evaluation_data
 from tandem.tools.data import InputError, load_task, sha256_file
 from tandem.tools.metrics import METRICS
 from tandem.tools.profile import DatasetProfile, profile_dataset
-from tandem.tools.spec import Columns, ModelSpec, PipelineSpec, spec_hash
+from tandem.tools.spec import Columns, ModelSpec, PipelineSpec
 from tandem.tools.training import make_split
 
 LOW_CARDINALITY = 20
@@ -104,31 +104,15 @@ def setup(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     result = evaluate_candidate(spec, task, str(folder.split), folder, context, time_limit=None)
     if result.status != "ok":
         raise InputError(f"the baseline model could not be trained: {result.error}")
-    primary = result.cv[task["primary_metric"]]
-    baseline = ExperimentRecord(
+    baseline = new_record(
         id=0,
         iteration=0,
-        base_experiment=None,
         move="baseline",
         proposal="baseline: scaled linear model on the usable columns",
         rationale="A simple, strong-enough reference every candidate must beat.",
-        changes=[],
         spec=spec.model_dump(mode="json"),
-        spec_hash=spec_hash(spec),
-        repairs=[],
-        status="ok",
-        error=None,
-        cv=result.cv,
-        cv_std=result.cv_std,
-        fold_scores=result.fold_scores,
-        primary=primary,
-        gain=None,
-        significant=False,
-        fidelity=1.0,
-        verification=[],
-        rewards={"scientist": 0.0, "executor": 0.0},
-        tokens={},
-        fit_seconds=result.fit_seconds,
+        evaluation=evaluation_data(result),
+        primary_metric=task["primary_metric"],
         incumbent_after=0,
     )
     return {

@@ -17,8 +17,16 @@ from langgraph.runtime import Runtime
 
 from tandem.graph.budget import timed
 from tandem.graph.context import RunContext
-from tandem.graph.messages import Implementation, Proposal, SpecResolver, apply_changes, spec_resolver
-from tandem.graph.state import TandemState
+from tandem.graph.messages import (
+    Implementation,
+    Proposal,
+    SpecResolver,
+    apply_changes,
+    implementation_of,
+    proposal_of,
+    spec_resolver,
+)
+from tandem.graph.state import TandemState, Verification
 from tandem.tools.spec import (
     EnsembleSpec,
     PipelineSpec,
@@ -30,6 +38,24 @@ from tandem.tools.spec import (
 )
 
 REPAIRABLE = ("preprocessing.",)
+
+
+def verdict(fidelity: float, issues: list[str], *, proposal_valid: bool = True, requested: int = 0) -> Verification:
+    """The one way a verification is built: every outcome of `verify` and of the node goes through here."""
+    return Verification(
+        fidelity=round(fidelity, 6),
+        proposal_valid=proposal_valid,
+        issues=issues,
+        requested=requested,
+    )
+
+
+def invalid_proposal(reason: str) -> Verification:
+    """The verdict on a proposal that cannot be built (unknown column, family, experiment…).
+
+    That is the Scientist's fault, so the Executor is not judged on it: full fidelity.
+    """
+    return verdict(1.0, [reason], proposal_valid=False)
 
 
 def aspects(spec: PipelineSpec | EnsembleSpec) -> dict[str, Any]:
@@ -66,7 +92,7 @@ def verify(
     *,
     columns: list[str],
     task_type: str,
-) -> dict[str, Any]:
+) -> Verification:
     """Fidelity in [0, 1] = aspects done as asked / (aspects asked + unasked changes), times the
     share of spec parameters the fitted estimator really holds; with every reason listed.
 
@@ -74,16 +100,14 @@ def verify(
     `proposal_valid` is False and the Executor is not judged.
     """
     if proposal.failure is not None:
-        issues = [f"invalid proposal: {proposal.failure}"]
-        return {"fidelity": 1.0, "proposal_valid": False, "issues": issues, "requested": 0}
+        return invalid_proposal(f"invalid proposal: {proposal.failure}")
     try:
         expected = apply_changes(base, proposal.changes, resolve)
         check_against_data(expected, columns, task_type)
     except (SpecError, ValueError) as exc:
-        return {"fidelity": 1.0, "proposal_valid": False, "issues": [f"invalid proposal: {exc}"], "requested": 0}
+        return invalid_proposal(f"invalid proposal: {exc}")
     if implementation.spec is None:
-        issue = implementation.error or "no spec was produced"
-        return {"fidelity": 0.0, "proposal_valid": True, "issues": [issue], "requested": 0}
+        return verdict(0.0, [implementation.error or "no spec was produced"])
     actual = parse_spec(implementation.spec)
     before, want, got = aspects(base), aspects(expected), aspects(actual)
     requested = {k for k in want.keys() | before.keys() if want.get(k) != before.get(k)}
@@ -98,7 +122,7 @@ def verify(
     denominator = len(requested) + len(unasked)
     fidelity = done / denominator if denominator else 1.0
     fidelity *= _params_held(actual, fitted, issues)
-    return {"fidelity": round(fidelity, 6), "proposal_valid": True, "issues": issues, "requested": len(requested)}
+    return verdict(fidelity, issues, requested=len(requested))
 
 
 def _params_held(spec: PipelineSpec | EnsembleSpec, fitted: dict[str, Any] | None, issues: list[str]) -> float:
@@ -121,17 +145,17 @@ def _params_held(spec: PipelineSpec | EnsembleSpec, fitted: dict[str, Any] | Non
 @timed
 def verifier(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Score the Executor's fidelity to the proposal."""
-    proposal = Proposal.model_validate(state["proposal"])
-    implementation = Implementation.model_validate(state["implementation"])
+    proposal, implementation = proposal_of(state), implementation_of(state)
     resolve = spec_resolver(state.get("ledger", []))
     base_id = state["incumbent"] if proposal.base_experiment is None else proposal.base_experiment
     try:
         base = resolve(base_id)
     except ValueError as exc:
-        return {"verification": {"fidelity": 1.0, "proposal_valid": False, "issues": [str(exc)], "requested": 0}}
-    fitted = (state.get("evaluation") or {}).get("fitted_params")
+        return {"verification": invalid_proposal(str(exc))}
+    evaluation = state.get("evaluation")
+    fitted = evaluation["fitted_params"] if evaluation else None
     columns = [c["name"] for c in state["profile"]["columns"]]
-    verdict = verify(
+    result = verify(
         base, proposal, implementation, fitted, resolve, columns=columns, task_type=state["task"]["task_type"]
     )
-    return {"verification": verdict}
+    return {"verification": result}

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,7 @@ from tandem.graph.messages import (
     UseColumns,
     apply_changes,
 )
+from tandem.graph.state import EvaluationData, new_record
 from tandem.nodes.agents.base import ExecutorRequest, ScientistView
 from tandem.nodes.agents.heuristic_executor import HeuristicExecutor
 from tandem.nodes.agents.heuristic_scientist import HeuristicScientist
@@ -96,37 +97,34 @@ class Run:
         *,
         primary: float,
         significant: bool = False,
-        status: str = "ok",
+        status: Literal["ok", "failed", "timeout"] = "ok",
         move: str | None = None,
     ) -> int:
         exp_id = len(self.ledger)
+        evaluation = EvaluationData(
+            spec_hash=spec_hash(spec),
+            status=status,
+            fold_scores={},
+            cv={self.task["primary_metric"]: primary} if status == "ok" else {},
+            cv_std={},
+            fit_seconds=0.1,
+            fitted_params={},
+            error=None,
+        )
         self.ledger.append(
-            {
-                "id": exp_id,
-                "iteration": exp_id,
-                "base_experiment": None,
-                "move": move,
-                "proposal": "",
-                "rationale": "",
-                "changes": [],
-                "spec": spec.model_dump(mode="json"),
-                "spec_hash": spec_hash(spec),
-                "repairs": [],
-                "status": status,
-                "error": None,
-                "cv": {self.task["primary_metric"]: primary} if status == "ok" else {},
-                "cv_std": {},
-                "fold_scores": {},
-                "primary": primary if status == "ok" else None,
-                "gain": None,
-                "significant": significant,
-                "fidelity": 1.0,
-                "verification": [],
-                "rewards": {},
-                "tokens": {},
-                "fit_seconds": 0.1,
-                "incumbent_after": self.incumbent,
-            }
+            new_record(
+                id=exp_id,
+                iteration=exp_id,
+                move=move,
+                proposal="",
+                rationale="",
+                spec=spec.model_dump(mode="json"),
+                evaluation=evaluation,
+                primary_metric=self.task["primary_metric"],
+                significant=significant,
+                rewards={},
+                incumbent_after=self.incumbent,
+            )
         )
         if significant:
             self.incumbent = exp_id
