@@ -65,7 +65,10 @@ def aspects(spec: PipelineSpec | EnsembleSpec) -> dict[str, Any]:
             "kind": "ensemble",
             "ensemble.method": spec.method,
             "ensemble.members": sorted(spec_hash(m) for m in spec.members),
-            "ensemble.weights": list(spec.weights) if spec.weights else None,
+            # each weight with the member it weighs: equal weights on swapped members are another blend
+            "ensemble.weights": (
+                sorted(zip((spec_hash(m) for m in spec.members), spec.weights, strict=True)) if spec.weights else None
+            ),
         }
     out: dict[str, Any] = {"kind": "pipeline", "model.family": spec.model.family}
     for role in ("numeric", "categorical", "high_cardinality"):
