@@ -7,6 +7,7 @@ checkpointed by LangGraph; it is kept in `run.json` and passed again on every ca
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -290,6 +291,38 @@ def predict_csv(run_id: str, csv_path: str | Path, runs_dir: str | Path | None =
         for i, label in enumerate(model.classes_):
             out[f"proba_{label}"] = proba[:, i]
     return out
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a CSV cell as a formula (OWASP, "CSV Injection")."""
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy in which text cells and headers that a spreadsheet would run as formulas start with `'`.
+
+    Predicted labels are the training file's category values, chosen by whoever wrote that file,
+    so `=HYPERLINK(...)` must arrive as text. Only text is touched: a number column, negative
+    values included, stays numeric. `predict_csv` returns the raw values; this is for files.
+    """
+    out = frame.rename(columns=lambda name: _inert(name) if isinstance(name, str) else name)
+    for name in out.columns:
+        column = out[name]
+        if not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column)):
+            out[name] = column.astype(object).map(_inert)
+    return out
+
+
+def _inert(value: Any) -> Any:
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
+def write_predictions(predictions: pd.DataFrame, destination: Any) -> None:
+    """Predictions as CSV (a path or an open text file), safe to open in a spreadsheet.
+
+    Text cells are always quoted: pandas leaves a lone carriage return unquoted, which readers
+    take for the end of a row.
+    """
+    spreadsheet_safe(predictions).to_csv(destination, index=False, quoting=csv.QUOTE_NONNUMERIC)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tandem.api import list_runs, load_summary, predict_csv, resume_run, run_task
+from tandem.api import list_runs, load_summary, predict_csv, resume_run, run_task, write_predictions
 from tandem.benchmarks.cli import add_bench_commands, cmd_bench, cmd_leaderboard, cmd_league
 from tandem.cli_history import COMMANDS as HISTORY_COMMANDS
 from tandem.cli_history import add_history_commands
@@ -28,7 +28,7 @@ from tandem.cli_options import (
 )
 from tandem.graph.context import RunContext, default_runs_dir
 from tandem.graph.persistence import new_run_id
-from tandem.live import make_display, plain_number
+from tandem.live import make_display, plain_number, shown
 from tandem.tools.chat import ProviderStop
 from tandem.tools.data import InputError
 
@@ -149,7 +149,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     for part in ("cv", "holdout"):
         for m in task["metrics"]:
             print(f"{part + ' ' + m:22}{plain_number(base[part].get(m)):>14}{plain_number(best[part].get(m)):>14}")
-    print(f"delivered: {best['proposal']}")
+    print(f"delivered: {shown(best['proposal'])}")
     print(f"rewards: {summary['rewards']}; tokens: {summary['tokens']}")
     print(f"report: {summary['artifacts']['report']}")
     return 0
@@ -158,10 +158,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     predictions = predict_csv(args.run_id, args.csv, args.runs_dir)
     if args.output:
-        predictions.to_csv(args.output, index=False)
+        write_predictions(predictions, args.output)
         print(f"wrote {len(predictions)} predictions to {args.output}")
     else:
-        predictions.to_csv(sys.stdout, index=False)
+        write_predictions(predictions, sys.stdout)
     return 0
 
 

@@ -6,6 +6,10 @@ left, the node at work, the current proposal in one line, the candidate's score 
 incumbent, the rewards, and a bar for the training folds; the plain step lines scroll above it.
 Anywhere else (CI logs, pipes, `--plain`) the run prints exactly the plain `Progress` lines.
 
+Text from the data, the training errors and the chat models (a proposal, its rationale, an
+error quoting a cell) reaches the terminal through `shown`: control characters and escape
+sequences are printed as visible escapes, never interpreted, and cannot start a fake line.
+
 Approval gates (`--approve`) ask at the terminal. Without an interactive standard input the CLI
 refuses `--approve` up front, rather than hang or approve on the user's behalf; from Python or
 Studio the gates are answered with `Command(resume=...)`.
@@ -13,6 +17,7 @@ Studio the gates are answered with `Command(resume=...)`.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -68,7 +73,7 @@ class RunMonitor:
             self.metric = update["task"]["primary_metric"]
             self.incumbent = (0, update["ledger"][0]["primary"])
         elif node == "scientist" and update.get("proposal"):
-            self.proposal = _one_line(update)
+            self.proposal = shown(_one_line(update))
             self.candidate = ""
         elif node == "evaluator":
             self.candidate = self._candidate(update.get("evaluation") or {})
@@ -98,7 +103,7 @@ class RunMonitor:
 
     def _candidate(self, evaluation: dict[str, Any]) -> str:
         if evaluation.get("status") != "ok":
-            return f"{evaluation.get('status', 'failed')}: {evaluation.get('error') or ''}"[:120]
+            return shown(f"{evaluation.get('status', 'failed')}: {evaluation.get('error') or ''}"[:120])
         score = evaluation["cv"].get(self.metric)
         spread = evaluation["cv_std"].get(self.metric)
         text = f"CV {self.metric} {plain_number(score)} ± {plain_number(spread)}"
@@ -133,6 +138,21 @@ def plain_number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else "–"
 
 
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""C0 and C1 controls (ESC starts every escape sequence; CR and newline rewrite lines) and the
+bidirectional marks that reorder what a line appears to say."""
+
+
+def shown(text: Any) -> str:
+    """Untrusted text for the terminal, on one line: unsafe characters as visible `\\x1b`-style escapes."""
+    return _UNSAFE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", str(text))
+
+
+def terminal_lines(text: str) -> str:
+    """Lines tandem composed, printed as they are except that no character in them can act on the terminal."""
+    return "\n".join(shown(line) for line in text.split("\n"))
+
+
 def ask(question: dict[str, Any], read: Reader = input, out: TextIO | None = None) -> Any:
     """Ask a human at the terminal for an approval gate's reply (see nodes/review.py).
 
@@ -143,7 +163,7 @@ def ask(question: dict[str, Any], read: Reader = input, out: TextIO | None = Non
     incumbent = question["incumbent"]
     print(
         f"\n== approval needed: {kind} (after {question['iteration']} experiments) ==\n"
-        f"  {question['proposal']}\n  why: {question['rationale']}\n"
+        f"  {shown(question['proposal'])}\n  why: {shown(question['rationale'])}\n"
         f"  incumbent: #{incumbent['id']} CV {incumbent['metric']} {plain_number(incumbent['cv'])}",
         file=out,
         flush=True,
@@ -187,28 +207,28 @@ class Progress:
     def __call__(self, node: str, update: dict[str, Any]) -> None:
         line = self.describe(node, update)
         if line:
-            print(line, file=self.stream or sys.stdout, flush=True)
+            print(terminal_lines(line), file=self.stream or sys.stdout, flush=True)
 
     def describe(self, node: str, update: dict[str, Any]) -> str | None:
         if node == "setup":
             task = update["task"]
             self.metric = task["primary_metric"]
             base = update["ledger"][0]
-            notes = "".join(f"\n  note: {n}" for n in task["notes"])
+            notes = "".join(f"\n  note: {shown(n)}" for n in task["notes"])
             return (
                 f"[setup] {task['task_type']} task on {task['target']!r}: {task['n_dev_rows']} dev rows "
                 f"({task['folds']} folds), {task['n_holdout_rows']} holdout rows; run folder {update['run_dir']}"
                 f"{notes}\n[#0 baseline] CV {self.metric} {base['primary']:.4f} ± {base['cv_std'][self.metric]:.4f}"
             )
         if node == "scientist" and update.get("proposal", {}).get("action") == "deliver":
-            return f"[scientist] {update['proposal']['rationale']}"
+            return f"[scientist] {shown(update['proposal']['rationale'])}"
         if node == "reward":
             (record,) = update["ledger"]
             metric = self.metric or next(iter(record["cv"]), "")
             score = (
                 f"CV {metric} {record['primary']:.4f}"
                 if record["primary"] is not None
-                else f"{record['status']}: {record['error']}"
+                else f"{record['status']}: {shown(record['error'])}"
             )
             flag = " *significant*" if record["significant"] else ""
             best = (
@@ -220,7 +240,7 @@ class Progress:
             used = {a: u["input"] + u["output"] for a, u in record.get("tokens", {}).items()}
             tokens = f"; tokens S {used.get('scientist', 0)} E {used.get('executor', 0)}" if any(used.values()) else ""
             return (
-                f"[#{record['id']} {record['move'] or ''}] {record['proposal'][:100]}\n"
+                f"[#{record['id']} {shown(record['move'] or '')}] {shown(record['proposal'][:100])}\n"
                 f"    {score}{flag}{best}; fidelity {record['fidelity']:.2f}; "
                 f"reward S {rewards['scientist']:+.4f} E {rewards['executor']:+.4f}{tokens}"
             )
@@ -294,7 +314,7 @@ class LiveDisplay(PlainDisplay):
         self.monitor.on_update(node, update)
         line = self.lines.describe(node, update)
         if line:
-            self.console.print(line, markup=False, highlight=False)
+            self.console.print(terminal_lines(line), markup=False, highlight=False)
 
     @property
     def event_handler(self) -> Callable[[str, dict[str, Any]], None] | None:

@@ -274,12 +274,22 @@ __all__ = [
 
 
 def dry_run(
-    spec: PipelineSpec | EnsembleSpec, X: pd.DataFrame, y: pd.Series, problem: Problem, n_rows: int = 400
+    spec: PipelineSpec | EnsembleSpec,
+    X: pd.DataFrame,
+    y: pd.Series,
+    problem: Problem,
+    n_rows: int = 400,
+    *,
+    time_limit: float | None = None,
+    n_jobs: int = 2,
 ) -> str | None:
     """Fit a spec on a small sample of every class and predict; return the error, or None if it runs.
 
     This is the Executor's tool for checking its work before the environment spends a full
-    cross-validation on it.
+    cross-validation on it. With `time_limit` (the run's candidate time limit) the fit runs in a
+    joblib worker process that is stopped when the limit passes, as a candidate's folds are: an
+    agent's spec (a chat model may ask for 5,000 boosting rounds) cannot hold a step forever.
+    The pool has `n_jobs` workers, at least 2, so it is the one cross-validation reuses.
     """
     shuffled = y.iloc[np.random.default_rng(problem.seed).permutation(len(y))]
     if problem.task_type == "regression":
@@ -287,11 +297,24 @@ def dry_run(
     else:
         per_class = max(10, n_rows // max(1, len(problem.classes)))
         sample = shuffled.groupby(shuffled, observed=True).head(per_class).index
+    if time_limit is None:
+        return _dry_fit(spec, X.loc[sample], y.loc[sample], problem)
     try:
-        model = fit_final(spec, X.loc[sample], y.loc[sample], problem)
+        parallel = joblib.Parallel(n_jobs=max(2, n_jobs), timeout=max(1.0, time_limit))
+        (error,) = parallel([joblib.delayed(_dry_fit)(spec, X.loc[sample], y.loc[sample], problem)])
+    except (TimeoutError, multiprocessing.TimeoutError):
+        return f"TimeoutError: the dry run on {len(sample)} rows exceeded the candidate time limit ({time_limit:g} s)"
+    except Exception as exc:  # the worker could not start or died: still an answer, not a crash
+        return short_error(exc)
+    return None if error is None else str(error)
+
+
+def _dry_fit(spec: PipelineSpec | EnsembleSpec, X: pd.DataFrame, y: pd.Series, problem: Problem) -> str | None:
+    try:
+        model = fit_final(spec, X, y, problem)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            predict(model, X.loc[sample[:50]], problem.task_type, problem.classes, problem.positive_class)
+            predict(model, X.iloc[:50], problem.task_type, problem.classes, problem.positive_class)
     except Exception as exc:  # the point is to report any failure as text
         return short_error(exc)
     return None

@@ -69,7 +69,7 @@ class SpecChecker:
         except SpecError as exc:
             return f"error: the spec is invalid: {exc}"
         error = self.run(spec)
-        return "ok: the spec runs" if error is None else f"error: the spec fails: {error}"
+        return "ok: the spec runs" if error is None else f"error: the spec fails: {prompts.quoted(error)}"
 
 
 class LLMExecutor:
@@ -154,5 +154,5 @@ def validate_implementation(text: str, checker: SpecChecker) -> Implementation:
     error = checker.run(spec)
     if error is not None:
         salvage = implementation.model_copy(update={"error": error})
-        raise InvalidAnswer(f"the spec does not run: {error}", salvage=salvage)
+        raise InvalidAnswer(f"the spec does not run: {prompts.quoted(error)}", salvage=salvage)
     return implementation

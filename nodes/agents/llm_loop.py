@@ -23,6 +23,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from pydantic import BaseModel, ValidationError
 
 from tandem.graph.state import TokenUsage
+from tandem.nodes.agents.prompts import quoted
 from tandem.tools.chat import ProviderStop, invoke, redact
 from tandem.tools.tokens import count_prompt_tokens, count_tokens, message_text
 
@@ -222,7 +223,7 @@ def _run_tool(tool: Tool, args: Any) -> str:
     try:
         return tool.run(parsed)
     except Exception as exc:  # a tool failure is an answer for the model, never a crash of the run
-        return f"error: {str(exc)[:500]}"
+        return f"error: {quoted(exc, 500)}"  # tool errors can quote data (a column, a cell)
 
 
 def repair_request(problem: str) -> str:

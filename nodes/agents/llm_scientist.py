@@ -161,6 +161,7 @@ class AnalysisTools:
         )
         record: dict[str, Any] = {k: r[k] for k in keys}  # type: ignore[literal-required]
         record["rationale"] = clip(r["rationale"], 300)
+        record["error"] = clip(r["error"], 300) if r["error"] else None  # JSON-quoted by _out; can quote cells
         record["verification"] = r["verification"][:5]
         return self._out(record)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from tandem.graph.state import ExperimentRecord
 from tandem.nodes.agents.base import ScientistView
+from tandem.nodes.agents.prompts import quoted
 from tandem.tools.analysis import clip
 
 
@@ -91,7 +92,7 @@ def _line(record: ExperimentRecord, metric: str, limits: MemoryLimits) -> str:
 def _failure(record: ExperimentRecord, view: ScientistView) -> str:
     """Why an experiment failed or was not judged, or '' when it did not fail."""
     if record["status"] != "ok":
-        return f"failed: {record['error'] or 'no reason given'}"
+        return f"failed: {quoted(record['error'], 120)}" if record["error"] else "failed: no reason given"
     issues = record["verification"]
     if issues and issues[0].startswith("invalid proposal"):
         return issues[0]
