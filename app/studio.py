@@ -37,7 +37,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tandem.graph.assembly import TandemGraph, build_graph
-from tandem.graph.context import RunContext, default_runs_dir
+from tandem.graph.context import RunContext
 from tandem.tools.tokens import load_prices
 
 STUDIO_ORIGIN = "https://smith.langchain.com"
@@ -57,9 +57,24 @@ LOOPBACK_ROOT = "/noauth"
 """The ASGI root path of LangGraph's in-process client (`get_client()` with no URL): not a network request."""
 
 
+SERVER_DIR = Path.cwd()
+"""The server's working directory, read once when it loads the graph. The context is built on the
+server's event loop, where `langgraph dev` refuses blocking calls (`os.getcwd` among them), so its
+defaults are computed from this without touching the disk."""
+
+
+def _on_server(path: str) -> str:
+    return os.path.normpath(os.path.join(SERVER_DIR, os.path.expanduser(path)))
+
+
+def server_runs_dir() -> str:
+    """`$TANDEM_RUNS_DIR`, else `./runs` of the server's working directory."""
+    return _on_server(os.environ.get("TANDEM_RUNS_DIR") or "runs")
+
+
 def server_data_dir() -> str:
     """`$TANDEM_DATA_DIR`, else `./data` of the server's working directory."""
-    return str(Path(os.environ.get(DATA_DIR_ENV) or "data").resolve())
+    return _on_server(os.environ.get(DATA_DIR_ENV) or "data")
 
 
 def _env_model(name: str) -> Any:
@@ -83,7 +98,7 @@ class ServerContext(RunContext):
     request says. `base_url` stays None, which means `$OPENAI_BASE_URL` (else OpenAI).
     """
 
-    runs_dir: str = field(init=False, default_factory=default_runs_dir)
+    runs_dir: str = field(init=False, default_factory=server_runs_dir)
     data_dir: str | None = field(init=False, default_factory=server_data_dir)
     base_url: str | None = field(init=False, default=None)
     model: str = field(init=False, default_factory=_env_model("model"))

@@ -24,6 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -119,26 +120,23 @@ def hostile() -> Iterator[Listener]:
     listener.close()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, chat: OpenAIStub, hostile: Listener) -> Iterator[tuple[str, Path]]:
-    home = tmp_path_factory.mktemp("studio")
-    port = free_port()
-    log = (home / "server.log").open("w")
+@contextmanager
+def serving(command: list[str], cwd: Path, port: int, log_path: Path, env: dict[str, str]) -> Iterator[str]:
+    """Start a server process, wait for `/ok`, yield its address; stop it with Ctrl-C as a user does."""
+    log = log_path.open("w")
     process = subprocess.Popen(
-        # -o: the venv is already installed; BIN: the interpreter running the tests
-        [*MAKE_STUDIO, f"BIN={BIN}", f"STUDIO_PORT={port}", f"STUDIO_HOME={home}"],
-        cwd=ROOT,
+        command,
+        cwd=cwd,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, so the server and make stop together
-        env={k: v for k, v in os.environ.items() if not k.startswith(SERVER_ENV)}
-        | {"OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": chat.base_url, "TANDEM_MODEL": SERVER_MODEL},
+        env={k: v for k, v in os.environ.items() if not k.startswith(SERVER_ENV)} | env,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
         while True:
-            assert process.poll() is None, (home / "server.log").read_text()
+            assert process.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "the server did not come up"
             try:
                 with urllib.request.urlopen(f"{url}/ok", timeout=2) as response:
@@ -146,15 +144,26 @@ def server(tmp_path_factory: pytest.TempPathFactory, chat: OpenAIStub, hostile: 
                         break
             except OSError:
                 time.sleep(0.5)
-        yield url, home
+        yield url
     finally:
-        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C, as a user stops `make studio`
+        os.killpg(process.pid, signal.SIGINT)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, chat: OpenAIStub, hostile: Listener) -> Iterator[tuple[str, Path]]:
+    home = tmp_path_factory.mktemp("studio")
+    port = free_port()
+    # -o: the venv is already installed; BIN: the interpreter running the tests
+    command = [*MAKE_STUDIO, f"BIN={BIN}", f"STUDIO_PORT={port}", f"STUDIO_HOME={home}"]
+    env = {"OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": chat.base_url, "TANDEM_MODEL": SERVER_MODEL}
+    with serving(command, ROOT, port, home / "server.log", env) as url:
+        yield url, home
 
 
 def stream(client: Any, thread_id: str, **kwargs: Any) -> list[tuple[str, Any]]:
@@ -192,8 +201,7 @@ def test_studio_runs_the_graph_offline_from_its_input_form(
     values = state["values"]
     assert values["status"] == "delivered" and len(values["ledger"]) == 3 and state["next"] == []
     assert values["task"]["metrics"] == ["f1_macro", "accuracy"]
-    run_dir = Path(values["run_dir"])
-    assert run_dir == home / "runs" / "s1"  # outside the source tree, where `make studio` puts runs
+    run_dir = home / "runs" / "s1"  # outside the source tree, where `make studio` puts runs
     assert (run_dir / "report.html").exists() and (run_dir / "model.joblib").exists()
     # the server keeps its own state in STUDIO_HOME and leaves the source tree as it found it
     assert (home / ".langgraph_api").is_dir()
@@ -310,7 +318,7 @@ def test_a_request_cannot_choose_the_key_s_endpoint_the_model_or_the_folders(
     assert "__error__" not in result, result
     values = client.threads.get_state(thread)["values"]
     assert values["status"] == "delivered"
-    assert Path(values["run_dir"]) == home / "runs" / "guarded"  # the server's runs dir, not the request's
+    assert (home / "runs" / "guarded" / "summary.json").exists()  # the server's runs dir, not the request's
     assert chat.calls(SERVER_MODEL) >= 1  # the server's model on the server's endpoint, with its key
     assert hostile.received == []
     assert not elsewhere.exists()
@@ -390,3 +398,29 @@ def test_server_context_takes_paths_endpoint_and_models_from_the_environment(
     assert refusal(scope("127.0.0.1:2024", origin="null"), origins, hosts) is not None  # sandboxed frames, file://
     assert (refusal(scope("127.0.0.1:2024", **form_body), origins, hosts) or (0,))[0] == 415
     assert refusal(scope("127.0.0.1.evil.example"), origins, hosts) is not None
+
+
+def test_plain_langgraph_dev_confines_runs_to_its_working_directory(tmp_path: Path, penguins: Path) -> None:
+    """`langgraph dev` as LangGraph's docs teach: run where langgraph.json is, no tandem variables set."""
+    from langgraph_sdk import get_sync_client
+
+    (tmp_path / "langgraph.json").write_text((ROOT / "langgraph.json").read_text())
+    (tmp_path / "data").mkdir()
+    shutil.copy(penguins, tmp_path / "data" / "penguins.csv")
+    port = free_port()
+    command = [str(BIN / "langgraph"), "dev", "--port", str(port), "--no-browser", "--no-reload"]
+    quiet = {"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGGRAPH_NO_VERSION_CHECK": "true", "LANGSMITH_TRACING": "false"}
+    with serving(command, tmp_path, port, tmp_path.parent / "plain.log", quiet) as url:
+        foreign = {"Content-Type": "application/json", "Origin": "https://evil.example"}
+        assert http(url, "POST", "/threads", b"{}", **foreign)[0] == 403
+        client = get_sync_client(url=url)
+        outcomes = {}
+        for csv_path in ("data/penguins.csv", str(penguins)):  # ./data is the data folder; examples/ is not
+            thread = client.threads.create()["thread_id"]
+            request = {"csv_path": csv_path, "target": "species", "run_id": "plain"}
+            outcomes[csv_path] = client.runs.wait(
+                thread, "tandem", input=request, context={"max_iters": 1, "n_jobs": 1}, raise_error=False
+            )
+    assert "__error__" not in outcomes["data/penguins.csv"], outcomes
+    assert "outside the data folder" in outcomes[str(penguins)]["__error__"]["message"]
+    assert (tmp_path / "runs" / "plain" / "summary.json").exists()
