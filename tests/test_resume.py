@@ -1,122 +1,134 @@
-"""Crash safety: a run killed at any moment resumes to the same ledger as an uninterrupted one."""
+"""Crash safety: a run killed at any moment resumes to exactly the run an uninterrupted one makes.
+
+"Exactly" means the whole ledger (every field but the fit time: spec, scores of every fold,
+gain, significance, fidelity, the verifier's issues, rewards, tokens, the incumbent after each
+step), every reward event in `rewards.jsonl`, and the summary (best model, holdout scores of it
+and of the baseline, reward totals, stop reason), all against a run with the same seed.
+
+Kill points land where they say, provably: the run is started with the test hook of
+`tandem.tools.pause_points` (`TANDEM_TEST_PAUSE_AT`), which makes the process write a marker
+and wait at that point — inside a fold fit, inside a checkpoint commit, inside delivery. The
+test waits for the marker, checks the process is the one paused and still running, and kills
+it with SIGKILL. Runs use one job (`--n-jobs 1`) so fold fits happen in the run's own process
+and the N-th fold fit is the same one every time.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
+import sqlite3
 import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from crash import assert_same_run, check_reference, kill_when_paused, lines_in, outcome, spawn, wait_until
 
 from tandem.api import resume_run, run_task
 from tandem.graph.context import RunContext
 
-ROOT = Path(__file__).resolve().parents[1]
 ITERS = 5
 
 
-def ledger(run_dir: Path) -> list[tuple[str | None, str, float | None]]:
-    rows = [json.loads(line) for line in (run_dir / "experiments.jsonl").read_text().splitlines()]
-    return [(r["spec_hash"], r["status"], None if r["primary"] is None else round(r["primary"], 10)) for r in rows]
-
-
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory, titanic: Path) -> list[tuple[str | None, str, float | None]]:
+def reference(tmp_path_factory: pytest.TempPathFactory, penguins: Path) -> dict[str, Any]:
     runs = tmp_path_factory.mktemp("reference")
-    run_task(titanic, "Survived", run_id="ref", context=RunContext(runs_dir=str(runs), max_iters=ITERS))
-    return ledger(runs / "ref")
+    run_task(penguins, "species", run_id="ref", context=RunContext(runs_dir=str(runs), max_iters=ITERS, n_jobs=1))
+    ref = outcome(runs / "ref")
+    check_reference(ref, ITERS + 1)
+    return ref
 
 
-def start(titanic: Path, runs: Path, run_id: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tandem.cli",
-            "run",
-            str(titanic),
-            "--target",
-            "Survived",
-            "--max-iters",
-            str(ITERS),
-            "--runs-dir",
-            str(runs),
-            "--run-id",
-            run_id,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def start(penguins: Path, runs: Path, run_id: str, pause: str | None = None) -> subprocess.Popen[bytes]:
+    """`tandem run` in a child process; with `pause`, the child stops at that point."""
+    runs.mkdir(parents=True, exist_ok=True)
+    argv = ["run", str(penguins), "--target", "species", "--max-iters", str(ITERS), "--n-jobs", "1"]
+    argv += ["--runs-dir", str(runs), "--run-id", run_id]
+    return spawn(argv, runs.parent / f"{run_id}.log", pause, runs.parent / f"{run_id}.paused.json")
 
 
-def wait_until(condition: Callable[[], bool], process: subprocess.Popen[str], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert process.poll() is None, f"run ended before the kill point: {process.communicate()}"
-        assert time.monotonic() < deadline, "kill point never reached"
-        time.sleep(0.05)
+def kill_at(process: subprocess.Popen[bytes], runs: Path, run_id: str, point: str) -> None:
+    kill_when_paused(process, runs.parent / f"{run_id}.paused.json", runs.parent / f"{run_id}.log", point)
 
 
-def lines_in(path: Path) -> int:
-    return len(path.read_text().splitlines()) if path.exists() else 0
+def cached(run_dir: Path) -> dict[str, int]:
+    """Fold-score cache entries and their modification times."""
+    cache = run_dir / "cache"
+    return {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json")} if cache.exists() else {}
 
 
-KILL_POINTS: dict[str, Callable[[Path], bool]] = {
-    "during setup": lambda run: (run / "run.json").exists(),
-    "during training": lambda run: (
-        lines_in(run / "experiments.jsonl") >= 2 and len(list((run / "cache").glob("*.json"))) >= 2
-    ),
-    "between nodes": lambda run: lines_in(run / "experiments.jsonl") >= 3,
-    "during delivery": lambda run: (run / "model.joblib").exists() or (run / "model.tmp").exists(),
+def in_the_baselines_cross_validation(run: Path) -> None:
+    """Fold fits 1–5 are the baseline's, inside setup: nothing is in the ledger or the cache yet."""
+    assert (run / "run.json").exists() and not (run / "experiments.jsonl").exists()
+    assert cached(run) == {}
+
+
+def in_the_second_experiments_cross_validation(run: Path) -> None:
+    """Fold fits 11–15 are experiment #2's: the baseline and #1 are done, #2 is not."""
+    assert lines_in(run / "experiments.jsonl") == 2
+    assert len(cached(run)) == 2
+
+
+def in_a_checkpoint_commit(run: Path) -> None:
+    """Half-way through the run's ~57 commits; the database the kill left is sound."""
+    assert 1 <= lines_in(run / "experiments.jsonl") <= ITERS
+    with sqlite3.connect(run / "checkpoints.sqlite") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def in_delivery(run: Path) -> None:
+    """The model file is written, the summary is not."""
+    assert (run / "model.joblib").exists() and not (run / "summary.json").exists()
+    assert lines_in(run / "experiments.jsonl") == ITERS + 1
+
+
+# kill point -> what the run folder must show right after the kill, which places it in the run
+KILL_POINTS: dict[str, Callable[[Path], None]] = {
+    "fold_fit@2": in_the_baselines_cross_validation,
+    "fold_fit@13": in_the_second_experiments_cross_validation,
+    "checkpoint_write@30": in_a_checkpoint_commit,
+    "delivery": in_delivery,
 }
 
 
-@pytest.mark.parametrize("moment", list(KILL_POINTS))
-def test_sigkill_then_resume_gives_the_uninterrupted_ledger(
-    moment: str, reference: list[tuple[str | None, str, float | None]], titanic: Path, tmp_path: Path
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_sigkill_then_resume_gives_the_uninterrupted_run(
+    point: str, reference: dict[str, Any], penguins: Path, tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
-    process = start(titanic, runs, "k")
-    wait_until(lambda: KILL_POINTS[moment](runs / "k"), process)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    cache = runs / "k" / "cache"
-    trained_before = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.json")} if cache.exists() else {}
+    process = start(penguins, runs, "k", pause=point)
+    kill_at(process, runs, "k", point)
+    KILL_POINTS[point](runs / "k")
+    trained_before = cached(runs / "k")
     summary = resume_run("k", runs_dir=runs)
     assert summary["status"] == "delivered"
-    assert ledger(runs / "k") == reference
+    assert_same_run(runs / "k", reference)
+    after = cached(runs / "k")
     for name, mtime in trained_before.items():  # finished experiments were not trained again
-        assert (cache / name).stat().st_mtime_ns == mtime, name
+        assert after[name] == mtime, name
 
 
 def test_ctrl_c_stops_cleanly_says_how_to_resume_and_resumes(
-    reference: list[tuple[str | None, str, float | None]], titanic: Path, tmp_path: Path
+    reference: dict[str, Any], penguins: Path, tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
-    process = start(titanic, runs, "c")
-    wait_until(lambda: lines_in(runs / "c" / "experiments.jsonl") >= 2, process)
+    process = start(penguins, runs, "c")
+    wait_until(lambda: lines_in(runs / "c" / "experiments.jsonl") >= 2, process, "the first experiment")
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == 130
+    assert process.wait(timeout=120) == 130
+    err = (runs.parent / "c.log").read_text()
     assert "tandem resume c" in err and "Traceback" not in err
     assert not (runs / "c" / "summary.json").exists()
     resume_run("c", runs_dir=runs)
-    assert ledger(runs / "c") == reference
+    assert_same_run(runs / "c", reference)
 
 
-def test_resume_can_raise_the_iteration_budget(titanic: Path, tmp_path: Path) -> None:
+def test_resume_can_raise_the_iteration_budget(penguins: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    process = start(titanic, runs, "b")
-    wait_until(lambda: lines_in(runs / "b" / "experiments.jsonl") >= 2, process)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    process = start(penguins, runs, "b", pause="fold_fit@8")  # inside experiment #1
+    kill_at(process, runs, "b", "fold_fit@8")
     summary = resume_run("b", runs_dir=runs, max_iters=ITERS + 2)
     assert summary["iterations"] == ITERS + 2 or "Scientist delivered" in summary["stop_reason"]
     assert json.loads((runs / "b" / "run.json").read_text())["context"]["max_iters"] == ITERS + 2
@@ -124,9 +136,9 @@ def test_resume_can_raise_the_iteration_budget(titanic: Path, tmp_path: Path) ->
 
 def test_a_run_stopped_by_its_budget_continues_when_the_budget_is_raised(penguins: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    first = run_task(penguins, "species", run_id="p", context=RunContext(runs_dir=str(runs), max_iters=2))
+    first = run_task(penguins, "species", run_id="p", context=RunContext(runs_dir=str(runs), max_iters=2, n_jobs=1))
     assert first["iterations"] == 2 and "iteration budget" in first["stop_reason"]
-    again = resume_run("p", runs_dir=runs, max_iters=4)
+    again = resume_run("p", runs_dir=runs, max_iters=4, force=True)  # delivered: continuing replaces its model
     assert again["iterations"] == 4 or "Scientist delivered" in again["stop_reason"]
     ids = [json.loads(line)["id"] for line in (runs / "p" / "experiments.jsonl").read_text().splitlines()]
     assert ids == list(range(again["iterations"] + 1))  # continued, nothing duplicated

@@ -5,13 +5,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from crash import assert_same_run, check_reference, kill_when_paused, outcome, spawn
 
 from tandem.api import fork_run, lineage, open_run, resume_run, run_config, run_history, run_task
 from tandem.cli import main
@@ -20,7 +18,6 @@ from tandem.graph.persistence import load_run_config, run_folder
 from tandem.tools.data import InputError
 
 ITERS = 3
-CLI = [sys.executable, "-m", "tandem.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +68,8 @@ def test_a_fork_from_any_checkpoint_goes_where_the_original_went(original: Path)
         with open_run(folder) as graph:
             head = graph.get_state(run_config(folder.run_id, context))
         assert list(head.next) == row["next"], row
-        assert head.values["run_dir"] == str(folder.path) and head.values["split_path"] == str(folder.split)
+        assert head.values["run_id"] == folder.run_id  # and no path: the folder is found where it is
+        assert not {"run_dir", "split_path"} & set(head.values)
         assert len(head.values["ledger"]) == row["experiments"]
 
 
@@ -148,7 +146,7 @@ def test_history_command_prints_the_checkpoints(original: Path, capsys: pytest.C
 
 def test_lineage_ignores_the_branch_a_reopened_run_left_behind(penguins: Path, tmp_path: Path) -> None:
     run_task(penguins, "species", run_id="r", context=RunContext(runs_dir=str(tmp_path), max_iters=1, n_jobs=1))
-    resume_run("r", runs_dir=tmp_path, max_iters=2)
+    resume_run("r", runs_dir=tmp_path, max_iters=2, force=True)  # delivered: continuing replaces its model
     folder = run_folder(tmp_path, "r")
     _, context = load_run_config(folder)
     with open_run(folder) as graph:
@@ -177,23 +175,39 @@ def test_a_half_made_fork_is_made_again_and_other_folders_are_left_alone(origina
     assert (other / "summary.json").read_text() == "{}"
 
 
-def test_a_killed_fork_resumes_to_the_same_ledger(original: Path) -> None:
+@pytest.fixture(scope="module")
+def fork_reference(original: Path) -> tuple[int, dict[str, Any]]:
+    """The first reward step of the original, and an uninterrupted fork from it with more room."""
     step = next(r["step"] for r in run_history("orig", original) if r["node"] == "reward")
-    reference = fork_run("orig", step, new_run_id="ref", runs_dir=original, max_iters=ITERS + 2)
-    fork = ["fork", "orig", "--from", str(step), "--run-id", "killed", "--max-iters", str(ITERS + 2)]
-    process = subprocess.Popen(
-        [*CLI, *fork, "--runs-dir", str(original)],
-        cwd=Path(__file__).resolve().parents[1],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    ledger = original / "killed" / "experiments.jsonl"
-    deadline = time.monotonic() + 120
-    while not (ledger.exists() and len(ledger.read_text().splitlines()) >= 3):
-        assert process.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    summary = resume_run("killed", runs_dir=original)
-    assert summary["status"] == "delivered" and summary["iterations"] == reference["iterations"]
-    assert hashes(original / "killed") == hashes(original / "ref")
+    fork_run("orig", step, new_run_id="ref", runs_dir=original, max_iters=ITERS + 2)
+    reference = outcome(original / "ref")
+    check_reference(reference, ITERS + 3)
+    return step, reference
+
+
+# Kill points in the fork (experiments #2 and #3 come from the copied cache, #4 and #5 are trained).
+FORK_KILL_POINTS = {
+    "fold_fit@3": "inside experiment #4's cross-validation",
+    "checkpoint_write@25": "inside a checkpoint commit, half-way through the fork",
+    "delivery": "inside delivery, the model written and the summary not",
+}
+
+
+@pytest.mark.parametrize("point", list(FORK_KILL_POINTS))
+def test_a_fork_killed_anywhere_resumes_to_the_uninterrupted_fork(
+    point: str, original: Path, fork_reference: tuple[int, dict[str, Any]], tmp_path: Path
+) -> None:
+    step, reference = fork_reference
+    run_id = f"killed-{point.replace('@', '-')}"
+    argv = ["fork", "orig", "--from", str(step), "--run-id", run_id, "--max-iters", str(ITERS + 2)]
+    log, marker = tmp_path / "fork.log", tmp_path / "paused.json"
+    process = spawn([*argv, "--runs-dir", str(original)], log, pause=point, marker=marker)
+    kill_when_paused(process, marker, log, point)
+    killed = original / run_id
+    assert not (killed / "summary.json").exists()
+    if point == "delivery":
+        assert (killed / "model.joblib").exists()
+    summary = resume_run(run_id, runs_dir=original)
+    assert summary["status"] == "delivered" and summary["iterations"] == ITERS + 2
+    assert_same_run(killed, reference)
+    assert json.loads((killed / "run.json").read_text())["forked_from"]["run_id"] == "orig"
