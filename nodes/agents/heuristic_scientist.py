@@ -132,11 +132,16 @@ class HeuristicScientist:
                         "brought no significant gain.",
                     )
                 )
-        moves = sorted(_MOVES.items(), key=lambda kv: -self.preferences.get(kv[0], 0.0))
+        moves = [(name, _MOVES[name]) for name in self.order_moves(view)]
         proposal = self._first_new(situation, moves)
         if proposal is None:
             return AgentReply(Proposal(action="deliver", rationale="Every idea in the playbook has been tried."))
         return AgentReply(proposal)
+
+    def order_moves(self, view: ScientistView) -> list[str]:
+        """The move-choice point: every move, the one to try first first. A learned policy replaces
+        this (nodes/agents/learned_scientist.py); the playbook sorts by its fixed preferences."""
+        return sorted(MOVE_NAMES, key=lambda name: -self.preferences.get(name, 0.0))
 
     def _situation(self, view: ScientistView) -> _Situation:
         incumbent = view.spec_of(view.incumbent)
@@ -502,3 +507,6 @@ _MOVES: dict[str, Move] = {
     "alternative_family": _alternative_family,
     "ensemble": _ensemble,
 }
+
+#: Every move's name, in the table's order (the arms a learned policy chooses among).
+MOVE_NAMES: tuple[str, ...] = tuple(_MOVES)
