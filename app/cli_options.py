@@ -65,6 +65,7 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--request-timeout", type=float, help="seconds per chat request before a retry (default 120)")
     group.add_argument("--max-tool-calls", type=int, help="tool calls an LLM agent may make per step (default 6)")
     group.add_argument("--prices", help='JSON price table: {"model": {"input": $/1M tokens, "output": $/1M tokens}}')
+    group.add_argument("--policy", help="the heuristic Scientist's move policy: 'playbook' or a file from tandem train")
 
 
 def agent_changes(args: argparse.Namespace) -> dict[str, Any]:
@@ -77,6 +78,8 @@ def agent_changes(args: argparse.Namespace) -> dict[str, Any]:
             kind = "llm"  # naming a chat model for a role asks for an LLM agent there
         if kind is not None:
             changes[role] = kind
+    if getattr(args, "policy", None):
+        changes |= {"policy": args.policy, "policy_hash": None}  # the hash is read from the file anew
     if getattr(args, "prices", None):
         try:
             changes["prices"] = load_prices(args.prices)

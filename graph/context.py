@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from tandem.tools.data import InputError
+from tandem.tools.policy_file import PLAYBOOK, policy_hash
 
 AgentKind = Literal["heuristic", "llm"]
 ApprovalMode = Literal["never", "delivery", "proposals"]
@@ -98,6 +99,12 @@ class RunContext:
     """Rounds an LLM agent gets to fix an invalid answer before the step counts as failed."""
     prices: dict[str, dict[str, float]] | None = field(default=None, hash=False)
     """$ per million tokens by model name, `{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}`."""
+    policy: str = "playbook"
+    """The heuristic Scientist's move policy: `playbook` (the hand-set preferences) or a policy
+    file from `tandem train` (tools/policy_file.py, docs/learning.md)."""
+    policy_hash: str | None = None
+    """The policy file's hash, read when the context is made and stored in run.json: a resume
+    refuses a file that changed since, so a run plays one frozen policy."""
     python_models: tuple[str, ...] = ()
     """Roles whose chat model was handed in from Python: a resume must hand it in again."""
     chat_models: dict[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)
@@ -106,6 +113,9 @@ class RunContext:
     def __post_init__(self) -> None:
         if self.approve not in get_args(ApprovalMode):  # Studio and Python pass plain strings
             raise ValueError(f"approve must be one of {', '.join(get_args(ApprovalMode))}, not {self.approve!r}")
+        if self.policy != PLAYBOOK and self.policy_hash is None:  # frozen dataclass: set once, here
+            object.__setattr__(self, "policy", str(Path(self.policy).expanduser().resolve()))
+            object.__setattr__(self, "policy_hash", policy_hash(self.policy))
 
     def model_name(self, role: Role) -> str:
         """The model a role's LLM agent uses."""

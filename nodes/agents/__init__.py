@@ -2,21 +2,39 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tandem.graph.context import RunContext
 from tandem.nodes.agents.base import AgentReply, ExecutorAgent, ExecutorRequest, ScientistAgent, ScientistView
 from tandem.nodes.agents.heuristic_executor import HeuristicExecutor
 from tandem.nodes.agents.heuristic_scientist import DEFAULT_PREFERENCES, HeuristicScientist
+from tandem.nodes.agents.learned_scientist import LearnedScientist
 from tandem.nodes.agents.llm_executor import LLMExecutor
 from tandem.nodes.agents.llm_loop import LoopLimits
 from tandem.nodes.agents.llm_scientist import LLMScientist
 from tandem.nodes.agents.models import chat_model_for
+from tandem.tools.data import InputError
+from tandem.tools.policy_file import PLAYBOOK, read_policy
 
 
 def make_scientist(context: RunContext) -> ScientistAgent:
     """The Scientist the context asks for (an LLM one builds its chat model now, not before)."""
     if context.scientist == "llm":
         return LLMScientist(chat_model_for(context, "scientist"), _limits(context), context.model_name("scientist"))
+    if context.policy != PLAYBOOK:
+        return LearnedScientist(frozen_policy(context))
     return HeuristicScientist()
+
+
+def frozen_policy(context: RunContext) -> dict[str, Any]:
+    """The run's policy file, refused when its content is no longer what the run started with."""
+    policy = read_policy(context.policy)
+    if context.policy_hash is not None and policy["hash"] != context.policy_hash:
+        raise InputError(
+            f"policy file {context.policy} changed since this run started (hash {policy['hash'][:12]}, "
+            f"run.json has {context.policy_hash[:12]}): put the original back, or fork with --policy"
+        )
+    return policy
 
 
 def make_executor(context: RunContext) -> ExecutorAgent:
@@ -37,8 +55,10 @@ __all__ = [
     "ExecutorRequest",
     "HeuristicExecutor",
     "HeuristicScientist",
+    "LearnedScientist",
     "ScientistAgent",
     "ScientistView",
+    "frozen_policy",
     "make_executor",
     "make_scientist",
 ]

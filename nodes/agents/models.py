@@ -80,7 +80,7 @@ def agents_summary(context: RunContext, tokens: dict[str, dict[str, int]]) -> di
         role: {"kind": context.kind(role), "model": context.model_name(role) if context.kind(role) == "llm" else None}
         for role in ROLES
     }
-    out: dict[str, Any] = {"agents": agents}
+    out: dict[str, Any] = {"agents": agents, "policy": {"name": context.policy, "hash": context.policy_hash}}
     if context.prices:
         cost: dict[str, float | None] = {}
         for role in ROLES:

@@ -1,0 +1,247 @@
+"""The learned Scientist: the playbook's moves, chosen by a contextual bandit trained on rewards.
+
+Everything but the move choice is the heuristic Scientist's (the same moves, the same rule for
+skipping ideas already tried, the same closing blend): only `order_moves` is replaced. Each move
+is an arm of a `tools.bandit.LinearBandit`; its context is the vector `context_features` makes
+from what the Scientist may see (the profile's meta-features and the search state). A run plays
+its policy *frozen*: greedily on the posterior mean, so the same ledger gives the same proposal,
+across processes and across a kill and resume. Training snapshots play Thompson draws whose
+generator is seeded from the policy's seed, the task's seed and the ledger's length, so even an
+exploring episode can be resumed and replayed exactly. docs/learning.md explains the method.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tandem.graph.state import ExperimentRecord, TaskInfo
+from tandem.nodes.agents.base import ScientistView
+from tandem.nodes.agents.heuristic_scientist import DEFAULT_PREFERENCES, MOVE_NAMES, HeuristicScientist
+from tandem.tools.bandit import MODES, LinearBandit, Mode
+from tandem.tools.data import InputError
+from tandem.tools.metrics import reward_scale
+from tandem.tools.profile import DatasetProfile
+from tandem.tools.spec import FAMILIES
+
+SHARED_FEATURES: tuple[str, ...] = (
+    "bias",
+    "log_rows",
+    "log_columns",
+    "share_numeric",
+    "share_categorical",
+    "share_text_or_date",
+    "max_missing",
+    "mean_missing",
+    "target_skew",
+    "class_imbalance",
+    "regression",
+    "binary",
+    "multiclass",
+    "progress",
+    "log_iterations_left",
+    "incumbent_linear",
+    "incumbent_tree",
+    "incumbent_ensemble",
+    "share_moves_tried",
+    "no_gain_streak",
+)
+MOVE_FEATURES: tuple[str, ...] = ("move_played", "move_mean_reward", "move_ever_significant")
+FEATURES: tuple[str, ...] = SHARED_FEATURES + MOVE_FEATURES
+"""The context vector of one move, in this order (a policy file lists the names it was trained with)."""
+
+REWARD_CLIP = 5.0
+SPREAD_FLOOR = 0.005
+
+
+def baseline_spread(ledger: Sequence[ExperimentRecord], metric: str) -> float:
+    """The baseline's fold-to-fold standard deviation in reward units (never below `SPREAD_FLOOR`).
+
+    The unit of the learning signal: a gain the size of the baseline's own fold noise is worth 1
+    on every task, whether the metric is an F1 of 0.9 or an RMSE of 30,000.
+    """
+    folds = np.asarray(ledger[0]["fold_scores"].get(metric) or [], dtype=float)
+    if len(folds) < 2 or not np.all(np.isfinite(folds)):
+        return SPREAD_FLOOR
+    spread = float(folds.std(ddof=1)) / reward_scale(metric, float(folds.mean()))
+    return max(spread, SPREAD_FLOOR)
+
+
+def normalised_reward(ledger: Sequence[ExperimentRecord], record: ExperimentRecord, agent: str, metric: str) -> float:
+    """An agent's ledger reward (gain, penalties and the token cost, as the rules pay it) divided by
+    the baseline's fold spread, clipped to ±`REWARD_CLIP`. The ledger itself is never changed."""
+    raw = float(record["rewards"].get(agent, 0.0))
+    return float(np.clip(raw / baseline_spread(ledger, metric), -REWARD_CLIP, REWARD_CLIP))
+
+
+@dataclass(frozen=True)
+class SearchState:
+    """What the features need besides the profile: the part of a `ScientistView` a ledger replays."""
+
+    task: TaskInfo
+    profile: DatasetProfile
+    ledger: Sequence[ExperimentRecord]
+    incumbent: int
+    iterations_left: int
+    patience: int
+
+    @classmethod
+    def of(cls, view: ScientistView) -> SearchState:
+        return cls(view.task, view.profile, view.ledger, view.incumbent, view.iterations_left, view.patience)
+
+
+def shared_features(state: SearchState) -> list[float]:
+    """The profile's meta-features and the search state, each scaled to about [0, 1]."""
+    profile, task, ledger = state.profile, state.task, state.ledger
+    usable = profile.usable()
+    n = max(len(usable), 1)
+    kinds = [c.kind for c in usable]
+    missing = [c.missing_rate for c in usable] or [0.0]
+    target = profile.target
+    skew = float(np.clip(target.skew or 0.0, -5.0, 5.0)) / 5.0 if task["task_type"] == "regression" else 0.0
+    imbalance = 1.0 - float(target.imbalance_ratio or 1.0) if task["task_type"] != "regression" else 0.0
+    done = len(ledger) - 1
+    total = max(done + state.iterations_left, 1)
+    incumbent = ledger[state.incumbent]["spec"] or {}
+    family = incumbent.get("model", {}).get("family") if incumbent.get("kind") == "pipeline" else None
+    linear = family is not None and family in FAMILIES and FAMILIES[family].linear
+    played = {r["move"] for r in ledger[1:] if r["move"]}
+    return [
+        1.0,
+        math.log10(max(task["n_dev_rows"], 1)) / 5.0,
+        math.log10(n + 1) / 3.0,
+        kinds.count("numeric") / n,
+        kinds.count("categorical") / n,
+        (kinds.count("text") + kinds.count("datetime")) / n,
+        float(max(missing)),
+        float(np.mean(missing)),
+        skew,
+        imbalance,
+        float(task["task_type"] == "regression"),
+        float(task["task_type"] == "binary"),
+        float(task["task_type"] == "multiclass"),
+        done / total,
+        math.log1p(max(state.iterations_left, 0)) / math.log1p(40),
+        float(linear),
+        float(family is not None and not linear),
+        float(family is None),
+        len(played) / len(MOVE_NAMES),
+        min(_no_gain_streak(ledger) / max(state.patience, 1), 1.0),
+    ]
+
+
+def move_features(state: SearchState, move: str) -> list[float]:
+    """What this move earned so far in this run: how often it was played, its mean normalised
+    reward, and whether it ever brought a significant gain."""
+    metric = state.task["primary_metric"]
+    mine = [r for r in state.ledger[1:] if r["move"] == move]
+    mean = float(np.mean([normalised_reward(state.ledger, r, "scientist", metric) for r in mine])) if mine else 0.0
+    return [min(len(mine), 3) / 3.0, mean / REWARD_CLIP, float(any(r["significant"] for r in mine))]
+
+
+def context_vectors(state: SearchState) -> dict[str, list[float]]:
+    """Each move's context: the shared features, then its own."""
+    shared = shared_features(state)
+    return {move: shared + move_features(state, move) for move in MOVE_NAMES}
+
+
+def _no_gain_streak(ledger: Sequence[ExperimentRecord]) -> int:
+    streak = 0
+    for record in reversed(ledger[1:]):
+        if record["significant"] or record["incumbent_after"] == record["id"]:
+            break
+        streak += 1
+    return streak
+
+
+def bandit_of(policy: dict[str, Any]) -> LinearBandit:
+    """The Scientist's bandit in a policy file, over every move this tandem knows.
+
+    A move the file never saw (added to the playbook after training) starts from the prior; a
+    file trained on other features is refused, since its weights would mean something else.
+    """
+    if policy.get("role") != "scientist" or "bandit" not in policy:
+        raise InputError("policy file has no Scientist policy (role 'scientist' with a 'bandit')")
+    if tuple(policy.get("features", ())) != FEATURES:
+        raise InputError("policy file was trained on other context features than this tandem computes; train it again")
+    stored = LinearBandit.from_dict(policy["bandit"])
+    known = {arm: model for arm, model in stored.models.items() if arm in MOVE_NAMES}
+    return LinearBandit(
+        arms=MOVE_NAMES, dim=len(FEATURES), ridge=stored.ridge, noise=stored.noise, alpha=stored.alpha, models=known
+    )
+
+
+class LearnedScientist(HeuristicScientist):
+    """The heuristic Scientist whose move order comes from a trained policy."""
+
+    def __init__(self, policy: dict[str, Any]) -> None:
+        super().__init__()
+        self.bandit = bandit_of(policy)
+        mode = policy.get("mode", "greedy")
+        if mode not in MODES:
+            raise InputError(f"policy file: mode {mode!r} is not one of {', '.join(MODES)}")
+        self.mode: Mode = mode
+        self.seed = int(policy.get("explore_seed", 0))
+
+    def scores(self, view: ScientistView) -> dict[str, float]:
+        """Each move's score in this context (the frozen policy's posterior mean, or a draw when exploring)."""
+        rng = np.random.default_rng([self.seed, int(view.task["seed"]), len(view.ledger)])
+        return self.bandit.score(context_vectors(SearchState.of(view)), self.mode, rng)
+
+    def order_moves(self, view: ScientistView) -> list[str]:
+        scores = self.scores(view)
+        # ties (moves never rewarded in any context) keep the playbook's order
+        return sorted(MOVE_NAMES, key=lambda m: (-round(scores[m], 9), -DEFAULT_PREFERENCES.get(m, 0.0)))
+
+
+def transitions(
+    task: TaskInfo, profile: DatasetProfile, ledger: Sequence[ExperimentRecord], max_iters: int, patience: int
+) -> list[tuple[str, list[float], float]]:
+    """(move, context, normalised reward) for every experiment of a finished ledger.
+
+    The context is rebuilt from the ledger as it stood before the experiment, exactly as the
+    Scientist computed it then (the features read nothing else), so a run of any policy, even the
+    playbook's, can be learnt from afterwards (off-policy: the moves it chose, the rewards they got).
+    """
+    out: list[tuple[str, list[float], float]] = []
+    for i in range(1, len(ledger)):
+        record = ledger[i]
+        move = record["move"]
+        if not move or move not in MOVE_NAMES:
+            continue
+        before = ledger[:i]
+        state = SearchState(task, profile, before, before[-1]["incumbent_after"], max_iters - (i - 1), patience)
+        context = shared_features(state) + move_features(state, move)
+        out.append((move, context, normalised_reward(ledger, record, "scientist", task["primary_metric"])))
+    return out
+
+
+NORMALISATION = (
+    "scientist reward from the ledger (gain when significant, minus the insignificance, invalid-proposal "
+    f"and token penalties) divided by the baseline's fold standard deviation in reward units (floor {SPREAD_FLOOR}), "
+    f"clipped to ±{REWARD_CLIP}"
+)
+
+
+def new_policy(*, ridge: float = 1.0, noise: float = 0.5) -> dict[str, Any]:
+    """An untrained Scientist policy: every arm at its prior, so it plays the playbook's order."""
+    return {
+        "role": "scientist",
+        "method": "linear-thompson",
+        "features": list(FEATURES),
+        "mode": "greedy",
+        "bandit": LinearBandit(arms=MOVE_NAMES, dim=len(FEATURES), ridge=ridge, noise=noise).to_dict(),
+        "provenance": {"tasks": [], "episodes": 0, "seeds": [], "runs": [], "normalisation": NORMALISATION},
+    }
+
+
+def learn(policy: dict[str, Any], steps: Sequence[tuple[str, Sequence[float], float]]) -> dict[str, Any]:
+    """The policy after the bandit update on these (move, context, normalised reward) steps."""
+    bandit = bandit_of(policy)
+    for move, context, reward in steps:
+        bandit.update(move, context, reward)
+    return {**policy, "bandit": bandit.to_dict()}

@@ -1,0 +1,183 @@
+"""The learned Scientist: the bandit's math, the policy file, and runs that play a frozen policy."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import synthetic_frame
+
+from tandem.api import resume_run, run_task
+from tandem.graph.context import RunContext
+from tandem.nodes.agents import LearnedScientist, frozen_policy, make_scientist
+from tandem.nodes.agents.base import ScientistView
+from tandem.nodes.agents.heuristic_scientist import DEFAULT_PREFERENCES, MOVE_NAMES, HeuristicScientist
+from tandem.nodes.agents.learned_scientist import FEATURES, learn, new_policy, transitions
+from tandem.tools.bandit import LinearBandit
+from tandem.tools.data import InputError
+from tandem.tools.policy_file import read_policy, write_policy
+from tandem.tools.profile import DatasetProfile
+
+# ------------------------------------------------------------------------------------ the bandit
+
+
+def test_bandit_posterior_mean_is_the_ridge_solution_in_any_order():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + rng.normal(scale=0.1, size=40)
+    a = LinearBandit(arms=("a",), dim=3, ridge=2.0)
+    b = LinearBandit(arms=("a",), dim=3, ridge=2.0)
+    for x, r in zip(X, y, strict=True):
+        a.update("a", x, float(r))
+    for x, r in reversed(list(zip(X, y, strict=True))):
+        b.update("a", x, float(r))
+    ridge = np.linalg.solve(X.T @ X + 2.0 * np.eye(3), X.T @ y)
+    assert np.allclose(a.models["a"].mean(), ridge)
+    assert np.allclose(b.models["a"].mean(), ridge)
+    assert LinearBandit.from_dict(json.loads(json.dumps(a.to_dict()))).score({"a": [1, 0, 0]}) == pytest.approx(
+        a.score({"a": [1, 0, 0]}), rel=1e-9
+    )
+
+
+def test_bandit_learns_which_arm_pays_in_which_context():
+    bandit = LinearBandit(arms=("left", "right"), dim=2)
+    for _ in range(30):
+        bandit.update("left", [1.0, 0.0], 1.0)
+        bandit.update("left", [0.0, 1.0], -1.0)
+        bandit.update("right", [1.0, 0.0], -1.0)
+        bandit.update("right", [0.0, 1.0], 1.0)
+    first = bandit.score({"left": [1.0, 0.0], "right": [1.0, 0.0]})
+    second = bandit.score({"left": [0.0, 1.0], "right": [0.0, 1.0]})
+    assert first["left"] > first["right"] and second["right"] > second["left"]
+    ucb = bandit.score({"left": [1.0, 0.0], "right": [1.0, 0.0]}, mode="ucb")
+    assert ucb["left"] > first["left"]  # the optimism bonus is positive
+
+
+def test_thompson_draws_are_reproducible_and_need_a_generator():
+    bandit = LinearBandit(arms=("a", "b"), dim=2)
+    contexts = {"a": [1.0, 0.5], "b": [0.2, 1.0]}
+    one = bandit.score(contexts, "thompson", np.random.default_rng([1, 2]))
+    two = bandit.score(contexts, "thompson", np.random.default_rng([1, 2]))
+    other = bandit.score(contexts, "thompson", np.random.default_rng([1, 3]))
+    assert one == two and one != other
+    with pytest.raises(ValueError, match="random generator"):
+        bandit.score(contexts, "thompson")
+    with pytest.raises(ValueError, match="shape"):
+        bandit.update("a", [1.0], 0.0)
+
+
+# ------------------------------------------------------------------------------- the policy file
+
+
+def test_policy_file_round_trip_and_refusals(tmp_path: Path):
+    path = tmp_path / "p.json"
+    written = write_policy(path, new_policy())
+    assert read_policy(path)["hash"] == written["hash"]
+    assert written["features"] == list(FEATURES)
+    data = json.loads(path.read_text())
+    data["bandit"]["noise"] = 9.0
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="hash does not match"):
+        read_policy(path)
+    path.write_text(json.dumps({**data, "version": 99}))
+    with pytest.raises(InputError, match="version 99"):
+        read_policy(path)
+    with pytest.raises(InputError, match="no such policy file"):
+        read_policy(tmp_path / "missing.json")
+    with pytest.raises(InputError, match="no such policy file"):
+        RunContext(policy=str(tmp_path / "missing.json"))
+
+
+def test_context_records_the_policy_hash_and_resolves_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    written = write_policy("p.json", new_policy())
+    context = RunContext(policy="p.json")
+    assert context.policy == str(tmp_path / "p.json") and context.policy_hash == written["hash"]
+    assert RunContext.from_dict(context.to_dict()).policy_hash == written["hash"]
+    assert RunContext().policy == "playbook" and RunContext().policy_hash is None
+    assert isinstance(make_scientist(context), LearnedScientist)
+    assert type(make_scientist(RunContext())) is HeuristicScientist
+    write_policy("p.json", learn(new_policy(), [("ensemble", [1.0] * len(FEATURES), 1.0)]))
+    with pytest.raises(InputError, match="changed since this run started"):
+        frozen_policy(context)
+
+
+# ---------------------------------------------------------------------------------------- runs
+
+
+def _view_of(run_dir: Path) -> ScientistView:
+    """The Scientist's view after a run's last experiment, from its files."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    ledger = [json.loads(line) for line in (run_dir / "experiments.jsonl").read_text().splitlines()]
+    return ScientistView(
+        task=summary["task"],
+        profile=DatasetProfile.model_validate_json((run_dir / "profile.json").read_text()),
+        ledger=ledger[:1],
+        incumbent=0,
+        iterations_left=10,
+        seconds_left=None,
+        tokens_left=None,
+        rewards=RunContext().rewards,
+        patience=8,
+    )
+
+
+@pytest.fixture(scope="module")
+def csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "reg.csv"
+    synthetic_frame(n=240, seed=3, task="regression").to_csv(path, index=False)
+    return path
+
+
+def _ledger(summary: dict, runs: Path) -> list[tuple]:
+    rows = [json.loads(line) for line in (runs / summary["run_id"] / "experiments.jsonl").read_text().splitlines()]
+    return [(r["move"], r["spec_hash"], r["rewards"], r["primary"]) for r in rows]
+
+
+def test_untrained_policy_plays_the_playbook_and_runs_record_its_hash(csv: Path, tmp_path: Path):
+    runs = tmp_path / "runs"
+    policy = write_policy(tmp_path / "p.json", new_policy())
+    base = RunContext(runs_dir=str(runs), max_iters=4, time_budget=None, n_jobs=1)
+    playbook = run_task(csv, "price $", context=base, run_id="playbook")
+    learned = run_task(csv, "price $", context=replace(base, policy=str(tmp_path / "p.json")), run_id="learned")
+    assert _ledger(playbook, runs) == _ledger(learned, runs)
+    assert learned["policy"] == {"name": str(tmp_path / "p.json"), "hash": policy["hash"]}
+    assert playbook["policy"] == {"name": "playbook", "hash": None}
+    stored = json.loads((runs / "learned" / "run.json").read_text())["context"]
+    assert stored["policy_hash"] == policy["hash"]
+
+    # off-policy: the playbook's run yields one step per experiment, and a policy that learnt that
+    # only `alternative_family` pays now puts it first
+    view = _view_of(runs / "playbook")
+    steps = transitions(
+        view.task,
+        view.profile,
+        [json.loads(x) for x in (runs / "playbook" / "experiments.jsonl").read_text().splitlines()],
+        4,
+        8,
+    )
+    assert [s[0] for s in steps] == [m for m, *_ in _ledger(playbook, runs)[1:]]
+    assert all(len(s[1]) == len(FEATURES) and -5 <= s[2] <= 5 for s in steps)
+    taught = learn(new_policy(), [(m, c, -1.0) for m, c, _ in steps] * 5)
+    taught = learn(taught, [("alternative_family", steps[0][1], 3.0)] * 5)
+    order = LearnedScientist(taught).order_moves(view)
+    assert order[0] == "alternative_family"
+    assert HeuristicScientist().order_moves(view) == sorted(MOVE_NAMES, key=lambda m: -DEFAULT_PREFERENCES[m])
+    first = LearnedScientist(taught).propose(view).value
+    assert first.move == "alternative_family"
+
+
+def test_same_seed_and_policy_give_the_same_ledger_across_a_resume(csv: Path, tmp_path: Path):
+    runs = tmp_path / "runs"
+    policy = learn(new_policy(), [("interactions", [1.0] * len(FEATURES), 2.0)] * 3)
+    write_policy(tmp_path / "p.json", policy)
+    context = RunContext(runs_dir=str(runs), max_iters=4, time_budget=None, n_jobs=1, policy=str(tmp_path / "p.json"))
+    whole = run_task(csv, "price $", context=context, run_id="whole", seed=1)
+    stopped = run_task(csv, "price $", context=replace(context, max_iters=2), run_id="part", seed=1)
+    assert stopped["iterations"] == 2
+    resumed = resume_run("part", runs_dir=runs, max_iters=4, force=True)
+    assert _ledger(whole, runs) == _ledger(resumed, runs)
+    assert any(move == "interactions" for move, *_ in _ledger(whole, runs)[1:2])
