@@ -114,10 +114,11 @@ def _frame(csv_path: str, sha256: str, target: str) -> pd.DataFrame:
 
 
 def dev_data(task: TaskInfo, split_path: str) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
-    """The development part (features, target) and the fold of every row, as fixed at setup."""
+    """The development part (features, target) and the fold of every row in every repeat
+    (shape (repeats, rows)), as fixed at setup."""
     split = _split(split_path)
     frame = _frame(task["csv_path"], task["csv_sha256"], task["target"]).loc[list(split.dev_rows)]
-    return frame.drop(columns=[task["target"]]), frame[task["target"]], np.asarray(split.fold_of_dev)
+    return frame.drop(columns=[task["target"]]), frame[task["target"]], split.fold_matrix()
 
 
 def holdout_data(task: TaskInfo, split_path: str) -> tuple[pd.DataFrame, pd.Series]:

@@ -8,7 +8,8 @@ oscillation earns nothing because each candidate is compared with the best so fa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from tandem.graph.context import RewardConfig
 from tandem.graph.state import ExperimentRecord, RewardEvent, TokenUsage
 from tandem.tools.metrics import METRICS, gain, reward_scale
 from tandem.tools.spec import complexity, parse_spec
+from tandem.tools.training import DISCRETE_METRICS, TIE_BREAK_METRIC
 
 
 @dataclass(frozen=True)
@@ -26,15 +28,28 @@ class Comparison:
     """Mean signed gain in reward units (positive = better)."""
     t_stat: float
     significant: bool
+    better: bool = False
+    """Whether the candidate replaces the incumbent: a positive gain, or on a near-tie of a
+    discrete metric a lower log-loss (`judge`)."""
+    tie_break: float | None = None
+    """Mean log-loss gain (relative to the incumbent's) when it decided a near-tie."""
 
 
 def compare(
-    metric: str, candidate_folds: list[float], incumbent_folds: list[float], config: RewardConfig
+    metric: str,
+    candidate_folds: list[float],
+    incumbent_folds: list[float],
+    config: RewardConfig,
+    *,
+    folds_per_repeat: int | None = None,
 ) -> Comparison:
     """Paired comparison over folds: significant when mean gain > `min_gain` and t >= `significance_t`.
 
-    t = mean(d) / (std(d, ddof=1) / sqrt(K)), d_k the per-fold gain; identical folds give t = 0,
-    a uniform positive gain gives t = +inf.
+    One repeat of K folds: t = mean(d) / (sd(d) / sqrt(K)), d_k the per-fold gain. Repeated folds
+    (`folds_per_repeat` = K and R·K scores, repeat by repeat) re-use the same rows, so their
+    differences are not independent: t = mean(d) / sqrt(sd(d)² · (1/(R·K) + 1/(K-1))), the
+    corrected repeated K-fold test of Nadeau and Bengio (2003) as Bouckaert and Frank (2004) apply
+    it. Identical folds give t = 0, a uniform positive gain gives t = +inf.
     """
     inc_mean = float(np.mean(incumbent_folds))
     scale = reward_scale(metric, inc_mean)
@@ -43,15 +58,58 @@ def compare(
     if not math.isfinite(mean):
         return Comparison(float("nan"), 0.0, False)
     spread = float(diffs.std(ddof=1)) if len(diffs) > 1 else 0.0
+    n = len(diffs)
     if spread > 1e-12:
-        t_stat = mean / (spread / math.sqrt(len(diffs)))
+        k = folds_per_repeat or n
+        if k < n and k > 1:  # repeated folds: the corrected variance
+            t_stat = mean / math.sqrt(spread**2 * (1.0 / n + 1.0 / (k - 1)))
+        else:
+            t_stat = mean / (spread / math.sqrt(n))
     else:
         t_stat = math.inf if mean > 1e-12 else (-math.inf if mean < -1e-12 else 0.0)
     significant = mean > config.min_gain and t_stat >= config.significance_t
-    return Comparison(mean, t_stat, significant)
+    return Comparison(mean, t_stat, significant, better=mean > 0)
 
 
-def simplest_within_noise(ledger: list[ExperimentRecord], incumbent: int, metric: str, max_t: float) -> int:
+NEAR_TIE_T = 1.0
+"""A discrete primary metric is tied when the candidate's paired |t| stays below this."""
+
+
+def judge(
+    metric: str,
+    candidate: Mapping[str, list[float]],
+    incumbent: Mapping[str, list[float]],
+    config: RewardConfig,
+    *,
+    folds_per_repeat: int | None = None,
+) -> Comparison:
+    """Compare on the primary metric; on a near-tie of a discrete one, let log-loss decide.
+
+    F1, accuracy and their kin are step functions on small folds: four different models can score
+    identically to 16 digits, and a mean difference within one standard error is noise. Then the
+    candidate replaces the incumbent only if its log-loss (a proper scoring rule, which rewards
+    calibrated probabilities row by row) is lower on the same folds (docs/decisions.md, "Ties on a
+    discrete metric"). Significance, and so the rewards, stay on the primary metric alone.
+    """
+    result = compare(metric, candidate[metric], incumbent[metric], config, folds_per_repeat=folds_per_repeat)
+    if (
+        metric not in DISCRETE_METRICS
+        or not math.isfinite(result.gain)
+        or abs(result.t_stat) >= NEAR_TIE_T
+        or TIE_BREAK_METRIC not in candidate
+        or TIE_BREAK_METRIC not in incumbent
+    ):
+        return result
+    cand, inc = np.asarray(candidate[TIE_BREAK_METRIC], float), np.asarray(incumbent[TIE_BREAK_METRIC], float)
+    if len(cand) != len(inc) or not (np.isfinite(cand).all() and np.isfinite(inc).all()):
+        return result
+    tie_gain = float(np.mean(inc - cand)) / max(abs(float(np.mean(inc))), 1e-12)
+    return replace(result, better=tie_gain > 0, tie_break=round(tie_gain, 10))
+
+
+def simplest_within_noise(
+    ledger: list[ExperimentRecord], incumbent: int, metric: str, max_t: float, *, folds_per_repeat: int | None = None
+) -> int:
     """The simplest experiment the incumbent does not beat beyond fold noise (docs/decisions.md).
 
     On small data CV differences are mostly noise and the best of many candidates on the same
@@ -61,13 +119,12 @@ def simplest_within_noise(ledger: list[ExperimentRecord], incumbent: int, metric
     """
     best = ledger[incumbent]
     sign = 1.0 if METRICS[metric].greater_is_better else -1.0
-    close = [
-        r
-        for r in ledger
-        if r["status"] == "ok"
-        and r["spec"] is not None
-        and compare(metric, best["fold_scores"][metric], r["fold_scores"][metric], RewardConfig()).t_stat < max_t
-    ]
+
+    def t_against_best(r: ExperimentRecord) -> float:
+        scores = best["fold_scores"][metric], r["fold_scores"][metric]
+        return compare(metric, *scores, RewardConfig(), folds_per_repeat=folds_per_repeat).t_stat
+
+    close = [r for r in ledger if r["status"] == "ok" and r["spec"] is not None and t_against_best(r) < max_t]
     if not close:
         return incumbent
     chosen = min(close, key=lambda r: (complexity(parse_spec(r["spec"])), -sign * (r["primary"] or 0.0), r["id"]))  # type: ignore[arg-type]

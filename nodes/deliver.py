@@ -118,7 +118,9 @@ def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     context = context_of(runtime)
     chosen = state["incumbent"]
     if task["n_dev_rows"] < context.small_data_rows:
-        chosen = simplest_within_noise(ledger, chosen, task["primary_metric"], context.noise_t)
+        chosen = simplest_within_noise(
+            ledger, chosen, task["primary_metric"], context.noise_t, folds_per_repeat=task["folds"]
+        )
     best = ledger[chosen]
     model, best_holdout = _fit_and_score(best, state)
     holdout = {best["id"]: best_holdout}

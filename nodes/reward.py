@@ -2,7 +2,8 @@
 
 This is the only node that writes the ledger after setup, once per experiment, so a resumed run
 never duplicates an entry. The incumbent changes only when the candidate's mean CV score on the
-primary metric is better; rewards follow the rules in `graph.rewards`.
+primary metric is better (a near-tie on a discrete metric goes to the lower log-loss); rewards
+follow the rules in `graph.reward_rules`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from tandem.graph.budget import budget_exhausted, timed
 from tandem.graph.context import RunContext, context_of
 from tandem.graph.messages import Implementation, implementation_data, proposal_of
 from tandem.graph.persistence import RunFolder, write_jsonl
-from tandem.graph.reward_rules import compare, executor_reward, scientist_reward, token_count
+from tandem.graph.reward_rules import executor_reward, judge, scientist_reward, token_count
 from tandem.graph.routing import review_required
 from tandem.graph.state import TandemState, TokenUsage, new_record
 from tandem.nodes.evaluator import evaluation_data
@@ -40,7 +41,13 @@ def reward(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     incumbent = ledger[state["incumbent"]]
     ok = evaluation["status"] == "ok"
     comparison = (
-        compare(metric, evaluation["fold_scores"][metric], incumbent["fold_scores"][metric], context.rewards)
+        judge(
+            metric,
+            evaluation["fold_scores"],
+            incumbent["fold_scores"],
+            context.rewards,
+            folds_per_repeat=task["folds"],
+        )
         if ok
         else None
     )
@@ -58,7 +65,7 @@ def reward(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         )
         for agent_reward, agent in ((scientist_reward, "scientist"), (executor_reward, "executor"))
     ]
-    improved = comparison is not None and comparison.gain > 0
+    improved = comparison is not None and comparison.better  # a near-tie goes to the lower log-loss
     new_incumbent = experiment_id if improved else state["incumbent"]
     record = new_record(
         id=experiment_id,

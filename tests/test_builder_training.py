@@ -389,8 +389,54 @@ def test_evaluate_spec_scores_every_metric_on_the_same_folds(binary_task, tmp_pa
         assert result.fold_scores["accuracy"][k] == pytest.approx(skm.accuracy_score(y[val], pred.y_pred))
         assert result.fold_scores["roc_auc"][k] == pytest.approx(skm.roc_auc_score(y[val] == "yes", pred.proba[:, 1]))
     oof = training.load_oof(tmp_path, result.spec_hash)
-    assert oof is not None and oof.shape == (len(y), 2)
+    assert oof is not None and oof.shape == (1, len(y), 2)  # (repeats, rows, classes)
     assert np.isfinite(oof).all()
+
+
+def test_small_development_parts_get_repeated_folds_fixed_by_the_seed(tmp_path):
+    y = _imbalanced_labels()  # 300 development rows: repeated
+    split = make_split(y, "binary", holdout=0.25, folds=4, seed=0)
+    assert split.n_repeats == training.SMALL_DATA_REPEATS == 3
+    single = make_split(y, "binary", holdout=0.25, folds=4, seed=0, repeats=1)
+    assert split.fold_of_dev == single.fold_of_dev  # the first repeat is the split one repeat makes
+    matrix = split.fold_matrix()
+    assert matrix.shape == (3, len(split.dev_rows))
+    for row in matrix:  # every repeat puts every row in exactly one of the K folds, stratified
+        assert sorted(set(row)) == [0, 1, 2, 3]
+    assert not (matrix[0] == matrix[1]).all() and not (matrix[1] == matrix[2]).all()
+    assert make_split(y, "binary", holdout=0.25, folds=4, seed=0) == split  # fixed by the seed
+    path = tmp_path / "split.json"
+    split.save(path)
+    assert training.Split.load(path) == split
+    big = pd.Series(np.arange(3000) % 2, index=np.arange(3000))
+    assert make_split(big, "binary", holdout=0.2, folds=5, seed=0).n_repeats == 1
+    with pytest.raises(ValueError, match="repeats"):
+        make_split(y, "binary", holdout=0.25, folds=4, seed=0, repeats=0)
+
+
+def test_evaluate_spec_scores_every_repeat_and_adds_log_loss_for_ties(tmp_path):
+    X, y = make_frame("binary", 150)
+    split = make_split(y, "binary", holdout=0.2, folds=3, seed=0, repeats=2)
+    dev = list(split.dev_rows)
+    X, y, folds = X.loc[dev], y.loc[dev], split.fold_matrix()
+    problem = Problem("binary", ("accuracy",), "accuracy", classes=("no", "yes"), positive_class="yes")
+    spec = spec_for("logistic")
+    result = evaluate_spec(spec, X, y, folds, problem, cache_dir=tmp_path, n_jobs=1)
+    assert result.status == "ok", result.error
+    # accuracy is discrete: log-loss is scored too, to break near-ties (docs/decisions.md)
+    assert set(result.fold_scores) == {"accuracy", "log_loss"}
+    assert len(result.fold_scores["accuracy"]) == 6  # 2 repeats x 3 folds, repeat by repeat
+    for i, (r, k) in enumerate(training.fold_plan(folds)):
+        train, val = folds[r] != k, folds[r] == k
+        model = build_pipeline(spec, "binary", primary_metric="accuracy", pos_label="yes").fit(X[train], y[train])
+        pred = predict(model, X[val], "binary", ("no", "yes"), "yes")
+        assert result.fold_scores["accuracy"][i] == pytest.approx(skm.accuracy_score(y[val], pred.y_pred))
+        assert result.fold_scores["log_loss"][i] == pytest.approx(skm.log_loss(y[val], pred.proba, labels=["no", "yes"]))
+    oof = training.load_oof(tmp_path, result.spec_hash)
+    assert oof is not None and oof.shape == (2, len(y), 2) and np.isfinite(oof).all()
+    # a continuous primary metric needs no tie-break
+    smooth = Problem("binary", ("roc_auc",), "roc_auc", classes=("no", "yes"), positive_class="yes")
+    assert set(evaluate_spec(spec, X, y, folds, smooth, n_jobs=1).fold_scores) == {"roc_auc"}
 
 
 def test_evaluate_spec_caches_by_spec_hash(binary_task, tmp_path, monkeypatch):

@@ -60,13 +60,14 @@ def cached(run_dir: Path) -> dict[str, int]:
 
 
 def in_the_baselines_cross_validation(run: Path) -> None:
-    """Fold fits 1–5 are the baseline's, inside setup: nothing is in the ledger or the cache yet."""
+    """Fold fits 1–15 are the baseline's (penguins' ~275 development rows: 3 repeats × 5 folds),
+    inside setup: nothing is in the ledger or the cache yet."""
     assert (run / "run.json").exists() and not (run / "experiments.jsonl").exists()
     assert cached(run) == {}
 
 
 def in_the_second_experiments_cross_validation(run: Path) -> None:
-    """Fold fits 11–15 are experiment #2's: the baseline and #1 are done, #2 is not."""
+    """Fold fits 31–45 are experiment #2's: the baseline and #1 are done, #2 is not."""
     assert lines_in(run / "experiments.jsonl") == 2
     assert len(cached(run)) == 2
 
@@ -87,7 +88,7 @@ def in_delivery(run: Path) -> None:
 # kill point -> what the run folder must show right after the kill, which places it in the run
 KILL_POINTS: dict[str, Callable[[Path], None]] = {
     "fold_fit@2": in_the_baselines_cross_validation,
-    "fold_fit@13": in_the_second_experiments_cross_validation,
+    "fold_fit@38": in_the_second_experiments_cross_validation,
     "checkpoint_write@30": in_a_checkpoint_commit,
     "delivery": in_delivery,
 }
@@ -127,8 +128,8 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_resumes(
 
 def test_resume_can_raise_the_iteration_budget(penguins: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    process = start(penguins, runs, "b", pause="fold_fit@8")  # inside experiment #1
-    kill_at(process, runs, "b", "fold_fit@8")
+    process = start(penguins, runs, "b", pause="fold_fit@23")  # inside experiment #1 (fits 16–30)
+    kill_at(process, runs, "b", "fold_fit@23")
     summary = resume_run("b", runs_dir=runs, max_iters=ITERS + 2)
     assert summary["iterations"] == ITERS + 2 or "Scientist delivered" in summary["stop_reason"]
     assert json.loads((runs / "b" / "run.json").read_text())["context"]["max_iters"] == ITERS + 2

@@ -20,7 +20,7 @@ from tandem.graph.messages import (
     UseColumns,
     apply_changes,
 )
-from tandem.graph.reward_rules import Comparison, compare, executor_reward, scientist_reward, token_count
+from tandem.graph.reward_rules import Comparison, compare, executor_reward, judge, scientist_reward, token_count
 from tandem.nodes.verifier import aspects, verify
 from tandem.tools.spec import LogOp, PipelineSpec, parse_spec
 
@@ -290,6 +290,55 @@ def test_positive_but_noisy_gain_below_threshold_is_not_significant():
     assert result.gain > 0
     assert 0 < result.t_stat < CONFIG.significance_t
     assert not result.significant
+
+
+def test_repeated_folds_use_the_corrected_t_statistic():
+    rng = np.random.default_rng(1)
+    incumbent = list(0.7 + rng.normal(0, 0.02, 15))
+    diffs = np.array([0.03, 0.01, 0.02, 0.015, 0.025] * 3) + rng.normal(0, 0.005, 15)
+    candidate = list(np.array(incumbent) + diffs)
+    repeated = compare("accuracy", candidate, incumbent, CONFIG, folds_per_repeat=5)
+    # Nadeau and Bengio: the variance grows by (1/(R K) + 1/(K-1)) instead of 1/(R K)
+    expected = diffs.mean() / math.sqrt(diffs.var(ddof=1) * (1 / 15 + 1 / 4))
+    assert repeated.t_stat == pytest.approx(expected)
+    naive = compare("accuracy", candidate, incumbent, CONFIG)  # as if 15 independent folds
+    assert naive.t_stat == pytest.approx(diffs.mean() / (diffs.std(ddof=1) / math.sqrt(15)))
+    assert repeated.t_stat < naive.t_stat / 2
+    # one repeat (K scores for K folds) keeps the plain paired t
+    one = compare("accuracy", candidate[:5], incumbent[:5], CONFIG, folds_per_repeat=5)
+    assert one.t_stat == pytest.approx(compare("accuracy", candidate[:5], incumbent[:5], CONFIG).t_stat)
+
+
+def _scores(primary: list[float], log_loss: list[float], metric: str = "f1_macro") -> dict[str, list[float]]:
+    return {metric: primary, "log_loss": log_loss}
+
+
+def test_a_tie_on_a_discrete_metric_goes_to_the_lower_log_loss():
+    f1 = [0.80, 0.76, 0.81, 0.78, 0.79]
+    incumbent = _scores(f1, [0.50, 0.52, 0.49, 0.51, 0.50])
+    sharper = _scores(f1, [0.45, 0.47, 0.46, 0.44, 0.46])
+    result = judge("f1_macro", sharper, incumbent, CONFIG)
+    assert result.gain == 0.0 and not result.significant
+    assert result.better and result.tie_break is not None and result.tie_break > 0
+    assert not judge("f1_macro", incumbent, sharper, CONFIG).better  # the other way round
+    # a near-tie (within one standard error) is a tie too: a slightly higher F1 with worse log-loss loses
+    noisy = _scores([0.81, 0.75, 0.82, 0.77, 0.80], [0.55, 0.56, 0.54, 0.57, 0.55])
+    near = judge("f1_macro", noisy, incumbent, CONFIG)
+    assert near.gain > 0 and abs(near.t_stat) < 1.0
+    assert not near.better
+    assert compare("f1_macro", noisy["f1_macro"], f1, CONFIG).better  # what the primary alone says
+
+
+def test_a_clear_gain_or_a_continuous_metric_ignores_the_log_loss():
+    incumbent = _scores([0.70, 0.72, 0.68, 0.71, 0.69], [0.50] * 5)
+    clear = _scores([0.75, 0.77, 0.73, 0.76, 0.74], [0.60] * 5)  # better F1 on every fold, worse log-loss
+    result = judge("f1_macro", clear, incumbent, CONFIG)
+    assert result.better and result.significant and result.tie_break is None
+    auc_inc = _scores([0.80, 0.76, 0.81, 0.78, 0.79], [0.5] * 5, metric="roc_auc")
+    auc_cand = _scores([0.80, 0.76, 0.81, 0.78, 0.79], [0.4] * 5, metric="roc_auc")
+    assert not judge("roc_auc", auc_cand, auc_inc, CONFIG).better  # no tie-break on a continuous metric
+    # without log-loss scores (a model without probabilities) the primary decides
+    assert not judge("f1_macro", {"f1_macro": incumbent["f1_macro"]}, incumbent, CONFIG).better
 
 
 def test_identical_folds_are_not_significant():

@@ -43,18 +43,42 @@ class Problem:
     seed: int = 0
 
 
+#: Below this many development rows the K folds are repeated (docs/decisions.md, "Repeated folds").
+SMALL_DEV_ROWS = 2000
+SMALL_DATA_REPEATS = 3
+
+#: Primary metrics that are step functions of a few rows' labels: near-ties on them are broken by
+#: a proper scoring rule (docs/decisions.md, "Ties on a discrete metric").
+DISCRETE_METRICS = frozenset({"accuracy", "balanced_accuracy", "precision", "recall", "f1", "f1_macro", "mcc"})
+TIE_BREAK_METRIC = "log_loss"
+
+
 @dataclass(frozen=True)
 class Split:
-    """Row numbers (0-based data rows of the CSV) of the holdout and development parts, and the folds."""
+    """Row numbers (0-based data rows of the CSV) of the holdout and development parts, and the folds.
+
+    `fold_of_dev` is the first assignment of development rows to K folds; on small data
+    `repeat_folds` holds further, independently shuffled assignments (repeated K-fold), fixed
+    at setup like the first.
+    """
 
     dev_rows: tuple[int, ...]
     fold_of_dev: tuple[int, ...]
     holdout_rows: tuple[int, ...] = ()
     holdout_source: str = "internal"  # or the path of a separate holdout CSV
+    repeat_folds: tuple[tuple[int, ...], ...] = ()
 
     @property
     def n_folds(self) -> int:
         return max(self.fold_of_dev) + 1
+
+    @property
+    def n_repeats(self) -> int:
+        return 1 + len(self.repeat_folds)
+
+    def fold_matrix(self) -> np.ndarray:
+        """The fold of every development row in every repeat: shape (repeats, development rows)."""
+        return np.asarray([self.fold_of_dev, *self.repeat_folds], dtype=int)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))
@@ -67,13 +91,26 @@ class Split:
             fold_of_dev=tuple(data["fold_of_dev"]),
             holdout_rows=tuple(data["holdout_rows"]),
             holdout_source=data["holdout_source"],
+            repeat_folds=tuple(tuple(f) for f in data.get("repeat_folds", ())),
         )
 
 
 def make_split(
-    y: pd.Series, task_type: str, *, holdout: float, folds: int, seed: int, external_holdout: str | None = None
+    y: pd.Series,
+    task_type: str,
+    *,
+    holdout: float,
+    folds: int,
+    seed: int,
+    external_holdout: str | None = None,
+    repeats: int | None = None,
 ) -> Split:
-    """Fix the holdout (stratified for classification) and K development folds, once per run."""
+    """Fix the holdout (stratified for classification) and K development folds, once per run.
+
+    `repeats` (None: `SMALL_DATA_REPEATS` below `SMALL_DEV_ROWS` development rows, else 1) is how
+    many seeded K-fold assignments every candidate is scored on; the first is the same whatever
+    the number of repeats.
+    """
     rows = np.asarray(y.index)
     stratify = y.to_numpy() if task_type != "regression" else None
     if external_holdout:
@@ -83,19 +120,28 @@ def make_split(
         dev_rows = np.sort(dev_rows)
         holdout_rows = np.sort(holdout_rows)
     y_dev = y.loc[dev_rows].to_numpy()
-    splitter = (
-        StratifiedKFold(folds, shuffle=True, random_state=seed)
-        if task_type != "regression"
-        else KFold(folds, shuffle=True, random_state=seed)
-    )
-    fold_of_dev = np.empty(len(dev_rows), dtype=int)
-    for k, (_, val) in enumerate(splitter.split(np.zeros(len(dev_rows)), y_dev)):
-        fold_of_dev[val] = k
+    if repeats is None:
+        repeats = SMALL_DATA_REPEATS if len(dev_rows) < SMALL_DEV_ROWS else 1
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    assignments = []
+    for r in range(repeats):
+        state = seed if r == 0 else seed + 7919 * r  # repeat 0 is the split a single repeat makes
+        splitter = (
+            StratifiedKFold(folds, shuffle=True, random_state=state)
+            if task_type != "regression"
+            else KFold(folds, shuffle=True, random_state=state)
+        )
+        fold_of_dev = np.empty(len(dev_rows), dtype=int)
+        for k, (_, val) in enumerate(splitter.split(np.zeros(len(dev_rows)), y_dev)):
+            fold_of_dev[val] = k
+        assignments.append(tuple(int(f) for f in fold_of_dev))
     return Split(
         dev_rows=tuple(int(r) for r in dev_rows),
-        fold_of_dev=tuple(int(f) for f in fold_of_dev),
+        fold_of_dev=assignments[0],
         holdout_rows=tuple(int(r) for r in holdout_rows),
         holdout_source=external_holdout or "internal",
+        repeat_folds=tuple(assignments[1:]),
     )
 
 
@@ -130,9 +176,26 @@ def _fit_fold(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pred = predict(model, X.iloc[val], problem.task_type, problem.classes, problem.positive_class)
-    scores = score_all(problem.metrics, y.iloc[val].to_numpy(), pred)
+    scores = score_all(scored_metrics(problem), y.iloc[val].to_numpy(), pred)
     oof = pred.proba if pred.proba is not None else pred.y_pred.reshape(-1, 1)
     return scores, np.asarray(oof, dtype=float), fitted_params(model, spec), time.perf_counter() - started
+
+
+def scored_metrics(problem: Problem) -> tuple[str, ...]:
+    """The task's metrics, plus log-loss when it breaks ties on a discrete primary metric."""
+    if (
+        problem.task_type != "regression"
+        and problem.primary_metric in DISCRETE_METRICS
+        and TIE_BREAK_METRIC not in problem.metrics
+    ):
+        return (*problem.metrics, TIE_BREAK_METRIC)
+    return problem.metrics
+
+
+def fold_plan(folds: np.ndarray) -> list[tuple[int, int]]:
+    """(repeat, fold) of every fit, repeat-major: the order of every fold-score list."""
+    matrix = np.atleast_2d(folds)
+    return [(r, k) for r in range(matrix.shape[0]) for k in range(int(matrix[r].max()) + 1)]
 
 
 def short_error(exc: BaseException) -> str:
@@ -155,8 +218,10 @@ def evaluate_spec(
 ) -> CandidateResult:
     """Cross-validate a spec on the development part; identical specs come from the cache.
 
-    `time_limit` bounds the candidate: each fold fit gets limit × n_jobs / K seconds (joblib's
-    per-task timeout), so K folds on n_jobs workers finish within about the limit.
+    `folds` gives each development row's fold, either one assignment (shape (n,)) or one per
+    repeat (shape (repeats, n)); fold scores are listed repeat by repeat.
+    `time_limit` bounds the candidate: each fold fit gets limit × n_jobs / fits seconds (joblib's
+    per-task timeout), so the fits on n_jobs workers finish within about the limit.
     `progress(done, total)` is called before the first fold and after each one (live views use
     it); folds still run through joblib, whose results arrive in order as a generator.
     """
@@ -164,7 +229,9 @@ def evaluate_spec(
     cached = cache_dir / f"{key}.json" if cache_dir else None
     if cached is not None and cached.exists():
         return CandidateResult(**json.loads(cached.read_text()))
-    n_folds = int(folds.max()) + 1
+    folds = np.atleast_2d(folds)
+    plan = fold_plan(folds)
+    n_folds = len(plan)
     fold_timeout = None
     if time_limit is not None:
         fold_timeout = max(1.0, time_limit * max(1, min(n_jobs, n_folds)) / n_folds)
@@ -175,8 +242,8 @@ def evaluate_spec(
         outputs: list[Any] = []
         parallel = joblib.Parallel(n_jobs=n_jobs, timeout=fold_timeout if n_jobs != 1 else None, return_as="generator")
         for output in parallel(
-            joblib.delayed(_fit_fold)(spec, problem, X, y, np.flatnonzero(folds != k), np.flatnonzero(folds == k))
-            for k in range(n_folds)
+            joblib.delayed(_fit_fold)(spec, problem, X, y, np.flatnonzero(folds[r] != k), np.flatnonzero(folds[r] == k))
+            for r, k in plan
         ):
             outputs.append(output)
             report(len(outputs), n_folds)
@@ -199,11 +266,11 @@ def evaluate_spec(
 def _collect(
     key: str, outputs: list[Any], folds: np.ndarray, problem: Problem, seconds: float, cache_dir: Path | None
 ) -> CandidateResult:
-    fold_scores = {m: [_finite(out[0][m]) for out in outputs] for m in problem.metrics}
+    fold_scores = {m: [_finite(out[0][m]) for out in outputs] for m in scored_metrics(problem)}
     if cache_dir is not None:
-        oof = np.full((len(folds), outputs[0][1].shape[1]), np.nan)
-        for k, out in enumerate(outputs):
-            oof[folds == k] = out[1]
+        oof = np.full((folds.shape[0], folds.shape[1], outputs[0][1].shape[1]), np.nan)
+        for (r, k), out in zip(fold_plan(folds), outputs, strict=True):
+            oof[r, folds[r] == k] = out[1]
         cache_dir.mkdir(parents=True, exist_ok=True)
         np.save(cache_dir / f"{key}.oof.npy", oof)
     return CandidateResult(
@@ -257,8 +324,13 @@ def score_holdout(model: Any, X: pd.DataFrame, y: pd.Series, problem: Problem) -
 
 
 def load_oof(cache_dir: Path, key: str) -> np.ndarray | None:
+    """A candidate's out-of-fold predictions, shape (repeats, development rows, columns): class
+    probabilities in the task's class order, or one column of predicted values."""
     path = cache_dir / f"{key}.oof.npy"
-    return np.load(path) if path.exists() else None
+    if not path.exists():
+        return None
+    oof = np.load(path)
+    return oof[None] if oof.ndim == 2 else oof  # a cache written before folds were repeated
 
 
 __all__ = [
@@ -268,6 +340,8 @@ __all__ = [
     "Split",
     "evaluate_spec",
     "fit_final",
+    "fold_plan",
+    "load_oof",
     "make_split",
     "score_holdout",
 ]
