@@ -17,6 +17,8 @@ from tandem.api import list_runs, load_summary, predict_csv, resume_run, run_tas
 from tandem.benchmarks.cli import add_bench_commands, cmd_bench, cmd_leaderboard, cmd_league
 from tandem.cli_history import COMMANDS as HISTORY_COMMANDS
 from tandem.cli_history import add_history_commands
+from tandem.cli_learning import COMMANDS as LEARNING_COMMANDS
+from tandem.cli_learning import add_learning_commands
 from tandem.cli_options import (
     CONTEXT_OPTIONS,
     add_agent_options,
@@ -79,6 +81,7 @@ def make_parser() -> argparse.ArgumentParser:
     predict.add_argument("--runs-dir", default=None)
     add_bench_commands(sub)
     add_history_commands(sub)
+    add_learning_commands(sub)
     return parser
 
 
@@ -168,6 +171,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "runs": _cmd_runs, "show": _cmd_show, "predict": _cmd_predict}
 COMMANDS.update({"bench": cmd_bench, "league": cmd_league, "leaderboard": cmd_leaderboard})
 COMMANDS.update(HISTORY_COMMANDS)
+COMMANDS.update(LEARNING_COMMANDS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

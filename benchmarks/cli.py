@@ -15,7 +15,7 @@ from typing import Any
 
 from tandem.benchmarks.bench import bench_report, describe_result, run_bench
 from tandem.benchmarks.league import describe_match, leaderboard_markdown, plot_leaderboard, run_league, standings
-from tandem.benchmarks.players import PLAYER_HELP, flaml_available, parse_players
+from tandem.benchmarks.players import PLAYER_HELP, flaml_available, parse_players, with_policy
 from tandem.benchmarks.results_store import ResultsStore, default_results_dir
 from tandem.benchmarks.tasks import default_suite, select_tasks
 
@@ -54,6 +54,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--budget", type=_positive, help="seconds per player and task (default: each task's own budget)"
     )
     parser.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated player seeds (default: 0)")
+    parser.add_argument("--policy", help="the tandem players' Scientist policy: playbook or a file from tandem train")
     parser.add_argument(
         "--results-dir", default=None, help="where the results store goes (default $TANDEM_RESULTS_DIR or ./results)"
     )
@@ -115,7 +116,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"report: {Path(results_dir) / args.report / 'report.md'}")
         return 0
     tasks = select_tasks(args.tasks)
-    players = parse_players(args.players)
+    players = with_policy(parse_players(args.players), args.policy)
     if not args.players and not flaml_available():
         print("note: FLAML is not installed, so it does not play; pip install 'tandem-ml[bench]' to add it")
     print(
@@ -142,7 +143,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_league(args: argparse.Namespace) -> int:
     results_dir = _results_dir(args)
     tasks = select_tasks(args.tasks)
-    players = parse_players(args.players)
+    players = with_policy(parse_players(args.players), args.policy)
     league_id = run_league(
         tasks,
         players,

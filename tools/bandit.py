@@ -3,9 +3,9 @@
 Pure numpy and no knowledge of agents: an arm is a name, a context is a vector. Each arm `a`
 keeps the sufficient statistics of a Bayesian ridge regression of its reward on the context,
 
-    A_a = λ·I + Σ x xᵀ        b_a = Σ r·x        θ̂_a = A_a⁻¹ b_a
+    A_a = λ·I + Σ x xᵀ        b_a = λ·m_a + Σ r·x        θ̂_a = A_a⁻¹ b_a
 
-(prior θ_a ~ N(0, σ²/λ·I), reward r = xᵀθ_a + ε with ε ~ N(0, σ²)), so the posterior is
+(prior θ_a ~ N(m_a, σ²/λ·I), reward r = xᵀθ_a + ε with ε ~ N(0, σ²)), so the posterior is
 θ_a | data ~ N(θ̂_a, σ²·A_a⁻¹). An update after observing reward r for arm a in context x is
 
     A_a ← A_a + x xᵀ        b_a ← b_a + r·x
@@ -40,8 +40,10 @@ class LinearArm:
     n: int = 0
 
     @classmethod
-    def fresh(cls, dim: int, ridge: float) -> LinearArm:
-        return cls(A=np.eye(dim) * ridge, b=np.zeros(dim))
+    def fresh(cls, dim: int, ridge: float, prior_mean: Sequence[float] | None = None) -> LinearArm:
+        """No data yet: the posterior is the prior N(m, σ²/λ·I), i.e. A = λI and b = λm."""
+        mean = np.zeros(dim) if prior_mean is None else np.asarray(prior_mean, dtype=float)
+        return cls(A=np.eye(dim) * ridge, b=ridge * mean)
 
     def mean(self) -> np.ndarray:
         return np.linalg.solve(self.A, self.b)
@@ -64,12 +66,15 @@ class LinearBandit:
     alpha: float = 1.0
     """LinUCB's exploration weight."""
     models: dict[str, LinearArm] = field(default_factory=dict)
+    prior: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    """Prior means of the arms without statistics yet (zero if absent); kept inside `b` after that."""
 
     def __post_init__(self) -> None:
         if self.dim < 1 or not self.arms:
             raise ValueError("a bandit needs at least one arm and one context feature")
         for arm in self.arms:
-            self.models.setdefault(arm, LinearArm.fresh(self.dim, self.ridge))
+            if arm not in self.models:
+                self.models[arm] = LinearArm.fresh(self.dim, self.ridge, self.prior.get(arm))
 
     def _x(self, context: Sequence[float] | np.ndarray) -> np.ndarray:
         x = np.asarray(context, dtype=float)

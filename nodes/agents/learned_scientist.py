@@ -55,6 +55,7 @@ FEATURES: tuple[str, ...] = SHARED_FEATURES + MOVE_FEATURES
 """The context vector of one move, in this order (a policy file lists the names it was trained with)."""
 
 REWARD_CLIP = 5.0
+PRIOR_SCALE = 0.05
 SPREAD_FLOOR = 0.005
 
 
@@ -171,8 +172,25 @@ def bandit_of(policy: dict[str, Any]) -> LinearBandit:
     stored = LinearBandit.from_dict(policy["bandit"])
     known = {arm: model for arm, model in stored.models.items() if arm in MOVE_NAMES}
     return LinearBandit(
-        arms=MOVE_NAMES, dim=len(FEATURES), ridge=stored.ridge, noise=stored.noise, alpha=stored.alpha, models=known
+        arms=MOVE_NAMES,
+        dim=len(FEATURES),
+        ridge=stored.ridge,
+        noise=stored.noise,
+        alpha=stored.alpha,
+        models=known,
+        prior=playbook_prior(),
     )
+
+
+def playbook_prior() -> dict[str, list[float]]:
+    """The prior mean of each move's weights: zero but for the bias, which ranks the moves as the
+    playbook does (PRIOR_SCALE per point of preference above the median preference). So an
+    untrained policy *is* the playbook, and data move it only as far as the rewards earned say."""
+    median = float(np.median(list(DEFAULT_PREFERENCES.values())))
+    return {
+        move: [PRIOR_SCALE * (DEFAULT_PREFERENCES.get(move, 0.0) - median)] + [0.0] * (len(FEATURES) - 1)
+        for move in MOVE_NAMES
+    }
 
 
 class LearnedScientist(HeuristicScientist):
@@ -227,14 +245,16 @@ NORMALISATION = (
 )
 
 
-def new_policy(*, ridge: float = 1.0, noise: float = 0.5) -> dict[str, Any]:
+def new_policy(*, ridge: float = 2.0, noise: float = 0.5) -> dict[str, Any]:
     """An untrained Scientist policy: every arm at its prior, so it plays the playbook's order."""
     return {
         "role": "scientist",
         "method": "linear-thompson",
         "features": list(FEATURES),
         "mode": "greedy",
-        "bandit": LinearBandit(arms=MOVE_NAMES, dim=len(FEATURES), ridge=ridge, noise=noise).to_dict(),
+        "bandit": LinearBandit(
+            arms=MOVE_NAMES, dim=len(FEATURES), ridge=ridge, noise=noise, prior=playbook_prior()
+        ).to_dict(),
         "provenance": {"tasks": [], "episodes": 0, "seeds": [], "runs": [], "normalisation": NORMALISATION},
     }
 

