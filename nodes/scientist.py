@@ -9,11 +9,12 @@ from langgraph.runtime import Runtime
 from tandem.graph.budget import seconds_left, timed, tokens_left
 from tandem.graph.context import RunContext, context_of
 from tandem.graph.messages import proposal_data
-from tandem.graph.persistence import dev_data
+from tandem.graph.persistence import RunFolder, dev_data
 from tandem.graph.routing import review_required
 from tandem.graph.state import TandemState
 from tandem.nodes.agents import ScientistView, make_scientist
 from tandem.tools.profile import DatasetProfile
+from tandem.tools.training import load_oof
 
 
 def scientist_view(state: TandemState, context: RunContext) -> ScientistView:
@@ -30,6 +31,7 @@ def scientist_view(state: TandemState, context: RunContext) -> ScientistView:
         patience=context.patience,
         feedback=tuple(state.get("feedback", [])),
         data=lambda: dev_data(state["task"], state["split_path"])[:2],
+        oof=lambda key: load_oof(RunFolder.of(state).cache, key),
     )
 
 

@@ -500,3 +500,51 @@ def test_executor_refuses_an_invalid_proposal(binary_frame):
     assert impl.spec is None
     assert "cannot implement" in impl.error
     assert "colour2" in impl.error
+
+
+# --------------------------------------------------------------------------------------------
+# Ensemble selection from the saved out-of-fold predictions
+# --------------------------------------------------------------------------------------------
+
+
+def _evaluated_run(frame: pd.DataFrame, cache: Path) -> tuple[Run, dict[str, np.ndarray]]:
+    """A ledger of three really cross-validated models whose out-of-fold predictions are cached."""
+    from tandem.tools.training import evaluate_spec, load_oof, make_split
+
+    run = Run("binary", "f1_macro", frame)
+    X, y = frame.drop(columns=["y"]), frame["y"]
+    folds = make_split(y, "binary", holdout=0.2, folds=3, seed=0, external_holdout="x.csv", repeats=2).fold_matrix()
+    run.ledger.clear()
+    base = baseline_spec(run.profile, "binary")
+    specs = [
+        base,
+        apply_changes(base, [SetModel(family="lightgbm", params={"n_estimators": 40})], run.spec_of),
+        apply_changes(base, [SetModel(family="random_forest", params={"n_estimators": 40})], run.spec_of),
+    ]
+    for spec in specs:
+        result = evaluate_spec(spec, X, y, folds, run.problem(), cache_dir=cache, n_jobs=1)
+        assert result.status == "ok", result.error
+        run.add(spec, primary=result.cv["f1_macro"])
+    oofs = {r["spec_hash"]: load_oof(cache, r["spec_hash"]) for r in run.ledger}
+    return run, oofs  # type: ignore[return-value]
+
+
+def test_ensemble_selection_weights_come_from_the_saved_out_of_fold_predictions(binary_frame, tmp_path):
+    from dataclasses import replace
+
+    from tandem.tools.ensemble_selection import select_ensemble
+
+    run, oofs = _evaluated_run(binary_frame, tmp_path)
+    y = binary_frame["y"]
+    view = replace(run.view(iterations_left=1), oof=oofs.get, data=lambda: (binary_frame.drop(columns=["y"]), y))
+    proposal = HeuristicScientist().propose(view).value
+    expected = select_ensemble({r["id"]: oofs[r["spec_hash"]] for r in run.ledger}, y.to_numpy(), run.problem())
+    assert expected is not None and len(expected.weights) >= 2  # lightgbm and the forest blend better
+    assert proposal.move == "ensemble_selection"
+    (change,) = proposal.changes
+    assert isinstance(change, BuildEnsemble) and change.method == "voting"
+    assert dict(zip(change.experiment_ids, change.weights or (), strict=True)) == expected.weights
+    spec = run.requested_spec(proposal)
+    assert isinstance(spec, EnsembleSpec) and spec.weights == change.weights
+    # without saved predictions (an agent view without them) the move has nothing to offer
+    assert HeuristicScientist().propose(run.view(iterations_left=1)).value.move == "ensemble"

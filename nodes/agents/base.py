@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from tandem.graph.context import RewardConfig
@@ -49,6 +50,9 @@ class ScientistView:
     """The development rows (features, target), loaded on demand for analysis; never the holdout."""
     feedback: tuple[HumanFeedback, ...] = ()
     """What humans said when they rejected a proposal or a delivery (approval gates), oldest first."""
+    oof: Callable[[str], np.ndarray | None] | None = None
+    """A candidate's out-of-fold predictions by spec hash, shape (repeats, development rows,
+    columns), in the row order of `data`; None when not saved (ensemble selection reads them)."""
 
     def record(self, experiment_id: int) -> ExperimentRecord:
         return self.ledger[experiment_id]

@@ -27,7 +27,9 @@ from tandem.graph.messages import (
     UseColumns,
     apply_changes,
 )
+from tandem.graph.persistence import problem_of
 from tandem.nodes.agents.base import AgentReply, ScientistView
+from tandem.tools.ensemble_selection import select_ensemble
 from tandem.tools.spec import (
     FAMILIES,
     DatePartsOp,
@@ -61,6 +63,7 @@ DEFAULT_PREFERENCES: dict[str, float] = {
     "boosting_shape": 5.0,
     "alternative_family": 5.2,
     "linear_tuning": 4.5,
+    "ensemble_selection": 3.5,
     "ensemble": 3.0,
 }
 
@@ -121,7 +124,7 @@ class HeuristicScientist:
     def propose(self, view: ScientistView) -> AgentReply[Proposal]:
         situation = self._situation(view)
         if view.iterations_left <= 1 or _no_gain_streak(view) >= view.patience:
-            final = self._first_new(situation, [("ensemble", _ensemble)])
+            final = self._first_new(situation, [("ensemble_selection", _ensemble_selection), ("ensemble", _ensemble)])
             if final is not None:  # finish with a blend of the best distinct models
                 return AgentReply(final)
             if view.iterations_left > 1:
@@ -459,6 +462,77 @@ def _alternative_family(s: _Situation) -> Iterator[Proposal]:
         )
 
 
+ENSEMBLE_POOL = 8
+"""Ensemble selection chooses among the best this many single pipelines (an ensemble's limit)."""
+
+
+def _ensemble_selection(s: _Situation) -> Iterator[Proposal]:
+    """Caruana's greedy selection with replacement on the saved out-of-fold predictions.
+
+    No training is needed to choose: the best `ENSEMBLE_POOL` single pipelines' out-of-fold
+    predictions are averaged greedily, and the times each was picked become its weight in a
+    soft-voting ensemble, which the environment then cross-validates like any candidate.
+    """
+    view = s.view
+    if view.oof is None or view.data is None:
+        return
+    sign = 1 if view.task["greater_is_better"] else -1
+    pool = sorted(
+        (
+            r
+            for r in view.ledger
+            if r["status"] == "ok" and r["spec_hash"] and (r["spec"] or {}).get("kind") == "pipeline"
+        ),
+        key=lambda r: (-sign * (r["primary"] or 0.0), r["id"]),
+    )[:ENSEMBLE_POOL]
+    if len(pool) < 2:
+        return
+    oofs = {r["id"]: oof for r in pool if (oof := view.oof(r["spec_hash"] or "")) is not None}
+    selection = select_ensemble(oofs, view.data()[1].to_numpy(), problem_of(view.task))
+    if selection is None:
+        return
+    ids = tuple(selection.weights)
+    weights = tuple(float(w) for w in selection.weights.values())
+    yield Proposal(
+        rationale=f"Ensemble selection (Caruana et al. 2004) on the saved out-of-fold predictions of the "
+        f"{len(pool)} best models: {selection.rounds} greedy picks with replacement give weights "
+        f"{dict(selection.weights)} and an out-of-fold {view.task['primary_metric']} of {selection.score:.4f}.",
+        changes=[BuildEnsemble(experiment_ids=ids, weights=weights)],
+    )
+
+
+def _ensemble(s: _Situation) -> Iterator[Proposal]:
+    """Blend the best experiment of each distinct family: different errors average out."""
+    view = s.view
+    sign = 1 if view.task["greater_is_better"] else -1
+    best_per_family: dict[str, int] = {}
+    for r in sorted(
+        (r for r in view.ledger if r["status"] == "ok" and (r["spec"] or {}).get("kind") == "pipeline"),
+        key=lambda r: -sign * (r["primary"] or 0.0),
+    ):
+        best_per_family.setdefault(r["spec"]["model"]["family"], r["id"])  # type: ignore[index]
+    ranked = list(best_per_family.values())
+    if len(ranked) < 2:
+        return
+    yield Proposal(
+        rationale="Soft-vote the two best models of different families.",
+        changes=[BuildEnsemble(experiment_ids=tuple(ranked[:2]))],
+    )
+    yield Proposal(
+        rationale="Soft-vote the two best models of different families, trusting the better one twice as much.",
+        changes=[BuildEnsemble(experiment_ids=tuple(ranked[:2]), weights=(2.0, 1.0))],
+    )
+    if len(ranked) >= 3:
+        yield Proposal(
+            rationale="Soft-vote the three best models of different families.",
+            changes=[BuildEnsemble(experiment_ids=tuple(ranked[:3]))],
+        )
+        yield Proposal(
+            rationale="Stack the three best models of different families with a linear meta-model.",
+            changes=[BuildEnsemble(experiment_ids=tuple(ranked[:3]), method="stacking")],
+        )
+
+
 def _ensemble(s: _Situation) -> Iterator[Proposal]:
     """Blend the best experiment of each distinct family: different errors average out."""
     view = s.view
@@ -505,6 +579,7 @@ _MOVES: dict[str, Move] = {
     "linear_recipe": _linear_recipe,
     "linear_tuning": _linear_tuning,
     "alternative_family": _alternative_family,
+    "ensemble_selection": _ensemble_selection,
     "ensemble": _ensemble,
 }
 
