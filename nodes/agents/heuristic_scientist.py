@@ -533,38 +533,6 @@ def _ensemble(s: _Situation) -> Iterator[Proposal]:
         )
 
 
-def _ensemble(s: _Situation) -> Iterator[Proposal]:
-    """Blend the best experiment of each distinct family: different errors average out."""
-    view = s.view
-    sign = 1 if view.task["greater_is_better"] else -1
-    best_per_family: dict[str, int] = {}
-    for r in sorted(
-        (r for r in view.ledger if r["status"] == "ok" and (r["spec"] or {}).get("kind") == "pipeline"),
-        key=lambda r: -sign * (r["primary"] or 0.0),
-    ):
-        best_per_family.setdefault(r["spec"]["model"]["family"], r["id"])  # type: ignore[index]
-    ranked = list(best_per_family.values())
-    if len(ranked) < 2:
-        return
-    yield Proposal(
-        rationale="Soft-vote the two best models of different families.",
-        changes=[BuildEnsemble(experiment_ids=tuple(ranked[:2]))],
-    )
-    yield Proposal(
-        rationale="Soft-vote the two best models of different families, trusting the better one twice as much.",
-        changes=[BuildEnsemble(experiment_ids=tuple(ranked[:2]), weights=(2.0, 1.0))],
-    )
-    if len(ranked) >= 3:
-        yield Proposal(
-            rationale="Soft-vote the three best models of different families.",
-            changes=[BuildEnsemble(experiment_ids=tuple(ranked[:3]))],
-        )
-        yield Proposal(
-            rationale="Stack the three best models of different families with a linear meta-model.",
-            changes=[BuildEnsemble(experiment_ids=tuple(ranked[:3]), method="stacking")],
-        )
-
-
 _MOVES: dict[str, Move] = {
     "stronger_family": _stronger_family,
     "target_transform": _target_transform,
