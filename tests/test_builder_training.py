@@ -431,7 +431,8 @@ def test_evaluate_spec_scores_every_repeat_and_adds_log_loss_for_ties(tmp_path):
         model = build_pipeline(spec, "binary", primary_metric="accuracy", pos_label="yes").fit(X[train], y[train])
         pred = predict(model, X[val], "binary", ("no", "yes"), "yes")
         assert result.fold_scores["accuracy"][i] == pytest.approx(skm.accuracy_score(y[val], pred.y_pred))
-        assert result.fold_scores["log_loss"][i] == pytest.approx(skm.log_loss(y[val], pred.proba, labels=["no", "yes"]))
+        expected_log_loss = skm.log_loss(y[val], pred.proba, labels=["no", "yes"])
+        assert result.fold_scores["log_loss"][i] == pytest.approx(expected_log_loss)
     oof = training.load_oof(tmp_path, result.spec_hash)
     assert oof is not None and oof.shape == (2, len(y), 2) and np.isfinite(oof).all()
     # a continuous primary metric needs no tie-break
@@ -495,6 +496,23 @@ def test_evaluate_spec_times_out_a_slow_model(tmp_path):
     assert "exceeded" in result.error
     assert result.fold_scores == {}
     assert elapsed < 8.0  # it gave up instead of training 3 × 2000 trees
+
+
+def test_the_time_limit_bounds_the_whole_candidate_across_repeats(tmp_path):
+    X, y = make_classification(n_samples=3000, n_features=20, random_state=0)
+    X = pd.DataFrame(X, columns=[f"f{i}" for i in range(20)])
+    y = pd.Series(y)
+    folds = np.stack([np.arange(3000) % 3, (np.arange(3000) // 7) % 3, (np.arange(3000) // 11) % 3])
+    problem = Problem("binary", ("roc_auc",), "roc_auc", classes=(0, 1), positive_class=1)
+    spec = parse_spec(
+        {"columns": {"numeric": list(X.columns)}, "model": {"family": "random_forest", "params": {"n_estimators": 60}}}
+    )
+    fits: list[int] = []
+    result = evaluate_spec(
+        spec, X, y, folds, problem, time_limit=0.05, n_jobs=1, progress=lambda done, total: fits.append(done)
+    )
+    assert result.status == "timeout" and "exceeded" in (result.error or "")
+    assert fits[-1] == 1 and max(fits) < 9  # stopped after the first fit, not after 3 x 3
 
 
 # --------------------------------------------------------------------------------------------

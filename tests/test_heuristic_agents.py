@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal
 
 import numpy as np
@@ -28,12 +30,17 @@ from tandem.graph.messages import (
 from tandem.graph.state import EvaluationData, new_record
 from tandem.nodes.agents.base import ExecutorRequest, ScientistView
 from tandem.nodes.agents.heuristic_executor import HeuristicExecutor
-from tandem.nodes.agents.heuristic_scientist import HeuristicScientist
+from tandem.nodes.agents.heuristic_scientist import (
+    HeuristicScientist,
+    candidates_left,
+    expected_value,
+    incumbent_gains,
+)
 from tandem.nodes.setup import baseline_spec
 from tandem.nodes.verifier import verify
 from tandem.tools.metrics import METRICS
 from tandem.tools.profile import DatasetProfile, profile_dataset
-from tandem.tools.spec import EnsembleSpec, PipelineSpec, parse_spec, spec_hash
+from tandem.tools.spec import SEARCH_SPACES, EnsembleSpec, PipelineSpec, parse_spec, spec_hash
 from tandem.tools.training import Problem, dry_run
 
 # --------------------------------------------------------------------------------------------
@@ -295,7 +302,7 @@ def _stalled_run(frame: pd.DataFrame, patience: int) -> Run:
     return run
 
 
-def test_after_patience_without_gain_it_ensembles_distinct_families_then_delivers(binary_frame):
+def test_after_patience_without_gain_it_ensembles_distinct_families_then_tunes(binary_frame):
     run = _stalled_run(binary_frame, patience=3)
     proposal = propose(run, patience=3)
     assert proposal.action == "experiment"
@@ -309,16 +316,18 @@ def test_after_patience_without_gain_it_ensembles_distinct_families_then_deliver
     ensemble = run.requested_spec(proposal)
     assert isinstance(ensemble, EnsembleSpec)
     run.play(proposal, primary=0.695)
-    # Only the remaining blends of the same models come before delivery, then it stops.
+    # The remaining blends of the same models come first; then, with budget left, the search goes on
+    # over the best family's parameters (the lightgbm of experiment #1) instead of delivering.
     final = propose(run, patience=3)
     for _ in range(3):
-        if final.action == "deliver":
+        if final.move != "ensemble":
             break
-        assert final.move == "ensemble"
         run.play(final, primary=0.69)
         final = propose(run, patience=3)
-    assert final.action == "deliver"
-    assert final.changes == []
+    assert final.action == "experiment" and final.move == "tune"
+    assert final.base_experiment == 1
+    (change,) = final.changes
+    assert isinstance(change, SetParams) and set(change.params) <= set(SEARCH_SPACES["lightgbm"])
 
 
 def test_not_stalled_before_patience_is_reached(binary_frame):
@@ -326,14 +335,70 @@ def test_not_stalled_before_patience_is_reached(binary_frame):
     assert propose(run, patience=3).move != "ensemble"
 
 
-def test_stalled_with_a_single_family_delivers(binary_frame):
-    run = Run("binary", "f1_macro", binary_frame)
+def _single_family_stall(frame: pd.DataFrame) -> Run:
+    run = Run("binary", "f1_macro", frame)
     for k in range(3):
         run.play(
             Proposal(rationale="C", changes=[SetParams(params={"C": 0.1 * (k + 1)})], base_experiment=0), primary=0.4
         )
-    proposal = propose(run, patience=3)
+    return run
+
+
+def test_stalled_with_a_single_family_tunes_it_while_going_on_is_worth_it(binary_frame):
+    run = _single_family_stall(binary_frame)
+    proposal = propose(run, patience=3)  # nothing to blend; 9 candidates left
+    assert proposal.move == "tune" and proposal.base_experiment == 0
+    (change,) = proposal.changes
+    assert isinstance(change, SetParams) and list(change.params) == ["C"]
+    assert SEARCH_SPACES["logistic"]["C"].low <= change.params["C"] <= SEARCH_SPACES["logistic"]["C"].high
+
+
+def test_it_delivers_when_the_expected_value_of_going_on_is_too_small(binary_frame):
+    run = _single_family_stall(binary_frame)
+    # no gain in 3 experiments: about 0.0005 per candidate, and room for one more candidate only
+    value = expected_value(run.view(iterations_left=2))
+    assert not value.worth and value.value == pytest.approx(0.002 / 4)
+    proposal = propose(run, patience=3, iterations_left=2)
     assert proposal.action == "deliver"
+    assert "expected gain of going on" in proposal.rationale
+    # the time budget counts too: candidates take 0.1 s here, so 0.15 s leaves room for one and a half
+    timed = replace(run.view(iterations_left=30), seconds_left=0.15)
+    assert candidates_left(timed) == pytest.approx(1.5)
+    assert not expected_value(timed).worth
+    assert expected_value(replace(timed, seconds_left=10.0)).worth
+
+
+def test_a_recent_gain_makes_going_on_worth_more():
+    view = SimpleNamespace(
+        task={"primary_metric": "accuracy", "greater_is_better": True},
+        iterations_left=3,
+        seconds_left=None,
+        ledger=[
+            {"primary": 0.70, "status": "ok", "fit_seconds": 1.0},
+            {"primary": 0.72, "status": "ok", "fit_seconds": 1.0},  # +0.02
+            {"primary": 0.71, "status": "ok", "fit_seconds": 1.0},
+            {"primary": None, "status": "failed", "fit_seconds": 1.0},
+            {"primary": 0.73, "status": "ok", "fit_seconds": 1.0},  # +0.01 over the best so far
+        ],
+    )
+    assert incumbent_gains(view) == pytest.approx([0.02, 0.0, 0.0, 0.01])  # type: ignore[arg-type]
+    value = expected_value(view)  # type: ignore[arg-type]
+    assert value.value == pytest.approx((0.03 + 0.002) / 5 * 2)
+    assert value.worth
+
+
+def test_tuning_is_a_seeded_search_replayed_from_the_ledger(binary_frame):
+    run = _single_family_stall(binary_frame)
+    seen = []
+    for step in range(7):
+        proposal = propose(run, patience=3, iterations_left=30)
+        assert proposal.move == "tune" and proposal.base_experiment == 0
+        # asked twice from the same ledger, by a new Scientist: the same trial
+        assert HeuristicScientist().propose(run.view(patience=3, iterations_left=30)).value == proposal
+        seen.append(proposal.changes[0].params["C"])  # type: ignore[union-attr]
+        run.play(proposal, primary=0.4 + 0.01 * step)
+    assert len(set(seen)) == len(seen)  # every trial is a new point
+    assert all(r["move"] == "tune" for r in run.ledger[4:])
 
 
 def test_last_iteration_builds_an_ensemble(binary_frame):

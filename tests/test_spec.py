@@ -7,6 +7,7 @@ import pytest
 from tandem.tools.spec import (
     CLASSIFICATION,
     FAMILIES,
+    SEARCH_SPACES,
     EnsembleSpec,
     PipelineSpec,
     SpecError,
@@ -15,6 +16,7 @@ from tandem.tools.spec import (
     parse_spec,
     spec_hash,
 )
+from tandem.tools.tuning import Trial, suggest
 
 COLUMNS = ["age", "fare", "sex", "embarked"]
 
@@ -304,3 +306,42 @@ def test_ensemble_weights_must_match_members():
 def test_ensemble_members_are_validated():
     with pytest.raises(SpecError, match="did you mean 'lightgbm'"):
         parse_spec({"members": [pipeline(), pipeline(model={"family": "lightgbn"})]})
+
+
+# --------------------------------------------------------------------------------------------
+# Search spaces and the seeded TPE search over them
+# --------------------------------------------------------------------------------------------
+
+
+def test_every_search_space_lies_inside_its_familys_catalogue_ranges():
+    assert set(SEARCH_SPACES) == set(FAMILIES)  # every family can be tuned
+    for family, space in SEARCH_SPACES.items():
+        for name, param in space.items():
+            allowed = FAMILIES[family].params[name]
+            if param.kind == "choice":
+                assert all(allowed.check(name, c) == c for c in param.choices), (family, name)
+            else:
+                assert allowed.low <= param.low < param.high <= allowed.high, (family, name)
+
+
+def test_tpe_suggestions_are_valid_specs_seeded_and_replayed():
+    space = SEARCH_SPACES["lightgbm"]
+    trials: list[Trial] = []
+    for k in range(8):
+        params = suggest(space, trials, maximize=True, seed=k)
+        assert params is not None and set(params) == set(space)
+        assert suggest(space, trials, maximize=True, seed=k) == params  # the same history and seed: the same point
+        spec = parse_spec({"columns": {"numeric": ["a"]}, "model": {"family": "lightgbm", "params": params}})
+        assert spec.model.params == params  # inside the catalogue's ranges
+        trials.append(Trial(params=params, value=-abs(params["learning_rate"] - 0.05) if k != 3 else None))
+    # after the random start-up points, TPE reads the history: other values, another point
+    flipped = [Trial(params=t.params, value=None if t.value is None else -t.value) for t in trials]
+    assert suggest(space, trials, maximize=True, seed=99) != suggest(space, flipped, maximize=True, seed=99)
+    # a point `avoid` rejects is never returned; when all are rejected there is none
+    first = suggest(space, trials, maximize=True, seed=5)
+    other = suggest(space, trials, maximize=True, seed=5, avoid=lambda p: p == first)
+    assert other is not None and other != first
+    assert suggest(space, trials, maximize=True, seed=5, avoid=lambda p: True) is None
+    # trials outside the space (an LLM's hand-set value) are left out, not a crash
+    wild = [*trials, Trial(params={"n_estimators": 5000}, value=1.0)]
+    assert suggest(space, wild, maximize=True, seed=1) == suggest(space, trials, maximize=True, seed=1)

@@ -353,6 +353,54 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+def _search(**params: Param) -> dict[str, Param]:
+    return params
+
+
+#: Where a search over a family's parameters looks (the Scientist's seeded TPE search once the
+#: playbook's ideas are spent): the region where good settings of each family usually lie, each
+#: range inside the catalogue's own (a test checks it), so every trial is a valid spec.
+SEARCH_SPACES: dict[str, dict[str, Param]] = {
+    "logistic": _search(C=Param("float", 1e-3, 1e2, log=True)),
+    "ridge": _search(alpha=Param("float", 1e-3, 1e3, log=True)),
+    "lasso": _search(alpha=Param("float", 1e-5, 1e1, log=True)),
+    "elastic_net": _search(alpha=Param("float", 1e-4, 1e1, log=True), l1_ratio=Param("float", 0.05, 0.95)),
+    "svr": _search(C=Param("float", 1e-1, 1e3, log=True)),
+    "knn": _search(
+        n_neighbors=Param("int", 2, 100, log=True), weights=Param("choice", choices=("uniform", "distance"))
+    ),
+    "decision_tree": _search(max_depth=Param("int", 2, 20), min_samples_leaf=Param("int", 1, 50, log=True)),
+    "random_forest": _search(
+        n_estimators=Param("int", 100, 600, log=True),
+        min_samples_leaf=Param("int", 1, 20, log=True),
+        max_features=Param("choice", choices=("sqrt", 0.3, 0.5, 0.7, 1.0)),
+    ),
+    "extra_trees": _search(
+        n_estimators=Param("int", 100, 600, log=True),
+        min_samples_leaf=Param("int", 1, 20, log=True),
+        max_features=Param("choice", choices=("sqrt", 0.3, 0.5, 0.7, 1.0)),
+    ),
+    "hist_gradient_boosting": _search(
+        max_iter=Param("int", 50, 800, log=True),
+        learning_rate=Param("float", 0.01, 0.3, log=True),
+        max_leaf_nodes=Param("int", 4, 128, log=True),
+        min_samples_leaf=Param("int", 3, 100, log=True),
+        l2_regularization=Param("float", 1e-3, 10.0, log=True),
+    ),
+    "lightgbm": _search(
+        n_estimators=Param("int", 50, 1000, log=True),
+        learning_rate=Param("float", 0.01, 0.3, log=True),
+        num_leaves=Param("int", 4, 128, log=True),
+        min_child_samples=Param("int", 3, 100, log=True),
+        subsample=Param("float", 0.5, 1.0),
+        subsample_freq=Param("choice", choices=(0, 1)),
+        colsample_bytree=Param("float", 0.4, 1.0),
+        reg_alpha=Param("float", 1e-3, 10.0, log=True),
+        reg_lambda=Param("float", 1e-3, 10.0, log=True),
+    ),
+}
+
+
 class ModelSpec(_Frozen):
     family: str
     params: dict[str, Any] = Field(default_factory=dict)

@@ -220,8 +220,9 @@ def evaluate_spec(
 
     `folds` gives each development row's fold, either one assignment (shape (n,)) or one per
     repeat (shape (repeats, n)); fold scores are listed repeat by repeat.
-    `time_limit` bounds the candidate: each fold fit gets limit × n_jobs / fits seconds (joblib's
-    per-task timeout), so the fits on n_jobs workers finish within about the limit.
+    `time_limit` bounds the candidate: each fold fit may take limit × n_jobs / K seconds (joblib's
+    per-task timeout: its share of one repeat of K folds), and the candidate stops when the
+    limit has passed after any fit, so it ends within about the limit plus one fit.
     `progress(done, total)` is called before the first fold and after each one (live views use
     it); folds still run through joblib, whose results arrive in order as a generator.
     """
@@ -233,8 +234,9 @@ def evaluate_spec(
     plan = fold_plan(folds)
     n_folds = len(plan)
     fold_timeout = None
-    if time_limit is not None:
-        fold_timeout = max(1.0, time_limit * max(1, min(n_jobs, n_folds)) / n_folds)
+    if time_limit is not None:  # a fit may take its share of one repeat; the whole is checked below
+        per_repeat = int(folds[0].max()) + 1
+        fold_timeout = max(1.0, time_limit * max(1, min(n_jobs, per_repeat)) / per_repeat)
     started = time.perf_counter()
     report = progress or (lambda done, total: None)
     try:
@@ -247,6 +249,8 @@ def evaluate_spec(
         ):
             outputs.append(output)
             report(len(outputs), n_folds)
+            if time_limit is not None and len(outputs) < n_folds and time.perf_counter() - started > time_limit:
+                raise TimeoutError  # the remaining fits are cancelled as the generator closes
     except (TimeoutError, multiprocessing.TimeoutError):  # joblib raises the multiprocessing one
         result = CandidateResult(
             key, "timeout", fit_seconds=time.perf_counter() - started, error=f"training exceeded {time_limit:g} s"
