@@ -45,6 +45,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         width = 24
         filled = int(width * min(done / args.episodes, 1.0))
         bar = "#" * filled + "-" * (width - filled)
+        if result.error:
+            print(f"[{bar}] {done}/{args.episodes} {result.task:<18} seed {result.seed}: FAILED, {result.error}")
+            return
         episode_mean = sum(r for *_, r in result.steps) / max(len(result.steps), 1)
         print(
             f"[{bar}] {done}/{args.episodes} {result.task:<18} seed {result.seed}: "

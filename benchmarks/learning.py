@@ -32,6 +32,7 @@ from tandem.api import find_run, run_task
 from tandem.graph.context import RunContext
 from tandem.graph.persistence import load_run_config, open_checkpointer, run_thread
 from tandem.graph.state import ExperimentRecord, TaskInfo
+from tandem.nodes.agents.learned_executor import executor_transitions, learn_executor
 from tandem.nodes.agents.learned_scientist import learn, new_policy, transitions
 from tandem.tools.data import InputError
 from tandem.tools.policy_file import read_policy, write_policy
@@ -54,6 +55,7 @@ class PoolTask:
     source: str
     target: str
     metric: str | None = None
+    task_type: str | None = None
     drop: tuple[str, ...] = ()
     provenance: str = ""
 
@@ -139,10 +141,13 @@ class EpisodeResult:
     seed: int
     steps: list[Step]
     run_dir: str
+    error: str | None = None
+    executor_steps: tuple[Step, ...] = ()
 
 
-def run_steps(run_dir: Path) -> list[Step]:
-    """(move, context, normalised reward) of every experiment a run folder recorded."""
+def run_steps(run_dir: Path) -> tuple[list[Step], list[Step]]:
+    """The Scientist's (move, context, normalised reward) for every experiment a run folder
+    recorded, and the Executor's (level, context, normalised reward) for every open choice it filled."""
     _, context = load_run_config(find_run(run_dir.name, run_dir.parent))
     ledger: list[ExperimentRecord] = [
         json.loads(line) for line in (run_dir / "experiments.jsonl").read_text().splitlines() if line
@@ -160,16 +165,36 @@ def run_steps(run_dir: Path) -> list[Step]:
         if checkpoint is None or "task" not in checkpoint["channel_values"]:
             raise InputError(f"run {run_dir.name} has no task recorded yet (it stopped during setup)")
         task = checkpoint["channel_values"]["task"]
-    return transitions(task, profile, ledger, context.max_iters, context.patience)
+    scientist = transitions(task, profile, ledger, context.max_iters, context.patience)
+    return scientist, executor_transitions(task, profile, ledger)
 
 
 def play_episode(
     index: int, task: PoolTask, snapshot: str, workdir: str, max_iters: int, time_budget: float | None, seed: int
 ) -> EpisodeResult:
-    """One training episode in its own folder (run in a worker process)."""
+    """One training episode in its own folder (run in a worker process); a task that fails is
+    reported in the result (no steps), so one bad dataset does not stop the training."""
+    try:
+        return _play(index, task, snapshot, workdir, max_iters, time_budget, seed)
+    except Exception as exc:  # the episode is lost, not the training: the trainer says why
+        return EpisodeResult(
+            index, task.name, seed, [], "", error=f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        )
+
+
+def _play(
+    index: int, task: PoolTask, snapshot: str, workdir: str, max_iters: int, time_budget: float | None, seed: int
+) -> EpisodeResult:
     work = Path(workdir)
     data = materialize(
-        Task(name=task.name, csv=str(pool_csv(task, work)), target=task.target, metric=task.metric, split_seed=seed),
+        Task(
+            name=task.name,
+            csv=str(pool_csv(task, work)),
+            target=task.target,
+            metric=task.metric,
+            task_type=task.task_type,
+            split_seed=seed,
+        ),
         work / "tasks",
     )
     context = RunContext(
@@ -194,8 +219,8 @@ def play_episode(
         context=context,
     )
     run_dir = work / "runs" / run_id
-    steps = run_steps(run_dir)
-    return EpisodeResult(index, task.name, seed, steps, str(run_dir))
+    steps, executor_steps = run_steps(run_dir)
+    return EpisodeResult(index, task.name, seed, steps, str(run_dir), executor_steps=tuple(executor_steps))
 
 
 def tandem_version() -> str:
@@ -267,7 +292,7 @@ def train(
         )
         seconds = time.perf_counter() - started
         for result in sorted(results, key=lambda r: r.index):
-            policy = learn(policy, result.steps)
+            policy = learn_executor(learn(policy, result.steps), result.executor_steps)
             mean = float(np.mean([r for *_, r in result.steps])) if result.steps else 0.0
             rewards.append(round(mean, 6))
             policy = _with_provenance(
@@ -283,7 +308,7 @@ def train(
             policy = {**policy, "mode": "greedy"}
             policy.pop("explore_seed", None)
             write_policy(out, policy)
-            if not keep_runs:
+            if not keep_runs and result.run_dir:
                 shutil.rmtree(result.run_dir, ignore_errors=True)
             if on_episode:
                 on_episode(result, policy, float(np.mean(rewards)))
@@ -299,14 +324,17 @@ def learn_from_runs(
     source = Path(start).expanduser() if start else (out if out.exists() else None)
     policy = read_policy(source) if source else new_policy()
     steps: list[Step] = []
+    executor_steps: list[Step] = []
     names: list[str] = []
     for given in run_dirs:
         path = Path(given).expanduser()
         folder = path if (path / "run.json").exists() else find_run(str(given)).path
         if not (folder / "experiments.jsonl").exists():
             raise InputError(f"run {folder.name} has no ledger yet")
-        steps += run_steps(folder)
+        scientist, executor = run_steps(folder)
+        steps += scientist
+        executor_steps += executor
         names.append(folder.name)
-    policy = learn(policy, steps)
+    policy = learn_executor(learn(policy, steps), executor_steps)
     policy = _with_provenance(policy, runs=names, steps=len(steps))
     return write_policy(out, policy)

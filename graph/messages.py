@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tandem.graph.state import ImplementationData, ProposalData
 from tandem.tools.spec import (
+    FAMILIES,
     AnySpec,
     Columns,
     EnsembleSpec,
@@ -26,6 +27,7 @@ from tandem.tools.spec import (
     ModelSpec,
     PipelineSpec,
     Preprocessing,
+    RowFilter,
     SpecError,
     feature_inputs,
     feature_key,
@@ -173,6 +175,16 @@ class SetThreshold(_Change):
         return _rebuild(spec, threshold=self.threshold)
 
 
+class SetRowFilter(_Change):
+    """Leave outlying rows out of the training rows (never at predict), or use every row again (None)."""
+
+    change: Literal["set_row_filter"] = "set_row_filter"
+    row_filter: RowFilter | None
+
+    def apply(self, spec: PipelineSpec, resolve: SpecResolver) -> PipelineSpec:
+        return _rebuild(spec, row_filter=self.row_filter)
+
+
 class BuildEnsemble(_Change):
     """Blend earlier experiments (soft voting or stacking); the base spec is not used."""
 
@@ -193,9 +205,78 @@ class BuildEnsemble(_Change):
         )
 
 
+#: The knobs of "more regularisation" per family: parameter -> (+1 if more means higher, -1 if
+#: lower; the family's default when the spec does not set it).
+REGULARISATION: dict[str, dict[str, tuple[int, float]]] = {
+    "logistic": {"C": (-1, 1.0)},
+    "ridge": {"alpha": (+1, 1.0)},
+    "lasso": {"alpha": (+1, 1.0)},
+    "elastic_net": {"alpha": (+1, 1.0)},
+    "svr": {"C": (-1, 1.0)},
+    "knn": {"n_neighbors": (+1, 5)},
+    "decision_tree": {"min_samples_leaf": (+1, 1)},
+    "random_forest": {"min_samples_leaf": (+1, 1)},
+    "extra_trees": {"min_samples_leaf": (+1, 1)},
+    "hist_gradient_boosting": {"l2_regularization": (+1, 0.0), "min_samples_leaf": (+1, 20)},
+    "lightgbm": {"reg_lambda": (+1, 0.0), "min_child_samples": (+1, 20)},
+}
+#: How far a filling moves every knob: the factor it multiplies (more) or divides (less) it by.
+LEVELS: dict[str, float] = {"mild": 2.0, "medium": 5.0, "strong": 20.0}
+Level = Literal["mild", "medium", "strong"]
+
+
+def regularised(model: ModelSpec, direction: str, level: str) -> dict[str, Any]:
+    """The parameters a filling sets: each knob of the family moved by the level's factor, kept
+    inside the family's range (a knob at zero starts from factor / 4)."""
+    knobs = REGULARISATION.get(model.family)
+    if not knobs:
+        raise SpecError(f"family {model.family!r} has no regularisation knob to turn")
+    factor = LEVELS[level]
+    out: dict[str, Any] = {}
+    for name, (sign, default) in knobs.items():
+        value = float(model.params.get(name, default))
+        up = (sign > 0) == (direction == "more")
+        new = (value * factor if value > 0 else factor / 4) if up else value / factor
+        param = FAMILIES[model.family].params[name]
+        new = min(max(new, param.low if param.low is not None else new), param.high if param.high is not None else new)
+        out[name] = max(round(new), 1) if param.kind == "int" else round(new, 6)
+    return out
+
+
+class Regularise(_Change):
+    """More (or less) regularisation of the base's family, with the amount an *open choice*.
+
+    The Scientist says what kind of change; the Executor fills `level` (its learnt policy), and
+    the verifier accepts any filling that only turns this family's regularisation knobs, each in
+    the asked direction. Applied while still open, the medium level stands in for the filling.
+    """
+
+    change: Literal["regularise"] = "regularise"
+    direction: Literal["more", "less"] = "more"
+    level: Level | None = None
+
+    def apply(self, spec: PipelineSpec, resolve: SpecResolver) -> PipelineSpec:
+        params = regularised(spec.model, self.direction, self.level or "medium")
+        return _rebuild(spec, model=ModelSpec(family=spec.model.family, params={**spec.model.params, **params}))
+
+
+def open_knobs(base: PipelineSpec | EnsembleSpec, changes: Sequence[Any]) -> dict[str, int]:
+    """The parameters an open choice lets the Executor turn, with the sign "as asked" means:
+    {"reg_lambda": +1} for more regularisation of LightGBM."""
+    if not isinstance(base, PipelineSpec):
+        return {}
+    out: dict[str, int] = {}
+    for change in changes:
+        if isinstance(change, Regularise) and change.level is None:
+            for name, (sign, _) in REGULARISATION.get(base.model.family, {}).items():
+                out[name] = sign if change.direction == "more" else -sign
+    return out
+
+
 Change = Annotated[
     SetModel
     | SetParams
+    | Regularise
     | AddFeature
     | RemoveFeature
     | SetPreprocessing
@@ -204,6 +285,7 @@ Change = Annotated[
     | SetTargetTransform
     | SetClassWeight
     | SetThreshold
+    | SetRowFilter
     | BuildEnsemble,
     Field(discriminator="change"),
 ]

@@ -18,11 +18,13 @@ from langgraph.runtime import Runtime
 from tandem.graph.budget import timed
 from tandem.graph.context import RunContext
 from tandem.graph.messages import (
+    REGULARISATION,
     Implementation,
     Proposal,
     SpecResolver,
     apply_changes,
     implementation_of,
+    open_knobs,
     proposal_of,
     spec_resolver,
 )
@@ -83,6 +85,7 @@ def aspects(spec: PipelineSpec | EnsembleSpec) -> dict[str, Any]:
     out["target_transform"] = spec.target_transform
     out["class_weight"] = spec.class_weight
     out["threshold"] = spec.threshold
+    out["row_filter"] = spec.row_filter.model_dump(mode="json") if spec.row_filter else None
     return out
 
 
@@ -113,8 +116,9 @@ def verify(
         return verdict(0.0, [implementation.error or "no spec was produced"])
     actual = parse_spec(implementation.spec)
     before, want, got = aspects(base), aspects(expected), aspects(actual)
-    requested = {k for k in want.keys() | before.keys() if want.get(k) != before.get(k)}
-    changed = {k for k in got.keys() | before.keys() if got.get(k) != before.get(k)}
+    knobs = {f"param.{name}": sign for name, sign in open_knobs(base, proposal.changes).items()}
+    requested = {k for k in want.keys() | before.keys() if want.get(k) != before.get(k)} - knobs.keys()
+    changed = {k for k in got.keys() | before.keys() if got.get(k) != before.get(k)} - knobs.keys()
     issues = [
         f"asked {k} = {want.get(k)!r}, got {got.get(k)!r}" for k in sorted(requested) if got.get(k) != want.get(k)
     ]
@@ -123,9 +127,37 @@ def verify(
     issues += [f"unrequested change {k}: {before.get(k)!r} -> {got.get(k)!r}" for k in unasked]
     done = len(requested) - sum(1 for k in requested if got.get(k) != want.get(k))
     denominator = len(requested) + len(unasked)
+    if knobs:  # an open choice counts as one aspect: done when its filling is inside what was asked
+        denominator += 1
+        done += _filled_as_asked(base, before, got, knobs, issues)
     fidelity = done / denominator if denominator else 1.0
     fidelity *= _params_held(actual, fitted, issues)
     return verdict(fidelity, issues, requested=len(requested))
+
+
+def _filled_as_asked(
+    base: PipelineSpec | EnsembleSpec,
+    before: dict[str, Any],
+    got: dict[str, Any],
+    knobs: dict[str, int],
+    issues: list[str],
+) -> bool:
+    """An open choice is filled faithfully when at least one of its knobs turned and every knob
+    that turned moved the asked way (any amount: the amount was the Executor's to choose)."""
+    assert isinstance(base, PipelineSpec)  # open_knobs finds none on an ensemble
+    defaults = {f"param.{k}": d for k, (_, d) in REGULARISATION.get(base.model.family, {}).items()}
+    moved = [k for k in sorted(knobs) if got.get(k) != before.get(k)]
+    if not moved:
+        issues.append(f"asked to turn {', '.join(sorted(knobs))}, none was changed")
+        return False
+    wrong = []
+    for k in moved:
+        old, new = before.get(k, defaults.get(k)), got.get(k)
+        if not isinstance(new, int | float) or not isinstance(old, int | float) or knobs[k] * (new - old) <= 0:
+            wrong.append(f"{k}: {old!r} -> {new!r}")
+    if wrong:
+        issues.append(f"open choice filled the wrong way: {'; '.join(wrong)}")
+    return not wrong
 
 
 def _params_held(spec: PipelineSpec | EnsembleSpec, fitted: dict[str, Any] | None, issues: list[str]) -> float:

@@ -8,6 +8,7 @@ from tandem.graph.context import RunContext
 from tandem.nodes.agents.base import AgentReply, ExecutorAgent, ExecutorRequest, ScientistAgent, ScientistView
 from tandem.nodes.agents.heuristic_executor import HeuristicExecutor
 from tandem.nodes.agents.heuristic_scientist import DEFAULT_PREFERENCES, HeuristicScientist
+from tandem.nodes.agents.learned_executor import LearnedFilling
 from tandem.nodes.agents.learned_scientist import LearnedScientist
 from tandem.nodes.agents.llm_executor import LLMExecutor
 from tandem.nodes.agents.llm_loop import LoopLimits
@@ -41,6 +42,8 @@ def make_executor(context: RunContext) -> ExecutorAgent:
     """The Executor the context asks for."""
     if context.executor == "llm":
         return LLMExecutor(chat_model_for(context, "executor"), _limits(context), context.model_name("executor"))
+    if context.policy != PLAYBOOK:  # the policy file's Executor part fills the open choices
+        return HeuristicExecutor(filling=LearnedFilling(frozen_policy(context)))
     return HeuristicExecutor()
 
 

@@ -9,8 +9,9 @@ reported with the spec aspect it touched, so the verifier can tell a repair from
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from tandem.graph.messages import Implementation, apply_changes
+from tandem.graph.messages import Implementation, Level, Regularise, apply_changes
 from tandem.nodes.agents.base import AgentReply, ExecutorRequest
 from tandem.tools.spec import EnsembleSpec, PipelineSpec, SpecError, check_against_data
 
@@ -45,13 +46,32 @@ REPAIRS: list[tuple[tuple[str, ...], str, str, Callable[[PipelineSpec], Pipeline
 ]
 
 
+#: Fills an open choice (a `Regularise` without a level) for a request: the Executor's policy.
+Filling = Callable[[ExecutorRequest, Regularise], Level]
+
+
+def medium_filling(request: ExecutorRequest, change: Regularise) -> Level:
+    """The fixed filling when no policy is given: the middle level."""
+    return "medium"
+
+
 class HeuristicExecutor:
-    def __init__(self, max_repairs: int = 3) -> None:
+    def __init__(self, max_repairs: int = 3, filling: Filling = medium_filling) -> None:
         self.max_repairs = max_repairs
+        self.filling = filling
+
+    def fill(self, request: ExecutorRequest) -> list[Any]:
+        """The proposal's changes with every open choice filled by the Executor's policy."""
+        return [
+            c.model_copy(update={"level": self.filling(request, c)})
+            if isinstance(c, Regularise) and c.level is None
+            else c
+            for c in request.proposal.changes
+        ]
 
     def implement(self, request: ExecutorRequest) -> AgentReply[Implementation]:
         try:
-            spec = apply_changes(request.base_spec, request.proposal.changes, request.resolve)
+            spec = apply_changes(request.base_spec, self.fill(request), request.resolve)
             check_against_data(spec, request.columns, request.task["task_type"])
         except (SpecError, ValueError) as exc:
             return AgentReply(Implementation(error=f"cannot implement the proposal: {exc}"))
