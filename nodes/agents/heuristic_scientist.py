@@ -10,6 +10,8 @@ learner can later re-weight the kinds of idea from the rewards they earned.
 from __future__ import annotations
 
 import json
+import math
+import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,9 +31,13 @@ from tandem.graph.messages import (
     UseColumns,
     apply_changes,
 )
+from tandem.graph.persistence import problem_of
 from tandem.nodes.agents.base import AgentReply, ScientistView
+from tandem.tools.ensemble_selection import select_ensemble
+from tandem.tools.metrics import reward_scale
 from tandem.tools.spec import (
     FAMILIES,
+    SEARCH_SPACES,
     DatePartsOp,
     FeatureOp,
     GroupAggregateOp,
@@ -47,6 +53,7 @@ from tandem.tools.spec import (
     check_against_data,
     spec_hash,
 )
+from tandem.tools.tuning import Trial, suggest
 
 #: How much the playbook likes each kind of idea; higher is tried first. A learner may update these.
 DEFAULT_PREFERENCES: dict[str, float] = {
@@ -64,6 +71,7 @@ DEFAULT_PREFERENCES: dict[str, float] = {
     "alternative_family": 5.2,
     "linear_tuning": 4.5,
     "regularise": 4.0,
+    "ensemble_selection": 3.5,
     "ensemble": 3.0,
 }
 
@@ -123,23 +131,28 @@ class HeuristicScientist:
 
     def propose(self, view: ScientistView) -> AgentReply[Proposal]:
         situation = self._situation(view)
-        if view.iterations_left <= 1 or _no_gain_streak(view) >= view.patience:
-            final = self._first_new(situation, [("ensemble", _ensemble)])
+        last_step = _last_step(view)
+        if last_step or _no_gain_streak(view) >= view.patience:
+            final = self._first_new(situation, [("ensemble_selection", _ensemble_selection), ("ensemble", _ensemble)])
             if final is not None:  # finish with a blend of the best distinct models
                 return AgentReply(final)
-            if view.iterations_left > 1:
-                return AgentReply(
-                    Proposal(
-                        action="deliver",
-                        rationale=f"Delivering the incumbent: {view.patience} proposals in a row "
-                        "brought no significant gain.",
-                    )
-                )
+            if not last_step:
+                return AgentReply(self._go_on(situation, f"{view.patience} proposals in a row brought no gain"))
         moves = [(name, _MOVES[name]) for name in self.order_moves(view)]
         proposal = self._first_new(situation, moves)
         if proposal is None:
-            return AgentReply(Proposal(action="deliver", rationale="Every idea in the playbook has been tried."))
+            return AgentReply(self._go_on(situation, "every idea in the playbook has been tried"))
         return AgentReply(proposal)
+
+    def _go_on(self, situation: _Situation, why: str) -> Proposal:
+        """The playbook's ideas are spent or stall: search the best family's parameters while the
+        expected value of going on is worth it (docs/decisions.md), else deliver."""
+        value = expected_value(situation.view)
+        if value.worth:
+            trial = self._first_new(situation, [(TUNE_MOVE, _tune)])
+            if trial is not None:
+                return trial
+        return Proposal(action="deliver", rationale=f"Delivering the incumbent: {why}; {value.reason}.")
 
     def order_moves(self, view: ScientistView) -> list[str]:
         """The move-choice point: every move, the one to try first first. A learned policy replaces
@@ -202,6 +215,152 @@ def _no_gain_streak(view: ScientistView) -> int:
             break
         streak += 1
     return streak
+
+
+# ---------------------------------------------------------------------------------------------
+# The stop rule: the expected value of going on (docs/decisions.md, "When the heuristic Scientist
+# stops").
+# ---------------------------------------------------------------------------------------------
+
+VALUE_WINDOW = 10
+"""How many recent experiments estimate the gain per candidate."""
+PRIOR_GAIN = 0.002
+"""One pseudo-experiment with this gain (reward units), so a short history is not read as zero."""
+MIN_VALUE = 0.001
+"""Go on while the expected total gain of the candidates the budget still allows reaches this."""
+TYPICAL_RECENT = 5
+"""How many recent experiments give the typical candidate time."""
+
+
+@dataclass(frozen=True)
+class GoingOn:
+    """The expected value of going on, and how it was estimated."""
+
+    worth: bool
+    value: float
+    reason: str
+
+
+def incumbent_gains(view: ScientistView) -> list[float]:
+    """Per experiment after the baseline, how much it improved the best mean CV score (reward units)."""
+    metric = view.task["primary_metric"]
+    sign = 1.0 if view.task["greater_is_better"] else -1.0
+    best = view.ledger[0]["primary"]
+    gains = []
+    for record in view.ledger[1:]:
+        score = record["primary"] if record["status"] == "ok" else None
+        if score is None or best is None or not math.isfinite(score):
+            gains.append(0.0)
+            continue
+        improvement = sign * (score - best)
+        gains.append(max(improvement, 0.0) / reward_scale(metric, best))
+        if improvement > 0:
+            best = score
+    return gains
+
+
+def typical_candidate_seconds(view: ScientistView) -> float:
+    """The median time of the recent candidates (cached ones excluded: they cost nothing)."""
+    recent = [r["fit_seconds"] for r in view.ledger[-TYPICAL_RECENT:] if r["fit_seconds"] and r["fit_seconds"] > 0]
+    return float(statistics.median(recent)) if recent else 1.0
+
+
+def candidates_left(view: ScientistView) -> float:
+    """How many more candidates the iteration and time budgets allow (the last one is the blend)."""
+    left = float(max(view.iterations_left - 1, 0))
+    if view.seconds_left is not None:
+        left = min(left, max(view.seconds_left, 0.0) / typical_candidate_seconds(view))
+    return left
+
+
+def expected_value(view: ScientistView) -> GoingOn:
+    """Expected gain of going on = (recent gain per candidate) × (candidates the budget allows).
+
+    The gain per candidate is the mean improvement of the best score over the last
+    `VALUE_WINDOW` experiments, with one pseudo-experiment of `PRIOR_GAIN`; going on is worth
+    it while the product reaches `MIN_VALUE` (0.1 point of a bounded metric, 0.1% of an
+    unbounded one).
+    """
+    window = incumbent_gains(view)[-VALUE_WINDOW:]
+    rate = (sum(window) + PRIOR_GAIN) / (len(window) + 1)
+    left = candidates_left(view)
+    value = rate * left
+    reason = (
+        f"expected gain of going on {value:.4f} (about {rate:.5f} per candidate over the last "
+        f"{len(window)} experiments, room for {left:.0f} more candidates)"
+    )
+    return GoingOn(worth=value >= MIN_VALUE and left >= 1.0, value=value, reason=reason)
+
+
+def _last_step(view: ScientistView) -> bool:
+    """The last candidate the budget allows: time for the final blend."""
+    if view.iterations_left <= 1:
+        return True
+    return view.seconds_left is not None and view.seconds_left < 2.0 * typical_candidate_seconds(view)
+
+
+# ---------------------------------------------------------------------------------------------
+# The seeded TPE search over the best family's parameters (tools/tuning.py).
+# ---------------------------------------------------------------------------------------------
+
+TUNE_MOVE = "tune"
+
+
+def _tune(s: _Situation) -> Iterator[Proposal]:
+    """One trial of a seeded TPE search over the best family's parameters, replayed from the ledger.
+
+    The study's anchor is the best experiment of the best family that is not itself a trial;
+    every earlier trial on that anchor (its `set_params` change and mean CV score) is replayed,
+    and the sampler's seed is the run's seed and the number of trials, so the same ledger always
+    asks the same point.
+    """
+    view = s.view
+    best_single = s.best_of(set(FAMILIES))
+    if best_single is None:
+        return
+    family = view.ledger[best_single]["spec"]["model"]["family"]  # type: ignore[index]
+    space = SEARCH_SPACES.get(family)
+    if not space:
+        return
+    anchors = [
+        r
+        for r in view.ledger
+        if r["status"] == "ok"
+        and r["move"] != TUNE_MOVE
+        and (r["spec"] or {}).get("kind") == "pipeline"
+        and r["spec"]["model"]["family"] == family  # type: ignore[index]
+    ]
+    sign = 1 if view.task["greater_is_better"] else -1
+    anchor = max(anchors, key=lambda r: (sign * (r["primary"] or 0.0), -r["id"]))["id"]
+    base = view.spec_of(anchor)
+    assert isinstance(base, PipelineSpec)
+    trials = [
+        Trial(params=r["changes"][0]["params"], value=r["primary"] if r["status"] == "ok" else None)
+        for r in view.ledger
+        if r["move"] == TUNE_MOVE and r["base_experiment"] == anchor and r["changes"]
+    ]
+    tried = view.tried_hashes
+
+    def repeats(params: dict[str, Any]) -> bool:
+        try:
+            return spec_hash(apply_changes(base, [SetParams(params=params)], view.spec_of)) in tried
+        except (SpecError, ValueError):
+            return True
+
+    params = suggest(
+        space,
+        trials,
+        maximize=bool(view.task["greater_is_better"]),
+        seed=view.task["seed"] * 7919 + len(trials),
+        avoid=repeats,
+    )
+    if params is not None:
+        yield Proposal(
+            rationale=f"Trial {len(trials) + 1} of a seeded TPE search (Optuna) over {family}'s parameters "
+            f"from experiment #{anchor}: the playbook's ideas are spent or stall and the budget remains.",
+            base_experiment=anchor,
+            changes=[SetParams(params=params)],
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,6 +621,50 @@ def _alternative_family(s: _Situation) -> Iterator[Proposal]:
         )
 
 
+ENSEMBLE_POOL = 8
+"""Ensemble selection chooses among the best this many single pipelines (an ensemble's limit)."""
+ENSEMBLE_EVERY = 5
+"""Before the last step, ensemble selection waits this many experiments after its last blend."""
+
+
+def _ensemble_selection(s: _Situation) -> Iterator[Proposal]:
+    """Caruana's greedy selection with replacement on the saved out-of-fold predictions.
+
+    No training is needed to choose: the best `ENSEMBLE_POOL` single pipelines' out-of-fold
+    predictions are averaged greedily, and the times each was picked become its weight in a
+    soft-voting ensemble, which the environment then cross-validates like any candidate.
+    """
+    view = s.view
+    if view.oof is None or view.data is None:
+        return
+    recent = view.ledger[-ENSEMBLE_EVERY:]
+    if not _last_step(view) and any(r["move"] == "ensemble_selection" for r in recent):
+        return  # once in a while during a search: each new model would otherwise ask for a new blend
+    sign = 1 if view.task["greater_is_better"] else -1
+    pool = sorted(
+        (
+            r
+            for r in view.ledger
+            if r["status"] == "ok" and r["spec_hash"] and (r["spec"] or {}).get("kind") == "pipeline"
+        ),
+        key=lambda r: (-sign * (r["primary"] or 0.0), r["id"]),
+    )[:ENSEMBLE_POOL]
+    if len(pool) < 2:
+        return
+    oofs = {r["id"]: oof for r in pool if (oof := view.oof(r["spec_hash"] or "")) is not None}
+    selection = select_ensemble(oofs, view.data()[1].to_numpy(), problem_of(view.task))
+    if selection is None:
+        return
+    ids = tuple(selection.weights)
+    weights = tuple(float(w) for w in selection.weights.values())
+    yield Proposal(
+        rationale=f"Ensemble selection (Caruana et al. 2004) on the saved out-of-fold predictions of the "
+        f"{len(pool)} best models: {selection.rounds} greedy picks with replacement give weights "
+        f"{dict(selection.weights)} and an out-of-fold {view.task['primary_metric']} of {selection.score:.4f}.",
+        changes=[BuildEnsemble(experiment_ids=ids, weights=weights)],
+    )
+
+
 def _ensemble(s: _Situation) -> Iterator[Proposal]:
     """Blend the best experiment of each distinct family: different errors average out."""
     view = s.view
@@ -520,6 +723,7 @@ _MOVES: dict[str, Move] = {
     "linear_tuning": _linear_tuning,
     "alternative_family": _alternative_family,
     "regularise": _regularise,
+    "ensemble_selection": _ensemble_selection,
     "ensemble": _ensemble,
 }
 
