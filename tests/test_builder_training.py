@@ -17,8 +17,8 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from tandem.tools import training
-from tandem.tools.builder import build_pipeline, final_estimator, fitted_params, predict
-from tandem.tools.spec import FAMILIES, PipelineSpec, parse_spec, spec_hash
+from tandem.tools.builder import build_pipeline, final_estimator, fitted_params, predict, training_rows_kept
+from tandem.tools.spec import FAMILIES, PipelineSpec, RowFilter, SpecError, check_against_data, parse_spec, spec_hash
 from tandem.tools.training import Problem, dry_run, evaluate_spec, make_split
 
 NUMERIC = ["a", "b", "c", "d"]
@@ -539,3 +539,79 @@ def test_dry_run_multiclass_and_regression():
     assert dry_run(spec_for("svr"), Xr, yr, reg) is None
     broken = spec_for("ridge", columns={"numeric": [], "categorical": []})
     assert "no columns" in dry_run(broken, Xr, yr, reg)
+
+
+# --------------------------------------------------------------------------------------------
+# Training-only row filters
+# --------------------------------------------------------------------------------------------
+
+
+def _with_outliers() -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    y = pd.Series(3 * X["a"] - X["b"] + rng.normal(scale=0.1, size=300))
+    planted = np.array([5, 50, 150])
+    y.iloc[planted] += 40.0  # three rows whose target the features do not explain
+    return X, y, planted
+
+
+def test_target_residual_filter_drops_the_planted_rows_in_fit_only():
+    X, y, planted = _with_outliers()
+    keep = training_rows_kept(X, y, RowFilter(method="target_residual", share=0.01), ("a", "b"), 0)
+    assert sorted(np.flatnonzero(~keep)) == sorted(planted)
+    spec = parse_spec(
+        {
+            "columns": {"numeric": ["a", "b"]},
+            "model": {"family": "ridge"},
+            "row_filter": {"method": "target_residual", "share": 0.01},
+        }
+    )
+    filtered = build_pipeline(spec, "regression", primary_metric="rmse").fit(X, y)
+    plain = build_pipeline(spec.model_copy(update={"row_filter": None}), "regression", primary_metric="rmse").fit(X, y)
+    assert filtered.kept_.sum() == 297
+    assert filtered.predict(X).shape == (300,)  # every row is predicted
+    clean = np.setdiff1d(np.arange(300), planted)
+    err = lambda m: np.abs(m.predict(X.iloc[clean]) - y.iloc[clean]).mean()  # noqa: E731
+    assert err(filtered) < err(plain) / 2  # the outliers no longer pull the intercept
+    assert type(final_estimator(filtered)).__name__ == "Ridge"
+    assert fitted_params(filtered, spec)["family"] == "ridge"
+
+
+def test_row_filters_with_a_target_transform_and_on_classifiers():
+    X, y, _ = _with_outliers()
+    spec = parse_spec(
+        {
+            "columns": {"numeric": ["a", "b"]},
+            "model": {"family": "ridge"},
+            "target_transform": "log",
+            "row_filter": {"method": "isolation_forest", "share": 0.05},
+        }
+    )
+    model = build_pipeline(spec, "regression", primary_metric="rmse").fit(X, y - y.min() + 1)
+    assert isinstance(model, TransformedTargetRegressor) and model.regressor_.kept_.sum() == 285
+    labels = pd.Series(np.where(X["a"] > 0, "yes", "no"))
+    for threshold in ("default", "tuned"):
+        cls = parse_spec(
+            {
+                "columns": {"numeric": ["a", "b"]},
+                "model": {"family": "logistic"},
+                "threshold": threshold,
+                "row_filter": {"method": "isolation_forest", "share": 0.02},
+            }
+        )
+        fitted = build_pipeline(cls, "binary", primary_metric="f1", pos_label="yes").fit(X, labels)
+        pred = predict(fitted, X, "binary", ("no", "yes"), "yes")
+        assert pred.proba is not None and pred.proba.shape == (300, 2)
+        assert (pred.y_pred == labels).mean() > 0.9
+
+
+def test_row_filter_spec_rules_and_hash():
+    base = {"columns": {"numeric": ["a", "b"]}, "model": {"family": "logistic"}}
+    # a spec without a filter hashes as before the field existed (run caches stay valid)
+    assert spec_hash(parse_spec(base)) == spec_hash(parse_spec({**base, "row_filter": None}))
+    filtered = parse_spec({**base, "row_filter": {"method": "target_residual"}})
+    assert spec_hash(filtered) != spec_hash(parse_spec(base))
+    with pytest.raises(SpecError, match="regression only"):
+        check_against_data(filtered, ["a", "b"], "binary")
+    with pytest.raises(SpecError, match="share"):
+        parse_spec({**base, "row_filter": {"method": "isolation_forest", "share": 0.5}})

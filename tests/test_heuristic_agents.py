@@ -23,6 +23,7 @@ from tandem.graph.messages import (
     SetModel,
     SetParams,
     SetPreprocessing,
+    SetRowFilter,
     SetTargetTransform,
     UseColumns,
     apply_changes,
@@ -613,3 +614,30 @@ def test_ensemble_selection_weights_come_from_the_saved_out_of_fold_predictions(
     assert isinstance(spec, EnsembleSpec) and spec.weights == change.weights
     # without saved predictions (an agent view without them) the move has nothing to offer
     assert HeuristicScientist().propose(run.view(iterations_left=1)).value.move == "ensemble"
+
+
+def test_skewed_regression_target_gets_a_training_only_row_filter():
+    run = Run("regression", "rmse", make_frame("regression"))
+    moves = []
+    for _ in range(12):
+        proposal = propose(run, iterations_left=30, patience=20)
+        moves.append(proposal.move)
+        if proposal.move == "outlier_rows":
+            break
+        run.play(proposal, primary=run.ledger[-1]["primary"])
+    assert moves[-1] == "outlier_rows", moves
+    (change,) = proposal.changes
+    assert isinstance(change, SetRowFilter) and change.row_filter is not None
+    assert change.row_filter.method == "target_residual"
+    spec = run.requested_spec(proposal)
+    assert isinstance(spec, PipelineSpec) and spec.row_filter == change.row_filter
+    # a symmetric target does not get it
+    symmetric = make_frame("regression")
+    symmetric["y"] = 2 * symmetric["x3"] + np.random.default_rng(1).normal(size=len(symmetric))
+    flat = Run("regression", "rmse", symmetric)
+    for _ in range(12):
+        proposal = propose(flat, iterations_left=30, patience=20)
+        assert proposal.move != "outlier_rows"
+        if proposal.action == "deliver":
+            break
+        flat.play(proposal, primary=flat.ledger[-1]["primary"])

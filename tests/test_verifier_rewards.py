@@ -17,12 +17,13 @@ from tandem.graph.messages import (
     SetModel,
     SetParams,
     SetPreprocessing,
+    SetRowFilter,
     UseColumns,
     apply_changes,
 )
 from tandem.graph.reward_rules import Comparison, compare, executor_reward, judge, scientist_reward, token_count
 from tandem.nodes.verifier import aspects, verify
-from tandem.tools.spec import LogOp, PipelineSpec, parse_spec
+from tandem.tools.spec import LogOp, PipelineSpec, RowFilter, parse_spec
 
 COLUMNS = ["age", "fare", "sex", "embarked", "cabin"]
 CONFIG = RewardConfig()
@@ -531,3 +532,27 @@ def test_the_search_stops_when_the_time_left_is_below_a_typical_fit() -> None:
     assert budget_exhausted({"ledger": ledger, "seconds_spent": 80.0, "iteration": 3}, context) is None  # type: ignore[typeddict-item]
     reason = budget_exhausted({"ledger": ledger, "seconds_spent": 90.0, "iteration": 3}, context)  # type: ignore[typeddict-item]
     assert reason is not None and "nearly spent" in reason
+
+
+def test_a_row_filter_is_verified_like_any_other_change():
+    base = parse_spec({"columns": {"numeric": ["age", "fare"]}, "model": {"family": "ridge"}})
+    asked = SetRowFilter(row_filter=RowFilter(method="target_residual", share=0.02))
+    proposal = Proposal(rationale="drop outliers", changes=[asked])
+    done = apply_changes(base, [asked], lambda i: base)
+
+    def check_regression(proposal: Proposal, spec: PipelineSpec) -> dict:
+        implementation = Implementation(spec=spec)
+        return verify(base, proposal, implementation, None, lambda i: base, columns=COLUMNS, task_type="regression")  # type: ignore[return-value]
+
+    assert aspects(done)["row_filter"] == {"method": "target_residual", "share": 0.02}
+    ok = check_regression(proposal, done)
+    assert ok["fidelity"] == 1.0 and ok["requested"] == 1
+    skipped = check_regression(proposal, base)
+    assert skipped["fidelity"] == 0.0 and "row_filter" in skipped["issues"][0]
+    other = done.model_copy(update={"row_filter": RowFilter(method="isolation_forest", share=0.02)})
+    wrong = check_regression(proposal, other)
+    assert wrong["fidelity"] == 0.0
+    unasked = Proposal(rationale="nothing", changes=[SetParams(params={"alpha": 2.0})])
+    sneaky = apply_changes(base, unasked.changes, lambda i: base).model_copy(update={"row_filter": asked.row_filter})
+    extra = check_regression(unasked, sneaky)
+    assert extra["fidelity"] < 1.0 and any("unrequested change row_filter" in i for i in extra["issues"])

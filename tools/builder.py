@@ -13,13 +13,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from lightgbm import LGBMClassifier, LGBMRegressor
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, RegressorMixin, TransformerMixin, clone
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.ensemble import (
     ExtraTreesClassifier,
     ExtraTreesRegressor,
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
+    IsolationForest,
     RandomForestClassifier,
     RandomForestRegressor,
     StackingClassifier,
@@ -50,7 +51,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from tandem.tools.features import FeatureEngineer
 from tandem.tools.metrics import METRICS, Predictions
-from tandem.tools.spec import EnsembleSpec, PipelineSpec, feature_outputs
+from tandem.tools.spec import EnsembleSpec, PipelineSpec, RowFilter, feature_outputs
 
 MISSING = "__missing__"
 
@@ -100,6 +101,73 @@ class RangeClipper(TransformerMixin, BaseEstimator):
             input_features if input_features is not None else [f"x{i}" for i in range(self.n_features_in_)],
             dtype=object,
         )
+
+
+def training_rows_kept(
+    X: pd.DataFrame, y: Any, row_filter: RowFilter, numeric: tuple[str, ...], seed: int
+) -> np.ndarray:
+    """Which training rows a row filter keeps (a boolean mask); see `RowFilter`.
+
+    The numeric columns are median-imputed and standardised first. The `share` of rows with the
+    most extreme score is dropped (rounded down: on fewer than 1 / share rows nothing is).
+    """
+    values = pd.DataFrame(X)[list(numeric)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        imputed = SimpleImputer(strategy="median", keep_empty_features=True).fit_transform(values)
+        Z = StandardScaler().fit_transform(imputed)
+    n_drop = int(np.floor(row_filter.share * len(Z)))
+    keep = np.ones(len(Z), dtype=bool)
+    if n_drop < 1:
+        return keep
+    if row_filter.method == "isolation_forest":
+        outlying = -IsolationForest(random_state=seed, n_estimators=100).fit(Z).score_samples(Z)
+    else:
+        target = np.asarray(y, dtype=float)
+        outlying = np.abs(target - Ridge(alpha=1.0).fit(Z, target).predict(Z))
+    keep[np.argsort(-outlying, kind="stable")[:n_drop]] = False
+    return keep
+
+
+class _RowFiltered(MetaEstimatorMixin, BaseEstimator):
+    """Fit the wrapped estimator on the training rows a `RowFilter` keeps; predict on every row."""
+
+    def __init__(
+        self, estimator: Any, row_filter: RowFilter | None = None, numeric: tuple[str, ...] = (), seed: int = 0
+    ) -> None:
+        self.estimator = estimator
+        self.row_filter = row_filter
+        self.numeric = numeric
+        self.seed = seed
+
+    def fit(self, X: pd.DataFrame, y: Any) -> _RowFiltered:
+        assert self.row_filter is not None
+        keep = training_rows_kept(X, y, self.row_filter, self.numeric, self.seed)
+        self.kept_ = keep
+        y_kept = y[keep] if isinstance(y, np.ndarray) else pd.Series(y).iloc[np.flatnonzero(keep)]
+        self.estimator_ = clone(self.estimator).fit(pd.DataFrame(X).iloc[np.flatnonzero(keep)], y_kept)
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return np.asarray(self.estimator_.predict(X))
+
+
+class RowFilteredRegressor(RegressorMixin, _RowFiltered):
+    """A regressor trained without the outlying training rows (docs/decisions.md, "Row filters")."""
+
+
+class RowFilteredClassifier(ClassifierMixin, _RowFiltered):
+    """A classifier trained without the outlying training rows (docs/decisions.md, "Row filters")."""
+
+    def fit(self, X: pd.DataFrame, y: Any) -> RowFilteredClassifier:
+        super().fit(X, y)
+        self.classes_ = self.estimator_.classes_
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "estimator_")
+        return np.asarray(self.estimator_.predict_proba(X))
 
 
 def as_categories(X: pd.DataFrame) -> pd.DataFrame:
@@ -255,6 +323,9 @@ def build_pipeline(
     steps.append(("preprocess", _preprocessor(spec, task_type, seed)))
     steps.append(("model", make_estimator(spec, task_type, seed, n_threads)))
     model: Any = Pipeline(steps)
+    if spec.row_filter is not None:  # inside the target transform: residuals on the target the model sees
+        wrapper = RowFilteredRegressor if task_type == "regression" else RowFilteredClassifier
+        model = wrapper(model, spec.row_filter, tuple(spec.columns.numeric), seed)
     if spec.target_transform == "log":
         model = TransformedTargetRegressor(model, func=np.log1p, inverse_func=np.expm1, check_inverse=False)
     elif spec.target_transform == "sqrt":
@@ -301,6 +372,8 @@ def final_estimator(model: Any) -> Any:
             model = getattr(model, "estimator_", model.estimator)
         elif isinstance(model, TransformedTargetRegressor):
             model = getattr(model, "regressor_", model.regressor)
+        elif isinstance(model, _RowFiltered):
+            model = getattr(model, "estimator_", model.estimator)
         elif isinstance(model, Pipeline):
             model = model.steps[-1][1]
         else:

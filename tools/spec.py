@@ -406,6 +406,19 @@ class ModelSpec(_Frozen):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class RowFilter(_Frozen):
+    """Training rows to leave out: outliers dropped from the rows a model is fitted on, never at predict.
+
+    `isolation_forest` drops the `share` of training rows an isolation forest on the numeric
+    columns finds most anomalous; `target_residual` (regression) drops the `share` with the
+    largest residuals of a ridge fit of the target (as the model sees it, after a target
+    transform) on the numeric columns: the few extreme-leverage rows that pull a linear model.
+    """
+
+    method: Literal["isolation_forest", "target_residual"] = "target_residual"
+    share: float = Field(default=0.01, gt=0.0, le=0.2)
+
+
 class PipelineSpec(_Frozen):
     """One candidate: columns, feature operations, preprocessing and a single estimator."""
 
@@ -417,6 +430,8 @@ class PipelineSpec(_Frozen):
     target_transform: Literal["none", "log", "sqrt"] = "none"
     class_weight: Literal["none", "balanced"] = "none"
     threshold: Literal["default", "tuned"] | float = "default"
+    row_filter: RowFilter | None = None
+    """Training-only outlier removal (None: every training row is used)."""
 
     @model_validator(mode="after")
     def _known_family_and_params(self) -> PipelineSpec:
@@ -474,6 +489,9 @@ def parse_spec(data: dict[str, Any] | PipelineSpec | EnsembleSpec) -> PipelineSp
 def spec_hash(spec: PipelineSpec | EnsembleSpec) -> str:
     """Canonical hash: identical pipelines (defaults included, key order ignored) hash the same."""
     payload = spec.model_dump(mode="json", exclude={"member_ids"} if spec.kind == "ensemble" else None)
+    for pipeline in payload["members"] if spec.kind == "ensemble" else [payload]:
+        if pipeline.get("row_filter") is None:  # specs without one hash as before the field existed
+            pipeline.pop("row_filter", None)
     if spec.kind == "pipeline":
         payload["features"] = sorted(payload["features"], key=lambda f: json.dumps(f, sort_keys=True))
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
@@ -512,6 +530,11 @@ def check_against_data(spec: PipelineSpec | EnsembleSpec, columns: list[str], ta
             raise SpecError("target_transform applies to regression only; set it to 'none'")
         if member.threshold != "default" and task_type != "binary":
             raise SpecError("a decision threshold applies to binary classification only; set 'default'")
+        residual = member.row_filter is not None and member.row_filter.method == "target_residual"
+        if residual and task_type != "regression":
+            raise SpecError("the target_residual row filter applies to regression only; use isolation_forest")
+        if member.row_filter is not None and not member.columns.numeric:
+            raise SpecError("a row filter reads the numeric columns: the spec uses none")
         if member.class_weight != "none" and not (task_type in CLASSIFICATION and family.class_weight):
             raise SpecError(f"class_weight is not available for {family.name!r} on a {task_type} task")
 
@@ -535,6 +558,10 @@ def catalogue(task_type: str) -> dict[str, Any]:
         "preprocessing": Preprocessing.model_json_schema()["properties"],
         "target_transform": ["none", "log", "sqrt"] if task_type == "regression" else ["none"],
         "threshold": ["default", "tuned", "a float in (0, 1)"] if task_type == "binary" else ["default"],
+        "row_filter": {
+            "method": ["isolation_forest", "target_residual"] if task_type == "regression" else ["isolation_forest"],
+            "share": "share of training rows dropped, in (0, 0.2]",
+        },
         "ensembles": ["voting", "stacking"],
     }
 
