@@ -31,6 +31,7 @@ FAST_PARAMS = {
     "hist_gradient_boosting": {"max_iter": 15},
     "lightgbm": {"n_estimators": 15},
     "knn": {"n_neighbors": 7},
+    "catboost": {"iterations": 15},
 }
 
 
@@ -104,6 +105,7 @@ ESTIMATOR_NAMES = {
     "extra_trees": ("ExtraTreesClassifier", "ExtraTreesRegressor"),
     "hist_gradient_boosting": ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor"),
     "lightgbm": ("LGBMClassifier", "LGBMRegressor"),
+    "catboost": ("CatBoostClassifier", "CatBoostRegressor"),
 }
 
 
@@ -615,3 +617,19 @@ def test_row_filter_spec_rules_and_hash():
         check_against_data(filtered, ["a", "b"], "binary")
     with pytest.raises(SpecError, match="share"):
         parse_spec({**base, "row_filter": {"method": "isolation_forest", "share": 0.5}})
+
+
+def test_catboost_is_seeded_quiet_and_balances_classes_its_own_way(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # CatBoost writes catboost_info/ into the working directory unless told not to
+    X, y = make_frame("multiclass", 150)
+    spec = spec_for("catboost", class_weight="balanced")
+    model = build_pipeline(spec, "multiclass", primary_metric="f1_macro", seed=3).fit(X, y)
+    estimator = final_estimator(model)
+    assert estimator.get_params()["random_seed"] == 3 and estimator.get_params()["auto_class_weights"] == "Balanced"
+    assert estimator.get_params()["iterations"] == 15  # the spec's value, not the builder's default
+    pred = predict(model, X, "multiclass", classes_of(y, "multiclass"), None)
+    assert pred.y_pred.shape == (150,)  # CatBoost's one-column labels are flattened
+    assert fitted_params(model, spec) == {"family": "catboost", "iterations": 15, "class_weight": "Balanced"}
+    assert list(tmp_path.iterdir()) == []
+    default = build_pipeline(spec_for("catboost", model={"family": "catboost"}), "regression", primary_metric="rmse")
+    assert final_estimator(default).get_params()["iterations"] == 300

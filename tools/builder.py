@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from catboost import CatBoostClassifier, CatBoostRegressor
 from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, RegressorMixin, TransformerMixin, clone
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
@@ -188,8 +189,11 @@ _ESTIMATORS: dict[str, tuple[Any, Any]] = {
     "extra_trees": (ExtraTreesClassifier, ExtraTreesRegressor),
     "hist_gradient_boosting": (HistGradientBoostingClassifier, HistGradientBoostingRegressor),
     "lightgbm": (LGBMClassifier, LGBMRegressor),
+    "catboost": (CatBoostClassifier, CatBoostRegressor),
 }
 _SEEDED = {"decision_tree", "random_forest", "extra_trees", "hist_gradient_boosting", "lightgbm"}
+CATBOOST_ITERATIONS = 300
+"""CatBoost's own default is 1,000 iterations, slow for a search on 2 cores; a spec may set more."""
 
 
 def make_estimator(spec: PipelineSpec, task_type: str, seed: int, n_threads: int = 1) -> Any:
@@ -204,6 +208,12 @@ def make_estimator(spec: PipelineSpec, task_type: str, seed: int, n_threads: int
     if family == "lightgbm":
         params.setdefault("n_jobs", n_threads)
         params.setdefault("verbose", -1)
+    if family == "catboost":  # seeded, quiet, no files written to the working directory
+        params.setdefault("iterations", CATBOOST_ITERATIONS)
+        params.update(random_seed=seed, thread_count=n_threads, verbose=0, allow_writing_files=False)
+        if spec.class_weight == "balanced":
+            params["auto_class_weights"] = "Balanced"
+        return cls(**params)
     if family == "logistic":
         params.setdefault("max_iter", 2000)
         if params.get("l1_ratio", 0.0) > 0:
@@ -390,13 +400,15 @@ def fitted_params(model: Any, spec: PipelineSpec | EnsembleSpec) -> dict[str, An
         value = actual.get(name)
         out[name] = value.item() if isinstance(value, np.generic) else value
     if spec.class_weight == "balanced":
-        out["class_weight"] = actual.get("class_weight")
+        out["class_weight"] = actual.get("class_weight", actual.get("auto_class_weights"))
     return out
 
 
 def predict(model: Any, X: pd.DataFrame, task_type: str, classes: tuple[Any, ...], pos_label: Any) -> Predictions:
     """Predictions of a fitted model in the form the metric registry scores."""
     y_pred = np.asarray(model.predict(X))
+    if y_pred.ndim == 2 and y_pred.shape[1] == 1:  # CatBoost's multiclass labels come as one column
+        y_pred = y_pred[:, 0]
     if task_type == "regression":
         return Predictions(y_pred=y_pred.astype(float))
     proba = None

@@ -349,6 +349,24 @@ FAMILIES: dict[str, Family] = {
             complexity=3,
         ),
         Family("lightgbm", _ALL, dict(_BOOSTING_PARAMS), handles_missing=True, class_weight=True, complexity=3),
+        Family(
+            "catboost",
+            _ALL,
+            {
+                "iterations": Param("int", 10, 5000),
+                "learning_rate": Param("float", 0.001, 1.0, log=True),
+                "depth": Param("int", 1, 16),
+                "l2_leaf_reg": Param("float", 0.0, 100.0),
+                "random_strength": Param("float", 0.0, 100.0),
+                "bagging_temperature": Param("float", 0.0, 100.0),
+                "border_count": Param("int", 1, 255),
+            },
+            handles_missing=True,
+            class_weight=True,
+            description="CatBoost: symmetric trees with ordered boosting, strong on small data (300 "
+            "iterations unless set)",
+            complexity=3,
+        ),
     )
 }
 
@@ -397,6 +415,12 @@ SEARCH_SPACES: dict[str, dict[str, Param]] = {
         colsample_bytree=Param("float", 0.4, 1.0),
         reg_alpha=Param("float", 1e-3, 10.0, log=True),
         reg_lambda=Param("float", 1e-3, 10.0, log=True),
+    ),
+    "catboost": _search(
+        iterations=Param("int", 100, 1000, log=True),
+        learning_rate=Param("float", 0.01, 0.3, log=True),
+        depth=Param("int", 3, 10),
+        l2_leaf_reg=Param("float", 0.1, 30.0, log=True),
     ),
 }
 

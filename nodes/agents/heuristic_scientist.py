@@ -81,7 +81,7 @@ DEFAULT_PREFERENCES: dict[str, float] = {
 #: Primary metrics that move with the decision threshold or with class weights.
 THRESHOLD_METRICS = {"f1", "f1_macro", "recall", "precision", "balanced_accuracy", "mcc", "accuracy"}
 IMBALANCE_METRICS = {"f1", "f1_macro", "recall", "balanced_accuracy", "mcc"}
-TREES = {"lightgbm", "hist_gradient_boosting", "random_forest", "extra_trees", "decision_tree"}
+TREES = {"lightgbm", "catboost", "hist_gradient_boosting", "random_forest", "extra_trees", "decision_tree"}
 
 Move = Callable[["_Situation"], Iterator[Proposal]]
 
@@ -615,6 +615,14 @@ def _outlier_rows(s: _Situation) -> Iterator[Proposal]:
 def _alternative_family(s: _Situation) -> Iterator[Proposal]:
     tree_prep = SetPreprocessing(settings={"numeric_imputer": "median", "scaler": "none"})
     forest = {"n_estimators": 400, "min_samples_leaf": 2, "max_features": 0.5}
+    yield Proposal(
+        rationale="CatBoost's ordered boosting on symmetric trees overfits less than LightGBM on small, "
+        "noisy data, and handles missing values itself.",
+        changes=[
+            SetModel(family="catboost", params={"iterations": 500, "learning_rate": 0.05, "depth": 6}),
+            SetPreprocessing(settings={"numeric_imputer": "none", "scaler": "none"}),
+        ],
+    )
     yield Proposal(
         rationale="A random forest is a strong, low-variance alternative to boosting.",
         changes=[SetModel(family="random_forest", params=forest), tree_prep],
