@@ -26,6 +26,7 @@ from tandem.cli_options import (
     add_run_display_options,
     agent_changes,
     context_from,
+    number,
     stored_context,
 )
 from tandem.graph.context import RunContext, default_runs_dir
@@ -49,10 +50,17 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics", help="comma-separated metrics to report, e.g. f1,recall,log_loss")
     run.add_argument("--primary", help="the metric that decides which model is best (default: the first)")
     run.add_argument("--task-type", choices=["binary", "multiclass", "regression"], help="override the inferred task")
-    run.add_argument("--holdout", type=float, default=0.2, help="share of rows kept for the final, honest score")
+    run.add_argument(
+        "--holdout",
+        type=number(float, above=0, below=1),
+        default=0.2,
+        help="share of rows kept for the final, honest score",
+    )
     run.add_argument("--holdout-csv", help="a separate labelled CSV to use as the holdout instead")
-    run.add_argument("--folds", type=int, default=5, help="cross-validation folds on the development part")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument(
+        "--folds", type=number(int, at_least=2), default=5, help="cross-validation folds on the development part"
+    )
+    run.add_argument("--seed", type=number(int, at_least=0), default=0)
     run.add_argument("--runs-dir", default=None, help="where run folders go (default $TANDEM_RUNS_DIR or ./runs)")
     run.add_argument("--run-id", help="name of the run folder (default: time stamp and target)")
     add_budget_options(run, defaults=True)

@@ -7,6 +7,8 @@ imports the other.
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -17,24 +19,66 @@ from tandem.tools.data import InputError
 from tandem.tools.tokens import load_prices
 
 
+def number(
+    kind: type[int] | type[float],
+    *,
+    at_least: float | None = None,
+    above: float | None = None,
+    at_most: float | None = None,
+    below: float | None = None,
+) -> Callable[[str], Any]:
+    """An argparse `type=` for a numeric option: a finite number of `kind` in range, else argparse's
+    one-line usage error (exit status 2) saying what the option takes, never a traceback."""
+    limits = {">=": at_least, ">": above, "<=": at_most, "<": below}
+    wanted = ("a whole number" if kind is int else "a number") + "".join(
+        f" {op} {bound:g}" for op, bound in limits.items() if bound is not None
+    )
+    checks = {
+        ">=": lambda v, b: v >= b,
+        ">": lambda v, b: v > b,
+        "<=": lambda v, b: v <= b,
+        "<": lambda v, b: v < b,
+    }
+
+    def parse(text: str) -> int | float:
+        try:
+            value: int | float = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if not math.isfinite(value) or not all(
+            checks[op](value, bound) for op, bound in limits.items() if bound is not None
+        ):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+
+    return parse
+
+
+WHOLE_AT_LEAST_1 = number(int, at_least=1)
+POSITIVE = number(float, above=0)
+
+
 def add_budget_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     d = RunContext() if defaults else None
     parser.add_argument(
-        "--max-iters", type=int, default=d.max_iters if d else None, help="experiments after the baseline"
+        "--max-iters", type=WHOLE_AT_LEAST_1, default=d.max_iters if d else None, help="experiments after the baseline"
     )
     parser.add_argument(
-        "--time-budget", type=float, default=d.time_budget if d else None, help="working seconds for the search"
+        "--time-budget", type=POSITIVE, default=d.time_budget if d else None, help="working seconds for the search"
     )
     parser.add_argument(
-        "--token-budget", type=int, default=d.token_budget if d else None, help="total tokens of both agents"
+        "--token-budget",
+        type=WHOLE_AT_LEAST_1,
+        default=d.token_budget if d else None,
+        help="total tokens of both agents",
     )
     parser.add_argument(
         "--candidate-time-limit",
-        type=float,
+        type=POSITIVE,
         default=d.candidate_time_limit if d else None,
         help="seconds one candidate's cross-validation may take",
     )
-    parser.add_argument("--n-jobs", type=int, default=d.n_jobs if d else None, help="parallel fold fits")
+    parser.add_argument("--n-jobs", type=WHOLE_AT_LEAST_1, default=d.n_jobs if d else None, help="parallel fold fits")
 
 
 #: Run-context fields the CLI sets directly from an option of the same name.
@@ -61,9 +105,13 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--scientist-model", help="chat model of the Scientist (implies --scientist llm)")
     group.add_argument("--executor-model", help="chat model of the Executor (implies --executor llm)")
     group.add_argument("--base-url", help="OpenAI-compatible server (default $OPENAI_BASE_URL, else OpenAI)")
-    group.add_argument("--temperature", type=float, help="sampling temperature (default: the server's)")
-    group.add_argument("--request-timeout", type=float, help="seconds per chat request before a retry (default 120)")
-    group.add_argument("--max-tool-calls", type=int, help="tool calls an LLM agent may make per step (default 6)")
+    group.add_argument(
+        "--temperature", type=number(float, at_least=0, at_most=2), help="sampling temperature (default: the server's)"
+    )
+    group.add_argument("--request-timeout", type=POSITIVE, help="seconds per chat request before a retry (default 120)")
+    group.add_argument(
+        "--max-tool-calls", type=WHOLE_AT_LEAST_1, help="tool calls an LLM agent may make per step (default 6)"
+    )
     group.add_argument("--prices", help='JSON price table: {"model": {"input": $/1M tokens, "output": $/1M tokens}}')
     group.add_argument("--policy", help="the heuristic Scientist's move policy: 'playbook' or a file from tandem train")
 

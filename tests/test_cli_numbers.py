@@ -1,0 +1,78 @@
+"""Every numeric option of the CLI is checked before anything runs: one line, exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from tandem.cli import make_parser
+from tandem.cli_options import number
+
+BAD = [
+    ("--max-iters", "-3"),
+    ("--max-iters", "0"),
+    ("--max-iters", "2.5"),
+    ("--time-budget", "0"),
+    ("--time-budget", "-1"),
+    ("--time-budget", "nan"),
+    ("--time-budget", "inf"),
+    ("--token-budget", "-5"),
+    ("--candidate-time-limit", "0"),
+    ("--n-jobs", "0"),
+    ("--holdout", "0"),
+    ("--holdout", "1"),
+    ("--holdout", "1.5"),
+    ("--folds", "1"),
+    ("--seed", "-1"),
+    ("--seed", "x"),
+    ("--temperature", "-0.1"),
+    ("--temperature", "3"),
+    ("--request-timeout", "0"),
+    ("--max-tool-calls", "0"),
+]
+
+
+@pytest.mark.parametrize(("option", "value"), BAD, ids=[f"{o}={v}" for o, v in BAD])
+def test_a_bad_number_is_refused_in_one_line(option: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        make_parser().parse_args(["run", "data.csv", "--target", "y", option, value])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("tandem run: error: argument ") and option in err and repr(value) in err
+    assert "expected a" in err
+
+
+def test_good_numbers_are_parsed_to_their_type() -> None:
+    budget = ["--max-iters", "3", "--time-budget", "60", "--n-jobs", "1"]
+    split = ["--holdout", "0.25", "--folds", "3", "--seed", "0"]
+    agents = ["--temperature", "0", "--max-tool-calls", "2"]
+    args = make_parser().parse_args(["run", "d.csv", "--target", "y", *budget, *split, *agents])
+    assert (args.max_iters, args.time_budget, args.holdout, args.folds, args.seed) == (3, 60.0, 0.25, 3, 0)
+    assert isinstance(args.max_iters, int) and isinstance(args.time_budget, float)
+    assert (args.n_jobs, args.temperature, args.max_tool_calls) == (1, 0.0, 2)
+    resume = make_parser().parse_args(["resume", "r1", "--max-iters", "10"])
+    assert resume.max_iters == 10
+
+
+def test_the_helper_states_the_range() -> None:
+    parse = number(float, above=0, below=1)
+    assert parse("0.5") == 0.5
+    with pytest.raises(argparse.ArgumentTypeError, match=r"expected a number > 0 < 1, got '1'"):
+        parse("1")
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a whole number >= 1"):
+        number(int, at_least=1)("1.0")
+
+
+def test_the_console_script_refuses_a_negative_iteration_budget() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tandem.cli", "run", "missing.csv", "--target", "y", "--max-iters", "-3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "argument --max-iters: expected a whole number >= 1, got '-3'" in done.stderr
