@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import synthetic_frame
+from crash import assert_same_run, kill_when_paused, outcome, spawn
 
 from tandem.api import resume_run, run_task
 from tandem.benchmarks.learning import SHARED_DATASETS, load_pool, select_pool, source_frame
@@ -16,14 +17,19 @@ from tandem.benchmarks.players import TandemPlayer, parse_player, parse_players,
 from tandem.benchmarks.tasks import default_suite
 from tandem.cli import main
 from tandem.graph.context import RunContext
+from tandem.graph.messages import Implementation, Proposal, Regularise
 from tandem.nodes.agents import LearnedScientist, frozen_policy, make_scientist
-from tandem.nodes.agents.base import ScientistView
+from tandem.nodes.agents.base import ExecutorRequest, ScientistView
+from tandem.nodes.agents.heuristic_executor import HeuristicExecutor
 from tandem.nodes.agents.heuristic_scientist import DEFAULT_PREFERENCES, MOVE_NAMES, HeuristicScientist
+from tandem.nodes.agents.learned_executor import LearnedFilling, executor_context, executor_transitions, learn_executor
 from tandem.nodes.agents.learned_scientist import FEATURES, learn, new_policy, transitions
+from tandem.nodes.verifier import verify
 from tandem.tools.bandit import LinearBandit
 from tandem.tools.data import InputError
 from tandem.tools.policy_file import read_policy, write_policy
-from tandem.tools.profile import DatasetProfile
+from tandem.tools.profile import DatasetProfile, profile_dataset
+from tandem.tools.spec import parse_spec
 
 # ------------------------------------------------------------------------------------ the bandit
 
@@ -174,17 +180,21 @@ def test_untrained_policy_plays_the_playbook_and_runs_record_its_hash(csv: Path,
     assert first.move == "alternative_family"
 
 
-def test_same_seed_and_policy_give_the_same_ledger_across_a_resume(csv: Path, tmp_path: Path):
+def test_same_seed_and_policy_give_the_same_ledger_across_a_kill_and_resume(csv: Path, tmp_path: Path):
     runs = tmp_path / "runs"
     policy = learn(new_policy(), [("interactions", [1.0] * len(FEATURES), 2.0)] * 3)
     write_policy(tmp_path / "p.json", policy)
-    context = RunContext(runs_dir=str(runs), max_iters=4, time_budget=None, n_jobs=1, policy=str(tmp_path / "p.json"))
+    context = RunContext(runs_dir=str(runs), max_iters=4, n_jobs=1, policy=str(tmp_path / "p.json"))
     whole = run_task(csv, "price $", context=context, run_id="whole", seed=1)
-    stopped = run_task(csv, "price $", context=replace(context, max_iters=2), run_id="part", seed=1)
-    assert stopped["iterations"] == 2
-    resumed = resume_run("part", runs_dir=runs, max_iters=4, force=True)
-    assert _ledger(whole, runs) == _ledger(resumed, runs)
-    assert any(move == "interactions" for move, *_ in _ledger(whole, runs)[1:2])
+    assert any(move == "interactions" for move, *_ in _ledger(whole, runs)[1:2])  # the policy, not the playbook
+    argv = ["run", str(csv), "--target", "price $", "--seed", "1", "--max-iters", "4", "--n-jobs", "1"]
+    argv += ["--policy", str(tmp_path / "p.json"), "--runs-dir", str(runs), "--run-id", "killed", "--plain"]
+    marker, log = tmp_path / "paused.json", tmp_path / "killed.log"
+    process = spawn(argv, log, pause="fold_fit@18", marker=marker)  # inside the third experiment's folds
+    kill_when_paused(process, marker, log, "fold_fit@18")
+    assert not (runs / "killed" / "summary.json").exists()
+    resume_run("killed", runs_dir=runs)
+    assert_same_run(runs / "killed", outcome(runs / "whole"))
 
 
 # ------------------------------------------------------------------------------ training, learning
@@ -242,3 +252,75 @@ def test_bench_players_take_a_policy(tmp_path: Path):
     assert dict(players[0].options)["policy"] == str(path)  # type: ignore[attr-defined]
     assert players[1].name == "linear"
     assert with_policy([player], "playbook")[0] is player  # a player's own policy wins
+
+
+# ------------------------------------------------------------------- the Executor's open choice
+
+LGBM: dict = {
+    "kind": "pipeline",
+    "columns": {"numeric": ["a", "b"], "categorical": [], "high_cardinality": []},
+    "model": {"family": "lightgbm", "params": {"reg_lambda": 1.0}},
+}
+
+
+def _judge(params: dict, direction: str = "more") -> tuple[float, list[str]]:
+    base = parse_spec(LGBM)
+    proposal = Proposal(rationale="more", changes=[Regularise(direction=direction)])
+    done = parse_spec({**LGBM, "model": {"family": "lightgbm", "params": params}})
+    result = verify(
+        base,
+        proposal,
+        Implementation(spec=done.model_dump(mode="json")),
+        None,
+        lambda i: base,
+        columns=["a", "b"],
+        task_type="regression",
+    )
+    return result["fidelity"], result["issues"]
+
+
+def test_an_open_choice_is_faithful_when_filled_inside_what_was_asked():
+    # more regularisation of LightGBM: reg_lambda up and/or min_child_samples up (from its default 20)
+    assert _judge({"reg_lambda": 20.0, "min_child_samples": 400}) == (1.0, [])
+    assert _judge({"reg_lambda": 1.5}) == (1.0, [])  # any amount, one knob is enough
+    fidelity, issues = _judge({"reg_lambda": 0.5})
+    assert fidelity == 0.0 and "wrong way" in issues[0]
+    fidelity, issues = _judge({"reg_lambda": 1.0})
+    assert fidelity == 0.0 and "none was changed" in issues[0]
+    fidelity, issues = _judge({"reg_lambda": 5.0, "num_leaves": 7})
+    assert fidelity == 0.5 and "unrequested change param.num_leaves" in issues[0]
+    assert _judge({"reg_lambda": 0.2}, direction="less") == (1.0, [])
+
+
+def test_executor_fills_open_choices_with_its_policy_and_learns_which_level_pays():
+    base = parse_spec(LGBM)
+    frame = synthetic_frame(n=300, task="regression").rename(columns={"x 1": "a", "x2 (cm)": "b"})
+    profile = profile_dataset(frame, "price $", "regression")
+    task = {"task_type": "regression", "n_dev_rows": 300, "seed": 0, "primary_metric": "rmse"}
+    request = ExecutorRequest(
+        task=task,  # type: ignore[arg-type]
+        profile=profile,
+        proposal=Proposal(rationale="more", changes=[Regularise()]),
+        base_spec=base,
+        resolve=lambda i: base,
+        columns=["a", "b"],
+        try_spec=lambda spec: None,
+    )
+    untrained = HeuristicExecutor(filling=LearnedFilling(new_policy()))
+    assert untrained.implement(request).value.spec.model.params["reg_lambda"] == 5.0  # type: ignore[union-attr]
+    x = executor_context(task, profile, "lightgbm", "more")  # type: ignore[arg-type]
+    taught = learn_executor(new_policy(), [("strong", x, 2.0)] * 3 + [("medium", x, -1.0)] * 3)
+    implemented = HeuristicExecutor(filling=LearnedFilling(taught)).implement(request).value.spec
+    assert implemented is not None
+    spec = implemented.model_dump(mode="json")
+    assert spec["model"]["params"] == {"reg_lambda": 20.0, "min_child_samples": 400}
+    # the level is read back from a ledger, with the Executor's normalised reward
+    baseline = {"fold_scores": {"rmse": [1.0, 1.1, 0.9]}, "spec": LGBM, "rewards": {}}
+    record = {
+        "changes": [Regularise().model_dump(mode="json")],
+        "base_experiment": 0,
+        "spec": spec,
+        "rewards": {"executor": 0.01},
+    }
+    ((level, context, reward),) = executor_transitions(task, profile, [baseline, record])  # type: ignore[arg-type,list-item]
+    assert level == "strong" and context == x and reward == pytest.approx(0.1)

@@ -1,0 +1,63 @@
+"""tandem.envs: the PettingZoo AEC env passes api_test, the Gymnasium env passes check_env, both on the run's graph."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium
+import pytest
+from conftest import synthetic_frame
+from gymnasium.utils.env_checker import check_env
+from pettingzoo.test import api_test
+
+import tandem.envs
+from tandem.graph.context import RewardConfig
+
+
+@pytest.fixture(scope="module")
+def csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("envdata") / "small.csv"
+    synthetic_frame(n=90, seed=1).to_csv(path, index=False)
+    return path
+
+
+def test_aec_env_passes_pettingzoo_api_test(csv: Path):
+    api_test(tandem.envs.env(csv_path=csv, target="label", max_iters=2, folds=3), num_cycles=10)
+
+
+def test_aec_env_plays_a_step_with_the_reward_nodes_rewards_and_penalises_invalid_actions(csv: Path):
+    env = tandem.envs.raw_env(csv_path=csv, target="label", max_iters=2, folds=3)
+    env.reset(seed=0)
+    observation = env.observe("scientist")
+    assert "experiment" in observation["text"].lower() and observation["features"].shape == (20,)
+    proposal = {"rationale": "boosting", "changes": [{"change": "set_model", "family": "lightgbm"}]}
+    env.step(json.dumps(proposal))
+    assert env.agent_selection == "executor"
+    assert "PROPOSAL" in env.observe("executor")["text"]
+    env.step("this is not a spec")  # an invalid action: no spec (unfaithful) that does not run
+    rules = RewardConfig()
+    assert env.rewards["executor"] == pytest.approx(-(rules.mismatch_penalty + rules.failure_penalty))
+    ledger = env.session.values["ledger"]
+    assert ledger[-1]["status"] != "ok" and ledger[-1]["rewards"]["executor"] == env.rewards["executor"]
+    env.step("{not json")  # an invalid proposal: the Scientist pays the invalid-proposal penalty
+    env.step("{}")
+    assert env.rewards["scientist"] == pytest.approx(-rules.failure_penalty)
+    assert all(env.truncations.values()) and not any(env.terminations.values())  # the budget ran out
+
+
+def test_aec_env_terminates_when_the_scientist_delivers(csv: Path):
+    env = tandem.envs.raw_env(csv_path=csv, target="label", max_iters=5, folds=3)
+    env.reset(seed=0)
+    env.step(json.dumps({"action": "deliver", "rationale": "good enough"}))
+    assert all(env.terminations.values()) and env.session.values["status"] == "delivered"
+
+
+def test_gymnasium_scientist_env_is_registered_and_passes_check_env(csv: Path):
+    env = gymnasium.make("tandem/Scientist-v0", csv_path=str(csv), target="label", max_iters=2, folds=3)
+    check_env(env.unwrapped)
+    observation, info = env.reset(seed=0)
+    assert env.observation_space.contains(observation) and info["moves"][0] == "stronger_family"
+    _, reward, terminated, _truncated, step_info = env.step(0)
+    assert step_info["move"] == "stronger_family" and isinstance(reward, float)
+    assert not terminated
