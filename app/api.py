@@ -3,6 +3,10 @@
 Every call goes through a SQLite checkpointer in the run folder with `durability="sync"`, so a
 run killed at any moment resumes from its last finished step. The run context is not
 checkpointed by LangGraph; it is kept in `run.json` and passed again on every call.
+
+A run is found by its folder, wherever that folder is now: nothing stored in it names a path
+inside it, and its checkpoint thread is the id `run.json` records. Run, resume and fork hold the
+run's lock (`graph.persistence.run_lock`) for as long as they work on it.
 """
 
 from __future__ import annotations
@@ -28,12 +32,17 @@ from tandem.graph.budget import budget_exhausted
 from tandem.graph.context import RunContext, default_runs_dir
 from tandem.graph.persistence import (
     RunFolder,
+    adopt_copy,
+    check_run_id,
     load_run_config,
+    new_run_folder,
     new_run_id,
     open_checkpointer,
+    remove_run_folder,
     run_folder,
+    run_lock,
+    run_thread,
     save_run_config,
-    write_json,
     write_jsonl,
 )
 from tandem.graph.state import TaskRequest
@@ -49,9 +58,9 @@ ApprovalHandler = Callable[[dict[str, Any]], Any]
 NO_ANSWER: Any = object()
 
 
-def run_config(run_id: str, context: RunContext) -> RunnableConfig:
-    """LangGraph config for a run: its thread, and a recursion limit the budget can never reach."""
-    return {"configurable": {"thread_id": run_id}, "recursion_limit": 6 * context.max_iters + 50}
+def run_config(thread_id: str, context: RunContext) -> RunnableConfig:
+    """LangGraph config for a run: its thread (`run_thread`), and a recursion limit the budget can never reach."""
+    return {"configurable": {"thread_id": thread_id}, "recursion_limit": 6 * context.max_iters + 50}
 
 
 @contextmanager
@@ -88,9 +97,11 @@ def run_task(
     With `context.approve` set, the run pauses at approval gates: `on_approval(question)` answers
     them, or the run returns `{"status": "paused", "question": ...}` for `resume_run(..., answer=)`.
 
-    Input is validated before anything is written: a bad request raises `InputError` and leaves
-    no run folder behind. `scientist_model` / `executor_model` are LangChain chat models (any
-    `BaseChatModel`) for LLM agents; they are not stored, so `resume_run` needs them again.
+    Input is read, hashed and validated once, before anything is written, and handed to the
+    setup node: a bad request raises `InputError` and leaves no run folder behind, and so does a
+    setup that fails (a baseline that cannot be trained), so trying again with the same id works.
+    `scientist_model` / `executor_model` are LangChain chat models (any `BaseChatModel`) for LLM
+    agents; they are not stored, so `resume_run` needs them again.
     """
     context = with_chat_models(context or RunContext(), scientist=scientist_model, executor=executor_model)
     check_llm_setup(context)
@@ -105,15 +116,29 @@ def run_task(
         "holdout_csv": str(Path(holdout_csv).expanduser().resolve()) if holdout_csv else None,
         "task_type": task_type,  # type: ignore[typeddict-item]
     }
-    prepared = load_task(dict(request))
-    run_id = request["run_id"] = run_id or new_run_id(prepared.target)
+    if run_id is not None:
+        check_run_id(run_id)  # before the data is read: a hostile id costs nothing
+    loaded = load_task(request)
+    run_id = request["run_id"] = run_id or new_run_id(loaded.prepared.target)
     folder = run_folder(context.runs_dir, run_id)
-    if folder.run_json.exists():
-        raise InputError(
-            f"run {request['run_id']!r} already exists in {folder.path.parent}; resume it or pick another --run-id"
-        )
-    save_run_config(folder, dict(request), context)
-    return _drive(folder, request, context, on_update, on_event, on_approval)
+    taken = f"run {run_id!r} already exists in {folder.path.parent}; resume it or pick another --run-id"
+    with new_run_folder(folder, exists=taken):
+        save_run_config(folder, request, context)
+        try:
+            return _drive(folder, request, replace(context, task_data=loaded), on_update, on_event, on_approval)
+        except Exception:
+            if not _set_up(folder):
+                remove_run_folder(folder)  # nothing worth keeping, and the id is free again
+            raise
+
+
+def _set_up(folder: RunFolder) -> bool:
+    """Whether a run got past setup (its checkpoints hold the task); when unsure, yes."""
+    try:
+        with open_run(folder) as graph:
+            return "task" in graph.get_state(run_config(run_thread(folder), RunContext())).values
+    except Exception:  # a damaged folder is kept for the user to look at
+        return True
 
 
 def resume_run(
@@ -126,51 +151,84 @@ def resume_run(
     on_event: EventHandler | None = None,
     on_approval: ApprovalHandler | None = None,
     answer: Any = NO_ANSWER,
+    force: bool = False,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Continue a stopped run from its last checkpoint; `overrides` may raise budgets (`max_iters=30`).
 
-    A run whose agents used chat models handed in from Python needs them handed in again.
+    A run whose agents used chat models handed in from Python needs them handed in again. A
+    delivered run is not continued (which would replace its model and report) without
+    `force=True`: fork it instead to keep it. A folder copied or renamed becomes a run of its own
+    on its first resume (`adopt_copy`), so the original is never written to.
     """
     folder = find_run(run_id, runs_dir)
-    request, context = load_run_config(folder)
-    if overrides:
-        context = replace(context, **overrides)
-    context = with_chat_models(context, scientist=scientist_model, executor=executor_model)
-    check_llm_setup(context)
-    if overrides or scientist_model is not None or executor_model is not None:
-        save_run_config(folder, request, context)
-    with open_run(folder) as graph:
-        config = run_config(folder.run_id, context)
-        snapshot = graph.get_state(config)
-        at_end_or_gate = not snapshot.next or snapshot.next == ("review",)
-        if snapshot.values and at_end_or_gate and _reopen_if_budget_allows(graph, config, context):
-            answer = NO_ANSWER  # the gate it was paused at is gone: the search goes on
-        started = bool(snapshot.values)
-    graph_input = None if started else cast(TaskRequest, request)
-    return _drive(folder, graph_input, context, on_update, on_event, on_approval, answer)
+    with run_lock(folder):
+        adopt_copy(folder)
+        request, context = load_run_config(folder)
+        if overrides:
+            context = replace(context, **overrides)
+        context = with_chat_models(context, scientist=scientist_model, executor=executor_model)
+        check_llm_setup(context)
+        with open_run(folder) as graph:
+            config = run_config(run_thread(folder), context)
+            snapshot = graph.get_state(config)
+            at_end_or_gate = not snapshot.next or snapshot.next == ("review",)
+            reopen = _reopen_point(graph, config, context) if snapshot.values and at_end_or_gate else None
+            delivered = folder.summary.exists() or snapshot.values.get("status") == "delivered"
+            if delivered and not force and (reopen is not None or not snapshot.values):
+                raise InputError(_delivered(folder, has_checkpoints=bool(snapshot.values)))
+            if overrides or scientist_model is not None or executor_model is not None:
+                save_run_config(folder, request, context)
+            if reopen is not None:
+                _reopen(graph, reopen)
+                answer = NO_ANSWER  # the gate it was paused at is gone: the search goes on
+            started = bool(snapshot.values)
+        graph_input = None if started else cast(TaskRequest, request)
+        return _drive(folder, graph_input, context, on_update, on_event, on_approval, answer)
 
 
-def _reopen_if_budget_allows(graph: TandemGraph, config: RunnableConfig, context: RunContext) -> bool:
-    """A run delivered (or paused before delivery) because a budget ran out continues when the
-    budget has been raised; returns whether it did.
+def _delivered(folder: RunFolder, *, has_checkpoints: bool) -> str:
+    """Why a delivered run is not resumed without --force, and what to do instead."""
+    what = (
+        "continuing it would replace its model, summary and report"
+        if has_checkpoints
+        else "its checkpoints are gone, so resuming would start it again from scratch over its model and report"
+    )
+    return f"run {folder.run_id!r} was delivered and {what}; pass --force to do so, or fork it (tandem fork)"
 
-    This forks from the last checkpoint before delivery (or its approval gate): the reward node's
-    verdict is replayed with the budget no longer spent, so routing goes back to the Scientist.
-    A run the Scientist chose to deliver stays delivered.
+
+def _reopen_point(graph: TandemGraph, config: RunnableConfig, context: RunContext) -> StateSnapshot | None:
+    """Where a run delivered (or paused before delivery) because a budget ran out continues once
+    the budget has been raised: its last checkpoint before delivery (or its approval gate).
+
+    None when there is nothing to reopen: a run the Scientist chose to deliver stays delivered,
+    and so does one whose budget is still spent.
     """
     for snapshot in graph.get_state_history(config):
         if snapshot.next == ("review",) and not snapshot.values.get("stop_reason"):
-            return False  # paused on a proposal, not on a delivery
+            return None  # paused on a proposal, not on a delivery
         if snapshot.next in (("deliver",), ("review",)):
             if (snapshot.values.get("proposal") or {}).get("action") == "deliver":
-                return False
+                return None
             if budget_exhausted(snapshot.values, context) is None:  # type: ignore[arg-type]
-                reopened = cast(RunnableConfig, {**snapshot.config, "metadata": {"tandem": "reopened: budget raised"}})
-                graph.update_state(reopened, {"stop_reason": None}, as_node="reward")
-                return True
-            return False
-    return False
+                return snapshot
+            return None
+    return None
+
+
+def _reopen(graph: TandemGraph, snapshot: StateSnapshot) -> None:
+    """Fork from `snapshot` with the reward node's verdict replayed, the budget no longer spent,
+    so routing goes back to the Scientist."""
+    reopened = cast(RunnableConfig, {**snapshot.config, "metadata": {"tandem": "reopened: budget raised"}})
+    graph.update_state(reopened, {"stop_reason": None}, as_node="reward")
+
+
+def _reopen_if_budget_allows(graph: TandemGraph, config: RunnableConfig, context: RunContext) -> bool:
+    """Reopen a run stopped by a budget that has since been raised (`_reopen_point`); whether it did."""
+    snapshot = _reopen_point(graph, config, context)
+    if snapshot is not None:
+        _reopen(graph, snapshot)
+    return snapshot is not None
 
 
 def _drive(
@@ -189,8 +247,8 @@ def _drive(
     result says so (`status` "paused", the `question`), to be continued with
     `resume_run(run_id, answer=...)`.
     """
-    context = replace(context, runs_dir=str(folder.path.parent))
-    config = run_config(folder.run_id, context)
+    context = replace(context, runs_dir=str(folder.path.parent), run_id=folder.run_id)
+    config = run_config(run_thread(folder), context)
     pending: Any = graph_input if answer is NO_ANSWER else Command(resume=answer)
     with open_run(folder) as graph:
         if on_event is not None and (current := graph.get_state(config).values).get("task"):
@@ -237,7 +295,8 @@ def _dispatch(mode: str, chunk: Any, on_update: UpdateHandler | None, on_event: 
 
 
 def find_run(run_id: str, runs_dir: str | Path | None = None) -> RunFolder:
-    """The run folder of an id, or an `InputError` that lists the runs there are."""
+    """The run folder of an id, or an `InputError` that lists the runs there are (or says what a
+    run id may be)."""
     runs_dir = Path(runs_dir or default_runs_dir())
     folder = run_folder(runs_dir, run_id)
     if not folder.run_json.exists():
@@ -277,13 +336,14 @@ def load_summary(run_id: str, runs_dir: str | Path | None = None) -> dict[str, A
 
 def predict_csv(run_id: str, csv_path: str | Path, runs_dir: str | Path | None = None) -> pd.DataFrame:
     """Predictions of a run's delivered model for a new CSV: labels, and probabilities for classifiers."""
+    folder = find_run(run_id, runs_dir)
     summary = load_summary(run_id, runs_dir)
     frame = read_table(csv_path)
     needed = referenced_columns(parse_spec(summary["best"]["spec"]))
     missing = sorted(needed - set(frame.columns))
     if missing:
         raise InputError(f"{csv_path} lacks columns the model reads: {', '.join(map(repr, missing))}")
-    model = joblib.load(summary["artifacts"]["model"])
+    model = joblib.load(folder.model)  # the folder's own model file, wherever the folder is now
     X = frame.drop(columns=[summary["task"]["target"]], errors="ignore")
     out = pd.DataFrame({"prediction": model.predict(X)}, index=frame.index)
     if summary["task"]["task_type"] != "regression" and hasattr(model, "predict_proba"):
@@ -385,7 +445,7 @@ def run_history(run_id: str, runs_dir: str | Path | None = None) -> list[dict[st
     folder = find_run(run_id, runs_dir)
     _, context = load_run_config(folder)
     with open_run(folder) as graph:
-        chain = lineage(graph, run_config(folder.run_id, context))
+        chain = lineage(graph, run_config(run_thread(folder), context))
     return [describe_checkpoint(s, chain[i - 1] if i else None) for i, s in enumerate(chain)]
 
 
@@ -423,8 +483,10 @@ def fork_run(
     context (`max_iters=30`, `scientist="llm"`, `approve="proposals"`…). Fork at a step whose
     next node is the scientist to let another Scientist decide from there. The new folder gets
     copies of what the run needs (split, profile, holdout rows, the fold-score cache, so no
-    experiment is trained again) and its own checkpointer, seeded with the chosen checkpoint.
-    With `run=False` the fork is only prepared (continue it with `resume_run`).
+    experiment is trained again) and its own checkpointer, seeded with the chosen checkpoint on
+    a thread named after it. With `run=False` the fork is only prepared (continue it with
+    `resume_run`). The new folder's name is taken atomically and locked while the fork is made
+    and run.
     """
     source = find_run(run_id, runs_dir)
     request, context = load_run_config(source)
@@ -433,7 +495,7 @@ def fork_run(
     )
     check_llm_setup(context)
     with open_run(source) as graph:
-        chain = lineage(graph, run_config(source.run_id, context))
+        chain = lineage(graph, run_config(run_thread(source), context))
         snapshot = _pick(chain, checkpoint)
         saved = _saver(graph).get_tuple(snapshot.config)
     step = _step(snapshot)
@@ -442,43 +504,35 @@ def fork_run(
     if not snapshot.next:
         raise InputError(f"step {step} is the end of the run: fork from an earlier one, or resume with a larger budget")
     target = run_folder(source.path.parent, new_run_id or f"{source.run_id}-fork{step}")
-    partial = target.path / FORK_IN_PROGRESS
-    if partial.exists() and not target.run_json.exists():
-        shutil.rmtree(target.path)  # a fork killed before it was complete: make it again
-    if target.path.exists():
-        raise InputError(f"{target.path} already exists; pick another --run-id")
-    context = replace(context, runs_dir=str(target.path.parent))
-    target.path.mkdir(parents=True)
-    partial.touch()
-    _copy_run_files(source, target)
-    origin = {"run_id": source.run_id, "step": step, "checkpoint_id": snapshot.config["configurable"]["checkpoint_id"]}
-    config = run_config(target.run_id, context)
-    with open_run(target) as graph:
-        assert saved is not None
-        metadata = {**saved.metadata, "source": "fork", "tandem": f"fork of {source.run_id}@{step}"}
-        _saver(graph).put(
-            {"configurable": {"thread_id": target.run_id, "checkpoint_ns": ""}},
-            saved.checkpoint,
-            metadata,  # type: ignore[arg-type]
-            saved.checkpoint["channel_versions"],
-        )
-        # The same node as in the original writes the new folder's paths, so routing continues as it would have.
-        moved = {"run_id": target.run_id, "run_dir": str(target.path), "split_path": str(target.split)}
-        graph.update_state(cast(RunnableConfig, {**config, "metadata": {"tandem": "fork: new run's paths"}}), moved)
-        _reopen_if_budget_allows(graph, config, context)
-        values = graph.get_state(config).values
-    write_jsonl(target.experiments, list(values.get("ledger", [])))
-    write_jsonl(target.rewards, list(values.get("reward_events", [])))
-    # run.json comes last: until it exists the fork is not a run (a kill before this leaves no half-run)
-    config_data = {"run_id": target.run_id, "request": {**request, "run_id": target.run_id}}
-    write_json(target.run_json, {**config_data, "context": context.to_dict(), "forked_from": origin})
-    partial.unlink()
-    if not run:
-        return {"run_id": target.run_id, "status": "forked", "forked_from": origin}
-    return _drive(target, None, context, on_update, on_event, on_approval)
-
-
-FORK_IN_PROGRESS = "fork.partial"
+    context = replace(context, runs_dir=str(target.path.parent), run_id=target.run_id)
+    with new_run_folder(target, exists=f"{target.path} already exists; pick another --run-id"):
+        target.fork_partial.touch()  # until run.json exists, the folder is a fork being made
+        _copy_run_files(source, target)
+        checkpoint_id = snapshot.config["configurable"]["checkpoint_id"]
+        origin = {"run_id": source.run_id, "step": step, "checkpoint_id": checkpoint_id}
+        config = run_config(target.run_id, context)
+        with open_run(target) as graph:
+            assert saved is not None
+            metadata = {**saved.metadata, "source": "fork", "tandem": f"fork of {source.run_id}@{step}"}
+            _saver(graph).put(
+                {"configurable": {"thread_id": target.run_id, "checkpoint_ns": ""}},
+                saved.checkpoint,
+                metadata,  # type: ignore[arg-type]
+                saved.checkpoint["channel_versions"],
+            )
+            # The same node as in the original writes the new run's id, so routing continues as it would have.
+            renamed = cast(RunnableConfig, {**config, "metadata": {"tandem": "fork: new run id"}})
+            graph.update_state(renamed, {"run_id": target.run_id})
+            _reopen_if_budget_allows(graph, config, context)
+            values = graph.get_state(config).values
+        write_jsonl(target.experiments, list(values.get("ledger", [])))
+        write_jsonl(target.rewards, list(values.get("reward_events", [])))
+        # run.json comes last: until it exists the fork is not a run (a kill before this leaves no half-run)
+        save_run_config(target, {**request, "run_id": target.run_id}, context, forked_from=origin)
+        target.fork_partial.unlink()
+        if not run:
+            return {"run_id": target.run_id, "status": "forked", "forked_from": origin}
+        return _drive(target, None, context, on_update, on_event, on_approval)
 
 
 def _step(snapshot: StateSnapshot) -> int | None:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tandem.api import list_runs, load_summary, predict_csv, resume_run, run_task, write_predictions
+from tandem.api import find_run, list_runs, load_summary, predict_csv, resume_run, run_task, write_predictions
 from tandem.benchmarks.cli import add_bench_commands, cmd_bench, cmd_leaderboard, cmd_league
 from tandem.cli_history import COMMANDS as HISTORY_COMMANDS
 from tandem.cli_history import add_history_commands
@@ -70,6 +70,11 @@ def make_parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
     resume.add_argument("run_id")
     resume.add_argument("--runs-dir", default=None)
+    resume.add_argument(
+        "--force",
+        action="store_true",
+        help="continue a delivered run (with a raised budget), replacing its model and report",
+    )
     add_budget_options(resume, defaults=False)
     add_agent_options(resume)
     add_run_display_options(resume)
@@ -127,6 +132,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
             on_update=display.on_update,
             on_event=display.event_handler,
             on_approval=display.on_approval,
+            force=args.force,
             **overrides,
         )
     return 0 if summary.get("status") == "delivered" else 1
@@ -162,7 +168,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
             print(f"{part + ' ' + m:22}{plain_number(base[part].get(m)):>14}{plain_number(best[part].get(m)):>14}")
     print(f"delivered: {shown(best['proposal'])}")
     print(f"rewards: {summary['rewards']}; tokens: {summary['tokens']}")
-    print(f"report: {summary['artifacts']['report']}")
+    print(f"report: {find_run(args.run_id, args.runs_dir).path / summary['artifacts']['report']}")
     return 0
 
 

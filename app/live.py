@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console, Group
@@ -200,9 +201,14 @@ def _read(read: Reader, prompt: str, out: TextIO, lower: bool = True) -> str:
 class Progress:
     """One plain line per finished step: what was proposed, how it scored, what it earned."""
 
-    def __init__(self, stream: Any = None) -> None:
+    def __init__(self, stream: Any = None, folder: Path | None = None) -> None:
         self.stream = stream
+        self.folder = folder
+        """The run's folder, to say where its files are (the run stores names relative to it)."""
         self.metric = ""
+
+    def _at(self, name: str) -> str:
+        return str(self.folder / name) if self.folder else name
 
     def __call__(self, node: str, update: dict[str, Any]) -> None:
         line = self.describe(node, update)
@@ -215,9 +221,10 @@ class Progress:
             self.metric = task["primary_metric"]
             base = update["ledger"][0]
             notes = "".join(f"\n  note: {shown(n)}" for n in task["notes"])
+            where = self.folder or update["run_id"]
             return (
                 f"[setup] {task['task_type']} task on {task['target']!r}: {task['n_dev_rows']} dev rows "
-                f"({task['folds']} folds), {task['n_holdout_rows']} holdout rows; run folder {update['run_dir']}"
+                f"({task['folds']} folds), {task['n_holdout_rows']} holdout rows; run folder {where}"
                 f"{notes}\n[#0 baseline] CV {self.metric} {base['primary']:.4f} ± {base['cv_std'][self.metric]:.4f}"
             )
         if node == "scientist" and update.get("proposal", {}).get("action") == "deliver":
@@ -252,7 +259,7 @@ class Progress:
                 f"Delivered experiment #{s['best']['experiment_id']}: CV {metric} {s['best']['cv'][metric]:.4f}; "
                 f"holdout {metric} {plain_number(s['best']['holdout'].get(metric))} "
                 f"(baseline {plain_number(s['baseline']['holdout'].get(metric))})\n"
-                f"Report: {s['artifacts']['report']}\nModel:  {s['artifacts']['model']}"
+                f"Report: {self._at(s['artifacts']['report'])}\nModel:  {self._at(s['artifacts']['model'])}"
             )
         return None
 
@@ -260,9 +267,9 @@ class Progress:
 class PlainDisplay:
     """One plain line per step (CI logs, pipes): the `Progress` lines, and prompts on stderr."""
 
-    def __init__(self, context: RunContext, read: Reader = input) -> None:
+    def __init__(self, context: RunContext, read: Reader = input, folder: Path | None = None) -> None:
         self.context = context
-        self.lines = Progress()
+        self.lines = Progress(folder=folder)
         self.read = read
 
     def __enter__(self) -> PlainDisplay:
@@ -293,7 +300,7 @@ class LiveDisplay(PlainDisplay):
     """The live panel on a terminal; the step lines scroll above it."""
 
     def __init__(self, context: RunContext, run_id: str, console: Console | None = None, read: Reader = input) -> None:
-        super().__init__(context, read)
+        super().__init__(context, read, folder=Path(context.runs_dir) / run_id)
         self.run_id = run_id
         self.console = console or Console()
         self.monitor = RunMonitor(context)
@@ -378,5 +385,5 @@ def make_display(
         )
     console = console or Console()
     if plain or not console.is_terminal or not sys.stdout.isatty():
-        return PlainDisplay(context)
+        return PlainDisplay(context, folder=Path(context.runs_dir) / run_id)
     return LiveDisplay(context, run_id, console=console)

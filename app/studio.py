@@ -107,6 +107,8 @@ class ServerContext(RunContext):
     prices: dict[str, dict[str, float]] | None = field(init=False, default_factory=_server_prices, hash=False)
     python_models: tuple[str, ...] = field(init=False, default=())
     chat_models: dict[str, Any] | None = field(init=False, default=None, compare=False, hash=False, repr=False)
+    run_id: str | None = field(init=False, default=None)
+    task_data: Any = field(init=False, default=None, compare=False, hash=False, repr=False)
 
     @classmethod
     def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> Any:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from tandem.tools.data import InputError
+from tandem.tools.data import InputError, LoadedTask
 from tandem.tools.policy_file import PLAYBOOK, policy_hash
 
 AgentKind = Literal["heuristic", "llm"]
@@ -109,6 +109,14 @@ class RunContext:
     """Roles whose chat model was handed in from Python: a resume must hand it in again."""
     chat_models: dict[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)
     """Chat model objects by role, from Python; never stored (not in run.json, not checkpointed)."""
+    run_id: str | None = None
+    """The run folder's name under `runs_dir`, set by the Python API from the folder it opened on
+    every call, never stored: a folder moved or copied under another name is found where it is now.
+    None (a graph driven directly, as Studio does) means the state's `run_id`."""
+    task_data: Any = field(default=None, compare=False, hash=False, repr=False)
+    """The request's data (a `tools.data.LoadedTask`) as `run_task` read, hashed and validated it,
+    for the setup node to use instead of reading the file again; never stored. Typed `Any` so the
+    context's JSON schema (Studio's form) can be made; read it with `loaded_task()`."""
 
     def __post_init__(self) -> None:
         if self.approve not in get_args(ApprovalMode):  # Studio and Python pass plain strings
@@ -124,6 +132,10 @@ class RunContext:
 
     def kind(self, role: Role) -> AgentKind:
         return self.scientist if role == "scientist" else self.executor
+
+    def loaded_task(self) -> LoadedTask | None:
+        """The data `run_task` already read for this run, if any."""
+        return self.task_data if isinstance(self.task_data, LoadedTask) else None
 
     def check_data_paths(self, request: Mapping[str, Any]) -> None:
         """Refuse a task whose CSV files lie outside `data_dir`, before anything reads them.
@@ -158,7 +170,7 @@ class RunContext:
 
 
 #: Fields that live only in the process that runs the graph.
-TRANSIENT_FIELDS = frozenset({"chat_models"})
+TRANSIENT_FIELDS = frozenset({"chat_models", "run_id", "task_data"})
 
 
 def context_of(runtime: Any) -> RunContext:

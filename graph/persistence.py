@@ -1,22 +1,37 @@
 """The run folder: everything a run keeps on disk, and the SQLite checkpointer that saves every step.
 
 State holds references; the folder holds the substance. `<runs-dir>/<run-id>/` contains
-`run.json` (the request and context a resume needs), `checkpoints.sqlite`, `split.json`,
-`cache/` (fold scores and out-of-fold predictions by spec hash) and, at delivery, the artifacts.
+`run.json` (the request and context a resume needs, and the run's own id), `checkpoints.sqlite`,
+`split.json`, `cache/` (fold scores and out-of-fold predictions by spec hash) and, at delivery,
+the artifacts. Every file name is a `RunFolder` property, and nothing inside a folder names a file
+of the folder by an absolute path (the state and `summary.json` name none, or name them relative
+to the folder), so a folder can be moved or copied and keeps working where it lands.
+
+One process at a time writes a run: `run_lock` holds an exclusive `flock` on `run.lock` for as
+long as it works on the run (the OS drops it if the process dies). Every file is written under a
+temporary name of its own, fsynced, then renamed over the old one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
+import os
 import re
+import secrets
+import shutil
 import sqlite3
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -24,9 +39,24 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from tandem.graph.context import RunContext
 from tandem.graph.state import TaskInfo
-from tandem.tools.data import read_table
+from tandem.tools.data import InputError, LoadedTask, read_table_hashed
 from tandem.tools.pause_points import CommitPause
 from tandem.tools.training import Problem, Split
+
+RUN_ID_RULE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+"""A run id names a folder directly under the runs folder: ASCII letters, digits, `-`, `_` and
+`.`, not starting with a dot, at most 128 characters. No separator, no `..`, nothing a shell or
+another file system reads differently."""
+
+
+def check_run_id(run_id: str) -> str:
+    """The run id, or an `InputError` saying what a run id may contain."""
+    if not isinstance(run_id, str) or not RUN_ID_RULE.fullmatch(run_id):
+        raise InputError(
+            f"run id {run_id!r} is not allowed: use letters, digits, '-', '_' and '.', "
+            "not starting with a dot, at most 128 characters"
+        )
+    return run_id
 
 
 @dataclass(frozen=True)
@@ -34,16 +64,19 @@ class RunFolder:
     path: Path
 
     @classmethod
-    def of(cls, state: Mapping[str, Any]) -> RunFolder:
-        """The run folder a state belongs to."""
-        return cls(Path(state["run_dir"]))
+    def of(cls, state: Mapping[str, Any], context: RunContext) -> RunFolder:
+        """The folder of the run a node works for: the one the caller opened (`context.run_id`),
+        else (a graph driven directly, as Studio does) the state's run id, under `runs_dir`."""
+        return run_folder(context.runs_dir, context.run_id or state["run_id"])
 
     @property
     def run_id(self) -> str:
+        """The folder's name: the id a user types (`tandem resume RUN_ID`)."""
         return self.path.name
 
     run_json = property(lambda self: self.path / "run.json")
     checkpoints = property(lambda self: self.path / "checkpoints.sqlite")
+    lock = property(lambda self: self.path / "run.lock")
     split = property(lambda self: self.path / "split.json")
     cache = property(lambda self: self.path / "cache")
     profile = property(lambda self: self.path / "profile.json")
@@ -52,25 +85,99 @@ class RunFolder:
     summary = property(lambda self: self.path / "summary.json")
     report = property(lambda self: self.path / "report.md")
     report_html = property(lambda self: self.path / "report.html")
+    scores_plot = property(lambda self: self.path / "cv_scores.png")
+    rewards_plot = property(lambda self: self.path / "rewards.png")
     model = property(lambda self: self.path / "model.joblib")
     holdout_rows = property(lambda self: self.path / "holdout_rows.json")
+    fork_partial = property(lambda self: self.path / "fork.partial")
+
+    def artifacts(self) -> dict[str, str]:
+        """What `summary.json` lists, by name relative to the folder (so it stays true when moved)."""
+        return {name: getattr(self, name).name for name in ARTIFACTS}
+
+
+ARTIFACTS = ("model", "summary", "experiments", "rewards", "report", "report_html", "holdout_rows", "profile")
 
 
 def run_folder(runs_dir: str | Path, run_id: str) -> RunFolder:
-    return RunFolder(Path(runs_dir).expanduser().resolve() / run_id)
+    """The folder of a run id under a runs folder; a run id that is not a plain name is refused."""
+    return RunFolder(Path(runs_dir).expanduser().resolve() / check_run_id(run_id))
 
 
-def save_run_config(folder: RunFolder, request: dict[str, Any], context: RunContext) -> None:
-    """Write what a resume needs: the task request and the run context (other keys, such as a
-    fork's `forked_from`, are kept)."""
+# ---------------------------------------------------------------------------------------------
+# run.json: the request, the context and the run's own id
+# ---------------------------------------------------------------------------------------------
+
+
+def save_run_config(folder: RunFolder, request: Mapping[str, Any], context: RunContext, **extra: Any) -> None:
+    """Write what a resume needs: the task request and the run context, plus `extra` keys (such
+    as a fork's `forked_from`); keys written before are kept.
+
+    The run's own id (`run_id`, its checkpoint thread) is the folder's name when the run is made
+    and kept after that. Where the folder is (`runs_dir`) is not stored: it is wherever the folder
+    is found, and `load_run_config` says so.
+    """
     folder.path.mkdir(parents=True, exist_ok=True)
     kept = json.loads(folder.run_json.read_text()) if folder.run_json.exists() else {}
-    write_json(folder.run_json, {**kept, "run_id": folder.run_id, "request": request, "context": context.to_dict()})
+    stored = {k: v for k, v in context.to_dict().items() if k != "runs_dir"}
+    write_json(
+        folder.run_json,
+        {**kept, **extra, "run_id": kept.get("run_id", folder.run_id), "request": dict(request), "context": stored},
+    )
 
 
 def load_run_config(folder: RunFolder) -> tuple[dict[str, Any], RunContext]:
+    """The request and context of a run, the context pointing at where the folder is now."""
     data = json.loads(folder.run_json.read_text())
-    return data["request"], RunContext.from_dict(data["context"])
+    context = RunContext.from_dict({**data["context"], "runs_dir": str(folder.path.parent)})
+    return data["request"], replace(context, run_id=folder.run_id)
+
+
+def run_thread(folder: RunFolder) -> str:
+    """The checkpoint thread of a run: its own id as `run.json` records it.
+
+    That is the folder's name, except in a folder copied or renamed and not yet resumed; the
+    first resume makes the new name its id (`adopt_copy`).
+    """
+    return str(json.loads(folder.run_json.read_text()).get("run_id") or folder.run_id)
+
+
+def adopt_copy(folder: RunFolder) -> str | None:
+    """Make a copied or renamed run folder a run of its own; return the id it had, if it changed.
+
+    Its checkpoints move to a thread named after the folder and `run.json` records the new id
+    and the old one (`copied_from`). Call it under the run's lock, before anything is written.
+    A kill between the two steps leaves checkpoints already renamed and `run.json` not yet:
+    calling this again finishes the job.
+    """
+    data = json.loads(folder.run_json.read_text())
+    old = str(data.get("run_id") or folder.run_id)
+    if old == folder.run_id:
+        return None
+    _rename_thread(folder.checkpoints, old, folder.run_id)
+    request = {**data.get("request", {}), "run_id": folder.run_id}
+    write_json(folder.run_json, {**data, "run_id": folder.run_id, "request": request, "copied_from": old})
+    return old
+
+
+def _rename_thread(database: Path, old: str, new: str) -> None:
+    """Move every row of checkpoint thread `old` to thread `new`, in one transaction.
+
+    LangGraph's SqliteSaver keys both of its tables by thread id and cannot rename or copy a
+    thread (the base class's `copy_thread` is not implemented for SQLite); this is the one place
+    tandem writes those tables itself. Nothing happens when `old` has no rows.
+    """
+    if not database.exists():
+        return
+    conn = sqlite3.connect(database)
+    try:
+        with conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            for table in ("checkpoints", "writes"):
+                if table in tables:
+                    conn.execute(f"UPDATE {table} SET thread_id = ? WHERE thread_id = ?", (new, old))
+    finally:
+        conn.close()
 
 
 def open_checkpointer(folder: RunFolder) -> SqliteSaver:
@@ -81,17 +188,126 @@ def open_checkpointer(folder: RunFolder) -> SqliteSaver:
     return SqliteSaver(conn)
 
 
+# ---------------------------------------------------------------------------------------------
+# One writer per run
+# ---------------------------------------------------------------------------------------------
+
+
+class RunInUse(InputError):
+    """Another process holds the run's lock."""
+
+
+@contextmanager
+def run_lock(folder: RunFolder) -> Iterator[None]:
+    """Hold the run's exclusive lock while the body runs; another process gets `RunInUse`.
+
+    An `flock` on `run.lock` in the folder: the OS releases it when the process ends, however it
+    ends, so a crashed run never stays locked. The holder writes its pid into the file, for the
+    message the next process prints. The file itself stays (removing it would race).
+    """
+    fd = os.open(folder.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunInUse(f"run {folder.run_id} is in use by pid {_lock_holder(fd)}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _lock_holder(fd: int) -> str:
+    """The pid the lock's holder wrote (it may be a moment late just after it took the lock)."""
+    for _ in range(20):
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        if text.isdigit():
+            return text
+        time.sleep(0.01)
+    return "(unknown)"
+
+
+@contextmanager
+def new_run_folder(folder: RunFolder, *, exists: str) -> Iterator[None]:
+    """Create a run's folder and hold its lock while the body runs; `exists` is the message when
+    the name is taken.
+
+    `os.mkdir` makes the name exclusively, so two processes never both create a run of one id.
+    A folder that is there without `run.json` is what a process killed while creating a run
+    leaves (only the lock file, or a fork's `fork.partial` marker): under the lock it is emptied
+    and made again. Anything else keeps the name taken.
+    """
+    folder.path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.path.mkdir()
+        created = True
+    except FileExistsError:
+        created = False
+        if not folder.path.is_dir():
+            raise InputError(exists) from None
+    with run_lock(folder):
+        if not created:
+            leftovers = [p for p in folder.path.iterdir() if p != folder.lock]
+            if folder.run_json.exists() or (leftovers and not folder.fork_partial.exists()):
+                raise InputError(exists)
+            for path in leftovers:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+        yield
+
+
+def remove_run_folder(folder: RunFolder) -> None:
+    """Remove a run that never got past setup, so that trying again with the same id works."""
+    shutil.rmtree(folder.path, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic files
+# ---------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[IO[bytes]]:
+    """A binary file that replaces `path` only when the body finishes: a kill mid-write never
+    leaves a half file, and two writers never share a temporary file.
+
+    The temporary file has a name of its own in the same folder (so the rename is atomic), is
+    fsynced before the rename and removed if the body fails. It is created with `os.open` and
+    `O_EXCL`, like `tempfile.mkstemp`, but with the usual permissions (mkstemp's are owner-only).
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    with atomic_file(path) as fh:
+        fh.write(data)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
 def write_json(path: Path, data: Any) -> None:
-    """Atomic JSON write (a kill mid-write never leaves a half file); NaN becomes null."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(json_clean(data), indent=2, default=str))
-    tmp.replace(path)
+    """Atomic JSON write; NaN becomes null."""
+    write_text(path, json.dumps(json_clean(data), indent=2, default=str))
 
 
 def write_jsonl(path: Path, rows: list[Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps(json_clean(r), default=str) + "\n" for r in rows))
-    tmp.replace(path)
+    write_text(path, "".join(json.dumps(json_clean(r), default=str) + "\n" for r in rows))
 
 
 def json_clean(value: Any) -> Any:
@@ -107,33 +323,82 @@ def json_clean(value: Any) -> Any:
     return value
 
 
-@lru_cache(maxsize=4)
-def _frame(csv_path: str, sha256: str, target: str) -> pd.DataFrame:
-    frame = read_table(csv_path)
-    return frame[frame[target].notna()]
+# ---------------------------------------------------------------------------------------------
+# The data, read once per process
+# ---------------------------------------------------------------------------------------------
+
+_TABLES: OrderedDict[tuple[str, str, str], pd.DataFrame] = OrderedDict()
+_TABLES_KEPT = 4
 
 
-def dev_data(task: TaskInfo, split_path: str) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
+def remember_data(task: TaskInfo, loaded: LoadedTask) -> None:
+    """Keep the tables setup was handed for the rest of this process, so no node reads them again."""
+    _keep((task["csv_path"], task["csv_sha256"], task["target"]), _labelled(loaded.table, task["target"]))
+    if loaded.holdout_table is not None and task["holdout_source"] != "internal":
+        _keep((task["holdout_source"], "", task["target"]), _labelled(loaded.holdout_table, task["target"]))
+
+
+def _keep(key: tuple[str, str, str], frame: pd.DataFrame) -> pd.DataFrame:
+    _TABLES[key] = frame
+    _TABLES.move_to_end(key)
+    while len(_TABLES) > _TABLES_KEPT:
+        _TABLES.popitem(last=False)
+    return frame
+
+
+def _labelled(table: pd.DataFrame, target: str) -> pd.DataFrame:
+    """The rows with a target value (the table itself when it has no others: no copy is kept)."""
+    known = table[target].notna()
+    return table if bool(known.all()) else table[known]
+
+
+def _table(path: str, sha256: str, target: str) -> pd.DataFrame:
+    """The rows of a CSV that have a target value; read (and its hash checked) once per process.
+
+    A run reopened in a new process reads its CSV again: if the bytes are not the ones the run
+    started from, it stops with one line instead of training on other data.
+    """
+    key = (path, sha256, target)
+    if key in _TABLES:
+        _TABLES.move_to_end(key)
+        return _TABLES[key]
+    table, actual = read_table_hashed(path)
+    if sha256 and actual != sha256:
+        raise InputError(
+            f"{path} has changed since the run started (its SHA-256 differs); "
+            "put the original file back to continue this run, or start a new run"
+        )
+    return _keep(key, _labelled(table, target))
+
+
+def dev_data(task: TaskInfo, folder: RunFolder) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
     """The development part (features, target) and the fold of every row in every repeat
     (shape (repeats, rows)), as fixed at setup."""
-    split = _split(split_path)
-    frame = _frame(task["csv_path"], task["csv_sha256"], task["target"]).loc[list(split.dev_rows)]
+    split = _split(folder)
+    frame = _table(task["csv_path"], task["csv_sha256"], task["target"]).loc[list(split.dev_rows)]
     return frame.drop(columns=[task["target"]]), frame[task["target"]], split.fold_matrix()
 
 
-def holdout_data(task: TaskInfo, split_path: str) -> tuple[pd.DataFrame, pd.Series]:
+def holdout_data(task: TaskInfo, folder: RunFolder) -> tuple[pd.DataFrame, pd.Series]:
     """The holdout part: only the delivery node calls this."""
-    split = _split(split_path)
+    split = _split(folder)
     if split.holdout_source != "internal":
-        frame = _frame(split.holdout_source, "", task["target"])
+        frame = _table(split.holdout_source, "", task["target"])
     else:
-        frame = _frame(task["csv_path"], task["csv_sha256"], task["target"]).loc[list(split.holdout_rows)]
+        frame = _table(task["csv_path"], task["csv_sha256"], task["target"]).loc[list(split.holdout_rows)]
     return frame.drop(columns=[task["target"]]), frame[task["target"]]
 
 
+def _split(folder: RunFolder) -> Split:
+    """The run's split, read once per version of the file (a run made again under the same id
+    in the same process has a new one)."""
+    stat = folder.split.stat()
+    return _split_file(str(folder.split), stat.st_mtime_ns, stat.st_size)
+
+
 @lru_cache(maxsize=8)
-def _split(split_path: str) -> Split:
-    return Split.load(Path(split_path))
+def _split_file(path: str, mtime_ns: int, size: int) -> Split:
+    return Split.load(Path(path))
 
 
 def problem_of(task: TaskInfo) -> Problem:

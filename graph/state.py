@@ -329,14 +329,10 @@ class TaskRequest(TypedDict, total=False):
 class TandemState(TaskRequest, total=False):
     """Everything both agents and the environment know about a run."""
 
-    run_dir: str
-    """Folder holding the data references, cache, checkpoints and artifacts of this run."""
     task: TaskInfo
     """The problem as fixed at setup."""
     profile: dict[str, Any]
     """The dataset profile (tools.profile.DatasetProfile as JSON)."""
-    split_path: str
-    """Where the holdout rows and the fold of every development row are stored."""
     proposal: ProposalData | None
     """The Scientist's current proposal (read it with graph.messages.proposal_of)."""
     implementation: ImplementationData | None

@@ -2,35 +2,46 @@
 
 The holdout is scored here and nowhere else, for the delivered model and the baseline, so the
 report shows the gain on unseen data honestly. Every file is written atomically, and running
-this node again (after a crash during delivery) rewrites the same artifacts.
+this node again (after a crash during delivery) rewrites the same artifacts. The reports are
+rendered from the summary and ledger this node holds, not read back from the files it wrote.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import joblib
 from langgraph.runtime import Runtime
 
 from tandem.graph.context import RunContext, context_of
-from tandem.graph.persistence import RunFolder, dev_data, holdout_data, problem_of, write_json, write_jsonl
+from tandem.graph.persistence import (
+    RunFolder,
+    atomic_file,
+    dev_data,
+    holdout_data,
+    json_clean,
+    problem_of,
+    write_bytes,
+    write_json,
+    write_jsonl,
+    write_text,
+)
 from tandem.graph.reward_rules import simplest_within_noise
 from tandem.graph.state import ExperimentRecord, TandemState
 from tandem.nodes.agents.models import agents_summary
 from tandem.tools.pause_points import pause_point
-from tandem.tools.report import write_report
-from tandem.tools.report_html import write_html_report
+from tandem.tools.report import plot_rewards, plot_scores, render_report
+from tandem.tools.report_html import render_html
 from tandem.tools.spec import parse_spec
 from tandem.tools.training import fit_final, score_holdout
 
 
-def _fit_and_score(record: ExperimentRecord, state: TandemState) -> tuple[Any, dict[str, float]]:
+def _fit_and_score(record: ExperimentRecord, state: TandemState, folder: RunFolder) -> tuple[Any, dict[str, float]]:
     task, problem = state["task"], problem_of(state["task"])
-    X_dev, y_dev, _ = dev_data(task, state["split_path"])
+    X_dev, y_dev, _ = dev_data(task, folder)
     model = fit_final(parse_spec(record["spec"]), X_dev, y_dev, problem)  # type: ignore[arg-type]
-    X_hold, y_hold = holdout_data(task, state["split_path"])
+    X_hold, y_hold = holdout_data(task, folder)
     return model, score_holdout(model, X_hold, y_hold, problem)
 
 
@@ -97,44 +108,47 @@ def build_summary(
             for agent in ("scientist", "executor")
         },
         "feedback": list(state.get("feedback", [])),
-        "artifacts": {
-            "model": str(folder.model),
-            "summary": str(folder.summary),
-            "experiments": str(folder.experiments),
-            "rewards": str(folder.rewards),
-            "report": str(folder.report),
-            "report_html": str(folder.report_html),
-            "holdout_rows": str(folder.holdout_rows),
-            "profile": str(folder.profile),
-        },
+        "artifacts": folder.artifacts(),  # names relative to the run folder, which may move
     }
 
 
 def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Refit, score the holdout, save the model and write summary, ledger and report."""
-    folder = RunFolder.of(state)
+    context = context_of(runtime)
+    folder = RunFolder.of(state, context)
     stop_reason = state.get("stop_reason") or "delivered"
     ledger, task = state["ledger"], state["task"]
-    context = context_of(runtime)
     chosen = state["incumbent"]
     if task["n_dev_rows"] < context.small_data_rows:
         chosen = simplest_within_noise(
             ledger, chosen, task["primary_metric"], context.noise_t, folds_per_repeat=task["folds"]
         )
     best = ledger[chosen]
-    model, best_holdout = _fit_and_score(best, state)
+    model, best_holdout = _fit_and_score(best, state, folder)
     holdout = {best["id"]: best_holdout}
     if best["id"] != 0:
-        holdout[0] = _fit_and_score(ledger[0], state)[1]
-    tmp = folder.model.with_suffix(".tmp")
-    joblib.dump(model, tmp)
-    Path(tmp).replace(folder.model)
+        holdout[0] = _fit_and_score(ledger[0], state, folder)[1]
+    with atomic_file(folder.model) as fh:
+        joblib.dump(model, fh)
     pause_point("delivery")  # a test hook, off by default (tools/pause_points.py)
     summary = build_summary(state, folder, holdout, stop_reason, delivered=chosen)
     summary.update(agents_summary(context, summary["tokens"]))  # kinds, models, $ with a price table
+    events = list(state.get("reward_events", []))
     write_jsonl(folder.experiments, list(ledger))
-    write_jsonl(folder.rewards, list(state.get("reward_events", [])))
+    write_jsonl(folder.rewards, events)
     write_json(folder.summary, summary)
-    write_report(folder.path)
-    write_html_report(folder.path)
+    write_reports(folder, json_clean(summary), json_clean(list(ledger)), json_clean(events))
     return {"status": "delivered", "stop_reason": stop_reason, "delivered": summary}
+
+
+def write_reports(
+    folder: RunFolder, summary: dict[str, Any], experiments: list[dict[str, Any]], events: list[dict[str, Any]]
+) -> None:
+    """`report.md` with its two plots and `report.html`, from the values just written as JSON
+    (cleaned as they were for the files, so the reports show exactly what the files hold)."""
+    metric = summary["task"]["primary_metric"]
+    write_bytes(folder.scores_plot, plot_scores(experiments, metric))
+    write_bytes(folder.rewards_plot, plot_rewards(events))
+    images = {"scores": folder.scores_plot.name, "rewards": folder.rewards_plot.name}
+    write_text(folder.report, render_report(summary, experiments, images=images))
+    write_text(folder.report_html, render_html(summary, experiments, events))

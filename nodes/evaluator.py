@@ -24,13 +24,12 @@ from tandem.tools.training import CandidateResult, evaluate_spec
 def evaluate_candidate(
     spec: PipelineSpec | EnsembleSpec,
     task: TaskInfo,
-    split_path: str,
     folder: RunFolder,
     context: RunContext,
     time_limit: float | None,
 ) -> CandidateResult:
     """Cross-validate a spec on the development folds (cached by spec hash in the run folder)."""
-    X, y, folds = dev_data(task, split_path)
+    X, y, folds = dev_data(task, folder)
     return evaluate_spec(
         spec,
         X,
@@ -70,8 +69,7 @@ def evaluator(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any
     result = evaluate_candidate(
         implementation.spec,
         state["task"],
-        state["split_path"],
-        RunFolder.of(state),
+        RunFolder.of(state, context),
         context,
         time_limit=max(1.0, min(limits)) if limits else None,
     )

@@ -88,7 +88,7 @@ def reward(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         tokens={agent: step_tokens.get(agent, NO_TOKENS) for agent in ("scientist", "executor")},
         incumbent_after=new_incumbent,
     )
-    folder = RunFolder.of(state)
+    folder = RunFolder.of(state, context)
     write_jsonl(folder.experiments, [*ledger, record])
     write_jsonl(folder.rewards, [*state.get("reward_events", []), *events])
     spent = {**state, "iteration": record["iteration"]}

@@ -30,8 +30,8 @@ def scientist_view(state: TandemState, context: RunContext) -> ScientistView:
         rewards=context.rewards,
         patience=context.patience,
         feedback=tuple(state.get("feedback", [])),
-        data=lambda: dev_data(state["task"], state["split_path"])[:2],
-        oof=lambda key: load_oof(RunFolder.of(state).cache, key),
+        data=lambda: dev_data(state["task"], RunFolder.of(state, context))[:2],
+        oof=lambda key: load_oof(RunFolder.of(state, context).cache, key),
     )
 
 

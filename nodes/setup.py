@@ -14,10 +14,10 @@ from langgraph.runtime import Runtime
 
 from tandem.graph.budget import timed
 from tandem.graph.context import RunContext, context_of
-from tandem.graph.persistence import new_run_id, run_folder, write_json
+from tandem.graph.persistence import new_run_id, remember_data, run_folder, write_json
 from tandem.graph.state import TandemState, TaskInfo, new_record
 from tandem.nodes.evaluator import evaluate_candidate, evaluation_data
-from tandem.tools.data import InputError, load_task, sha256_file
+from tandem.tools.data import InputError, load_task
 from tandem.tools.metrics import METRICS
 from tandem.tools.profile import DatasetProfile, profile_dataset
 from tandem.tools.spec import Columns, ModelSpec, PipelineSpec
@@ -63,8 +63,9 @@ def setup(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     """Fix the task, the split and the baseline; the ledger starts with experiment 0."""
     context = context_of(runtime)
     context.check_data_paths(state)  # the Studio server's data folder; anywhere for Python and the CLI
-    prepared = load_task(dict(state))
-    run_id = state.get("run_id") or new_run_id(prepared.target)
+    loaded = context.loaded_task() or load_task(state)  # run_task hands over what it read and checked
+    prepared = loaded.prepared
+    run_id = context.run_id or state.get("run_id") or new_run_id(prepared.target)
     folder = run_folder(context.runs_dir, run_id)
     folder.path.mkdir(parents=True, exist_ok=True)
     seed = int(state.get("seed") or 0)
@@ -82,7 +83,7 @@ def setup(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     csv_path = str(Path(state["csv_path"]).resolve())
     task = TaskInfo(
         csv_path=csv_path,
-        csv_sha256=sha256_file(csv_path),
+        csv_sha256=loaded.sha256,
         target=prepared.target,
         task_type=prepared.task_type,
         metrics=list(prepared.metrics),
@@ -98,10 +99,11 @@ def setup(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         holdout_source=split.holdout_source,
         notes=list(prepared.notes),
     )
+    remember_data(task, loaded)  # the nodes of this process train on it without reading the file again
     profile = profile_dataset(prepared.frame.loc[list(split.dev_rows)], prepared.target, prepared.task_type)
     write_json(folder.profile, profile.model_dump(mode="json"))
     spec = baseline_spec(profile, prepared.task_type)
-    result = evaluate_candidate(spec, task, str(folder.split), folder, context, time_limit=None)
+    result = evaluate_candidate(spec, task, folder, context, time_limit=None)
     if result.status != "ok":
         raise InputError(f"the baseline model could not be trained: {result.error}")
     baseline = new_record(
@@ -117,10 +119,8 @@ def setup(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     )
     return {
         "run_id": run_id,
-        "run_dir": str(folder.path),
         "task": task,
         "profile": profile.model_dump(mode="json"),
-        "split_path": str(folder.split),
         "ledger": [baseline],
         "incumbent": 0,
         "iteration": 0,

@@ -133,7 +133,7 @@ README_PATTERNS = (STEP_LINE, SCORE_LINE, DELIVERED_LINE, FILE_LINES)
 
 def test_plain_lines_off_a_terminal(recorded: tuple[Path, list[Event]], capsys: pytest.CaptureFixture[str]) -> None:
     run_dir, events = recorded
-    display = make_display(RunContext(), "v")  # pytest captures stdout: not a terminal
+    display = make_display(RunContext(runs_dir=str(run_dir.parent)), "v")  # pytest captures stdout: not a terminal
     assert type(display) is PlainDisplay
     for kind, name, data in events:
         if kind == "update":
@@ -197,7 +197,7 @@ def test_evaluate_spec_reports_fold_progress_and_not_for_cached_specs(tmp_path: 
 def test_html_report_is_one_self_contained_file(recorded: tuple[Path, list[Event]]) -> None:
     run_dir, _ = recorded
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["artifacts"]["report_html"] == str(run_dir / "report.html")
+    assert summary["artifacts"]["report_html"] == "report.html"  # relative to the run folder
     page = (run_dir / "report.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     for outside in ("<script", "<link", "<img", "src=", "<iframe", "@import"):

@@ -26,7 +26,7 @@ import warnings
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, cast, get_args
@@ -99,6 +99,15 @@ def read_table(path: str | Path) -> pd.DataFrame:
     whitespace; cell values are left exactly as written. The index is the 0-based data row
     number, header excluded, so rows can be reported back to the user. Raises `InputError`.
     """
+    return read_table_hashed(path)[0]
+
+
+def read_table_hashed(path: str | Path) -> tuple[pd.DataFrame, str]:
+    """`read_table`, and the hex SHA-256 of the file's bytes, taken in the same pass over the file.
+
+    A run keys its data by this hash (the same bytes mean the same data, whatever the file is
+    called) and checks it when it reopens the file; hashing while parsing saves a second read.
+    """
     p = Path(path)
     if not p.exists():
         raise InputError(f"no such file: {p}; check the path (relative paths start at {Path.cwd()})")
@@ -127,7 +136,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     header = _raw_header(text, delimiter)
     _check_duplicate_names(p, header)
     decimal = _sniff_decimal(text, delimiter)
-    df = _parse(p, compression, delimiter, decimal, encodings)
+    df, sha256 = _parse(p, compression, delimiter, decimal, encodings)
 
     df.columns = _clean_names([str(c) for c in df.columns])
     blank = [c for c, raw in zip(df.columns, _padded(header, len(df.columns)), strict=True) if not raw.strip()]
@@ -136,7 +145,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         df = df.drop(columns=empty_blank)
     if len(df) == 0:
         raise InputError(f"{p} has no data rows, only a header; export the data again with its rows")
-    return df
+    return df, sha256
 
 
 def sha256_file(path: str | Path) -> str:
@@ -319,16 +328,55 @@ def _check_duplicate_names(p: Path | str, header: Sequence[str]) -> None:
         raise InputError(f"{p} has duplicate column names: {listed}; rename them so each column is unique")
 
 
+class _HashingReader(io.RawIOBase):
+    """A binary file that hashes every byte read through it, so parsing a file also fingerprints it."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__()
+        self.raw = raw
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self.raw.readinto(buffer)  # type: ignore[attr-defined]
+        if n:
+            self.digest.update(memoryview(buffer)[:n])
+        return int(n or 0)
+
+    def hexdigest(self) -> str:
+        """The hash of the whole file: whatever the parser left unread is read (and hashed) first."""
+        while self.read(1 << 20):
+            pass
+        return self.digest.hexdigest()
+
+
 def _parse(
     p: Path, compression: Compression | None, delimiter: str, decimal: str, encodings: Sequence[str]
-) -> pd.DataFrame:
-    """Run pandas' C parser, falling back to the next encoding when the bytes do not decode."""
+) -> tuple[pd.DataFrame, str]:
+    """Run pandas' C parser, falling back to the next encoding when the bytes do not decode; return
+    the frame and the SHA-256 of the file's bytes, hashed as the parser reads them.
+
+    A ZIP archive keeps its directory at the end, so it cannot be read front to back: its
+    (compressed) bytes are read whole and parsed from memory instead.
+    """
     for i, encoding in enumerate(encodings):
         try:
-            with warnings.catch_warnings(record=True) as caught:
+            with (
+                warnings.catch_warnings(record=True) as caught,
+                p.open("rb") as fh,
+            ):
                 warnings.simplefilter("always", pd.errors.ParserWarning)
+                source: IO[bytes]
+                if compression == "zip":
+                    data = fh.read()
+                    source, sha256 = io.BytesIO(data), hashlib.sha256(data).hexdigest()
+                else:
+                    hashing = _HashingReader(fh)
+                    source = io.BufferedReader(hashing, buffer_size=1 << 20)
                 df = pd.read_csv(
-                    p,
+                    source,
                     sep=delimiter,
                     decimal=decimal,
                     # pandas' C parser decodes plain utf-8 natively (faster) and drops a BOM itself
@@ -339,6 +387,8 @@ def _parse(
                     low_memory=False,
                     index_col=False,  # never silently turn the first column into the index
                 )
+                if compression != "zip":
+                    sha256 = hashing.hexdigest()
         except UnicodeDecodeError:
             if i + 1 < len(encodings):
                 continue
@@ -356,7 +406,7 @@ def _parse(
                 f"{p} is not a readable CSV: some rows have more fields than the header's {df.shape[1]} "
                 "columns; check the delimiter and quoting, or give every column a name"
             )
-        return df
+        return df, sha256
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -789,21 +839,43 @@ def _name(name: Any) -> str:
     return repr(name) if name is not None else "(unnamed)"
 
 
-def load_task(request: dict[str, Any]) -> PreparedTask:
-    """Read and validate the user's request; raises `InputError` with a one-line reason."""
+@dataclass(frozen=True, eq=False)
+class LoadedTask:
+    """A run's data as read once at its start: the validated task, the table as read, its hash.
+
+    `table` is the CSV exactly as `read_table` returns it (every row, cells as written), which is
+    what a run trains on; `prepared.frame` is the validated view of it. A run keeps both in
+    memory so nothing downstream reads or hashes the file again.
+    """
+
+    prepared: PreparedTask
+    table: pd.DataFrame
+    sha256: str
+    """Hex SHA-256 of the CSV's bytes, taken while it was parsed."""
+    holdout_table: pd.DataFrame | None = None
+    """The separate holdout file as read, if the request named one."""
+
+
+def load_task(request: Mapping[str, Any]) -> LoadedTask:
+    """Read, hash and validate the user's request in one pass over its files.
+
+    Raises `InputError` with a one-line reason.
+    """
     if not request.get("csv_path"):
         raise InputError("no CSV given: pass the path of the data file")
     if not request.get("target"):
         raise InputError("no target given: name the column to predict with --target")
-    frame = read_table(request["csv_path"])
+    table, sha256 = read_table_hashed(request["csv_path"])
     holdout_csv = request.get("holdout_csv")
-    return prepare_task(
-        frame,
+    holdout_table = read_table(holdout_csv) if holdout_csv else None
+    prepared = prepare_task(
+        table,
         request["target"],
         metrics=request.get("metrics"),
         primary=request.get("primary_metric"),
         folds=int(request.get("folds") or 5),
         holdout=float(request.get("holdout") or 0.2),
         task_type=request.get("task_type"),
-        holdout_frame=read_table(holdout_csv) if holdout_csv else None,
+        holdout_frame=holdout_table,
     )
+    return LoadedTask(prepared=prepared, table=table, sha256=sha256, holdout_table=holdout_table)

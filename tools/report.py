@@ -1,27 +1,23 @@
 """The run report: what was tried, what it scored, what each agent earned, and the honest holdout.
 
-Built only from the files a run leaves (`summary.json`, `experiments.jsonl`, `rewards.jsonl`), so
-any run folder, even an old or a copied one, can be reported again without the graph.
+Rendered from values, not files: the summary, the ledger and the reward events, as the deliver
+node holds them (or as anyone reads them back from `summary.json`, `experiments.jsonl` and
+`rewards.jsonl`, so an old or a copied run can be reported again without the graph). The
+functions return the text and the PNG bytes; where they go is the caller's business.
 """
 
 from __future__ import annotations
 
-import json
+import io
 import math
+from collections.abc import Mapping
 from itertools import accumulate
-from pathlib import Path
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _fmt(value: Any) -> str:
@@ -32,8 +28,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def plot_scores(experiments: list[dict[str, Any]], metric: str, path: Path) -> None:
-    """CV score per experiment with its fold spread, and the incumbent line."""
+def _png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def plot_scores(experiments: list[dict[str, Any]], metric: str) -> bytes:
+    """CV score per experiment with its fold spread, and the incumbent line, as a PNG."""
     fig, ax = plt.subplots(figsize=(8, 4))
     ok = [e for e in experiments if e["status"] == "ok" and e["cv"].get(metric) is not None]
     ax.errorbar(
@@ -59,12 +62,11 @@ def plot_scores(experiments: list[dict[str, Any]], metric: str, path: Path) -> N
     ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return _png(fig)
 
 
-def plot_rewards(events: list[dict[str, Any]], path: Path) -> None:
-    """Cumulative reward per agent over the experiments."""
+def plot_rewards(events: list[dict[str, Any]]) -> bytes:
+    """Cumulative reward per agent over the experiments, as a PNG."""
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for agent, color in (("scientist", "tab:green"), ("executor", "tab:purple")):
         mine = [e for e in events if e["agent"] == agent]
@@ -83,20 +85,14 @@ def plot_rewards(events: list[dict[str, Any]], path: Path) -> None:
         ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return _png(fig)
 
 
-def write_report(run_dir: Path) -> Path:
-    """Write `report.md` and its plots into the run folder; return the report's path."""
-    run_dir = Path(run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    experiments = read_jsonl(run_dir / "experiments.jsonl")
-    events = read_jsonl(run_dir / "rewards.jsonl")
+def render_report(summary: Mapping[str, Any], experiments: list[dict[str, Any]], *, images: Mapping[str, str]) -> str:
+    """The Markdown report; `images` names the files of `plot_scores` ("scores") and
+    `plot_rewards` ("rewards") relative to where the report is written."""
     task = summary["task"]
     metric = task["primary_metric"]
-    plot_scores(experiments, metric, run_dir / "cv_scores.png")
-    plot_rewards(events, run_dir / "rewards.png")
     base, best = summary["baseline"], summary["best"]
     lines = [
         f"# tandem run `{summary['run_id']}`",
@@ -120,11 +116,11 @@ def write_report(run_dir: Path) -> Path:
         "",
         "## Cross-validation score per experiment",
         "",
-        "![CV score per experiment](cv_scores.png)",
+        f"![CV score per experiment]({images['scores']})",
         "",
         "## Rewards",
         "",
-        "![cumulative reward per agent](rewards.png)",
+        f"![cumulative reward per agent]({images['rewards']})",
         "",
         "| agent | total | parts | tokens in / out |",
         "|---|---|---|---|",
@@ -158,6 +154,4 @@ def write_report(run_dir: Path) -> Path:
         )
     if task.get("notes"):
         lines += ["", "## Notes on the data", "", *(f"- {n}" for n in task["notes"])]
-    path = run_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return "\n".join(lines) + "\n"

@@ -1,8 +1,9 @@
 """The run report as one self-contained HTML file: plots inline as SVG, no scripts, no links out.
 
 A single file opens anywhere (a browser offline, an e-mail attachment, a CI artifact) and keeps
-working when moved. Like `report.md`, it is built only from what the run folder holds
-(`summary.json`, `experiments.jsonl`, `rewards.jsonl`), so any run can be reported again.
+working when moved. Like `report.md`, it is rendered from values (the summary, the ledger and
+the reward events, as the deliver node holds them or as `summary.json`, `experiments.jsonl` and
+`rewards.jsonl` keep them), so any run can be reported again.
 
 What it shows: the holdout table (baseline vs delivered, scored once at delivery), the CV score
 of every experiment with its fold scores, spread and the incumbent line, the cumulative reward
@@ -14,16 +15,14 @@ from __future__ import annotations
 
 import html
 import io
-import json
 import re
 from itertools import accumulate
-from pathlib import Path
 from typing import Any
 
 import matplotlib
 from matplotlib.figure import Figure
 
-from tandem.tools.report import _fmt, read_jsonl
+from tandem.tools.report import _fmt
 
 AGENTS = ("scientist", "executor")
 PART_COLOURS = {
@@ -283,15 +282,3 @@ def _delta(before: Any, after: Any) -> float | None:
 
 def _any_tokens(rows: list[list[Any]]) -> bool:
     return any(r[1] or r[2] for r in rows)
-
-
-def write_html_report(run_dir: Path) -> Path:
-    """Write `report.html` into the run folder; return its path."""
-    run_dir = Path(run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    page = render_html(summary, read_jsonl(run_dir / "experiments.jsonl"), read_jsonl(run_dir / "rewards.jsonl"))
-    path = run_dir / "report.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
