@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from catboost import CatBoostClassifier, CatBoostRegressor
 from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, RegressorMixin, TransformerMixin, clone
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
@@ -189,11 +188,19 @@ _ESTIMATORS: dict[str, tuple[Any, Any]] = {
     "extra_trees": (ExtraTreesClassifier, ExtraTreesRegressor),
     "hist_gradient_boosting": (HistGradientBoostingClassifier, HistGradientBoostingRegressor),
     "lightgbm": (LGBMClassifier, LGBMRegressor),
-    "catboost": (CatBoostClassifier, CatBoostRegressor),
+    "catboost": (None, None),  # imported when first used: see `_catboost`
 }
 _SEEDED = {"decision_tree", "random_forest", "extra_trees", "hist_gradient_boosting", "lightgbm"}
 CATBOOST_ITERATIONS = 300
 """CatBoost's own default is 1,000 iterations, slow for a search on 2 cores; a spec may set more."""
+
+
+def _catboost(task_type: str) -> Any:
+    """CatBoost's estimator class, imported on first use: the import takes seconds, and every
+    fold-fitting worker process would pay it whether or not a spec asks for CatBoost."""
+    from catboost import CatBoostClassifier, CatBoostRegressor
+
+    return CatBoostRegressor if task_type == "regression" else CatBoostClassifier
 
 
 def make_estimator(spec: PipelineSpec, task_type: str, seed: int, n_threads: int = 1) -> Any:
@@ -209,6 +216,7 @@ def make_estimator(spec: PipelineSpec, task_type: str, seed: int, n_threads: int
         params.setdefault("n_jobs", n_threads)
         params.setdefault("verbose", -1)
     if family == "catboost":  # seeded, quiet, no files written to the working directory
+        cls = _catboost(task_type)
         params.setdefault("iterations", CATBOOST_ITERATIONS)
         params.update(random_seed=seed, thread_count=n_threads, verbose=0, allow_writing_files=False)
         if spec.class_weight == "balanced":

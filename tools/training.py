@@ -243,14 +243,18 @@ def evaluate_spec(
         report(0, n_folds)
         outputs: list[Any] = []
         parallel = joblib.Parallel(n_jobs=n_jobs, timeout=fold_timeout if n_jobs != 1 else None, return_as="generator")
-        for output in parallel(
+        fits = parallel(
             joblib.delayed(_fit_fold)(spec, problem, X, y, np.flatnonzero(folds[r] != k), np.flatnonzero(folds[r] == k))
             for r, k in plan
-        ):
+        )
+        for output in fits:
             outputs.append(output)
             report(len(outputs), n_folds)
             if time_limit is not None and len(outputs) < n_folds and time.perf_counter() - started > time_limit:
-                raise TimeoutError  # the remaining fits are cancelled as the generator closes
+                with warnings.catch_warnings():  # joblib's note that it cancelled the remaining fits
+                    warnings.filterwarnings("ignore", message=".*(cancelled|not used)", category=UserWarning)
+                    fits.close()
+                raise TimeoutError
     except (TimeoutError, multiprocessing.TimeoutError):  # joblib raises the multiprocessing one
         result = CandidateResult(
             key, "timeout", fit_seconds=time.perf_counter() - started, error=f"training exceeded {time_limit:g} s"
