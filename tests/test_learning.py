@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -324,3 +326,22 @@ def test_executor_fills_open_choices_with_its_policy_and_learns_which_level_pays
     }
     ((level, context, reward),) = executor_transitions(task, profile, [baseline, record])  # type: ignore[arg-type,list-item]
     assert level == "strong" and context == x and reward == pytest.approx(0.1)
+
+
+def test_ctrl_c_stops_training_with_every_finished_episode_kept(tmp_path: Path):
+    out, log = tmp_path / "p.json", tmp_path / "train.log"
+    argv = ["train", "--tasks", "iris", "--episodes", "50", "--out", str(out), "--max-iters", "1", "--workers", "1"]
+    process = spawn(argv, log)
+    deadline = time.monotonic() + 300
+    while "1/50" not in log.read_text(errors="replace"):
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 130
+    text = log.read_text(errors="replace")
+    assert "Continue with the same command" in text and "Traceback" not in text
+    done = read_policy(out)["provenance"]["episodes"]
+    assert 1 <= done < 50
+    again = [str(done + 1) if a == "50" else a for a in argv]  # one episode more: it goes on from the file
+    assert main(again) == 0
+    assert read_policy(out)["provenance"]["episodes"] == done + 1
