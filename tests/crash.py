@@ -90,8 +90,10 @@ def spawn(argv: list[str], log: Path, pause: str | None = None, marker: Path | N
 
 
 def wait_until(
-    condition: Callable[[], bool], process: subprocess.Popen[bytes], what: str, timeout: float = 120.0
+    condition: Callable[[], bool], process: subprocess.Popen[bytes], what: str, timeout: float = 600.0
 ) -> None:
+    """Poll until `condition` holds; the child must stay alive meanwhile. The timeout is generous:
+    on small data every candidate is scored on 3 x 5 folds, and a shared 2-core machine is slow."""
     deadline = time.monotonic() + timeout
     while not condition():
         assert process.poll() is None, f"the run ended (code {process.returncode}) before {what}"
