@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -40,7 +41,7 @@ from tandem.tools.metrics import METRICS, reward_scale
 from tandem.tools.policy_file import read_policy
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_TASKS = "penguins,breast_cancer,wine,diabetes,titanic"
+DEFAULT_TASKS = "penguins,breast_cancer,wine,diabetes"
 
 
 def one_run(task_name: str, policy: str, seed: int, max_iters: int, work: str) -> dict[str, Any]:
@@ -51,21 +52,27 @@ def one_run(task_name: str, policy: str, seed: int, max_iters: int, work: str) -
         runs_dir=str(Path(work) / "runs"), max_iters=max_iters, time_budget=None, n_jobs=1, policy=policy
     )
     run_id = f"{task.name}-{label}-s{seed}"
-    started = time.perf_counter()
-    summary = run_task(
-        data.dev_csv,
-        task.target,
-        metrics=list(data.problem.metrics),
-        primary_metric=data.problem.primary_metric,
-        folds=task.folds,
-        seed=seed,
-        holdout_csv=data.holdout_csv,
-        task_type=data.problem.task_type,
-        run_id=run_id,
-        context=context,
-    )
-    seconds = time.perf_counter() - started
     folder = Path(work) / "runs" / run_id
+    started = time.perf_counter()
+    if (folder / "summary.json").exists() and json.loads((folder / "run.json").read_text())["context"].get(
+        "policy_hash"
+    ) == context.policy_hash:  # finished by an earlier, stopped evaluation with this very policy: reused
+        summary = json.loads((folder / "summary.json").read_text())
+    else:
+        shutil.rmtree(folder, ignore_errors=True)  # a run a stopped evaluation left half done
+        summary = run_task(
+            data.dev_csv,
+            task.target,
+            metrics=list(data.problem.metrics),
+            primary_metric=data.problem.primary_metric,
+            folds=task.folds,
+            seed=seed,
+            holdout_csv=data.holdout_csv,
+            task_type=data.problem.task_type,
+            run_id=run_id,
+            context=context,
+        )
+    seconds = time.perf_counter() - started
     ledger = [json.loads(line) for line in (folder / "experiments.jsonl").read_text().splitlines() if line]
     metric = data.problem.primary_metric
     sign = 1.0 if METRICS[metric].greater_is_better else -1.0
@@ -105,19 +112,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", default="/tmp/tandem-learning-eval")
     parser.add_argument("--out", default=str(ROOT / "docs" / "learning-eval.md"))
+    parser.add_argument("--render-only", action="store_true", help="rewrite the page from the stored rows")
     args = parser.parse_args(argv)
     policy_path = str(Path(args.policy).resolve())
     policy = read_policy(policy_path)
     seeds = [int(s) for s in args.seeds.split(",")]
     tasks = [t.name for t in select_tasks(args.tasks)]
+    raw = Path(args.out).with_suffix(".json")
+    if args.render_only:
+        stored = json.loads(raw.read_text())
+        wall = stored.get("wall") or sum(r["seconds"] for r in stored["rows"]) / args.workers
+        Path(args.out).write_text(render(stored["rows"], policy, args, wall, tasks, seeds))
+        print(Path(args.out).read_text())
+        return 0
     jobs = [(t, p, s) for t in tasks for s in seeds for p in ("playbook", policy_path)]
     started = time.perf_counter()
     rows = Parallel(n_jobs=args.workers, backend="loky")(
         delayed(one_run)(t, p, s, args.max_iters, args.work) for t, p, s in jobs
     )
     wall = time.perf_counter() - started
-    raw = Path(args.out).with_suffix(".json")
-    raw.write_text(json.dumps({"policy": policy["hash"], "rows": rows}, indent=1) + "\n")
+    raw.write_text(json.dumps({"policy": policy["hash"], "wall": wall, "rows": rows}, indent=1) + "\n")
     Path(args.out).write_text(render(rows, policy, args, wall, tasks, seeds))
     print(Path(args.out).read_text())
     return 0
@@ -182,6 +196,22 @@ def render(
             f"| {name} | {_fmt(float(np.mean([b[key] for a, b in pairs])))} | "
             f"{_fmt(float(np.mean([a[key] for a, b in pairs])))} | {wins} / {ties} / {losses} | {p:.3f} |"
         )
+    means = {
+        key: (float(np.mean([a[key] for a, _ in pairs])), float(np.mean([b[key] for _, b in pairs])))
+        for key in ("normalised_holdout", "area")
+    }
+    wins = means["normalised_holdout"][0] >= means["normalised_holdout"][1] and means["area"][0] > means["area"][1]
+    lines += [
+        "",
+        "**Verdict:** "
+        + (
+            "the learned policy is at least as good on mean normalised holdout and better on the anytime area: "
+            "it may ship as the default."
+            if wins
+            else "the learned policy does not beat the playbook on both measures (at least as good on mean "
+            "normalised holdout *and* better on the anytime area), so `playbook` stays the default."
+        ),
+    ]
     lines += [
         "",
         "Anytime curve (mean normalised best CV after each iteration):",
