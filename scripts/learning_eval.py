@@ -119,11 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     tasks = [t.name for t in select_tasks(args.tasks)]
     raw = Path(args.out).with_suffix(".json")
-    if args.render_only:
-        stored = json.loads(raw.read_text())
-        wall = stored.get("wall") or sum(r["seconds"] for r in stored["rows"]) / args.workers
-        Path(args.out).write_text(render(stored["rows"], policy, args, wall, tasks, seeds))
-        print(Path(args.out).read_text())
+    if args.render_only:  # the pairs both of whose runs finished (an evaluation stopped for time)
+        done = lambda t, label, s: (Path(args.work) / "runs" / f"{t}-{label}-s{s}" / "summary.json").exists()  # noqa: E731
+        pairs = [(t, s) for t in tasks for s in seeds if done(t, "playbook", s) and done(t, "learned", s)]
+        rows = [one_run(t, p, s, args.max_iters, args.work) for t, s in pairs for p in ("playbook", policy_path)]
+        missing = [f"{t} seed {s}" for t in tasks for s in seeds if (t, s) not in pairs]
+        wall = sum(r["seconds"] for r in rows) / args.workers
+        kept = [t for t in tasks if any(pt == t for pt, _ in pairs)]
+        page = render(rows, policy, args, wall, kept, seeds, pairs=pairs)
+        if missing:
+            page += f"\nNot finished in the time the evaluation had (left out above): {', '.join(missing)}.\n"
+        Path(args.out).write_text(page)
+        raw.write_text(json.dumps({"policy": policy["hash"], "rows": rows, "missing": missing}, indent=1) + "\n")
+        print(page)
         return 0
     jobs = [(t, p, s) for t in tasks for s in seeds for p in ("playbook", policy_path)]
     started = time.perf_counter()
@@ -148,9 +156,11 @@ def render(
     wall: float,
     tasks: list[str],
     seeds: list[int],
+    pairs: list[tuple[str, int]] | None = None,
 ) -> str:
     by = {(r["task"], r["seed"], r["policy"]): r for r in rows}
-    pairs = [(by[(t, s, "learned")], by[(t, s, "playbook")]) for t in tasks for s in seeds]
+    chosen = pairs if pairs is not None else [(t, s) for t in tasks for s in seeds]
+    pairs_ = [(by[(t, s, "learned")], by[(t, s, "playbook")]) for t, s in chosen]
     prov = policy["provenance"]
     lines = [
         "# The learned Scientist policy against the playbook, on held-out tasks",
@@ -172,7 +182,7 @@ def render(
         "| playbook area | learned area |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for learned, playbook in pairs:
+    for learned, playbook in pairs_:
         lines.append(
             f"| {learned['task']} | {learned['seed']} | {learned['metric']} | {playbook['holdout']:.4f} "
             f"| {learned['holdout']:.4f} | {_fmt(playbook['normalised_holdout'])} "
@@ -188,16 +198,16 @@ def render(
         ("normalised_holdout", "mean normalised holdout"),
         ("area", f"mean anytime area ({args.max_iters} it.)"),
     ):
-        diffs = np.array([a[key] - b[key] for a, b in pairs])
+        diffs = np.array([a[key] - b[key] for a, b in pairs_])
         wins, ties, losses = int((diffs > 1e-9).sum()), int((abs(diffs) <= 1e-9).sum()), int((diffs < -1e-9).sum())
         nonzero = diffs[abs(diffs) > 1e-9]
         p = float(wilcoxon(nonzero).pvalue) if len(nonzero) >= 1 else float("nan")
         lines.append(
-            f"| {name} | {_fmt(float(np.mean([b[key] for a, b in pairs])))} | "
-            f"{_fmt(float(np.mean([a[key] for a, b in pairs])))} | {wins} / {ties} / {losses} | {p:.3f} |"
+            f"| {name} | {_fmt(float(np.mean([b[key] for a, b in pairs_])))} | "
+            f"{_fmt(float(np.mean([a[key] for a, b in pairs_])))} | {wins} / {ties} / {losses} | {p:.3f} |"
         )
     means = {
-        key: (float(np.mean([a[key] for a, _ in pairs])), float(np.mean([b[key] for _, b in pairs])))
+        key: (float(np.mean([a[key] for a, _ in pairs_])), float(np.mean([b[key] for _, b in pairs_])))
         for key in ("normalised_holdout", "area")
     }
     wins = means["normalised_holdout"][0] >= means["normalised_holdout"][1] and means["area"][0] > means["area"][1]
@@ -221,15 +231,16 @@ def render(
     ]
     for i in range(args.max_iters):
         lines.append(
-            f"| {i + 1} | {_fmt(float(np.mean([b['curve'][i] for a, b in pairs])))} "
-            f"| {_fmt(float(np.mean([a['curve'][i] for a, b in pairs])))} |"
+            f"| {i + 1} | {_fmt(float(np.mean([b['curve'][i] for a, b in pairs_])))} "
+            f"| {_fmt(float(np.mean([a['curve'][i] for a, b in pairs_])))} |"
         )
-    lines += ["", "First moves played (seed 0):", ""]
-    for t in tasks:
-        lines.append(
-            f"- {t}: playbook {by[(t, seeds[0], 'playbook')]['moves'][:4]}, "
-            f"learned {by[(t, seeds[0], 'learned')]['moves'][:4]}"
-        )
+    lines += ["", "First moves played:", ""]
+    for t, s in chosen:
+        if s == min(x for task, x in chosen if task == t):
+            lines.append(
+                f"- {t} (seed {s}): playbook {by[(t, s, 'playbook')]['moves'][:4]}, "
+                f"learned {by[(t, s, 'learned')]['moves'][:4]}"
+            )
     return "\n".join(lines) + "\n"
 
 
