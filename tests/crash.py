@@ -102,14 +102,22 @@ def wait_until(
 
 
 def kill_when_paused(process: subprocess.Popen[bytes], marker: Path, log: Path, point: str) -> None:
-    """Wait until the child is paused at `point`, check it is alive there, and SIGKILL it."""
+    """Wait until the child is paused at `point`, check it is alive there, and SIGKILL it.
+
+    On any failure the child is killed too, so a paused process never outlives the test.
+    """
     try:
-        wait_until(marker.exists, process, f"the pause at {point}")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{log.read_text(errors='replace')[-3000:]}") from None
-    paused = json.loads(marker.read_text())
-    assert paused["point"] == point.partition("@")[0]
-    assert paused["pid"] == process.pid  # the child itself is at the point (one job: folds run in-process)
-    assert process.poll() is None  # alive when killed…
-    os.kill(process.pid, signal.SIGKILL)
-    assert process.wait(timeout=30) == -signal.SIGKILL  # …and it ended by this kill, not on its own
+        try:
+            wait_until(marker.exists, process, f"the pause at {point}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{log.read_text(errors='replace')[-3000:]}") from None
+        paused = json.loads(marker.read_text())
+        assert paused["point"] == point.partition("@")[0]
+        assert paused["pid"] == process.pid  # the child itself is at the point (one job: folds run in-process)
+        assert process.poll() is None  # alive when killed…
+        os.kill(process.pid, signal.SIGKILL)
+        assert process.wait(timeout=30) == -signal.SIGKILL  # …and it ended by this kill, not on its own
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
