@@ -1,12 +1,14 @@
 """Every reward of a real run, recomputed from the ledger's fold scores and the run's coefficients.
 
-The rules are written here from the README's "Rewards" and "How the environment judges"
-sections, not taken from `graph.reward_rules`: per-fold gains d_k in reward units (metric units
-for bounded metrics, relative to the incumbent's mean for unbounded ones, the sign making
-"better" positive), significance when mean(d) > min_gain and mean(d) / (sd(d) / √K) ≥
-significance_t, then each agent's parts. The token counts come from the scripted models' own
-usage reports, not from the ledger. The coefficients are not the defaults, so a rule that
-ignored the configuration would show.
+The rules are written here from the README's "Rewards" and "How the environment judges" and
+docs/decisions.md ("Significance", "Repeated folds on small data", "Ties on a discrete metric",
+"Incumbent rule"), not taken from `graph.reward_rules`: per-fold gains d in reward units (metric
+units for bounded metrics, relative to the incumbent's mean for unbounded ones, the sign making
+"better" positive) over every fold of every repeat, significance when mean(d) > min_gain and
+t ≥ significance_t, where t = mean(d) / (sd(d) / √K) for one repeat of K folds and
+t = mean(d) / √(sd(d)² · (1/(R·K) + 1/(K−1))) for R repeats, then each agent's parts. The
+token counts come from the scripted models' own usage reports, not from the ledger. The
+coefficients are not the defaults, so a rule that ignored the configuration would show.
 
 A scripted LLM team plays a short Titanic run in which every part is earned at least once: a
 significant gain built faithfully, a faithful idea that is not significant, a proposal naming a
@@ -100,10 +102,24 @@ class Team:
         return self._say("executor", {"spec": spec}, (700 + 11 * self.step, 45))
 
 
-def by_hand(ledger: list[dict[str, Any]], metric: str, tokens: dict[int, dict[str, int]]) -> list[dict[str, Any]]:
-    """Each step's reward events, from the README's rules and this run's coefficients."""
-    c = COEFFICIENTS
+def paired(metric: str, candidate: dict[str, Any], incumbent: dict[str, Any], folds: int) -> tuple[float, float]:
+    """Mean gain in reward units and its t-statistic over every fold of every repeat."""
     sign, relative = METRIC_RULES[metric]
+    mine, best = np.array(candidate["fold_scores"][metric]), np.array(incumbent["fold_scores"][metric])
+    d = sign * (mine - best) / (abs(best.mean()) if relative else 1.0)
+    mean, sd, n = float(d.mean()), float(d.std(ddof=1)), len(d)
+    if sd <= 1e-12:
+        return mean, (math.inf if mean > 1e-12 else -math.inf if mean < -1e-12 else 0.0)
+    if n > folds:  # repeated folds re-use the rows: Nadeau and Bengio's corrected variance
+        return mean, mean / math.sqrt(sd**2 * (1 / n + 1 / (folds - 1)))
+    return mean, mean / (sd / math.sqrt(n))
+
+
+def by_hand(
+    ledger: list[dict[str, Any]], metric: str, folds: int, tokens: dict[int, dict[str, int]]
+) -> list[dict[str, Any]]:
+    """Each step's reward events, from the documented rules and this run's coefficients."""
+    c = COEFFICIENTS
     events = []
     for record in ledger[1:]:
         step = record["id"]
@@ -112,12 +128,7 @@ def by_hand(ledger: list[dict[str, Any]], metric: str, tokens: dict[int, dict[st
         ran = record["status"] == "ok"
         mean, significant = 0.0, False
         if ran:
-            candidate, best = np.array(record["fold_scores"][metric]), np.array(incumbent["fold_scores"][metric])
-            scale = abs(best.mean()) if relative else 1.0
-            d = sign * (candidate - best) / scale
-            mean = float(d.mean())
-            sd = float(d.std(ddof=1))
-            t = mean / (sd / math.sqrt(len(d))) if sd > 0 else (math.inf if mean > 0 else -math.inf)
+            mean, t = paired(metric, record, incumbent, folds)
             significant = mean > c.min_gain and t >= c.significance_t
         fidelity = record["fidelity"]
         faithful = valid and ran and fidelity >= c.low_fidelity
@@ -138,13 +149,19 @@ def by_hand(ledger: list[dict[str, Any]], metric: str, tokens: dict[int, dict[st
     return events
 
 
-def best_so_far(ledger: list[dict[str, Any]], metric: str) -> list[int]:
-    """The incumbent after each experiment: the best mean CV score so far (strictly better replaces it)."""
-    sign, _ = METRIC_RULES[metric]
+def best_so_far(ledger: list[dict[str, Any]], metric: str, folds: int) -> list[int]:
+    """The incumbent after each experiment: a candidate with a better mean CV score replaces it, except
+    that on a discrete metric (F1 macro) a difference within one standard error (|t| < 1) is a tie
+    that the lower mean fold log-loss decides."""
     best, out = 0, []
     for record in ledger:
-        if record["status"] == "ok" and sign * (record["cv"][metric] - ledger[best]["cv"][metric]) > 0:
-            best = record["id"]
+        if record["status"] == "ok" and record["id"] > 0:
+            mean, t = paired(metric, record, ledger[best], folds)
+            better = mean > 0
+            if metric == "f1_macro" and abs(t) < 1:
+                better = np.mean(record["fold_scores"]["log_loss"]) < np.mean(ledger[best]["fold_scores"]["log_loss"])
+            if better:
+                best = record["id"]
         out.append(best)
     return out
 
@@ -176,9 +193,11 @@ def test_every_reward_follows_from_the_fold_scores_and_the_coefficients(
     assert ledger[UNFAITHFUL_STEP]["fidelity"] < COEFFICIENTS.low_fidelity
     for step in range(1, len(PLAN) + 1):
         assert {a: u["input"] + u["output"] for a, u in ledger[step]["tokens"].items()} == team.tokens[step]
-    assert [r["incumbent_after"] for r in ledger] == best_so_far(ledger, metric)
+    folds = summary["task"]["folds"]
+    assert len(ledger[0]["fold_scores"][metric]) == 3 * folds  # under 2,000 development rows: 3 repeats
+    assert [r["incumbent_after"] for r in ledger] == best_so_far(ledger, metric, folds)
 
-    expected = by_hand(ledger, metric, team.tokens)
+    expected = by_hand(ledger, metric, folds, team.tokens)
     assert [(e["experiment_id"], e["agent"]) for e in stored] == [(e["experiment_id"], e["agent"]) for e in expected]
     for mine, theirs in zip(expected, stored, strict=True):
         where = f"experiment {mine['experiment_id']}, {mine['agent']}"
