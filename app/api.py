@@ -12,6 +12,8 @@ run's lock (`graph.persistence.run_lock`) for as long as they work on it.
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -31,9 +33,14 @@ from tandem.graph.assembly import TandemGraph, build_graph
 from tandem.graph.budget import budget_exhausted
 from tandem.graph.context import RunContext, default_runs_dir
 from tandem.graph.persistence import (
+    DamagedRun,
     RunFolder,
     adopt_copy,
+    check_database,
+    check_ledger,
     check_run_id,
+    empty_checkpoints,
+    json_clean,
     load_run_config,
     new_run_folder,
     new_run_id,
@@ -41,12 +48,15 @@ from tandem.graph.persistence import (
     remove_run_folder,
     run_folder,
     run_lock,
+    run_started,
     run_thread,
     save_run_config,
+    write_json,
     write_jsonl,
 )
 from tandem.graph.state import TaskRequest
 from tandem.nodes.agents.models import check_llm_setup, with_chat_models
+from tandem.nodes.deliver import write_reports
 from tandem.tools.data import InputError, load_task, read_table
 from tandem.tools.spec import parse_spec, referenced_columns
 
@@ -163,6 +173,7 @@ def resume_run(
     """
     folder = find_run(run_id, runs_dir)
     with run_lock(folder):
+        check_database(folder)
         adopt_copy(folder)
         request, context = load_run_config(folder)
         if overrides:
@@ -172,11 +183,17 @@ def resume_run(
         with open_run(folder) as graph:
             config = run_config(run_thread(folder), context)
             snapshot = graph.get_state(config)
-            at_end_or_gate = not snapshot.next or snapshot.next == ("review",)
+            # `next` leaves out a task whose writes were saved just before a kill, so "nothing left
+            # to run" is read from the tasks: that one is still to be applied.
+            at_end_or_gate = not snapshot.tasks or snapshot.next == ("review",)
             reopen = _reopen_point(graph, config, context) if snapshot.values and at_end_or_gate else None
             delivered = folder.summary.exists() or snapshot.values.get("status") == "delivered"
             if delivered and not force and (reopen is not None or not snapshot.values):
                 raise InputError(_delivered(folder, has_checkpoints=bool(snapshot.values)))
+            if not snapshot.values and run_started(folder) and not force:
+                raise empty_checkpoints(folder)  # never a silent restart from scratch
+            if snapshot.values and not force:
+                check_ledger(folder, list(snapshot.values.get("ledger", [])))
             if overrides or scientist_model is not None or executor_model is not None:
                 save_run_config(folder, request, context)
             if reopen is not None:
@@ -331,7 +348,52 @@ def load_summary(run_id: str, runs_dir: str | Path | None = None) -> dict[str, A
     folder = find_run(run_id, runs_dir)
     if not folder.summary.exists():
         raise InputError(f"run {run_id!r} has not delivered yet; continue it with: tandem resume {run_id}")
-    return json.loads(folder.summary.read_text())
+    try:
+        summary = json.loads(folder.summary.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        summary = None
+    if not isinstance(summary, dict):
+        raise InputError(
+            f"run {run_id}: summary.json is damaged (not a JSON object); "
+            f"rebuild it from the checkpoints with: tandem repair {run_id}"
+        )
+    return summary
+
+
+def load_model(folder: RunFolder, summary: dict[str, Any]) -> Any:
+    """The run's delivered model, loaded only from inside its folder and only if its bytes are
+    the ones delivered.
+
+    A model file is a pickle: loading it runs whatever its author put in. `summary.json` names it
+    relative to the folder; a name that leads outside (absolute, `..`, a link out) is refused, and
+    so is a file whose SHA-256 differs from the one recorded at delivery. The bytes hashed are the
+    bytes loaded (read once), so the file cannot change in between. This catches a swapped or
+    damaged file, not a hostile author, who can write the hash too: open only trusted folders.
+    """
+    name = (summary.get("artifacts") or {}).get("model")
+    root = folder.path.resolve()
+    path = (root / name).resolve() if isinstance(name, str) and name and not Path(name).is_absolute() else None
+    if path is None or not path.is_relative_to(root):
+        raise InputError(
+            f"run {folder.run_id}: summary.json names the model file {name!r}, which is not inside the run folder; "
+            "refused to load it (open only run folders from sources you trust)"
+        )
+    expected = summary.get("model_sha256")
+    if not isinstance(expected, str):
+        raise InputError(
+            f"run {folder.run_id}: summary.json records no SHA-256 for its model (an older tandem delivered it); "
+            f"refused to load an unchecked pickle; deliver it again with: tandem resume {folder.run_id} --force"
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"run {folder.run_id}: cannot read its model file {name}: {exc.strerror}") from None
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise InputError(
+            f"run {folder.run_id}: {name} does not match the SHA-256 recorded at delivery (changed or damaged); "
+            "refused to load it"
+        )
+    return joblib.load(io.BytesIO(data))
 
 
 def predict_csv(run_id: str, csv_path: str | Path, runs_dir: str | Path | None = None) -> pd.DataFrame:
@@ -343,7 +405,7 @@ def predict_csv(run_id: str, csv_path: str | Path, runs_dir: str | Path | None =
     missing = sorted(needed - set(frame.columns))
     if missing:
         raise InputError(f"{csv_path} lacks columns the model reads: {', '.join(map(repr, missing))}")
-    model = joblib.load(folder.model)  # the folder's own model file, wherever the folder is now
+    model = load_model(folder, summary)  # the folder's own model file, wherever the folder is now
     X = frame.drop(columns=[summary["task"]["target"]], errors="ignore")
     out = pd.DataFrame({"prediction": model.predict(X)}, index=frame.index)
     if summary["task"]["task_type"] != "regression" and hasattr(model, "predict_proba"):
@@ -444,9 +506,49 @@ def run_history(run_id: str, runs_dir: str | Path | None = None) -> list[dict[st
     """Every checkpoint of a run, oldest first (`tandem history`): step, node, next, incumbent, time."""
     folder = find_run(run_id, runs_dir)
     _, context = load_run_config(folder)
+    check_database(folder)
     with open_run(folder) as graph:
         chain = lineage(graph, run_config(run_thread(folder), context))
+    _check_opened(folder, chain)
     return [describe_checkpoint(s, chain[i - 1] if i else None) for i, s in enumerate(chain)]
+
+
+def _check_opened(folder: RunFolder, chain: list[StateSnapshot]) -> None:
+    """After reading a run's checkpoints: refuse lost checkpoints and a ledger file that disagrees."""
+    if not chain:
+        if run_started(folder):
+            raise empty_checkpoints(folder)
+        return
+    check_ledger(folder, list(chain[-1].values.get("ledger", [])))
+
+
+def repair_run(run_id: str, runs_dir: str | Path | None = None) -> list[str]:
+    """Rebuild a run's ledger and reward files, and for a delivered run its summary and reports,
+    from its last checkpoint (`tandem repair`); the names of the files written.
+
+    The checkpoints are the record of a run; these files are views of it written at each step
+    and at delivery, so a truncated or deleted one is written again exactly as it was. The model
+    is not rebuilt (it is not in the checkpoints): a damaged model fails its hash in `predict`,
+    and `tandem resume RUN --force` delivers again.
+    """
+    folder = find_run(run_id, runs_dir)
+    with run_lock(folder):
+        check_database(folder)
+        _, context = load_run_config(folder)
+        with open_run(folder) as graph:
+            values = graph.get_state(run_config(run_thread(folder), context)).values
+        if not values:
+            raise empty_checkpoints(folder) if run_started(folder) else DamagedRun(f"run {run_id}: no checkpoints yet")
+        ledger, events = list(values.get("ledger", [])), list(values.get("reward_events", []))
+        write_jsonl(folder.experiments, ledger)
+        write_jsonl(folder.rewards, events)
+        written = [folder.experiments.name, folder.rewards.name]
+        summary = values.get("delivered")
+        if values.get("status") == "delivered" and isinstance(summary, dict):
+            write_json(folder.summary, summary)
+            write_reports(folder, json_clean(summary), json_clean(ledger), json_clean(events))
+            written += [folder.summary.name, folder.report.name, folder.report_html.name]
+    return written
 
 
 def _pick(chain: list[StateSnapshot], checkpoint: int | str) -> StateSnapshot:
@@ -494,8 +596,10 @@ def fork_run(
         replace(context, **overrides) if overrides else context, scientist=scientist_model, executor=executor_model
     )
     check_llm_setup(context)
+    check_database(source)
     with open_run(source) as graph:
         chain = lineage(graph, run_config(run_thread(source), context))
+        _check_opened(source, chain)
         snapshot = _pick(chain, checkpoint)
         saved = _saver(graph).get_tuple(snapshot.config)
     step = _step(snapshot)

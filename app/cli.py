@@ -7,13 +7,25 @@ progress saved and says how to resume (exit 130).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import shutil
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tandem.api import find_run, list_runs, load_summary, predict_csv, resume_run, run_task, write_predictions
+from tandem.api import (
+    find_run,
+    list_runs,
+    load_summary,
+    predict_csv,
+    repair_run,
+    resume_run,
+    run_task,
+    write_predictions,
+)
 from tandem.benchmarks.cli import add_bench_commands, cmd_bench, cmd_leaderboard, cmd_league
 from tandem.cli_history import COMMANDS as HISTORY_COMMANDS
 from tandem.cli_history import add_history_commands
@@ -38,6 +50,7 @@ from tandem.tools.data import InputError
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 EXIT_PROVIDER = 3
+EXIT_OS = 3
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -92,6 +105,10 @@ def make_parser() -> argparse.ArgumentParser:
     predict.add_argument("csv")
     predict.add_argument("-o", "--output", help="write predictions here (default: standard output)")
     predict.add_argument("--runs-dir", default=None)
+
+    repair = sub.add_parser("repair", help="rebuild a run's ledger, rewards, summary and reports from its checkpoints")
+    repair.add_argument("run_id")
+    repair.add_argument("--runs-dir", default=None)
     add_bench_commands(sub)
     add_history_commands(sub)
     add_learning_commands(sub)
@@ -182,10 +199,45 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_repair(args: argparse.Namespace) -> int:
+    written = repair_run(args.run_id, args.runs_dir)
+    print(f"repaired run {args.run_id}: rewrote {', '.join(written)} from its checkpoints")
+    return 0
+
+
 COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "runs": _cmd_runs, "show": _cmd_show, "predict": _cmd_predict}
 COMMANDS.update({"bench": cmd_bench, "league": cmd_league, "leaderboard": cmd_leaderboard})
 COMMANDS.update(HISTORY_COMMANDS)
+COMMANDS["repair"] = _cmd_repair
 COMMANDS.update(LEARNING_COMMANDS)
+
+
+def os_error_line(exc: OSError | sqlite3.OperationalError, run_id: str, runs_dir: Path) -> str:
+    """One line for a failed write or read: what, where, and how to go on.
+
+    Every file of a run is written atomically (`graph.persistence.atomic_file`) and every
+    checkpoint in a SQLite transaction, so a full disk or another OS error mid-run leaves the last
+    checkpoint intact and no partial file: freeing space and resuming continues where it stopped.
+    SQLite often reports a full disk as a "disk I/O error", so the free space is looked at too.
+    """
+    if isinstance(exc, sqlite3.OperationalError):
+        where, full = "checkpoints.sqlite", "full" in str(exc) or _nearly_full(runs_dir)
+        reason = str(exc)
+    else:
+        where = Path(str(exc.filename)).name if exc.filename else "a run file"
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT) or (exc.errno == errno.EIO and _nearly_full(runs_dir))
+        reason = exc.strerror or str(exc)
+    if full:
+        return f"disk full while writing {where}; free space and run `tandem resume {run_id}`"
+    return f"{reason} ({where}); fix the cause and run `tandem resume {run_id}`"
+
+
+def _nearly_full(path: Path) -> bool:
+    """Whether the disk a path is on has less than 64 KiB free (False when that cannot be told)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return shutil.disk_usage(candidate).free < 64 * 1024
+    return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -201,6 +253,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_id = getattr(args, "run_id", None) or "RUN_ID"
         print(f"tandem: {exc}; progress is saved, continue with: tandem resume {run_id}", file=sys.stderr)
         return EXIT_PROVIDER
+    except (OSError, sqlite3.OperationalError) as exc:
+        runs_dir = Path(getattr(args, "runs_dir", None) or default_runs_dir())
+        print(f"tandem: {os_error_line(exc, getattr(args, 'run_id', None) or 'RUN_ID', runs_dir)}", file=sys.stderr)
+        return EXIT_OS
     except KeyboardInterrupt:
         run_id = getattr(args, "run_id", None) or "RUN_ID"
         print(f"\ntandem: interrupted; progress is saved. Continue with: tandem resume {run_id}", file=sys.stderr)

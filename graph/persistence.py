@@ -34,7 +34,18 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+import ormsgpack
 import pandas as pd
+from langgraph.checkpoint.serde._msgpack import SAFE_MSGPACK_METHODS, SAFE_MSGPACK_TYPES
+from langgraph.checkpoint.serde.jsonplus import (
+    EXT_CONSTRUCTOR_KW_ARGS,
+    EXT_CONSTRUCTOR_POS_ARGS,
+    EXT_CONSTRUCTOR_SINGLE_ARG,
+    EXT_METHOD_SINGLE_ARG,
+    EXT_PYDANTIC_V1,
+    EXT_PYDANTIC_V2,
+    JsonPlusSerializer,
+)
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from tandem.graph.context import RunContext
@@ -181,11 +192,166 @@ def _rename_thread(database: Path, old: str, new: str) -> None:
 
 
 def open_checkpointer(folder: RunFolder) -> SqliteSaver:
-    """A SQLite checkpointer for one run (its own file, so a run folder is self-contained)."""
+    """A SQLite checkpointer for one run (its own file, so a run folder is self-contained),
+    reading with `CheckpointSerializer`: a run folder may come from someone else."""
     folder.path.mkdir(parents=True, exist_ok=True)
     # CommitPause: a commit that a crash test can stop at (tools/pause_points.py); off by default.
     conn = sqlite3.connect(folder.checkpoints, check_same_thread=False, factory=CommitPause)
-    return SqliteSaver(conn)
+    return SqliteSaver(conn, serde=CheckpointSerializer(folder))
+
+
+class UnsafeCheckpoint(InputError):
+    """A checkpoint holds a value tandem never writes (an object to build, a pickle)."""
+
+
+ALLOWED_TYPES: frozenset[tuple[str, ...]] = SAFE_MSGPACK_TYPES
+"""The classes a checkpoint value may name: LangGraph's own safe list (dates, UUIDs, sets,
+`Send`, `Interrupt`...). tandem's state is plain JSON-like values (TypedDicts are dicts), so it
+adds none; a type that is not here is refused, not built."""
+_CONSTRUCTORS = (
+    EXT_CONSTRUCTOR_SINGLE_ARG,
+    EXT_CONSTRUCTOR_POS_ARGS,
+    EXT_CONSTRUCTOR_KW_ARGS,
+    EXT_PYDANTIC_V1,
+    EXT_PYDANTIC_V2,
+)
+_LOADABLE = ("null", "bytes", "bytearray", "msgpack")
+
+
+class CheckpointSerializer(JsonPlusSerializer):
+    """LangGraph's serializer in strict mode, which also *says* when it meets a foreign type.
+
+    A msgpack checkpoint value can name any importable callable (`os.system`) with arguments,
+    and LangGraph's default serializer calls it on load. Strict mode (an allow-list) does not
+    call it but silently hands back its arguments instead, and logs a warning; a run folder that
+    holds such a value was written by someone other than tandem, so it is refused with one line
+    (`UnsafeCheckpoint`). Every value is first walked without building anything; only values
+    naming allowed types reach LangGraph's decoder. Pickled and legacy JSON values are refused
+    the same way (tandem writes neither).
+    """
+
+    def __init__(self, folder: RunFolder) -> None:
+        super().__init__(allowed_msgpack_modules=ALLOWED_TYPES)
+        self.folder = folder
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        kind, payload = data
+        if kind not in _LOADABLE:
+            raise self._refuse(f"a {kind!r} value")
+        if kind == "msgpack":
+            foreign = _foreign_types(payload)
+            if foreign:
+                raise self._refuse(f"an object of type {foreign[0]}")
+        return super().loads_typed(data)
+
+    def _refuse(self, what: str) -> UnsafeCheckpoint:
+        return UnsafeCheckpoint(
+            f"run {self.folder.run_id}: {self.folder.checkpoints.name} holds {what}, which tandem never writes; "
+            "refused to load it (a run folder can carry code: open only folders from sources you trust)"
+        )
+
+
+def _foreign_types(payload: bytes) -> list[str]:
+    """The names of the types a msgpack value would build that are not allowed (nothing is built)."""
+    foreign: list[str] = []
+
+    def look(code: int, data: bytes) -> None:
+        inner = ormsgpack.unpackb(data, ext_hook=look, option=ormsgpack.OPT_NON_STR_KEYS)
+        if code in _CONSTRUCTORS:
+            key = (inner[0], inner[1]) if isinstance(inner, list | tuple) and len(inner) > 1 else ("?", "?")
+            if key not in ALLOWED_TYPES:
+                foreign.append(".".join(map(str, key)))
+        elif code == EXT_METHOD_SINGLE_ARG:
+            key = tuple(inner[:2]) + tuple(inner[3:4]) if isinstance(inner, list | tuple) else ("?",)
+            if key not in SAFE_MSGPACK_METHODS:
+                foreign.append(".".join(map(str, key)))
+        return None
+
+    try:
+        ormsgpack.unpackb(payload, ext_hook=look, option=ormsgpack.OPT_NON_STR_KEYS)
+    except (ormsgpack.MsgpackDecodeError, ValueError):
+        foreign.append("(undecodable)")
+    return foreign
+
+
+# ---------------------------------------------------------------------------------------------
+# Damage found, not hidden
+# ---------------------------------------------------------------------------------------------
+
+
+class DamagedRun(InputError):
+    """A run folder whose files are damaged: the message names the file and what can be done."""
+
+
+def check_database(folder: RunFolder) -> None:
+    """Refuse a run whose checkpoint database fails SQLite's `quick_check` (a truncated or
+    overwritten file), in one line, before LangGraph reads it and fails with a traceback."""
+    if not folder.checkpoints.exists() or folder.checkpoints.stat().st_size == 0:
+        return  # nothing to check: whether an empty database is damage depends on the rest (`run_started`)
+    try:
+        conn = sqlite3.connect(folder.checkpoints)
+        try:
+            found = [str(row[0]) for row in conn.execute("PRAGMA quick_check").fetchall()]
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:
+        raise  # the file could not be read (a full disk, no permission): not damage, and said as such
+    except sqlite3.DatabaseError as exc:
+        found = [str(exc)]
+    if found != ["ok"]:
+        raise DamagedRun(
+            f"run {folder.run_id}: {folder.checkpoints.name} is damaged ({found[0]}); its checkpoints cannot be "
+            "read, so it cannot be resumed, forked or repaired: restore the folder from a copy or start a new run "
+            "(a delivered model still predicts)"
+        )
+
+
+def run_started(folder: RunFolder) -> bool:
+    """Whether a run got past its start: setup wrote its split, or the run has a ledger or a summary.
+    Such a run has checkpoints; finding none means they were lost, not that it never ran."""
+    return any(p.exists() for p in (folder.split, folder.experiments, folder.summary))
+
+
+def empty_checkpoints(folder: RunFolder) -> DamagedRun:
+    return DamagedRun(
+        f"run {folder.run_id}: {folder.checkpoints.name} is empty although the run had started, so its "
+        "checkpoints are lost; continuing would start it again from scratch: start a new run, or pass --force "
+        "to tandem resume to start this one again in place"
+    )
+
+
+def check_ledger(folder: RunFolder, ledger: list[Any]) -> None:
+    """Refuse a run whose `experiments.jsonl` does not agree with its checkpoint's ledger.
+
+    The reward node writes the file just before its checkpoint is saved, so a run killed in
+    between has one row more than its checkpoint: that is not damage (resuming redoes the step).
+    A row that is not JSON, an experiment the checkpoint does not have or one missing is.
+    """
+    if not folder.experiments.exists():
+        if folder.summary.exists():
+            raise _ledger_damage(folder, "is missing")
+        return
+    lines = folder.experiments.read_bytes().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    else:
+        raise _ledger_damage(folder, "ends in the middle of a row")
+    ids = []
+    for number, line in enumerate(lines, 1):
+        try:
+            ids.append(json.loads(line)["id"])
+        except (ValueError, TypeError, KeyError):
+            raise _ledger_damage(folder, f"has a broken row (line {number})") from None
+    expected = [row["id"] for row in ledger]
+    if not (ids == expected or ids[:-1] == expected):
+        raise _ledger_damage(folder, f"lists {len(ids)} experiments where the checkpoints hold {len(expected)}")
+
+
+def _ledger_damage(folder: RunFolder, what: str) -> DamagedRun:
+    return DamagedRun(
+        f"run {folder.run_id}: {folder.experiments.name} {what}; rebuild it and the reports from the "
+        f"checkpoints with: tandem repair {folder.run_id}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,9 +452,11 @@ def atomic_file(path: Path) -> Iterator[IO[bytes]]:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a failed write() names no file: say which one (disk full while writing X)
         raise
 
 

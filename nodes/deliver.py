@@ -30,6 +30,7 @@ from tandem.graph.persistence import (
 from tandem.graph.reward_rules import simplest_within_noise
 from tandem.graph.state import ExperimentRecord, TandemState
 from tandem.nodes.agents.models import agents_summary
+from tandem.tools.data import sha256_file
 from tandem.tools.pause_points import pause_point
 from tandem.tools.report import plot_rewards, plot_scores, render_report
 from tandem.tools.report_html import render_html
@@ -132,6 +133,7 @@ def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         joblib.dump(model, fh)
     pause_point("delivery")  # a test hook, off by default (tools/pause_points.py)
     summary = build_summary(state, folder, holdout, stop_reason, delivered=chosen)
+    summary["model_sha256"] = sha256_file(folder.model)  # predict loads the model only if it still matches
     summary.update(agents_summary(context, summary["tokens"]))  # kinds, models, $ with a price table
     events = list(state.get("reward_events", []))
     write_jsonl(folder.experiments, list(ledger))

@@ -1,0 +1,275 @@
+"""Opening a run folder is safe by default: planted code is refused, damage is named, a full disk is survived.
+
+A run folder may come from someone else (a colleague, an archive), so each test plants what a
+hostile or damaged folder could hold and drives `tandem` as a user does (`cli.main` in process),
+checking for one line on stderr, a non-zero exit and that nothing planted ran.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import joblib
+import ormsgpack
+import pytest
+from langgraph.checkpoint.serde.jsonplus import EXT_CONSTRUCTOR_POS_ARGS, JsonPlusSerializer
+
+from tandem.api import run_task
+from tandem.cli import main
+from tandem.graph.context import RunContext
+
+
+@pytest.fixture(scope="module")
+def delivered(tmp_path_factory: pytest.TempPathFactory, penguins: Path) -> Path:
+    """A small delivered run, copied by each test that damages it."""
+    runs = tmp_path_factory.mktemp("delivered")
+    run_task(penguins, "species", run_id="d", context=RunContext(runs_dir=str(runs), max_iters=1, n_jobs=1))
+    return runs / "d"
+
+
+@pytest.fixture
+def run(delivered: Path, tmp_path: Path) -> Path:
+    """A copy of the delivered run under `tmp_path/runs`, under the same name."""
+    folder = tmp_path / "runs" / "d"
+    shutil.copytree(delivered, folder)
+    return folder
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: a planted object is refused, not built
+# ---------------------------------------------------------------------------------------------
+
+
+def plant(folder: Path, marker: Path) -> bytes:
+    """Put into the run's newest checkpoint a msgpack value that, built, runs `touch MARKER`."""
+    evil = ormsgpack.Ext(EXT_CONSTRUCTOR_POS_ARGS, ormsgpack.packb(("os", "system", (f"touch {marker}",))))
+    conn = sqlite3.connect(folder / "checkpoints.sqlite")
+    with conn:
+        rowid, blob = conn.execute("SELECT rowid, checkpoint FROM checkpoints ORDER BY rowid DESC LIMIT 1").fetchone()
+        checkpoint = ormsgpack.unpackb(blob, ext_hook=ormsgpack.Ext, option=ormsgpack.OPT_NON_STR_KEYS)
+        checkpoint["channel_values"]["status"] = evil
+        planted = ormsgpack.packb(checkpoint)
+        conn.execute("UPDATE checkpoints SET checkpoint = ? WHERE rowid = ?", (planted, rowid))
+    conn.close()
+    return planted
+
+
+def test_the_planted_payload_is_real_langgraph_s_default_serializer_runs_it(run: Path, tmp_path: Path) -> None:
+    """The control: without tandem's serializer the planted value runs its command on load."""
+    marker = tmp_path / "ran-by-default"
+    planted = plant(run, marker)
+    JsonPlusSerializer(allowed_msgpack_modules=True).loads_typed(("msgpack", planted))
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("command", [["history", "d"], ["resume", "d"], ["resume", "d", "--force", "--max-iters", "2"]])
+def test_a_planted_object_in_the_checkpoints_is_refused_in_one_line_and_never_runs(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    marker = tmp_path / "pwned"
+    plant(run, marker)
+    assert main([*command, "--runs-dir", str(run.parent)]) == 2
+    line = one_line_error(capsys)
+    assert "os.system" in line and "never writes" in line and "trust" in line
+    assert not marker.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The model: only from inside the folder, only with the hash recorded at delivery
+# ---------------------------------------------------------------------------------------------
+
+
+def test_delivery_records_the_model_s_hash_and_predict_checks_it(
+    run: Path, penguins: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    summary = json.loads((run / "summary.json").read_text())
+    assert len(summary["model_sha256"]) == 64
+    out = tmp_path / "p.csv"
+    assert main(["predict", "d", str(penguins), "-o", str(out), "--runs-dir", str(run.parent)]) == 0
+    capsys.readouterr()
+
+    model = joblib.load(run / "model.joblib")
+    joblib.dump(model, run / "model.joblib", compress=3)  # the same model, other bytes
+    out.unlink()
+    assert main(["predict", "d", str(penguins), "-o", str(out), "--runs-dir", str(run.parent)]) == 2
+    line = one_line_error(capsys)
+    assert "model.joblib" in line and "SHA-256" in line and "refused" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["ABS", "../elsewhere/model.joblib", "link.joblib"])
+def test_a_summary_naming_a_model_outside_the_folder_is_refused(
+    run: Path, penguins: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    elsewhere = tmp_path / "runs" / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(run / "model.joblib", elsewhere / "model.joblib")  # same bytes: the hash alone would pass
+    (run / "link.joblib").symlink_to(elsewhere / "model.joblib")
+    name = str(elsewhere / "model.joblib") if name == "ABS" else name
+    summary = json.loads((run / "summary.json").read_text())
+    summary["artifacts"]["model"] = name
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert main(["predict", "d", str(penguins), "--runs-dir", str(run.parent)]) == 2
+    line = one_line_error(capsys)
+    assert "not inside the run folder" in line and "refused" in line
+
+
+# ---------------------------------------------------------------------------------------------
+# Damage found, not hidden
+# ---------------------------------------------------------------------------------------------
+
+
+def test_an_emptied_checkpoint_database_never_restarts_a_run_silently(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (run / "summary.json").unlink()  # an undelivered run: nothing else would stop a restart
+    for name in ("checkpoints.sqlite", "checkpoints.sqlite-wal", "checkpoints.sqlite-shm"):
+        if (run / name).exists():
+            (run / name).write_bytes(b"")
+    ledger = (run / "experiments.jsonl").read_bytes()
+    for command in (["resume", "d"], ["history", "d"], ["fork", "d", "--from", "3"]):
+        assert main([*command, "--runs-dir", str(run.parent)]) == 2
+        line = one_line_error(capsys)
+        assert "checkpoints.sqlite is empty" in line and "start a new run" in line
+    assert (run / "experiments.jsonl").read_bytes() == ledger
+    assert not (run / "summary.json").exists()
+
+
+def test_a_half_truncated_checkpoint_database_is_named_in_one_line(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = run / "checkpoints.sqlite"
+    data = database.read_bytes()
+    database.write_bytes(data[: len(data) // 2])
+    for name in ("checkpoints.sqlite-wal", "checkpoints.sqlite-shm"):
+        (run / name).unlink(missing_ok=True)
+    for command in (["resume", "d", "--force"], ["history", "d"], ["fork", "d", "--from", "3"], ["repair", "d"]):
+        assert main([*command, "--runs-dir", str(run.parent)]) == 2
+        line = one_line_error(capsys)
+        assert "checkpoints.sqlite is damaged" in line and "start a new run" in line
+    assert len(database.read_bytes()) == len(data) // 2  # not "repaired" by being rewritten
+
+
+def same_content(name: str, mine: bytes, theirs: bytes) -> bool:
+    """Byte-identical, except the ids (markers, clip paths) matplotlib draws at random in report.html."""
+    if name.endswith(".html"):
+        mine, theirs = (re.sub(rb"\b[a-z][0-9a-f]{10}\b", b"id", data) for data in (mine, theirs))
+    return mine == theirs
+
+
+def test_a_truncated_ledger_is_found_and_repair_restores_it_byte_identically(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = ["experiments.jsonl", "rewards.jsonl", "summary.json", "report.md", "report.html"]
+    originals = {name: (run / name).read_bytes() for name in names}
+    ledger = originals["experiments.jsonl"]
+    (run / "experiments.jsonl").write_bytes(ledger[: len(ledger) // 2])
+    (run / "rewards.jsonl").unlink()
+    (run / "summary.json").write_bytes(originals["summary.json"][:100])
+
+    assert main(["resume", "d", "--runs-dir", str(run.parent)]) == 2
+    line = one_line_error(capsys)
+    assert "experiments.jsonl" in line and "tandem repair d" in line
+    assert main(["history", "d", "--runs-dir", str(run.parent)]) == 2
+    assert "tandem repair d" in one_line_error(capsys)
+    assert main(["show", "d", "--runs-dir", str(run.parent)]) == 2
+    assert "summary.json is damaged" in one_line_error(capsys)
+
+    assert main(["repair", "d", "--runs-dir", str(run.parent)]) == 0
+    assert "repaired run d" in capsys.readouterr().out
+    for name in names:
+        assert same_content(name, (run / name).read_bytes(), originals[name]), name
+    assert main(["history", "d", "--runs-dir", str(run.parent)]) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Disk full
+# ---------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def small_disk(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted at `where` (root only); skips the test where mounting is not allowed."""
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace').strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Fill `disk` up to `leave` bytes free."""
+    filler = disk / "filler"
+    free = shutil.disk_usage(disk).free
+    with filler.open("wb") as fh:
+        fh.write(b"\0" * max(0, free - leave))
+    return filler
+
+
+def assert_intact_after_disk_full(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    line = one_line_error(capsys)
+    assert line.startswith("tandem: disk full while writing ") and "tandem resume d" in line
+    assert not [p.name for p in folder.rglob("*.tmp")]  # no partial temporary file left
+
+
+def assert_checkpoints_intact(folder: Path) -> None:
+    conn = sqlite3.connect(folder / "checkpoints.sqlite")
+    assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    conn.close()
+
+
+@pytest.mark.parametrize("free", [0, 32 * 1024])
+def test_a_full_disk_mid_run_is_one_line_exit_3_and_the_run_resumes_after(
+    delivered: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], free: int
+) -> None:
+    """A real full disk (a small tmpfs): nothing free, or a little, so the run fails later on."""
+    with small_disk(tmp_path / "disk", "8m") as disk:
+        folder = disk / "d"
+        shutil.copytree(delivered, folder)
+        filler = fill(disk, leave=free)
+        argv = ["resume", "d", "--force", "--max-iters", "2", "--runs-dir", str(disk)]
+        assert main(argv) == 3
+        assert_intact_after_disk_full(folder, capsys)
+        filler.unlink()
+        assert_checkpoints_intact(folder)
+        assert main(["history", "d", "--runs-dir", str(disk)]) == 0
+        capsys.readouterr()
+        assert main(argv) == 0
+        assert json.loads((folder / "summary.json").read_text())["iterations"] == 2
+
+
+def test_an_injected_enospc_in_a_file_write_is_one_line_exit_3(
+    run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where no tmpfs can be mounted: the same story with ENOSPC raised by the fsync of every atomic file."""
+    ledger = (run / "experiments.jsonl").read_bytes()
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    assert main(["resume", "d", "--force", "--max-iters", "2", "--runs-dir", str(run.parent)]) == 3
+    assert_intact_after_disk_full(run, capsys)
+    assert_checkpoints_intact(run)
+    assert (run / "experiments.jsonl").read_bytes() == ledger
+    monkeypatch.undo()
+    assert main(["history", "d", "--runs-dir", str(run.parent)]) == 0  # resuming after is the tmpfs test's
