@@ -280,6 +280,8 @@ class _RunSummaryAlways(TypedDict):
     tokens: dict[str, TokenUsage]
     feedback: list[HumanFeedback]
     artifacts: dict[str, str]
+    model_sha256: str
+    """SHA-256 of model.joblib as delivered; `tandem predict` loads the model only if it matches."""
     agents: dict[str, AgentInfo]
 
 
