@@ -25,7 +25,7 @@ import pytest
 
 import tandem.graph.persistence as persistence
 import tandem.tools.data as data
-from tandem.api import run_task
+from tandem.api import resume_run, run_task
 from tandem.cli import main
 from tandem.graph.context import RunContext
 from tandem.graph.persistence import RunFolder, RunInUse, atomic_file, new_run_folder, run_folder, run_lock
@@ -447,3 +447,40 @@ def test_a_resumed_run_refuses_a_csv_that_changed_since_it_started(penguins: Pat
         f"tandem: {csv} has changed since the run started (its SHA-256 differs); "
         "put the original file back to continue this run, or start a new run"
     ]
+
+
+KILL_AFTER_SECOND_LEDGER_WRITE = """
+import os, signal, sys
+from langgraph.checkpoint.sqlite import SqliteSaver
+from tandem.cli import main
+
+real, seen = SqliteSaver.put_writes, []
+
+def put_writes(self, config, writes, task_id, task_path=""):
+    real(self, config, writes, task_id, task_path)
+    seen.extend(channel for channel, _ in writes if channel == "ledger")
+    if len(seen) == 2:  # a reward node's writes are saved, the checkpoint after it is not
+        os.kill(os.getpid(), signal.SIGKILL)
+
+SqliteSaver.put_writes = put_writes
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_reopened_run_killed_between_a_steps_writes_and_its_checkpoint_resumes_from_there(
+    penguins: Path, tmp_path: Path
+) -> None:
+    """LangGraph leaves a task whose writes were saved out of `next`, so the head looks finished;
+    resume must apply those writes and go on, not reopen the run from its old delivery."""
+    context = RunContext(runs_dir=str(tmp_path), max_iters=1, n_jobs=1)
+    for run_id in ("ref", "k"):
+        run_task(penguins, "species", run_id=run_id, context=context)
+    resume_run("ref", runs_dir=tmp_path, max_iters=3, force=True)
+
+    argv = ["resume", "k", "--runs-dir", str(tmp_path), "--max-iters", "3", "--force", "--plain"]
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_SECOND_LEDGER_WRITE, *argv], cwd=ROOT, timeout=600)
+    assert killed.returncode == -signal.SIGKILL
+
+    summary = resume_run("k", runs_dir=tmp_path)  # no --force needed: the run is not at its end
+    assert summary["status"] == "delivered" and summary["iterations"] == 3
+    assert_decided_like(tmp_path / "k", decisions(tmp_path / "ref"))
