@@ -29,13 +29,17 @@ from crash import assert_same_run, check_reference, kill_when_paused, lines_in, 
 from tandem.api import resume_run, run_task
 from tandem.graph.context import RunContext
 
-ITERS = 5
+ITERS = 4
+FOLDS = 3
+"""Few folds and experiments keep the file short: penguins' 275 development rows are scored on 3
+repeats of the folds, so a candidate is 9 fold fits (baseline 1–9, experiment #1 10–18, #2 19–27)."""
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory, penguins: Path) -> dict[str, Any]:
     runs = tmp_path_factory.mktemp("reference")
-    run_task(penguins, "species", run_id="ref", context=RunContext(runs_dir=str(runs), max_iters=ITERS, n_jobs=1))
+    context = RunContext(runs_dir=str(runs), max_iters=ITERS, n_jobs=1)
+    run_task(penguins, "species", folds=FOLDS, run_id="ref", context=context)
     ref = outcome(runs / "ref")
     check_reference(ref, ITERS + 1)
     return ref
@@ -44,7 +48,18 @@ def reference(tmp_path_factory: pytest.TempPathFactory, penguins: Path) -> dict[
 def start(penguins: Path, runs: Path, run_id: str, pause: str | None = None) -> subprocess.Popen[bytes]:
     """`tandem run` in a child process; with `pause`, the child stops at that point."""
     runs.mkdir(parents=True, exist_ok=True)
-    argv = ["run", str(penguins), "--target", "species", "--max-iters", str(ITERS), "--n-jobs", "1"]
+    argv = [
+        "run",
+        str(penguins),
+        "--target",
+        "species",
+        "--max-iters",
+        str(ITERS),
+        "--folds",
+        str(FOLDS),
+        "--n-jobs",
+        "1",
+    ]
     argv += ["--runs-dir", str(runs), "--run-id", run_id]
     return spawn(argv, runs.parent / f"{run_id}.log", pause, runs.parent / f"{run_id}.paused.json")
 
@@ -60,20 +75,19 @@ def cached(run_dir: Path) -> dict[str, int]:
 
 
 def in_the_baselines_cross_validation(run: Path) -> None:
-    """Fold fits 1–15 are the baseline's (penguins' ~275 development rows: 3 repeats × 5 folds),
-    inside setup: nothing is in the ledger or the cache yet."""
+    """Fold fits 1–9 are the baseline's, inside setup: nothing is in the ledger or the cache yet."""
     assert (run / "run.json").exists() and not (run / "experiments.jsonl").exists()
     assert cached(run) == {}
 
 
 def in_the_second_experiments_cross_validation(run: Path) -> None:
-    """Fold fits 31–45 are experiment #2's: the baseline and #1 are done, #2 is not."""
+    """Fold fits 19–27 are experiment #2's: the baseline and #1 are done, #2 is not."""
     assert lines_in(run / "experiments.jsonl") == 2
     assert len(cached(run)) == 2
 
 
 def in_a_checkpoint_commit(run: Path) -> None:
-    """Half-way through the run's ~57 commits; the database the kill left is sound."""
+    """Half-way through the run's ~47 commits; the database the kill left is sound."""
     assert 1 <= lines_in(run / "experiments.jsonl") <= ITERS
     with sqlite3.connect(run / "checkpoints.sqlite") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -88,8 +102,8 @@ def in_delivery(run: Path) -> None:
 # kill point -> what the run folder must show right after the kill, which places it in the run
 KILL_POINTS: dict[str, Callable[[Path], None]] = {
     "fold_fit@2": in_the_baselines_cross_validation,
-    "fold_fit@38": in_the_second_experiments_cross_validation,
-    "checkpoint_write@30": in_a_checkpoint_commit,
+    "fold_fit@22": in_the_second_experiments_cross_validation,
+    "checkpoint_write@25": in_a_checkpoint_commit,
     "delivery": in_delivery,
 }
 
@@ -128,8 +142,8 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_resumes(
 
 def test_resume_can_raise_the_iteration_budget(penguins: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    process = start(penguins, runs, "b", pause="fold_fit@23")  # inside experiment #1 (fits 16–30)
-    kill_at(process, runs, "b", "fold_fit@23")
+    process = start(penguins, runs, "b", pause="fold_fit@14")  # inside experiment #1
+    kill_at(process, runs, "b", "fold_fit@14")
     summary = resume_run("b", runs_dir=runs, max_iters=ITERS + 2)
     assert summary["iterations"] == ITERS + 2 or "Scientist delivered" in summary["stop_reason"]
     assert json.loads((runs / "b" / "run.json").read_text())["context"]["max_iters"] == ITERS + 2
@@ -137,7 +151,8 @@ def test_resume_can_raise_the_iteration_budget(penguins: Path, tmp_path: Path) -
 
 def test_a_run_stopped_by_its_budget_continues_when_the_budget_is_raised(penguins: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    first = run_task(penguins, "species", run_id="p", context=RunContext(runs_dir=str(runs), max_iters=2, n_jobs=1))
+    context = RunContext(runs_dir=str(runs), max_iters=2, n_jobs=1)
+    first = run_task(penguins, "species", folds=FOLDS, run_id="p", context=context)
     assert first["iterations"] == 2 and "iteration budget" in first["stop_reason"]
     again = resume_run("p", runs_dir=runs, max_iters=4, force=True)  # delivered: continuing replaces its model
     assert again["iterations"] == 4 or "Scientist delivered" in again["stop_reason"]
