@@ -48,19 +48,8 @@ def reference(tmp_path_factory: pytest.TempPathFactory, penguins: Path) -> dict[
 def start(penguins: Path, runs: Path, run_id: str, pause: str | None = None) -> subprocess.Popen[bytes]:
     """`tandem run` in a child process; with `pause`, the child stops at that point."""
     runs.mkdir(parents=True, exist_ok=True)
-    argv = [
-        "run",
-        str(penguins),
-        "--target",
-        "species",
-        "--max-iters",
-        str(ITERS),
-        "--folds",
-        str(FOLDS),
-        "--n-jobs",
-        "1",
-    ]
-    argv += ["--runs-dir", str(runs), "--run-id", run_id]
+    argv = ["run", str(penguins), "--target", "species", "--max-iters", str(ITERS), "--folds", str(FOLDS)]
+    argv += ["--n-jobs", "1", "--runs-dir", str(runs), "--run-id", run_id]
     return spawn(argv, runs.parent / f"{run_id}.log", pause, runs.parent / f"{run_id}.paused.json")
 
 
