@@ -58,6 +58,7 @@ def one_run(task_name: str, policy: str, seed: int, max_iters: int, work: str) -
         "policy_hash"
     ) == context.policy_hash:  # finished by an earlier, stopped evaluation with this very policy: reused
         summary = json.loads((folder / "summary.json").read_text())
+        started -= float(summary.get("seconds_spent") or 0.0)  # its own working time, not the reading
     else:
         shutil.rmtree(folder, ignore_errors=True)  # a run a stopped evaluation left half done
         summary = run_task(
