@@ -259,6 +259,13 @@ class AgentInfo(TypedDict):
     """The chat model's name for an LLM agent."""
 
 
+class PolicyInfo(TypedDict):
+    name: str
+    """`playbook` (the hand-set preferences) or the policy file's path."""
+    hash: str | None
+    """SHA-256 of the policy file; None for the playbook."""
+
+
 class _RunSummaryAlways(TypedDict):
     """The keys every summary has (`RunSummary` adds the optional ones)."""
 
@@ -283,6 +290,8 @@ class _RunSummaryAlways(TypedDict):
     model_sha256: str
     """SHA-256 of model.joblib as delivered; `tandem predict` loads the model only if it matches."""
     agents: dict[str, AgentInfo]
+    policy: PolicyInfo
+    """The Scientist's move policy: `playbook` or a policy file, with its hash (frozen for the run)."""
 
 
 class RunSummary(_RunSummaryAlways, total=False):
