@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_chat import ScriptedChatModel, answer
 
 from tandem.api import resume_run, run_history, run_task
 from tandem.cli import main
@@ -105,13 +106,15 @@ def test_a_rejected_delivery_goes_back_to_the_scientist_when_budget_is_left(peng
         asked.append(question)
         return "keep going" if len(asked) == 1 else True
 
-    # patience=0: the heuristic Scientist delivers at once, each time it is asked.
+    # A scripted Scientist that delivers at once, each time it is asked (the playbook would tune first).
+    deliver = answer({"action": "deliver", "rationale": "Scientist delivered: good enough"})
     summary = run_task(
         penguins,
         "species",
         run_id="d",
-        context=context(tmp_path, max_iters=2, approve="delivery", patience=0),
+        context=context(tmp_path, max_iters=2, approve="delivery"),
         on_approval=human,
+        scientist_model=ScriptedChatModel(messages=iter([deliver, deliver])),
     )
     assert [q["kind"] for q in asked] == ["delivery", "delivery"]
     assert asked[0]["can_continue"] is True and "Scientist delivered" in asked[0]["stop_reason"]
