@@ -24,11 +24,10 @@ Status = Literal["running", "delivered", "failed"]
 GateKind = Literal["proposal", "delivery"]
 
 
-class TaskInfo(TypedDict):
-    """The problem as the environment fixed it at setup; no agent can change it."""
+class SummaryTask(TypedDict):
+    """The task as summary.json shows it (`TaskInfo` without the CSV's hash)."""
 
     csv_path: str
-    csv_sha256: str
     target: str
     task_type: Literal["binary", "multiclass", "regression"]
     metrics: list[str]
@@ -43,6 +42,12 @@ class TaskInfo(TypedDict):
     seed: int
     holdout_source: str
     notes: list[str]
+
+
+class TaskInfo(SummaryTask):
+    """The problem as the environment fixed it at setup; no agent can change it."""
+
+    csv_sha256: str
 
 
 class TokenUsage(TypedDict):
@@ -230,26 +235,6 @@ class ExperimentSummary(TypedDict):
     cv: dict[str, float]
     cv_std: dict[str, float]
     holdout: dict[str, float]
-
-
-class SummaryTask(TypedDict):
-    """The task as summary.json shows it (`TaskInfo` without the CSV's hash)."""
-
-    csv_path: str
-    target: str
-    task_type: Literal["binary", "multiclass", "regression"]
-    metrics: list[str]
-    primary_metric: str
-    greater_is_better: bool
-    classes: list[Any]
-    positive_class: Any
-    n_rows: int
-    n_dev_rows: int
-    n_holdout_rows: int
-    folds: int
-    seed: int
-    holdout_source: str
-    notes: list[str]
 
 
 class AgentInfo(TypedDict):
