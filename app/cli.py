@@ -32,11 +32,10 @@ from tandem.cli_history import add_history_commands
 from tandem.cli_learning import COMMANDS as LEARNING_COMMANDS
 from tandem.cli_learning import add_learning_commands
 from tandem.cli_options import (
-    CONTEXT_OPTIONS,
     add_agent_options,
     add_budget_options,
     add_run_display_options,
-    agent_changes,
+    context_changes,
     context_from,
     number,
     stored_context,
@@ -140,8 +139,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    overrides = {name: getattr(args, name) for name in CONTEXT_OPTIONS if getattr(args, name) is not None}
-    overrides.update(agent_changes(args))
+    overrides = context_changes(args)
     with make_display(stored_context(args.run_id, args.runs_dir, overrides), args.run_id, plain=args.plain) as display:
         summary = resume_run(
             args.run_id,

@@ -17,11 +17,10 @@ from typing import Any
 
 from tandem.api import fork_run, run_history
 from tandem.cli_options import (
-    CONTEXT_OPTIONS,
     add_agent_options,
     add_budget_options,
     add_run_display_options,
-    agent_changes,
+    context_changes,
     stored_context,
 )
 from tandem.graph.assembly import graph
@@ -68,8 +67,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
-    overrides = {name: getattr(args, name) for name in CONTEXT_OPTIONS if getattr(args, name, None) is not None}
-    overrides.update(agent_changes(args))
+    overrides = context_changes(args)
     source = args.run_id
     context = stored_context(source, args.runs_dir, overrides)
     args.run_id = args.new_run_id or f"{source}-fork{_step_of(source, args.checkpoint, args.runs_dir)}"  # for Ctrl-C

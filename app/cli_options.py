@@ -136,9 +136,15 @@ def agent_changes(args: argparse.Namespace) -> dict[str, Any]:
     return changes
 
 
-def context_from(args: argparse.Namespace, base: RunContext) -> RunContext:
+def context_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """Run-context changes from every option given (budgets, approval, agents): what run, resume
+    and fork apply on top of the defaults or of the stored run's context."""
     changes = {name: getattr(args, name) for name in CONTEXT_OPTIONS if getattr(args, name, None) is not None}
-    return replace(base, **changes, **agent_changes(args))
+    return changes | agent_changes(args)
+
+
+def context_from(args: argparse.Namespace, base: RunContext) -> RunContext:
+    return replace(base, **context_changes(args))
 
 
 def add_run_display_options(parser: argparse.ArgumentParser) -> None:
