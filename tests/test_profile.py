@@ -201,11 +201,53 @@ def test_kinds_are_decided_from_values() -> None:
     profile = profile_dataset(frame, "target", "regression")
     assert profile.of_kind("datetime") == ["when", "when_uk", "stamp"]
     assert profile.of_kind("boolean") == ["yes_no", "zero_one", "flag"]
-    assert profile.of_kind("id") == ["code", "row"]
+    assert profile.of_kind("id") == ["code", "row", "shuffled_int"]  # a counter in shuffled rows is still an ID
     assert profile.of_kind("text") == ["note"]
-    assert profile.of_kind("numeric") == ["shuffled_int", "measure", "grade"]  # all-unique floats are no IDs
+    assert profile.of_kind("numeric") == ["measure", "grade"]  # all-unique floats are no IDs
     assert profile.of_kind("categorical") == ["city"]
     assert profile.of_kind("boolean", "text") == ["yes_no", "zero_one", "flag", "note"]
+
+
+def test_integer_ids_are_caught_in_any_row_order_but_ranks_and_amounts_are_kept() -> None:
+    """Unique integers are an ID when they count up with the rows (a few out of turn allowed), or
+    fill their range in shuffled rows without saying anything about the target; a rank that
+    predicts the target and sparse unique amounts are features."""
+    rng = np.random.default_rng(11)
+    n = 800
+    signal = rng.normal(size=n)
+    y = (signal + rng.normal(scale=0.5, size=n) > 0).astype(int)
+    # sparse IDs (every 10th) with rows out of turn within blocks of 100: rank correlation ~0.98
+    near = np.concatenate([rng.permutation(block) for block in np.split(np.arange(n) * 10 + 5_000, 8)])
+    frame = pd.DataFrame(
+        {
+            "counter_shuffled": rng.permutation(n) + 1,
+            "counter_near_monotone": near,
+            "rank_of_signal": pd.Series(signal).rank(method="first").astype(int).to_numpy(),
+            "amount": rng.choice(10_000_000, size=n, replace=False),
+            "signal": signal,
+            "y": y,
+        }
+    )
+    profile = profile_dataset(frame, "y", "binary")
+    assert profile.of_kind("id") == ["counter_shuffled", "counter_near_monotone"]
+    assert profile.column("rank_of_signal").kind == "numeric"
+    assert profile.column("amount").kind == "numeric"
+    assert [w for w in profile.warnings if "row ID" in w] == [
+        "counter_shuffled looks like a row ID (800 distinct values); drop it.",
+        "counter_near_monotone looks like a row ID (800 distinct values); drop it.",
+    ]
+
+
+def test_titanic_passenger_id_is_an_id_however_the_rows_are_ordered() -> None:
+    """A shuffled file, or a frame a user split with scikit-learn (its index keeps the original
+    row numbers), still has PassengerId flagged and left out of the usable columns."""
+    titanic = pd.read_csv(DATA / "titanic.csv")
+    shuffled = titanic.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    split_off = titanic.sample(frac=0.7, random_state=4)  # index = original row numbers, in random order
+    for frame in (shuffled, split_off):
+        profile = profile_dataset(frame, "Survived", "binary")
+        assert profile.column("PassengerId").kind == "id"
+        assert "PassengerId" not in [c.name for c in profile.usable()]
 
 
 def test_numeric_facts_constant_and_duplicate_columns() -> None:

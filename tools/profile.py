@@ -45,6 +45,10 @@ _WORD_CHECK_VALUES = 20_000  # values whose words are counted for the text rule
 _MIXED_PARSE_VALUES = 10_000  # cap for slow per-value datetime parsing
 _MIN_LEAK_ROWS = 30  # fewer paired rows than this cannot prove a leak
 _HEAVY_MISSING = 0.5
+_ID_ORDER_CORRELATION = 0.95  # |rank correlation| with the row order that makes unique integers an ID
+_ID_MAX_SPAN = 2.0  # a counter's values fill at least half their range (a holdout or sample took the rest)
+_ID_NOISE_SIGMAS = 3.0  # a shuffled counter's target strength is within this many chance deviations of 0
+_ID_MAX_STRENGTH = 0.15  # and never above this, so a real rank feature on small data is kept
 _STRONG_TOP = 10
 
 FloatArray = npt.NDArray[np.float64]
@@ -453,19 +457,57 @@ def _is_numeric(series: pd.Series) -> bool:
 
 
 def _numeric_kind(full: pd.Series, sample: pd.Series, positions: IntArray, n_unique: int, ratio: float) -> ColumnKind:
-    """boolean for 0/1 columns, id for unique integers that count up with the rows, else numeric."""
+    """boolean for 0/1 columns, id for unique integers that count up with the rows, else numeric.
+
+    "Count up" allows a little disorder (rows appended out of turn): the integers' rank
+    correlation with the row order must reach `_ID_ORDER_CORRELATION`. The row order is the
+    frame's integer index when it has one (the CSV row numbers of a run's development rows, or
+    the original positions of a frame a user shuffled or split with scikit-learn), else the
+    position. A counter in shuffled rows is caught later, by `_shuffled_counter`.
+    """
     values = _as_float(full)
     if n_unique == 2 and set(np.unique(values[~np.isnan(values)]).tolist()) == {0.0, 1.0}:
         return "boolean"
-    if ratio < 0.99 or n_unique <= 20:
-        return "numeric"
-    finite = values[np.isfinite(values)]
-    if not (ptypes.is_integer_dtype(full) or bool(np.all(finite == np.floor(finite)))):
+    if not _unique_integers(full, values, n_unique, ratio):
         return "numeric"  # continuous measurements are all-unique too, and are not IDs
     sampled = _as_float(sample)
     known = ~np.isnan(sampled)
-    order_corr = abs(_pearson(_ranks(sampled[known]), _ranks(positions[known].astype(np.float64))))
-    return "id" if order_corr > 0.99 else "numeric"
+    order = _row_order(sample, positions)
+    order_corr = abs(_pearson(_ranks(sampled[known]), _ranks(order[known])))
+    return "id" if order_corr >= _ID_ORDER_CORRELATION else "numeric"
+
+
+def _unique_integers(full: pd.Series, values: FloatArray, n_unique: int, ratio: float) -> bool:
+    """(Nearly) every row has its own integer value, and there are more than a handful of them."""
+    if ratio < 0.99 or n_unique <= 20:
+        return False
+    finite = values[np.isfinite(values)]
+    return bool(ptypes.is_integer_dtype(full) or np.all(finite == np.floor(finite)))
+
+
+def _row_order(sample: pd.Series, positions: IntArray) -> FloatArray:
+    index = sample.index
+    if ptypes.is_integer_dtype(index.dtype) and index.is_unique:
+        return np.asarray(index.to_numpy(dtype=np.float64), dtype=np.float64)
+    return positions.astype(np.float64)
+
+
+def _shuffled_counter(full: pd.Series, n_unique: int, ratio: float, strength: float, n_known: int) -> bool:
+    """Unique integers filling most of the range they span, in any row order, unrelated to the target.
+
+    That is a row counter (PassengerId, Id) in a file whose rows were shuffled or sorted by
+    something else. A rank can look the same, so the column must also say nothing about the
+    target: its strength must be within `_ID_NOISE_SIGMAS` of what chance gives on this many rows
+    (and below `_ID_MAX_STRENGTH`). Dropping such a column loses nothing a model could use.
+    """
+    values = _as_float(full)
+    if not _unique_integers(full, values, n_unique, ratio) or n_known < 2:
+        return False
+    finite = values[np.isfinite(values)]
+    span = float(finite.max() - finite.min()) + 1.0
+    if span > _ID_MAX_SPAN * n_unique:
+        return False  # sparse integers (amounts, populations) are measurements, not counters
+    return strength <= min(_ID_MAX_STRENGTH, _ID_NOISE_SIGMAS / math.sqrt(n_known))
 
 
 def _looks_boolean(full: pd.Series) -> bool:
@@ -689,6 +731,8 @@ def _profile_column(
     view = _view(kind, sample, n_unique)
     is_constant = n_unique <= 1
     strength = 0.0 if is_constant else min(max(_finite(_strength(view, tv)) or 0.0, 0.0), 1.0)
+    if kind == "numeric" and _shuffled_counter(full, n_unique, ratio, strength, int(tv.present.sum())):
+        kind = "id"
     leak = None if is_constant else _leak_reason(kind, view, tv, strength)
     numeric = kind == "numeric"
     return ColumnProfile(
