@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNS_DIR ?= runs
 
-.PHONY: demo test lint install dev clean studio graph bench
+.PHONY: demo test lint install dev clean studio graph bench autogluon
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,17 @@ studio: dev
 		TANDEM_RUNS_DIR="$(STUDIO_HOME)/runs" TANDEM_DATA_DIR="$(abspath $(STUDIO_DATA))" \
 		"$(abspath $(BIN))/langgraph" dev --config "$(CURDIR)/langgraph.json" \
 		--host 127.0.0.1 --port $(STUDIO_PORT) --no-browser --no-reload
+
+## AutoGluon as a benchmark player (`tandem bench --players autogluon`), in its own venv: AutoGluon
+## 1.6 pins pandas<2.4 and tandem runs pandas 3. Pinned in requirements-autogluon.txt; tree models
+## only (no torch, no weights). Measured: 103 s and 1.1 GB on a 2-core machine. Not part of `make test`.
+AUTOGLUON_VENV := .venv-autogluon
+autogluon: $(AUTOGLUON_VENV)/.installed
+$(AUTOGLUON_VENV)/.installed: requirements-autogluon.txt
+	$(PYTHON) -m venv $(AUTOGLUON_VENV)
+	$(AUTOGLUON_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AUTOGLUON_VENV)/bin/python -m pip install --quiet -r requirements-autogluon.txt
+	touch $@
 
 ## The graph as Mermaid (printed) and as a PNG (docs/graph.png).
 graph: install

@@ -13,7 +13,10 @@ time, tokens and cost.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
 import time
 import uuid
 import warnings
@@ -40,6 +43,8 @@ PLAYER_HELP = {
     "linear": "scaled linear model (logistic / ridge), one-hot categoricals, every column",
     "lightgbm": "LightGBM with default parameters, every column",
     "flaml": "FLAML AutoML with the same time budget (needs `pip install tandem-ml[bench]`); option n_jobs",
+    "autogluon": "AutoGluon best_quality with the same time budget, tree models only, in its own venv "
+    "(`make autogluon`); option cpus",
     "learned": "learned:FILE = tandem whose Scientist plays a policy file from `tandem train`",
 }
 DEFAULT_PLAYERS = ("tandem", "linear", "lightgbm", "flaml")
@@ -271,8 +276,121 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, int | float | str | bool | type(None)) else repr(value)
 
 
+#: Where AutoGluon's own venv lives: a checkout's `.venv-autogluon` (made by `make autogluon`), or
+#: the interpreter named by this variable.
+AUTOGLUON_PYTHON_ENV = "TANDEM_AUTOGLUON_PYTHON"
+AUTOGLUON_RUNNER = Path(__file__).resolve().with_name("autogluon_runner.py")
+AUTOGLUON_SETUP = (
+    "player 'autogluon' needs AutoGluon in its own venv (AutoGluon 1.6 pins pandas<2.4, tandem runs "
+    "pandas 3): run `make autogluon` in the checkout (about {minutes} minutes, {size} on disk), or set "
+    f"{AUTOGLUON_PYTHON_ENV} to a Python that has autogluon.tabular"
+)
+
+
+def autogluon_python() -> Path | None:
+    """The interpreter of AutoGluon's venv, or None when there is none that imports it: the one
+    `TANDEM_AUTOGLUON_PYTHON` names (only that one, when set), else `.venv-autogluon` in the
+    checkout or the current folder."""
+    named = os.environ.get(AUTOGLUON_PYTHON_ENV)
+    if named:
+        candidates = [Path(named).expanduser()]
+    else:
+        candidates = [root / ".venv-autogluon" / "bin" / "python" for root in (AUTOGLUON_RUNNER.parents[1], Path.cwd())]
+    for python in candidates:
+        if python.is_file() and _imports_autogluon(str(python)):
+            return python
+    return None
+
+
+_AUTOGLUON_CHECKED: dict[str, bool] = {}
+
+
+def _imports_autogluon(python: str) -> bool:
+    if python not in _AUTOGLUON_CHECKED:
+        probe = subprocess.run(
+            [python, "-c", "import autogluon.tabular"], capture_output=True, timeout=300, check=False
+        )
+        _AUTOGLUON_CHECKED[python] = probe.returncode == 0
+    return _AUTOGLUON_CHECKED[python]
+
+
+@dataclass(frozen=True)
+class AutoGluonPlayer:
+    """AutoGluon `best_quality` for `budget` seconds, run in its own venv on the task's files.
+
+    The development rows go to AutoGluon as a CSV (labels as tandem reads them), the holdout's
+    features as another; AutoGluon writes its predictions (labels and class probabilities) and
+    tandem scores them with its own metric registry, on the same split as every other player.
+    """
+
+    cpus: int = 2
+
+    @property
+    def name(self) -> str:
+        return "autogluon" if self.cpus == 2 else f"autogluon:cpus={self.cpus}"
+
+    def check(self) -> None:
+        if autogluon_python() is None:
+            raise InputError(AUTOGLUON_SETUP.format(minutes=AUTOGLUON_INSTALL_MINUTES, size=AUTOGLUON_SIZE))
+
+    def play(self, data: TaskData, *, budget: float, seed: int, workdir: Path) -> PlayResult:
+        python = autogluon_python()
+        if python is None:
+            raise InputError(AUTOGLUON_SETUP.format(minutes=AUTOGLUON_INSTALL_MINUTES, size=AUTOGLUON_SIZE))
+        started = time.perf_counter()
+        X, y, X_hold, y_hold = data.load()
+        problem = data.problem
+        classify = problem.task_type != "regression"
+        target = data.task.target
+        folder = Path(workdir) / f"autogluon-{data.task.name}-s{seed}-{uuid.uuid4().hex[:8]}"
+        folder.mkdir(parents=True, exist_ok=True)
+        train_csv, test_csv, out_csv = folder / "dev.csv", folder / "holdout_X.csv", folder / "predictions.csv"
+        labels = y.map(str) if classify else y.astype(float)
+        X.assign(**{target: labels.to_numpy()}).to_csv(train_csv, index=False)
+        X_hold.to_csv(test_csv, index=False)
+        command = [
+            str(python),
+            str(AUTOGLUON_RUNNER),
+            *("--train", str(train_csv), "--test", str(test_csv), "--target", target),
+            *("--problem-type", problem.task_type, "--eval-metric", problem.primary_metric),
+            *("--time-limit", f"{budget:g}", "--seed", str(seed), "--cpus", str(self.cpus)),
+            *("--out", str(out_csv), "--path", str(folder / "model")),
+        ]
+        if problem.task_type == "binary" and problem.positive_class is not None:
+            command += ["--positive-class", str(problem.positive_class)]
+        # AutoGluon overruns its limit by the final refit and prediction; far beyond it is a hang
+        done = subprocess.run(command, capture_output=True, text=True, timeout=3 * budget + 300, check=False)
+        if done.returncode != 0:
+            lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+            raised = [line for line in lines if re.match(r"^[\w.]*(Error|Exception)\b", line)]
+            last = (raised or lines or [f"exit status {done.returncode}"])[-1]
+            return PlayResult("failed", wall_seconds=time.perf_counter() - started, error=f"AutoGluon: {last[:400]}")
+        out = pd.read_csv(out_csv, dtype={"prediction": str} if classify else None)
+        if classify:
+            by_text = {str(c): c for c in problem.classes}
+            proba = np.column_stack([out[f"proba::{c}"].to_numpy(dtype=float) for c in by_text])
+            proba = proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)  # float32 rows off by 1e-7
+            pred = Predictions(
+                y_pred=out["prediction"].map(by_text).to_numpy(),
+                proba=proba,
+                classes=problem.classes,
+                pos_label=problem.positive_class,
+            )
+        else:
+            pred = Predictions(y_pred=out["prediction"].to_numpy(dtype=float))
+        scores = score_all(problem.metrics, y_hold.to_numpy(), pred)
+        info = json.loads((folder / "predictions.csv.json").read_text())
+        return PlayResult("ok", _clean(scores), wall_seconds=time.perf_counter() - started, details=info)
+
+
+#: Measured when the venv was made on this project's 2-core machine (docs/decisions.md).
+AUTOGLUON_INSTALL_MINUTES = "2"
+AUTOGLUON_SIZE = "1 GB"
+
+
 def parse_player(spec: str) -> Player:
-    """A player from its spec: `linear`, `lightgbm`, `flaml[:n_jobs=N]`, `tandem[:key=value]...`."""
+    """A player from its spec: `linear`, `lightgbm`, `flaml[:n_jobs=N]`, `autogluon[:cpus=N]`,
+    `tandem[:key=value]...`."""
     head, *rest = [part.strip() for part in spec.strip().split(":")]
     if head == "learned":  # learned:FILE is tandem playing that policy file (tandem train)
         return _tandem_player(spec, [("policy", str(Path(":".join(rest)).expanduser().resolve()))])
@@ -294,6 +412,14 @@ def parse_player(spec: str) -> Player:
         if not isinstance(n_jobs, int) or n_jobs < 1:
             raise InputError("player 'flaml': n_jobs must be a whole number of at least 1")
         return FlamlPlayer(n_jobs)
+    if head == "autogluon":
+        extra = [k for k, _ in options if k != "cpus"]
+        if extra:
+            raise InputError(f"player 'autogluon' takes only cpus, not {', '.join(extra)}")
+        cpus = dict(options).get("cpus", 2)
+        if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
+            raise InputError("player 'autogluon': cpus must be a whole number of at least 1")
+        return AutoGluonPlayer(cpus)
     if head == "tandem":
         return _tandem_player(spec, options)
     raise InputError(f"unknown player {head!r}; players: {', '.join(PLAYER_HELP)}")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,9 +23,12 @@ from tandem.benchmarks.performance_profiles import (
     profile_value,
 )
 from tandem.benchmarks.players import (
+    AUTOGLUON_PYTHON_ENV,
+    AutoGluonPlayer,
     FlamlPlayer,
     PlainPlayer,
     TandemPlayer,
+    autogluon_python,
     flaml_available,
     parse_player,
     parse_players,
@@ -212,6 +218,39 @@ def test_flaml_player_at_a_tiny_budget(tmp_path: Path) -> None:
     result = FlamlPlayer(n_jobs=1).play(data, budget=2, seed=0, workdir=tmp_path)
     assert result.status == "ok" and result.scores["mae"] is not None and 20 < result.scores["mae"] < 80
     assert result.details["best_estimator"]
+
+
+def test_autogluon_player_spec_and_its_absence_is_one_clear_error(tmp_path: Path) -> None:
+    assert parse_player("autogluon") == AutoGluonPlayer(2)
+    assert parse_player("autogluon:cpus=1").name == "autogluon:cpus=1"
+    for bad, message in [("autogluon:cpus=0", "at least 1"), ("autogluon:preset=x", "takes only cpus")]:
+        with pytest.raises(InputError, match=message):
+            parse_player(bad)
+    missing = {**os.environ, AUTOGLUON_PYTHON_ENV: str(tmp_path / "no-venv" / "bin" / "python")}
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("tandem")), "bench", "--players", "autogluon", "--tasks", "wine"],
+        capture_output=True,
+        text=True,
+        env=missing,
+        cwd=tmp_path,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "make autogluon" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(
+    autogluon_python() is None,
+    reason="needs the autogluon player's venv: run `make autogluon` (about 2 minutes, 1.1 GB; not part of make test)",
+)
+def test_autogluon_player_at_a_small_budget(tmp_path: Path) -> None:
+    data = materialize(Task(name="wine", csv="sklearn:wine", target="target", metric="f1_macro"), tmp_path)
+    result = AutoGluonPlayer(cpus=2).play(data, budget=10, seed=0, workdir=tmp_path)
+    assert result.status == "ok", result.error
+    assert set(result.scores) == {"f1_macro", "accuracy", "log_loss"}  # tandem's metrics, not AutoGluon's
+    assert 0.85 <= result.scores["f1_macro"] <= 1.0  # type: ignore[operator]
+    assert result.details["models"] >= 1 and result.details["autogluon"].startswith("1.6")
 
 
 # --------------------------------------------------------------------------------------------
