@@ -21,6 +21,7 @@ from tandem.graph.state import ImplementationData, ProposalData
 from tandem.tools.spec import (
     FAMILIES,
     AnySpec,
+    Bagging,
     Columns,
     EnsembleSpec,
     FeatureOp,
@@ -185,6 +186,28 @@ class SetRowFilter(_Change):
         return _rebuild(spec, row_filter=self.row_filter)
 
 
+class Bag(_Change):
+    """Deliver the average of fold models instead of one refit (docs/decisions.md, "Bagged delivery").
+
+    The bagged spec is cross-validated like any candidate, which makes its evidence nested: each
+    outer fold's model is an average of inner-fold models, so the averaging's benefit (or its
+    cost: every member sees fewer rows) shows in its fold scores. `repeats` = 0 turns bagging off.
+    A base with a tuned or fixed decision threshold cannot be bagged (the bag averages probabilities).
+    """
+
+    change: Literal["bag"] = "bag"
+    folds: int = Field(default=5, ge=2, le=10)
+    repeats: int = Field(default=1, ge=0, le=5)
+
+    def apply(self, spec: PipelineSpec, resolve: SpecResolver) -> PipelineSpec:
+        bagging = Bagging(folds=self.folds, repeats=self.repeats) if self.repeats else None
+        if bagging is not None and spec.threshold != "default":
+            raise SpecError(
+                "a bagged model averages probabilities at the default threshold: set_threshold 'default' first"
+            )
+        return _rebuild(spec, bagging=bagging)
+
+
 class BuildEnsemble(_Change):
     """Blend earlier experiments (soft voting or stacking); the base spec is not used."""
 
@@ -286,6 +309,7 @@ Change = Annotated[
     | SetClassWeight
     | SetThreshold
     | SetRowFilter
+    | Bag
     | BuildEnsemble,
     Field(discriminator="change"),
 ]

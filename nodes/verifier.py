@@ -86,6 +86,7 @@ def aspects(spec: PipelineSpec | EnsembleSpec) -> dict[str, Any]:
     out["class_weight"] = spec.class_weight
     out["threshold"] = spec.threshold
     out["row_filter"] = spec.row_filter.model_dump(mode="json") if spec.row_filter else None
+    out["bagging"] = spec.bagging.model_dump(mode="json") if spec.bagging else None
     return out
 
 

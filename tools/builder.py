@@ -170,6 +170,76 @@ class RowFilteredClassifier(ClassifierMixin, _RowFiltered):
         return np.asarray(self.estimator_.predict_proba(X))
 
 
+def bag_folds(y: Any, task_type: str, folds: int, repeats: int, seed: int) -> list[np.ndarray]:
+    """The training rows of every bag member: `repeats` seeded K-fold assignments, each fold's
+    training part (stratified for a classifier whose every class has `folds` rows). The seeds are
+    the run's fold seeds (tools/training.make_split), so on the development part the members are
+    fitted on exactly the run's fold training parts."""
+    labels = np.asarray(y)
+    counts = np.unique(labels, return_counts=True)[1] if task_type != "regression" else np.array([])
+    stratify = task_type != "regression" and counts.min() >= folds
+    members: list[np.ndarray] = []
+    for r in range(repeats):
+        state = seed if r == 0 else seed + 7919 * r
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=state) if stratify else None
+        splitter = splitter or KFold(folds, shuffle=True, random_state=state)
+        members += [train for train, _ in splitter.split(np.zeros(len(labels)), labels if stratify else None)]
+    return members
+
+
+class _Bagged(MetaEstimatorMixin, BaseEstimator):
+    """The average of fold models (docs/decisions.md, "Bagged delivery"): a plain, picklable
+    scikit-learn estimator whose members are clones of one pipeline."""
+
+    def __init__(self, estimator: Any, folds: int = 5, repeats: int = 1, seed: int = 0) -> None:
+        self.estimator = estimator
+        self.folds = folds
+        self.repeats = repeats
+        self.seed = seed
+
+    _task_type = "regression"
+
+    def fit(self, X: pd.DataFrame, y: Any) -> _Bagged:
+        frame = pd.DataFrame(X)
+        target = pd.Series(np.asarray(y), index=frame.index)
+        self.estimators_ = [
+            clone(self.estimator).fit(frame.iloc[rows], target.iloc[rows])
+            for rows in bag_folds(target, self._task_type, self.folds, self.repeats, self.seed)
+        ]
+        return self
+
+
+class BaggedRegressor(RegressorMixin, _Bagged):
+    """Regression bag: the mean of the members' predictions."""
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "estimators_")
+        return np.mean([np.asarray(m.predict(X), dtype=float).reshape(len(X)) for m in self.estimators_], axis=0)
+
+
+class BaggedClassifier(ClassifierMixin, _Bagged):
+    """Classification bag: the mean of the members' class probabilities, and their arg-max."""
+
+    _task_type = "classification"
+
+    def fit(self, X: pd.DataFrame, y: Any) -> BaggedClassifier:
+        self.classes_ = np.unique(np.asarray(y))
+        super().fit(X, y)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        check_is_fitted(self, "estimators_")
+        total = np.zeros((len(X), len(self.classes_)))
+        where = {c: i for i, c in enumerate(self.classes_.tolist())}
+        for member in self.estimators_:  # a member that never saw a class gives it probability 0
+            columns = [where[c] for c in np.asarray(member.classes_).tolist()]
+            total[:, columns] += np.asarray(member.predict_proba(X), dtype=float)
+        return total / len(self.estimators_)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
 def as_categories(X: pd.DataFrame) -> pd.DataFrame:
     """Cast categorical columns to strings with one explicit missing category, whatever their dtype."""
     frame = pd.DataFrame(X)
@@ -354,6 +424,9 @@ def build_pipeline(
         )
     elif isinstance(spec.threshold, float):
         model = FixedThresholdClassifier(model, threshold=spec.threshold, pos_label=pos_label)
+    if spec.bagging is not None:  # outermost: each member is the whole pipeline above
+        bag = BaggedRegressor if task_type == "regression" else BaggedClassifier
+        model = bag(model, spec.bagging.folds, spec.bagging.repeats, seed)
     return model
 
 
@@ -392,6 +465,8 @@ def final_estimator(model: Any) -> Any:
             model = getattr(model, "regressor_", model.regressor)
         elif isinstance(model, _RowFiltered):
             model = getattr(model, "estimator_", model.estimator)
+        elif isinstance(model, _Bagged):  # the members share one spec: the first stands for all
+            model = model.estimators_[0] if hasattr(model, "estimators_") else model.estimator
         elif isinstance(model, Pipeline):
             model = model.steps[-1][1]
         else:
@@ -427,4 +502,14 @@ def predict(model: Any, X: pd.DataFrame, task_type: str, classes: tuple[Any, ...
     return Predictions(y_pred=y_pred, proba=proba, classes=classes, pos_label=pos_label)
 
 
-__all__ = ["METRICS", "build_pipeline", "final_estimator", "fitted_params", "predict", "threshold_scorer"]
+__all__ = [
+    "METRICS",
+    "BaggedClassifier",
+    "BaggedRegressor",
+    "bag_folds",
+    "build_pipeline",
+    "final_estimator",
+    "fitted_params",
+    "predict",
+    "threshold_scorer",
+]

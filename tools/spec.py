@@ -443,6 +443,19 @@ class RowFilter(_Frozen):
     share: float = Field(default=0.01, gt=0.0, le=0.2)
 
 
+class Bagging(_Frozen):
+    """Deliver the average of fold models instead of one refit (docs/decisions.md, "Bagged delivery").
+
+    Fitting a bagged spec on some rows splits them into `folds` seeded folds, `repeats` times
+    (stratified for a classifier), fits the pipeline on each fold's training part and averages
+    the models' predictions (class probabilities for a classifier). Cross-validating it is
+    therefore nested: each outer fold's model is itself the average of inner-fold models.
+    """
+
+    folds: int = Field(default=5, ge=2, le=10)
+    repeats: int = Field(default=1, ge=1, le=5)
+
+
 class PipelineSpec(_Frozen):
     """One candidate: columns, feature operations, preprocessing and a single estimator."""
 
@@ -456,6 +469,8 @@ class PipelineSpec(_Frozen):
     threshold: Literal["default", "tuned"] | float = "default"
     row_filter: RowFilter | None = None
     """Training-only outlier removal (None: every training row is used)."""
+    bagging: Bagging | None = None
+    """Average fold models instead of one refit (None: one model on every training row)."""
 
     @model_validator(mode="after")
     def _known_family_and_params(self) -> PipelineSpec:
@@ -472,6 +487,8 @@ class PipelineSpec(_Frozen):
             raise ValueError(f"a decision threshold must lie strictly between 0 and 1, got {self.threshold}")
         if len({feature_key(op) for op in self.features}) != len(self.features):
             raise ValueError("the same feature operation appears twice")
+        if self.bagging is not None and self.threshold != "default":
+            raise ValueError("a bagged model averages probabilities at the default threshold; set threshold 'default'")
         return self
 
 
@@ -514,8 +531,9 @@ def spec_hash(spec: PipelineSpec | EnsembleSpec) -> str:
     """Canonical hash: identical pipelines (defaults included, key order ignored) hash the same."""
     payload = spec.model_dump(mode="json", exclude={"member_ids"} if spec.kind == "ensemble" else None)
     for pipeline in payload["members"] if spec.kind == "ensemble" else [payload]:
-        if pipeline.get("row_filter") is None:  # specs without one hash as before the field existed
-            pipeline.pop("row_filter", None)
+        for optional in ("row_filter", "bagging"):  # specs without one hash as before the field existed
+            if pipeline.get(optional) is None:
+                pipeline.pop(optional, None)
     if spec.kind == "pipeline":
         payload["features"] = sorted(payload["features"], key=lambda f: json.dumps(f, sort_keys=True))
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
@@ -526,7 +544,7 @@ def complexity(spec: PipelineSpec | EnsembleSpec) -> int:
     """How complex a candidate is, for preferring the simpler of two models within noise."""
     if isinstance(spec, EnsembleSpec):
         return 1 + max(complexity(m) for m in spec.members)
-    return FAMILIES[spec.model.family].complexity
+    return FAMILIES[spec.model.family].complexity + (1 if spec.bagging is not None else 0)
 
 
 def referenced_columns(spec: PipelineSpec | EnsembleSpec) -> set[str]:
@@ -587,6 +605,7 @@ def catalogue(task_type: str) -> dict[str, Any]:
             "share": "share of training rows dropped, in (0, 0.2]",
         },
         "ensembles": ["voting", "stacking"],
+        "bagging": {"folds": "2 to 10 fold models averaged", "repeats": "1 to 5 seeded fold assignments"},
     }
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from tandem.graph.messages import (
     REGULARISATION,
     AddFeature,
+    Bag,
     BuildEnsemble,
     Proposal,
     Regularise,
@@ -75,6 +76,7 @@ DEFAULT_PREFERENCES: dict[str, float] = {
     "outlier_rows": 6.5,
     "regularise": 4.0,
     "ensemble_selection": 3.5,
+    "bag": 3.8,
     "ensemble": 3.0,
 }
 
@@ -152,7 +154,7 @@ class HeuristicScientist:
         expected value of going on is worth it (docs/decisions.md), else deliver."""
         value = expected_value(situation.view)
         if value.worth:
-            trial = self._first_new(situation, [(TUNE_MOVE, _tune)])
+            trial = self._first_new(situation, [("bag", _bag), (TUNE_MOVE, _tune)])
             if trial is not None:
                 return trial
         return Proposal(action="deliver", rationale=f"Delivering the incumbent: {why}; {value.reason}.")
@@ -724,6 +726,33 @@ def _ensemble(s: _Situation) -> Iterator[Proposal]:
         )
 
 
+BAG_COST_SHARE = 0.5
+"""A bag is proposed only while its nested cross-validation (about K times a candidate's time)
+fits in this share of the time left."""
+
+
+def _bag(s: _Situation) -> Iterator[Proposal]:
+    """Deliver the average of the K fold models instead of one refit (docs/decisions.md, "Bagged
+    delivery"), for the incumbent line and the best tree model: averaging cuts a flexible model's
+    variance, most on small data. Whether it pays is the environment's call: the bag is
+    cross-validated nested (each outer fold's model is itself an average of inner-fold models),
+    so it becomes the incumbent only when that evidence says so."""
+    view = s.view
+    folds = int(view.task["folds"])
+    for base_id, spec in s.lines():
+        if spec.bagging is not None or spec.threshold != "default" or FAMILIES[spec.model.family].linear:
+            continue  # a linear model barely varies between folds: nothing to average away
+        seconds = view.ledger[base_id]["fit_seconds"] or typical_candidate_seconds(view)
+        if view.seconds_left is not None and seconds * folds > BAG_COST_SHARE * view.seconds_left:
+            continue
+        yield Proposal(
+            rationale=f"Average {folds} fold models of experiment #{base_id} ({spec.model.family}) instead of "
+            "one refit; the nested cross-validation shows whether the averaging beats the extra rows of a refit.",
+            base_experiment=base_id,
+            changes=[Bag(folds=folds, repeats=1)],
+        )
+
+
 def _regularise(s: _Situation) -> Iterator[Proposal]:
     """More regularisation with the amount left open: the Executor's policy fills it."""
     for base_id, spec in s.lines():
@@ -752,6 +781,7 @@ _MOVES: dict[str, Move] = {
     "outlier_rows": _outlier_rows,
     "regularise": _regularise,
     "ensemble_selection": _ensemble_selection,
+    "bag": _bag,
     "ensemble": _ensemble,
 }
 
