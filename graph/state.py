@@ -84,7 +84,7 @@ class EvaluationData(TypedDict):
 
     spec_hash: str
     """Empty when no spec reached training."""
-    status: Literal["ok", "failed", "timeout"]
+    status: Literal["ok", "failed", "timeout", "pruned"]
     fold_scores: dict[str, list[float]]
     cv: dict[str, float]
     cv_std: dict[str, float]

@@ -14,11 +14,13 @@ from langgraph.runtime import Runtime
 
 from tandem.graph.budget import seconds_left, timed
 from tandem.graph.context import RunContext, context_of
-from tandem.graph.messages import implementation_of
+from tandem.graph.messages import implementation_of, proposal_of
 from tandem.graph.persistence import RunFolder, dev_data, problem_of
 from tandem.graph.state import EvaluationData, TandemState, TaskInfo
+from tandem.tools.metrics import METRICS
 from tandem.tools.spec import EnsembleSpec, PipelineSpec
 from tandem.tools.training import CandidateResult, evaluate_spec
+from tandem.tools.tuning import trial_pruner
 
 
 def evaluate_candidate(
@@ -27,8 +29,10 @@ def evaluate_candidate(
     folder: RunFolder,
     context: RunContext,
     time_limit: float | None,
+    prune: Callable[[int, float], bool] | None = None,
 ) -> CandidateResult:
-    """Cross-validate a spec on the development folds (cached by spec hash in the run folder)."""
+    """Cross-validate a spec on the development folds (cached by spec hash in the run folder);
+    `prune` stops a search trial early (tools/tuning.py: trial_pruner)."""
     X, y, folds = dev_data(task, folder)
     return evaluate_spec(
         spec,
@@ -40,6 +44,7 @@ def evaluate_candidate(
         time_limit=time_limit,
         n_jobs=context.n_jobs,
         progress=fold_progress(),
+        prune=prune,
     )
 
 
@@ -66,11 +71,21 @@ def evaluator(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any
         failed = CandidateResult(spec_hash="", status="failed", error=implementation.error or "no spec")
         return {"evaluation": evaluation_data(failed)}
     limits = [x for x in (context.candidate_time_limit, seconds_left(state, context)) if x is not None]
+    task, metric = state["task"], state["task"]["primary_metric"]
+    proposal = proposal_of(state) if state.get("proposal") is not None else None
+    prune = (
+        trial_pruner(
+            state["ledger"], proposal.move, proposal.base_experiment, metric, maximize=METRICS[metric].greater_is_better
+        )
+        if proposal is not None
+        else None
+    )
     result = evaluate_candidate(
         implementation.spec,
-        state["task"],
+        task,
         RunFolder.of(state, context),
         context,
         time_limit=max(1.0, min(limits)) if limits else None,
+        prune=prune,
     )
     return {"evaluation": evaluation_data(result)}

@@ -40,6 +40,8 @@ def reward(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     experiment_id = len(ledger)
     incumbent = ledger[state["incumbent"]]
     ok = evaluation["status"] == "ok"
+    # a search trial its pruner stopped is a verdict on the point, not a failure of the Executor
+    failed = evaluation["status"] not in ("ok", "pruned")
     comparison = (
         judge(
             metric,
@@ -59,7 +61,7 @@ def reward(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
             tokens=token_count(step_tokens.get(agent)),
             fidelity=fidelity,
             comparison=comparison,
-            failed=not ok,
+            failed=failed,
             config=context.rewards,
             proposal_valid=verification["proposal_valid"],
         )

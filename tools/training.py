@@ -150,7 +150,7 @@ class CandidateResult:
     """The environment's verdict on one spec: fold scores for every metric, or why it failed."""
 
     spec_hash: str
-    status: str  # "ok" | "failed" | "timeout"
+    status: str  # "ok" | "failed" | "timeout" | "pruned" (a search trial stopped early by its pruner)
     fold_scores: dict[str, list[float]] = field(default_factory=dict)
     cv: dict[str, float] = field(default_factory=dict)
     cv_std: dict[str, float] = field(default_factory=dict)
@@ -215,6 +215,7 @@ def evaluate_spec(
     time_limit: float | None = None,
     n_jobs: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    prune: Callable[[int, float], bool] | None = None,
 ) -> CandidateResult:
     """Cross-validate a spec on the development part; identical specs come from the cache.
 
@@ -225,6 +226,10 @@ def evaluate_spec(
     limit has passed after any fit, so it ends within about the limit plus one fit.
     `progress(done, total)` is called before the first fold and after each one (live views use
     it); folds still run through joblib, whose results arrive in order as a generator.
+    `prune(fold, running_mean)` (a search trial's pruner, tools/tuning.py) is asked after each fold
+    but the last with the running mean of the primary metric; when it says stop, the remaining
+    folds are cancelled and the result is "pruned", with the scores of the folds that ran (never
+    cached: the same spec may be asked for in full later).
     """
     key = spec_hash(spec)
     cached = cache_dir / f"{key}.json" if cache_dir else None
@@ -250,6 +255,13 @@ def evaluate_spec(
         for output in fits:
             outputs.append(output)
             report(len(outputs), n_folds)
+            if prune is not None and len(outputs) < n_folds:
+                done = [out[0][problem.primary_metric] for out in outputs]
+                if prune(len(outputs) - 1, float(np.mean(done))):
+                    with warnings.catch_warnings():
+                        warnings.filterwarnings("ignore", message=".*(cancelled|not used)", category=UserWarning)
+                        fits.close()
+                    raise _Pruned
             if time_limit is not None and len(outputs) < n_folds and time.perf_counter() - started > time_limit:
                 with warnings.catch_warnings():  # joblib's note that it cancelled the remaining fits
                     warnings.filterwarnings("ignore", message=".*(cancelled|not used)", category=UserWarning)
@@ -259,6 +271,15 @@ def evaluate_spec(
         result = CandidateResult(
             key, "timeout", fit_seconds=time.perf_counter() - started, error=f"training exceeded {time_limit:g} s"
         )
+    except _Pruned:
+        partial = _collect(key, outputs, folds, problem, time.perf_counter() - started, None)
+        partial.status = "pruned"
+        mean = partial.cv.get(problem.primary_metric, float("nan"))
+        partial.error = (
+            f"pruned after {len(outputs)} of {n_folds} folds: running mean {problem.primary_metric} {mean:.4g} "
+            "is worse than the median of the search's earlier trials"
+        )
+        return partial
     except Exception as exc:  # a spec that does not run is an outcome, not a crash
         result = CandidateResult(key, "failed", fit_seconds=time.perf_counter() - started, error=short_error(exc))
     else:
@@ -269,6 +290,10 @@ def evaluate_spec(
         tmp.write_text(json.dumps(result.to_dict()))
         tmp.replace(cached)
     return result
+
+
+class _Pruned(Exception):
+    """A search trial's pruner stopped its cross-validation (not an error: a verdict)."""
 
 
 def _collect(

@@ -56,7 +56,7 @@ from tandem.tools.spec import (
     check_against_data,
     spec_hash,
 )
-from tandem.tools.tuning import Trial, suggest
+from tandem.tools.tuning import TUNE_MOVE, Trial, running_means, suggest
 
 #: How much the playbook likes each kind of idea; higher is tried first. A learner may update these.
 DEFAULT_PREFERENCES: dict[str, float] = {
@@ -308,9 +308,6 @@ def _last_step(view: ScientistView) -> bool:
 # The seeded TPE search over the best family's parameters (tools/tuning.py).
 # ---------------------------------------------------------------------------------------------
 
-TUNE_MOVE = "tune"
-
-
 def _tune(s: _Situation) -> Iterator[Proposal]:
     """One trial of a seeded TPE search over the best family's parameters, replayed from the ledger.
 
@@ -339,8 +336,14 @@ def _tune(s: _Situation) -> Iterator[Proposal]:
     anchor = max(anchors, key=lambda r: (sign * (r["primary"] or 0.0), -r["id"]))["id"]
     base = view.spec_of(anchor)
     assert isinstance(base, PipelineSpec)
+    metric = view.task["primary_metric"]
     trials = [
-        Trial(params=r["changes"][0]["params"], value=r["primary"] if r["status"] == "ok" else None)
+        Trial(
+            params=r["changes"][0]["params"],
+            value=r["primary"] if r["status"] == "ok" else None,
+            fold_means=tuple(running_means(r["fold_scores"].get(metric, []))),
+            pruned=r["status"] == "pruned",
+        )
         for r in view.ledger
         if r["move"] == TUNE_MOVE and r["base_experiment"] == anchor and r["changes"]
     ]
