@@ -17,7 +17,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -45,21 +44,30 @@ from tandem.graph.persistence import (
     load_run_config,
     new_run_folder,
     new_run_id,
-    open_checkpointer,
     remove_run_folder,
     run_folder,
     run_lock,
     run_started,
     run_thread,
     save_run_config,
-    write_bytes,
     write_json,
     write_jsonl,
+)
+from tandem.graph.postgres_checkpoints import (
+    adopt_copy_thread,
+    claim_thread,
+    close_saver,
+    location_for_new_run,
+    open_saver,
+    public_location,
+    record,
+    recorded_location,
+    relocate,
 )
 from tandem.graph.state import TaskRequest
 from tandem.nodes.agents.models import check_llm_setup, with_chat_models
 from tandem.nodes.deliver import write_reports
-from tandem.tools.data import InputError, LoadedTask, load_task, read_table
+from tandem.tools.data import InputError, load_task, read_table
 from tandem.tools.spec import parse_spec, referenced_columns
 
 UpdateHandler = Callable[[str, dict[str, Any]], None]
@@ -76,17 +84,18 @@ def run_config(thread_id: str, context: RunContext) -> RunnableConfig:
 
 
 @contextmanager
-def open_run(folder: RunFolder) -> Iterator[TandemGraph]:
-    """The compiled graph bound to the run's own checkpointer (closed on exit)."""
-    saver = open_checkpointer(folder)
+def open_run(folder: RunFolder, checkpoint_db: str | None = None) -> Iterator[TandemGraph]:
+    """The compiled graph bound to the run's own checkpointer (closed on exit): the SQLite file in
+    its folder, or the PostgreSQL database `run.json` records (or `checkpoint_db`, graph/postgres_checkpoints.py)."""
+    saver = open_saver(folder, checkpoint_db)
     try:
         yield build_graph(checkpointer=saver)
     finally:
-        saver.conn.close()
+        close_saver(saver)
 
 
 def run_task(
-    csv_path: str | Path | pd.DataFrame,
+    csv_path: str | Path,
     target: str,
     *,
     metrics: list[str] | None = None,
@@ -103,8 +112,12 @@ def run_task(
     executor_model: Any = None,
     on_event: EventHandler | None = None,
     on_approval: ApprovalHandler | None = None,
+    checkpoint_db: str | None = None,
 ) -> dict[str, Any]:
     """Run a whole improvement task and return its summary (the content of `summary.json`).
+
+    `checkpoint_db` (default `$TANDEM_CHECKPOINT_DB`) puts the checkpoints in PostgreSQL instead
+    of the run folder's SQLite file; `run.json` records where, without the password.
 
     With `context.approve` set, the run pauses at approval gates: `on_approval(question)` answers
     them, or the run returns `{"status": "paused", "question": ...}` for `resume_run(..., answer=)`.
@@ -114,16 +127,11 @@ def run_task(
     setup that fails (a baseline that cannot be trained), so trying again with the same id works.
     `scientist_model` / `executor_model` are LangChain chat models (any `BaseChatModel`) for LLM
     agents; they are not stored, so `resume_run` needs them again.
-
-    `csv_path` may be a DataFrame (the target one of its columns): it is written as CSV to the run
-    folder (`data.csv`), which is then the run's data file, read back, hashed and checked as any
-    CSV is, so a resumed, forked or moved run trains on exactly the same rows.
     """
     context = with_chat_models(context or RunContext(), scientist=scientist_model, executor=executor_model)
     check_llm_setup(context)
-    data = _frame_csv(csv_path) if isinstance(csv_path, pd.DataFrame) else None
     request: TaskRequest = {
-        "csv_path": "" if isinstance(csv_path, pd.DataFrame) else str(Path(csv_path).expanduser().resolve()),
+        "csv_path": str(Path(csv_path).expanduser().resolve()),
         "target": target,
         "metrics": list(metrics) if metrics else None,
         "primary_metric": primary_metric,
@@ -135,38 +143,21 @@ def run_task(
     }
     if run_id is not None:
         check_run_id(run_id)  # before the data is read: a hostile id costs nothing
-    loaded = load_task(request) if data is None else _load_frame(request, data)
+    loaded = load_task(request)
     run_id = request["run_id"] = run_id or new_run_id(loaded.prepared.target)
     folder = run_folder(context.runs_dir, run_id)
+    location = location_for_new_run(checkpoint_db)
     taken = f"run {run_id!r} already exists in {folder.path.parent}; resume it or pick another --run-id"
+    if not folder.run_json.exists():
+        claim_thread(location, run_id)
     with new_run_folder(folder, exists=taken):
-        if data is not None:
-            write_bytes(folder.data, data)
-            request["csv_path"] = str(folder.data)
-        save_run_config(folder, request, context)
+        save_run_config(folder, request, context, **record(location))
         try:
             return _drive(folder, request, replace(context, task_data=loaded), on_update, on_event, on_approval)
         except Exception:
             if not _set_up(folder):
                 remove_run_folder(folder)  # nothing worth keeping, and the id is free again
             raise
-
-
-def _frame_csv(frame: pd.DataFrame) -> bytes:
-    """A DataFrame as the CSV a run keeps of it: its columns by name, without the index."""
-    return frame.to_csv(index=False).encode("utf-8")
-
-
-def _load_frame(request: TaskRequest, data: bytes) -> LoadedTask:
-    """`load_task` on a DataFrame's CSV, staged in a temporary file until the run folder exists
-    (a bad request leaves no folder); a message names "the DataFrame", not that file."""
-    with tempfile.TemporaryDirectory() as staging:
-        path = Path(staging) / "data.csv"
-        path.write_bytes(data)
-        try:
-            return load_task({**request, "csv_path": str(path)})
-        except InputError as exc:
-            raise InputError(str(exc).replace(str(path), "the DataFrame")) from None
 
 
 def _set_up(folder: RunFolder) -> bool:
@@ -189,6 +180,7 @@ def resume_run(
     on_approval: ApprovalHandler | None = None,
     answer: Any = NO_ANSWER,
     force: bool = False,
+    checkpoint_db: str | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Continue a stopped run from its last checkpoint; `overrides` may raise budgets (`max_iters=30`).
@@ -201,6 +193,9 @@ def resume_run(
     folder = find_run(run_id, runs_dir)
     with run_lock(folder):
         check_database(folder)
+        if checkpoint_db:
+            relocate(folder, checkpoint_db)  # the database moved: record where it is now
+        adopt_copy_thread(folder)
         adopt_copy(folder)
         request, context = load_run_config(folder)
         if overrides:
@@ -529,12 +524,15 @@ def _names(nodes: tuple[str, ...]) -> list[str]:
     return ["start" if n == "__start__" else n for n in nodes]
 
 
-def run_history(run_id: str, runs_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """Every checkpoint of a run, oldest first (`tandem history`): step, node, next, incumbent, time."""
+def run_history(
+    run_id: str, runs_dir: str | Path | None = None, checkpoint_db: str | None = None
+) -> list[dict[str, Any]]:
+    """Every checkpoint of a run, oldest first (`tandem history`): step, node, next, incumbent, time.
+    `checkpoint_db` reads them from that database instead of the one `run.json` records."""
     folder = find_run(run_id, runs_dir)
     _, context = load_run_config(folder)
     check_database(folder)
-    with open_run(folder) as graph:
+    with open_run(folder, checkpoint_db) as graph:
         chain = lineage(graph, run_config(run_thread(folder), context))
     _check_opened(folder, chain)
     return [describe_checkpoint(s, chain[i - 1] if i else None) for i, s in enumerate(chain)]
@@ -604,6 +602,7 @@ def fork_run(
     on_approval: ApprovalHandler | None = None,
     scientist_model: Any = None,
     executor_model: Any = None,
+    checkpoint_db: str | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """Continue a run from one of its checkpoints in a new run folder; the original is not touched.
@@ -615,7 +614,8 @@ def fork_run(
     experiment is trained again) and its own checkpointer, seeded with the chosen checkpoint on
     a thread named after it. With `run=False` the fork is only prepared (continue it with
     `resume_run`). The new folder's name is taken atomically and locked while the fork is made
-    and run.
+    and run. The fork's checkpoints go where the original's are (SQLite in its folder, or the
+    PostgreSQL database `run.json` records), or to `checkpoint_db` when given.
     """
     source = find_run(run_id, runs_dir)
     request, context = load_run_config(source)
@@ -636,13 +636,16 @@ def fork_run(
         raise InputError(f"step {step} is the end of the run: fork from an earlier one, or resume with a larger budget")
     target = run_folder(source.path.parent, new_run_id or f"{source.run_id}-fork{step}")
     context = replace(context, runs_dir=str(target.path.parent), run_id=target.run_id)
+    location = public_location(checkpoint_db) if checkpoint_db else recorded_location(source)
+    if not target.fork_partial.exists():  # a fork a kill interrupted reuses its own thread
+        claim_thread(location, target.run_id)
     with new_run_folder(target, exists=f"{target.path} already exists; pick another --run-id"):
         target.fork_partial.touch()  # until run.json exists, the folder is a fork being made
         _copy_run_files(source, target)
         checkpoint_id = snapshot.config["configurable"]["checkpoint_id"]
         origin = {"run_id": source.run_id, "step": step, "checkpoint_id": checkpoint_id}
         config = run_config(target.run_id, context)
-        with open_run(target) as graph:
+        with open_run(target, location) as graph:
             assert saved is not None
             metadata = {**saved.metadata, "source": "fork", "tandem": f"fork of {source.run_id}@{step}"}
             _saver(graph).put(
@@ -659,7 +662,7 @@ def fork_run(
         write_jsonl(target.experiments, list(values.get("ledger", [])))
         write_jsonl(target.rewards, list(values.get("reward_events", [])))
         # run.json comes last: until it exists the fork is not a run (a kill before this leaves no half-run)
-        save_run_config(target, {**request, "run_id": target.run_id}, context, forked_from=origin)
+        save_run_config(target, {**request, "run_id": target.run_id}, context, forked_from=origin, **record(location))
         target.fork_partial.unlink()
         if not run:
             return {"run_id": target.run_id, "status": "forked", "forked_from": origin}
@@ -681,7 +684,7 @@ def _copy_run_files(source: RunFolder, target: RunFolder) -> None:
     Cache files are hard-linked where the file system allows (they are written once, atomically,
     and never changed in place), else copied.
     """
-    for path in (source.split, source.profile, source.holdout_rows, source.data):
+    for path in (source.split, source.profile, source.holdout_rows):
         if path.exists():
             shutil.copy2(path, target.path / path.name)
     if source.cache.exists():

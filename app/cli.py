@@ -34,6 +34,7 @@ from tandem.cli_learning import add_learning_commands
 from tandem.cli_options import (
     add_agent_options,
     add_budget_options,
+    add_checkpoint_db_option,
     add_run_display_options,
     context_changes,
     context_from,
@@ -78,6 +79,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_budget_options(run, defaults=True)
     add_agent_options(run)
     add_run_display_options(run)
+    add_checkpoint_db_option(run, "run")
 
     resume = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
     resume.add_argument("run_id")
@@ -90,6 +92,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_budget_options(resume, defaults=False)
     add_agent_options(resume)
     add_run_display_options(resume)
+    add_checkpoint_db_option(resume, "resume")
 
     runs = sub.add_parser("runs", help="list runs")
     runs.add_argument("--runs-dir", default=None)
@@ -134,6 +137,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             on_update=display.on_update,
             on_event=display.event_handler,
             on_approval=display.on_approval,
+            checkpoint_db=args.checkpoint_db,
         )
     return 0 if summary.get("status") == "delivered" else 1
 
@@ -148,6 +152,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
             on_event=display.event_handler,
             on_approval=display.on_approval,
             force=args.force,
+            checkpoint_db=args.checkpoint_db,
             **overrides,
         )
     return 0 if summary.get("status") == "delivered" else 1

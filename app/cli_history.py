@@ -19,6 +19,7 @@ from tandem.api import fork_run, run_history
 from tandem.cli_options import (
     add_agent_options,
     add_budget_options,
+    add_checkpoint_db_option,
     add_run_display_options,
     context_changes,
     stored_context,
@@ -32,6 +33,7 @@ def add_history_commands(sub: Any) -> None:
     history.add_argument("run_id")
     history.add_argument("--runs-dir", default=None)
     history.add_argument("--json", action="store_true", help="print the rows as JSON")
+    add_checkpoint_db_option(history, "history")
 
     fork = sub.add_parser("fork", help="continue a run from one of its checkpoints in a new run")
     fork.add_argument("run_id")
@@ -41,6 +43,7 @@ def add_history_commands(sub: Any) -> None:
     add_budget_options(fork, defaults=False)
     add_agent_options(fork)
     add_run_display_options(fork)
+    add_checkpoint_db_option(fork, "fork")
 
     draw = sub.add_parser("graph", help="print the graph as Mermaid and write it as a PNG")
     draw.add_argument("-o", "--output", default="tandem-graph.png", help="PNG to write (default tandem-graph.png)")
@@ -48,7 +51,7 @@ def add_history_commands(sub: Any) -> None:
 
 def cmd_history(args: argparse.Namespace) -> int:
 
-    rows = run_history(args.run_id, args.runs_dir)
+    rows = run_history(args.run_id, args.runs_dir, getattr(args, "checkpoint_db", None))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -80,6 +83,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
             on_update=display.on_update,
             on_event=display.event_handler,
             on_approval=display.on_approval,
+            checkpoint_db=args.checkpoint_db,
             **overrides,
         )
     return 0 if summary.get("status") == "delivered" else 1

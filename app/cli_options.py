@@ -147,6 +147,21 @@ def context_from(args: argparse.Namespace, base: RunContext) -> RunContext:
     return replace(base, **context_changes(args))
 
 
+CHECKPOINT_DB_HELP = {
+    "run": "keep the checkpoints in PostgreSQL, e.g. postgresql://USER@HOST:5432/DB (default $TANDEM_CHECKPOINT_DB, "
+    "else SQLite in the run folder); run.json records it without the password",
+    "resume": "the PostgreSQL database the run's checkpoints are in now, if it moved (recorded in run.json)",
+    "history": "read the checkpoints from this PostgreSQL database instead of the one run.json records",
+    "fork": "keep the fork's checkpoints in this PostgreSQL database (default: where the original's are)",
+}
+
+
+def add_checkpoint_db_option(parser: argparse.ArgumentParser, command: str) -> None:
+    """--checkpoint-db for run, resume, history and fork (graph/postgres_checkpoints.py). The
+    password comes from the string given here, $TANDEM_CHECKPOINT_DB, $PGPASSWORD or ~/.pgpass."""
+    parser.add_argument("--checkpoint-db", metavar="URL", help=CHECKPOINT_DB_HELP[command])
+
+
 def add_run_display_options(parser: argparse.ArgumentParser) -> None:
     """--approve and --plain, for run, resume and fork."""
     parser.add_argument(

@@ -30,7 +30,8 @@ from joblib import Parallel, delayed
 
 from tandem.api import find_run, run_task
 from tandem.graph.context import RunContext
-from tandem.graph.persistence import load_run_config, open_checkpointer, run_thread
+from tandem.graph.persistence import load_run_config, run_thread
+from tandem.graph.postgres_checkpoints import close_saver, open_saver
 from tandem.graph.state import ExperimentRecord, TaskInfo
 from tandem.nodes.agents.learned_executor import executor_transitions, learn_executor
 from tandem.nodes.agents.learned_scientist import learn, new_policy, transitions
@@ -157,11 +158,11 @@ def run_steps(run_dir: Path) -> tuple[list[Step], list[Step]]:
     if summary.exists():
         task: TaskInfo = json.loads(summary.read_text())["task"]
     else:  # a run stopped before delivery: its task is in the last checkpoint
-        saver = open_checkpointer(find_run(run_dir.name, run_dir.parent))
+        saver = open_saver(find_run(run_dir.name, run_dir.parent))  # SQLite or PostgreSQL, as run.json says
         try:
             checkpoint = saver.get({"configurable": {"thread_id": run_thread(find_run(run_dir.name, run_dir.parent))}})
         finally:
-            saver.conn.close()
+            close_saver(saver)
         if checkpoint is None or "task" not in checkpoint["channel_values"]:
             raise InputError(f"run {run_dir.name} has no task recorded yet (it stopped during setup)")
         task = checkpoint["channel_values"]["task"]

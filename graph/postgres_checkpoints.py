@@ -1,0 +1,240 @@
+"""Checkpoints in PostgreSQL: a run that any machine reaching the database can resume or fork.
+
+By default a run's checkpoints are a SQLite file in its folder (`graph.persistence`). With
+`--checkpoint-db postgresql://USER@HOST:PORT/DB` (or `$TANDEM_CHECKPOINT_DB`) a new run puts
+them in PostgreSQL through LangGraph's `PostgresSaver` instead, and `run.json` records where
+(`"checkpoint_db"`), so resume, history, fork and repair find them from the folder alone.
+
+What is recorded never holds a password: it is the connection string with the password taken
+out. The password a process connects with comes from, in order, a connection string given to
+this process (`--checkpoint-db` or `$TANDEM_CHECKPOINT_DB`) naming the same database, then
+libpq's own `$PGPASSWORD` or `~/.pgpass` (`$PGPASSFILE`). So a run folder can be shared or
+copied without handing out the database's password.
+
+Checkpoints are read with tandem's allow-list serializer (`CheckpointSerializer`), as from
+SQLite: a database written by someone else cannot make tandem build objects. The checkpoint
+thread is the run's id, as in SQLite; one database serves many runs, so a new run or a fork whose
+id already has checkpoints there is refused (pick another `--run-id`), never mixed in.
+
+psycopg and `langgraph-checkpoint-postgres` are the optional extra `postgres`
+(`pip install 'tandem-ml[postgres]'`); they are imported only when a run uses PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from tandem.graph.persistence import CheckpointSerializer, RunFolder, UnsafeCheckpoint, open_checkpointer, write_json
+from tandem.tools.data import InputError
+
+if TYPE_CHECKING:  # the optional extra: imported for the type checker only
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+CHECKPOINT_DB_ENV = "TANDEM_CHECKPOINT_DB"
+RUN_JSON_KEY = "checkpoint_db"
+SCHEMES = ("postgresql", "postgres")
+
+_PASSWORDS: dict[str, str] = {}
+"""Passwords given to this process, by the password-free connection string they belong to; never written."""
+_SET_UP: set[str] = set()
+"""Databases whose tables this process has created or migrated (`PostgresSaver.setup()`, once each)."""
+
+
+class CheckpointDatabaseError(InputError):
+    """The checkpoint database cannot be used: a bad connection string, or the server refused or is unreachable."""
+
+
+def public_location(text: str) -> str:
+    """A `postgresql://` connection string without its password (the form `run.json` records);
+    the password, if it had one, is remembered for this process. Anything else is refused."""
+    parts = urlsplit(text.strip())
+    if parts.scheme not in SCHEMES or not parts.path.strip("/"):
+        raise CheckpointDatabaseError(
+            f"--checkpoint-db takes a connection string like postgresql://USER@HOST:5432/DATABASE, got {_shown(text)!r}"
+        )
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    password = parts.password or next((v for k, v in query if k == "password"), None)
+    netloc = parts.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"  # an IPv6 address
+    if parts.port:
+        netloc += f":{parts.port}"
+    if parts.username:
+        netloc = f"{quote(unquote(parts.username), safe='')}@{netloc}"
+    kept = urlencode([(k, v) for k, v in query if k != "password"])
+    public = urlunsplit(("postgresql", netloc, parts.path, kept, ""))
+    if password:
+        _PASSWORDS[public] = unquote(password)
+    return public
+
+
+def _shown(text: str) -> str:
+    """A connection string as an error message may show it: its password masked."""
+    parts = urlsplit(text)
+    return text.replace(f":{parts.password}@", ":***@") if parts.password else text
+
+
+def location_for_new_run(given: str | None) -> str | None:
+    """Where a new run's checkpoints go: the given connection string, else `$TANDEM_CHECKPOINT_DB`,
+    else None (SQLite in the run folder). Returned without its password."""
+    text = given or os.environ.get(CHECKPOINT_DB_ENV)
+    return public_location(text) if text else None
+
+
+def recorded_location(folder: RunFolder) -> str | None:
+    """Where a run's checkpoints live, as its `run.json` records it (None: SQLite in the folder)."""
+    if not folder.run_json.exists():
+        return None
+    value = json.loads(folder.run_json.read_text()).get(RUN_JSON_KEY)
+    return public_location(value) if isinstance(value, str) and value else None
+
+
+def record(location: str | None) -> dict[str, Any]:
+    """The `run.json` keys that say where a run's checkpoints live (`save_run_config(**record(...))`)."""
+    return {RUN_JSON_KEY: location} if location else {}
+
+
+def relocate(folder: RunFolder, given: str) -> str:
+    """Record in `run.json` that a run's checkpoints are now found at `given` (a database moved
+    to another host); the password is not written."""
+    location = public_location(given)
+    data = json.loads(folder.run_json.read_text())
+    write_json(folder.run_json, {**data, RUN_JSON_KEY: location})
+    return location
+
+
+def _password(location: str) -> str | None:
+    if location not in _PASSWORDS and (env := os.environ.get(CHECKPOINT_DB_ENV)):
+        with contextlib.suppress(CheckpointDatabaseError):
+            public_location(env)  # remembers the environment's password under its own database
+    return _PASSWORDS.get(location)
+
+
+def connect(location: str) -> psycopg.Connection[Any]:
+    """A connection as `PostgresSaver` wants it (autocommit, no prepared statements, rows as dicts),
+    with the tables set up once per process and database; a refused connection is one line."""
+    import psycopg  # the optional extra `postgres`
+    from psycopg.rows import dict_row
+
+    password = _password(location)
+    options: dict[str, Any] = {"connect_timeout": 10} | ({"password": password} if password else {})
+    try:
+        conn = psycopg.connect(location, autocommit=True, prepare_threshold=0, row_factory=dict_row, **options)
+    except psycopg.OperationalError as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise CheckpointDatabaseError(
+            f"cannot open the checkpoint database {location}: {reason} (the password comes from "
+            f"--checkpoint-db, ${CHECKPOINT_DB_ENV}, $PGPASSWORD or ~/.pgpass)"
+        ) from None
+    if location not in _SET_UP:
+        try:
+            _saver(conn, None).setup()
+        except BaseException:
+            conn.close()
+            raise
+        _SET_UP.add(location)
+    return conn
+
+
+def _saver(conn: psycopg.Connection[Any], folder: RunFolder | None) -> PostgresSaver:
+    from langgraph.checkpoint.postgres import PostgresSaver  # the optional extra `postgres`
+
+    return PostgresSaver(conn, serde=DatabaseSerializer(folder) if folder is not None else None)  # type: ignore[arg-type]
+
+
+class DatabaseSerializer(CheckpointSerializer):
+    """tandem's allow-list serializer, naming the database (not a file of the folder) when it refuses a value."""
+
+    def _refuse(self, what: str) -> UnsafeCheckpoint:
+        return UnsafeCheckpoint(
+            f"run {self.folder.run_id}: its checkpoint database holds {what}, which tandem never writes; "
+            "refused to load it (open only databases and run folders from sources you trust)"
+        )
+
+
+def open_saver(folder: RunFolder, location: str | None = None) -> BaseCheckpointSaver[Any]:
+    """The checkpointer of a run: PostgreSQL at `location` (a connection string; default: where
+    `run.json` says), else the run folder's SQLite file. Close it with `close_saver`."""
+    location = public_location(location) if location else recorded_location(folder)
+    if location is None:
+        return open_checkpointer(folder)
+    conn = connect(location)
+    return _saver(conn, folder)
+
+
+def close_saver(saver: BaseCheckpointSaver[Any]) -> None:
+    """Close the connection a checkpointer from `open_saver` holds (SQLite or PostgreSQL alike)."""
+    conn = getattr(saver, "conn", None)
+    if conn is not None:
+        conn.close()
+
+
+@contextmanager
+def _cursor(location: str) -> Iterator[Any]:
+    conn = connect(location)
+    try:
+        with conn.cursor() as cur:
+            yield cur
+    finally:
+        conn.close()
+
+
+def claim_thread(location: str | None, thread_id: str) -> None:
+    """Refuse a new run (or fork) whose id already has checkpoints in the database: one database
+    serves many run folders, and two runs on one thread would overwrite each other's history."""
+    if location is None:
+        return
+    with _cursor(location) as cur:
+        cur.execute("SELECT 1 FROM checkpoints WHERE thread_id = %s LIMIT 1", (thread_id,))
+        taken = cur.fetchone() is not None
+    if taken:
+        raise CheckpointDatabaseError(
+            f"run id {thread_id!r} already has checkpoints in {location} (another run folder uses it); "
+            "pick another --run-id"
+        )
+
+
+def copy_thread(location: str, old: str, new: str) -> None:
+    """Copy every checkpoint of thread `old` to thread `new`, in one transaction.
+
+    A run folder copied or renamed becomes a run of its own on its first resume
+    (`persistence.adopt_copy`); in SQLite its file is its own, so the thread is renamed there. In
+    PostgreSQL the original folder still reads thread `old`, so the copy gets a thread of its
+    own instead. Rows already copied are kept, so a copy interrupted by a kill finishes next time.
+    """
+    tables = {
+        "checkpoints": "checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata",
+        "checkpoint_blobs": "checkpoint_ns, channel, version, type, blob",
+        "checkpoint_writes": "checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, blob",
+    }
+    conn = connect(location)
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            for table, columns in tables.items():
+                cur.execute(
+                    f"INSERT INTO {table} (thread_id, {columns}) SELECT %s, {columns} FROM {table} "
+                    "WHERE thread_id = %s ON CONFLICT DO NOTHING",
+                    (new, old),
+                )
+    finally:
+        conn.close()
+
+
+def adopt_copy_thread(folder: RunFolder) -> None:
+    """Before `persistence.adopt_copy` renames a copied folder's run: give it its own thread in
+    PostgreSQL (a copy of the original's), so resuming the copy never writes the original's."""
+    location = recorded_location(folder)
+    if location is None or not folder.run_json.exists():
+        return
+    old = str(json.loads(folder.run_json.read_text()).get("run_id") or folder.run_id)
+    if old != folder.run_id:
+        copy_thread(location, old, folder.run_id)

@@ -1,0 +1,176 @@
+"""Checkpoints in a real PostgreSQL server: killed, resumed, forked by another process, never a password on disk.
+
+The server is PostgreSQL 15 made for this module in a temporary folder (tests/postgres_server.py);
+a machine without it fails here with the command that installs it. The runs are small (penguins,
+3 folds, 4 experiments, one job, so the N-th fold fit is the same one every time) and are compared
+with an uninterrupted run that kept its checkpoints in SQLite: where the checkpoints live must not
+change a single decision.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from crash import ROOT, assert_same_run, check_reference, kill_when_paused, outcome, spawn
+from postgres_server import PASSWORD, PostgresServer, free_port
+
+from tandem.api import resume_run, run_history, run_task
+from tandem.graph.context import RunContext
+from tandem.graph.postgres_checkpoints import CHECKPOINT_DB_ENV, public_location
+from tandem.tools.data import InputError
+
+ITERS, FOLDS = 4, 3
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, penguins: Path) -> dict[str, Any]:
+    """The uninterrupted run, with its checkpoints in SQLite (the default)."""
+    runs = tmp_path_factory.mktemp("reference")
+    context = RunContext(runs_dir=str(runs), max_iters=ITERS, n_jobs=1)
+    run_task(penguins, "species", folds=FOLDS, run_id="ref", context=context)
+    ref = outcome(runs / "ref")
+    check_reference(ref, ITERS + 1)
+    return ref
+
+
+@pytest.fixture
+def no_password_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PGPASSWORD", "PGPASSFILE", CHECKPOINT_DB_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", "/nonexistent")  # no ~/.pgpass of whoever runs the tests
+
+
+def threads(postgres: PostgresServer) -> dict[str, int]:
+    """Checkpoints per thread in the server, read directly."""
+    with psycopg.connect(postgres.url()) as conn:
+        rows = conn.execute("SELECT thread_id, count(*) FROM checkpoints GROUP BY thread_id").fetchall()
+    return {str(t): int(n) for t, n in rows}
+
+
+def tandem(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`tandem ARGV` in a separate process (another machine, as far as the run folder can tell)."""
+    return subprocess.run(
+        [sys.executable, "-m", "tandem.cli", *argv],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_killed_run_resumes_from_postgres_to_the_uninterrupted_run_and_another_process_forks_it(
+    postgres: PostgresServer,
+    reference: dict[str, Any],
+    penguins: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    no_password_in_env: None,
+) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    argv = ["run", str(penguins), "--target", "species", "--max-iters", str(ITERS), "--folds", str(FOLDS)]
+    argv += ["--n-jobs", "1", "--runs-dir", str(runs), "--run-id", "k", "--checkpoint-db", postgres.url()]
+    marker, log = tmp_path / "k.paused.json", tmp_path / "k.log"
+    process = spawn(argv, log, "fold_fit@22", marker)  # inside experiment #2's cross-validation
+    kill_when_paused(process, marker, log, "fold_fit@22")
+
+    # The folder says where its checkpoints are, without the password, and has no SQLite file.
+    recorded = json.loads((runs / "k" / "run.json").read_text())["checkpoint_db"]
+    assert recorded == postgres.url(password=False) and PASSWORD not in (runs / "k" / "run.json").read_text()
+    assert not (runs / "k" / "checkpoints.sqlite").exists()
+    assert threads(postgres)["k"] > 0
+
+    # Without a password anywhere the resume says so in one line; with $PGPASSWORD (libpq's own) it resumes.
+    with pytest.raises(InputError, match=r"cannot open the checkpoint database .*no password supplied"):
+        resume_run("k", runs_dir=runs)
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    summary = resume_run("k", runs_dir=runs)
+    assert summary["status"] == "delivered"
+    assert_same_run(runs / "k", reference)
+
+    # A second process reads the history and forks the run from the database alone.
+    history = tandem(["history", "k", "--runs-dir", str(runs), "--json"], {"PGPASSWORD": PASSWORD})
+    assert history.returncode == 0, history.stderr
+    rows = json.loads(history.stdout)
+    assert [r["step"] for r in rows] == [r["step"] for r in run_history("k", runs)]
+    step = next(r["step"] for r in rows if r["next"] == ["scientist"] and r["experiments"] == 3)
+    forked = tandem(
+        ["fork", "k", "--from", str(step), "--run-id", "f", "--runs-dir", str(runs), "--plain"],
+        {CHECKPOINT_DB_ENV: postgres.url()},  # here the password comes from the environment's connection string
+    )
+    assert forked.returncode == 0, forked.stdout + forked.stderr
+    fork = json.loads((runs / "f" / "run.json").read_text())
+    assert fork["checkpoint_db"] == recorded and fork["forked_from"]["run_id"] == "k"
+    assert not (runs / "f" / "checkpoints.sqlite").exists() and threads(postgres)["f"] > 0
+    # The fork replays the original's choices from there: the same ledger as the run it came from.
+    assert outcome(runs / "f")["ledger"] == outcome(runs / "k")["ledger"]
+
+
+def test_a_copied_folder_resumes_on_a_thread_of_its_own(
+    postgres: PostgresServer, penguins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = tmp_path / "runs"
+    context = RunContext(runs_dir=str(runs), max_iters=1, n_jobs=1)
+    run_task(penguins, "species", folds=FOLDS, run_id="orig", context=context, checkpoint_db=postgres.url())
+    before = threads(postgres)["orig"]
+    shutil.copytree(runs / "orig", runs / "copy")
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    resume_run("copy", runs_dir=runs, force=True, max_iters=2)
+    after = threads(postgres)
+    assert after["orig"] == before  # the original's history was not written to
+    assert after["copy"] > before
+    assert json.loads((runs / "copy" / "run.json").read_text())["copied_from"] == "orig"
+
+
+def test_a_new_run_on_a_thread_the_database_already_has_is_refused_in_one_line(
+    postgres: PostgresServer, penguins: Path, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    common = ["run", str(penguins), "--target", "species", "--max-iters", "1", "--folds", str(FOLDS), "--plain"]
+    common += ["--n-jobs", "1", "--run-id", "same", "--checkpoint-db", postgres.url()]
+    assert tandem([*common, "--runs-dir", str(first)], {}).returncode == 0
+    done = tandem([*common, "--runs-dir", str(second)], {})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"tandem: run id 'same' already has checkpoints in {postgres.url(password=False)} (another run folder "
+        "uses it); pick another --run-id"
+    ]
+    assert not (second / "same" / "run.json").exists()
+
+
+def test_bad_connection_strings_and_unreachable_servers_are_one_line(penguins: Path, tmp_path: Path) -> None:
+    base = ["run", str(penguins), "--target", "species", "--runs-dir", str(tmp_path), "--plain"]
+    wrong = tandem([*base, "--checkpoint-db", "mysql://u:pw@host/db"], {})
+    assert wrong.returncode == 2 and len(wrong.stderr.strip().splitlines()) == 1
+    assert "postgresql://USER@HOST:5432/DATABASE" in wrong.stderr and ":pw@" not in wrong.stderr
+    down = tandem([*base, "--checkpoint-db", f"postgresql://u:topsecret@127.0.0.1:{free_port()}/db"], {})  # no server
+    assert down.returncode == 2, down.stderr
+    assert len(down.stderr.strip().splitlines()) == 1 and "cannot open the checkpoint database" in down.stderr
+    assert "topsecret" not in down.stderr
+    assert not any(tmp_path.iterdir())  # no run folder left behind
+
+
+def test_the_recorded_form_has_no_password() -> None:
+    assert public_location("postgresql://me:p%40ss@db.example:5433/runs?sslmode=require&password=x") == (
+        "postgresql://me@db.example:5433/runs?sslmode=require"
+    )
+    assert public_location("postgres://db/runs") == "postgresql://db/runs"
