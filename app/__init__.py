@@ -9,17 +9,42 @@ The package's layers live in folders of their own (see docs/architecture.md): `t
 package's top modules (the entry points) and `tandem.benchmarks` (the benchmark and league).
 """
 
-from tandem.api import (
-    fork_run,
-    list_runs,
-    load_summary,
-    predict_csv,
-    resume_run,
-    run_history,
-    run_task,
-)
-from tandem.graph.assembly import build_graph
-from tandem.graph.context import RunContext
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tandem.api import (
+        fork_run,
+        list_runs,
+        load_summary,
+        predict_csv,
+        resume_run,
+        run_history,
+        run_task,
+    )
+    from tandem.graph.assembly import build_graph
+    from tandem.graph.context import RunContext
+
+#: Where each public name lives. They are loaded on first use (PEP 562), not when the package is:
+#: every `tandem.*` module runs this file first, and `tandem runs`, `show` and `--help` must start
+#: without LangGraph, pandas and scikit-learn (docs/cli-startup.md).
+_HOMES = {
+    "RunContext": "tandem.graph.context",
+    "build_graph": "tandem.graph.assembly",
+    **dict.fromkeys(
+        ("fork_run", "list_runs", "load_summary", "predict_csv", "resume_run", "run_history", "run_task"), "tandem.api"
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its home the first time it is asked for."""
+    if name not in _HOMES:
+        raise AttributeError(f"module 'tandem' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)
+
 
 __all__ = [
     "RunContext",
@@ -32,3 +57,7 @@ __all__ = [
     "run_history",
     "run_task",
 ]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))

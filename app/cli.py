@@ -16,36 +16,40 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tandem.api import (
-    find_run,
-    list_runs,
-    load_summary,
-    predict_csv,
-    repair_run,
-    resume_run,
-    run_task,
-    write_predictions,
-)
 from tandem.benchmarks.cli import add_bench_commands, cmd_bench, cmd_leaderboard, cmd_league
 from tandem.cli_history import COMMANDS as HISTORY_COMMANDS
 from tandem.cli_history import add_history_commands
 from tandem.cli_learning import COMMANDS as LEARNING_COMMANDS
 from tandem.cli_learning import add_learning_commands
 from tandem.cli_options import (
+    RUNS_DIR_HELP,
     add_agent_options,
     add_budget_options,
     add_checkpoint_db_option,
     add_run_display_options,
     context_changes,
     context_from,
+    metrics_note,
     number,
+    show_defaults,
     stored_context,
 )
 from tandem.graph.context import RunContext, default_runs_dir
-from tandem.graph.persistence import new_run_id
-from tandem.live import make_display, plain_number, shown
-from tandem.tools.chat import ProviderStop
-from tandem.tools.data import InputError
+from tandem.run_listing import (
+    BUDGETS,
+    experiments_done,
+    finished_hint,
+    list_runs,
+    load_summary,
+    run_path,
+    runs_table,
+    summary_text,
+)
+from tandem.tools.errors import InputError, ProviderStop
+
+# `tandem --help`, `runs` and `show` start in well under a second (docs/cli-startup.md, measured by
+# scripts/cli_startup.py) because nothing above loads LangGraph, pandas or scikit-learn: the
+# commands that run a graph or a model import `tandem.api` and `tandem.live` themselves.
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -73,7 +77,9 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--folds", type=number(int, at_least=2), default=5, help="cross-validation folds on the development part"
     )
-    run.add_argument("--seed", type=number(int, at_least=0), default=0)
+    run.add_argument(
+        "--seed", type=number(int, at_least=0), default=0, help="seeds the split, the folds and the models"
+    )
     run.add_argument("--runs-dir", default=None, help="where run folders go (default $TANDEM_RUNS_DIR or ./runs)")
     run.add_argument("--run-id", help="name of the run folder (default: time stamp and target)")
     add_budget_options(run, defaults=True)
@@ -83,7 +89,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     resume = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
     resume.add_argument("run_id")
-    resume.add_argument("--runs-dir", default=None)
+    resume.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
     resume.add_argument(
         "--force",
         action="store_true",
@@ -95,32 +101,40 @@ def make_parser() -> argparse.ArgumentParser:
     add_checkpoint_db_option(resume, "resume")
 
     runs = sub.add_parser("runs", help="list runs")
-    runs.add_argument("--runs-dir", default=None)
+    runs.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
 
     show = sub.add_parser("show", help="print a run's summary")
     show.add_argument("run_id")
-    show.add_argument("--runs-dir", default=None)
+    show.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
     show.add_argument("--json", action="store_true", help="print summary.json as is")
 
     predict = sub.add_parser("predict", help="predict a CSV with a run's delivered model")
     predict.add_argument("run_id")
     predict.add_argument("csv")
     predict.add_argument("-o", "--output", help="write predictions here (default: standard output)")
-    predict.add_argument("--runs-dir", default=None)
+    predict.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
 
     repair = sub.add_parser("repair", help="rebuild a run's ledger, rewards, summary and reports from its checkpoints")
     repair.add_argument("run_id")
-    repair.add_argument("--runs-dir", default=None)
+    repair.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
     add_bench_commands(sub)
     add_history_commands(sub)
     add_learning_commands(sub)
+    show_defaults(parser)
     return parser
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from tandem.api import run_task  # LangGraph, pandas, scikit-learn: only where used, for CLI start-up time
+    from tandem.graph.persistence import new_run_id  # the checkpoint library, likewise
+    from tandem.live import make_display  # rich and the graph's messages, likewise
+
     args.run_id = args.run_id or new_run_id(args.target)  # known up front, so Ctrl-C can name it
     context = context_from(args, RunContext(runs_dir=str(Path(args.runs_dir or default_runs_dir()).resolve())))
     metrics = [m for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    note = metrics_note(metrics, args.primary)
+    if note:
+        print(note, file=sys.stderr)
     with make_display(context, args.run_id, plain=args.plain) as display:
         summary = run_task(
             args.csv,
@@ -143,7 +157,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
+    from tandem.api import resume_run  # LangGraph, pandas, scikit-learn: only where used, for CLI start-up time
+    from tandem.live import make_display  # rich and the graph's messages, likewise
+
     overrides = context_changes(args)
+    raised = any(name in overrides for name in BUDGETS)
+    hint = finished_hint(args.run_id, args.runs_dir)
+    if hint and not raised and not args.force:
+        print(hint)  # nothing would run: say how to continue instead of replaying where it stands
+        return 0
+    before = experiments_done(args.run_id, args.runs_dir)
     with make_display(stored_context(args.run_id, args.runs_dir, overrides), args.run_id, plain=args.plain) as display:
         summary = resume_run(
             args.run_id,
@@ -155,20 +178,17 @@ def _cmd_resume(args: argparse.Namespace) -> int:
             checkpoint_db=args.checkpoint_db,
             **overrides,
         )
+    if hint and experiments_done(args.run_id, args.runs_dir) == before:
+        print(hint)  # the raised budget was still not above what the run had used
     return 0 if summary.get("status") == "delivered" else 1
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
     rows = list_runs(args.runs_dir)
     if not rows:
-        print(f"no runs in {args.runs_dir or default_runs_dir()}")
+        print(f"no runs in {args.runs_dir or default_runs_dir()}; start one with: tandem run DATA.csv --target COLUMN")
         return 0
-    print(f"{'run id':40} {'status':10} {'target':20} {'metric':10} {'best CV':>9} {'holdout':>9}")
-    for r in rows:
-        print(
-            f"{r['run_id']:40} {r['status']:10} {str(r['target'])[:20]:20} {r['primary_metric'] or ''!s:10} "
-            f"{plain_number(r['best_cv']):>9} {plain_number(r['best_holdout']):>9}"
-        )
+    print(runs_table(rows))
     return 0
 
 
@@ -177,22 +197,13 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    task, metric = summary["task"], summary["task"]["primary_metric"]
-    base, best = summary["baseline"], summary["best"]
-    print(f"run {summary['run_id']}: {summary['status']} after {summary['iterations']} experiments")
-    print(f"stopped: {summary['stop_reason']}")
-    print(f"task: {task['task_type']} on {task['target']!r}, primary metric {metric}")
-    print(f"{'':22}{'baseline #0':>14}{'delivered #' + str(best['experiment_id']):>14}")
-    for part in ("cv", "holdout"):
-        for m in task["metrics"]:
-            print(f"{part + ' ' + m:22}{plain_number(base[part].get(m)):>14}{plain_number(best[part].get(m)):>14}")
-    print(f"delivered: {shown(best['proposal'])}")
-    print(f"rewards: {summary['rewards']}; tokens: {summary['tokens']}")
-    print(f"report: {find_run(args.run_id, args.runs_dir).path / summary['artifacts']['report']}")
+    print(summary_text(summary, run_path(args.run_id, args.runs_dir)))
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from tandem.api import predict_csv, write_predictions  # pandas and the model: CLI start-up time
+
     predictions = predict_csv(args.run_id, args.csv, args.runs_dir)
     if args.output:
         write_predictions(predictions, args.output)
@@ -203,6 +214,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
+    from tandem.api import repair_run  # LangGraph and the checkpoints: CLI start-up time
+
     written = repair_run(args.run_id, args.runs_dir)
     print(f"repaired run {args.run_id}: rewrote {', '.join(written)} from its checkpoints")
     return 0

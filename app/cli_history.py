@@ -15,8 +15,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from tandem.api import fork_run, run_history
 from tandem.cli_options import (
+    RUNS_DIR_HELP,
     add_agent_options,
     add_budget_options,
     add_checkpoint_db_option,
@@ -24,14 +24,12 @@ from tandem.cli_options import (
     context_changes,
     stored_context,
 )
-from tandem.graph.assembly import graph
-from tandem.live import make_display
 
 
 def add_history_commands(sub: Any) -> None:
     history = sub.add_parser("history", help="list a run's checkpoints (step, node, incumbent, time)")
     history.add_argument("run_id")
-    history.add_argument("--runs-dir", default=None)
+    history.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
     history.add_argument("--json", action="store_true", help="print the rows as JSON")
     add_checkpoint_db_option(history, "history")
 
@@ -39,7 +37,7 @@ def add_history_commands(sub: Any) -> None:
     fork.add_argument("run_id")
     fork.add_argument("--from", dest="checkpoint", required=True, help="a step number or checkpoint id (see history)")
     fork.add_argument("--run-id", dest="new_run_id", help="name of the new run (default RUN_ID-forkSTEP)")
-    fork.add_argument("--runs-dir", default=None)
+    fork.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
     add_budget_options(fork, defaults=False)
     add_agent_options(fork)
     add_run_display_options(fork)
@@ -50,6 +48,7 @@ def add_history_commands(sub: Any) -> None:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    from tandem.api import run_history  # LangGraph and scikit-learn, only where used: CLI start-up time
 
     rows = run_history(args.run_id, args.runs_dir, getattr(args, "checkpoint_db", None))
     if args.json:
@@ -70,6 +69,9 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
+    from tandem.api import fork_run  # LangGraph and scikit-learn, only where used: CLI start-up time
+    from tandem.live import make_display  # rich and the graph's messages, likewise
+
     overrides = context_changes(args)
     source = args.run_id
     context = stored_context(source, args.runs_dir, overrides)
@@ -91,6 +93,8 @@ def cmd_fork(args: argparse.Namespace) -> int:
 
 def _step_of(run_id: str, checkpoint: str, runs_dir: str | None) -> str:
     """The step number of a checkpoint given by step or by id (the new run's default name uses it)."""
+    from tandem.api import run_history  # LangGraph and scikit-learn, only where used: CLI start-up time
+
     if checkpoint.strip().isdigit():
         return checkpoint.strip()
     steps = [r["step"] for r in run_history(run_id, runs_dir) if r["checkpoint_id"].startswith(checkpoint.strip())]
@@ -98,6 +102,8 @@ def _step_of(run_id: str, checkpoint: str, runs_dir: str | None) -> str:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
+    from tandem.graph.assembly import graph  # the compiled graph (LangGraph, the nodes): CLI start-up time
+
     drawable = graph.get_graph()
     print(drawable.draw_mermaid())
     path = Path(args.output)

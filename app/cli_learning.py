@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tandem.benchmarks.learning import DEFAULT_POOL, EpisodeResult, learn_from_runs, select_pool, train
+from tandem.cli_options import RUNS_DIR_HELP, number
+
+if TYPE_CHECKING:
+    from tandem.benchmarks.learning import EpisodeResult
 
 EXIT_INTERRUPTED = 130
 
@@ -20,23 +23,34 @@ def add_learning_commands(sub: Any) -> None:
     trainer.add_argument("--tasks", help="comma-separated tasks of the training pool (default: all of it)")
     trainer.add_argument("--pool", help="a training pool file (default: the one tandem ships)")
     trainer.add_argument(
-        "--episodes", type=int, required=True, help="episodes in total (a resumed file counts its own)"
+        "--episodes",
+        type=number(int, at_least=1),
+        required=True,
+        help="episodes in total (a resumed file counts its own)",
     )
     trainer.add_argument("--out", required=True, help="the policy file to write (and to resume from if it exists)")
-    trainer.add_argument("--workers", type=int, default=2, help="episodes played in parallel processes")
-    trainer.add_argument("--max-iters", type=int, default=8, help="experiments per episode")
-    trainer.add_argument("--time-budget", type=float, default=120.0, help="working seconds per episode")
-    trainer.add_argument("--seed", type=int, default=0, help="seeds the task order, the splits and the exploration")
+    trainer.add_argument(
+        "--workers", type=number(int, at_least=1), default=2, help="episodes played in parallel processes"
+    )
+    trainer.add_argument("--max-iters", type=number(int, at_least=1), default=8, help="experiments per episode")
+    trainer.add_argument(
+        "--time-budget", type=number(float, above=0), default=120.0, help="working seconds per episode"
+    )
+    trainer.add_argument(
+        "--seed", type=number(int, at_least=0), default=0, help="seeds the task order, the splits and the exploration"
+    )
     trainer.add_argument("--keep-runs", action="store_true", help="keep the episodes' run folders")
 
     learner = sub.add_parser("learn", help="update a policy from the ledgers of earlier runs (off-policy)")
     learner.add_argument("runs", nargs="+", help="run ids (under --runs-dir) or run folders")
     learner.add_argument("--out", required=True, help="the policy file to write")
     learner.add_argument("--policy", help="the policy to start from (default: --out if it exists, else untrained)")
-    learner.add_argument("--runs-dir", default=None)
+    learner.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from tandem.benchmarks.learning import DEFAULT_POOL, select_pool, train  # the whole stack: CLI start-up time
+
     tasks = select_pool(args.tasks, args.pool or DEFAULT_POOL)
     print(f"training on {len(tasks)} task(s): {', '.join(t.name for t in tasks)}; writing {args.out}")
 
@@ -81,6 +95,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_learn(args: argparse.Namespace) -> int:
+    from tandem.benchmarks.learning import learn_from_runs  # the whole stack: CLI start-up time
+
     if args.runs_dir:
         os.environ["TANDEM_RUNS_DIR"] = args.runs_dir
     policy = learn_from_runs(args.runs, out=args.out, start=args.policy)

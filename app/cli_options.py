@@ -1,7 +1,9 @@
 """The options the run commands share (run, resume, fork), and the run context they make.
 
 One place for them, so that `tandem.cli` and `tandem.cli_history` both build on it and neither
-imports the other.
+imports the other. Building the parser must stay light (`tandem --help` starts in well under a
+second, docs/cli-startup.md): the modules that run anything are imported inside the functions that
+use them.
 """
 
 from __future__ import annotations
@@ -12,10 +14,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from tandem.api import find_run
 from tandem.graph.context import RunContext
-from tandem.graph.persistence import load_run_config
-from tandem.tools.data import InputError
+from tandem.tools.errors import InputError
 from tandem.tools.tokens import load_prices
 
 
@@ -30,7 +30,7 @@ def number(
     """An argparse `type=` for a numeric option: a finite number of `kind` in range, else argparse's
     one-line usage error (exit status 2) saying what the option takes, never a traceback."""
     limits = {">=": at_least, ">": above, "<=": at_most, "<": below}
-    wanted = ("a whole number" if kind is int else "a number") + "".join(
+    wanted = ("a whole number" if kind is int else "a number") + " and".join(
         f" {op} {bound:g}" for op, bound in limits.items() if bound is not None
     )
     checks = {
@@ -54,31 +54,42 @@ def number(
     return parse
 
 
+RUNS_DIR_HELP = "the folder of the run folders (default: $TANDEM_RUNS_DIR, else ./runs)"
 WHOLE_AT_LEAST_1 = number(int, at_least=1)
 POSITIVE = number(float, above=0)
 
 
 def add_budget_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """The budgets: run's defaults are RunContext's; resume's and fork's keep the run's own."""
     d = RunContext() if defaults else None
+    own = "" if defaults else " (default: the run's own)"
     parser.add_argument(
-        "--max-iters", type=WHOLE_AT_LEAST_1, default=d.max_iters if d else None, help="experiments after the baseline"
+        "--max-iters",
+        type=WHOLE_AT_LEAST_1,
+        default=d.max_iters if d else None,
+        help="experiments after the baseline" + own,
     )
     parser.add_argument(
-        "--time-budget", type=POSITIVE, default=d.time_budget if d else None, help="working seconds for the search"
+        "--time-budget",
+        type=POSITIVE,
+        default=d.time_budget if d else None,
+        help="working seconds for the search" + own,
     )
     parser.add_argument(
         "--token-budget",
         type=WHOLE_AT_LEAST_1,
         default=d.token_budget if d else None,
-        help="total tokens of both agents",
+        help="total tokens of both agents" + (own or " (default: no limit)"),
     )
     parser.add_argument(
         "--candidate-time-limit",
         type=POSITIVE,
         default=d.candidate_time_limit if d else None,
-        help="seconds one candidate's cross-validation may take",
+        help="seconds one candidate's cross-validation may take" + own,
     )
-    parser.add_argument("--n-jobs", type=WHOLE_AT_LEAST_1, default=d.n_jobs if d else None, help="parallel fold fits")
+    parser.add_argument(
+        "--n-jobs", type=WHOLE_AT_LEAST_1, default=d.n_jobs if d else None, help="parallel fold fits" + own
+    )
 
 
 #: Run-context fields the CLI sets directly from an option of the same name.
@@ -177,5 +188,54 @@ def add_run_display_options(parser: argparse.ArgumentParser) -> None:
 
 def stored_context(run_id: str, runs_dir: str | None, overrides: dict[str, Any]) -> RunContext:
     """A stored run's context with the command line's changes (what resume and fork will use)."""
+    from tandem.api import find_run  # LangGraph and scikit-learn: loaded by the commands that run, for start-up time
+    from tandem.graph.persistence import load_run_config  # the checkpoint library, likewise
+
     _, context = load_run_config(find_run(run_id, runs_dir))
     return replace(context, **overrides)
+
+
+def metrics_note(metrics: list[str] | None, primary: str | None) -> str | None:
+    """One line when `--primary` names a metric `--metrics` leaves out, else None.
+
+    The run does not refuse it: the primary metric is what decides which model is best, so it is
+    always computed and reported first. The line says so, so that `--metrics f1 --primary recall`
+    does not silently report a metric the user did not list.
+    """
+    if not metrics or not primary:
+        return None
+    listed = [m.strip().lower() for m in metrics]
+    if primary.strip().lower() in listed:
+        return None
+    return (
+        f"note: --primary {primary.strip()} is not in --metrics {','.join(metrics)}; it decides which model is best, "
+        f"so it is reported too, first: {','.join([primary.strip().lower(), *listed])}"
+    )
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """argparse's help with each option's default appended, as ArgumentDefaultsHelpFormatter does,
+    except where there is nothing to show (no default, a flag) or the help already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or not action.option_strings
+        ):
+            return action.help
+        shown = ",".join(map(str, default)) if isinstance(default, list | tuple) else default
+        return f"{text} (default: {shown})".lstrip() if text else f"default: {shown}"
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Every command's `--help` shows its options' defaults (the top parser and each subcommand)."""
+    parser.formatter_class = DefaultsHelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                show_defaults(child)

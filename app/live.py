@@ -17,7 +17,6 @@ Studio the gates are answered with `Command(resume=...)`.
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,7 +34,8 @@ from rich.text import Text
 
 from tandem.graph.context import RunContext
 from tandem.graph.messages import proposal_of
-from tandem.tools.data import InputError
+from tandem.run_listing import plain_number, shown
+from tandem.tools.errors import InputError
 
 Reader = Callable[[str], str]
 NODE_WORK = {
@@ -132,21 +132,23 @@ def continue_line(data: dict[str, Any]) -> str:
 
 def _one_line(update: dict[str, Any]) -> str:
     parsed = proposal_of(update)
-    return f"[{parsed.move}] {parsed.summary()}" if parsed.move else parsed.summary()
+    base = "" if parsed.base_experiment is None else f"← #{parsed.base_experiment} "
+    return f"{base}[{parsed.move}] {parsed.summary()}" if parsed.move else base + parsed.summary()
 
 
-def plain_number(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else "–"
+def clipped(text: str, width: int = 120) -> str:
+    """Text cut to `width` characters at a word boundary, with an ellipsis when it was cut (never mid-word)."""
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > width // 2 else cut).rstrip(" ,;") + "…"
 
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-"""C0 and C1 controls (ESC starts every escape sequence; CR and newline rewrite lines) and the
-bidirectional marks that reorder what a line appears to say."""
-
-
-def shown(text: Any) -> str:
-    """Untrusted text for the terminal, on one line: unsafe characters as visible `\\x1b`-style escapes."""
-    return _UNSAFE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", str(text))
+def step_label(experiment: int, base: int | None, move: str | None) -> str:
+    """`#3 ← #1 move`: the experiment, the one it starts from (its base), and the playbook move."""
+    origin = f" ← #{base}" if base is not None else ""
+    return f"#{experiment}{origin}{' ' + move if move else ''}"
 
 
 def terminal_lines(text: str) -> str:
@@ -246,20 +248,23 @@ class Progress:
             rewards = record["rewards"]
             used = {a: u["input"] + u["output"] for a, u in record.get("tokens", {}).items()}
             tokens = f"; tokens S {used.get('scientist', 0)} E {used.get('executor', 0)}" if any(used.values()) else ""
+            label = step_label(record["id"], record.get("base_experiment"), record["move"])
             return (
-                f"[#{record['id']} {shown(record['move'] or '')}] {shown(record['proposal'][:100])}\n"
+                f"[{shown(label)}] {shown(clipped(record['proposal']))}\n"
                 f"    {score}{flag}{best}; fidelity {record['fidelity']:.2f}; "
                 f"reward S {rewards['scientist']:+.4f} E {rewards['executor']:+.4f}{tokens}"
             )
         if node == "deliver":
             s = update["delivered"]
             metric = s["task"]["primary_metric"]
+            report = s["artifacts"].get("report_html") or s["artifacts"]["report"]
             return (
                 f"[deliver] {s['stop_reason']}\n"
                 f"Delivered experiment #{s['best']['experiment_id']}: CV {metric} {s['best']['cv'][metric]:.4f}; "
                 f"holdout {metric} {plain_number(s['best']['holdout'].get(metric))} "
                 f"(baseline {plain_number(s['baseline']['holdout'].get(metric))})\n"
-                f"Report: {self._at(s['artifacts']['report'])}\nModel:  {self._at(s['artifacts']['model'])}"
+                f"Report: {self._at(report)}\nModel:  {self._at(s['artifacts']['model'])}\n"
+                f"Next:   tandem predict {s['run_id']} new.csv  (or tandem show {s['run_id']})"
             )
         return None
 

@@ -13,11 +13,10 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from tandem.benchmarks.bench import bench_report, describe_result, run_bench
-from tandem.benchmarks.league import describe_match, leaderboard_markdown, plot_leaderboard, run_league, standings
-from tandem.benchmarks.players import PLAYER_HELP, flaml_available, parse_players, with_policy
-from tandem.benchmarks.results_store import ResultsStore, default_results_dir
-from tandem.benchmarks.tasks import default_suite, select_tasks
+from tandem.cli_options import number
+
+# The benchmark modules load tandem's whole stack (LangGraph, scikit-learn, LightGBM, matplotlib):
+# each command imports what it uses, so that building the `tandem` parser stays light.
 
 
 def _seeds(text: str) -> list[int]:
@@ -27,6 +26,8 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"seeds are whole numbers separated by commas, got {text!r}") from None
     if not seeds:
         raise argparse.ArgumentTypeError("give at least one seed")
+    if any(seed < 0 for seed in seeds):
+        raise argparse.ArgumentTypeError(f"seeds are whole numbers >= 0, got {text!r}")
     return list(dict.fromkeys(seeds))
 
 
@@ -71,13 +72,22 @@ def add_bench_commands(sub: Any) -> None:
 
     league = sub.add_parser("league", help="play matchmade head-to-head matches and update Elo ratings")
     _add_common(league)
-    league.add_argument("--rounds", type=int, default=10, help="matchmaking rounds (each pairs up the players)")
-    league.add_argument("--closest", type=int, default=3, help="opponent drawn among this many nearest ratings")
-    league.add_argument("--k", type=float, default=32.0, help="Elo K factor")
     league.add_argument(
-        "--tolerance", type=float, default=0.001, help="draw when scores differ by at most this (absolute or relative)"
+        "--rounds", type=number(int, at_least=1), default=10, help="matchmaking rounds (each pairs up the players)"
     )
-    league.add_argument("--rng-seed", type=int, default=0, help="seed of matchmaking and of the task/seed draws")
+    league.add_argument(
+        "--closest", type=number(int, at_least=1), default=3, help="opponent drawn among this many nearest ratings"
+    )
+    league.add_argument("--k", type=number(float, above=0), default=32.0, help="Elo K factor")
+    league.add_argument(
+        "--tolerance",
+        type=number(float, at_least=0),
+        default=0.001,
+        help="draw when scores differ by at most this (absolute or relative)",
+    )
+    league.add_argument(
+        "--rng-seed", type=number(int, at_least=0), default=0, help="seed of matchmaking and of the task/seed draws"
+    )
     league.add_argument("--fresh", action="store_true", help="play every match again instead of reusing stored results")
 
     board = sub.add_parser("leaderboard", help="print the league's Elo ladder and write its PNG")
@@ -97,10 +107,17 @@ def _command(args: argparse.Namespace, extra: tuple[str, ...] = ()) -> str:
 
 
 def _results_dir(args: argparse.Namespace) -> str:
+    from tandem.benchmarks.results_store import default_results_dir  # heavy stack: CLI start-up time
+
     return str(Path(args.results_dir or default_results_dir()).resolve())
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from tandem.benchmarks.bench import bench_report, describe_result, run_bench  # heavy stack: CLI start-up time
+    from tandem.benchmarks.players import PLAYER_HELP, flaml_available, parse_players, with_policy  # likewise
+    from tandem.benchmarks.results_store import ResultsStore  # likewise
+    from tandem.benchmarks.tasks import default_suite, select_tasks  # likewise
+
     if args.list:
         for task in default_suite():
             print(f"{task.name:20} {task.metric or 'default':9} budget {task.budget:>5.0f} s  {task.description}")
@@ -141,6 +158,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_league(args: argparse.Namespace) -> int:
+    from tandem.benchmarks.league import describe_match, leaderboard_markdown, run_league, standings  # heavy stack
+    from tandem.benchmarks.players import parse_players, with_policy  # likewise, for CLI start-up time
+    from tandem.benchmarks.results_store import ResultsStore  # likewise
+    from tandem.benchmarks.tasks import select_tasks  # likewise
+
     results_dir = _results_dir(args)
     tasks = select_tasks(args.tasks)
     players = with_policy(parse_players(args.players), args.policy)
@@ -166,6 +188,9 @@ def cmd_league(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from tandem.benchmarks.league import leaderboard_markdown, plot_leaderboard, standings  # heavy: start-up time
+    from tandem.benchmarks.results_store import ResultsStore  # likewise
+
     results_dir = Path(_results_dir(args))
     if not (results_dir / "results.sqlite").exists():
         print(f"no results store in {results_dir}; play some matches with: tandem league")

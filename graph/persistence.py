@@ -101,6 +101,8 @@ class RunFolder:
     model = property(lambda self: self.path / "model.joblib")
     holdout_rows = property(lambda self: self.path / "holdout_rows.json")
     fork_partial = property(lambda self: self.path / "fork.partial")
+    data = property(lambda self: self.path / "data.csv")
+    """The data of a run started from a DataFrame (`run_task` writes it there, not elsewhere)."""
 
     def artifacts(self) -> dict[str, str]:
         """What `summary.json` lists, by name relative to the folder (so it stays true when moved)."""
@@ -539,11 +541,17 @@ def _table(path: str, sha256: str, target: str) -> pd.DataFrame:
     return _keep(key, _labelled(table, target))
 
 
+def data_path(task: TaskInfo, folder: RunFolder) -> str:
+    """The run's CSV: the copy in its own folder for a run started from a DataFrame (found
+    wherever the folder is now; its hash is checked as any CSV's), else the file the task names."""
+    return str(folder.data) if folder.data.exists() else task["csv_path"]
+
+
 def dev_data(task: TaskInfo, folder: RunFolder) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
     """The development part (features, target) and the fold of every row in every repeat
     (shape (repeats, rows)), as fixed at setup."""
     split = _split(folder)
-    frame = _table(task["csv_path"], task["csv_sha256"], task["target"]).loc[list(split.dev_rows)]
+    frame = _table(data_path(task, folder), task["csv_sha256"], task["target"]).loc[list(split.dev_rows)]
     return frame.drop(columns=[task["target"]]), frame[task["target"]], split.fold_matrix()
 
 
@@ -553,7 +561,7 @@ def holdout_data(task: TaskInfo, folder: RunFolder) -> tuple[pd.DataFrame, pd.Se
     if split.holdout_source != "internal":
         frame = _table(split.holdout_source, "", task["target"])
     else:
-        frame = _table(task["csv_path"], task["csv_sha256"], task["target"]).loc[list(split.holdout_rows)]
+        frame = _table(data_path(task, folder), task["csv_sha256"], task["target"]).loc[list(split.holdout_rows)]
     return frame.drop(columns=[task["target"]]), frame[task["target"]]
 
 

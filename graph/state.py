@@ -17,7 +17,7 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, Literal
 
-from typing_extensions import TypedDict  # pydantic (LangGraph Studio's input form) needs it before 3.12
+from typing_extensions import NotRequired, TypedDict  # pydantic (LangGraph Studio's input form) needs it before 3.12
 
 AgentName = Literal["scientist", "executor"]
 Status = Literal["running", "delivered", "failed"]
@@ -92,6 +92,11 @@ class EvaluationData(TypedDict):
     fitted_params: dict[str, Any]
     """The parameters the fitted estimator really holds (the verifier compares them with the spec)."""
     error: str | None
+    fold_fit_seconds: NotRequired[float]
+    """Mean seconds of one fold's fit; kept with the candidate's cached scores, not in the ledger
+    (timings differ between a run and its resumed twin). Absent from older evaluations."""
+    fold_predict_seconds: NotRequired[float]
+    """Mean seconds of one fold's prediction of its validation rows; likewise."""
 
 
 class Verification(TypedDict):

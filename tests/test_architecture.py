@@ -35,7 +35,8 @@ RULES: list[tuple[str, tuple[str, ...], set[str]]] = [
     ("graph",      ("tandem.graph.*",),                         {"tools"}),
     ("nodes",      ("tandem.nodes.*",),                         {"tools", "graph"}),
     ("entry",      ("tandem", "tandem.api", "tandem.live", "tandem.studio",
-                    "tandem.cli_options", "tandem.cli_history", "tandem.envs"), {"tools", "graph", "nodes"}),
+                    "tandem.cli_options", "tandem.cli_history", "tandem.envs", "tandem.run_listing"),
+                                                                {"tools", "graph", "nodes"}),
     ("benchmarks", ("tandem.benchmarks.*",),                    {"tools", "graph", "nodes", "entry"}),
     ("cli",        ("tandem.cli", "tandem.cli_learning"),       {"tools", "graph", "nodes", "entry", "benchmarks"}),
 ]  # fmt: skip

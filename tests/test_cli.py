@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from datetime import datetime
 from pathlib import Path
 
 import joblib
@@ -11,7 +14,9 @@ import pandas as pd
 import pytest
 from conftest import synthetic_frame
 
+from tandem import run_listing
 from tandem.cli import main
+from tandem.graph import context, persistence
 from tandem.tools.spec import complexity, parse_spec
 
 
@@ -206,3 +211,67 @@ def test_awkward_but_valid_files_work(tmp_path: Path, runs_dir: Path, capsys: py
 def test_unknown_run_is_a_one_line_error(runs_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "show", "nope", "--runs-dir", str(runs_dir))
     assert code == 2 and "no run 'nope'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_runs_is_a_table_with_date_status_size_best_score_and_time(
+    titanic_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(capsys, "runs", "--runs-dir", str(titanic_run.parent))
+    header, rule, row = out.splitlines()[:3]
+    assert code == 0 and header.split() == [
+        *("updated", "run", "id", "status", "target", "exps", "metric", "best", "CV", "holdout", "time")
+    ]
+    assert set(rule) == {"-", " "}
+    summary = json.loads((titanic_run / "summary.json").read_text())
+    ledger = (titanic_run / "experiments.jsonl").read_text().splitlines()
+    cells = row.split()
+    datetime.strptime(f"{cells[0]} {cells[1]}", "%Y-%m-%d %H:%M")  # a date and a time, not a run id
+    assert cells[2:6] == ["t1", "delivered", "Survived", str(len(ledger))]
+    assert cells[6:9] == ["f1", f"{summary['best']['cv']['f1']:.4f}", f"{summary['best']['holdout']['f1']:.4f}"]
+    assert cells[9] not in ("–", "")  # the run's duration
+
+
+def test_show_is_tables_not_raw_dicts(titanic_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "show", "t1", "--runs-dir", str(titanic_run.parent))
+    summary = json.loads((titanic_run / "summary.json").read_text())
+    assert code == 0
+    assert "{'scientist'" not in out and "'input':" not in out  # the rewards and tokens were dicts
+    best = summary["best"]
+    score = next(line for line in out.splitlines() if line.startswith("holdout f1 "))
+    assert score.split()[2:] == [f"{summary['baseline']['holdout']['f1']:.4f}", f"{best['holdout']['f1']:.4f}"]
+    assert any(line.split()[:2] == ["scientist", "heuristic"] for line in out.splitlines())
+    assert f"report: {titanic_run / 'report.html'}" in out
+    assert "next: tandem predict t1 new.csv" in out
+
+
+def test_resume_of_a_finished_run_says_how_to_continue(titanic_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ledger = (titanic_run / "experiments.jsonl").read_bytes()
+    code, out, err = run_cli(capsys, "resume", "t1", "--runs-dir", str(titanic_run.parent), "--plain")
+    assert code == 0, err
+    (line,) = out.strip().splitlines()
+    summary = json.loads((titanic_run / "summary.json").read_text())
+    assert line.startswith(f"run t1 is finished: {summary['stop_reason']}, after {summary['iterations']} experiments")
+    more = max(4, summary["iterations"]) + 5  # above the run's --max-iters 4, so the search goes on
+    assert f"tandem resume t1 --max-iters {more}" in line and "--time-budget" in line and "tandem fork t1" in line
+    assert (titanic_run / "experiments.jsonl").read_bytes() == ledger  # nothing ran
+
+
+def test_light_commands_load_no_heavy_library(titanic_run: Path) -> None:
+    """`--help`, `runs` and `show` stay fast by never importing the ML stack (timed in scripts/cli_startup.py)."""
+    script = (
+        "import sys\n"
+        "from tandem.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"main(['runs', '--runs-dir', {str(titanic_run.parent)!r}])\n"
+        f"main(['show', 't1', '--runs-dir', {str(titanic_run.parent)!r}])\n"
+        "heavy = ('langgraph', 'langchain_core', 'pandas', 'numpy', 'sklearn', 'lightgbm', 'matplotlib', 'rich')\n"
+        "print('LOADED', sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "LOADED []"
+
+
+def test_the_light_run_id_rule_is_the_checkpoints_rule() -> None:
+    assert run_listing.RUN_ID_RULE.pattern == persistence.RUN_ID_RULE.pattern
+    assert run_listing.default_runs_dir() == context.default_runs_dir()

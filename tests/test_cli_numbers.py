@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from tandem.cli import make_parser
-from tandem.cli_options import number
+from tandem.cli import main, make_parser
+from tandem.cli_options import DefaultsHelpFormatter, metrics_note, number
 
 BAD = [
     ("--max-iters", "-3"),
@@ -60,7 +61,7 @@ def test_good_numbers_are_parsed_to_their_type() -> None:
 def test_the_helper_states_the_range() -> None:
     parse = number(float, above=0, below=1)
     assert parse("0.5") == 0.5
-    with pytest.raises(argparse.ArgumentTypeError, match=r"expected a number > 0 < 1, got '1'"):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"expected a number > 0 and < 1, got '1'"):
         parse("1")
     with pytest.raises(argparse.ArgumentTypeError, match="expected a whole number >= 1"):
         number(int, at_least=1)("1.0")
@@ -76,3 +77,64 @@ def test_the_console_script_refuses_a_negative_iteration_budget() -> None:
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert "argument --max-iters: expected a whole number >= 1, got '-3'" in done.stderr
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(action.choices)
+
+
+def test_no_command_takes_an_unchecked_number() -> None:
+    """Every numeric option of every command goes through a checking type, not bare int or float."""
+    bare = [
+        f"tandem {name} {'/'.join(a.option_strings)}"
+        for name, sub in _subparsers(make_parser()).items()
+        for a in sub._actions
+        if a.type in (int, float)
+    ]
+    assert not bare, bare
+
+
+OTHER_COMMANDS = [
+    ["resume", "r1", "--max-iters", "-3"],
+    ["fork", "r1", "--from", "3", "--time-budget", "0"],
+    ["train", "--out", "p.json", "--episodes", "0"],
+    ["train", "--episodes", "5", "--out", "p.json", "--workers", "0"],
+    ["train", "--episodes", "5", "--out", "p.json", "--seed", "-2"],
+    ["league", "--rounds", "0"],
+    ["league", "--k", "-1"],
+    ["league", "--tolerance", "nan"],
+    ["bench", "--seeds", "1,-4"],
+    ["bench", "--budget", "0"],
+]
+
+
+@pytest.mark.parametrize("argv", OTHER_COMMANDS, ids=[" ".join(a) for a in OTHER_COMMANDS])
+def test_other_commands_refuse_a_bad_number_in_one_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        make_parser().parse_args(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"tandem {argv[0]}: error: argument ") and argv[-1] in err
+
+
+def test_every_help_shows_the_defaults() -> None:
+    commands = _subparsers(make_parser())
+    assert all(sub.formatter_class is DefaultsHelpFormatter for sub in commands.values())
+    run_help = " ".join(commands["run"].format_help().split())  # argparse wraps lines
+    assert "(default: 5)" in run_help and "(default: 0.2)" in run_help and "(default: 0)" in run_help
+    assert "(default: no limit)" in run_help  # a budget whose default is None says what None means
+    assert "(default: the run's own)" in " ".join(commands["resume"].format_help().split())
+    assert "(default: 10)" in " ".join(commands["league"].format_help().split())
+    assert "(default: heuristic)" not in run_help  # a help that states its default is not told twice
+
+
+def test_a_primary_metric_outside_metrics_is_explained(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert metrics_note(["f1"], "f1") is None and metrics_note(None, "recall") is None
+    code = main(["run", str(tmp_path / "none.csv"), "--target", "y", "--metrics", "f1", "--primary", "recall"])
+    note, error = capsys.readouterr().err.strip().splitlines()
+    assert note == (
+        "note: --primary recall is not in --metrics f1; it decides which model is best, "
+        "so it is reported too, first: recall,f1"
+    )
+    assert code == 2 and error.startswith("tandem: ")  # the missing file is still refused as before

@@ -155,7 +155,7 @@ def test_resuming_a_copy_leaves_the_original_byte_identical(
     assert_decided_like(runs2 / "x-bak", reference)  # the copy went on from where the original stopped
     stored = json.loads((runs2 / "x-bak" / "run.json").read_text())
     assert stored["run_id"] == "x-bak" and stored["copied_from"] == "x"  # its own id, and its thread
-    assert f"report: {runs2 / 'x-bak' / 'report.md'}" in main_output("show", "x-bak", "--runs-dir", str(runs2))
+    assert f"report: {runs2 / 'x-bak' / 'report.html'}" in main_output("show", "x-bak", "--runs-dir", str(runs2))
 
     # The original still resumes, to the same run.
     code, out, err = tandem("resume", "x", "--runs-dir", str(runs), "--plain", tmp=tmp_path)
@@ -204,7 +204,7 @@ def test_a_moved_run_resumes_to_the_uninterrupted_ledger_and_every_command_works
     )
     assert code == 0, out + err
     assert json.loads((disk3 / "m2" / "summary.json").read_text())["status"] == "delivered"
-    assert f"Report: {disk3 / 'm2' / 'report.md'}" in out
+    assert f"Report: {disk3 / 'm2' / 'report.html'}" in out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from rich.console import Console
 from tandem.api import run_task
 from tandem.cli import main
 from tandem.graph.context import RunContext
-from tandem.live import LiveDisplay, PlainDisplay, RunMonitor, make_display
+from tandem.live import LiveDisplay, PlainDisplay, RunMonitor, clipped, make_display
 from tandem.tools.report_html import render_html
 from tandem.tools.spec import Columns, ModelSpec, PipelineSpec
 from tandem.tools.training import Problem, evaluate_spec
@@ -98,7 +98,7 @@ def test_live_view_shows_budget_node_proposal_scores_rewards_and_a_fold_bar(
     assert re.search(r"rewards\s+last S [+-]0\.\d{4} E [+-]0\.\d{4}; total S [+-]0\.\d{4}", text)
     assert "3/15" not in text  # no bar once training is over
     panel = text.index("tandem · v")
-    assert -1 < text.find("[#1 stronger_family]") < text.find("[#2 ") < panel  # the plain lines scroll above
+    assert -1 < text.find("[#1 ← #0 stronger_family]") < text.find("[#2 ← #") < panel  # the lines scroll above
 
 
 def test_monitor_counts_budget_from_updates_and_resumes_where_the_run_stands() -> None:
@@ -120,7 +120,7 @@ def test_monitor_counts_budget_from_updates_and_resumes_where_the_run_stands() -
 
 
 # The plain step lines, as the README's quickstart shows them (checked against the README below).
-STEP_LINE = re.compile(r"\[#\d+ \w+\] \S.*")
+STEP_LINE = re.compile(r"\[#\d+ ← #\d+ \w+\] \S.*")
 SCORE_LINE = re.compile(
     r"    (CV \w+ -?\d+\.\d{4}|failed: .+|timeout: .+)( \*significant\*)?( -> new incumbent| \(incumbent #\d+\)); "
     r"fidelity \d\.\d\d; reward S [+-]\d+\.\d{4} E [+-]\d+\.\d{4}(; tokens S \d+ E \d+)?"
@@ -128,7 +128,7 @@ SCORE_LINE = re.compile(
 DELIVERED_LINE = re.compile(
     r"Delivered experiment #\d+: CV (\w+) -?\d+\.\d{4}; holdout \1 -?\d+\.\d{4} \(baseline -?\d+\.\d{4}\)"
 )
-FILE_LINES = re.compile(r"Report: \S+/report\.md|Model:  \S+/model\.joblib")
+FILE_LINES = re.compile(r"Report: \S+/report\.html|Model:  \S+/model\.joblib|Next:   tandem predict \S+ new\.csv .*")
 README_PATTERNS = (STEP_LINE, SCORE_LINE, DELIVERED_LINE, FILE_LINES)
 
 
@@ -155,7 +155,7 @@ def test_plain_lines_off_a_terminal(recorded: tuple[Path, list[Event]], capsys: 
         score = f"CV {m} {r['cv'][m]:.4f}" if r["status"] == "ok" else f"{r['status']}: {r['error']}"
         verdict = " -> new incumbent" if r["incumbent_after"] == r["id"] else f" (incumbent #{r['incumbent_after']})"
         expected += [
-            f"[#{r['id']} {r['move']}] {r['proposal'][:100]}",
+            f"[#{r['id']} ← #{r['base_experiment']} {r['move']}] {clipped(r['proposal'])}",
             f"    {score}{' *significant*' if r['significant'] else ''}{verdict}; fidelity {r['fidelity']:.2f}; "
             f"reward S {r['rewards']['scientist']:+.4f} E {r['rewards']['executor']:+.4f}",
         ]
@@ -163,8 +163,9 @@ def test_plain_lines_off_a_terminal(recorded: tuple[Path, list[Event]], capsys: 
         f"[deliver] {summary['stop_reason']}",
         f"Delivered experiment #{best['experiment_id']}: CV {m} {best['cv'][m]:.4f}; "
         f"holdout {m} {best['holdout'][m]:.4f} (baseline {summary['baseline']['holdout'][m]:.4f})",
-        f"Report: {run_dir / 'report.md'}",
+        f"Report: {run_dir / 'report.html'}",
         f"Model:  {run_dir / 'model.joblib'}",
+        f"Next:   tandem predict {summary['run_id']} new.csv  (or tandem show {summary['run_id']})",
     ]
     assert printed == expected
     assert len(ledger) == 3 and printed[1].startswith("[#0 baseline] CV f1_macro 0.")
@@ -174,11 +175,11 @@ def test_plain_lines_off_a_terminal(recorded: tuple[Path, list[Event]], capsys: 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme.split("`make demo` prints one line per experiment", 1)[1].split("```")[1].splitlines()[1:]
     shown = [line for line in block if line.strip() != "..."]
-    assert len(shown) == 5, shown
+    assert len(shown) == 6, shown
     for pattern, line in zip(README_PATTERNS, shown[:4], strict=True):
         assert pattern.fullmatch(line), (pattern.pattern, line)
         assert any(pattern.fullmatch(out) for out in printed), (pattern.pattern, printed)
-    assert FILE_LINES.fullmatch(shown[4])
+    assert all(FILE_LINES.fullmatch(line) for line in shown[4:]), shown[4:]
 
 
 def test_evaluate_spec_reports_fold_progress_and_not_for_cached_specs(tmp_path: Path) -> None:

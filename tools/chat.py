@@ -24,13 +24,11 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 
+from tandem.tools.errors import ProviderStop as ProviderStop  # re-exported: the CLI catches it lightly
+
 API_KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
 _KEY_LIKE = re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}")
-
-
-class ProviderStop(RuntimeError):
-    """The chat provider failed in a way no retry fixes; the run stops and can be resumed."""
 
 
 class MissingAPIKey(ValueError):

@@ -35,19 +35,9 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
+from tandem.tools.errors import InputError as InputError  # re-exported: its home before the light module
 from tandem.tools.metrics import MetricError, resolve_metrics
 from tandem.tools.spec import CLASSIFICATION, TaskType
-
-
-class InputError(ValueError):
-    """Bad user input; str(exc) is one line that says what to do.
-
-    Line breaks are folded into spaces so the CLI can always print the message as one line.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(re.sub(r"[\r\n]+", " ", str(message)))
-
 
 # --------------------------------------------------------------------------------------------
 # Reading

@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tandem.tools.data import InputError
+from tandem.tools.errors import InputError
 
 FORMAT = "tandem-policy"
 VERSION = 1

@@ -157,6 +157,10 @@ class CandidateResult:
     fit_seconds: float = 0.0
     fitted_params: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    fold_fit_seconds: float = 0.0
+    """Mean seconds one fold's model took to fit (`fit_seconds` is the whole cross-validation's wall time)."""
+    fold_predict_seconds: float = 0.0
+    """Mean seconds one fold's model took to predict its validation rows (`tandem leaderboard` shows both)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -169,16 +173,20 @@ def _fit_fold(
     y: pd.Series,
     train: np.ndarray,
     val: np.ndarray,
-) -> tuple[dict[str, float], np.ndarray, dict[str, Any], float]:
+) -> tuple[dict[str, float], np.ndarray, dict[str, Any], float, float]:
+    """One fold: its scores, out-of-fold predictions, fitted parameters, and fit and predict seconds."""
     started = time.perf_counter()
     model = fit_final(spec, X.iloc[train], y.iloc[train], problem)
+    fitted = time.perf_counter()
     pause_point("fold_fit")  # a test hook, off by default (tools/pause_points.py)
+    predicting = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pred = predict(model, X.iloc[val], problem.task_type, problem.classes, problem.positive_class)
+    predicted = time.perf_counter()
     scores = score_all(scored_metrics(problem), y.iloc[val].to_numpy(), pred)
     oof = pred.proba if pred.proba is not None else pred.y_pred.reshape(-1, 1)
-    return scores, np.asarray(oof, dtype=float), fitted_params(model, spec), time.perf_counter() - started
+    return scores, np.asarray(oof, dtype=float), fitted_params(model, spec), fitted - started, predicted - predicting
 
 
 def scored_metrics(problem: Problem) -> tuple[str, ...]:
@@ -314,6 +322,8 @@ def _collect(
         cv_std={m: _finite(float(np.std(v))) for m, v in fold_scores.items()},
         fit_seconds=round(seconds, 3),
         fitted_params=_json_safe(outputs[0][2]),
+        fold_fit_seconds=round(float(np.mean([out[3] for out in outputs])), 4),
+        fold_predict_seconds=round(float(np.mean([out[4] for out in outputs])), 4),
     )
 
 

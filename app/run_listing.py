@@ -1,0 +1,292 @@
+"""Run folders read as JSON only, for the commands that look at runs without running anything.
+
+`tandem runs` and `tandem show` start in well under a second because this module reads
+`run.json`, `summary.json` and `experiments.jsonl` with the standard library alone: importing
+`tandem.api` would load LangGraph, pandas, scikit-learn and LightGBM first (2–4 s, measured in
+docs/cli-startup.md). `tandem.api` delegates its own listing and summary reading here, so both
+paths say the same thing about a run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Collection
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypedDict
+
+from tandem.tools.errors import InputError
+
+RUN_ID_RULE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+"""The run-id rule of `tandem.graph.persistence.RUN_ID_RULE`, repeated so that naming a folder
+needs no checkpoint library (tests/test_cli.py checks the two patterns are the same)."""
+
+
+class RunRow(TypedDict):
+    """One line of `tandem runs`."""
+
+    run_id: str
+    status: str
+    """"delivered" (or the summary's own status), or "stopped" when no summary was written yet."""
+    target: str | None
+    csv: str
+    primary_metric: str | None
+    best_cv: float | None
+    best_holdout: float | None
+    experiments: int
+    """Experiments in the ledger, the baseline included."""
+    seconds: float | None
+    """Working seconds of a delivered run; for a stopped one the sum of its experiments' fit times."""
+    updated: float
+    """When the run last wrote its run.json, ledger or summary (POSIX time)."""
+
+
+def default_runs_dir() -> str:
+    """`$TANDEM_RUNS_DIR`, else `./runs` (the rule of `tandem.graph.context.default_runs_dir`)."""
+    return os.environ.get("TANDEM_RUNS_DIR") or str(Path("runs").resolve())
+
+
+def run_path(run_id: str, runs_dir: str | Path | None = None) -> Path:
+    """The folder of a run id, or an `InputError` saying what a run id may be or which runs exist."""
+    root = Path(runs_dir or default_runs_dir()).expanduser().resolve()
+    if not isinstance(run_id, str) or not RUN_ID_RULE.fullmatch(run_id):
+        raise InputError(
+            f"run id {run_id!r} is not allowed: use letters, digits, '-', '_' and '.', "
+            "not starting with a dot, at most 128 characters"
+        )
+    if not (root / run_id / "run.json").exists():
+        known = ", ".join(r["run_id"] for r in list_runs(root)[-5:]) or "none"
+        raise InputError(f"no run {run_id!r} in {root} (recent runs: {known})")
+    return root / run_id
+
+
+def _json(path: Path) -> Any:
+    """A JSON file's content, or None when it is missing or damaged (listing never fails on one run)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _ledger(folder: Path) -> list[dict[str, Any]]:
+    rows = []
+    try:
+        lines = (folder / "experiments.jsonl").read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a torn last line of a killed run
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def _row(folder: Path) -> RunRow | None:
+    config = _json(folder / "run.json")
+    if not isinstance(config, dict):
+        return None
+    request = config.get("request") or {}
+    summary = _json(folder / "summary.json")
+    times = [p.stat().st_mtime for p in (folder / n for n in ("run.json", "experiments.jsonl", "summary.json"))
+             if p.exists()]  # fmt: skip
+    if isinstance(summary, dict) and isinstance(summary.get("task"), dict):
+        metric = summary["task"].get("primary_metric")
+        best = summary.get("best") or {}
+        return RunRow(
+            run_id=folder.name,
+            status=str(summary.get("status", "delivered")),
+            target=request.get("target"),
+            csv=Path(request.get("csv_path") or "").name,
+            primary_metric=metric,
+            best_cv=(best.get("cv") or {}).get(metric),
+            best_holdout=(best.get("holdout") or {}).get(metric),
+            experiments=int(summary.get("experiments") or summary.get("iterations", 0) + 1),
+            seconds=summary.get("seconds_spent"),
+            updated=max(times),
+        )
+    ledger = _ledger(folder)
+    ok = [r for r in ledger if r.get("status") == "ok" and isinstance(r.get("primary"), float)]
+    incumbent = ledger[-1].get("incumbent_after") if ledger else None
+    best_cv = next((r["primary"] for r in ok if r.get("id") == incumbent), None)
+    return RunRow(
+        run_id=folder.name,
+        status="stopped",
+        target=request.get("target"),
+        csv=Path(request.get("csv_path") or "").name,
+        primary_metric=request.get("primary_metric"),
+        best_cv=best_cv,
+        best_holdout=None,
+        experiments=len(ledger),
+        seconds=sum(float(r.get("fit_seconds") or 0.0) for r in ledger) if ledger else None,
+        updated=max(times),
+    )
+
+
+def list_runs(runs_dir: str | Path | None = None) -> list[RunRow]:
+    """Every run in a runs folder, oldest first (by name: default names start with the time)."""
+    root = Path(runs_dir or default_runs_dir())
+    rows = (_row(run_json.parent) for run_json in sorted(root.glob("*/run.json")))
+    return [row for row in rows if row is not None]
+
+
+def load_summary(run_id: str, runs_dir: str | Path | None = None) -> dict[str, Any]:
+    """A delivered run's summary.json, or an `InputError` saying how to get one."""
+    folder = run_path(run_id, runs_dir)
+    if not (folder / "summary.json").exists():
+        raise InputError(f"run {run_id!r} has not delivered yet; continue it with: tandem resume {run_id}")
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        summary = None
+    if not isinstance(summary, dict):
+        raise InputError(
+            f"run {run_id}: summary.json is damaged (not a JSON object); "
+            f"rebuild it from the checkpoints with: tandem repair {run_id}"
+        )
+    return summary
+
+
+#: The run-context budgets whose raise lets `tandem resume` continue a finished run.
+BUDGETS = ("max_iters", "time_budget", "token_budget")
+
+
+def experiments_done(run_id: str, runs_dir: str | Path | None = None) -> int:
+    """Experiments in a run's ledger, the baseline included (0 before setup)."""
+    return len(_ledger(run_path(run_id, runs_dir)))
+
+
+def finished_hint(run_id: str, runs_dir: str | Path | None = None) -> str | None:
+    """For a delivered run, how to continue it (None for a run that is not finished).
+
+    `tandem resume` on a delivered run with no raised budget has nothing to do; printing where it
+    stands and stopping would leave the user guessing, so the CLI prints this instead: the budget
+    that stopped it, what it used, and the options that continue it (or a fork that keeps it).
+    """
+    folder = run_path(run_id, runs_dir)
+    summary = _json(folder / "summary.json")
+    if not isinstance(summary, dict):
+        return None
+    config = _json(folder / "run.json") or {}
+    context = config.get("context") or {}
+    done = int(summary.get("iterations") or 0)
+    seconds = summary.get("seconds_spent")
+    more_iters = max(int(context.get("max_iters") or done), done) + 5
+    more_time = max(float(context.get("time_budget") or 0.0), float(seconds or 0.0)) * 2 or 600.0
+    used = f"{done} experiments" + (f" in {duration(seconds)}" if isinstance(seconds, int | float) else "")
+    return (
+        f"run {run_id} is finished: {summary.get('stop_reason') or 'delivered'}, after {used}. "
+        f"To continue it, raise its budget: tandem resume {run_id} --max-iters {more_iters} "
+        f"(or --time-budget {more_time:.0f}); to continue and keep this model too, fork it "
+        f"(tandem history {run_id}, then tandem fork {run_id} --from STEP)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Printing
+# ---------------------------------------------------------------------------------------------
+
+
+def plain_number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "–"
+
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""C0 and C1 controls (ESC starts every escape sequence; CR and newline rewrite lines) and the
+bidirectional marks that reorder what a line appears to say."""
+
+
+def shown(text: Any) -> str:
+    """Untrusted text for the terminal, on one line: unsafe characters as visible `\\x1b`-style escapes."""
+    return _UNSAFE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", str(text))
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds as people read them: 42 s, 3m07s, 1h05m."""
+    if seconds is None:
+        return "–"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{seconds:.0f} s" if seconds >= 1 else f"{seconds:.1f} s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def table(header: list[str], rows: list[list[str]], right: Collection[int] = ()) -> str:
+    """Columns as wide as their widest cell, numbers right-aligned, a rule under the header."""
+    cells = [[shown(c) for c in row] for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        padded = (c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths), *(line(r) for r in cells[1:])])
+
+
+def runs_table(rows: list[RunRow]) -> str:
+    """`tandem runs`: one line per run with its date, status, size, best score and duration."""
+    body = [
+        [
+            datetime.fromtimestamp(r["updated"]).strftime("%Y-%m-%d %H:%M"),
+            r["run_id"],
+            r["status"],
+            str(r["target"] or ""),
+            str(r["experiments"]),
+            r["primary_metric"] or "",
+            plain_number(r["best_cv"]),
+            plain_number(r["best_holdout"]),
+            duration(r["seconds"]),
+        ]
+        for r in rows
+    ]
+    header = ["updated", "run id", "status", "target", "exps", "metric", "best CV", "holdout", "time"]
+    return table(header, body, right={4, 6, 7, 8})
+
+
+def summary_text(summary: dict[str, Any], folder: Path) -> str:
+    """`tandem show`: the run's outcome as lines and small tables, never raw dictionaries."""
+    task, best, base = summary["task"], summary["best"], summary["baseline"]
+    metric = task["primary_metric"]
+    lines = [
+        f"run {summary['run_id']}: {summary['status']} after {summary['iterations']} experiments"
+        + (f" in {duration(summary.get('seconds_spent'))}" if summary.get("seconds_spent") is not None else ""),
+        f"stopped: {summary['stop_reason']}",
+        f"task: {task['task_type']} on {task['target']!r} ({Path(task.get('csv_path') or '').name}), "
+        f"primary metric {metric}",
+        f"delivered: #{best['experiment_id']} {best['proposal']}",
+    ]
+    if summary.get("selection"):
+        lines.append(f"chosen by: {summary['selection']}")
+    lines.append("")
+    score_rows = [
+        [f"{part} {m}", plain_number(base[part].get(m)), plain_number(best[part].get(m))]
+        for part in ("cv", "holdout")
+        for m in task["metrics"]
+    ]
+    lines += [table(["score", "baseline #0", f"delivered #{best['experiment_id']}"], score_rows, right={1, 2}), ""]
+    rewards, tokens = summary.get("rewards") or {}, summary.get("tokens") or {}
+    roles = sorted(set(rewards) | set(tokens))
+    if roles:
+        agents = summary.get("agents") or {}
+        agent_rows = [
+            [
+                role,
+                str((agents.get(role) or {}).get("kind") or ""),
+                f"{rewards.get(role, 0.0):+.4f}",
+                str((tokens.get(role) or {}).get("input", 0)),
+                str((tokens.get(role) or {}).get("output", 0)),
+            ]
+            for role in roles
+        ]
+        lines += [table(["agent", "kind", "reward", "tokens in", "tokens out"], agent_rows, right={2, 3, 4}), ""]
+    artifacts = summary.get("artifacts") or {}
+    report = folder / artifacts.get("report_html", artifacts.get("report", "report.html"))
+    lines.append(f"report: {report}")
+    lines.append(f"next: tandem predict {summary['run_id']} new.csv")
+    return "\n".join(lines)
