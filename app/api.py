@@ -17,7 +17,7 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -39,17 +39,20 @@ from tandem.graph.persistence import (
     check_database,
     check_ledger,
     check_run_id,
+    dev_data,
     empty_checkpoints,
     json_clean,
     load_run_config,
     new_run_folder,
     new_run_id,
+    problem_of,
     remove_run_folder,
     run_folder,
     run_lock,
     run_started,
     run_thread,
     save_run_config,
+    write_bytes,
     write_json,
     write_jsonl,
 )
@@ -68,7 +71,9 @@ from tandem.graph.state import TaskRequest
 from tandem.nodes.agents.models import check_llm_setup, with_chat_models
 from tandem.nodes.deliver import write_reports
 from tandem.tools.data import InputError, load_task, read_table
-from tandem.tools.spec import parse_spec, referenced_columns
+from tandem.tools.delivered_model import DeliveredModel, FrameError, PredictionResult, deliverable, predict_frame
+from tandem.tools.spec import parse_spec
+from tandem.tools.training import fit_final
 
 UpdateHandler = Callable[[str, dict[str, Any]], None]
 EventHandler = Callable[[str, dict[str, Any]], None]
@@ -418,23 +423,91 @@ def load_model(folder: RunFolder, summary: dict[str, Any]) -> Any:
     return joblib.load(io.BytesIO(data))
 
 
-def predict_csv(run_id: str, csv_path: str | Path, runs_dir: str | Path | None = None) -> pd.DataFrame:
-    """Predictions of a run's delivered model for a new CSV: labels, and probabilities for classifiers."""
+def predict_csv(
+    run_id: str,
+    csv_path: str | Path,
+    runs_dir: str | Path | None = None,
+    *,
+    keep: Sequence[str] = (),
+    experiment: int | None = None,
+) -> pd.DataFrame:
+    """Predictions of a run's delivered model (or of `experiment`) for a new CSV: the `keep`
+    columns, the labels or values, and probabilities for classifiers. See `predict_file`."""
+    return predict_file(run_id, csv_path, runs_dir, keep=keep, experiment=experiment).predictions
+
+
+def predict_file(
+    run_id: str,
+    csv_path: str | Path,
+    runs_dir: str | Path | None = None,
+    *,
+    keep: Sequence[str] = (),
+    experiment: int | None = None,
+) -> PredictionResult:
+    """Predict every row of a CSV with a run's model, and score it when it holds the target.
+
+    The file is read as the run read its data; the model takes its columns in any order, ignores
+    extra ones and names a missing or wrongly typed column in one line (`InputError`). `keep`
+    copies columns (an ID) into the output. `experiment` predicts with that experiment of the
+    ledger instead of the delivered model (`experiment_model`). When the file holds the target,
+    the result carries the run's metrics on the rows whose target is known.
+    """
     folder = find_run(run_id, runs_dir)
-    summary = load_summary(run_id, runs_dir)
+    if experiment is None:
+        summary = load_summary(run_id, runs_dir)
+        model, task = load_model(folder, summary), summary["task"]
+    else:
+        model, task = experiment_model(run_id, experiment, runs_dir)
     frame = read_table(csv_path)
-    needed = referenced_columns(parse_spec(summary["best"]["spec"]))
-    missing = sorted(needed - set(frame.columns))
-    if missing:
-        raise InputError(f"{csv_path} lacks columns the model reads: {', '.join(map(repr, missing))}")
-    model = load_model(folder, summary)  # the folder's own model file, wherever the folder is now
-    X = frame.drop(columns=[summary["task"]["target"]], errors="ignore")
-    out = pd.DataFrame({"prediction": model.predict(X)}, index=frame.index)
-    if summary["task"]["task_type"] != "regression" and hasattr(model, "predict_proba"):
-        proba = model.predict_proba(X)
-        for i, label in enumerate(model.classes_):
-            out[f"proba_{label}"] = proba[:, i]
-    return out
+    try:
+        return predict_frame(model, frame, task, keep=keep)
+    except FrameError as exc:
+        raise InputError(f"{csv_path}: {exc}") from None
+
+
+def experiment_model(
+    run_id: str, experiment: int, runs_dir: str | Path | None = None
+) -> tuple[DeliveredModel, dict[str, Any]]:
+    """Any successful experiment of a run as a model, and the run's task.
+
+    The experiment is refitted on the whole development part exactly as delivery refits the
+    model it delivers (`tools.training.fit_final`), so `--experiment N` of the delivered
+    experiment predicts what `model.joblib` does. The refit is cached in the run folder as
+    `models/experiment-N.joblib`, with `experiment-N.json` recording its spec hash, the data's
+    hash and the file's SHA-256; a cache whose record disagrees is refitted, never loaded.
+    The ledger and the task are read from the run's checkpoints, so a stopped run works too.
+    """
+    folder = find_run(run_id, runs_dir)
+    _, context = load_run_config(folder)
+    check_database(folder)
+    with open_run(folder) as graph:
+        values = graph.get_state(run_config(run_thread(folder), context)).values
+    task, ledger = values.get("task"), list(values.get("ledger") or [])
+    ok = [r["id"] for r in ledger if r.get("status") == "ok"]
+    if not task or not ok:
+        raise InputError(f"run {run_id} has no trained experiment yet; continue it with: tandem resume {run_id}")
+    record = next((r for r in ledger if r["id"] == experiment), None)
+    if record is None or record.get("status") != "ok":
+        what = "has no experiment" if record is None else f"did not train experiment (status {record.get('status')})"
+        listed = ", ".join(f"#{i}" for i in ok[:12]) + (", …" if len(ok) > 12 else "")
+        raise InputError(f"run {run_id} {what} #{experiment}; successful experiments: {listed}")
+    path = folder.path / "models" / f"experiment-{experiment}.joblib"
+    meta_path = path.with_suffix(".json")
+    expected = {"experiment_id": experiment, "spec_hash": record["spec_hash"], "csv_sha256": task["csv_sha256"]}
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    if path.is_file() and {k: meta.get(k) for k in expected} == expected:
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() == meta.get("sha256"):
+            return joblib.load(io.BytesIO(data)), dict(task)
+    X_dev, y_dev, _ = dev_data(task, folder)
+    spec = parse_spec(record["spec"])
+    model = deliverable(fit_final(spec, X_dev, y_dev, problem_of(task)), X_dev, spec, target=task["target"])
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    path.parent.mkdir(exist_ok=True)
+    write_bytes(path, buffer.getvalue())
+    write_json(meta_path, {**expected, "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()})
+    return model, dict(task)
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -112,6 +112,19 @@ def make_parser() -> argparse.ArgumentParser:
     predict.add_argument("run_id")
     predict.add_argument("csv")
     predict.add_argument("-o", "--output", help="write predictions here (default: standard output)")
+    predict.add_argument(
+        "--keep",
+        action="append",
+        default=[],
+        metavar="COL",
+        help="copy this column (an ID) into the output, before the predictions; repeatable",
+    )
+    predict.add_argument(
+        "--experiment",
+        type=number(int, at_least=0),
+        metavar="N",
+        help="predict with experiment N instead of the delivered model (refitted once, cached in the run's models/)",
+    )
     predict.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
 
     repair = sub.add_parser("repair", help="rebuild a run's ledger, rewards, summary and reports from its checkpoints")
@@ -202,14 +215,21 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from tandem.api import predict_csv, write_predictions  # pandas and the model: CLI start-up time
+    from tandem.api import predict_file, write_predictions  # pandas and the model: CLI start-up time
 
-    predictions = predict_csv(args.run_id, args.csv, args.runs_dir)
+    result = predict_file(args.run_id, args.csv, args.runs_dir, keep=args.keep, experiment=args.experiment)
+    predictions = result.predictions
     if args.output:
         write_predictions(predictions, args.output)
         print(f"wrote {len(predictions)} predictions to {args.output}")
     else:
         write_predictions(predictions, sys.stdout)
+    said = sys.stdout if args.output else sys.stderr  # the CSV on standard output stays a CSV
+    if result.scores:
+        shown_scores = ", ".join(f"{name} {value:.4f}" for name, value in result.scores.items())
+        print(f"scores on the {result.n_scored} rows with a target: {shown_scores}", file=said)
+    for note in result.notes:
+        print(f"note: {note}", file=said)
     return 0
 
 

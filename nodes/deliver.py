@@ -31,6 +31,7 @@ from tandem.graph.reward_rules import simplest_within_noise
 from tandem.graph.state import ExperimentRecord, TandemState
 from tandem.nodes.agents.models import agents_summary
 from tandem.tools.data import sha256_file
+from tandem.tools.delivered_model import deliverable
 from tandem.tools.pause_points import pause_point
 from tandem.tools.report import plot_rewards, plot_scores, render_report
 from tandem.tools.report_html import render_html
@@ -129,6 +130,8 @@ def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     holdout = {best["id"]: best_holdout}
     if best["id"] != 0:
         holdout[0] = _fit_and_score(ledger[0], state, folder)[1]
+    # saved behind the door that takes the user's raw frame (padded names, any order, one-line errors)
+    model = deliverable(model, dev_data(task, folder)[0], parse_spec(best["spec"] or {}), target=task["target"])
     with atomic_file(folder.model) as fh:
         joblib.dump(model, fh)
     pause_point("delivery")  # a test hook, off by default (tools/pause_points.py)

@@ -305,6 +305,12 @@ def _clean_names(names: list[str]) -> list[str]:
     return cleaned
 
 
+def clean_names(names: list[str]) -> list[str]:
+    """Header names as a run knows them (what `read_table` does to a header), so a frame read by
+    plain pandas can be matched against a run's columns (`tools/delivered_model.py`)."""
+    return _clean_names(names)
+
+
 def _padded(names: list[str], n: int) -> list[str]:
     return (names + ["x"] * n)[:n]
 
