@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tandem.benchmarks import league, performance_profiles
-from tandem.benchmarks.bench import bench_report, fmt
+from tandem.benchmarks.bench import bench_report, fmt, in_play_order, scored_problems
 from tandem.benchmarks.league import leaderboard_markdown, plot_leaderboard, standings
 from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import default_suite
@@ -48,10 +48,110 @@ def _pick_bench(store: ResultsStore, bench_id: str | None) -> dict[str, Any]:
             raise SystemExit(f"no bench {bench_id} in {store.path}")
         return bench
     suite = {t.name for t in default_suite()}
-    full = [b for b in store.benches("bench") if suite <= {t["name"] for t in b["settings"]["tasks"]}]
-    if not full:
-        raise SystemExit(f"no bench of the whole default suite in {store.path}; run `tandem bench` first")
-    return full[-1]
+    benches = [b for b in store.benches("bench") if store.results(b["bench_id"])]
+    if not benches:
+        raise SystemExit(f"no bench in {store.path}; run `tandem bench` first")
+    # the latest bench of the whole suite; until one exists (the suite grew), the widest latest one
+    return max(benches, key=lambda b: len(suite & {t["name"] for t in b["settings"]["tasks"]}))
+
+
+#: The budgets the issue's bench reports (seconds per player and task), and the seeds it needs.
+SEED_BUDGETS = (60.0, 300.0)
+SEEDS_WANTED = 3
+
+
+def _normalised(problem: Any, player: str) -> float:
+    """A player's score over the best player's on one problem (1 = best, 0 = failed or unusable)."""
+    scores = [v for v in problem.scores.values() if v is not None and math.isfinite(v)]
+    mine = problem.scores.get(player)
+    if mine is None or not math.isfinite(mine) or not scores:
+        return 0.0
+    if problem.greater_is_better:
+        best = max(scores)
+        return mine / best if best > 0 and mine > 0 else 0.0
+    best = min(scores)
+    return best / mine if best > 0 and mine > 0 else (1.0 if mine == best else 0.0)
+
+
+def _seed_bench(store: ResultsStore, budget: float) -> dict[str, Any] | None:
+    """The latest bench played at this budget for every task (`--budget`), the most seeds first."""
+    fitting = [
+        b for b in store.benches("bench") if b["settings"].get("budget") == budget and store.results(b["bench_id"])
+    ]
+    return max(fitting, key=lambda b: (len(b["settings"].get("seeds", [])), b["created_at"]), default=None)
+
+
+def _mean_at_least_as_good(group: list[Any], a: str, b: str) -> bool:
+    """Whether player a's mean score over the seeds of one task is at least player b's (a player
+    with no score at all loses; b with none loses to any a that has one)."""
+    mine = [p.scores[a] for p in group if p.scores.get(a) is not None]
+    theirs = [p.scores[b] for p in group if p.scores.get(b) is not None]
+    if not mine or not theirs:
+        return bool(mine)
+    gap = statistics.fmean(mine) - statistics.fmean(theirs)
+    return gap >= 0 if group[0].greater_is_better else gap <= 0
+
+
+def _seeds_section(store: ResultsStore, budgets: tuple[float, ...] = SEED_BUDGETS) -> list[str]:
+    """Mean and spread per task and player over the seeds, at each budget, with AUP, wins, the mean
+    normalised score and a paired test of tandem against each player (Wilcoxon signed-rank over the
+    task × seed problems on normalised scores: a failed game scores 0)."""
+    from scipy.stats import wilcoxon  # scipy ships with scikit-learn; only this section needs it
+
+    lines = ["## Seeds and budgets", ""]
+    players_cmd = "tandem,linear,lightgbm,flaml,autogluon"
+    for budget in budgets:
+        bench = _seed_bench(store, budget)
+        lines += [f"### {budget:g} s per task", ""]
+        if bench is None:
+            lines += [
+                f"Not measured yet. Reproduce: `tandem bench --seeds 0,1,2 --budget {budget:g} --players {players_cmd}`"
+                " (about 21 tasks × 3 seeds × 5 players × the budget, on 2 cores).",
+                "",
+            ]
+            continue
+        rows = in_play_order(store.results(bench["bench_id"]), bench["settings"])
+        problems, players = scored_problems(rows)
+        seeds = sorted({p.seed for p in problems})
+        note = "" if len(seeds) >= SEEDS_WANTED else f" Only {len(seeds)} seed(s): the goal asks for {SEEDS_WANTED}."
+        lines += [f"Bench `{bench['bench_id']}` (`{bench['command']}`), seeds {seeds}.{note}", ""]
+        lines += ["| task | metric | " + " | ".join(players) + " |", "|---|---|" + "---|" * len(players)]
+        by_task: dict[str, list[Any]] = {}
+        for problem in problems:
+            by_task.setdefault(problem.task, []).append(problem)
+        for task, group in by_task.items():
+            cells = []
+            for player in players:
+                values = [p.scores[player] for p in group if p.scores.get(player) is not None]
+                failed = len(group) - len(values)
+                spread = f" ± {statistics.stdev(values):.3g}" if len(values) > 1 else ""
+                cell = f"{fmt(statistics.fmean(values))}{spread}" if values else "failed"
+                cells.append(cell + (f" ({failed} failed)" if values and failed else ""))
+            arrow = "↑" if group[0].greater_is_better else "↓"
+            lines.append(f"| {task} | {group[0].metric} {arrow} | " + " | ".join(cells) + " |")
+        profiles = performance_profiles.compute_profiles(problems, players)
+        team = _tandem(players)
+        lines += ["", "| player | AUP | mean normalised score | tasks where tandem's mean is at least as good | "
+                  "paired test, tandem − player (Wilcoxon over task × seed) |", "|---|---|---|---|---|"]  # fmt: skip
+        mine = [_normalised(p, team) for p in problems]
+        for player in players:
+            theirs = [_normalised(p, player) for p in problems]
+            mean_norm = statistics.fmean(theirs)
+            if player == team:
+                lines.append(f"| {player} | {profiles.aup[player]:.4f} | {mean_norm:.4f} | — | — |")
+                continue
+            wins = sum(_mean_at_least_as_good(group, team, player) for group in by_task.values())
+            diffs = [x - y for x, y in zip(mine, theirs, strict=True)]
+            if any(d != 0 for d in diffs):
+                test = wilcoxon(diffs, zero_method="zsplit")
+                paired = f"median {statistics.median(diffs):+.4f}, p = {float(test.pvalue):.3g} (n = {len(diffs)})"
+            else:
+                paired = f"identical on all {len(diffs)} problems"
+            lines.append(
+                f"| {player} | {profiles.aup[player]:.4f} | {mean_norm:.4f} | {wins} of {len(by_task)} | {paired} |"
+            )
+        lines.append("")
+    return lines
 
 
 def _tandem(players: list[str]) -> str:
@@ -408,6 +508,11 @@ def main() -> None:
     parser.add_argument("--bench-id")
     parser.add_argument("--speed", default=str(ROOT / "benchmarks" / "results" / "speed.json"))
     parser.add_argument("--out", default=str(DOCS / "benchmarks.md"))
+    parser.add_argument(
+        "--seed-budgets",
+        default=",".join(f"{b:g}" for b in SEED_BUDGETS),
+        help="budgets (seconds) of the seeds-and-budgets section, comma-separated (default 60,300)",
+    )
     args = parser.parse_args()
     store = ResultsStore(args.results_dir)
     bench = _pick_bench(store, args.bench_id)
@@ -491,6 +596,7 @@ def main() -> None:
         leaderboard_markdown(table) if table else "No matches played yet.",
         "",
         *(["![leaderboard](img/leaderboard.png)", ""] if table else []),
+        *_seeds_section(store, tuple(float(b) for b in args.seed_budgets.split(",") if b.strip())),
         *_speed_section(speed),
     ]
     Path(args.out).write_text("\n".join(lines).rstrip() + "\n")
