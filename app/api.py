@@ -29,6 +29,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command, StateSnapshot, StreamMode
 
+from tandem import run_listing
 from tandem.graph.assembly import TandemGraph, build_graph
 from tandem.graph.budget import budget_exhausted
 from tandem.graph.context import RunContext, default_runs_dir
@@ -350,41 +351,14 @@ def find_run(run_id: str, runs_dir: str | Path | None = None) -> RunFolder:
 
 
 def list_runs(runs_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """Every run in a runs folder, oldest first, with its status and best scores."""
-    root = Path(runs_dir or default_runs_dir())
-    rows = []
-    for run_json in sorted(root.glob("*/run.json")):
-        folder = RunFolder(run_json.parent)
-        request = json.loads(run_json.read_text())["request"]
-        summary = json.loads(folder.summary.read_text()) if folder.summary.exists() else None
-        rows.append(
-            {
-                "run_id": folder.run_id,
-                "status": summary["status"] if summary else "stopped",
-                "target": request.get("target"),
-                "csv": Path(request.get("csv_path", "")).name,
-                "primary_metric": summary["task"]["primary_metric"] if summary else None,
-                "best_cv": summary["best"]["cv"].get(summary["task"]["primary_metric"]) if summary else None,
-                "best_holdout": summary["best"]["holdout"].get(summary["task"]["primary_metric"]) if summary else None,
-            }
-        )
-    return rows
+    """Every run in a runs folder, oldest first, with its status, size, best scores and duration
+    (`tandem.run_listing`, which `tandem runs` uses without loading this module)."""
+    return [dict(row) for row in run_listing.list_runs(runs_dir)]
 
 
 def load_summary(run_id: str, runs_dir: str | Path | None = None) -> dict[str, Any]:
-    folder = find_run(run_id, runs_dir)
-    if not folder.summary.exists():
-        raise InputError(f"run {run_id!r} has not delivered yet; continue it with: tandem resume {run_id}")
-    try:
-        summary = json.loads(folder.summary.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        summary = None
-    if not isinstance(summary, dict):
-        raise InputError(
-            f"run {run_id}: summary.json is damaged (not a JSON object); "
-            f"rebuild it from the checkpoints with: tandem repair {run_id}"
-        )
-    return summary
+    """A delivered run's summary.json, or an `InputError` saying how to get one (`tandem.run_listing`)."""
+    return run_listing.load_summary(run_id, runs_dir)
 
 
 def load_model(folder: RunFolder, summary: dict[str, Any]) -> Any:

@@ -107,6 +107,8 @@ class Run:
         significant: bool = False,
         status: Literal["ok", "failed", "timeout"] = "ok",
         move: str | None = None,
+        base_experiment: int | None = None,
+        changes: list[dict[str, Any]] | None = None,
     ) -> int:
         exp_id = len(self.ledger)
         evaluation = EvaluationData(
@@ -124,6 +126,8 @@ class Run:
                 id=exp_id,
                 iteration=exp_id,
                 move=move,
+                base_experiment=base_experiment,
+                changes=changes,
                 proposal="",
                 rationale="",
                 spec=spec.model_dump(mode="json"),
@@ -159,8 +163,16 @@ class Run:
         return apply_changes(self.spec_of(base), proposal.changes, self.spec_of)
 
     def play(self, proposal: Proposal, *, primary: float, significant: bool = False) -> int:
-        """Record the proposal as implemented faithfully."""
-        return self.add(self.requested_spec(proposal), primary=primary, significant=significant, move=proposal.move)
+        """Record the proposal as implemented faithfully, with its base and changes as the reward node writes them."""
+        base = proposal.base_experiment if proposal.base_experiment is not None else self.incumbent
+        return self.add(
+            self.requested_spec(proposal),
+            primary=primary,
+            significant=significant,
+            move=proposal.move,
+            base_experiment=base,
+            changes=[c.model_dump(mode="json") for c in proposal.changes],
+        )
 
     def problem(self) -> Problem:
         classes = tuple(self.task["classes"])
@@ -250,6 +262,62 @@ def test_imbalanced_binary_task_with_f1_gets_class_weights():
     spec = run.requested_spec(proposal)
     assert spec.class_weight == "balanced"
     assert spec.model.family == "lightgbm"
+
+
+class ClassWeightsOnly(HeuristicScientist):
+    """The playbook with one move, so a test sees where that move goes next."""
+
+    def order_moves(self, view: ScientistView) -> list[str]:
+        return ["class_weight"]
+
+
+def test_a_change_is_not_tried_again_on_an_equivalent_base_only_on_a_new_incumbent_of_another_family():
+    run = Run("binary", "f1", make_frame("binary", positive_share=0.15))
+    lgbm = run.play(propose(run), primary=0.5, significant=True)  # #1 lightgbm leads; #0 logistic is a line
+    scientist = ClassWeightsOnly()
+    first = scientist.propose(run.view()).value
+    assert (first.move, first.base_experiment) == ("class_weight", lgbm)  # the incumbent first
+    run.play(first, primary=0.49)  # #2: no gain
+
+    # The logistic line is another family but not the incumbent: the change is not proposed again on it.
+    again = scientist.propose(run.view()).value
+    assert not any(isinstance(c, SetClassWeight) for c in again.changes), again
+    # A tweak of the lightgbm line is an equivalent base for it (same family).
+    tweak = Proposal(rationale="tweak", changes=[SetParams(params={"num_leaves": 7})], base_experiment=lgbm)
+    run.play(tweak, primary=0.48)
+    assert not any(isinstance(c, SetClassWeight) for c in scientist.propose(run.view()).value.changes)
+
+    # A new incumbent of another family gets the change once.
+    forest = Proposal(rationale="forest", changes=[SetModel(family="random_forest", params={})], base_experiment=lgbm)
+    new_best = run.play(forest, primary=0.6, significant=True)
+    carried = scientist.propose(run.view()).value
+    assert (carried.move, carried.base_experiment) == ("class_weight", new_best)
+    run.play(carried, primary=0.59)
+    assert not any(isinstance(c, SetClassWeight) for c in scientist.propose(run.view()).value.changes)
+
+
+def test_over_a_run_no_change_is_repeated_except_on_a_new_incumbent_of_another_family():
+    for task, metric, frame in (
+        ("binary", "f1", make_frame("binary", positive_share=0.15)),
+        ("regression", "rmse", make_frame("regression")),
+    ):
+        run = Run(task, metric, frame)
+        score = 0.5
+        tried: dict[str, set[str]] = {}
+        for step in range(14):
+            proposal = propose(run, patience=100, iterations_left=50)
+            if proposal.action == "deliver":
+                break
+            base = proposal.base_experiment if proposal.base_experiment is not None else run.incumbent
+            spec = run.spec_of(base)
+            family = spec.model.family if isinstance(spec, PipelineSpec) else "ensemble"
+            key = json.dumps([c.model_dump(mode="json") for c in proposal.changes], sort_keys=True)
+            if key in tried:
+                assert family not in tried[key] and base == run.incumbent, (step, proposal.summary(), base)
+            tried.setdefault(key, set()).add(family)
+            score += 0.01 if step % 3 == 0 else -0.001
+            run.play(proposal, primary=score if metric == "f1" else 1 / score, significant=step % 3 == 0)
+        assert step >= 6, task  # the playbook still had ideas to play
 
 
 def test_balanced_binary_task_gets_no_class_weights(binary_frame):

@@ -178,11 +178,12 @@ class HeuristicScientist:
         return _Situation(view=view, base_id=base_id, base=base, small_data=view.task["n_dev_rows"] < 2000)
 
     def _first_new(self, situation: _Situation, moves: list[tuple[str, Move]]) -> Proposal | None:
-        """The first valid proposal that is neither a spec nor an idea the ledger already holds."""
+        """The first valid proposal that is neither a spec nor a change the ledger already holds
+        (a change is tried again only on a new incumbent of another family: `repeats_a_change`)."""
         view = situation.view
         tried = view.tried_hashes
         rejected = {f["move"] for f in view.feedback if f["kind"] == "proposal" and f["move"]}
-        ideas = {_idea(view, r["move"], r["changes"], r["base_experiment"]) for r in view.ledger[1:]}
+        tried_on = tried_families(view)
         columns = [c.name for c in view.profile.columns]
         for name, move in moves:
             if name in rejected:
@@ -190,8 +191,8 @@ class HeuristicScientist:
             for proposal in move(situation):
                 base_id = proposal.base_experiment if proposal.base_experiment is not None else situation.base_id
                 changes = [c.model_dump(mode="json") for c in proposal.changes]
-                if _idea(view, name, changes, base_id) in ideas:
-                    continue  # the same idea on the same kind of model already had its chance
+                if repeats_a_change(view, tried_on, changes, base_id, situation.base_id):
+                    continue  # this change already had its chance on an equivalent base
                 try:
                     spec = apply_changes(view.spec_of(base_id), proposal.changes, view.spec_of)
                     check_against_data(spec, columns, situation.task_type)
@@ -203,11 +204,43 @@ class HeuristicScientist:
         return None
 
 
-def _idea(view: ScientistView, move: str | None, changes: list[dict[str, Any]], base_id: int | None) -> str:
-    """What makes two proposals the same idea: the move, its changes and the family they change."""
+def _change_key(changes: list[dict[str, Any]]) -> str:
+    """A change as the ledger stores it, whichever move (or agent) proposed it."""
+    return json.dumps(changes, sort_keys=True, default=str)
+
+
+def _family(view: ScientistView, base_id: int | None) -> str:
+    """The model family of an experiment, "ensemble" for a blend (or no base)."""
     base = view.ledger[base_id]["spec"] if base_id is not None else None
-    family = base["model"]["family"] if base and base.get("kind") == "pipeline" else "ensemble"
-    return json.dumps([move, changes, family], sort_keys=True, default=str)
+    return base["model"]["family"] if base and base.get("kind") == "pipeline" else "ensemble"
+
+
+def tried_families(view: ScientistView) -> dict[str, set[str]]:
+    """Each change the ledger holds, with the model families of the bases it was applied to."""
+    tried: dict[str, set[str]] = {}
+    for r in view.ledger[1:]:
+        if r["changes"]:
+            tried.setdefault(_change_key(r["changes"]), set()).add(_family(view, r["base_experiment"]))
+    return tried
+
+
+def repeats_a_change(
+    view: ScientistView, tried_on: dict[str, set[str]], changes: list[dict[str, Any]], base_id: int, incumbent: int
+) -> bool:
+    """Whether proposing `changes` on `base_id` would try again a change the ledger already tried
+    on an equivalent base (docs/decisions.md, "No silent duplicates").
+
+    A change tried on one model of a family is not tried on another of the same family: a base that
+    differs only in parameters or in another change is an equivalent base for it. It is tried again
+    on a model of a new family only when that model is the incumbent (`incumbent`: the one the
+    Scientist improves, the best single pipeline when a blend leads): a data scientist carries a
+    change over to a new best model of another kind, not to every line of models in turn, which is
+    how `set_class_weight(balanced)` used to take #2 and #3 of a five-experiment run.
+    """
+    families = tried_on.get(_change_key(changes))
+    if families is None:
+        return False
+    return _family(view, base_id) in families or base_id != incumbent
 
 
 def _no_gain_streak(view: ScientistView) -> int:
