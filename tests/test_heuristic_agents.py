@@ -17,6 +17,7 @@ import pytest
 
 from tandem.graph.context import RewardConfig
 from tandem.graph.messages import (
+    Bag,
     BuildEnsemble,
     Proposal,
     SetClassWeight,
@@ -385,14 +386,19 @@ def test_after_patience_without_gain_it_ensembles_distinct_families_then_tunes(b
     ensemble = run.requested_spec(proposal)
     assert isinstance(ensemble, EnsembleSpec)
     run.play(proposal, primary=0.695)
-    # The remaining blends of the same models come first; then, with budget left, the search goes on
-    # over the best family's parameters (the lightgbm of experiment #1) instead of delivering.
+    # The remaining blends of the same models come first; then, with budget left, the best tree
+    # model's fold models averaged (a bag of the lightgbm of experiment #1), and then the search goes
+    # on over that family's parameters instead of delivering.
     final = propose(run, patience=3)
     for _ in range(3):
         if final.move != "ensemble":
             break
         run.play(final, primary=0.69)
         final = propose(run, patience=3)
+    assert final.action == "experiment" and final.move == "bag" and final.base_experiment == 1
+    assert final.changes == [Bag(folds=5, repeats=1)]
+    run.play(final, primary=0.69)
+    final = propose(run, patience=3)
     assert final.action == "experiment" and final.move == "tune"
     assert final.base_experiment == 1
     (change,) = final.changes
