@@ -3,6 +3,7 @@
 The public Python API. `run_task` starts a run, `resume_run` continues one, `fork_run` and
 `run_history` travel in its checkpoints, `predict_csv` uses the delivered model, and
 `build_graph` returns the compiled LangGraph graph for callers who drive it themselves.
+`TandemClassifier` and `TandemRegressor` are the same runs as scikit-learn estimators.
 
 The package's layers live in folders of their own (see docs/architecture.md): `tandem.tools`
 (capabilities), `tandem.graph` (the state machine), `tandem.nodes` (the nodes and agents), this
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
         run_history,
         run_task,
     )
+    from tandem.estimators import TandemClassifier, TandemRegressor
     from tandem.graph.assembly import build_graph
     from tandem.graph.context import RunContext
 
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
 _HOMES = {
     "RunContext": "tandem.graph.context",
     "build_graph": "tandem.graph.assembly",
+    "TandemClassifier": "tandem.estimators",
+    "TandemRegressor": "tandem.estimators",
     **dict.fromkeys(
         ("fork_run", "list_runs", "load_summary", "predict_csv", "resume_run", "run_history", "run_task"), "tandem.api"
     ),
@@ -48,6 +52,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "RunContext",
+    "TandemClassifier",
+    "TandemRegressor",
     "build_graph",
     "fork_run",
     "list_runs",

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tandem.benchmarks.cli import add_bench_commands, cmd_bench, cmd_leaderboard, cmd_league
+from tandem.benchmarks.cli import add_bench_commands, cmd_bench, cmd_elo, cmd_league
 from tandem.cli_history import COMMANDS as HISTORY_COMMANDS
 from tandem.cli_history import add_history_commands
 from tandem.cli_learning import COMMANDS as LEARNING_COMMANDS
@@ -35,6 +35,7 @@ from tandem.cli_options import (
     stored_context,
 )
 from tandem.graph.context import RunContext, default_runs_dir
+from tandem.leaderboard import leaderboard, leaderboard_text
 from tandem.run_listing import (
     BUDGETS,
     experiments_done,
@@ -126,6 +127,11 @@ def make_parser() -> argparse.ArgumentParser:
         help="predict with experiment N instead of the delivered model (refitted once, cached in the run's models/)",
     )
     predict.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
+
+    board = sub.add_parser("leaderboard", help="a run's experiments, best CV score first, with fit and predict times")
+    board.add_argument("run_id")
+    board.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
+    board.add_argument("--json", action="store_true", help="print the rows as JSON")
 
     repair = sub.add_parser("repair", help="rebuild a run's ledger, rewards, summary and reports from its checkpoints")
     repair.add_argument("run_id")
@@ -233,6 +239,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    rows = leaderboard(args.run_id, args.runs_dir)
+    print(json.dumps(rows, indent=2) if args.json else leaderboard_text(rows, args.run_id))
+    return 0
+
+
 def _cmd_repair(args: argparse.Namespace) -> int:
     from tandem.api import repair_run  # LangGraph and the checkpoints: CLI start-up time
 
@@ -242,7 +254,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": _cmd_run, "resume": _cmd_resume, "runs": _cmd_runs, "show": _cmd_show, "predict": _cmd_predict}
-COMMANDS.update({"bench": cmd_bench, "league": cmd_league, "leaderboard": cmd_leaderboard})
+COMMANDS.update({"bench": cmd_bench, "league": cmd_league, "elo": cmd_elo, "leaderboard": _cmd_leaderboard})
 COMMANDS.update(HISTORY_COMMANDS)
 COMMANDS["repair"] = _cmd_repair
 COMMANDS.update(LEARNING_COMMANDS)

@@ -1,4 +1,7 @@
-"""The `tandem bench`, `tandem league` and `tandem leaderboard` subcommands.
+"""The `tandem bench`, `tandem league` and `tandem elo` subcommands.
+
+`tandem elo` prints the benchmark players' Elo ratings; `tandem leaderboard RUN` is another
+thing, a run's own experiments (tandem.leaderboard).
 
 Kept apart from graph/cli.py so the run commands and the benchmark commands can change
 independently; `graph.cli.make_parser` calls `add_bench_commands` and its COMMANDS table maps
@@ -90,9 +93,11 @@ def add_bench_commands(sub: Any) -> None:
     )
     league.add_argument("--fresh", action="store_true", help="play every match again instead of reusing stored results")
 
-    board = sub.add_parser("leaderboard", help="print the league's Elo ladder and write its PNG")
-    board.add_argument("--results-dir", default=None)
-    board.add_argument("--png", help="where the PNG goes (default: <results-dir>/leaderboard.png)")
+    elo = sub.add_parser(
+        "elo", help="print the benchmark league's Elo ratings of players and write their PNG (not a run's models)"
+    )
+    elo.add_argument("--results-dir", default=None)
+    elo.add_argument("--png", help="where the PNG goes (default: <results-dir>/elo.png)")
 
 
 def _command(args: argparse.Namespace, extra: tuple[str, ...] = ()) -> str:
@@ -187,7 +192,8 @@ def cmd_league(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_leaderboard(args: argparse.Namespace) -> int:
+def cmd_elo(args: argparse.Namespace) -> int:
+    """The league's Elo table (`tandem elo`); called `tandem leaderboard` before runs had one."""
     from tandem.benchmarks.league import leaderboard_markdown, plot_leaderboard, standings  # heavy: start-up time
     from tandem.benchmarks.results_store import ResultsStore  # likewise
 
@@ -200,6 +206,6 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print(f"no matches yet in {results_dir / 'results.sqlite'}; play some with: tandem league")
         return 0
     print(leaderboard_markdown(table))
-    png = plot_leaderboard(table, args.png or results_dir / "leaderboard.png")
+    png = plot_leaderboard(table, args.png or results_dir / "elo.png")
     print(f"plot: {png}")
     return 0

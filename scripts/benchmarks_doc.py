@@ -550,7 +550,7 @@ def main() -> None:
         "pip install -e '.[bench]'   # FLAML, xgboost-cpu, psutil",
         bench["command"],
         *[lg["command"] for lg in leagues[-1:]],
-        f"tandem leaderboard --results-dir {rel_store}",
+        f"tandem elo --results-dir {rel_store}",
         "python scripts/speed.py all",
         "python scripts/benchmarks_doc.py",
         "```",

@@ -1,4 +1,4 @@
-"""League: Elo on a small history, matchmaking, outcomes, and `tandem bench/league/leaderboard` end to end."""
+"""League: Elo on a small history, matchmaking, outcomes, and `tandem bench/league/elo` end to end."""
 
 from __future__ import annotations
 
@@ -110,11 +110,11 @@ def test_bench_league_and_leaderboard_end_to_end(tmp_path: Path, capsys: pytest.
     with sqlite3.connect(store.path) as conn, pytest.raises(sqlite3.DatabaseError, match="append-only"):
         conn.execute("UPDATE matches SET outcome = 1")
 
-    assert main(["leaderboard", "--results-dir", str(results)]) == 0
+    assert main(["elo", "--results-dir", str(results)]) == 0
     out = capsys.readouterr().out
     for name, value in rating.items():
         assert f"| {name} | {value:.1f} |" in out
-    assert (results / "leaderboard.png").stat().st_size > 10_000
+    assert (results / "elo.png").stat().st_size > 10_000
 
     problems, names = scored_problems(store.results(bench["bench_id"]))
     assert all(0 < v <= 1.5 for v in compute_profiles(problems, names).aup.values())
@@ -132,5 +132,5 @@ def test_cli_rejects_bad_bench_options(
     assert not (tmp_path / "results.sqlite").exists()
     assert main(["league", "--tasks", "wine", "--players", "linear", "--results-dir", str(tmp_path)]) == 2
     assert "at least two players" in capsys.readouterr().err
-    assert main(["leaderboard", "--results-dir", str(tmp_path / "empty")]) == 0
+    assert main(["elo", "--results-dir", str(tmp_path / "empty")]) == 0
     assert "no results store" in capsys.readouterr().out
