@@ -21,7 +21,9 @@ from sklearn.linear_model import LogisticRegression
 
 from tandem.cli import main
 from tandem.tools.data import InputError, read_table
-from tandem.tools.delivered_model import DeliveredModel, FrameError, coerce_column
+from tandem.tools.delivered_model import DeliveredModel, FrameError, coerce_column, deliverable, predict_frame
+from tandem.tools.spec import Columns, ModelSpec, PipelineSpec
+from tandem.tools.training import Problem, fit_final
 
 N_ROWS = 400
 
@@ -146,6 +148,33 @@ def test_a_model_fitted_through_the_door_accepts_padded_names() -> None:
     np.testing.assert_array_equal(model.predict(frame), y)
     np.testing.assert_array_equal(model.predict(frame.rename(columns={" a ": "a"})), y)
     np.testing.assert_array_equal(model.predict(frame[[" a "]].to_numpy()), y)  # an array in training order
+
+
+def test_predict_frame_scores_regression_and_reads_an_older_bare_pipeline() -> None:
+    """Scores of a regression file are the registry's metrics on the rows with a target; a model an
+    older tandem saved bare (a Pipeline, no door) still gets its columns matched by cleaned name."""
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"x": rng.normal(size=60), "kind": rng.choice(["a", "b"], size=60)})
+    frame["price"] = 3 * frame["x"] + (frame["kind"] == "a") + rng.normal(scale=0.1, size=60)
+    spec = PipelineSpec(columns=Columns(numeric=("x",), categorical=("kind",)), model=ModelSpec(family="ridge"))
+    problem = Problem("regression", ("rmse", "r2"), "rmse")
+    bare = fit_final(spec, frame[["x", "kind"]], frame["price"], problem)
+    raw = frame.rename(columns={"x": " x ", "kind": "kind  ", "price": " price"}).assign(id=range(60))
+    raw.loc[[4, 9], " price"] = np.nan  # rows without a target are predicted, not scored
+    task = {"task_type": "regression", "target": "price", "metrics": ["rmse", "r2"], "classes": []}
+    result = predict_frame(bare, raw, task, keep=["id"])
+    assert list(result.predictions.columns) == ["id", "prediction"]
+    expected = bare.predict(frame[["x", "kind"]])
+    np.testing.assert_allclose(result.predictions["prediction"], expected)
+    known = raw[" price"].notna()
+    assert result.n_scored == 58 and result.notes == ("2 rows have no target value and are not scored",)
+    rmse = float(np.sqrt(skm.mean_squared_error(frame["price"][known], expected[known])))
+    assert result.scores["rmse"] == pytest.approx(rmse) and result.scores["r2"] == pytest.approx(
+        skm.r2_score(frame["price"][known], expected[known])
+    )
+    wrapped = deliverable(bare, frame[["x", "kind"]], spec, target="price")
+    np.testing.assert_allclose(wrapped.predict(raw), expected)
+    assert not hasattr(wrapped, "predict_proba")  # a regressor's door has no probabilities
 
 
 # --------------------------------------------------------------------------------------------
