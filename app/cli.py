@@ -147,6 +147,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tandem.api import run_task  # LangGraph, pandas, scikit-learn: only where used, for CLI start-up time
     from tandem.graph.persistence import new_run_id  # the checkpoint library, likewise
     from tandem.live import make_display  # rich and the graph's messages, likewise
+    from tandem.tracking import track_run  # MLflow, an optional extra, only with --mlflow: likewise
 
     args.run_id = args.run_id or new_run_id(args.target)  # known up front, so Ctrl-C can name it
     context = context_from(args, RunContext(runs_dir=str(Path(args.runs_dir or default_runs_dir()).resolve())))
@@ -154,7 +155,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     note = metrics_note(metrics, args.primary)
     if note:
         print(note, file=sys.stderr)
-    with make_display(context, args.run_id, plain=args.plain) as display:
+    with (
+        track_run(args.mlflow, args.run_id, context.runs_dir, new=True) as tracker,
+        make_display(context, args.run_id, plain=args.plain) as display,
+    ):
         summary = run_task(
             args.csv,
             args.target,
@@ -167,7 +171,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             task_type=args.task_type,
             run_id=args.run_id,
             context=context,
-            on_update=display.on_update,
+            on_update=tracker.watch(display.on_update),
             on_event=display.event_handler,
             on_approval=display.on_approval,
             checkpoint_db=args.checkpoint_db,
@@ -178,19 +182,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_resume(args: argparse.Namespace) -> int:
     from tandem.api import resume_run  # LangGraph, pandas, scikit-learn: only where used, for CLI start-up time
     from tandem.live import make_display  # rich and the graph's messages, likewise
+    from tandem.tracking import log_finished, track_run  # MLflow, an optional extra, only with --mlflow: likewise
 
     overrides = context_changes(args)
     raised = any(name in overrides for name in BUDGETS)
     hint = finished_hint(args.run_id, args.runs_dir)
     if hint and not raised and not args.force:
         print(hint)  # nothing would run: say how to continue instead of replaying where it stands
+        log_finished(args.mlflow, args.run_id, args.runs_dir)  # with --mlflow: logged as it stands
         return 0
     before = experiments_done(args.run_id, args.runs_dir)
-    with make_display(stored_context(args.run_id, args.runs_dir, overrides), args.run_id, plain=args.plain) as display:
+    with (
+        track_run(args.mlflow, args.run_id, args.runs_dir) as tracker,
+        make_display(stored_context(args.run_id, args.runs_dir, overrides), args.run_id, plain=args.plain) as display,
+    ):
         summary = resume_run(
             args.run_id,
             runs_dir=args.runs_dir,
-            on_update=display.on_update,
+            on_update=tracker.watch(display.on_update),
             on_event=display.event_handler,
             on_approval=display.on_approval,
             force=args.force,

@@ -71,18 +71,22 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_fork(args: argparse.Namespace) -> int:
     from tandem.api import fork_run  # LangGraph and scikit-learn, only where used: CLI start-up time
     from tandem.live import make_display  # rich and the graph's messages, likewise
+    from tandem.tracking import track_run  # MLflow, an optional extra, only with --mlflow: likewise
 
     overrides = context_changes(args)
     source = args.run_id
     context = stored_context(source, args.runs_dir, overrides)
     args.run_id = args.new_run_id or f"{source}-fork{_step_of(source, args.checkpoint, args.runs_dir)}"  # for Ctrl-C
-    with make_display(context, args.run_id, plain=args.plain) as display:
+    with (
+        track_run(args.mlflow, args.run_id, args.runs_dir, new=True) as tracker,
+        make_display(context, args.run_id, plain=args.plain) as display,
+    ):
         summary = fork_run(
             source,
             args.checkpoint,
             new_run_id=args.run_id,
             runs_dir=args.runs_dir,
-            on_update=display.on_update,
+            on_update=tracker.watch(display.on_update),
             on_event=display.event_handler,
             on_approval=display.on_approval,
             checkpoint_db=args.checkpoint_db,

@@ -173,8 +173,12 @@ def add_checkpoint_db_option(parser: argparse.ArgumentParser, command: str) -> N
     parser.add_argument("--checkpoint-db", metavar="URL", help=CHECKPOINT_DB_HELP[command])
 
 
+MLFLOW_DEFAULT = "default"
+"""What `--mlflow` without a URI stands for (resolved by `tandem.tracking.resolve_uri`)."""
+
+
 def add_run_display_options(parser: argparse.ArgumentParser) -> None:
-    """--approve and --plain, for run, resume and fork."""
+    """--approve, --plain and --mlflow, for run, resume and fork."""
     parser.add_argument(
         "--approve",
         nargs="?",
@@ -184,6 +188,15 @@ def add_run_display_options(parser: argparse.ArgumentParser) -> None:
         "also before each proposal ('proposals'), or turn it off ('never')",
     )
     parser.add_argument("--plain", action="store_true", help="plain lines even on a terminal (no live view)")
+    parser.add_argument(
+        "--mlflow",
+        nargs="?",
+        const=MLFLOW_DEFAULT,
+        metavar="URI",
+        help="log the run to MLflow (the extra tandem-ml[mlflow]): a parent run, one nested run per experiment, "
+        "the model; URI defaults to $TANDEM_MLFLOW_URI, else MLflow's default (sqlite:///mlflow.db here); "
+        "setting $TANDEM_MLFLOW_URI turns it on for every run",
+    )
 
 
 def stored_context(run_id: str, runs_dir: str | None, overrides: dict[str, Any]) -> RunContext:

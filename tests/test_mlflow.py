@@ -1,0 +1,262 @@
+"""MLflow tracking (`--mlflow`, `$TANDEM_MLFLOW_URI`, `tandem.tracking`), read back from a real store.
+
+A small real run logs to a SQLite store in a temporary folder; the tests read it back through
+`MlflowClient` (one parent run, one nested run per experiment with its spec, scores, rewards and
+tokens), load the logged model with `mlflow.sklearn.load_model`, resume the run to check that
+nothing is logged twice, and start a real `mlflow server` on that store (stopped by the test) to
+see through its REST API, which the UI reads, that it lists the nested runs. Nothing needs the
+network: MLflow's telemetry is off and the server listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pytest
+
+from tandem.cli import main
+from tandem.tools.data import read_table
+from tandem.tracking import DEFAULT_URI, ENV_URI, MISSING, flatten, log_run, resolve_uri
+
+mlflow = pytest.importorskip("mlflow", reason="the mlflow extra (pip install 'tandem-ml[mlflow]'; make test has it)")
+
+RUN_ID = "penguins-mlflow"
+
+
+@pytest.fixture(autouse=True)
+def _offline_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.delenv(ENV_URI, raising=False)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, penguins: Path) -> Iterator[dict[str, Any]]:
+    """One real run (baseline + 2 experiments, 3 folds) logged live to a SQLite store."""
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'store' / 'mlflow.db'}"
+    runs = root / "runs"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # anything MLflow would put in the working directory lands here
+        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv(ENV_URI, raising=False)
+        argv = ["run", str(penguins), "--target", "species", "--max-iters", "2", "--folds", "3"]
+        code = main([*argv, "--runs-dir", str(runs), "--run-id", RUN_ID, "--plain", "--mlflow", uri])
+        assert code == 0
+        yield {"uri": uri, "runs": runs, "folder": runs / RUN_ID, "root": root}
+
+
+def client(uri: str) -> Any:
+    return mlflow.MlflowClient(tracking_uri=uri)
+
+
+def runs_of(uri: str) -> tuple[Any, list[Any]]:
+    """The parent run of RUN_ID and its nested runs (by experiment id)."""
+    c = client(uri)
+    experiment = c.get_experiment_by_name("tandem")
+    found = c.search_runs([experiment.experiment_id], filter_string=f"tags.`tandem.run_id` = '{RUN_ID}'")
+    parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1, [r.info.run_name for r in parents]
+    nested = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    return parents[0], sorted(nested, key=lambda r: int(r.data.tags["tandem.experiment_id"]))
+
+
+def ledger(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (folder / "experiments.jsonl").read_text().splitlines()]
+
+
+def test_one_parent_run_with_the_request_the_holdout_scores_and_the_report(store: dict[str, Any]) -> None:
+    parent, _ = runs_of(store["uri"])
+    summary = json.loads((store["folder"] / "summary.json").read_text())
+    assert parent.info.run_name == RUN_ID and parent.info.status == "FINISHED"
+    assert parent.data.params["target"] == "species" and parent.data.params["folds"] == "3"
+    assert parent.data.tags["tandem.delivered_experiment"] == str(summary["best"]["experiment_id"])
+    for metric, value in summary["best"]["holdout"].items():
+        assert parent.data.metrics[f"holdout_{metric}"] == pytest.approx(value)
+    artifacts = {a.path for a in client(store["uri"]).list_artifacts(parent.info.run_id)}
+    assert {"report.html", "summary.json"} <= artifacts
+    # The artifacts sit beside the store, not in whatever directory tandem ran from.
+    assert (store["root"] / "store" / "mlruns" / "tandem").is_dir()
+
+
+def test_each_experiment_is_a_nested_run_with_its_spec_scores_rewards_and_tokens(store: dict[str, Any]) -> None:
+    _, nested = runs_of(store["uri"])
+    rows = ledger(store["folder"])
+    assert [int(r.data.tags["tandem.experiment_id"]) for r in nested] == [row["id"] for row in rows]
+    assert len(rows) >= 3  # the baseline and two experiments (three more once resumed)
+    c = client(store["uri"])
+    for run, row in zip(nested, rows, strict=True):
+        assert run.info.status == ("FINISHED" if row["status"] == "ok" else "FAILED")
+        assert run.data.params == flatten(row["spec"])
+        if row["spec"]["kind"] == "pipeline":
+            assert run.data.params["model.family"] == row["spec"]["model"]["family"]
+        for metric, value in row["cv"].items():
+            assert run.data.metrics[f"cv_{metric}"] == pytest.approx(value)
+            history = c.get_metric_history(run.info.run_id, f"fold_{metric}")
+            assert [h.value for h in sorted(history, key=lambda h: h.step)] == pytest.approx(row["fold_scores"][metric])
+        for agent, value in row["rewards"].items():
+            assert run.data.metrics[f"reward_{agent}"] == pytest.approx(value)
+        for agent, usage in row["tokens"].items():
+            assert run.data.metrics[f"tokens_{agent}_input"] == usage["input"]
+        assert run.data.tags["tandem.spec_hash"] == row["spec_hash"]
+    delivered = [r.data.tags["tandem.experiment_id"] for r in nested if r.data.tags.get("tandem.delivered") == "true"]
+    summary = json.loads((store["folder"] / "summary.json").read_text())
+    assert delivered == [str(summary["best"]["experiment_id"])]
+
+
+def test_the_logged_model_loads_with_mlflow_and_predicts_as_the_delivered_one(
+    store: dict[str, Any], penguins: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parent, _ = runs_of(store["uri"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")  # MLflow 3.17 asks for it on any load
+    model = mlflow.sklearn.load_model(parent.data.tags["tandem.model_uri"])
+    frame = read_table(penguins).drop(columns=["species"]).sample(40, random_state=1)
+    delivered = joblib.load(store["folder"] / "model.joblib")
+    assert list(model.predict(frame)) == list(delivered.predict(frame))
+    info = mlflow.models.get_model_info(parent.data.tags["tandem.model_uri"])
+    assert info.signature is not None
+    assert [c.name for c in info.signature.inputs.inputs] == list(frame.columns)
+
+
+def test_resume_by_environment_logs_only_the_new_experiment(
+    store: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`$TANDEM_MLFLOW_URI` turns tracking on; the resumed run finds its parent and its nested runs."""
+    parent_before, nested_before = runs_of(store["uri"])
+    monkeypatch.chdir(store["root"])
+    monkeypatch.setenv(ENV_URI, store["uri"])
+    code = main(["resume", RUN_ID, "--runs-dir", str(store["runs"]), "--max-iters", "3", "--force", "--plain"])
+    assert code == 0
+    parent, nested = runs_of(store["uri"])
+    assert parent.info.run_id == parent_before.info.run_id and parent.info.status == "FINISHED"
+    assert [r.info.run_id for r in nested[:3]] == [r.info.run_id for r in nested_before]
+    assert [int(r.data.tags["tandem.experiment_id"]) for r in nested] == [row["id"] for row in ledger(store["folder"])]
+    assert len(nested) == 4
+    # Logging the folder again from Python changes nothing either.
+    assert log_run(RUN_ID, store["runs"], store["uri"]) == parent.info.run_id
+    assert [r.info.run_id for r in runs_of(store["uri"])[1]] == [r.info.run_id for r in nested]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return dict(json.loads(response.read()))
+
+
+def test_mlflow_server_lists_the_nested_runs(store: dict[str, Any]) -> None:
+    """What MLflow's UI shows comes from this REST API: a real server on the store, stopped after."""
+    parent, nested = runs_of(store["uri"])
+    port = free_port()
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", store["uri"]]
+    server = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=env,
+        cwd=store["root"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: the workers it starts are stopped with it
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=5):
+                    break
+            except OSError:
+                assert server.poll() is None, "mlflow server exited"
+                assert time.monotonic() < deadline, "mlflow server did not answer within 180 s"
+                time.sleep(0.5)
+        found = post(
+            f"{base}/api/2.0/mlflow/runs/search",
+            {
+                "experiment_ids": [parent.info.experiment_id],
+                "filter": f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+                "max_results": 100,
+            },
+        )
+        listed = {run["info"]["run_id"]: run for run in found["runs"]}
+        assert set(listed) == {r.info.run_id for r in nested}
+        names = sorted(run["info"]["run_name"] for run in listed.values())
+        assert names == sorted(r.info.run_name for r in nested) and any(n.startswith("#0") for n in names)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def test_without_the_extra_mlflow_is_one_line_and_exit_2(
+    penguins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # what `import mlflow` meets without the extra
+    runs = tmp_path / "runs"
+    code = main(["run", str(penguins), "--target", "species", "--runs-dir", str(runs), "--mlflow", "--plain"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert err.strip().splitlines() == [f"tandem: {MISSING}"] and "Traceback" not in out + err
+    assert "pip install 'tandem-ml[mlflow]'" in err
+    assert not runs.exists()  # refused before any work
+
+
+def test_which_store_the_option_and_the_environment_choose(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_uri(None) is None  # no option, no environment: no tracking
+    assert resolve_uri(DEFAULT_URI) == DEFAULT_URI  # --mlflow alone: MLflow's default store
+    assert resolve_uri("sqlite:///x.db") == "sqlite:///x.db"
+    monkeypatch.setenv(ENV_URI, "http://127.0.0.1:5000")
+    assert resolve_uri(None) == resolve_uri(DEFAULT_URI) == "http://127.0.0.1:5000"
+    assert resolve_uri("sqlite:///x.db") == "sqlite:///x.db"  # the option wins
+
+
+def test_mlflows_default_store_is_sqlite_in_the_working_directory(
+    store: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--mlflow` alone (here through `log_run`, for a run that was never tracked there) uses
+    MLflow 3's default: `mlflow.db` in the working directory, artifacts in `mlruns/` beside it."""
+    monkeypatch.chdir(tmp_path)
+    parent = log_run(RUN_ID, store["runs"])
+    assert (tmp_path / "mlflow.db").is_file() and (tmp_path / "mlruns" / "tandem").is_dir()
+    run = client(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(parent)
+    assert run.info.status == "FINISHED" and run.data.tags["tandem.run_id"] == RUN_ID
+
+
+def test_flatten_names_every_setting() -> None:
+    spec = {
+        "model": {"family": "lightgbm", "params": {"n_estimators": 300}},
+        "columns": {"numeric": ["a", "b"]},
+        "members": [{"model": {"family": "logistic", "params": {}}}],
+        "bagging": None,
+    }
+    assert flatten(spec) == {
+        "model.family": "lightgbm",
+        "model.params.n_estimators": "300",
+        "columns.numeric": '["a", "b"]',
+        "members.0.model.family": "logistic",
+        "members.0.model.params": "{}",
+        "bagging": "null",
+    }
