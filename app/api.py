@@ -40,6 +40,7 @@ from tandem.graph.persistence import (
     check_database,
     check_ledger,
     check_run_id,
+    check_profile,
     dev_data,
     empty_checkpoints,
     json_clean,
@@ -49,6 +50,7 @@ from tandem.graph.persistence import (
     problem_of,
     remove_run_folder,
     run_folder,
+    restore_profile,
     run_lock,
     run_started,
     run_thread,
@@ -248,6 +250,7 @@ def _reopen_point(graph: TandemGraph, config: RunnableConfig, context: RunContex
 
     None when there is nothing to reopen: a run the Scientist chose to deliver stays delivered,
     and so does one whose budget is still spent.
+            check_profile(folder, snapshot.values)  # before any step needs it, not in the middle of one
     """
     for snapshot in graph.get_state_history(config):
         if snapshot.next == ("review",) and not snapshot.values.get("stop_reason"):
@@ -599,14 +602,15 @@ def repair_run(run_id: str, runs_dir: str | Path | None = None) -> list[str]:
     from its last checkpoint (`tandem repair`); the names of the files written.
 
     The checkpoints are the record of a run; these files are views of it written at each step
-    and at delivery, so a truncated or deleted one is written again exactly as it was. The model
+    and at delivery, so a truncated or deleted one is written again exactly as it was; a missing
+    or altered profile.json is profiled again from the CSV and kept if it has the recorded hash. The model
     is not rebuilt (it is not in the checkpoints): a damaged model fails its hash in `predict`,
     and `tandem resume RUN --force` delivers again.
     """
     folder = find_run(run_id, runs_dir)
     with run_lock(folder):
         check_database(folder)
-        _, context = load_run_config(folder)
+        request, context = load_run_config(folder)
         with open_run(folder) as graph:
             values = graph.get_state(run_config(run_thread(folder), context)).values
         if not values:
@@ -648,6 +652,8 @@ def fork_run(
     on_event: EventHandler | None = None,
     on_approval: ApprovalHandler | None = None,
     scientist_model: Any = None,
+        if restore_profile(folder, request, values):
+            written.append(folder.profile.name)
     executor_model: Any = None,
     checkpoint_db: str | None = None,
     **overrides: Any,
@@ -714,6 +720,7 @@ def fork_run(
         if not run:
             return {"run_id": target.run_id, "status": "forked", "forked_from": origin}
         return _drive(target, None, context, on_update, on_event, on_approval)
+    check_profile(source, snapshot.values)  # the fork gets a copy of it
 
 
 def _step(snapshot: StateSnapshot) -> int | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -49,9 +50,10 @@ from langgraph.checkpoint.serde.jsonplus import (
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from tandem.graph.context import RunContext
-from tandem.graph.state import TaskInfo
-from tandem.tools.data import InputError, LoadedTask, read_table_hashed
+from tandem.graph.state import ProfileRef, TaskInfo
+from tandem.tools.data import InputError, LoadedTask, load_task, read_table_hashed
 from tandem.tools.pause_points import CommitPause
+from tandem.tools.profile import DatasetProfile, profile_dataset
 from tandem.tools.training import Problem, Split
 
 RUN_ID_RULE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
@@ -592,3 +594,112 @@ def new_run_id(target: str) -> str:
     """A sortable, readable run id: time stamp plus the target's name."""
     slug = re.sub(r"[^A-Za-z0-9]+", "-", target).strip("-").lower()[:24] or "run"
     return f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{slug}"
+# ---------------------------------------------------------------------------------------------
+# The dataset profile: one file in the folder, a reference in the state
+# ---------------------------------------------------------------------------------------------
+
+
+def _profile_bytes(profile: DatasetProfile) -> bytes:
+    return json.dumps(json_clean(profile.model_dump(mode="json")), indent=2, default=str).encode("utf-8")
+
+
+def save_profile(folder: RunFolder, profile: DatasetProfile) -> ProfileRef:
+    """Write the run's profile once, atomically, as `profile.json`; the reference the state keeps.
+
+    On wide data the profile is megabytes and the checkpointer stores every version of the
+    state, so it lives in the folder and each checkpoint holds only its name and hash.
+    """
+    data = _profile_bytes(profile)
+    write_bytes(folder.profile, data)
+    return ProfileRef(file=folder.profile.name, sha256=hashlib.sha256(data).hexdigest())
+
+
+def profile_of(state: Mapping[str, Any], folder: RunFolder) -> DatasetProfile:
+    """The run's dataset profile, read from its folder once per version of the file and checked
+    against the SHA-256 the state records; a missing or altered file is a `DamagedRun`.
+
+    A state written by tandem before the profile moved out of the checkpoints holds the profile
+    itself: it is read as it is (it came through the checkpoint allow-list like any value).
+    """
+    ref = state["profile"]
+    if "columns" in ref:  # an older run folder: the profile inline in every checkpoint
+        return DatasetProfile.model_validate(ref)
+    name = ref.get("file")
+    if not isinstance(name, str) or not name or Path(name).name != name or name.startswith("."):
+        raise _foreign_profile(folder, name)
+    path = folder.path / name
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise _profile_damage(folder, name, "is missing") from None
+    return _profile_file(str(path), str(ref.get("sha256")), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _profile_file(path: str, sha256: str, mtime_ns: int, size: int) -> DatasetProfile:
+    """One version of a profile file, hash-checked (the bytes hashed are the bytes parsed)."""
+    data = Path(path).read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise _profile_damage(
+            RunFolder(Path(path).parent), Path(path).name, "does not match the SHA-256 its checkpoints record"
+        )
+    try:
+        return DatasetProfile.model_validate_json(data)
+    except ValueError:
+        raise _profile_damage(RunFolder(Path(path).parent), Path(path).name, "is not a profile") from None
+
+
+def _foreign_profile(folder: RunFolder, name: Any) -> DamagedRun:
+    return DamagedRun(
+        f"run {folder.run_id}: its checkpoints name the profile file {name!r}, which is not a file of the run "
+        "folder; refused to read it (open only run folders from sources you trust)"
+    )
+
+
+def _profile_damage(folder: RunFolder, name: str, what: str) -> DamagedRun:
+    return DamagedRun(
+        f"run {folder.run_id}: {name} {what}; rebuild it from the run's CSV with: tandem repair {folder.run_id}"
+    )
+
+
+def check_profile(folder: RunFolder, values: Mapping[str, Any]) -> None:
+    """Refuse, in one line, a run past setup whose profile file is missing or altered, before
+    it runs a step that needs it."""
+    if "profile" in values:
+        profile_of(values, folder)
+
+
+def restore_profile(folder: RunFolder, request: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
+    """Write a missing or altered `profile.json` again, as setup did; whether it had to.
+
+    Setup profiles the development rows of the validated CSV, and the profiler is deterministic,
+    so the same CSV and split give the same bytes: the result is written only if its SHA-256 is
+    the one the checkpoints record (else the CSV or the profiler changed, and that is said).
+    """
+    try:
+        check_profile(folder, values)
+        return False
+    except DamagedRun:
+        pass
+    task, ref = values["task"], values["profile"]
+    if ref.get("file") != folder.profile.name:
+        raise _foreign_profile(folder, ref.get("file"))
+    csv = data_path(task, folder)
+    loaded = load_task({**request, "csv_path": csv})
+    if loaded.sha256 != task["csv_sha256"]:
+        raise DamagedRun(
+            f"run {folder.run_id}: {folder.profile.name} is damaged and {csv} has changed since the run "
+            "started, so it cannot be rebuilt: put the original CSV back, or start a new run"
+        )
+    prepared = loaded.prepared
+    frame = prepared.frame.loc[list(_split(folder).dev_rows)]
+    data = _profile_bytes(profile_dataset(frame, prepared.target, prepared.task_type))
+    if hashlib.sha256(data).hexdigest() != ref["sha256"]:
+        raise DamagedRun(
+            f"run {folder.run_id}: {folder.profile.name} is damaged and profiling the CSV again does not give the "
+            "recorded profile (another tandem version?); restore the folder from a copy or start a new run"
+        )
+    write_bytes(folder.profile, data)
+    return True
+
+

@@ -1,9 +1,9 @@
 """The shared memory of a run: one typed state that both agents read and the environment writes.
 
 Only small, JSON-like values live here (the checkpointer stores every version of it); the data,
-out-of-fold predictions and fitted models stay in the run folder, referenced by path and hash.
-The ledger and the reward events only ever grow (their reducer appends), which is what makes a
-resumed run end with exactly the entries of an uninterrupted one.
+the dataset profile, out-of-fold predictions and fitted models stay in the run folder,
+referenced by name and hash. The ledger and the reward events only ever grow (their reducer
+appends), which is what makes a resumed run end with exactly the entries of an uninterrupted one.
 
 Every payload an agent or a node hands to the next one has a TypedDict here: plain JSON at run
 time (what the checkpointer stores and Studio shows), a precise type for mypy and readers. The
@@ -48,6 +48,21 @@ class TaskInfo(SummaryTask):
     """The problem as the environment fixed it at setup; no agent can change it."""
 
     csv_sha256: str
+
+
+class ProfileRef(TypedDict):
+    """Where the run's dataset profile is: a file of the run folder, by name, and its SHA-256.
+
+    The profile of wide data is megabytes, and the checkpointer stores every version of the
+    state, so setup writes it once as `profile.json` and the state carries only this reference.
+    Read it with `graph.persistence.profile_of`, which checks the hash (a swapped or damaged file
+    is named, never used).
+    """
+
+    file: str
+    """The file's name inside the run folder (never a path: the folder can move)."""
+    sha256: str
+    """Hex SHA-256 of the file's bytes as setup wrote them."""
 
 
 class TokenUsage(TypedDict):
@@ -332,8 +347,9 @@ class TandemState(TaskRequest, total=False):
 
     task: TaskInfo
     """The problem as fixed at setup."""
-    profile: dict[str, Any]
-    """The dataset profile (tools.profile.DatasetProfile as JSON)."""
+    profile: ProfileRef
+    """The dataset profile (tools.profile.DatasetProfile), stored once in the run folder: read it
+    with graph.persistence.profile_of."""
     proposal: ProposalData | None
     """The Scientist's current proposal (read it with graph.messages.proposal_of)."""
     implementation: ImplementationData | None

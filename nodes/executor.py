@@ -9,10 +9,9 @@ from langgraph.runtime import Runtime
 from tandem.graph.budget import timed
 from tandem.graph.context import RunContext, context_of
 from tandem.graph.messages import Implementation, implementation_data, proposal_of, spec_resolver
-from tandem.graph.persistence import RunFolder, dev_data, problem_of
+from tandem.graph.persistence import RunFolder, dev_data, problem_of, profile_of
 from tandem.graph.state import TandemState
 from tandem.nodes.agents import ExecutorRequest, make_executor
-from tandem.tools.profile import DatasetProfile
 from tandem.tools.training import dry_run
 
 
@@ -30,11 +29,12 @@ def executor(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]
         base_spec = resolve(base_id)
     except ValueError as exc:
         return {"implementation": implementation_data(Implementation(error=str(exc)))}
-    X, y, _ = dev_data(state["task"], RunFolder.of(state, context))
+    folder = RunFolder.of(state, context)
+    X, y, _ = dev_data(state["task"], folder)
     problem = problem_of(state["task"])
     request = ExecutorRequest(
         task=state["task"],
-        profile=DatasetProfile.model_validate(state["profile"]),
+        profile=profile_of(state, folder),
         proposal=proposal,
         base_spec=base_spec,
         resolve=resolve,

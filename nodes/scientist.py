@@ -9,11 +9,10 @@ from langgraph.runtime import Runtime
 from tandem.graph.budget import seconds_left, timed, tokens_left
 from tandem.graph.context import RunContext, context_of
 from tandem.graph.messages import proposal_data
-from tandem.graph.persistence import RunFolder, dev_data
+from tandem.graph.persistence import RunFolder, dev_data, profile_of
 from tandem.graph.routing import review_required
 from tandem.graph.state import TandemState
 from tandem.nodes.agents import ScientistView, make_scientist
-from tandem.tools.profile import DatasetProfile
 from tandem.tools.training import load_oof
 
 
@@ -21,7 +20,7 @@ def scientist_view(state: TandemState, context: RunContext) -> ScientistView:
     """The read-only picture of the shared memory the Scientist decides from."""
     return ScientistView(
         task=state["task"],
-        profile=DatasetProfile.model_validate(state["profile"]),
+        profile=profile_of(state, RunFolder.of(state, context)),
         ledger=state["ledger"],
         incumbent=state["incumbent"],
         iterations_left=context.max_iters - state.get("iteration", 0),

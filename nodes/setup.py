@@ -14,7 +14,7 @@ from langgraph.runtime import Runtime
 
 from tandem.graph.budget import timed
 from tandem.graph.context import RunContext, context_of
-from tandem.graph.persistence import new_run_id, remember_data, run_folder, write_json
+from tandem.graph.persistence import new_run_id, remember_data, run_folder, save_profile, write_json
 from tandem.graph.state import TandemState, TaskInfo, new_record
 from tandem.nodes.evaluator import evaluate_candidate, evaluation_data
 from tandem.tools.data import InputError, load_task
@@ -101,7 +101,7 @@ def setup(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     )
     remember_data(task, loaded)  # the nodes of this process train on it without reading the file again
     profile = profile_dataset(prepared.frame.loc[list(split.dev_rows)], prepared.target, prepared.task_type)
-    write_json(folder.profile, profile.model_dump(mode="json"))
+    profile_ref = save_profile(folder, profile)  # once: every checkpoint holds only its name and hash
     spec = baseline_spec(profile, prepared.task_type)
     result = evaluate_candidate(spec, task, folder, context, time_limit=None)
     if result.status != "ok":
@@ -120,7 +120,7 @@ def setup(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     return {
         "run_id": run_id,
         "task": task,
-        "profile": profile.model_dump(mode="json"),
+        "profile": profile_ref,
         "ledger": [baseline],
         "incumbent": 0,
         "iteration": 0,

@@ -16,7 +16,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from tandem.graph.budget import timed
-from tandem.graph.context import RunContext
+from tandem.graph.context import RunContext, context_of
 from tandem.graph.messages import (
     REGULARISATION,
     Implementation,
@@ -28,6 +28,7 @@ from tandem.graph.messages import (
     proposal_of,
     spec_resolver,
 )
+from tandem.graph.persistence import RunFolder, profile_of
 from tandem.graph.state import TandemState, Verification
 from tandem.tools.spec import (
     EnsembleSpec,
@@ -190,7 +191,7 @@ def verifier(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]
         return {"verification": invalid_proposal(str(exc))}
     evaluation = state.get("evaluation")
     fitted = evaluation["fitted_params"] if evaluation else None
-    columns = [c["name"] for c in state["profile"]["columns"]]
+    columns = [c.name for c in profile_of(state, RunFolder.of(state, context_of(runtime))).columns]
     result = verify(
         base, proposal, implementation, fitted, resolve, columns=columns, task_type=state["task"]["task_type"]
     )

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,14 +22,25 @@ from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import ormsgpack
+import pandas as pd
 import pytest
 
 import tandem.graph.persistence as persistence
 import tandem.tools.data as data
-from tandem.api import resume_run, run_task
+from tandem.api import open_run, resume_run, run_config, run_task
 from tandem.cli import main
 from tandem.graph.context import RunContext
-from tandem.graph.persistence import RunFolder, RunInUse, atomic_file, new_run_folder, run_folder, run_lock
+from tandem.graph.persistence import (
+    RunFolder,
+    RunInUse,
+    atomic_file,
+    new_run_folder,
+    profile_of,
+    run_folder,
+    run_lock,
+)
 from tandem.tools.data import InputError
 from tandem.tools.pause_points import PAUSE_AT, PAUSE_MARKER
 
@@ -484,3 +496,50 @@ def test_a_reopened_run_killed_between_a_steps_writes_and_its_checkpoint_resumes
     summary = resume_run("k", runs_dir=tmp_path)  # no --force needed: the run is not at its end
     assert summary["status"] == "delivered" and summary["iterations"] == 3
     assert_decided_like(tmp_path / "k", decisions(tmp_path / "ref"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The profile: stored once in the folder, referenced by every checkpoint
+# ---------------------------------------------------------------------------------------------
+
+
+def wide_csv(path: Path, columns: int = 300, rows: int = 400) -> Path:
+    """A wide table: `columns` numeric features (a few of them carry the signal) and a binary label."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(rows, columns)), columns=[f"feature_{i:03d}" for i in range(columns)])
+    signal = frame.iloc[:, :5].sum(axis=1) + rng.normal(scale=0.5, size=rows)
+    frame["label"] = np.where(signal > 0, "yes", "no")
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_on_wide_data_each_checkpoint_holds_a_reference_to_the_profile_not_the_profile(tmp_path: Path) -> None:
+    """Before, every checkpoint after setup carried the whole profile (about 0.45 KB a column as
+    JSON, 0.23 KB as msgpack); now the profile is one file, and the checkpoints hold its name and
+    hash: none of them holds any of it, and none is as large as it, however wide the data."""
+    csv = wide_csv(tmp_path / "wide.csv")
+    context = RunContext(runs_dir=str(tmp_path / "runs"), max_iters=1, n_jobs=1)
+    summary = run_task(csv, "label", folds=3, run_id="w", context=context)
+    assert summary["status"] == "delivered"
+    folder = tmp_path / "runs" / "w"
+    profile_bytes = (folder / "profile.json").read_bytes()
+    profile = json.loads(profile_bytes)
+    assert len(profile["columns"]) == 300 and len(profile_bytes) > 100_000
+    inline = len(ormsgpack.packb(profile))  # what each checkpoint carried when the state held the profile
+
+    conn = sqlite3.connect(folder / "checkpoints.sqlite")
+    try:
+        checkpoints = [blob for (blob,) in conn.execute("SELECT checkpoint FROM checkpoints")]
+        writes = conn.execute("SELECT channel, value FROM writes").fetchall()
+    finally:
+        conn.close()
+    assert len(checkpoints) >= 6
+    blobs = checkpoints + [value for _, value in writes]
+    assert not [blob for blob in blobs if b"unique_ratio" in blob]  # a key only the profile's columns have
+    assert max(map(len, checkpoints)) < inline / 2, (max(map(len, checkpoints)), inline)
+    assert [len(value) < 200 for channel, value in writes if channel == "profile"] == [True]  # a name and a hash
+
+    with open_run(RunFolder(folder)) as graph:
+        state = graph.get_state(run_config("w", RunContext())).values
+    assert state["profile"] == {"file": "profile.json", "sha256": hashlib.sha256(profile_bytes).hexdigest()}
+    assert profile_of(state, RunFolder(folder)).n_columns == 300

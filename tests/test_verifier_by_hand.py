@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import tempfile
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -28,7 +29,10 @@ import pytest
 from langgraph.runtime import Runtime
 
 from tandem.graph.context import RunContext
+from tandem.graph.persistence import run_folder, save_profile
+from tandem.graph.state import ProfileRef
 from tandem.nodes.verifier import verifier
+from tandem.tools.profile import profile_dataset
 from tandem.tools.spec import parse_spec
 from tandem.tools.training import Problem, evaluate_spec
 
@@ -257,6 +261,18 @@ def fitted_params(spec: Spec, task: str) -> dict[str, Any]:
     return json.loads(_fitted(json.dumps(spec, sort_keys=True), task))
 
 
+RUNS = tempfile.TemporaryDirectory(prefix="verifier-by-hand-")
+"""A runs folder for the one run folder the verifier node reads the profile from (removed at exit)."""
+
+
+@cache
+def profile_ref() -> ProfileRef:
+    """The test data's profile, written into a run folder as setup writes it (the verifier reads its columns)."""
+    folder = run_folder(RUNS.name, "by-hand")
+    folder.path.mkdir(exist_ok=True)
+    return save_profile(folder, profile_dataset(frame()[[*COLUMNS, "y"]], "y", "binary"))
+
+
 def verify_node(
     case: Case, built: Spec | None, *, fitted: dict[str, Any] | None = None, repaired: list[str] | None = None
 ) -> dict[str, Any]:
@@ -265,7 +281,7 @@ def verify_node(
     ledger = [{"id": 0, "spec": base}, {"id": 1, "spec": BOOSTING if case.task == "binary" else RIDGE}]
     state = {
         "task": {"task_type": case.task},
-        "profile": {"columns": [{"name": c} for c in COLUMNS]},
+        "profile": profile_ref(),
         "ledger": ledger,
         "incumbent": 0,
         "proposal": {
@@ -279,7 +295,7 @@ def verify_node(
         "implementation": {"spec": built, "repairs": [], "repaired_aspects": repaired or [], "error": None},
         "evaluation": None if fitted is None else {"status": "ok", "fitted_params": fitted},
     }
-    update = verifier(state, Runtime(context=RunContext(runs_dir="unused")))  # type: ignore[arg-type]
+    update = verifier(state, Runtime(context=RunContext(runs_dir=RUNS.name, run_id="by-hand")))  # type: ignore[arg-type]
     return dict(update["verification"])
 
 
