@@ -39,8 +39,8 @@ from tandem.graph.persistence import (
     adopt_copy,
     check_database,
     check_ledger,
-    check_run_id,
     check_profile,
+    check_run_id,
     dev_data,
     empty_checkpoints,
     json_clean,
@@ -49,8 +49,8 @@ from tandem.graph.persistence import (
     new_run_id,
     problem_of,
     remove_run_folder,
-    run_folder,
     restore_profile,
+    run_folder,
     run_lock,
     run_started,
     run_thread,
@@ -224,6 +224,7 @@ def resume_run(
                 raise empty_checkpoints(folder)  # never a silent restart from scratch
             if snapshot.values and not force:
                 check_ledger(folder, list(snapshot.values.get("ledger", [])))
+            check_profile(folder, snapshot.values)  # before any step needs it, not in the middle of one
             if overrides or scientist_model is not None or executor_model is not None:
                 save_run_config(folder, request, context)
             if reopen is not None:
@@ -250,7 +251,6 @@ def _reopen_point(graph: TandemGraph, config: RunnableConfig, context: RunContex
 
     None when there is nothing to reopen: a run the Scientist chose to deliver stays delivered,
     and so does one whose budget is still spent.
-            check_profile(folder, snapshot.values)  # before any step needs it, not in the middle of one
     """
     for snapshot in graph.get_state_history(config):
         if snapshot.next == ("review",) and not snapshot.values.get("stop_reason"):
@@ -619,6 +619,8 @@ def repair_run(run_id: str, runs_dir: str | Path | None = None) -> list[str]:
         write_jsonl(folder.experiments, ledger)
         write_jsonl(folder.rewards, events)
         written = [folder.experiments.name, folder.rewards.name]
+        if restore_profile(folder, request, values):
+            written.append(folder.profile.name)
         summary = values.get("delivered")
         if values.get("status") == "delivered" and isinstance(summary, dict):
             write_json(folder.summary, summary)
@@ -652,8 +654,6 @@ def fork_run(
     on_event: EventHandler | None = None,
     on_approval: ApprovalHandler | None = None,
     scientist_model: Any = None,
-        if restore_profile(folder, request, values):
-            written.append(folder.profile.name)
     executor_model: Any = None,
     checkpoint_db: str | None = None,
     **overrides: Any,
@@ -687,6 +687,7 @@ def fork_run(
         raise InputError(f"step {step} comes before setup finished: start a new run instead")
     if not snapshot.next:
         raise InputError(f"step {step} is the end of the run: fork from an earlier one, or resume with a larger budget")
+    check_profile(source, snapshot.values)  # the fork gets a copy of it
     target = run_folder(source.path.parent, new_run_id or f"{source.run_id}-fork{step}")
     context = replace(context, runs_dir=str(target.path.parent), run_id=target.run_id)
     location = public_location(checkpoint_db) if checkpoint_db else recorded_location(source)
@@ -720,7 +721,6 @@ def fork_run(
         if not run:
             return {"run_id": target.run_id, "status": "forked", "forked_from": origin}
         return _drive(target, None, context, on_update, on_event, on_approval)
-    check_profile(source, snapshot.values)  # the fork gets a copy of it
 
 
 def _step(snapshot: StateSnapshot) -> int | None:

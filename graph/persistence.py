@@ -579,21 +579,6 @@ def _split_file(path: str, mtime_ns: int, size: int) -> Split:
     return Split.load(Path(path))
 
 
-def problem_of(task: TaskInfo) -> Problem:
-    return Problem(
-        task_type=task["task_type"],
-        metrics=tuple(task["metrics"]),
-        primary_metric=task["primary_metric"],
-        classes=tuple(task["classes"]),
-        positive_class=task["positive_class"],
-        seed=task["seed"],
-    )
-
-
-def new_run_id(target: str) -> str:
-    """A sortable, readable run id: time stamp plus the target's name."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", target).strip("-").lower()[:24] or "run"
-    return f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{slug}"
 # ---------------------------------------------------------------------------------------------
 # The dataset profile: one file in the folder, a reference in the state
 # ---------------------------------------------------------------------------------------------
@@ -703,3 +688,18 @@ def restore_profile(folder: RunFolder, request: Mapping[str, Any], values: Mappi
     return True
 
 
+def problem_of(task: TaskInfo) -> Problem:
+    return Problem(
+        task_type=task["task_type"],
+        metrics=tuple(task["metrics"]),
+        primary_metric=task["primary_metric"],
+        classes=tuple(task["classes"]),
+        positive_class=task["positive_class"],
+        seed=task["seed"],
+    )
+
+
+def new_run_id(target: str) -> str:
+    """A sortable, readable run id: time stamp plus the target's name."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", target).strip("-").lower()[:24] or "run"
+    return f"{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{slug}"
