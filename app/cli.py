@@ -136,6 +136,13 @@ def make_parser() -> argparse.ArgumentParser:
     repair = sub.add_parser("repair", help="rebuild a run's ledger, rewards, summary and reports from its checkpoints")
     repair.add_argument("run_id")
     repair.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
+    repair.add_argument(
+        "--salvage",
+        action="store_true",
+        help="the checkpoint database is damaged: copy every checkpoint that can still be read into a NEW run "
+        "(RUN-salvaged, or --to) that continues from the last good one; the damaged folder is left as it is",
+    )
+    repair.add_argument("--to", metavar="NEW_RUN_ID", default=None, help="the salvaged run's id (with --salvage)")
     add_bench_commands(sub)
     add_history_commands(sub)
     add_learning_commands(sub)
@@ -255,6 +262,13 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
+    if args.salvage:
+        from tandem.salvage import salvage_run, salvaged_text  # LangGraph and the checkpoints: CLI start-up time
+
+        print(salvaged_text(salvage_run(args.run_id, new_run_id=args.to, runs_dir=args.runs_dir)))
+        return 0
+    if args.to is not None:
+        raise InputError("--to names the run --salvage makes; add --salvage, or leave --to out")
     from tandem.api import repair_run  # LangGraph and the checkpoints: CLI start-up time
 
     written = repair_run(args.run_id, args.runs_dir)

@@ -304,10 +304,142 @@ def check_database(folder: RunFolder) -> None:
         found = [str(exc)]
     if found != ["ok"]:
         raise DamagedRun(
-            f"run {folder.run_id}: {folder.checkpoints.name} is damaged ({found[0]}); its checkpoints cannot be "
-            "read, so it cannot be resumed, forked or repaired: restore the folder from a copy or start a new run "
-            "(a delivered model still predicts)"
+            f"run {folder.run_id}: {folder.checkpoints.name} is damaged ({found[0]}), so it cannot be resumed, "
+            f"forked or repaired as it is: copy the checkpoints that can still be read into a new run with "
+            f"`tandem repair {folder.run_id} --salvage` (this folder is left as it is), or restore the folder "
+            "from a copy, or start a new run (a delivered model still predicts)"
         )
+
+
+@dataclass(frozen=True)
+class Salvaged:
+    """What `salvage_checkpoints` could copy out of a damaged database."""
+
+    kept: int
+    """Checkpoints of the run copied (every one that could be read and decoded)."""
+    unreadable: int
+    """Rows found damaged or missing below the last one read (a lower bound of what was lost)."""
+    head: dict[str, Any]
+    """The newest checkpoint copied (its metadata): where the salvaged run continues from."""
+
+
+_SALVAGE_GAP = 10_000
+"""Rowids read past the last readable checkpoint row before giving up (LangGraph's `INSERT OR
+REPLACE` leaves gaps, and a lost page loses a run of rows; each look-up costs microseconds)."""
+
+
+def salvage_checkpoints(source: RunFolder, target: RunFolder) -> Salvaged:
+    """Copy every checkpoint of `source`'s run that can still be read into a fresh database in
+    `target`, on the thread `target.run_id`; `source` is only read (from a copy).
+
+    Python's sqlite3 has no `.recover`, and SQLite refuses a file shorter than its header says
+    ("database disk image is malformed" on any query, which is also what the `sqlite3` shell's
+    `.recover` meets). So the file is copied, the copy's header is told how many whole pages it
+    really has, and the checkpoints table is read one row at a time by rowid: a row on a lost or
+    damaged page is skipped, every other row is kept. A LangGraph checkpoint holds the whole
+    state of its step (reducers store the accumulated value), so any one of them is a complete
+    point to continue from. Pending writes are not copied: some of a step's writes may be lost,
+    and applying half a step would be worse than doing it again. Each row is decoded with
+    `CheckpointSerializer` before it is kept, so a planted value is refused here as anywhere.
+    """
+    thread = run_thread(source)
+    serde = CheckpointSerializer(source)
+    work = target.path / f".salvage-{secrets.token_hex(4)}"
+    work.mkdir()
+    try:
+        copy = work / source.checkpoints.name
+        shutil.copyfile(source.checkpoints, copy)
+        wal = source.checkpoints.with_name(source.checkpoints.name + "-wal")
+        if wal.exists():
+            shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+        _trust_file_size(copy)
+        rows, unreadable = _readable_rows(copy, thread, serde)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if not rows:
+        raise DamagedRun(
+            f"run {source.run_id}: none of the checkpoints in {source.checkpoints.name} can be read, so nothing can be "
+            "salvaged: restore the folder from a copy or start a new run"
+        )
+    rows.sort(key=lambda row: row[2])  # checkpoint ids are time-ordered: the newest is where the run goes on
+    saver = open_checkpointer(target)
+    try:
+        saver.setup()  # LangGraph makes its tables as it always does
+    finally:
+        saver.conn.close()
+    conn = sqlite3.connect(target.checkpoints)
+    try:
+        with conn:
+            conn.executemany(
+                "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, "
+                "checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(target.run_id, *row[1:]) for row in rows],
+            )
+    finally:
+        conn.close()
+    return Salvaged(kept=len(rows), unreadable=unreadable, head=json.loads(rows[-1][6]))
+
+
+def _trust_file_size(database: Path) -> None:
+    """Make a truncated SQLite file readable: its header's page count becomes the whole pages it has.
+
+    Bytes 28-31 of the header are the database size in pages, used when bytes 92-95 match the
+    change counter (bytes 24-27); a file cut short then claims pages it lacks and SQLite refuses
+    all of it. Nothing else in the file is touched.
+    """
+    with database.open("r+b") as fh:
+        header = fh.read(100)
+        if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+            return
+        page_size = int.from_bytes(header[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        size = database.stat().st_size
+        pages = size // page_size
+        if pages and int.from_bytes(header[28:32], "big") > pages:
+            fh.truncate(pages * page_size)
+            fh.seek(28)
+            fh.write(pages.to_bytes(4, "big"))
+
+
+def _readable_rows(database: Path, thread: str, serde: CheckpointSerializer) -> tuple[list[tuple[Any, ...]], int]:
+    """The checkpoint rows of `thread` that can be read and decoded, and how many rows could not."""
+    rows: list[tuple[Any, ...]] = []
+    failed, lost, since_last, rowid = 0, 0, 0, 0
+    conn = sqlite3.connect(database)
+    try:
+        while since_last < _SALVAGE_GAP:
+            rowid += 1
+            try:
+                row = conn.execute(
+                    "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata "
+                    "FROM checkpoints WHERE rowid = ?",
+                    (rowid,),
+                ).fetchone()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    return [], 0  # the schema itself is lost
+                row, failed = None, failed + 1
+            except sqlite3.DatabaseError:
+                row, failed = None, failed + 1
+            if row is None:
+                since_last += 1
+                continue
+            since_last, lost = 0, failed  # failures past the last row found may be past the end: not counted
+            if row[0] != thread:
+                continue
+            try:
+                serde.loads_typed((row[4], row[5]))
+                json.loads(row[6])
+            except UnsafeCheckpoint:
+                raise
+            except Exception:  # the row was read but its value is cut or garbled: not a checkpoint to go on from
+                failed += 1
+                lost = failed
+                continue
+            rows.append(tuple(row))
+    finally:
+        conn.close()
+    return rows, lost
 
 
 def run_started(folder: RunFolder) -> bool:

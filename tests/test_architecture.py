@@ -35,7 +35,7 @@ RULES: list[tuple[str, tuple[str, ...], set[str]]] = [
     ("graph",      ("tandem.graph.*",),                         {"tools"}),
     ("nodes",      ("tandem.nodes.*",),                         {"tools", "graph"}),
     ("entry",      ("tandem", "tandem.api", "tandem.live", "tandem.studio",
-                    "tandem.cli_options", "tandem.cli_history", "tandem.envs", "tandem.run_listing",
+                    "tandem.cli_options", "tandem.cli_history", "tandem.envs", "tandem.run_listing", "tandem.salvage",
                     "tandem.leaderboard", "tandem.estimators", "tandem.tracking"),
                                                                 {"tools", "graph", "nodes"}),
     ("benchmarks", ("tandem.benchmarks.*",),                    {"tools", "graph", "nodes", "entry"}),

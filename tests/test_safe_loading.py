@@ -23,7 +23,7 @@ import ormsgpack
 import pytest
 from langgraph.checkpoint.serde.jsonplus import EXT_CONSTRUCTOR_POS_ARGS, JsonPlusSerializer
 
-from tandem.api import run_task
+from tandem.api import run_history, run_task
 from tandem.cli import main
 from tandem.graph.context import RunContext
 
@@ -162,8 +162,92 @@ def test_a_half_truncated_checkpoint_database_is_named_in_one_line(
     for command in (["resume", "d", "--force"], ["history", "d"], ["fork", "d", "--from", "3"], ["repair", "d"]):
         assert main([*command, "--runs-dir", str(run.parent)]) == 2
         line = one_line_error(capsys)
-        assert "checkpoints.sqlite is damaged" in line and "start a new run" in line
+        assert "checkpoints.sqlite is damaged" in line and "tandem repair d --salvage" in line
     assert len(database.read_bytes()) == len(data) // 2  # not "repaired" by being rewritten
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def ledger_of(folder: Path) -> list[tuple[int, str | None, float | None]]:
+    """What a run decided and scored, experiment by experiment (times differ from run to run)."""
+    rows = [json.loads(line) for line in (folder / "experiments.jsonl").read_text().splitlines()]
+    return [(row["id"], row["spec_hash"], row["primary"]) for row in rows]
+
+
+def test_salvage_copies_what_a_half_truncated_database_still_holds_into_a_new_run_that_resumes_to_the_same_ledger(
+    run: Path, delivered: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = run / "checkpoints.sqlite"
+    data = database.read_bytes()
+    database.write_bytes(data[: len(data) // 2])
+    for name in ("checkpoints.sqlite-wal", "checkpoints.sqlite-shm"):
+        (run / name).unlink(missing_ok=True)
+    before = files_of(run)
+    runs = str(run.parent)
+
+    assert main(["repair", "d", "--salvage", "--runs-dir", runs]) == 0
+    said = capsys.readouterr().out
+    assert "salvaged run d into run d-salvaged" in said and "tandem resume d-salvaged" in said
+    assert files_of(run) == before  # the damaged run is only read
+    salvaged = run.parent / "d-salvaged"
+    step = json.loads((salvaged / "run.json").read_text())["salvaged_from"]["step"]
+    assert f"at step {step}" in said
+
+    conn = sqlite3.connect(salvaged / "checkpoints.sqlite")
+    try:
+        assert conn.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+        kept = conn.execute("SELECT DISTINCT thread_id FROM checkpoints").fetchall()
+    finally:
+        conn.close()
+    assert kept == [("d-salvaged",)]  # the new run's own thread: resuming it never writes to d
+    assert main(["history", "d-salvaged", "--runs-dir", runs]) == 0
+    capsys.readouterr()
+    assert run_history("d-salvaged", runs)[-1]["step"] == step < run_history("d", delivered.parent)[-1]["step"]
+
+    assert main(["resume", "d-salvaged", "--runs-dir", runs, "--plain"]) == 0
+    assert ledger_of(salvaged) == ledger_of(run)  # the same run as the one that was not damaged
+    assert json.loads((salvaged / "summary.json").read_text())["status"] == "delivered"
+    assert files_of(run) == before
+
+    assert main(["repair", "d", "--salvage", "--runs-dir", runs]) == 2
+    assert "d-salvaged already exists; pick another --to" in one_line_error(capsys)
+
+
+def test_salvage_of_a_database_with_nothing_readable_is_one_line_and_leaves_no_folder(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = run / "checkpoints.sqlite"
+    database.write_bytes(database.read_bytes()[:4096])  # the schema page only
+    for name in ("checkpoints.sqlite-wal", "checkpoints.sqlite-shm"):
+        (run / name).unlink(missing_ok=True)
+    assert main(["repair", "d", "--salvage", "--to", "rescued", "--runs-dir", str(run.parent)]) == 2
+    assert "nothing" in one_line_error(capsys)
+    assert sorted(p.name for p in run.parent.iterdir()) == ["d"]
+
+
+@pytest.mark.parametrize("damage", ["missing", "altered"])
+def test_a_missing_or_altered_profile_is_named_in_one_line_and_repair_rebuilds_it_from_the_csv(
+    run: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    profile = run / "profile.json"
+    original = profile.read_bytes()
+    if damage == "missing":
+        profile.unlink()
+    else:
+        profile.write_bytes(original.replace(b'"n_rows": 275', b'"n_rows": 276'))
+    runs = str(run.parent)
+    for command in (["resume", "d", "--force", "--max-iters", "2"], ["fork", "d", "--from", "3"]):
+        assert main([*command, "--runs-dir", runs]) == 2
+        line = one_line_error(capsys)
+        what = "is missing" if damage == "missing" else "does not match the SHA-256 its checkpoints record"
+        assert f"profile.json {what}" in line and "tandem repair d" in line
+    assert not (run.parent / "d-fork3").exists()
+
+    assert main(["repair", "d", "--runs-dir", runs]) == 0
+    assert "profile.json" in capsys.readouterr().out
+    assert profile.read_bytes() == original
 
 
 def same_content(name: str, mine: bytes, theirs: bytes) -> bool:
