@@ -437,9 +437,16 @@ def predict_file(
         model, task = experiment_model(run_id, experiment, runs_dir)
     frame = read_table(csv_path)
     try:
-        return predict_frame(model, frame, task, keep=keep)
+        result = predict_frame(model, frame, task, keep=keep)
     except FrameError as exc:
         raise InputError(f"{csv_path}: {exc}") from None
+    if result.scores and Path(csv_path).resolve() == Path(task.get("csv_path") or "").resolve():
+        seen = (
+            "this is the run's own data file, whose development rows the model was trained on: these scores "
+            f"are optimistic; the honest score is the holdout's (tandem show {run_id})"
+        )
+        result = replace(result, notes=(*result.notes, seen))
+    return result
 
 
 def experiment_model(

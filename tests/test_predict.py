@@ -221,6 +221,7 @@ def test_predict_keeps_id_columns_and_scores_a_file_with_the_target(
         "accuracy": skm.accuracy_score(truth, predictions["prediction"]),
         "roc_auc": skm.roc_auc_score(truth == "yes", predictions["proba_yes"]),
     }
+    assert "note: this is the run's own data file" in out  # scores on training rows are called optimistic
     line = next(x for x in out.splitlines() if x.startswith("scores on the"))
     assert line == f"scores on the {N_ROWS} rows with a target: " + ", ".join(
         f"{k} {v:.4f}" for k, v in by_hand.items()
