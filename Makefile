@@ -35,8 +35,9 @@ dev: $(VENV)/.dev-installed-$(PACKAGE_FILES)
 demo: install
 	$(BIN)/tandem run examples/data/titanic.csv --target Survived --runs-dir $(RUNS_DIR)
 
-## The whole test suite (installs the dev extras first).
+## The whole test suite (installs the dev extras first, and Debian's chromium for the report test).
 test: dev
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null
 	$(BIN)/python -m pytest -q
 
 ## LangGraph Studio's local server (in-memory, fully offline). Its state and the run folders go to

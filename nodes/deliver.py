@@ -30,8 +30,10 @@ from tandem.graph.persistence import (
 from tandem.graph.reward_rules import simplest_within_noise
 from tandem.graph.state import ExperimentRecord, TandemState
 from tandem.nodes.agents.models import agents_summary
+from tandem.nodes.reports import load_insight, save_insight
 from tandem.tools.data import sha256_file
 from tandem.tools.delivered_model import deliverable
+from tandem.tools.model_insight import ModelInsight, holdout_insight
 from tandem.tools.pause_points import pause_point
 from tandem.tools.report import plot_rewards, plot_scores, render_report
 from tandem.tools.report_html import render_html
@@ -39,12 +41,21 @@ from tandem.tools.spec import parse_spec
 from tandem.tools.training import fit_final, score_holdout
 
 
-def _fit_and_score(record: ExperimentRecord, state: TandemState, folder: RunFolder) -> tuple[Any, dict[str, float]]:
+def _fit_and_score(
+    record: ExperimentRecord, state: TandemState, folder: RunFolder, explain: bool = False
+) -> tuple[Any, dict[str, float], ModelInsight | None]:
+    """The refit model, its holdout scores and, with `explain`, its holdout insight (the report's
+    plots and permutation importance), from the one read of the holdout."""
     task, problem = state["task"], problem_of(state["task"])
     X_dev, y_dev, _ = dev_data(task, folder)
     model = fit_final(parse_spec(record["spec"]), X_dev, y_dev, problem)  # type: ignore[arg-type]
     X_hold, y_hold = holdout_data(task, folder)
-    return model, score_holdout(model, X_hold, y_hold, problem)
+    insight = (
+        holdout_insight(model, X_hold, y_hold, problem, experiment_id=record["id"], spec=record["spec"] or {})
+        if explain
+        else None
+    )
+    return model, score_holdout(model, X_hold, y_hold, problem), insight
 
 
 def _experiment_summary(record: ExperimentRecord, holdout: dict[str, float]) -> dict[str, Any]:
@@ -126,7 +137,7 @@ def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
             ledger, chosen, task["primary_metric"], context.noise_t, folds_per_repeat=task["folds"]
         )
     best = ledger[chosen]
-    model, best_holdout = _fit_and_score(best, state, folder)
+    model, best_holdout, insight = _fit_and_score(best, state, folder, explain=True)
     holdout = {best["id"]: best_holdout}
     if best["id"] != 0:
         holdout[0] = _fit_and_score(ledger[0], state, folder)[1]
@@ -142,18 +153,26 @@ def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     write_jsonl(folder.experiments, list(ledger))
     write_jsonl(folder.rewards, events)
     write_json(folder.summary, summary)
-    write_reports(folder, json_clean(summary), json_clean(list(ledger)), json_clean(events))
+    if insight is not None:
+        save_insight(folder, insight)
+    write_reports(folder, json_clean(summary), json_clean(list(ledger)), json_clean(events), json_clean(insight))
     return {"status": "delivered", "stop_reason": stop_reason, "delivered": summary}
 
 
 def write_reports(
-    folder: RunFolder, summary: dict[str, Any], experiments: list[dict[str, Any]], events: list[dict[str, Any]]
+    folder: RunFolder,
+    summary: dict[str, Any],
+    experiments: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    insight: ModelInsight | None = None,
 ) -> None:
     """`report.md` with its two plots and `report.html`, from the values just written as JSON
-    (cleaned as they were for the files, so the reports show exactly what the files hold)."""
+    (cleaned as they were for the files, so the reports show exactly what the files hold).
+    Without `insight` (tandem repair) the one delivery kept in `model_insight.json` is drawn."""
     metric = summary["task"]["primary_metric"]
     write_bytes(folder.scores_plot, plot_scores(experiments, metric))
     write_bytes(folder.rewards_plot, plot_rewards(events))
     images = {"scores": folder.scores_plot.name, "rewards": folder.rewards_plot.name}
     write_text(folder.report, render_report(summary, experiments, images=images))
-    write_text(folder.report_html, render_html(summary, experiments, events))
+    insight = insight if insight is not None else load_insight(folder)
+    write_text(folder.report_html, render_html(summary, experiments, events, insight))

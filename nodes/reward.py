@@ -20,6 +20,7 @@ from tandem.graph.reward_rules import executor_reward, judge, scientist_reward, 
 from tandem.graph.routing import review_required
 from tandem.graph.state import TandemState, TokenUsage, new_record
 from tandem.nodes.evaluator import evaluation_data
+from tandem.nodes.reports import write_progress_report
 from tandem.nodes.verifier import verdict
 from tandem.tools.training import CandidateResult
 
@@ -93,6 +94,9 @@ def reward(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     folder = RunFolder.of(state, context)
     write_jsonl(folder.experiments, [*ledger, record])
     write_jsonl(folder.rewards, [*state.get("reward_events", []), *events])
+    write_progress_report(
+        folder, context, task, [*ledger, record], [*state.get("reward_events", []), *events], new_incumbent
+    )
     spent = {**state, "iteration": record["iteration"]}
     stop_reason = budget_exhausted(spent, context)  # type: ignore[arg-type]
     return {

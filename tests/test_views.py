@@ -206,7 +206,9 @@ def test_html_report_is_one_self_contained_file(recorded: tuple[Path, list[Event
         assert outside not in page, outside  # nothing to fetch: it opens offline, anywhere
     assert not re.findall(r"url\((?!#)", page)  # SVG clip paths point inside the page only
     assert set(re.findall(r'href="(.)', page)) <= {"#"}
-    assert page.count("<svg") == 2  # CV per iteration, rewards (heuristic agents: no token plot)
+    # the delivered model's confusion matrix, calibration, ROC/PR and importance, the search, the rewards
+    # (heuristic agents: no token plot)
+    assert page.count("<svg") == 6
     assert "Heuristic agents call no API" in page
     metric = summary["task"]["primary_metric"]
     assert (
@@ -215,7 +217,7 @@ def test_html_report_is_one_self_contained_file(recorded: tuple[Path, list[Event
     assert "incumbent" in page and "fold std" in page
     for part in ("gain", "mismatch", "insignificant", "tokens"):
         assert f"<th>{part}</th>" in page
-    rows = re.findall(r"<tr(?: class=\"best\")?><td>(\d+)</td>", page)
+    rows = re.findall(r"<tr(?: class=\"best\")?><td>(\d+)</td>", page.split("<h2>Experiments</h2>")[1])
     assert [int(r) for r in rows] == list(range(summary["experiments"]))
 
 

@@ -1,0 +1,486 @@
+"""What a model does, as plain data a report can draw: the plots a data scientist looks at first.
+
+The report (tools/report_html.py) draws from values, never from a model, so that it can be drawn
+again later (`tandem repair`) from a JSON file. This module computes those values:
+
+- from the delivered model and the holdout (`holdout_insight`), once, at delivery: the only
+  caller is the deliver node, which already holds the holdout it scored;
+- from the out-of-fold predictions the search cached for a candidate (`oof_insight`), during the
+  search: development rows only, so a running or killed run has plots without touching the
+  holdout.
+
+For a classifier: the confusion matrix, ROC and precision-recall curves (one-vs-rest for
+multiclass) and a calibration curve; for a regressor: actual and predicted values (for the
+predicted-vs-actual and residual plots). On the holdout also permutation feature importance,
+bounded in time (rows subsampled, repeats reduced) so delivery never waits long for it.
+Everything here is JSON: lists of floats and strings, no numpy.
+
+`describe_spec` and `key_params` say what a spec *is* (its steps, family and parameters), for
+the delivered model and for the leaderboard, instead of the last change that produced it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
+from typing_extensions import TypedDict
+
+from tandem.tools.builder import predict
+from tandem.tools.metrics import METRICS, Predictions
+from tandem.tools.spec import parse_spec, referenced_columns
+from tandem.tools.training import Problem, load_oof
+
+INSIGHT_FILE = "model_insight.json"
+"""The delivered model's insight, in the run folder, so the report can be drawn again without the holdout."""
+
+MAX_CLASSES = 10
+"""Curves are drawn for at most this many classes (the most frequent); the confusion matrix
+merges the rest into one "(other)" row and column."""
+MAX_POINTS = 2000
+"""Points kept for a regression scatter (a random, seeded sample beyond that)."""
+CURVE_POINTS = 300
+"""Points kept per ROC or precision-recall curve (evenly spaced along it)."""
+CALIBRATION_BINS = 10
+IMPORTANCE_ROWS = 2000
+IMPORTANCE_REPEATS = 5
+IMPORTANCE_SECONDS = 15.0
+"""Permutation importance stops growing at this many seconds: fewer repeats, then fewer rows."""
+
+
+class Curve(TypedDict):
+    """One ROC or precision-recall curve: x (FPR or recall), y (TPR or precision) and its area."""
+
+    label: str
+    x: list[float]
+    y: list[float]
+    area: float
+    prevalence: float
+    """Share of rows of this class: the precision of a model that guesses (the PR baseline)."""
+
+
+class CalibrationCurve(TypedDict):
+    """Mean predicted probability and observed frequency of a class per probability bin."""
+
+    label: str
+    predicted: list[float]
+    observed: list[float]
+    count: list[int]
+
+
+class ClassifierPlots(TypedDict):
+    kind: Literal["classifier"]
+    classes: list[str]
+    """Row and column labels of `confusion` (true in rows, predicted in columns)."""
+    confusion: list[list[int]]
+    labels_from: Literal["model", "highest probability"]
+    """Where the predicted labels come from: the model's own decision (its threshold included),
+    or, for cached out-of-fold probabilities, the most probable class."""
+    roc: list[Curve]
+    pr: list[Curve]
+    calibration: list[CalibrationCurve]
+
+
+class RegressionPlots(TypedDict):
+    kind: Literal["regression"]
+    actual: list[float]
+    predicted: list[float]
+    shown: int
+    """Points in `actual`/`predicted` (at most `MAX_POINTS`, a seeded sample of `rows`)."""
+
+
+class FeatureImportance(TypedDict):
+    column: str
+    mean: float
+    """Mean drop of the metric (in its better direction) when the column is shuffled."""
+    std: float
+
+
+class Importance(TypedDict):
+    metric: str
+    rows: int
+    repeats: int
+    features: list[FeatureImportance]
+    """Columns the model reads, most important first."""
+
+
+class ModelInsight(TypedDict):
+    source: Literal["holdout", "out-of-fold"]
+    experiment_id: int
+    rows: int
+    plots: ClassifierPlots | RegressionPlots
+    importance: Importance | None
+
+
+class PipelineStep(TypedDict):
+    step: str
+    what: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Plots from predictions
+# ---------------------------------------------------------------------------------------------
+
+
+def _floats(values: Any, digits: int = 6) -> list[float]:
+    return [round(float(v), digits) for v in np.asarray(values, dtype=float)]
+
+
+def _thin(n: int, keep: int) -> np.ndarray:
+    """Indices of `keep` points evenly spread over `n`, both ends included."""
+    if n <= keep:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, keep).round().astype(int))
+
+
+def _calibration(label: str, hit: np.ndarray, proba: np.ndarray) -> CalibrationCurve:
+    """Uniform bins over [0, 1] (scikit-learn's `calibration_curve(strategy="uniform")`), with counts."""
+    edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
+    which = np.clip(np.digitize(proba, edges[1:-1]), 0, CALIBRATION_BINS - 1)
+    predicted, observed, count = [], [], []
+    for b in range(CALIBRATION_BINS):
+        inside = which == b
+        if inside.any():
+            predicted.append(round(float(proba[inside].mean()), 6))
+            observed.append(round(float(hit[inside].mean()), 6))
+            count.append(int(inside.sum()))
+    return CalibrationCurve(label=label, predicted=predicted, observed=observed, count=count)
+
+
+def _curves(label: str, hit: np.ndarray, proba: np.ndarray) -> tuple[Curve, Curve] | None:
+    """ROC and precision-recall curves of one class against the rest (None if only one side occurs)."""
+    if hit.all() or not hit.any():
+        return None
+    fpr, tpr, _ = roc_curve(hit, proba)
+    precision, recall, _ = precision_recall_curve(hit, proba)
+    precision, recall = precision[::-1], recall[::-1]  # recall rising, like the ROC's x
+    prevalence = round(float(hit.mean()), 6)
+    keep_roc, keep_pr = _thin(len(fpr), CURVE_POINTS), _thin(len(recall), CURVE_POINTS)
+    return (
+        Curve(label=label, x=_floats(fpr[keep_roc]), y=_floats(tpr[keep_roc]), area=float(auc(fpr, tpr)),
+              prevalence=prevalence),
+        Curve(label=label, x=_floats(recall[keep_pr]), y=_floats(precision[keep_pr]),
+              area=float(average_precision_score(hit, proba)), prevalence=prevalence),
+    )  # fmt: skip
+
+
+def classifier_plots(
+    y_true: Sequence[Any] | np.ndarray,
+    y_pred: Sequence[Any] | np.ndarray,
+    proba: np.ndarray | None,
+    classes: Sequence[Any],
+    positive_class: Any,
+    labels_from: Literal["model", "highest probability"],
+) -> ClassifierPlots:
+    """Confusion matrix, one-vs-rest ROC/PR curves and calibration of a classifier's predictions.
+
+    `proba` holds one column per class in the order of `classes`. A binary task gets one curve,
+    for its positive class; a multiclass task one per class, for the `MAX_CLASSES` most frequent
+    classes. Without probabilities only the confusion matrix is made.
+    """
+    classes = list(classes)
+    # Labels become class positions: scikit-learn cannot type an object array of mixed or numpy labels.
+    position = {c: i for i, c in enumerate(classes)}
+    true_at = np.array([position.get(v, -1) for v in np.asarray(y_true)], dtype=int)
+    pred_at = np.array([position.get(v, -1) for v in np.asarray(y_pred)], dtype=int)
+    shown = list(range(len(classes)))
+    if len(classes) > MAX_CLASSES + 1:  # merging a single class into "(other)" would hide nothing
+        counts = np.bincount(true_at[true_at >= 0], minlength=len(classes))
+        shown = sorted(np.argsort(-counts, kind="stable")[:MAX_CLASSES].tolist())
+    cell = np.full(len(classes) + 1, len(shown), dtype=int)  # a class not shown goes to "(other)"
+    cell[shown] = np.arange(len(shown))
+    n_cells = len(shown) + (1 if len(shown) < len(classes) else 0)
+    known = (true_at >= 0) & (pred_at >= 0)
+    matrix = np.zeros((n_cells, n_cells), dtype=int)
+    np.add.at(matrix, (cell[true_at[known]], cell[pred_at[known]]), 1)
+    labels = [str(classes[i]) for i in shown] + (["(other)"] if n_cells > len(shown) else [])
+    roc: list[Curve] = []
+    pr: list[Curve] = []
+    calibration: list[CalibrationCurve] = []
+    if proba is not None:
+        targets = [position[positive_class]] if len(classes) == 2 and positive_class in position else shown
+        for at in targets:
+            column = np.asarray(proba[:, at], dtype=float)
+            hit = true_at == at
+            pair = _curves(str(classes[at]), hit, column)
+            if pair is not None:
+                roc.append(pair[0])
+                pr.append(pair[1])
+            calibration.append(_calibration(str(classes[at]), hit.astype(float), column))
+    return ClassifierPlots(
+        kind="classifier",
+        classes=labels,
+        confusion=[[int(v) for v in row] for row in matrix],
+        labels_from=labels_from,
+        roc=roc,
+        pr=pr,
+        calibration=calibration,
+    )
+
+
+def regression_plots(
+    y_true: Sequence[float] | np.ndarray, y_pred: Sequence[float] | np.ndarray, seed: int
+) -> RegressionPlots:
+    """Actual and predicted values, a seeded sample of `MAX_POINTS` rows beyond that many."""
+    actual, predicted = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    keep = np.arange(len(actual))
+    if len(keep) > MAX_POINTS:
+        keep = np.sort(np.random.default_rng(seed).choice(len(actual), MAX_POINTS, replace=False))
+    return RegressionPlots(
+        kind="regression", actual=_floats(actual[keep]), predicted=_floats(predicted[keep]), shown=len(keep)
+    )
+
+
+def _plots(
+    y_true: np.ndarray, pred: Predictions, problem: Problem, labels_from: Literal["model", "highest probability"]
+) -> ClassifierPlots | RegressionPlots:
+    if problem.task_type == "regression":
+        return regression_plots(y_true, pred.y_pred, problem.seed)
+    return classifier_plots(y_true, pred.y_pred, pred.proba, problem.classes, problem.positive_class, labels_from)
+
+
+# ---------------------------------------------------------------------------------------------
+# Permutation importance, bounded in time
+# ---------------------------------------------------------------------------------------------
+
+
+def permutation_importances(
+    model: Any,
+    X: pd.DataFrame,
+    y: pd.Series,
+    problem: Problem,
+    columns: Sequence[str],
+    *,
+    max_rows: int = IMPORTANCE_ROWS,
+    repeats: int = IMPORTANCE_REPEATS,
+    seconds: float = IMPORTANCE_SECONDS,
+) -> Importance:
+    """How much the primary metric worsens when each of `columns` is shuffled (scikit-learn's
+    `permutation_importance`), on at most `max_rows` rows.
+
+    Only the columns the model reads are shuffled (the others cannot matter, and wide tables
+    would pay for them); the model still receives every column. One scoring is timed first:
+    the repeats drop to what `seconds` allows, then the rows, never below one repeat of 200 rows.
+    """
+    metric = METRICS[problem.primary_metric]
+    sign = 1.0 if metric.greater_is_better else -1.0
+    rng = np.random.default_rng(problem.seed)
+    if len(X) > max_rows:
+        rows = np.sort(rng.choice(len(X), max_rows, replace=False))
+        X, y = X.iloc[rows], y.iloc[rows]
+    columns = [c for c in X.columns if c in set(columns)]
+
+    def score(_: Any, X_part: pd.DataFrame, y_part: pd.Series) -> float:
+        full = X.copy()  # scikit-learn shuffles values inside columns and keeps the rows in order
+        for column in X_part.columns:
+            full[column] = X_part[column].array  # .array keeps a categorical dtype
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pred = predict(model, full, problem.task_type, problem.classes, problem.positive_class)
+        value = metric(np.asarray(y_part), pred)
+        return sign * value if math.isfinite(value) else 0.0
+
+    timings = []
+    for _ in range(2):  # the first call may pay for lazy imports and caches: the faster one counts
+        started = time.perf_counter()
+        score(model, X[columns], y)
+        timings.append(time.perf_counter() - started)
+    one = max(min(timings), 1e-4)
+    calls = max(1, len(columns))
+    repeats = int(max(1, min(repeats, seconds // (one * calls) - 1)))
+    if one * calls > seconds and len(X) > 200:  # even one repeat is too slow: fewer rows
+        keep = max(200, int(len(X) * seconds / (one * calls)))
+        rows = np.sort(rng.choice(len(X), keep, replace=False))
+        X, y = X.iloc[rows], y.iloc[rows]
+    result = permutation_importance(
+        model, X[columns], y, scoring=score, n_repeats=repeats, random_state=problem.seed, n_jobs=1
+    )
+    order = np.argsort(-result.importances_mean, kind="stable")
+    return Importance(
+        metric=problem.primary_metric,
+        rows=len(X),
+        repeats=repeats,
+        features=[
+            FeatureImportance(
+                column=str(columns[i]),
+                mean=round(float(result.importances_mean[i]), 6),
+                std=round(float(result.importances_std[i]), 6),
+            )
+            for i in order
+        ],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The two sources
+# ---------------------------------------------------------------------------------------------
+
+
+def holdout_insight(
+    model: Any,
+    X_hold: pd.DataFrame,
+    y_hold: pd.Series,
+    problem: Problem,
+    *,
+    experiment_id: int,
+    spec: Mapping[str, Any],
+    importance_seconds: float = IMPORTANCE_SECONDS,
+) -> ModelInsight:
+    """The delivered model on the holdout: its plots and permutation importance. Delivery only."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pred = predict(model, X_hold, problem.task_type, problem.classes, problem.positive_class)
+    columns = sorted(referenced_columns(parse_spec(dict(spec))))
+    return ModelInsight(
+        source="holdout",
+        experiment_id=experiment_id,
+        rows=len(y_hold),
+        plots=_plots(y_hold.to_numpy(), pred, problem, "model"),
+        importance=permutation_importances(model, X_hold, y_hold, problem, columns, seconds=importance_seconds)
+        if columns and len(y_hold) > 1
+        else None,
+    )
+
+
+def oof_insight(
+    cache_dir: Path, spec_hash: str, y_dev: pd.Series, problem: Problem, experiment_id: int
+) -> ModelInsight | None:
+    """A candidate's plots from its cached out-of-fold predictions (the first repeat of the
+    folds, which predicts every development row once); None when nothing usable is cached."""
+    oof = load_oof(cache_dir, spec_hash)
+    if oof is None or oof.shape[1] != len(y_dev):
+        return None
+    first = oof[0]
+    known = ~np.isnan(first).any(axis=1)
+    y = y_dev.to_numpy()[known]
+    first = first[known]
+    if problem.task_type == "regression":
+        pred = Predictions(y_pred=first[:, 0])
+    elif first.shape[1] == len(problem.classes):
+        labels = np.asarray(problem.classes, dtype=object)[first.argmax(axis=1)]
+        pred = Predictions(y_pred=labels, proba=first, classes=problem.classes, pos_label=problem.positive_class)
+    else:
+        return None  # a classifier without probabilities: its cached labels are not comparable
+    return ModelInsight(
+        source="out-of-fold",
+        experiment_id=experiment_id,
+        rows=int(known.sum()),
+        plots=_plots(y, pred, problem, "highest probability"),
+        importance=None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# What a spec is, in words
+# ---------------------------------------------------------------------------------------------
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_value(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_value(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _feature(op: Mapping[str, Any]) -> str:
+    rest = ", ".join(f"{k}={_value(v)}" for k, v in op.items() if k != "op" and v not in (None, "", [], ()))
+    return f"{op.get('op', '?')}({rest})"
+
+
+_DEFAULT_SETTINGS = {"target_transform": "none", "class_weight": "none", "threshold": "default"}
+_KNOWN_KEYS = {"kind", "columns", "features", "preprocessing", "model", *_DEFAULT_SETTINGS}
+
+
+def describe_spec(spec: Mapping[str, Any]) -> list[PipelineStep]:
+    """The steps of a spec in the order the built model applies them, each in one line."""
+    if spec.get("kind") == "ensemble" or "members" in spec:
+        weights = spec.get("weights")
+        steps = [
+            PipelineStep(
+                step=f"{spec.get('method', 'voting')} ensemble",
+                what=f"{len(spec['members'])} member pipelines"
+                + (f", weights {_value(weights)}" if weights else ", equal weights")
+                + (f" (experiments {_value(spec['member_ids'])})" if spec.get("member_ids") else ""),
+            )
+        ]
+        for i, member in enumerate(spec["members"]):
+            family, described = key_params(member)
+            steps.append(PipelineStep(step=f"member {i + 1}", what=f"{family}: {described or 'default parameters'}"))
+        return steps
+    columns = spec.get("columns") or {}
+    used = "; ".join(f"{kind.replace('_', '-')}: {', '.join(cols)}" for kind, cols in columns.items() if cols)
+    steps = [PipelineStep(step="columns", what=used or "none")]
+    if spec.get("features"):
+        steps.append(PipelineStep(step="features", what="; ".join(_feature(op) for op in spec["features"])))
+    pre = spec.get("preprocessing") or {}
+    if pre:
+        steps.append(PipelineStep(step="preprocessing", what=_value(pre)))
+    extra = {k: v for k, v in spec.items() if k not in _KNOWN_KEYS and v not in (None, {}, [])}
+    for name, value in extra.items():  # row filter, bagging and whatever a spec gains later
+        steps.append(PipelineStep(step=name.replace("_", " "), what=_value(value)))
+    model = spec.get("model") or {}
+    params = model.get("params") or {}
+    steps.append(
+        PipelineStep(
+            step="model",
+            what=f"{model.get('family', '?')}"
+            + (f" with {_value(params)}" if params else " with its default parameters")
+            + (" (the rest at their defaults)" if params else ""),
+        )
+    )
+    for name, default in _DEFAULT_SETTINGS.items():
+        if spec.get(name, default) != default:
+            steps.append(PipelineStep(step=name.replace("_", " "), what=_value(spec[name])))
+    return steps
+
+
+def key_params(spec: Mapping[str, Any] | None) -> tuple[str, str]:
+    """(family, key parameters) of a spec in a few words, for a leaderboard row."""
+    if not spec:
+        return "–", ""
+    if spec.get("kind") == "ensemble" or "members" in spec:
+        families = ", ".join(str((m.get("model") or {}).get("family", "?")) for m in spec["members"])
+        ids = spec.get("member_ids")
+        weights = spec.get("weights")
+        what = (f"of #{', #'.join(str(i) for i in ids)}" if ids else f"of {families}") + (
+            f"; weights {_value(weights)}" if weights else ""
+        )
+        return f"{spec.get('method', 'voting')} ({families})", what
+    model = spec.get("model") or {}
+    parts = [f"{k}={_value(v)}" for k, v in (model.get("params") or {}).items()]
+    for name, default in _DEFAULT_SETTINGS.items():
+        if spec.get(name, default) != default:
+            parts.append(f"{name}={_value(spec[name])}")
+    if spec.get("features"):
+        parts.append(f"+{len(spec['features'])} feature op{'s' if len(spec['features']) > 1 else ''}")
+    for name in sorted(set(spec) - _KNOWN_KEYS):
+        if spec[name] not in (None, {}, []):
+            parts.append(f"{name}: {_value(spec[name])}")
+    return str(model.get("family", "?")), "; ".join(parts)
+
+
+__all__ = [
+    "INSIGHT_FILE",
+    "ClassifierPlots",
+    "ModelInsight",
+    "PipelineStep",
+    "RegressionPlots",
+    "classifier_plots",
+    "describe_spec",
+    "holdout_insight",
+    "key_params",
+    "oof_insight",
+    "permutation_importances",
+    "regression_plots",
+]
