@@ -180,9 +180,10 @@ def finished_hint(run_id: str, runs_dir: str | Path | None = None) -> str | None
     used = f"{done} experiments" + (f" in {duration(seconds)}" if isinstance(seconds, int | float) else "")
     return (
         f"run {run_id} is finished: {summary.get('stop_reason') or 'delivered'}, after {used}. "
-        f"To continue it, raise its budget: tandem resume {run_id} --max-iters {more_iters} "
-        f"(or --time-budget {more_time:.0f}); to continue and keep this model too, fork it "
-        f"(tandem history {run_id}, then tandem fork {run_id} --from STEP)"
+        f"To continue it, raise its budget: tandem resume {run_id} --max-iters {more_iters} --force "
+        f"(or --time-budget {more_time:.0f} --force; it replaces this model and report), or keep this model and "
+        f"continue in a new run: tandem history {run_id}, then tandem fork {run_id} --from STEP "
+        f"--max-iters {more_iters}"
     )
 
 
@@ -249,6 +250,40 @@ def runs_table(rows: list[RunRow]) -> str:
     return table(header, body, right={4, 6, 7, 8})
 
 
+def model_text(spec: Any) -> str:
+    """A delivered spec as the model it is (family, parameters, what differs from the defaults),
+    not as the last change that led to it."""
+    if not isinstance(spec, dict):
+        return "(no spec recorded)"
+    if spec.get("kind") == "ensemble":
+        members = [model_text(m).split(" on ", 1)[0] for m in spec.get("members") or []]
+        ids = spec.get("member_ids") or ()
+        named = [f"#{i} {m}" for i, m in zip(ids, members, strict=True)] if len(ids) == len(members) else members
+        return f"{spec.get('method', 'voting')} blend of {len(members)} models: " + "; ".join(named)
+    model = spec.get("model") or {}
+    params = model.get("params") or {}
+    text = str(model.get("family", "?")) + (
+        "(" + ", ".join(f"{k}={v}" for k, v in sorted(params.items())) + ")" if params else ""
+    )
+    notes = [
+        f"{name.replace('_', ' ')} {spec[name]}"
+        for name, plain in (("target_transform", "none"), ("class_weight", "none"), ("threshold", "default"))
+        if spec.get(name) not in (None, plain)
+    ]
+    transform = (spec.get("preprocessing") or {}).get("numeric_transform")
+    if transform and transform != "none":
+        notes.append(f"{transform} transform of numeric columns")
+    if spec.get("features"):
+        count = len(spec["features"])
+        notes.append(f"{count} engineered feature{'s' if count > 1 else ''}")
+    if spec.get("row_filter"):
+        notes.append("outlying training rows filtered")
+    if spec.get("bagging"):
+        notes.append("bagged fold models")
+    columns = sum(len(v) for v in (spec.get("columns") or {}).values() if isinstance(v, list))
+    return text + (f", {', '.join(notes)}" if notes else "") + (f" on {columns} columns" if columns else "")
+
+
 def summary_text(summary: dict[str, Any], folder: Path) -> str:
     """`tandem show`: the run's outcome as lines and small tables, never raw dictionaries."""
     task, best, base = summary["task"], summary["best"], summary["baseline"]
@@ -259,7 +294,8 @@ def summary_text(summary: dict[str, Any], folder: Path) -> str:
         f"stopped: {summary['stop_reason']}",
         f"task: {task['task_type']} on {task['target']!r} ({Path(task.get('csv_path') or '').name}), "
         f"primary metric {metric}",
-        f"delivered: #{best['experiment_id']} {best['proposal']}",
+        f"delivered: #{best['experiment_id']} {model_text(best.get('spec'))}",
+        f"  its last change: {best['proposal']}",
     ]
     if summary.get("selection"):
         lines.append(f"chosen by: {summary['selection']}")

@@ -240,6 +240,9 @@ def test_show_is_tables_not_raw_dicts(titanic_run: Path, capsys: pytest.CaptureF
     score = next(line for line in out.splitlines() if line.startswith("holdout f1 "))
     assert score.split()[2:] == [f"{summary['baseline']['holdout']['f1']:.4f}", f"{best['holdout']['f1']:.4f}"]
     assert any(line.split()[:2] == ["scientist", "heuristic"] for line in out.splitlines())
+    spec = best["spec"]  # the delivered model as the model it is, then the change that led to it
+    what = spec["model"]["family"] if spec["kind"] == "pipeline" else f"{spec['method']} blend of"
+    assert f"delivered: #{best['experiment_id']} {what}" in out and f"its last change: {best['proposal']}" in out
     assert f"report: {titanic_run / 'report.html'}" in out
     assert "next: tandem predict t1 new.csv" in out
 
