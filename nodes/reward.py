@@ -3,7 +3,8 @@
 This is the only node that writes the ledger after setup, once per experiment, so a resumed run
 never duplicates an entry. The incumbent changes only when the candidate's mean CV score on the
 primary metric is better (a near-tie on a discrete metric goes to the lower log-loss); rewards
-follow the rules in `graph.reward_rules`.
+follow the rules in `graph.reward_rules`. After each experiment it also rewrites `report.html`
+from what the search has seen (`nodes.reports`), so a running or killed run has a report.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ from tandem.tools.model_insight import (
     permutation_importances,
     regression_plots,
 )
+from tandem.tools.report import shorten
 from tandem.tools.spec import Columns, ModelSpec, PipelineSpec, spec_hash
 from tandem.tools.training import Problem, evaluate_spec
 
@@ -326,3 +327,12 @@ def test_a_spec_is_described_by_its_steps_and_its_key_parameters() -> None:
     }
     assert key_params(ensemble) == ("voting (lightgbm, lightgbm)", "of #1, #2; weights 1, 2")
     assert [s["step"] for s in describe_spec(ensemble)] == ["voting ensemble", "member 1", "member 2"]
+
+
+def test_the_markdown_report_cuts_a_long_proposal_between_words() -> None:
+    proposal = "set_model(family=lightgbm, params={'n_estimators': 300, 'learning_rate': 0.05, 'num_leaves': 15})"
+    short = shorten(proposal, 60)
+    assert len(short) <= 60 and short.endswith(" …")
+    kept = short.removesuffix(" …").split()
+    assert kept == proposal.split()[: len(kept)]  # whole words only
+    assert shorten("set_class_weight(class_weight=balanced)") == "set_class_weight(class_weight=balanced)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Mapping
 from itertools import accumulate
 from typing import Any
@@ -26,6 +27,11 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) >= 1000 else f"{value:.4f}"
     return str(value)
+
+
+def shorten(text: str, width: int = 120) -> str:
+    """At most `width` characters, cut between words and marked with an ellipsis (never mid-word)."""
+    return textwrap.shorten(text, width=width, placeholder=" …")
 
 
 def _png(fig: Any) -> bytes:
@@ -148,7 +154,7 @@ def render_report(summary: Mapping[str, Any], experiments: list[dict[str, Any]],
     for e in experiments:
         rewards = e.get("rewards", {})
         lines.append(
-            f"| {e['id']} | {e.get('move') or ''} | {e['proposal'][:90].replace('|', '/')} | {e['status']} | "
+            f"| {e['id']} | {e.get('move') or ''} | {shorten(e['proposal']).replace('|', '/')} | {e['status']} | "
             f"{_fmt(e['cv'].get(metric))} | {_fmt(e.get('gain'))} | {'yes' if e.get('significant') else ''} | "
             f"{_fmt(e.get('fidelity'))} | {_fmt(rewards.get('scientist'))} / {_fmt(rewards.get('executor'))} |"
         )

@@ -331,9 +331,11 @@ def _insight_html(insight_json: str) -> tuple[str, ...]:
     plots = insight["plots"]
     if plots["kind"] == "classifier":
         labels = (
-            "the model's own predictions (a tuned decision threshold included)"
-            if plots["labels_from"] == "model"
-            else "the most probable class"
+            "the most probable class"
+            if plots["labels_from"] != "model"
+            else "the model's own predictions (a tuned decision threshold included)"
+            if len(plots["roc"]) == 1
+            else "the model's own predictions"
         )
         parts.append("<div class='plots'>")
         parts.append(_plot("confusion", confusion_figure(plots)))
