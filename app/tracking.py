@@ -226,8 +226,11 @@ class Tracker:
             "tandem.csv": Path(str(request.get("csv_path") or "")).name,
         }
         for source in ("forked_from", "copied_from"):
-            if run_json.get(source):
-                tags[f"tandem.{source}"] = str(run_json[source])
+            origin = run_json.get(source)
+            if isinstance(origin, dict):  # a fork's origin: {"run_id", "step", "checkpoint_id"}
+                tags[f"tandem.{source}"] = f"{origin.get('run_id')} step {origin.get('step')}"
+            elif origin:
+                tags[f"tandem.{source}"] = str(origin)
         run = self._client.create_run(self.experiment_id, run_name=tandem_id, tags=tags)
         self.parent_id = run.info.run_id
         state = state if isinstance(state, dict) else {}

@@ -25,6 +25,7 @@ from typing import Any
 import joblib
 import pytest
 
+from tandem.api import run_history
 from tandem.cli import main
 from tandem.tools.data import read_table
 from tandem.tracking import DEFAULT_URI, ENV_URI, MISSING, flatten, log_run, resolve_uri
@@ -32,6 +33,8 @@ from tandem.tracking import DEFAULT_URI, ENV_URI, MISSING, flatten, log_run, res
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra (pip install 'tandem-ml[mlflow]'; make test has it)")
 
 RUN_ID = "penguins-mlflow"
+# MLflow 3.17's SQL store still uses a SQLAlchemy loader SQLAlchemy 2.1 deprecates; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:.*noload.*:DeprecationWarning")
 
 
 @pytest.fixture(autouse=True)
@@ -63,11 +66,11 @@ def client(uri: str) -> Any:
     return mlflow.MlflowClient(tracking_uri=uri)
 
 
-def runs_of(uri: str) -> tuple[Any, list[Any]]:
-    """The parent run of RUN_ID and its nested runs (by experiment id)."""
+def runs_of(uri: str, run_id: str = RUN_ID) -> tuple[Any, list[Any]]:
+    """The parent run of a tandem run and its nested runs (by experiment id)."""
     c = client(uri)
     experiment = c.get_experiment_by_name("tandem")
-    found = c.search_runs([experiment.experiment_id], filter_string=f"tags.`tandem.run_id` = '{RUN_ID}'")
+    found = c.search_runs([experiment.experiment_id], filter_string=f"tags.`tandem.run_id` = '{run_id}'")
     parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1, [r.info.run_name for r in parents]
     nested = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
@@ -149,6 +152,20 @@ def test_resume_by_environment_logs_only_the_new_experiment(
     # Logging the folder again from Python changes nothing either.
     assert log_run(RUN_ID, store["runs"], store["uri"]) == parent.info.run_id
     assert [r.info.run_id for r in runs_of(store["uri"])[1]] == [r.info.run_id for r in nested]
+
+
+def test_a_fork_is_a_parent_run_of_its_own(store: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    step = next(row["step"] for row in run_history(RUN_ID, store["runs"]) if row["node"] == "reward")
+    _, original = runs_of(store["uri"])
+    monkeypatch.chdir(store["root"])
+    argv = ["fork", RUN_ID, "--from", str(step), "--run-id", "forked", "--runs-dir", str(store["runs"])]
+    assert main([*argv, "--max-iters", "2", "--plain", "--mlflow", store["uri"]]) == 0
+    parent, nested = runs_of(store["uri"], "forked")
+    assert parent.info.status == "FINISHED" and parent.data.tags["tandem.forked_from"] == f"{RUN_ID} step {step}"
+    assert [int(r.data.tags["tandem.experiment_id"]) for r in nested] == [
+        row["id"] for row in ledger(store["runs"] / "forked")
+    ]
+    assert [r.info.run_id for r in runs_of(store["uri"])[1]] == [r.info.run_id for r in original]  # untouched
 
 
 def free_port() -> int:
