@@ -43,6 +43,17 @@ def fast_runs(tmp_path: Path) -> dict[str, object]:
 # ------------------------------------------------------------------------------ the estimators
 
 
+@pytest.fixture
+def no_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """scikit-learn's checks fit about a hundred estimators on tiny data and a cross-validation
+    several, and rendering the HTML report after each experiment and at delivery is most of a
+    tiny run's time (three quarters of a 30-row fit, measured); the reports have
+    their own tests (tests/test_report_html.py), so here they are not written. (`raising=False`:
+    a tandem that writes no report after each experiment has nothing to replace there.)"""
+    monkeypatch.setattr(tandem.nodes.reward, "write_progress_report", lambda *args, **kwargs: None, raising=False)
+    monkeypatch.setattr(tandem.nodes.deliver, "write_reports", lambda *args, **kwargs: None)
+
+
 def test_a_classifier_fits_a_frame_quietly_and_predicts_the_labels_of_y(
     fast_runs: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -161,7 +172,7 @@ def test_pickle_pipeline_and_verbose(fast_runs: dict[str, object], capsys: pytes
     assert again.named_steps["tandem"].leaderboard().equals(pipe.named_steps["tandem"].leaderboard())
 
 
-def test_cross_val_score_with_three_experiments(tmp_path: Path) -> None:
+def test_cross_val_score_with_three_experiments(tmp_path: Path, no_reports: None) -> None:
     frame = synthetic_frame(120, seed=3)
     X, y = frame.drop(columns="label"), frame["label"]
     est = TandemClassifier(max_iters=3, folds=3, n_jobs=1, candidate_time_limit=None, runs_dir=str(tmp_path))
@@ -194,16 +205,6 @@ def test_run_task_takes_a_frame_and_the_run_moves_with_its_data(tmp_path: Path) 
 
 
 # ------------------------------------------------------------------------------ scikit-learn's checks
-
-
-@pytest.fixture
-def no_reports(monkeypatch: pytest.MonkeyPatch) -> None:
-    """scikit-learn's checks fit about a hundred estimators on tiny data, and rendering the HTML
-    report after each experiment and at delivery is most of a tiny run's time; the reports have
-    their own tests (tests/test_report_html.py), so here they are not written. (`raising=False`:
-    a tandem that writes no report after each experiment has nothing to replace there.)"""
-    monkeypatch.setattr(tandem.nodes.reward, "write_progress_report", lambda *args, **kwargs: None, raising=False)
-    monkeypatch.setattr(tandem.nodes.deliver, "write_reports", lambda *args, **kwargs: None)
 
 
 @parametrize_with_checks(
