@@ -299,7 +299,7 @@ def test_permutation_importance_finds_the_signal_and_stays_within_its_time() -> 
     y = pd.Series(np.where(X["signal"] + 0.3 * rng.normal(size=3000) > 0, "yes", "no"))
     model = LogisticRegression().fit(X, y)
     problem = Problem("binary", ("accuracy",), "accuracy", classes=("no", "yes"), positive_class="yes")
-    found = permutation_importances(model, X, y, problem, ["signal", "noise"])
+    found = permutation_importances(model, X, y, problem, ["signal", "noise"], seconds=60.0)
     assert [f["column"] for f in found["features"]] == ["signal", "noise"]  # only what the model reads
     assert found["features"][0]["mean"] > 0.2 > abs(found["features"][1]["mean"])
     assert found["rows"] == model_insight.IMPORTANCE_ROWS and found["repeats"] == model_insight.IMPORTANCE_REPEATS

@@ -52,7 +52,7 @@ CURVE_POINTS = 300
 CALIBRATION_BINS = 10
 IMPORTANCE_ROWS = 2000
 IMPORTANCE_REPEATS = 5
-IMPORTANCE_SECONDS = 15.0
+IMPORTANCE_SECONDS = 5.0
 """Permutation importance stops growing at this many seconds: fewer repeats, then fewer rows."""
 
 
