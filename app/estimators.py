@@ -167,7 +167,7 @@ class _TandemEstimator(BaseEstimator, metaclass=ABCMeta):
             candidate_time_limit=self.candidate_time_limit,
         )
         options: dict[str, Any] = {
-            "metrics": [self.metrics] if isinstance(self.metrics, str) else self.metrics,
+            "metrics": _metric_names(self.metrics),
             "primary_metric": self.primary_metric,
             "holdout": self.holdout,
             "folds": self.folds,
@@ -214,15 +214,18 @@ class _TandemEstimator(BaseEstimator, metaclass=ABCMeta):
         return self.leaderboard_.copy()
 
     def _check_size(self, n_rows: int) -> None:
-        """Too few rows for the folds and the holdout: said before a run folder is made."""
-        folds = int(self.folds)
+        """Too few rows for the folds and the holdout: said before a run folder is made (folds and
+        holdout out of their ranges are left to tandem's own check, which names the range)."""
+        folds, holdout = self.folds, self.holdout
+        if not isinstance(folds, int) or folds < 2 or not isinstance(holdout, int | float) or not 0 < holdout <= 0.9:
+            return
         need = folds
-        while need - math.ceil(need * float(self.holdout)) < folds:
+        while need - math.ceil(need * float(holdout)) < folds:
             need += 1
         if n_rows < need:
             raise ValueError(
                 f"{type(self).__name__} needs at least {need} samples for {folds}-fold cross-validation plus a "
-                f"{float(self.holdout):.0%} holdout; got {n_rows} sample(s) (n_samples={n_rows})"
+                f"{float(holdout):.0%} holdout; got {n_rows} sample(s) (n_samples={n_rows})"
             )
 
     @abstractmethod
@@ -339,6 +342,14 @@ class TandemRegressor(RegressorMixin, _TandemEstimator):
 
 
 # ----------------------------------------------------------------------------------- helpers
+
+
+def _metric_names(metrics: Sequence[str] | str | None) -> list[str] | None:
+    """The metrics parameter as run_task takes it: a list, from a list or a comma-separated text."""
+    if metrics is None:
+        return None
+    names = metrics.split(",") if isinstance(metrics, str) else list(metrics)
+    return [str(m).strip() for m in names if str(m).strip()] or None
 
 
 def _target_array(y: Any, n_rows: int) -> np.ndarray:

@@ -111,11 +111,11 @@ def test_a_regressor_on_a_frame_scores_r2_and_refuses_a_bad_value_in_one_line(
 ) -> None:
     frame = synthetic_frame(150, task="regression")
     X, y = frame.drop(columns="price $"), frame["price $"]
-    est = TandemRegressor(**fast_runs).fit(X, y)
+    est = TandemRegressor(**fast_runs, metrics="rmse, mae").fit(X, y)  # a list, or names separated by commas
     predicted = est.predict(X)
     assert predicted.dtype == float and predicted.shape == (150,)
     assert est.score(X, y) == pytest.approx(r2_score(y, predicted)) and est.score(X, y) > 0.8
-    assert est.primary_metric_ == "rmse"
+    assert est.primary_metric_ == "rmse" and est.summary_["task"]["metrics"] == ["rmse", "mae"]
     assert pd.read_csv(Path(est.run_dir_) / "data.csv").columns[-1] == "price $"  # y's own name
 
     bad = X.head(3).astype({"x 1": object})
@@ -141,6 +141,8 @@ def test_parameters_follow_the_scikit_learn_rules(fast_runs: dict[str, object]) 
     assert "max_iters=2" in repr(est)
     with pytest.raises(ValueError, match="needs at least 3 samples for 2-fold cross-validation"):
         TandemClassifier(**fast_runs).fit(np.zeros((2, 2)), [0, 1])
+    with pytest.raises(ValueError, match=r"holdout must lie in \(0, 0.9\]"):
+        TandemClassifier(**{**fast_runs, "holdout": 1.0}).fit(np.zeros((40, 2)), [0, 1] * 20)
     assert not Path(fast_runs["runs_dir"]).exists()  # type: ignore[arg-type]  # refused before any run folder
 
 
