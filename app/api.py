@@ -17,6 +17,7 @@ import io
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -73,7 +74,7 @@ from tandem.graph.postgres_checkpoints import (
 from tandem.graph.state import TaskRequest
 from tandem.nodes.agents.models import check_llm_setup, with_chat_models
 from tandem.nodes.deliver import write_reports
-from tandem.tools.data import InputError, load_task, read_table
+from tandem.tools.data import InputError, LoadedTask, load_task, read_table
 from tandem.tools.delivered_model import DeliveredModel, FrameError, PredictionResult, deliverable, predict_frame
 from tandem.tools.spec import parse_spec
 from tandem.tools.training import fit_final
@@ -103,7 +104,7 @@ def open_run(folder: RunFolder, checkpoint_db: str | None = None) -> Iterator[Ta
 
 
 def run_task(
-    csv_path: str | Path,
+    csv_path: str | Path | pd.DataFrame,
     target: str,
     *,
     metrics: list[str] | None = None,
@@ -135,11 +136,16 @@ def run_task(
     setup that fails (a baseline that cannot be trained), so trying again with the same id works.
     `scientist_model` / `executor_model` are LangChain chat models (any `BaseChatModel`) for LLM
     agents; they are not stored, so `resume_run` needs them again.
+
+    `csv_path` may be a DataFrame (the target one of its columns): it is written as CSV to the run
+    folder (`data.csv`), which is then the run's data file, read back, hashed and checked as any
+    CSV is, so a resumed, forked or moved run trains on exactly the same rows.
     """
     context = with_chat_models(context or RunContext(), scientist=scientist_model, executor=executor_model)
     check_llm_setup(context)
+    data = _frame_csv(csv_path) if isinstance(csv_path, pd.DataFrame) else None
     request: TaskRequest = {
-        "csv_path": str(Path(csv_path).expanduser().resolve()),
+        "csv_path": "" if isinstance(csv_path, pd.DataFrame) else str(Path(csv_path).expanduser().resolve()),
         "target": target,
         "metrics": list(metrics) if metrics else None,
         "primary_metric": primary_metric,
@@ -151,7 +157,7 @@ def run_task(
     }
     if run_id is not None:
         check_run_id(run_id)  # before the data is read: a hostile id costs nothing
-    loaded = load_task(request)
+    loaded = load_task(request) if data is None else _load_frame(request, data)
     run_id = request["run_id"] = run_id or new_run_id(loaded.prepared.target)
     folder = run_folder(context.runs_dir, run_id)
     location = location_for_new_run(checkpoint_db)
@@ -159,6 +165,9 @@ def run_task(
     if not folder.run_json.exists():
         claim_thread(location, run_id)
     with new_run_folder(folder, exists=taken):
+        if data is not None:
+            write_bytes(folder.data, data)
+            request["csv_path"] = str(folder.data)
         save_run_config(folder, request, context, **record(location))
         try:
             return _drive(folder, request, replace(context, task_data=loaded), on_update, on_event, on_approval)
@@ -166,6 +175,23 @@ def run_task(
             if not _set_up(folder):
                 remove_run_folder(folder)  # nothing worth keeping, and the id is free again
             raise
+
+
+def _frame_csv(frame: pd.DataFrame) -> bytes:
+    """A DataFrame as the CSV a run keeps of it: its columns by name, without the index."""
+    return frame.to_csv(index=False).encode("utf-8")
+
+
+def _load_frame(request: TaskRequest, data: bytes) -> LoadedTask:
+    """`load_task` on a DataFrame's CSV, staged in a temporary file until the run folder exists
+    (a bad request leaves no folder); a message names "the DataFrame", not that file."""
+    with tempfile.TemporaryDirectory() as staging:
+        path = Path(staging) / "data.csv"
+        path.write_bytes(data)
+        try:
+            return load_task({**request, "csv_path": str(path)})
+        except InputError as exc:
+            raise InputError(str(exc).replace(str(path), "the DataFrame")) from None
 
 
 def _set_up(folder: RunFolder) -> bool:
@@ -745,7 +771,7 @@ def _copy_run_files(source: RunFolder, target: RunFolder) -> None:
     Cache files are hard-linked where the file system allows (they are written once, atomically,
     and never changed in place), else copied.
     """
-    for path in (source.split, source.profile, source.holdout_rows):
+    for path in (source.split, source.profile, source.holdout_rows, source.data):
         if path.exists():
             shutil.copy2(path, target.path / path.name)
     if source.cache.exists():
