@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,24 @@ def add_bench_commands(sub: Any) -> None:
     )
     league.add_argument("--fresh", action="store_true", help="play every match again instead of reusing stored results")
 
+    league.add_argument(
+        "--players-dir",
+        metavar="DIR",
+        help="before every round, each policy file (*.json) in DIR joins as learned:<file>@<hash> at the "
+        "starting rating; a bad file is one line and skipped",
+    )
+    league.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep playing rounds until Ctrl-C (instead of --rounds); run the same command again to go on",
+    )
+    league.add_argument(
+        "--interval",
+        type=number(float, at_least=0),
+        default=30.0,
+        help="with --watch: seconds to wait between rounds",
+    )
+
     elo = sub.add_parser(
         "elo", help="print the benchmark league's Elo ratings of players and write their PNG (not a run's models)"
     )
@@ -164,6 +183,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_league(args: argparse.Namespace) -> int:
     from tandem.benchmarks.league import describe_match, leaderboard_markdown, run_league, standings  # heavy stack
+    from tandem.benchmarks.league_watch import league_rounds, write_leaderboard_html  # likewise
     from tandem.benchmarks.players import parse_players, with_policy  # likewise, for CLI start-up time
     from tandem.benchmarks.results_store import ResultsStore  # likewise
     from tandem.benchmarks.tasks import select_tasks  # likewise
@@ -171,23 +191,44 @@ def cmd_league(args: argparse.Namespace) -> int:
     results_dir = _results_dir(args)
     tasks = select_tasks(args.tasks)
     players = with_policy(parse_players(args.players), args.policy)
-    league_id = run_league(
-        tasks,
-        players,
-        results_dir=results_dir,
-        seeds=args.seeds,
-        budget=args.budget,
-        rounds=args.rounds,
-        closest=args.closest,
-        k=args.k,
-        tolerance=args.tolerance,
-        rng_seed=args.rng_seed,
-        fresh=args.fresh,
-        command=_command(args, ("rounds", "closest", "k", "tolerance", "rng_seed", "fresh")),
-        on_match=lambda m: print(describe_match(m), flush=True),
-    )
+
+    def on_match(match: dict[str, Any]) -> None:
+        print(describe_match(match), flush=True)
+        write_leaderboard_html(ResultsStore(results_dir))  # league.html follows the league as it plays
+
+    try:
+        league_id = run_league(
+            tasks,
+            players,
+            results_dir=results_dir,
+            seeds=args.seeds,
+            budget=args.budget,
+            rounds=None if args.watch else args.rounds,
+            closest=args.closest,
+            k=args.k,
+            tolerance=args.tolerance,
+            rng_seed=args.rng_seed,
+            fresh=args.fresh,
+            command=_command(
+                args,
+                ("rounds", "closest", "k", "tolerance", "rng_seed", "fresh", "players_dir", "watch", "interval"),
+            ),
+            on_match=on_match,
+            roster=league_rounds(players, args.players_dir, args.interval if args.watch else 0.0),
+        )
+    except KeyboardInterrupt:  # --watch ends this way; any league may
+        print()
+        print(leaderboard_markdown(standings(ResultsStore(results_dir))))
+        page = write_leaderboard_html(ResultsStore(results_dir))
+        print(
+            f"tandem: league stopped; its finished matches are in {Path(results_dir) / 'results.sqlite'} "
+            f"and {page}. Run the same command to go on.",
+            file=sys.stderr,
+        )
+        return 130
     print()
     print(leaderboard_markdown(standings(ResultsStore(results_dir))))
+    print(f"leaderboard page: {write_leaderboard_html(ResultsStore(results_dir))}")
     print(f"league {league_id}: matches appended to {Path(results_dir) / 'results.sqlite'}")
     return 0
 

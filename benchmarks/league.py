@@ -22,6 +22,7 @@ pairwise matches, and its history is a public record anyone can replay. The rule
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -137,7 +138,7 @@ def run_league(
     results_dir: str | Path,
     seeds: Sequence[int] = (0,),
     budget: float | None = None,
-    rounds: int = 10,
+    rounds: int | None = 10,
     closest: int = CLOSEST,
     k: float = K_FACTOR,
     tolerance: float = DRAW_TOLERANCE,
@@ -145,11 +146,20 @@ def run_league(
     fresh: bool = False,
     command: str = "",
     on_match: MatchHandler | None = None,
+    roster: Callable[[], Sequence[Player]] | None = None,
 ) -> str:
-    """Play `rounds` rounds of matchmade matches; every match is appended to the store. Returns the league id."""
-    if len(players) < 2:
+    """Play `rounds` rounds of matchmade matches; every match is appended to the store. Returns the league id.
+
+    `rounds=None` plays until interrupted (`--watch`). `roster`, when given, is asked for the
+    players before every round (`--players-dir`: benchmarks/league_watch.py), so a player can join
+    between rounds; one never seen starts at the starting rating. Each round's draws are seeded by
+    `rng_seed` and the number of matches already in the store, so a stopped league run again
+    with the same command goes on with new draws instead of replaying the ones it made."""
+    if roster is not None:
+        players = list(roster())
+    if len(players) < 2 and (roster is None or rounds is not None):
         raise InputError("a league needs at least two players")
-    if rounds < 1 or k <= 0 or tolerance < 0 or not seeds:
+    if (rounds is not None and rounds < 1) or k <= 0 or tolerance < 0 or not seeds:
         raise InputError("--rounds must be ≥ 1, --k > 0, --tolerance ≥ 0, and at least one seed given")
     if budget is not None and not budget > 0:
         raise InputError(f"--budget must be a positive number of seconds, got {budget!r}")
@@ -175,9 +185,14 @@ def run_league(
             "rng_seed": rng_seed,
         },
     )
-    rng = random.Random(rng_seed)
-    for _ in range(rounds):
-        ratings = {name: s.rating for name, s in replay(store.matches()).items()}
+    for round_no in itertools.count():
+        if rounds is not None and round_no >= rounds:
+            break
+        if roster is not None and round_no > 0:
+            by_name = {p.name: p for p in roster()}
+        history = store.matches()
+        rng = random.Random(f"{rng_seed}/{len(history)}")
+        ratings = {name: s.rating for name, s in replay(history).items()}
         for name_a, name_b in pair_up(list(by_name), ratings, rng, closest):
             d = rng.choice(data)
             seed = rng.choice(list(seeds))

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import sqlite3
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -11,9 +15,14 @@ import pytest
 
 from tandem.benchmarks.bench import scored_problems
 from tandem.benchmarks.league import elo_update, expected_score, match_outcome, pair_up, replay
+from tandem.benchmarks.league_watch import PlayersFolder, leaderboard_html, rating_svg
 from tandem.benchmarks.performance_profiles import compute_profiles
+from tandem.benchmarks.players import parse_player
 from tandem.benchmarks.results_store import ResultsStore
 from tandem.cli import main
+from tandem.nodes.agents.learned_scientist import new_policy
+from tandem.tools.data import InputError
+from tandem.tools.policy_file import read_policy, write_policy
 
 
 def test_elo_on_a_small_history_by_hand() -> None:
@@ -134,3 +143,112 @@ def test_cli_rejects_bad_bench_options(
     assert "at least two players" in capsys.readouterr().err
     assert main(["elo", "--results-dir", str(tmp_path / "empty")]) == 0
     assert "no results store" in capsys.readouterr().out
+
+
+def _penguins(tmp_path: Path) -> Path:
+    """One small task, so that a league of tandem players stays cheap (every game is stored and reused)."""
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text(
+        f"tasks:\n  - name: peng\n    csv: {Path(__file__).resolve().parents[1] / 'examples/data/penguins.csv'}\n"
+        "    target: species\n    metric: accuracy\n"
+    )
+    return tasks
+
+
+def test_players_folder_admits_policy_files_and_skips_bad_ones_once(tmp_path: Path) -> None:
+    folder = tmp_path / "players"
+    folder.mkdir()
+    write_policy(folder / "a.json", new_policy())
+    (folder / "broken.json").write_text("{not json")
+    (folder / "foreign.json").write_text('{"format": "something-else"}')
+    (folder / "notes.txt").write_text("not a policy file name")
+    lines: list[str] = []
+    fixed = [parse_player("tandem:max_iters=1"), parse_player("linear")]
+    room = PlayersFolder(folder, fixed, lines.append)
+    names = [p.name for p in room.roster()]
+    digest = read_policy(folder / "a.json")["hash"][:8]
+    assert names == ["tandem:max_iters=1", "linear", f"learned:a.json@{digest}:max_iters=1"]
+    skipped = [line for line in lines if "skipped" in line]
+    assert len(skipped) == 2 and any("broken.json: " in s and "not JSON" in s for s in skipped)
+    assert all("\n" not in line for line in lines)
+    lines.clear()
+    assert [p.name for p in room.roster()] == names and lines == []  # nothing new, nothing said again
+    retrained = new_policy(ridge=3.0)  # a new version of a.json is a new player, from the start rating
+    write_policy(folder / "a.json", retrained)
+    write_policy(folder / "b.json", new_policy())
+    now = [p.name for p in room.roster()]
+    assert len(now) == 4 and f"learned:a.json@{digest}:max_iters=1" not in now
+    assert sum("joins at 1200" in line for line in lines) == 2
+    (folder / "b.json").unlink()
+    assert len(room.roster()) == 3
+    with pytest.raises(InputError, match="no such folder"):
+        PlayersFolder(tmp_path / "nowhere", fixed).roster()
+
+
+def test_league_html_has_every_players_rating_line_and_no_script() -> None:
+    history = [
+        {"id": 1, "player_a": "A", "player_b": "B<&>", "outcome": 1.0, "k": 32},
+        {"id": 2, "player_a": "B<&>", "player_b": "C", "outcome": 0.5, "k": 32},
+        {"id": 3, "player_a": "C", "player_b": "A", "outcome": 0.0, "k": 32},
+    ]
+    table = sorted(replay(history).values(), key=lambda s: -s.rating)
+    page = leaderboard_html(table)
+    assert "<script" not in page and "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert page.count("<polyline") == 3 and "B&lt;&amp;&gt;" in page and "B<&>" not in page
+    assert f"<td>{table[0].rating:.1f}</td>" in page and table[0].player == "A"
+    svg = rating_svg(table)
+    top_line = svg.split("<polyline")[1]  # A: two wins, its line ends at the top of the plot
+    last_y = float(top_line.split('points="')[1].split('"')[0].split()[-1].split(",")[1])
+    assert last_y == pytest.approx(12 + 10 * (300 - 12 - 30) / (table[0].rating + 10 - table[-1].rating + 10), abs=0.2)
+
+
+def test_league_players_dir_joins_between_rounds_and_watch_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "players"
+    folder.mkdir()
+    (folder / "bad.json").write_text("[]")
+    results = tmp_path / "results"
+    common = ["--tasks", str(_penguins(tmp_path)), "--players", "tandem:max_iters=1,linear", "--budget", "20"]
+    common += ["--results-dir", str(results), "--players-dir", str(folder), "--seeds", "0"]
+    assert main(["league", *common, "--rounds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped bad.json") == 1 and out.count("match #") == 2
+    write_policy(folder / "mine.json", new_policy())  # dropped in: it plays from the next league round on
+    digest = read_policy(folder / "mine.json")["hash"][:8]
+    store = ResultsStore(results)
+    before = len(store.matches())
+
+    stop_after = 2  # a real SIGINT (Ctrl-C) once the watching league has played this many more matches
+
+    def interrupt_when_done() -> None:
+        deadline = time.monotonic() + 300
+        while len(store.matches()) < before + stop_after and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_done, daemon=True).start()
+    assert main(["league", *common, "--watch", "--interval", "0.1", "--closest", "2"]) == 130
+    captured = capsys.readouterr()
+    assert "Run the same command to go on" in captured.err and "| rank | player | Elo |" in captured.out
+    newcomer = f"learned:mine.json@{digest}:max_iters=1"  # with the league tandem's options
+    watched = store.matches()[before:]
+    assert len(watched) >= stop_after
+    # the draws are seeded by the history: the newcomer plays in the first watched round
+    assert any(newcomer in (m["player_a"], m["player_b"]) for m in watched)
+    first = next(m for m in watched if newcomer in (m["player_a"], m["player_b"]))
+    assert (first["rating_a_before"] if first["player_a"] == newcomer else first["rating_b_before"]) == 1200.0
+    page = (results / "league.html").read_text()
+    assert newcomer in page and page.count("<polyline") == 3
+
+    again = len(store.matches())  # the same command goes on: ratings from the stored history, new draws
+    assert main(["league", *common, "--rounds", "1"]) == 0
+    capsys.readouterr()
+    later = store.matches()[again:]
+    table = replay(store.matches()[:again])
+    m = later[0]
+    assert (m["rating_a_before"], m["rating_b_before"]) == pytest.approx(
+        (table[m["player_a"]].rating, table[m["player_b"]].rating)
+    )
+    assert main(["league", *common[:-4], "--players-dir", str(tmp_path / "nowhere"), "--rounds", "1"]) == 2
+    assert "no such folder" in capsys.readouterr().err
