@@ -145,9 +145,14 @@ def clipped(text: str, width: int = 120) -> str:
     return (cut[:space] if space > width // 2 else cut).rstrip(" ,;") + "…"
 
 
-def step_label(experiment: int, base: int | None, move: str | None) -> str:
-    """`#3 ← #1 move`: the experiment, the one it starts from (its base), and the playbook move."""
-    origin = f" ← #{base}" if base is not None else ""
+def step_label(experiment: int, base: int | None, move: str | None, changes: list[dict[str, Any]] | None = None) -> str:
+    """`#3 ← #1 move`: the experiment, the one it starts from (its base), and the playbook move.
+
+    A blend starts from its members, not from its base (which it does not use): `#5 ← #1+#3`.
+    """
+    members = [i for c in changes or [] if c.get("change") == "build_ensemble" for i in c.get("experiment_ids", [])]
+    starts = [f"#{i}" for i in members] or ([f"#{base}"] if base is not None else [])
+    origin = " ← " + "+".join(starts) if starts else ""
     return f"#{experiment}{origin}{' ' + move if move else ''}"
 
 
@@ -248,7 +253,7 @@ class Progress:
             rewards = record["rewards"]
             used = {a: u["input"] + u["output"] for a, u in record.get("tokens", {}).items()}
             tokens = f"; tokens S {used.get('scientist', 0)} E {used.get('executor', 0)}" if any(used.values()) else ""
-            label = step_label(record["id"], record.get("base_experiment"), record["move"])
+            label = step_label(record["id"], record.get("base_experiment"), record["move"], record.get("changes"))
             return (
                 f"[{shown(label)}] {shown(clipped(record['proposal']))}\n"
                 f"    {score}{flag}{best}; fidelity {record['fidelity']:.2f}; "

@@ -17,6 +17,7 @@ from conftest import synthetic_frame
 from tandem import run_listing
 from tandem.cli import main
 from tandem.graph import context, persistence
+from tandem.live import Progress
 from tandem.tools.spec import complexity, parse_spec
 
 
@@ -278,3 +279,38 @@ def test_light_commands_load_no_heavy_library(titanic_run: Path) -> None:
 def test_the_light_run_id_rule_is_the_checkpoints_rule() -> None:
     assert run_listing.RUN_ID_RULE.pattern == persistence.RUN_ID_RULE.pattern
     assert run_listing.default_runs_dir() == context.default_runs_dir()
+
+
+def _reward_update(exp_id: int, base: int, move: str, changes: list[dict[str, object]], proposal: str) -> dict:
+    record = {
+        "id": exp_id,
+        "base_experiment": base,
+        "move": move,
+        "changes": changes,
+        "proposal": proposal,
+        "primary": 0.8,
+        "status": "ok",
+        "error": None,
+        "significant": False,
+        "incumbent_after": 1,
+        "fidelity": 1.0,
+        "rewards": {"scientist": 0.0, "executor": 0.0},
+        "tokens": {},
+        "cv": {"f1": 0.8},
+    }
+    return {"ledger": [record]}
+
+
+def test_a_step_line_names_where_the_experiment_starts() -> None:
+    lines = Progress()
+    lines.metric = "f1"
+    weights = [{"change": "set_class_weight", "class_weight": "balanced"}]
+    step = lines.describe("reward", _reward_update(3, 1, "class_weight", weights, "set_class_weight(balanced)"))
+    assert step is not None and step.splitlines()[0] == "[#3 ← #1 class_weight] set_class_weight(balanced)"
+    blend = [{"change": "build_ensemble", "experiment_ids": [1, 3], "method": "voting", "weights": None}]
+    step = lines.describe("reward", _reward_update(4, 3, "ensemble", blend, "build_ensemble(...)"))
+    assert step is not None and step.startswith("[#4 ← #1+#3 ensemble] ")  # a blend starts from its members
+    long = "set_params(params={" + ", ".join(f"'p{i}': {i}" for i in range(40)) + "})"
+    first = lines.describe("reward", _reward_update(5, 1, "tune", [], long)).splitlines()[0]  # type: ignore[union-attr]
+    shown_part = first.split("] ", 1)[1]
+    assert shown_part.endswith("…") and long.startswith(shown_part[:-1]) and long[len(shown_part) - 1] == " "

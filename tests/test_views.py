@@ -120,7 +120,7 @@ def test_monitor_counts_budget_from_updates_and_resumes_where_the_run_stands() -
 
 
 # The plain step lines, as the README's quickstart shows them (checked against the README below).
-STEP_LINE = re.compile(r"\[#\d+ ← #\d+ \w+\] \S.*")
+STEP_LINE = re.compile(r"\[#\d+ ← #\d+(\+#\d+)* \w+\] \S.*")
 SCORE_LINE = re.compile(
     r"    (CV \w+ -?\d+\.\d{4}|failed: .+|timeout: .+)( \*significant\*)?( -> new incumbent| \(incumbent #\d+\)); "
     r"fidelity \d\.\d\d; reward S [+-]\d+\.\d{4} E [+-]\d+\.\d{4}(; tokens S \d+ E \d+)?"
@@ -130,6 +130,12 @@ DELIVERED_LINE = re.compile(
 )
 FILE_LINES = re.compile(r"Report: \S+/report\.html|Model:  \S+/model\.joblib|Next:   tandem predict \S+ new\.csv .*")
 README_PATTERNS = (STEP_LINE, SCORE_LINE, DELIVERED_LINE, FILE_LINES)
+
+
+def starts(record: dict[str, Any]) -> str:
+    """What a step line names as the experiment's origin: a blend's members, else its base."""
+    members = [i for c in record["changes"] if c["change"] == "build_ensemble" for i in c["experiment_ids"]]
+    return "+".join(f"#{i}" for i in members) or f"#{record['base_experiment']}"
 
 
 def test_plain_lines_off_a_terminal(recorded: tuple[Path, list[Event]], capsys: pytest.CaptureFixture[str]) -> None:
@@ -155,7 +161,7 @@ def test_plain_lines_off_a_terminal(recorded: tuple[Path, list[Event]], capsys: 
         score = f"CV {m} {r['cv'][m]:.4f}" if r["status"] == "ok" else f"{r['status']}: {r['error']}"
         verdict = " -> new incumbent" if r["incumbent_after"] == r["id"] else f" (incumbent #{r['incumbent_after']})"
         expected += [
-            f"[#{r['id']} ← #{r['base_experiment']} {r['move']}] {clipped(r['proposal'])}",
+            f"[#{r['id']} ← {starts(r)} {r['move']}] {clipped(r['proposal'])}",
             f"    {score}{' *significant*' if r['significant'] else ''}{verdict}; fidelity {r['fidelity']:.2f}; "
             f"reward S {r['rewards']['scientist']:+.4f} E {r['rewards']['executor']:+.4f}",
         ]
