@@ -21,7 +21,10 @@ from tandem.tools.policy_file import PLAYBOOK, read_policy
 def make_scientist(context: RunContext) -> ScientistAgent:
     """The Scientist the context asks for (an LLM one builds its chat model now, not before)."""
     if context.scientist == "llm":
-        return LLMScientist(chat_model_for(context, "scientist"), _limits(context), context.model_name("scientist"))
+        policy = frozen_policy(context) if context.policy != PLAYBOOK else None  # advice in its prompt
+        return LLMScientist(
+            chat_model_for(context, "scientist"), _limits(context), context.model_name("scientist"), policy
+        )
     if context.policy != PLAYBOOK:
         return LearnedScientist(frozen_policy(context))
     return HeuristicScientist()

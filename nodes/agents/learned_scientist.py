@@ -21,7 +21,7 @@ import numpy as np
 
 from tandem.graph.state import ExperimentRecord, TaskInfo
 from tandem.nodes.agents.base import ScientistView
-from tandem.nodes.agents.heuristic_scientist import DEFAULT_PREFERENCES, MOVE_NAMES, HeuristicScientist
+from tandem.nodes.agents.heuristic_scientist import _MOVES, DEFAULT_PREFERENCES, MOVE_NAMES, HeuristicScientist
 from tandem.tools.bandit import MODES, LinearBandit, Mode
 from tandem.tools.data import InputError
 from tandem.tools.metrics import reward_scale
@@ -214,6 +214,17 @@ class LearnedScientist(HeuristicScientist):
         scores = self.scores(view)
         # ties (moves never rewarded in any context) keep the playbook's order
         return sorted(MOVE_NAMES, key=lambda m: (-round(scores[m], 9), -DEFAULT_PREFERENCES.get(m, 0.0)))
+
+    def ranking(self, view: ScientistView) -> list[tuple[str, float]]:
+        """(move, score) for the moves that still have a new proposal here, best first: the advice
+        an LLM Scientist is given when a policy is (nodes/agents/prompts.py `policy_hint`)."""
+        scores = self.scores(view)
+        situation = self._situation(view)
+        return [
+            (move, scores[move])
+            for move in self.order_moves(view)
+            if self._first_new(situation, [(move, _MOVES[move])]) is not None
+        ]
 
 
 def transitions(

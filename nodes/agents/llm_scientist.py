@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from tandem.graph.messages import Proposal, apply_changes
 from tandem.nodes.agents import prompts
 from tandem.nodes.agents.base import AgentReply, ScientistView
+from tandem.nodes.agents.learned_scientist import LearnedScientist
 from tandem.nodes.agents.llm_loop import (
     InvalidAnswer,
     LoopLimits,
@@ -177,11 +178,19 @@ class AnalysisTools:
 class LLMScientist:
     """Proposes with a chat model; `last_step` keeps the latest step's counts (calls, tools, prompt tokens)."""
 
-    def __init__(self, model: Any, limits: LoopLimits | None = None, model_name: str | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        limits: LoopLimits | None = None,
+        model_name: str | None = None,
+        policy: dict[str, Any] | None = None,
+    ) -> None:
         self.model = model
         self.limits = limits or LoopLimits()
         self.model_name = model_name
         self.last_step: StepResult[Proposal] | None = None
+        # a learned policy (`--policy FILE`) advises: its ranking of the moves still open goes in the prompt
+        self.advisor = LearnedScientist(policy) if policy is not None else None
 
     def messages(self, view: ScientistView, names: prompts.ColumnNames) -> list[BaseMessage]:
         """The step's opening prompt: fixed rules, then the situation with a bounded memory."""
@@ -195,6 +204,7 @@ class LLMScientist:
             incumbent_line=f"experiment #{incumbent['id']}, CV {metric} {incumbent['primary'] or float('nan'):.4f}",
             incumbent_spec=prompts.dumps(names.to_display(_compact(incumbent["spec"]))),
             memory=summarize(view),
+            hint=prompts.policy_hint(self.advisor.ranking(view)) if self.advisor is not None else "",
         )
         return [
             SystemMessage(content=prompts.scientist_system(view.task, view.rewards, self.limits.max_tool_calls)),

@@ -257,6 +257,53 @@ def columns_text(profile: DatasetProfile, names: ColumnNames) -> str:
     return "\n".join(lines)
 
 
+#: The playbook's kinds of change (its moves, the arms of a learned policy) in the changes' words,
+#: for the policy hint. A move missing here is shown by its name alone.
+MOVE_TEXT: dict[str, str] = {
+    "stronger_family": "switch to a stronger family (gradient boosting) via set_model",
+    "target_transform": "transform a skewed regression target (set_target_transform log/sqrt)",
+    "class_weight": "balance the classes (set_class_weight balanced)",
+    "threshold": "tune the decision threshold (set_threshold tuned)",
+    "high_cardinality": "use high-cardinality categoricals (use_columns role high_cardinality)",
+    "boosting_schedule": "boosting: lower learning rate, more trees, subsampling (set_params)",
+    "text_and_dates": "features from text and date columns (add_feature text_length/date_parts)",
+    "missing_indicators": "missing-value indicators (add_feature missing_indicator)",
+    "interactions": "feature interactions or a power transform of numerics (add_feature/set_preprocessing)",
+    "boosting_shape": "boosting: fewer leaves, more rows per leaf, L2 (set_params)",
+    "linear_recipe": "a prepared linear model: power transform, one-hot, log target together",
+    "linear_tuning": "tune the linear model's regularisation strength (set_params)",
+    "alternative_family": "another strong family (catboost, random forest) via set_model",
+    "outlier_rows": "drop the most extreme training rows of a skewed target",
+    "regularise": "more regularisation of the current family (set_params)",
+    "ensemble_selection": "a weighted blend of the best distinct models (build_ensemble)",
+    "bag": "average the fold models of the best tree model (bagging)",
+    "ensemble": "a voting or stacking ensemble of the best models (build_ensemble)",
+}
+POLICY_HINT_MOVES = 5
+POLICY_HINT_CHARS = 900
+"""The policy hint's bound: at most this many moves and characters, whatever the policy holds."""
+
+
+def policy_hint(ranking: Iterable[tuple[str, float]], limit: int = POLICY_HINT_MOVES) -> str:
+    """A learned policy's advice for this context: the kinds of change that earned most on similar data.
+
+    `ranking` is (move, expected normalised reward) best first, as a learned Scientist scores the
+    moves still open here (nodes/agents/learned_scientist.py). The reward unit is the baseline's
+    fold standard deviation, so "+1" means a gain as large as the fold noise. Bounded: the first
+    `limit` moves and `POLICY_HINT_CHARS` characters, so a policy never grows the prompt.
+    """
+    lines = [
+        "Learned policy (a bandit trained on the rewards of runs on other datasets; advice, not a rule): "
+        "on data like this, these kinds of change earned most, best first (expected reward in units of "
+        "the baseline's fold spread):"
+    ]
+    for rank, (move, score) in enumerate(list(ranking)[:limit], 1):
+        lines.append(f"{rank}. {clip(move, 40)}: {MOVE_TEXT.get(move, 'a playbook move')} ({score:+.2f})")
+    if len(lines) == 1:
+        return ""
+    return clip("\n".join(lines), POLICY_HINT_CHARS)
+
+
 def scientist_situation(
     *,
     task_block: str,
@@ -266,12 +313,14 @@ def scientist_situation(
     incumbent_line: str,
     incumbent_spec: str,
     memory: str,
+    hint: str = "",
 ) -> str:
     budget = [f"{iterations_left} experiments"]
     if seconds_left is not None:
         budget.append(f"{max(0.0, seconds_left):.0f} seconds")
     if tokens_left is not None:
         budget.append(f"{max(0, tokens_left)} tokens")
+    advice = f"\n\n{hint}" if hint else ""
     return f"""{task_block}
 
 Budget left: {", ".join(budget)}.
@@ -279,7 +328,7 @@ Current best (incumbent): {incumbent_line}
 Its spec: {incumbent_spec}
 
 Memory (a summary; the experiment tool shows any record in full):
-{memory}
+{memory}{advice}
 
 Propose the next experiment or deliver. Reply with the JSON object only."""
 
