@@ -78,7 +78,17 @@ def test_the_planted_payload_is_real_langgraph_s_default_serializer_runs_it(run:
     assert marker.exists()
 
 
-@pytest.mark.parametrize("command", [["history", "d"], ["resume", "d"], ["resume", "d", "--force", "--max-iters", "2"]])
+# `tandem resume d` alone on a finished run reads only summary.json (it says how to continue): a
+# raised budget is what makes it open the checkpoints.
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["history", "d"],
+        ["resume", "d", "--max-iters", "2"],
+        ["resume", "d", "--force", "--max-iters", "2"],
+        ["fork", "d", "--from", "3"],
+    ],
+)
 def test_a_planted_object_in_the_checkpoints_is_refused_in_one_line_and_never_runs(
     run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
 ) -> None:
