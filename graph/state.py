@@ -15,9 +15,9 @@ row is built by `new_record`.
 from __future__ import annotations
 
 import operator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
-from typing_extensions import NotRequired, TypedDict  # pydantic (LangGraph Studio's input form) needs it before 3.12
+from typing_extensions import TypedDict  # pydantic (LangGraph Studio's input form) needs it before 3.12
 
 AgentName = Literal["scientist", "executor"]
 Status = Literal["running", "delivered", "failed"]
