@@ -132,8 +132,9 @@ def continue_line(data: dict[str, Any]) -> str:
 
 def _one_line(update: dict[str, Any]) -> str:
     parsed = proposal_of(update)
-    base = "" if parsed.base_experiment is None else f"← #{parsed.base_experiment} "
-    return f"{base}[{parsed.move}] {parsed.summary()}" if parsed.move else base + parsed.summary()
+    label = step_label(0, parsed.base_experiment, None, [c.model_dump(mode="json") for c in parsed.changes])
+    origin = label.split(" ", 1)[1] + " " if " ← " in label else ""  # "← #1 " or "← #1+#3 "
+    return f"{origin}[{parsed.move}] {parsed.summary()}" if parsed.move else origin + parsed.summary()
 
 
 def clipped(text: str, width: int = 120) -> str:
