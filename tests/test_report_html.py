@@ -327,6 +327,9 @@ def test_a_spec_is_described_by_its_steps_and_its_key_parameters() -> None:
     }
     assert key_params(ensemble) == ("voting (lightgbm, lightgbm)", "of #1, #2; weights 1, 2")
     assert [s["step"] for s in describe_spec(ensemble)] == ["voting ensemble", "member 1", "member 2"]
+    assert key_params({"model": {"family": "ridge", "params": {}}}) == ("ridge", "default parameters")
+    scaled = {"model": {"family": "ridge"}, "preprocessing": {"scaler": "robust", "numeric_imputer": "median"}}
+    assert key_params(scaled) == ("ridge", "scaler=robust")  # preprocessing that differs from the defaults
 
 
 def test_the_markdown_report_cuts_a_long_proposal_between_words() -> None:

@@ -36,7 +36,7 @@ from typing_extensions import TypedDict
 
 from tandem.tools.builder import predict
 from tandem.tools.metrics import METRICS, Predictions
-from tandem.tools.spec import parse_spec, referenced_columns
+from tandem.tools.spec import Preprocessing, parse_spec, referenced_columns
 from tandem.tools.training import Problem, load_oof
 
 INSIGHT_FILE = "model_insight.json"
@@ -416,7 +416,7 @@ def describe_spec(spec: Mapping[str, Any]) -> list[PipelineStep]:
         ]
         for i, member in enumerate(spec["members"]):
             family, described = key_params(member)
-            steps.append(PipelineStep(step=f"member {i + 1}", what=f"{family}: {described or 'default parameters'}"))
+            steps.append(PipelineStep(step=f"member {i + 1}", what=f"{family}: {described}"))
         return steps
     columns = spec.get("columns") or {}
     used = "; ".join(f"{kind.replace('_', '-')}: {', '.join(cols)}" for kind, cols in columns.items() if cols)
@@ -462,12 +462,16 @@ def key_params(spec: Mapping[str, Any] | None) -> tuple[str, str]:
     for name, default in _DEFAULT_SETTINGS.items():
         if spec.get(name, default) != default:
             parts.append(f"{name}={_value(spec[name])}")
+    defaults = Preprocessing().model_dump(mode="json")
+    for name, value in (spec.get("preprocessing") or {}).items():
+        if name in defaults and value != defaults[name]:
+            parts.append(f"{name}={_value(value)}")
     if spec.get("features"):
         parts.append(f"+{len(spec['features'])} feature op{'s' if len(spec['features']) > 1 else ''}")
     for name in sorted(set(spec) - _KNOWN_KEYS):
         if spec[name] not in (None, {}, []):
             parts.append(f"{name}: {_value(spec[name])}")
-    return str(model.get("family", "?")), "; ".join(parts)
+    return str(model.get("family", "?")), "; ".join(parts) or "default parameters"
 
 
 __all__ = [

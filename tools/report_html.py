@@ -36,6 +36,7 @@ from typing import Any, cast
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from tandem.tools.model_insight import (
     ClassifierPlots,
@@ -121,6 +122,7 @@ def cv_figure(experiments: list[dict[str, Any]], metric: str, greater_is_better:
     if failed and ok:
         low = min(e["cv"][metric] for e in ok) if greater_is_better else max(e["cv"][metric] for e in ok)
         ax.scatter(failed, [low] * len(failed), marker="x", color="tab:red", label="failed / timed out")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("experiment (iteration)")
     ax.set_ylabel(f"CV {metric} ({'higher' if greater_is_better else 'lower'} is better)")
     ax.legend(loc="best", fontsize="small")
@@ -144,6 +146,7 @@ def reward_figure(events: list[dict[str, Any]]) -> Figure:
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_title(agent)
         ax.set_xlabel("experiment")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if mine:
             ax.legend(loc="best", fontsize="small")
