@@ -428,7 +428,9 @@ def _readable_rows(database: Path, thread: str, serde: CheckpointSerializer) -> 
             if row[0] != thread:
                 continue
             try:
-                serde.loads_typed((row[4], row[5]))
+                if row[4] == "msgpack" and "(undecodable)" in _foreign_types(row[5]):
+                    raise ValueError("not msgpack")  # garbled bytes: damage, not a planted type
+                serde.loads_typed((row[4], row[5]))  # a well-formed value naming a foreign type is refused
                 json.loads(row[6])
             except UnsafeCheckpoint:
                 raise

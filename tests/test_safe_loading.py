@@ -225,6 +225,31 @@ def test_salvage_copies_what_a_half_truncated_database_still_holds_into_a_new_ru
     assert "d-salvaged already exists; pick another --to" in one_line_error(capsys)
 
 
+def test_salvage_skips_rows_whose_bytes_are_garbled_and_keeps_the_rest(
+    run: Path, penguins: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Pages overwritten in the middle (not cut off at the end): the rows on them are read as
+    garbage, which is damage to skip, not a planted type to refuse; the newest checkpoint, past
+    them, is the delivered end, so the salvaged run is delivered and its model predicts."""
+    database = run / "checkpoints.sqlite"
+    data = bytearray(database.read_bytes())
+    data[7 * 4096 : 9 * 4096] = b"\xff" * (2 * 4096)  # pages 8 and 9
+    database.write_bytes(bytes(data))
+    for name in ("checkpoints.sqlite-wal", "checkpoints.sqlite-shm"):
+        (run / name).unlink(missing_ok=True)
+    runs = str(run.parent)
+    assert main(["history", "d", "--runs-dir", runs]) == 2
+    assert "tandem repair d --salvage" in one_line_error(capsys)
+
+    assert main(["repair", "d", "--salvage", "--runs-dir", runs]) == 0
+    said = capsys.readouterr().out
+    assert "could not be read" in said and "delivered as well" in said
+    salvaged = run.parent / "d-salvaged"
+    assert ledger_of(salvaged) == ledger_of(run)
+    assert main(["predict", "d-salvaged", str(penguins), "--runs-dir", runs]) == 0
+    assert capsys.readouterr().out.startswith('"prediction"')
+
+
 def test_salvage_of_a_database_with_nothing_readable_is_one_line_and_leaves_no_folder(
     run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
