@@ -52,8 +52,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--players",
-        help="comma-separated players: tandem[:key=value...], linear, lightgbm, flaml[:n_jobs=N] "
-        "(default: tandem,linear,lightgbm and flaml when installed)",
+        help="comma-separated players: tandem[:key=value...], linear, lightgbm, flaml[:n_jobs=N], "
+        "autogluon[:cpus=N] (default: tandem,linear,lightgbm and flaml when installed)",
     )
     parser.add_argument(
         "--budget", type=_positive, help="seconds per player and task (default: each task's own budget)"
