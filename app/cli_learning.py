@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from tandem.cli_options import RUNS_DIR_HELP, number
@@ -40,6 +41,12 @@ def add_learning_commands(sub: Any) -> None:
         "--seed", type=number(int, at_least=0), default=0, help="seeds the task order, the splits and the exploration"
     )
     trainer.add_argument("--keep-runs", action="store_true", help="keep the episodes' run folders")
+    trainer.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="play each batch's episodes as tasks on a Dask cluster: tcp://HOST:8786 or local[:N] "
+        "(default $TANDEM_CLUSTER, else local processes)",
+    )
 
     learner = sub.add_parser("learn", help="update a policy from the ledgers of earlier runs (off-policy)")
     learner.add_argument("runs", nargs="+", help="run ids (under --runs-dir) or run folders")
@@ -49,6 +56,7 @@ def add_learning_commands(sub: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from tandem.benchmarks.cluster import cluster_address, dashboard, open_client  # the whole stack: start-up time
     from tandem.benchmarks.learning import DEFAULT_POOL, select_pool, train  # the whole stack: CLI start-up time
 
     tasks = select_pool(args.tasks, args.pool or DEFAULT_POOL)
@@ -69,18 +77,24 @@ def cmd_train(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    address = cluster_address(args.cluster)
     try:
-        policy = train(
-            tasks,
-            episodes=args.episodes,
-            out=args.out,
-            workers=args.workers,
-            max_iters=args.max_iters,
-            time_budget=args.time_budget,
-            seed=args.seed,
-            keep_runs=args.keep_runs,
-            on_episode=progress,
-        )
+        with ExitStack() as stack:
+            client = stack.enter_context(open_client(address)) if address else None
+            if client is not None and (link := dashboard(client)):
+                print(f"Dask dashboard: {link}", flush=True)
+            policy = train(
+                tasks,
+                episodes=args.episodes,
+                out=args.out,
+                workers=args.workers,
+                max_iters=args.max_iters,
+                time_budget=args.time_budget,
+                seed=args.seed,
+                keep_runs=args.keep_runs,
+                on_episode=progress,
+                cluster=client,
+            )
     except KeyboardInterrupt:
         print(
             f"\ntandem: training stopped; {args.out} holds every finished episode. Continue with the same command.",

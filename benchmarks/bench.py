@@ -11,14 +11,16 @@ bench — the same function `--report BENCH_ID` and the docs generator use.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tandem.benchmarks.cluster import Game, play_on_cluster
 from tandem.benchmarks.performance_profiles import (
     BASELINE,
     Profiles,
@@ -32,6 +34,9 @@ from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import Task, TaskData, materialize
 from tandem.tools.data import InputError
 from tandem.tools.metrics import METRICS
+
+if TYPE_CHECKING:  # the optional extra `dask`: imported for the type checker only
+    from distributed import Client
 
 ResultHandler = Callable[[dict[str, Any]], None]
 
@@ -55,9 +60,12 @@ def play_and_store(
     *,
     budget: float,
     seed: int,
+    result: PlayResult | None = None,
 ) -> dict[str, Any]:
-    """Play one game and append its result; returns the stored row."""
-    result: PlayResult = play_safely(player, data, budget=budget, seed=seed, workdir=store.dir)
+    """Play one game and append its result; returns the stored row. With `result`, the game was
+    played elsewhere (a Dask worker, benchmarks/cluster.py) and only its row is written here."""
+    if result is None:
+        result = play_safely(player, data, budget=budget, seed=seed, workdir=store.dir)
     score = result.scores.get(data.primary_metric) if result.status == "ok" else None
     if result.status == "ok" and score is None:
         result.error = f"the holdout {data.primary_metric} could not be computed"
@@ -94,8 +102,15 @@ def run_bench(
     results_dir: str | Path,
     command: str = "",
     on_result: ResultHandler | None = None,
+    cluster: Client | None = None,
+    resume: str | None = None,
 ) -> str:
-    """Play every player on every task and seed; returns the bench id (its rows are in the store)."""
+    """Play every player on every task and seed; returns the bench id (its rows are in the store).
+
+    With `cluster` the games are Dask tasks, gathered as they finish; only this process writes
+    the store. `resume` continues a stored bench (a coordinator that was killed): the same tasks,
+    players, seeds and budget, and only the games the store does not hold yet are played.
+    """
     if budget is not None and not budget > 0:
         raise InputError(f"--budget must be a positive number of seconds, got {budget!r}")
     if not seeds:
@@ -105,25 +120,67 @@ def run_bench(
     store = ResultsStore(results_dir)
     data = [materialize(task, store.dir / "tasks") for task in tasks]
     players = with_baseline(players)
-    bench_id = new_bench_id("bench")
-    store.add_bench(
-        bench_id,
-        "bench",
-        command,
-        {
-            "tasks": [asdict(t) | {"fingerprint": d.fingerprint} for t, d in zip(tasks, data, strict=True)],
-            "players": [p.name for p in players],
-            "seeds": list(seeds),
-            "budget": budget,
-        },
-    )
-    for d in data:
-        for seed in seeds:
-            for player in players:
-                row = play_and_store(store, bench_id, d, player, budget=budget or d.task.budget, seed=seed)
-                if on_result is not None:
-                    on_result(row)
+    settings = {
+        "tasks": [asdict(t) | {"fingerprint": d.fingerprint} for t, d in zip(tasks, data, strict=True)],
+        "players": [p.name for p in players],
+        "seeds": list(seeds),
+        "budget": budget,
+    }
+    if resume is not None:
+        bench_id = resume
+        _check_resumable(store, bench_id, settings)
+    else:
+        bench_id = new_bench_id("bench")
+        store.add_bench(bench_id, "bench", command, settings)
+    done = {(r["task"], int(r["seed"]), r["player"]) for r in store.results(bench_id)}
+    games = [
+        Game(d, player, budget or d.task.budget, seed)
+        for d in data
+        for seed in seeds
+        for player in players
+        if (d.task.name, seed, player.name) not in done
+    ]
+
+    def store_row(game: Game, result: PlayResult | None = None) -> None:
+        row = play_and_store(store, bench_id, game.data, game.player, budget=game.budget, seed=game.seed, result=result)
+        if on_result is not None:
+            on_result(row)
+
+    if cluster is not None:
+        play_on_cluster(cluster, games, store.dir, store_row, label=bench_id)
+    else:
+        for game in games:
+            store_row(game)
     return bench_id
+
+
+def _check_resumable(store: ResultsStore, bench_id: str, settings: dict[str, Any]) -> None:
+    """A bench is continued only with what it was started with, so its rows stay one experiment."""
+    stored = store.bench(bench_id)
+    if stored is None or stored["kind"] != "bench":
+        known = ", ".join(b["bench_id"] for b in store.benches("bench")[-5:]) or "none"
+        raise InputError(f"no bench {bench_id!r} to resume in {store.path} (recent benches: {known})")
+    given = json.loads(json.dumps(settings, default=str))  # as stored: tuples become lists
+    for key in ("tasks", "players", "seeds", "budget"):
+        if stored["settings"].get(key) != given[key]:
+            raise InputError(
+                f"bench {bench_id} was started with other {key}; resume it with its own command: {stored['command']}"
+            )
+
+
+def in_play_order(rows: Sequence[dict[str, Any]], settings: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Rows in the order a local bench plays them (task, then seed, then player, as the bench's
+    settings list them), whatever order they finished in on a cluster; unknown keys keep theirs."""
+    if not settings:
+        return list(rows)
+    tasks = {t["name"]: i for i, t in enumerate(settings.get("tasks", []))}
+    seeds = {int(s): i for i, s in enumerate(settings.get("seeds", []))}
+    players = {p: i for i, p in enumerate(settings.get("players", []))}
+    far = len(rows) + 1
+    return sorted(
+        rows,
+        key=lambda r: (tasks.get(r["task"], far), seeds.get(int(r["seed"]), far), players.get(r["player"], far)),
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -222,7 +279,8 @@ def results_markdown(rows: Sequence[dict[str, Any]], profiles: Profiles, image: 
 
 def bench_report(store: ResultsStore, bench_id: str, out_dir: str | Path | None = None) -> BenchReport:
     """Derive the table, profiles, AUP and the profile PNG of a stored bench; write them beside the store."""
-    rows = store.results(bench_id)
+    stored = store.bench(bench_id)
+    rows = in_play_order(store.results(bench_id), stored["settings"] if stored else None)
     if not rows:
         known = ", ".join(b["bench_id"] for b in store.benches("bench")[-5:]) or "none"
         raise InputError(f"no results for bench {bench_id!r} in {store.path} (recent benches: {known})")

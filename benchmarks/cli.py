@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--results-dir", default=None, help="where the results store goes (default $TANDEM_RESULTS_DIR or ./results)"
     )
+    parser.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="play the games as tasks on a Dask cluster: tcp://HOST:8786, or local[:N] for N local worker "
+        "processes (default $TANDEM_CLUSTER, else here, one after another)",
+    )
 
 
 def add_bench_commands(sub: Any) -> None:
@@ -73,6 +80,11 @@ def add_bench_commands(sub: Any) -> None:
         "--report", metavar="BENCH_ID", help="re-derive a stored bench's table and profiles; run nothing"
     )
     bench.add_argument("--list", action="store_true", help="list the default suite's tasks and the players, then exit")
+    bench.add_argument(
+        "--resume",
+        metavar="BENCH_ID",
+        help="continue a stopped bench with its own settings: play only its missing games",
+    )
 
     league = sub.add_parser("league", help="play matchmade head-to-head matches and update Elo ratings")
     _add_common(league)
@@ -122,7 +134,7 @@ def add_bench_commands(sub: Any) -> None:
 def _command(args: argparse.Namespace, extra: tuple[str, ...] = ()) -> str:
     """The canonical command line that reproduces this invocation."""
     parts = ["tandem", args.command]
-    for name in ("tasks", "players", "budget", "results_dir", *extra):
+    for name in ("tasks", "players", "budget", "policy", "results_dir", *extra):
         value = getattr(args, name, None)
         if value is not None and value is not False:
             parts += [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])
@@ -137,7 +149,13 @@ def _results_dir(args: argparse.Namespace) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from tandem.benchmarks.bench import bench_report, describe_result, run_bench  # heavy stack: CLI start-up time
+    from tandem.benchmarks.bench import (  # heavy stack: CLI start-up time
+        bench_report,
+        describe_result,
+        run_bench,
+        with_baseline,
+    )
+    from tandem.benchmarks.cluster import cluster_address, dashboard, open_client, progress  # likewise
     from tandem.benchmarks.players import PLAYER_HELP, flaml_available, parse_players, with_policy  # likewise
     from tandem.benchmarks.results_store import ResultsStore  # likewise
     from tandem.benchmarks.tasks import default_suite, select_tasks  # likewise
@@ -156,6 +174,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(report.markdown)
         print(f"report: {Path(results_dir) / args.report / 'report.md'}")
         return 0
+    if args.resume:
+        args = _stored_command(ResultsStore(results_dir), args)
     tasks = select_tasks(args.tasks)
     players = with_policy(parse_players(args.players), args.policy)
     if not args.players and not flaml_available():
@@ -165,20 +185,54 @@ def cmd_bench(args: argparse.Namespace) -> int:
         f"; results appended to {Path(results_dir) / 'results.sqlite'}",
         flush=True,
     )
-    bench_id = run_bench(
-        tasks,
-        players,
-        seeds=args.seeds,
-        budget=args.budget,
-        results_dir=results_dir,
-        command=_command(args),
-        on_result=lambda row: print(describe_result(row), flush=True),
-    )
+    address = cluster_address(args.cluster)
+    with ExitStack() as stack:
+        client = stack.enter_context(open_client(address)) if address else None
+        if client is not None:  # a live bar over the games, with the dashboard's link
+            total = len(tasks) * len(args.seeds) * len(with_baseline(players))
+            done = len(ResultsStore(results_dir).results(args.resume)) if args.resume else 0
+            show = stack.enter_context(progress("games", total, done, dashboard(client)))
+        else:
+            show = _print_line
+        bench_id = run_bench(
+            tasks,
+            players,
+            seeds=args.seeds,
+            budget=args.budget,
+            results_dir=results_dir,
+            command=_command(args),
+            on_result=lambda row: show(describe_result(row)),
+            cluster=client,
+            resume=args.resume,
+        )
     report = bench_report(ResultsStore(results_dir), bench_id)
     print()
     print(report.markdown)
     print(f"bench {bench_id}: report {Path(results_dir) / bench_id / 'report.md'}")
     return 0
+
+
+def _print_line(text: str) -> None:
+    print(text, flush=True)
+
+
+def _stored_command(store: Any, args: argparse.Namespace) -> argparse.Namespace:
+    """A stopped bench's own options, parsed from the command line it stored, with this
+    invocation's --cluster, --resume and --results-dir (a killed coordinator goes on where it was)."""
+    from tandem.tools.data import InputError  # pandas behind it: CLI start-up time
+
+    stored = store.bench(args.resume)
+    if stored is None or stored["kind"] != "bench":
+        known = ", ".join(b["bench_id"] for b in store.benches("bench")[-5:]) or "none"
+        raise InputError(f"no bench {args.resume!r} to resume in {store.path} (recent benches: {known})")
+    parser = argparse.ArgumentParser(prog="tandem", exit_on_error=False)
+    add_bench_commands(parser.add_subparsers(dest="command"))
+    try:
+        again = parser.parse_args(shlex.split(stored["command"])[1:])
+    except (argparse.ArgumentError, SystemExit, ValueError):
+        raise InputError(f"bench {args.resume} cannot be resumed: its stored command {stored['command']!r}") from None
+    again.cluster, again.resume, again.results_dir = args.cluster, args.resume, args.results_dir
+    return again
 
 
 def cmd_league(args: argparse.Namespace) -> int:
@@ -191,31 +245,38 @@ def cmd_league(args: argparse.Namespace) -> int:
     results_dir = _results_dir(args)
     tasks = select_tasks(args.tasks)
     players = with_policy(parse_players(args.players), args.policy)
+    from tandem.benchmarks.cluster import cluster_address, dashboard, open_client  # heavy stack: CLI start-up time
 
     def on_match(match: dict[str, Any]) -> None:
         print(describe_match(match), flush=True)
         write_leaderboard_html(ResultsStore(results_dir))  # league.html follows the league as it plays
 
+    address = cluster_address(args.cluster)
     try:
-        league_id = run_league(
-            tasks,
-            players,
-            results_dir=results_dir,
-            seeds=args.seeds,
-            budget=args.budget,
-            rounds=None if args.watch else args.rounds,
-            closest=args.closest,
-            k=args.k,
-            tolerance=args.tolerance,
-            rng_seed=args.rng_seed,
-            fresh=args.fresh,
-            command=_command(
-                args,
-                ("rounds", "closest", "k", "tolerance", "rng_seed", "fresh", "players_dir", "watch", "interval"),
-            ),
-            on_match=on_match,
-            roster=league_rounds(players, args.players_dir, args.interval if args.watch else 0.0),
-        )
+        with ExitStack() as stack:
+            client = stack.enter_context(open_client(address)) if address else None
+            if client is not None and (link := dashboard(client)):
+                print(f"Dask dashboard: {link}", flush=True)
+            league_id = run_league(
+                tasks,
+                players,
+                results_dir=results_dir,
+                seeds=args.seeds,
+                budget=args.budget,
+                rounds=None if args.watch else args.rounds,
+                closest=args.closest,
+                k=args.k,
+                tolerance=args.tolerance,
+                rng_seed=args.rng_seed,
+                fresh=args.fresh,
+                command=_command(
+                    args,
+                    ("rounds", "closest", "k", "tolerance", "rng_seed", "fresh", "players_dir", "watch", "interval"),
+                ),
+                on_match=on_match,
+                cluster=client,
+                roster=league_rounds(players, args.players_dir, args.interval if args.watch else 0.0),
+            )
     except KeyboardInterrupt:  # --watch ends this way; any league may
         print()
         print(leaderboard_markdown(standings(ResultsStore(results_dir))))

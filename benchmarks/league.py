@@ -27,14 +27,18 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tandem.benchmarks.bench import fmt, new_bench_id, play_and_store
-from tandem.benchmarks.players import Player
+from tandem.benchmarks.cluster import Game, play_on_cluster
+from tandem.benchmarks.players import Player, PlayResult
 from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import Task, TaskData, materialize
 from tandem.tools.data import InputError
 from tandem.tools.metrics import METRICS, gain
+
+if TYPE_CHECKING:  # the optional extra `dask`: imported for the type checker only
+    from distributed import Client
 
 START_RATING = 1200.0
 K_FACTOR = 32.0
@@ -131,6 +135,46 @@ def _result_for(
     return play_and_store(store, league_id, data, player, budget=budget, seed=seed)
 
 
+def _round_results(
+    store: ResultsStore,
+    league_id: str,
+    draws: Sequence[tuple[str, str, TaskData, int, float]],
+    by_name: dict[str, Player],
+    fresh: bool,
+    cluster: Client | None,
+) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The stored result of every game a round's matches need, by (player, task, seed).
+
+    A player meets one opponent per round, so a round's games are independent: on a cluster
+    they are played at once (benchmarks/cluster.py) and this process stores each row as it comes;
+    here they are played in the order the matches list them. The matches themselves are then
+    recorded in draw order either way, so the Elo history is the same.
+    """
+    found: dict[tuple[str, str, int], dict[str, Any]] = {}
+    games: list[Game] = []
+    for name_a, name_b, data, seed, budget in draws:
+        for name in (name_a, name_b):
+            key = (name, data.task.name, seed)
+            if cluster is None:
+                found[key] = _result_for(store, league_id, data, by_name[name], budget, seed, fresh)
+                continue
+            row = None if fresh else store.find_result(name, data.fingerprint, data.primary_metric, budget, seed)
+            if row is not None:
+                found[key] = row
+            else:
+                games.append(Game(data, by_name[name], budget, seed))
+    if cluster is not None and games:
+
+        def store_row(game: Game, result: PlayResult) -> None:
+            row = play_and_store(
+                store, league_id, game.data, game.player, budget=game.budget, seed=game.seed, result=result
+            )
+            found[(game.player.name, game.data.task.name, game.seed)] = row
+
+        play_on_cluster(cluster, games, store.dir, store_row, label=league_id)
+    return found
+
+
 def run_league(
     tasks: Sequence[Task],
     players: Sequence[Player],
@@ -146,9 +190,11 @@ def run_league(
     fresh: bool = False,
     command: str = "",
     on_match: MatchHandler | None = None,
+    cluster: Client | None = None,
     roster: Callable[[], Sequence[Player]] | None = None,
 ) -> str:
     """Play `rounds` rounds of matchmade matches; every match is appended to the store. Returns the league id.
+    With `cluster`, each round's games are Dask tasks (`_round_results`); the matches are the same.
 
     `rounds=None` plays until interrupted (`--watch`). `roster`, when given, is asked for the
     players before every round (`--players-dir`: benchmarks/league_watch.py), so a player can join
@@ -193,12 +239,15 @@ def run_league(
         history = store.matches()
         rng = random.Random(f"{rng_seed}/{len(history)}")
         ratings = {name: s.rating for name, s in replay(history).items()}
+        draws = []
         for name_a, name_b in pair_up(list(by_name), ratings, rng, closest):
             d = rng.choice(data)
             seed = rng.choice(list(seeds))
-            match_budget = budget or d.task.budget
-            row_a = _result_for(store, league_id, d, by_name[name_a], match_budget, seed, fresh)
-            row_b = _result_for(store, league_id, d, by_name[name_b], match_budget, seed, fresh)
+            draws.append((name_a, name_b, d, seed, budget or d.task.budget))
+        results = _round_results(store, league_id, draws, by_name, fresh, cluster)
+        for name_a, name_b, d, seed, match_budget in draws:
+            row_a = results[(name_a, d.task.name, seed)]
+            row_b = results[(name_b, d.task.name, seed)]
             score_a = row_a["score"] if row_a["status"] == "ok" else None
             score_b = row_b["score"] if row_b["status"] == "ok" else None
             outcome = match_outcome(d.primary_metric, score_a, score_b, tolerance)

@@ -22,13 +22,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
 from tandem.api import find_run, run_task
+from tandem.benchmarks.cluster import RETRIES
 from tandem.graph.context import RunContext
 from tandem.graph.persistence import load_run_config, run_thread
 from tandem.graph.postgres_checkpoints import close_saver, open_saver
@@ -40,6 +41,9 @@ from tandem.tools.policy_file import read_policy, write_policy
 from tandem.tools.profile import DatasetProfile
 
 from .tasks import Task, default_suite, materialize
+
+if TYPE_CHECKING:  # the optional extra `dask`: imported for the type checker only
+    from distributed import Client
 
 DEFAULT_POOL = Path(__file__).resolve().parent / "training_pool.toml"  # package data
 SHARED_DATASETS = ("titanic", "house_prices", "adult_income", "penguins", "california_housing")
@@ -261,8 +265,15 @@ def train(
     workdir: str | Path | None = None,
     keep_runs: bool = False,
     on_episode: Progress | None = None,
+    cluster: Client | None = None,
 ) -> dict[str, Any]:
-    """Train until the policy at `out` counts `episodes` episodes (resuming from what it has)."""
+    """Train until the policy at `out` counts `episodes` episodes (resuming from what it has).
+
+    Episodes are played in batches of `workers` that share one policy snapshot; with `cluster`
+    a batch's episodes are Dask tasks (benchmarks/cluster.py) instead of local processes, and the
+    policy is still learnt here, from the batch in episode order, so the same seeds make the same
+    batches. Workers must see `workdir` (the snapshot and the episodes' run folders) at the same path.
+    """
     if episodes < 1 or workers < 1 or max_iters < 1:
         raise InputError("--episodes, --workers and --max-iters must be at least 1")
     out = Path(out).expanduser()
@@ -279,18 +290,17 @@ def train(
         snapshot = work / "snapshot.json"
         write_policy(snapshot, {**policy, "mode": "thompson", "explore_seed": seed * 100_003 + done})
         started = time.perf_counter()
-        results = Parallel(n_jobs=min(workers, len(batch)), backend="loky")(
-            delayed(play_episode)(
-                i,
-                tasks[int(order[i]) % len(tasks)],
-                str(snapshot),
-                str(work),
-                max_iters,
-                time_budget,
-                seed * 100_003 + i,
-            )
+        arguments = [
+            (i, tasks[int(order[i]) % len(tasks)], str(snapshot), str(work), max_iters, time_budget, seed * 100_003 + i)
             for i in batch
-        )
+        ]
+        if cluster is not None:
+            futures = [cluster.submit(play_episode, *a, pure=False, retries=RETRIES) for a in arguments]
+            results = cluster.gather(futures)
+        else:
+            results = Parallel(n_jobs=min(workers, len(batch)), backend="loky")(
+                delayed(play_episode)(*a) for a in arguments
+            )
         seconds = time.perf_counter() - started
         for result in sorted(results, key=lambda r: r.index):
             policy = learn_executor(learn(policy, result.steps), result.executor_steps)
