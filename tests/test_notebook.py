@@ -56,3 +56,23 @@ def test_quickstart_notebook_runs_top_to_bottom(
     assert len(images) >= 2  # the graph and the progress plot
     assert (runs / "quickstart" / "summary.json").exists() and (runs / "quickstart-fork" / "summary.json").exists()
     assert not (ROOT / "notebooks" / "runs").exists()
+
+
+def test_training_notebook_trains_a_bandit_in_the_gymnasium_env_and_plots_its_rewards(
+    kernel_of_this_venv: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = ROOT / "notebooks" / "train_scientist.ipynb"
+    monkeypatch.setenv("TRAIN_EPISODES", "2")
+    monkeypatch.setenv("TRAIN_STEPS", "2")
+    notebook = nbformat.read(path, as_version=4)
+    assert not any(c.get("outputs") for c in notebook.cells if c.cell_type == "code"), "commit it without outputs"
+    client = nbclient.NotebookClient(
+        notebook, timeout=300, kernel_name=kernel_of_this_venv, resources={"metadata": {"path": str(path.parent)}}
+    )
+    client.execute()
+    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
+    text = "\n".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "Discrete(18)" in text and "trained: 2 episodes" in text
+    assert text.count("episode 0 ") == 2 and text.count("episode 1 ") == 2  # two experiments per episode
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 1  # the reward curve
+    assert not (ROOT / "notebooks" / "runs").exists()
