@@ -297,6 +297,7 @@ def cmd_league(args: argparse.Namespace) -> int:
 def cmd_elo(args: argparse.Namespace) -> int:
     """The league's Elo table (`tandem elo`); called `tandem leaderboard` before runs had one."""
     from tandem.benchmarks.league import leaderboard_markdown, plot_leaderboard, standings  # heavy: start-up time
+    from tandem.benchmarks.league_watch import write_leaderboard_html  # likewise
     from tandem.benchmarks.results_store import ResultsStore  # likewise
 
     results_dir = Path(_results_dir(args))
@@ -310,4 +311,5 @@ def cmd_elo(args: argparse.Namespace) -> int:
     print(leaderboard_markdown(table))
     png = plot_leaderboard(table, args.png or results_dir / "elo.png")
     print(f"plot: {png}")
+    print(f"page: {write_leaderboard_html(ResultsStore(results_dir))}")
     return 0
