@@ -21,6 +21,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,7 @@ import pandas as pd
 from tandem.api import run_task
 from tandem.graph.context import RunContext
 from tandem.graph.persistence import dev_data, holdout_data, problem_of, run_folder
+from tandem.graph.state import TaskInfo
 from tandem.nodes import reports
 from tandem.nodes.reports import load_insight, write_progress_report
 from tandem.tools import report_html
@@ -63,7 +65,7 @@ def main() -> None:
         summary = json.loads(folder.summary.read_text())
         ledger = [json.loads(line) for line in folder.experiments.read_text().splitlines()]
         events = [json.loads(line) for line in folder.rewards.read_text().splitlines()]
-        task = {**summary["task"], "csv_sha256": ""}
+        task = cast(TaskInfo, {**summary["task"], "csv_sha256": ""})
         seconds = {}
         reports._cached_oof_insight.cache_clear()  # the run drew them in this process: start cold
         report_html._insight_html.cache_clear()
