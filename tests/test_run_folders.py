@@ -388,7 +388,8 @@ def test_a_delivered_run_is_not_overwritten_by_a_resume_without_force(
     for name in ("checkpoints.sqlite", "checkpoints.sqlite-wal", "checkpoints.sqlite-shm"):
         if (folder / name).exists():
             (folder / name).write_bytes(b"")  # emptied: resuming would start from scratch
-    assert main(["resume", "d", "--runs-dir", str(runs)]) == 2
+    # (without a raised budget, resume of a finished run only says how to continue: a no-op)
+    assert main(["resume", "d", "--runs-dir", str(runs), "--max-iters", "3"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "checkpoints are gone" in err[0] and "--force" in err[0]
     assert {name: (folder / name).read_bytes() for name in artifacts} == kept
