@@ -110,9 +110,9 @@ class PlayersFolder:
                 continue
             self._players[path] = player
             self.say(f"players-dir: {player.name} joins at {START_RATING:.0f}")
-        for gone in set(self._players) - set(present):
-            del self._players[gone]
-            self._seen.pop(gone, None)
+        for gone in set(self._seen) - set(present):  # removed: it leaves, and is read afresh if it comes back
+            del self._seen[gone]
+            self._players.pop(gone, None)
         names = {p.name for p in self.fixed}
         return [*self.fixed, *(p for p in self._players.values() if p.name not in names)]
 
