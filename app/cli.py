@@ -26,6 +26,7 @@ from tandem.cli_options import (
     add_agent_options,
     add_budget_options,
     add_checkpoint_db_option,
+    add_cluster_option,
     add_run_display_options,
     context_changes,
     context_from,
@@ -87,6 +88,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_agent_options(run)
     add_run_display_options(run)
     add_checkpoint_db_option(run, "run")
+    add_cluster_option(run)
 
     resume = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
     resume.add_argument("run_id")
@@ -100,6 +102,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_agent_options(resume)
     add_run_display_options(resume)
     add_checkpoint_db_option(resume, "resume")
+    add_cluster_option(resume)
 
     runs = sub.add_parser("runs", help="list runs")
     runs.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
@@ -154,6 +157,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from tandem.api import run_task  # LangGraph, pandas, scikit-learn: only where used, for CLI start-up time
     from tandem.graph.persistence import new_run_id  # the checkpoint library, likewise
     from tandem.live import make_display  # rich and the graph's messages, likewise
+    from tandem.run_cluster import fold_fits_on  # joblib, and Dask (an optional extra) with --cluster: likewise
     from tandem.tracking import track_run  # MLflow, an optional extra, only with --mlflow: likewise
 
     args.run_id = args.run_id or new_run_id(args.target)  # known up front, so Ctrl-C can name it
@@ -163,6 +167,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if note:
         print(note, file=sys.stderr)
     with (
+        fold_fits_on(args.cluster),
         track_run(args.mlflow, args.run_id, context.runs_dir, new=True) as tracker,
         make_display(context, args.run_id, plain=args.plain) as display,
     ):
@@ -189,6 +194,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_resume(args: argparse.Namespace) -> int:
     from tandem.api import resume_run  # LangGraph, pandas, scikit-learn: only where used, for CLI start-up time
     from tandem.live import make_display  # rich and the graph's messages, likewise
+    from tandem.run_cluster import fold_fits_on  # joblib, and Dask (an optional extra) with --cluster: likewise
     from tandem.tracking import log_finished, track_run  # MLflow, an optional extra, only with --mlflow: likewise
 
     overrides = context_changes(args)
@@ -200,6 +206,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         return 0
     before = experiments_done(args.run_id, args.runs_dir)
     with (
+        fold_fits_on(args.cluster),
         track_run(args.mlflow, args.run_id, args.runs_dir) as tracker,
         make_display(stored_context(args.run_id, args.runs_dir, overrides), args.run_id, plain=args.plain) as display,
     ):

@@ -20,6 +20,7 @@ from tandem.cli_options import (
     add_agent_options,
     add_budget_options,
     add_checkpoint_db_option,
+    add_cluster_option,
     add_run_display_options,
     context_changes,
     stored_context,
@@ -42,6 +43,7 @@ def add_history_commands(sub: Any) -> None:
     add_agent_options(fork)
     add_run_display_options(fork)
     add_checkpoint_db_option(fork, "fork")
+    add_cluster_option(fork)
 
     draw = sub.add_parser("graph", help="print the graph as Mermaid and write it as a PNG")
     draw.add_argument("-o", "--output", default="tandem-graph.png", help="PNG to write (default tandem-graph.png)")
@@ -71,6 +73,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_fork(args: argparse.Namespace) -> int:
     from tandem.api import fork_run  # LangGraph and scikit-learn, only where used: CLI start-up time
     from tandem.live import make_display  # rich and the graph's messages, likewise
+    from tandem.run_cluster import fold_fits_on  # joblib, and Dask (an optional extra) with --cluster: likewise
     from tandem.tracking import track_run  # MLflow, an optional extra, only with --mlflow: likewise
 
     overrides = context_changes(args)
@@ -78,6 +81,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
     context = stored_context(source, args.runs_dir, overrides)
     args.run_id = args.new_run_id or f"{source}-fork{_step_of(source, args.checkpoint, args.runs_dir)}"  # for Ctrl-C
     with (
+        fold_fits_on(args.cluster),
         track_run(args.mlflow, args.run_id, args.runs_dir, new=True) as tracker,
         make_display(context, args.run_id, plain=args.plain) as display,
     ):

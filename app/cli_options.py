@@ -173,6 +173,16 @@ def add_checkpoint_db_option(parser: argparse.ArgumentParser, command: str) -> N
     parser.add_argument("--checkpoint-db", metavar="URL", help=CHECKPOINT_DB_HELP[command])
 
 
+def add_cluster_option(parser: argparse.ArgumentParser) -> None:
+    """--cluster for run, resume and fork: the run's fold fits on a Dask cluster (tandem.run_cluster)."""
+    parser.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="fit the cross-validation folds on a Dask cluster: tcp://HOST:8786 or local[:N] "
+        "(default $TANDEM_CLUSTER, else local processes)",
+    )
+
+
 MLFLOW_DEFAULT = "default"
 """What `--mlflow` without a URI stands for (resolved by `tandem.tracking.resolve_uri`)."""
 

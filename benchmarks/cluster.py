@@ -25,15 +25,13 @@ The rules that keep the results trustworthy:
 - **A killed coordinator loses nothing finished.** `tandem bench --resume BENCH_ID` plays only
   the games the store does not hold yet (benchmarks/bench.py).
 
-`ADDRESS` is a scheduler (`tcp://HOST:8786`), or `local` / `local:N` for a `LocalCluster` of N
-worker processes with one thread each on this machine (default N: the CPU count). Workers must
-be able to import tandem (the same version) and write to the results folder's path (tandem
+`ADDRESS` is read by `tools/dask_client.py` (a scheduler `tcp://HOST:8786`, or `local[:N]`).
+Workers must be able to import tandem (the same version) and write to the results folder's path (tandem
 players keep their run folders there): a shared file system, or the same path on every machine.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,56 +40,24 @@ from typing import TYPE_CHECKING, Any
 
 from tandem.benchmarks.players import Player, PlayResult, play_safely
 from tandem.benchmarks.tasks import TaskData
-from tandem.tools.data import InputError
+from tandem.tools.dask_client import CLUSTER_ENV, cluster_address, dashboard, open_client
+
+__all__ = [
+    "CLUSTER_ENV",
+    "RETRIES",
+    "Game",
+    "cluster_address",
+    "dashboard",
+    "open_client",
+    "play_on_cluster",
+    "progress",
+]
 
 if TYPE_CHECKING:  # the optional extra `dask`: imported for the type checker only
     from distributed import Client
 
-CLUSTER_ENV = "TANDEM_CLUSTER"
 RETRIES = 2
 """Times a game that raised on its worker (not a player's own failure) is submitted again."""
-
-
-def cluster_address(given: str | None) -> str | None:
-    """The cluster to use: the option, else `$TANDEM_CLUSTER`, else None (play here, as always)."""
-    return given or os.environ.get(CLUSTER_ENV) or None
-
-
-@contextmanager
-def open_client(address: str) -> Iterator[Client]:
-    """A Dask client for `address` (closed on exit, with the local cluster it started, if any);
-    an address that cannot be reached is one line, not a traceback."""
-    try:
-        from distributed import Client, LocalCluster  # the optional extra `dask`
-    except ImportError:
-        raise InputError("--cluster needs Dask: pip install 'tandem-ml[dask]'") from None
-    if address == "local" or address.startswith("local:"):
-        workers_text = address.partition(":")[2] or str(os.cpu_count() or 1)
-        if not workers_text.isdigit() or int(workers_text) < 1:
-            raise InputError(f"--cluster local:N takes a whole number of workers >= 1, got {address!r}")
-        cluster = LocalCluster(
-            n_workers=int(workers_text), threads_per_worker=1, processes=True, dashboard_address=":0"
-        )
-        try:
-            with Client(cluster) as client:
-                yield client
-        finally:
-            cluster.close()
-        return
-    try:
-        client = Client(address, timeout="15s")
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise InputError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-def dashboard(client: Client) -> str | None:
-    """The cluster's dashboard link, when it has one."""
-    link = getattr(client, "dashboard_link", None)
-    return str(link) if link else None
 
 
 @dataclass(frozen=True)

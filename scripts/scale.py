@@ -284,7 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{sizes['with_frame'] / 1e6:.1f} MB for a 20k-row task, about 100 times that for a 1M-row one; spread "
         "over many workers that saturates a 1 Gbit/s link well before the CPUs. Runs on a cluster should keep "
         "the data on a shared path and send fold tasks row indices (not done yet: folds within a run still go "
-        "through joblib's local process pool).",
+        "through joblib: locally a process pool, and with `--cluster` on `tandem run` joblib's dask backend, which "
+        "scatters the frame once per batch of folds rather than once per fold).",
         "- **The scheduler** itself: at "
         f"{overhead['submit_ms']:.1f} ms a task it is not a limit for games that take seconds to minutes.",
         "",
@@ -294,9 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "backend), its workers are plain Python processes started with one command, and its scheduler re-runs a "
         "lost worker's tasks by itself; Ray would do the same work with a heavier runtime and no joblib backend "
         "that scikit-learn documents. Across runs, `bench`, `league` and `train` take `--cluster` "
-        "(benchmarks/cluster.py). Within a run, fold fits still use joblib's local process pool: sending them to "
-        "the cluster through joblib's dask backend, with the data on a shared path, is the next step, and the "
-        "fold bytes above are what it would save. Memory bounds for a million rows are a separate piece of work.",
+        "(benchmarks/cluster.py); within a run, `--cluster` on `run`, `resume` and `fork` puts the fold fits on "
+        "the cluster through joblib's dask backend (tandem.run_cluster), the graph and its checkpoints staying "
+        "in the driving process. Fold tasks that read the data from a shared path by row indices (the fold "
+        "bytes above) are not done yet, nor are memory bounds for a million rows.",
         "",
         "Reproduce: `.venv/bin/python scripts/scale.py` (about five minutes on 2 cores).",
         "",

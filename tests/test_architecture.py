@@ -36,7 +36,7 @@ RULES: list[tuple[str, tuple[str, ...], set[str]]] = [
     ("nodes",      ("tandem.nodes.*",),                         {"tools", "graph"}),
     ("entry",      ("tandem", "tandem.api", "tandem.live", "tandem.studio",
                     "tandem.cli_options", "tandem.cli_history", "tandem.envs", "tandem.run_listing", "tandem.salvage",
-                    "tandem.leaderboard", "tandem.estimators", "tandem.tracking"),
+                    "tandem.leaderboard", "tandem.estimators", "tandem.tracking", "tandem.run_cluster"),
                                                                 {"tools", "graph", "nodes"}),
     ("benchmarks", ("tandem.benchmarks.*",),                    {"tools", "graph", "nodes", "entry"}),
     ("cli",        ("tandem.cli", "tandem.cli_learning"),       {"tools", "graph", "nodes", "entry", "benchmarks"}),

@@ -189,3 +189,36 @@ def test_training_episodes_on_the_cluster_learn_the_local_policy(client: Client,
     local = trained("local", None)
     assert len(local["rewards"]) == 2
     assert trained("cluster", client) == local
+
+
+def test_a_run_with_its_folds_on_a_cluster_keeps_the_local_ledger(tmp_path: Path) -> None:
+    from crash import outcome
+
+    from tandem.api import run_task
+    from tandem.graph.context import RunContext
+
+    penguins = ROOT / "examples" / "data" / "penguins.csv"
+    run_task(penguins, "species", folds=3, run_id="here", context=RunContext(runs_dir=str(tmp_path), max_iters=2))
+    argv = [sys.executable, "-m", "tandem.cli", "run", str(penguins), "--target", "species", "--folds", "3"]
+    argv += ["--max-iters", "2", "--runs-dir", str(tmp_path), "--run-id", "there", "--plain", "--cluster", "local:2"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    here, there = outcome(tmp_path / "here"), outcome(tmp_path / "there")
+    assert there["ledger"] == here["ledger"] and there["rewards"] == here["rewards"]
+    # the same model and holdout scores; only the model file's bytes may differ (fitted on a worker)
+    assert {k: v for k, v in there["summary"].items() if k != "model_sha256"} == {
+        k: v for k, v in here["summary"].items() if k != "model_sha256"
+    }
+
+
+def test_inside_fold_fits_on_joblib_work_runs_on_the_workers() -> None:
+    import joblib
+
+    from tandem.run_cluster import fold_fits_on
+
+    with fold_fits_on("local:2") as link:
+        pids = joblib.Parallel(n_jobs=2)(joblib.delayed(os.getpid)() for _ in range(4))
+    assert link and link.startswith("http")
+    assert os.getpid() not in pids and len(set(pids)) >= 1
+    with fold_fits_on(None):  # no address, no $TANDEM_CLUSTER: joblib as always
+        assert joblib.Parallel(n_jobs=1)(joblib.delayed(os.getpid)() for _ in range(2)) == [os.getpid()] * 2
