@@ -339,6 +339,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_id = getattr(args, "run_id", None) or "RUN_ID"
         print(f"\ntandem: interrupted; progress is saved. Continue with: tandem resume {run_id}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:
+        if type(exc).__module__.partition(".")[0] != "psycopg":  # the PostgreSQL checkpoints' driver (optional extra)
+            raise
+        run_id = getattr(args, "run_id", None) or "RUN_ID"
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        print(
+            f"tandem: the checkpoint database failed ({reason}); every step up to the last checkpoint is saved there: "
+            f"continue with `tandem resume {run_id}` once it is back",
+            file=sys.stderr,
+        )
+        return EXIT_OS
 
 
 if __name__ == "__main__":

@@ -86,6 +86,15 @@ class PostgresServer:
         secret = f":{PASSWORD}" if password else ""
         return f"postgresql://{USER}{secret}@127.0.0.1:{self.port}/{database}"
 
+    def halt(self) -> None:
+        """Stop the server abruptly (its folder kept), as a database that goes away mid-run."""
+        self._as_owner(BIN / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+
+    def start(self) -> None:
+        """Start a halted server again on the same port."""
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=50 -c fsync=off"
+        self._as_owner(BIN / "pg_ctl", "-D", self.data, "-l", self.log, "-o", options, "-w", "-t", "60", "start")
+
     def stop(self) -> None:
         try:
             self._as_owner(BIN / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")

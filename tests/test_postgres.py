@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,36 @@ def test_the_recorded_form_has_no_password() -> None:
         "postgresql://me@db.example:5433/runs?sslmode=require"
     )
     assert public_location("postgres://db/runs") == "postgresql://db/runs"
+
+
+def test_a_database_lost_mid_run_is_one_line_and_the_run_resumes_once_it_is_back(
+    penguins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = PostgresServer()  # a server of its own: this test stops it
+    try:
+        runs = tmp_path / "runs"
+        argv = ["run", str(penguins), "--target", "species", "--max-iters", "6", "--folds", str(FOLDS), "--plain"]
+        argv += ["--n-jobs", "1", "--runs-dir", str(runs), "--run-id", "d", "--checkpoint-db", server.url()]
+        log = tmp_path / "d.log"
+        process = spawn(argv, log)
+        try:
+            deadline = time.monotonic() + 600
+            while not (runs / "d" / "experiments.jsonl").exists():
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "the run never wrote its ledger"
+                time.sleep(0.05)
+            server.halt()
+            assert process.wait(timeout=600) == 3
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        lines = [line for line in log.read_text().splitlines() if line.startswith("tandem: ")]
+        assert len(lines) == 1 and lines[0].startswith("tandem: the checkpoint database failed (")
+        assert lines[0].endswith("continue with `tandem resume d` once it is back") and PASSWORD not in lines[0]
+        assert "Traceback" not in log.read_text()
+        server.start()
+        monkeypatch.setenv("PGPASSWORD", PASSWORD)
+        assert resume_run("d", runs_dir=runs)["status"] == "delivered"
+    finally:
+        server.stop()
