@@ -139,6 +139,7 @@ def one_run(server: OpenAIStub, runs: Path, seed: int, max_iters: int, policy: s
         *(["--policy", policy] if policy else []),
     ]  # fmt: skip
     started = time.perf_counter()
+    logged = len(server.state.usage_log)
     code = main(argv)
     if code != 0:
         raise SystemExit(f"run {run_id} exited {code}")
@@ -147,9 +148,15 @@ def one_run(server: OpenAIStub, runs: Path, seed: int, max_iters: int, policy: s
     spent = 0
     for record in ledger[1:]:
         spent += sum(int(t.get("input", 0)) + int(t.get("output", 0)) for t in record.get("tokens", {}).values())
-        asked = int(record.get("tokens", {}).get("scientist", {}).get("input", 0))
-        steps.append({"move": record.get("move"), "cv": record.get("primary"), "tokens": spent, "asked": asked})
-    return {"baseline": ledger[0]["primary"], "steps": steps, "seconds": time.perf_counter() - started}
+        steps.append({"move": record.get("move"), "cv": record.get("primary"), "tokens": spent})
+    # the Scientist's very first prompt: the same baseline state in both arms, so they differ by the hint alone
+    first_prompt = next(p for m, p, _ in server.state.usage_log[logged:] if m == SCIENTIST)
+    return {
+        "baseline": ledger[0]["primary"],
+        "steps": steps,
+        "first_prompt": first_prompt,
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def tokens_to_reach(run: dict[str, Any], target: float) -> tuple[int | None, int | None]:
@@ -200,12 +207,12 @@ def render(rows: list[dict[str, Any]], policy: dict[str, Any], args: argparse.Na
             f"Over the {len(reached)} of {len(rows)} seeds where the hinted run reached the target: "
             f"{plain_sum} tokens without the hint, {hint_sum} with it ({(hint_sum - plain_sum) / plain_sum:+.0%}).",
         ]
-    per_step = [r["hint"]["steps"][0]["asked"] - r["plain"]["steps"][0]["asked"] for r in rows if r["hint"]["steps"]]
-    if per_step:
-        lines.append(
-            f"The hint's own cost: the Scientist's first prompt (same state in both runs) is {min(per_step)} to "
-            f"{max(per_step)} tokens longer with it (bounded to 5 moves and 900 characters)."
-        )
+    cost = [r["hint"]["first_prompt"] - r["plain"]["first_prompt"] for r in rows]
+    lines.append(
+        f"The hint's own cost: the Scientist's first prompt (the same baseline state in both runs) is {min(cost)} to "
+        f"{max(cost)} tokens longer with it (the server counts a request's JSON length / 4; the hint is bounded "
+        "to 5 moves and 900 characters), paid at every step."
+    )
     return "\n".join(lines) + "\n"
 
 
