@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from tandem.cli_options import RUNS_DIR_HELP, number
+from tandem.tools.dask_client import client_for
 
 if TYPE_CHECKING:
     from tandem.benchmarks.learning import EpisodeResult
@@ -56,7 +56,6 @@ def add_learning_commands(sub: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tandem.benchmarks.cluster import cluster_address, dashboard, open_client  # the whole stack: start-up time
     from tandem.benchmarks.learning import DEFAULT_POOL, select_pool, train  # the whole stack: CLI start-up time
 
     tasks = select_pool(args.tasks, args.pool or DEFAULT_POOL)
@@ -77,12 +76,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    address = cluster_address(args.cluster)
     try:
-        with ExitStack() as stack:
-            client = stack.enter_context(open_client(address)) if address else None
-            if client is not None and (link := dashboard(client)):
-                print(f"Dask dashboard: {link}", flush=True)
+        with client_for(args.cluster) as client:
             policy = train(
                 tasks,
                 episodes=args.episodes,

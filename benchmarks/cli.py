@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tandem.cli_options import number
+from tandem.tools.dask_client import client_for
 
 # The benchmark modules load tandem's whole stack (LangGraph, scikit-learn, LightGBM, matplotlib):
 # each command imports what it uses, so that building the `tandem` parser stays light.
@@ -245,18 +246,13 @@ def cmd_league(args: argparse.Namespace) -> int:
     results_dir = _results_dir(args)
     tasks = select_tasks(args.tasks)
     players = with_policy(parse_players(args.players), args.policy)
-    from tandem.benchmarks.cluster import cluster_address, dashboard, open_client  # heavy stack: CLI start-up time
 
     def on_match(match: dict[str, Any]) -> None:
         print(describe_match(match), flush=True)
         write_leaderboard_html(ResultsStore(results_dir))  # league.html follows the league as it plays
 
-    address = cluster_address(args.cluster)
     try:
-        with ExitStack() as stack:
-            client = stack.enter_context(open_client(address)) if address else None
-            if client is not None and (link := dashboard(client)):
-                print(f"Dask dashboard: {link}", flush=True)
+        with client_for(args.cluster) as client:
             league_id = run_league(
                 tasks,
                 players,

@@ -40,12 +40,13 @@ from typing import TYPE_CHECKING, Any
 
 from tandem.benchmarks.players import Player, PlayResult, play_safely
 from tandem.benchmarks.tasks import TaskData
-from tandem.tools.dask_client import CLUSTER_ENV, cluster_address, dashboard, open_client
+from tandem.tools.dask_client import CLUSTER_ENV, client_for, cluster_address, dashboard, open_client
 
 __all__ = [
     "CLUSTER_ENV",
     "RETRIES",
     "Game",
+    "client_for",
     "cluster_address",
     "dashboard",
     "open_client",

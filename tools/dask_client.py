@@ -60,6 +60,20 @@ def open_client(address: str) -> Iterator[Client]:
         client.close()
 
 
+@contextmanager
+def client_for(given: str | None) -> Iterator[Client | None]:
+    """The client `--cluster` (or `$TANDEM_CLUSTER`) asks for, with its dashboard's link printed
+    once, or None to play here as always."""
+    address = cluster_address(given)
+    if not address:
+        yield None
+        return
+    with open_client(address) as client:
+        if link := dashboard(client):
+            print(f"Dask dashboard: {link}", flush=True)
+        yield client
+
+
 def dashboard(client: Client) -> str | None:
     """The cluster's dashboard link, when it has one."""
     link = getattr(client, "dashboard_link", None)
