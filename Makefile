@@ -35,10 +35,11 @@ dev: $(VENV)/.dev-installed-$(PACKAGE_FILES)
 demo: install
 	$(BIN)/tandem run examples/data/titanic.csv --target Survived --runs-dir $(RUNS_DIR)
 
-## The whole test suite (installs the dev extras first, and Debian's chromium for the report test).
+## The whole test suite, its files spread over every core (installs the dev extras first, and
+## Debian's chromium for the report test).
 test: dev
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 ## LangGraph Studio's local server (in-memory, fully offline). Its state and the run folders go to
 ## STUDIO_HOME, outside the source tree, and it does not reload on code changes (a reload kills runs).
