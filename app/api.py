@@ -728,7 +728,7 @@ def fork_run(
         claim_thread(location, target.run_id)
     with new_run_folder(target, exists=f"{target.path} already exists; pick another --run-id"):
         target.fork_partial.touch()  # until run.json exists, the folder is a fork being made
-        _copy_run_files(source, target)
+        copy_run_files(source, target)
         checkpoint_id = snapshot.config["configurable"]["checkpoint_id"]
         origin = {"run_id": source.run_id, "step": step, "checkpoint_id": checkpoint_id}
         config = run_config(target.run_id, context)
@@ -765,7 +765,7 @@ def _saver(graph: TandemGraph) -> BaseCheckpointSaver[Any]:
     return graph.checkpointer
 
 
-def _copy_run_files(source: RunFolder, target: RunFolder) -> None:
+def copy_run_files(source: RunFolder, target: RunFolder) -> None:
     """What a fork needs from its original: the split, the profile, the holdout rows, the cache.
 
     Cache files are hard-linked where the file system allows (they are written once, atomically,

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypedDict
 
-from tandem.api import _copy_run_files, find_run, repair_run  # the files a fork copies: a salvage needs the same
+from tandem.api import copy_run_files, find_run, repair_run
 from tandem.graph.persistence import (
     DamagedRun,
     load_run_config,
@@ -61,7 +61,7 @@ def salvage_run(run_id: str, *, new_run_id: str | None = None, runs_dir: str | P
     with run_lock(source), new_run_folder(target, exists=f"{target.path} already exists; pick another --to"):
         target.fork_partial.touch()  # until run.json exists, the folder is a run being made (as for a fork)
         try:
-            _copy_run_files(source, target)
+            copy_run_files(source, target)
             salvaged = salvage_checkpoints(source, target)
             if not isinstance(salvaged.head.get("step"), int) or salvaged.head["step"] < 0:
                 raise DamagedRun(
