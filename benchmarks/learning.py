@@ -40,7 +40,7 @@ from tandem.tools.data import InputError
 from tandem.tools.policy_file import read_policy, write_policy
 from tandem.tools.profile import DatasetProfile
 
-from .tasks import Task, default_suite, materialize
+from .tasks import Task, default_suite, materialize, unique_tmp
 
 if TYPE_CHECKING:  # the optional extra `dask`: imported for the type checker only
     from distributed import Client
@@ -130,7 +130,7 @@ def pool_csv(task: PoolTask, cache_dir: Path) -> Path:
             raise InputError(f"training task {task.name!r} needs {exc.name}: pip install 'tandem-ml[rl]'") from None
         frame = frame.drop(columns=[c for c in task.drop if c in frame.columns])
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = unique_tmp(path)  # episodes of one batch may write the same task's file at once
         frame.to_csv(tmp, index=False)
         tmp.replace(path)
     return path

@@ -24,8 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import tomllib
+import uuid
 from dataclasses import dataclass, field, fields
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -316,6 +318,12 @@ def _prepare(task: Task, dev: pd.DataFrame, holdout: pd.DataFrame | None) -> Pre
     )
 
 
+def unique_tmp(path: Path) -> Path:
+    """A temporary name beside `path` that no other process writing `path` at the same time uses,
+    so concurrent writers of one cache file each rename a whole file into place."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+
+
 def materialize(task: Task, cache_dir: str | Path) -> TaskData:
     """Write the task's development and holdout CSVs (once; reused when the data is unchanged).
 
@@ -350,7 +358,7 @@ def materialize(task: Task, cache_dir: str | Path) -> TaskData:
             dev, hold = frame.loc[list(split.dev_rows)], frame.loc[list(split.holdout_rows)]
         folder.mkdir(parents=True, exist_ok=True)
         for part, path in ((dev, dev_csv), (hold, holdout_csv)):
-            tmp = path.with_suffix(".tmp")
+            tmp = unique_tmp(path)  # games or episodes on one task may materialise it at once
             part.to_csv(tmp, index=False)
             tmp.replace(path)
     prepared = _prepare(task, read_table(dev_csv), read_table(holdout_csv))
