@@ -1,8 +1,9 @@
 """`tandem bench`: players over tasks and seeds, results appended to the store, profiles and AUP.
 
 Why this shape: a benchmark is only trustworthy when every number in its report can be traced
-to a stored row and recomputed. So the bench first materialises every task (a bad user task
-fails before any compute is spent), then plays each (task, seed, player), appends each result to
+to a stored row and recomputed. So the bench first materialises every task at every seed (seed s
+is split seed `split_seed + s` unless the task's split is fixed: tasks.split_for_seed; a bad user
+task fails before any compute is spent), then plays each (task, seed, player), appends each result to
 the append-only store as soon as it exists (a crash loses at most the game in progress), and
 only then derives the table, the performance profiles and AUP *from the stored rows* of this
 bench — the same function `--report BENCH_ID` and the docs generator use.
@@ -118,10 +119,11 @@ def run_bench(
     for player in players:  # fail fast: a player that cannot play, or a bad task, stops us before any game
         player.check()
     store = ResultsStore(results_dir)
-    data = [materialize(task, store.dir / "tasks") for task in tasks]
+    # one split per (task, seed): bench seed s holds out split seed split_seed + s (tasks.split_for_seed)
+    data = {(t.name, seed): materialize(t, store.dir / "tasks", seed) for t in tasks for seed in seeds}
     players = with_baseline(players)
     settings = {
-        "tasks": [asdict(t) | {"fingerprint": d.fingerprint} for t, d in zip(tasks, data, strict=True)],
+        "tasks": [asdict(t) | {"fingerprints": [data[(t.name, seed)].fingerprint for seed in seeds]} for t in tasks],
         "players": [p.name for p in players],
         "seeds": list(seeds),
         "budget": budget,
@@ -134,11 +136,11 @@ def run_bench(
         store.add_bench(bench_id, "bench", command, settings)
     done = {(r["task"], int(r["seed"]), r["player"]) for r in store.results(bench_id)}
     games = [
-        Game(d, player, budget or d.task.budget, seed)
-        for d in data
+        Game(data[(t.name, seed)], player, budget or t.budget, seed)
+        for t in tasks
         for seed in seeds
         for player in players
-        if (d.task.name, seed, player.name) not in done
+        if (t.name, seed, player.name) not in done
     ]
 
     def store_row(game: Game, result: PlayResult | None = None) -> None:

@@ -60,7 +60,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--budget", type=_positive, help="seconds per player and task (default: each task's own budget)"
     )
-    parser.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated player seeds (default: 0)")
+    parser.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=[0],
+        help="comma-separated seeds (default: 0); seed s is the players' seed and the task's split seed + s "
+        "(a task with a fixed split, e.g. a holdout file, keeps its split)",
+    )
     parser.add_argument("--policy", help="the tandem players' Scientist policy: playbook or a file from tandem train")
     parser.add_argument(
         "--results-dir", default=None, help="where the results store goes (default $TANDEM_RESULTS_DIR or ./results)"

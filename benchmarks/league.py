@@ -4,7 +4,8 @@ Why a league next to the profiles: AUP says how close to the best each player ge
 suite; a ladder (as in Hugging Face's "AI vs AI") keeps ranking players as they are added, from
 pairwise matches, and its history is a public record anyone can replay. The rules:
 
-- **Match.** Two players, one task, the same budget and seed. The better primary holdout score
+- **Match.** Two players, one task, the same budget and seed (so the same split: a seed picks the
+  task's split as in the bench, `tasks.split_for_seed`). The better primary holdout score
   wins; the match is a draw when the scores differ by at most `tolerance` in the reward's units
   (absolute for bounded metrics such as accuracy, F1 or R²; relative to the larger score for
   unbounded ones such as RMSE), default 0.001. A failed player loses to one that scored; two
@@ -212,7 +213,8 @@ def run_league(
     for player in players:
         player.check()
     store = ResultsStore(results_dir)
-    data = [materialize(task, store.dir / "tasks") for task in tasks]
+    # one split per (task, seed), as in the bench (tasks.split_for_seed), so a stored bench game is reused
+    data = {(t.name, seed): materialize(t, store.dir / "tasks", seed) for t in tasks for seed in seeds}
     by_name = {p.name: p for p in players}
     league_id = new_bench_id("league")
     store.add_bench(
@@ -241,8 +243,9 @@ def run_league(
         ratings = {name: s.rating for name, s in replay(history).items()}
         draws = []
         for name_a, name_b in pair_up(list(by_name), ratings, rng, closest):
-            d = rng.choice(data)
+            task = rng.choice(list(tasks))
             seed = rng.choice(list(seeds))
+            d = data[(task.name, seed)]
             draws.append((name_a, name_b, d, seed, budget or d.task.budget))
         results = _round_results(store, league_id, draws, by_name, fresh, cluster)
         for name_a, name_b, d, seed, match_budget in draws:

@@ -4,8 +4,12 @@ Why a task fixes its own split: every player (the tandem team in any configurati
 model, FLAML) must learn from exactly the same rows and be scored on exactly the same holdout
 rows, or the comparison means nothing. So a task is *materialised* once into a development CSV
 and a holdout CSV; players see the development file only, and the holdout is scored by the
-harness. The split depends on the task (`holdout`, `split_seed`, or a separate `holdout_csv`),
-never on a player's seed, so `--seeds` varies the players' own randomness and nothing else.
+harness. The split belongs to the task and to the bench seed, by one rule (`split_for_seed`):
+bench seed s holds out the rows of split seed `split_seed + s`, so `--seeds 0,1,2` measures every
+player on three different splits, and seed 0 is the task's own split (results stored before seeds
+changed the split stay comparable). A task whose split is fixed from outside (a `holdout_csv`, or
+`fixed_split = true` for a published split such as MLGym's House Prices) keeps it under every seed;
+there the seed varies the players' own randomness only.
 
 Tasks come from TOML or YAML files (the default suite is `benchmarks/suite.toml`), so a user can
 benchmark on their own data without writing code:
@@ -28,7 +32,7 @@ import os
 import re
 import tomllib
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -60,6 +64,9 @@ class Task:
     """Share of rows kept for the holdout (stratified for classification), unless `holdout_csv`."""
     holdout_csv: str | None = None
     split_seed: int = 0
+    """Seed of the generated split at bench seed 0; bench seed s uses `split_seed + s` (`split_for_seed`)."""
+    fixed_split: bool = False
+    """The generated split is a published one (MLGym's House Prices): every bench seed keeps it."""
     folds: int = 5
     budget: float = 60.0
     """Seconds each player gets."""
@@ -178,6 +185,8 @@ def _task_from(entry: Any, path: Path, index: int) -> Task:
     _check_number(values, "holdout", where, low=0.0, high=1.0, integer=False)
     _check_number(values, "split_seed", where, low=-1, integer=True)
     _check_number(values, "folds", where, low=1, integer=True)
+    if not isinstance(values.get("fixed_split", False), bool):
+        raise InputError(f"{where}: 'fixed_split' must be true or false")
     published = entry.get("published", {})
     if not isinstance(published, dict) or not all(isinstance(v, int | float) for v in published.values()):
         raise InputError(f"{where}: 'published' must map labels to numbers")
@@ -324,13 +333,34 @@ def unique_tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
 
 
-def materialize(task: Task, cache_dir: str | Path) -> TaskData:
-    """Write the task's development and holdout CSVs (once; reused when the data is unchanged).
+def has_fixed_split(task: Task) -> bool:
+    """Whether the task's holdout is fixed from outside (a holdout file or a published split)."""
+    return bool(task.holdout_csv) or task.fixed_split
+
+
+def split_for_seed(task: Task, seed: int) -> Task:
+    """The task as bench seed `seed` plays it: split seed `task.split_seed + seed` for a generated
+    split (seed 0 = the task as written), the task unchanged when its split is fixed.
+
+    Why the seed moves the split: one split is one draw of the holdout, and on small data the gap
+    between two players is often smaller than the change from one draw to the next, so a bench over
+    seeds that only reseeds the players measures the players' luck on one draw, not the players.
+    """
+    if has_fixed_split(task) or seed == 0:
+        return task
+    return replace(task, split_seed=task.split_seed + seed)
+
+
+def materialize(task: Task, cache_dir: str | Path, seed: int = 0) -> TaskData:
+    """Write the development and holdout CSVs of the task at bench seed `seed` (once per split;
+    reused when the data and the split are unchanged). The returned `TaskData.task` is the task as
+    that seed plays it (`split_for_seed`), so its `split_seed` is the one that made the split.
 
     The split is tandem's own (`make_split`: stratified for classification, `train_test_split`
-    with `split_seed`), so a plain `tandem run --holdout H --seed S` on the original file would
+    with the split seed), so a plain `tandem run --holdout H --seed S` on the original file would
     hold out the same rows. Raises `InputError` when the task cannot be learnt.
     """
+    task = split_for_seed(task, seed)
     digest = hashlib.sha256(
         json.dumps(
             [

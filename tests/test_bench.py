@@ -34,7 +34,7 @@ from tandem.benchmarks.players import (
     parse_players,
 )
 from tandem.benchmarks.results_store import ResultsStore
-from tandem.benchmarks.tasks import Task, default_suite, load_task_file, materialize, select_tasks
+from tandem.benchmarks.tasks import Task, default_suite, load_task_file, materialize, select_tasks, split_for_seed
 from tandem.tools.data import InputError, read_table
 
 # --------------------------------------------------------------------------------------------
@@ -173,6 +173,43 @@ def test_a_task_with_its_own_holdout_file(tmp_path: Path) -> None:
     data = materialize(task, tmp_path / "cache")
     assert (data.n_dev, data.n_holdout, data.primary_metric) == (200, 60, "f1_macro")
     assert read_table(data.holdout_csv).equals(read_table(tmp_path / "test.csv"))
+
+
+def test_a_bench_seed_moves_a_generated_split_and_keeps_a_fixed_one(tmp_path: Path) -> None:
+    """Seed s holds out split seed split_seed + s; seed 0 is the task's own split (stored results
+    stay comparable); a holdout file or a published split (house_prices) keeps its rows."""
+    wine = Task(name="wine", csv="sklearn:wine", target="target", holdout=0.25, split_seed=1)
+    zero, one = materialize(wine, tmp_path, 0), materialize(wine, tmp_path, 1)
+    assert materialize(wine, tmp_path).fingerprint == zero.fingerprint  # seed 0 = the task as written
+    assert (zero.task.split_seed, one.task.split_seed) == (1, 2)
+    rows = [sorted(map(tuple, read_table(d.holdout_csv).round(6).values.tolist())) for d in (zero, one)]
+    assert len(rows[0]) == len(rows[1]) == 45 and rows[0] != rows[1]
+    same_as = materialize(Task(name="wine", csv="sklearn:wine", target="target", holdout=0.25, split_seed=2), tmp_path)
+    assert same_as.fingerprint == one.fingerprint and same_as.holdout_csv == one.holdout_csv  # cached per split
+
+    synthetic_frame(200, seed=1).to_csv(tmp_path / "train.csv", index=False)
+    synthetic_frame(60, seed=2).to_csv(tmp_path / "test.csv", index=False)
+    (tmp_path / "t.toml").write_text('csv = "train.csv"\nholdout_csv = "test.csv"\ntarget = "label"\n')
+    (own,) = load_task_file(tmp_path / "t.toml")
+    a, b = materialize(own, tmp_path / "cache", 0), materialize(own, tmp_path / "cache", 1)
+    assert a.fingerprint == b.fingerprint
+    assert read_table(a.holdout_csv).equals(read_table(b.holdout_csv))
+
+    house = next(t for t in default_suite() if t.name == "house_prices")
+    assert house.fixed_split and split_for_seed(house, 2) is house
+    assert split_for_seed(wine, 2).split_seed == 3 and split_for_seed(wine, 0) is wine
+
+
+def test_a_bench_over_seeds_plays_each_seed_on_its_own_split(tmp_path: Path) -> None:
+    task = Task(name="wine", csv="sklearn:wine", target="target", holdout=0.25, split_seed=1)
+    bench_id = run_bench([task], [PlainPlayer("linear")], seeds=[0, 1], results_dir=tmp_path)
+    store = ResultsStore(tmp_path)
+    by_seed = {r["seed"]: r["fingerprint"] for r in store.results(bench_id)}
+    assert by_seed == {s: materialize(task, tmp_path / "tasks", s).fingerprint for s in (0, 1)}
+    assert by_seed[0] != by_seed[1]
+    assert store.bench(bench_id)["settings"]["tasks"][0]["fingerprints"] == [by_seed[0], by_seed[1]]
+    again = run_bench([task], [PlainPlayer("linear")], seeds=[0, 1], results_dir=tmp_path, resume=bench_id)
+    assert again == bench_id and len(store.results(bench_id)) == 2  # nothing left to play
 
 
 def test_a_task_that_cannot_be_learnt_fails_before_any_play(tmp_path: Path) -> None:
