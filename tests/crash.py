@@ -1,4 +1,4 @@
-"""Helpers of the crash tests (test_resume.py, test_timetravel.py): kill a run at a known point, compare runs.
+"""Helpers of the crash tests (test_resume, test_timetravel, test_postgres): kill a run at a known point, compare runs.
 
 A run is started as a child process with the test hook of `tandem.tools.pause_points`
 (`TANDEM_TEST_PAUSE_AT`), which makes it write a marker and wait at that point; the test waits
@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tandem.api import run_task
+from tandem.graph.context import RunContext
 from tandem.tools.pause_points import PAUSE_AT, PAUSE_MARKER
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,6 +47,14 @@ def outcome(run_dir: Path) -> dict[str, Any]:
         "rewards": read_jsonl(run_dir / "rewards.jsonl"),
         "summary": {k: v for k, v in summary.items() if k not in RUN_SPECIFIC},
     }
+
+
+def reference_outcome(csv: Path, target: str, runs: Path, iters: int, folds: int) -> dict[str, Any]:
+    """The uninterrupted run every crash test compares against (checkpoints in SQLite, one process)."""
+    run_task(csv, target, folds=folds, run_id="ref", context=RunContext(runs_dir=str(runs), max_iters=iters, n_jobs=1))
+    ref = outcome(runs / "ref")
+    check_reference(ref, iters + 1)
+    return ref
 
 
 def check_reference(reference: dict[str, Any], experiments: int) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from crash import ROOT, assert_same_run, check_reference, kill_when_paused, outcome, spawn
+from crash import ROOT, assert_same_run, kill_when_paused, outcome, reference_outcome, spawn
 from postgres_server import PASSWORD, PostgresServer, free_port
 
 from tandem.api import resume_run, run_history, run_task
@@ -44,12 +44,7 @@ def postgres() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory, penguins: Path) -> dict[str, Any]:
     """The uninterrupted run, with its checkpoints in SQLite (the default)."""
-    runs = tmp_path_factory.mktemp("reference")
-    context = RunContext(runs_dir=str(runs), max_iters=ITERS, n_jobs=1)
-    run_task(penguins, "species", folds=FOLDS, run_id="ref", context=context)
-    ref = outcome(runs / "ref")
-    check_reference(ref, ITERS + 1)
-    return ref
+    return reference_outcome(penguins, "species", tmp_path_factory.mktemp("reference"), ITERS, FOLDS)
 
 
 @pytest.fixture

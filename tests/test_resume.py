@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from crash import assert_same_run, check_reference, kill_when_paused, lines_in, outcome, spawn, wait_until
+from crash import assert_same_run, kill_when_paused, lines_in, reference_outcome, spawn, wait_until
 
 from tandem.api import resume_run, run_task
 from tandem.graph.context import RunContext
@@ -37,12 +37,7 @@ repeats of the folds, so a candidate is 9 fold fits (baseline 1–9, experiment 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory, penguins: Path) -> dict[str, Any]:
-    runs = tmp_path_factory.mktemp("reference")
-    context = RunContext(runs_dir=str(runs), max_iters=ITERS, n_jobs=1)
-    run_task(penguins, "species", folds=FOLDS, run_id="ref", context=context)
-    ref = outcome(runs / "ref")
-    check_reference(ref, ITERS + 1)
-    return ref
+    return reference_outcome(penguins, "species", tmp_path_factory.mktemp("reference"), ITERS, FOLDS)
 
 
 def start(penguins: Path, runs: Path, run_id: str, pause: str | None = None) -> subprocess.Popen[bytes]:
