@@ -56,7 +56,44 @@ def number(
 
 RUNS_DIR_HELP = "the folder of the run folders (default: $TANDEM_RUNS_DIR, else ./runs)"
 WHOLE_AT_LEAST_1 = number(int, at_least=1)
+WHOLE_AT_LEAST_0 = number(int, at_least=0)
 POSITIVE = number(float, above=0)
+NON_NEGATIVE = number(float, at_least=0)
+
+#: The range of every numeric run-context field, wherever it is set: the run commands' options
+#: below, and a bench player's `tandem:key=value` (benchmarks/players.py), so `--max-iters -3` and
+#: `--players tandem:max_iters=-3` are refused by the same rule.
+CONTEXT_NUMBERS: dict[str, Callable[[str], Any]] = {
+    "max_iters": WHOLE_AT_LEAST_1,
+    "time_budget": POSITIVE,
+    "token_budget": WHOLE_AT_LEAST_1,
+    "candidate_time_limit": POSITIVE,
+    "n_jobs": WHOLE_AT_LEAST_1,
+    "patience": WHOLE_AT_LEAST_1,
+    "small_data_rows": WHOLE_AT_LEAST_0,
+    "noise_t": NON_NEGATIVE,
+    "temperature": number(float, at_least=0, at_most=2),
+    "request_timeout": POSITIVE,
+    "max_retries": WHOLE_AT_LEAST_0,
+    "max_tool_calls": WHOLE_AT_LEAST_1,
+    "max_repairs": WHOLE_AT_LEAST_0,
+}
+
+
+def context_number_error(key: str, value: Any) -> str | None:
+    """Why `value` (already parsed, e.g. from `tandem:key=value`) is out of range for the numeric
+    run-context field `key`, or None when it is fine (or `key` is not numeric). None is accepted
+    where the field's default is None (no limit, the server's default)."""
+    check = CONTEXT_NUMBERS.get(key)
+    if check is None or (value is None and getattr(RunContext(), key) is None):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        value = str(value)
+    try:
+        check(str(value))
+    except argparse.ArgumentTypeError as exc:
+        return str(exc)
+    return None
 
 
 def add_budget_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
@@ -65,30 +102,30 @@ def add_budget_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     own = "" if defaults else " (default: the run's own)"
     parser.add_argument(
         "--max-iters",
-        type=WHOLE_AT_LEAST_1,
+        type=CONTEXT_NUMBERS["max_iters"],
         default=d.max_iters if d else None,
         help="experiments after the baseline" + own,
     )
     parser.add_argument(
         "--time-budget",
-        type=POSITIVE,
+        type=CONTEXT_NUMBERS["time_budget"],
         default=d.time_budget if d else None,
         help="working seconds for the search" + own,
     )
     parser.add_argument(
         "--token-budget",
-        type=WHOLE_AT_LEAST_1,
+        type=CONTEXT_NUMBERS["token_budget"],
         default=d.token_budget if d else None,
         help="total tokens of both agents" + (own or " (default: no limit)"),
     )
     parser.add_argument(
         "--candidate-time-limit",
-        type=POSITIVE,
+        type=CONTEXT_NUMBERS["candidate_time_limit"],
         default=d.candidate_time_limit if d else None,
         help="seconds one candidate's cross-validation may take" + own,
     )
     parser.add_argument(
-        "--n-jobs", type=WHOLE_AT_LEAST_1, default=d.n_jobs if d else None, help="parallel fold fits" + own
+        "--n-jobs", type=CONTEXT_NUMBERS["n_jobs"], default=d.n_jobs if d else None, help="parallel fold fits" + own
     )
 
 
@@ -117,11 +154,17 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--executor-model", help="chat model of the Executor (implies --executor llm)")
     group.add_argument("--base-url", help="OpenAI-compatible server (default $OPENAI_BASE_URL, else OpenAI)")
     group.add_argument(
-        "--temperature", type=number(float, at_least=0, at_most=2), help="sampling temperature (default: the server's)"
+        "--temperature", type=CONTEXT_NUMBERS["temperature"], help="sampling temperature (default: the server's)"
     )
-    group.add_argument("--request-timeout", type=POSITIVE, help="seconds per chat request before a retry (default 120)")
     group.add_argument(
-        "--max-tool-calls", type=WHOLE_AT_LEAST_1, help="tool calls an LLM agent may make per step (default 6)"
+        "--request-timeout",
+        type=CONTEXT_NUMBERS["request_timeout"],
+        help="seconds per chat request before a retry (default 120)",
+    )
+    group.add_argument(
+        "--max-tool-calls",
+        type=CONTEXT_NUMBERS["max_tool_calls"],
+        help="tool calls an LLM agent may make per step (default 6)",
     )
     group.add_argument("--prices", help='JSON price table: {"model": {"input": $/1M tokens, "output": $/1M tokens}}')
     group.add_argument("--policy", help="the heuristic Scientist's move policy: 'playbook' or a file from tandem train")

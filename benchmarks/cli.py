@@ -37,16 +37,6 @@ def _seeds(text: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tasks",
@@ -58,7 +48,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "autogluon[:cpus=N] (default: tandem,linear,lightgbm and flaml when installed)",
     )
     parser.add_argument(
-        "--budget", type=_positive, help="seconds per player and task (default: each task's own budget)"
+        "--budget", type=number(float, above=0), help="seconds per player and task (default: each task's own budget)"
     )
     parser.add_argument(
         "--seeds",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tandem.cli import main, make_parser
-from tandem.cli_options import DefaultsHelpFormatter, metrics_note, number
+from tandem.cli_options import DefaultsHelpFormatter, context_number_error, metrics_note, number
 
 BAD = [
     ("--max-iters", "-3"),
@@ -138,3 +138,50 @@ def test_a_primary_metric_outside_metrics_is_explained(tmp_path: Path, capsys: p
         "so it is reported too, first: recall,f1"
     )
     assert code == 2 and error.startswith("tandem: ")  # the missing file is still refused as before
+
+
+IN_PROCESS = [
+    ["run", "data.csv", "--target", "y", "--max-iters", "-3"],
+    ["resume", "r1", "--n-jobs", "0"],
+    ["fork", "r1", "--from", "2", "--max-iters", "-3"],
+    ["predict", "r1", "x.csv", "--experiment", "-1"],
+    ["train", "--out", "p.json", "--time-budget", "0"],
+    ["bench", "--budget", "inf"],
+    ["bench", "--seeds", "0,x"],
+    ["bench", "--players", "tandem:max_iters=-3"],
+    ["bench", "--players", "tandem:n_jobs=0"],
+    ["bench", "--players", "tandem:noise_t=-1"],
+    ["bench", "--players", "tandem:temperature=3"],
+    ["bench", "--players", "flaml:n_jobs=0"],
+    ["league", "--players", "linear,tandem:patience=0"],
+    ["league", "--closest", "0"],
+    ["league", "--interval", "-1"],
+]
+
+
+@pytest.mark.parametrize("argv", IN_PROCESS, ids=[" ".join(a) for a in IN_PROCESS])
+def test_main_refuses_a_bad_number_in_one_line_before_any_work(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through the entry point itself, options and bench players alike (`tandem:max_iters=-3` has
+    the range of `--max-iters`): exit status 2, one line, no traceback, and nothing written."""
+    where = ["--results-dir", str(tmp_path / "results")] if argv[0] in {"bench", "league"} else []
+    try:
+        code = main([*argv, *where])
+    except SystemExit as stop:
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Traceback" not in err
+    message = err.strip().splitlines()[-1]
+    assert message.startswith(("tandem: player ", f"tandem {argv[0]}: error: argument "))
+    assert "got '" in message or "must be" in message
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_players_number_has_the_range_of_its_option() -> None:
+    assert context_number_error("max_iters", 3) is None and context_number_error("token_budget", None) is None
+    assert context_number_error("max_iters", -3) == "expected a whole number >= 1, got '-3'"
+    assert context_number_error("max_iters", 2.5) == "expected a whole number >= 1, got '2.5'"
+    assert context_number_error("n_jobs", True) is not None and context_number_error("n_jobs", None) is not None
+    assert context_number_error("model", "gpt-4o") is None  # not a number: checked elsewhere
