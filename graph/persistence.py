@@ -668,7 +668,7 @@ def _table(path: str, sha256: str, target: str) -> pd.DataFrame:
     if key in _TABLES:
         _TABLES.move_to_end(key)
         return _TABLES[key]
-    table, actual = read_table_hashed(path)
+    table, actual = read_table_hashed(path, keep=[target])
     if sha256 and actual != sha256:
         raise InputError(
             f"{path} has changed since the run started (its SHA-256 differs); "
@@ -683,12 +683,36 @@ def data_path(task: TaskInfo, folder: RunFolder) -> str:
     return str(folder.data) if folder.data.exists() else task["csv_path"]
 
 
+_DEV: OrderedDict[tuple[Any, ...], tuple[pd.DataFrame, pd.DataFrame, pd.Series]] = OrderedDict()
+_DEV_KEPT = 2
+
+
 def dev_data(task: TaskInfo, folder: RunFolder) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
     """The development part (features, target) and the fold of every row in every repeat
-    (shape (repeats, rows)), as fixed at setup."""
+    (shape (repeats, rows)), as fixed at setup.
+
+    Built once per run and process, not once per step: on a million rows every fresh slice of
+    the development part cost hundreds of megabytes (issue 10). The cache is keyed by the data
+    file, its hash, the target, the split file's version and the table object it was cut from
+    (kept alive in the entry, so its id is never reused while cached). Callers get shallow,
+    copy-on-write copies: one that assigns to its frame never changes the cached one.
+    """
     split = _split(folder)
-    frame = _table(data_path(task, folder), task["csv_sha256"], task["target"]).loc[list(split.dev_rows)]
-    return frame.drop(columns=[task["target"]]), frame[task["target"]], split.fold_matrix()
+    path = data_path(task, folder)
+    table = _table(path, task["csv_sha256"], task["target"])
+    stat = folder.split.stat()
+    key = (path, task["csv_sha256"], task["target"], str(folder.split), stat.st_mtime_ns, stat.st_size, id(table))
+    if key in _DEV:
+        _DEV.move_to_end(key)
+        _, X, y = _DEV[key]
+    else:
+        rows = list(split.dev_rows)
+        features = [c for c in table.columns if c != task["target"]]
+        X, y = table.loc[rows, features], table.loc[rows, task["target"]]  # one copy of each, no drop
+        _DEV[key] = (table, X, y)
+        while len(_DEV) > _DEV_KEPT:
+            _DEV.popitem(last=False)
+    return X.copy(deep=False), y.copy(deep=False), split.fold_matrix()
 
 
 def holdout_data(task: TaskInfo, folder: RunFolder) -> tuple[pd.DataFrame, pd.Series]:

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tandem.tools.data import logical_dtype
+
 TEXT_LIMIT = 40
 TOP_VALUES = 10
 BINS = 5
@@ -44,7 +46,7 @@ def column_detail(X: pd.DataFrame, column: str) -> dict[str, Any]:
         "rows": len(series),
         "missing_share": _num(series.isna().mean()),
         "distinct": int(series.nunique(dropna=True)),
-        "dtype": str(series.dtype),
+        "dtype": logical_dtype(series),  # as read, not as held compact (tools/data.py)
     }
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         values = series.dropna().astype(float)

@@ -78,7 +78,7 @@ _DECOMPRESS_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+def read_table(path: str | Path, *, keep: Iterable[str] = ()) -> pd.DataFrame:
     """Read a user's CSV (optionally gzip/bz2/xz/zip/zstd compressed) into a DataFrame.
 
     Why not plain `pd.read_csv`: it silently renames duplicate columns, turns a header-only or
@@ -87,12 +87,14 @@ def read_table(path: str | Path) -> pd.DataFrame:
     the delimiter among , ; tab | is sniffed from the first lines; compression is recognised by
     its magic bytes (so a gzipped file named .csv also works). Header names lose surrounding
     whitespace; cell values are left exactly as written. The index is the 0-based data row
-    number, header excluded, so rows can be reported back to the user. Raises `InputError`.
+    number, header excluded, so rows can be reported back to the user. Columns are held in
+    compact dtypes (`compact_frame`) except those named in `keep` (a run keeps its target as
+    pandas reads it). Raises `InputError`.
     """
-    return read_table_hashed(path)[0]
+    return read_table_hashed(path, keep=keep)[0]
 
 
-def read_table_hashed(path: str | Path) -> tuple[pd.DataFrame, str]:
+def read_table_hashed(path: str | Path, *, keep: Iterable[str] = ()) -> tuple[pd.DataFrame, str]:
     """`read_table`, and the hex SHA-256 of the file's bytes, taken in the same pass over the file.
 
     A run keys its data by this hash (the same bytes mean the same data, whatever the file is
@@ -135,7 +137,76 @@ def read_table_hashed(path: str | Path) -> tuple[pd.DataFrame, str]:
         df = df.drop(columns=empty_blank)
     if len(df) == 0:
         raise InputError(f"{p} has no data rows, only a header; export the data again with its rows")
-    return df, sha256
+    return compact_frame(df, keep=keep), sha256
+
+
+#: A string column becomes categorical when it has at most this many distinct values per
+#: non-missing row: below it the codes (1-4 bytes a row) plus one copy of each value take less
+#: memory than a string per row; above it (identifiers, free text) they would take more.
+COMPACT_MAX_UNIQUE_RATIO = 0.5
+
+
+def compact_frame(df: pd.DataFrame, *, keep: Iterable[str] = ()) -> pd.DataFrame:
+    """The same values in fewer bytes: what a run holds in memory (docs/decisions.md, "Compact dtypes").
+
+    Why: a 1M x 30 table read with pandas' defaults spends most of its memory on string columns,
+    and every copy of the development part (fold tasks, delivery) pays it again. Here, column by
+    column (so the peak is the table plus one column):
+    - a string column with few distinct values (`COMPACT_MAX_UNIQUE_RATIO`) becomes `category`
+      (integer codes over one copy of each string); the values, missing cells and their order of
+      appearance are unchanged, and the builders never see the dtype: every categorical column
+      passes `tools.builder.as_categories`, which turns it back into the same strings before an
+      encoder (so LightGBM and HistGradientBoosting never treat it as a native categorical);
+    - an int64 column becomes the smallest signed integer type that holds its values (lossless);
+    - float64 columns stay float64: float32 is lossless only for values that happen to fit it,
+      and a rounded feature would silently change model results.
+    Columns in `keep` (the target) are left as read. `logical_dtype` names a column's dtype as
+    the default reading gives it, for the places that report or enforce dtypes (the profile, the
+    delivered model's input schema).
+    """
+    kept = set(keep)
+    df = df.copy(deep=False)  # a new frame sharing the columns (copy-on-write): the caller's is not changed
+    for name in list(df.columns):
+        if name in kept:
+            continue
+        col = df[name]
+        if isinstance(col.dtype, pd.StringDtype) or col.dtype == object:
+            present = int(col.notna().sum())
+            if present == 0 or not _all_strings(col):
+                continue
+            categorical = col.astype("category")
+            if len(categorical.cat.categories) <= COMPACT_MAX_UNIQUE_RATIO * present:
+                df[name] = categorical
+        elif col.dtype == np.int64 and len(col):
+            low, high = int(col.min()), int(col.max())
+            for small in (np.int8, np.int16, np.int32):
+                info = np.iinfo(small)
+                if info.min <= low and high <= info.max:
+                    df[name] = col.astype(small)
+                    break
+    return df
+
+
+def _all_strings(col: pd.Series) -> bool:
+    """An object column of Python strings only (a frame built in Python may mix types: left alone)."""
+    if isinstance(col.dtype, pd.StringDtype):
+        return True
+    return all(isinstance(value, str) for value in col.dropna())
+
+
+def logical_dtype(series: pd.Series) -> str:
+    """The dtype name of a column as pandas' default reading gives it, whatever `compact_frame` did.
+
+    A categorical column reports its values' dtype (`str`), a downcast integer `int64`: the
+    profile and the delivered model's schema then say what the data is, not how it is stored,
+    and a user's frame of plain strings or large integers is coerced to the right kind.
+    """
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return str(dtype.categories.dtype)
+    if dtype in (np.int8, np.int16, np.int32):
+        return "int64"
+    return str(dtype)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -861,9 +932,9 @@ def load_task(request: Mapping[str, Any]) -> LoadedTask:
         raise InputError("no CSV given: pass the path of the data file")
     if not request.get("target"):
         raise InputError("no target given: name the column to predict with --target")
-    table, sha256 = read_table_hashed(request["csv_path"])
+    table, sha256 = read_table_hashed(request["csv_path"], keep=[request["target"]])
     holdout_csv = request.get("holdout_csv")
-    holdout_table = read_table(holdout_csv) if holdout_csv else None
+    holdout_table = read_table(holdout_csv, keep=[request["target"]]) if holdout_csv else None
     prepared = prepare_task(
         table,
         request["target"],

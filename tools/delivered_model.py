@@ -36,7 +36,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from tandem.tools.builder import predict as predict_for_metrics
-from tandem.tools.data import InputError, clean_names
+from tandem.tools.data import InputError, clean_names, logical_dtype
 from tandem.tools.metrics import Predictions, score_all
 from tandem.tools.spec import EnsembleSpec, PipelineSpec, referenced_columns
 
@@ -110,7 +110,7 @@ class DeliveredModel(BaseEstimator):
         names = [str(c) for c in frame.columns]
         self.feature_names_in_ = np.asarray(names, dtype=object)
         self.n_features_in_ = len(names)
-        self.dtypes_ = {name: str(frame[name].dtype) for name in names}
+        self.dtypes_ = {name: logical_dtype(frame[name]) for name in names}  # as read, not as held compact
         required = names if self.required is None else [str(c) for c in self.required]
         unknown = sorted(set(required) - set(names))
         if unknown:

@@ -33,6 +33,8 @@ from pandas.tseries.api import guess_datetime_format
 from pydantic import BaseModel, ConfigDict
 from scipy.stats import rankdata
 
+from tandem.tools.data import logical_dtype
+
 ColumnKind = Literal["numeric", "categorical", "text", "datetime", "boolean", "id"]
 TaskType = Literal["binary", "multiclass", "regression"]
 
@@ -710,7 +712,7 @@ def _profile_column(
     name: str, full: pd.Series, sample: pd.Series, positions: IntArray, tv: _TargetView
 ) -> ColumnProfile:
     """Everything about one column except ``duplicate_of``, which needs all the columns."""
-    dtype = str(full.dtype)
+    dtype = logical_dtype(full)  # as read by default, not as held (tools/data.py: compact_frame)
     if ptypes.is_timedelta64_dtype(full):  # durations are numbers of seconds for every purpose here
         full, sample = full.dt.total_seconds(), sample.dt.total_seconds()
     n_rows = len(full)

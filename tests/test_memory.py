@@ -1,0 +1,145 @@
+"""Bounded memory on one machine (issue 10): compact dtypes at read time, one development frame
+per run, and fold tasks that map the shared numeric data instead of receiving copies.
+
+Each test checks a behaviour the memory figures of `docs/benchmarks.md` rest on, on real files,
+real runs and a real joblib process pool.
+"""
+
+from __future__ import annotations
+
+import mmap
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from tandem.api import run_task
+from tandem.graph import persistence
+from tandem.graph.context import RunContext
+from tandem.tools.builder import as_categories
+from tandem.tools.data import COMPACT_MAX_UNIQUE_RATIO, compact_frame, logical_dtype, read_table, sha256_file
+from tandem.tools.delivered_model import DeliveredModel
+from tandem.tools.profile import profile_dataset
+
+
+def _written(tmp_path: Path, n: int = 4000, seed: int = 0) -> tuple[Path, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "count": rng.poisson(5, size=n),
+            "big": rng.integers(-(2**40), 2**40, size=n),
+            "colour": rng.choice(["red", "green", "blue"], size=n),
+            "code": [f"id-{i}" for i in range(n)],  # unique: stays a string column
+            "target": rng.choice(["yes", "no"], size=n),
+        }
+    )
+    frame.loc[::7, "colour"] = None
+    frame.loc[::11, "x"] = np.nan
+    path = tmp_path / "data.csv"
+    frame.to_csv(path, index=False)
+    return path, frame
+
+
+def _plain(path: Path) -> pd.DataFrame:
+    """The file as pandas reads it by default."""
+    return pd.read_csv(path)
+
+
+def test_read_table_holds_compact_dtypes_with_identical_values(tmp_path: Path) -> None:
+    path, _ = _written(tmp_path)
+    compact = read_table(path, keep=["target"])
+    plain = _plain(path)
+    assert isinstance(compact["colour"].dtype, pd.CategoricalDtype)
+    assert compact["count"].dtype == np.int8  # Poisson(5) fits a byte
+    assert compact["big"].dtype == np.int64  # needs all 64 bits: left alone
+    assert compact["x"].dtype == np.float64  # never rounded to float32
+    assert not isinstance(compact["code"].dtype, pd.CategoricalDtype)  # unique values: no saving
+    assert not isinstance(compact["target"].dtype, pd.CategoricalDtype)  # kept as read
+    for name in plain.columns:
+        a, b = plain[name], compact[name]
+        assert a.isna().equals(b.isna()), name
+        assert a.astype(object).where(a.notna(), None).tolist() == b.astype(object).where(b.notna(), None).tolist()
+        assert logical_dtype(b) == str(a.dtype), name
+    assert compact.memory_usage(deep=True).sum() < plain.memory_usage(deep=True).sum()
+
+
+def test_compaction_changes_neither_the_profile_nor_what_encoders_see(tmp_path: Path) -> None:
+    path, _ = _written(tmp_path)
+    compact = read_table(path, keep=["target"])
+    plain = _plain(path)
+    assert profile_dataset(compact, "target", "binary") == profile_dataset(plain, "target", "binary")
+    pd.testing.assert_frame_equal(as_categories(compact[["colour"]]), as_categories(plain[["colour"]]))
+
+
+def test_compact_frame_leaves_the_callers_frame_and_mixed_columns_alone() -> None:
+    frame = pd.DataFrame({"a": ["x", "y"] * 50, "mixed": ["x", 1] * 50, "n": np.arange(100, dtype=np.int64)})
+    out = compact_frame(frame)
+    assert frame["a"].dtype != "category" and frame["n"].dtype == np.int64
+    assert isinstance(out["a"].dtype, pd.CategoricalDtype)
+    assert out["mixed"].dtype == object  # Python objects of several types: not a string column
+    assert out["n"].dtype == np.int8
+    assert 0 < COMPACT_MAX_UNIQUE_RATIO < 1
+
+
+def test_a_model_trained_on_the_compact_frame_predicts_a_plain_csv(tmp_path: Path, runs_dir: Path) -> None:
+    path, _ = _written(tmp_path, n=600)
+    run_task(str(path), "target", run_id="m", context=RunContext(runs_dir=str(runs_dir), max_iters=1, n_jobs=1))
+    model: DeliveredModel = joblib.load(runs_dir / "m" / "model.joblib")
+    assert model.dtypes_["colour"] == "str" and model.dtypes_["count"] == "int64"
+    plain = _plain(path).drop(columns=["target"])
+    plain.loc[0, "count"] = 100_000  # beyond int8: the schema is the data's, not the storage's
+    proba = model.predict_proba(plain)
+    assert proba.shape == (len(plain), 2) and np.isfinite(proba).all()
+
+
+def test_the_development_frame_is_built_once_per_run(tmp_path: Path, runs_dir: Path) -> None:
+    path, _ = _written(tmp_path, n=600)
+    persistence._DEV.clear()
+    summary = run_task(
+        str(path), "target", run_id="d", context=RunContext(runs_dir=str(runs_dir), max_iters=2, n_jobs=1)
+    )
+    assert len(persistence._DEV) == 1  # setup, every step and delivery used one frame
+    folder = persistence.run_folder(runs_dir, "d")
+    task = {**summary["task"], "csv_sha256": sha256_file(path)}  # the run's TaskInfo (the summary omits the hash)
+    X1, y1, _ = persistence.dev_data(task, folder)
+    X2, _, _ = persistence.dev_data(task, folder)
+    assert len(persistence._DEV) == 1
+    assert np.shares_memory(X1["x"].to_numpy(), X2["x"].to_numpy())
+    X1["x"] = 0.0  # a caller that writes to its frame does not change the cached one
+    X3, y3, _ = persistence.dev_data(task, folder)
+    assert not (X3["x"].fillna(1.0) == 0.0).all()
+    assert len(X3) == task["n_dev_rows"] and y3.equals(y1)
+
+
+def _is_mapped(values: np.ndarray) -> bool:
+    base: object = values
+    while base is not None:
+        if isinstance(base, np.memmap | mmap.mmap):
+            return True
+        base = getattr(base, "base", None)
+    return False
+
+
+def _fold_view(X: pd.DataFrame, rows: np.ndarray) -> tuple[bool, bool, float]:
+    """What a fold task sees: is the float column mapped, is the categorical's code array mapped."""
+    return _is_mapped(X["x"].to_numpy()), _is_mapped(X["colour"].cat.codes.to_numpy()), float(X["x"].iloc[rows].sum())
+
+
+def test_fold_tasks_map_the_shared_numeric_data_instead_of_copying_it(tmp_path: Path) -> None:
+    n = 300_000  # columns above joblib's 1 MB: float64 2.4 MB, categorical codes (int16) 0.6 MB
+    rng = np.random.default_rng(0)
+    X = compact_frame(
+        pd.DataFrame({"x": rng.normal(size=n), "colour": pd.Series(rng.integers(0, 300, size=n)).map("c{}".format)})
+    )
+    assert isinstance(X["colour"].dtype, pd.CategoricalDtype)
+    rows = np.arange(0, n, 3)
+    with joblib.parallel_config(backend="loky", n_jobs=2):
+        results = joblib.Parallel()(joblib.delayed(_fold_view)(X, rows) for _ in range(2))
+    expected = float(X["x"].iloc[rows].sum())
+    for float_mapped, codes_mapped, total in results:
+        assert float_mapped, "the float column reached the worker as a copy"
+        assert not codes_mapped  # 0.6 MB of codes: below joblib's threshold, sent as bytes
+        assert total == pytest.approx(expected)
