@@ -24,6 +24,7 @@ from tandem.graph.state import TaskInfo
 from tandem.tools.analysis import clip
 from tandem.tools.profile import DatasetProfile
 from tandem.tools.spec import FAMILIES, Param, Preprocessing
+from tandem.tools.tuning import TUNE_MOVE
 
 NAME_LIMIT = 48
 ERROR_CHARS = 300
@@ -150,7 +151,13 @@ CHANGES_TEXT = """Changes (the field "change" selects the kind):
 {"change":"set_target_transform","transform":"none"|"log"|"sqrt"}  regression only
 {"change":"set_class_weight","class_weight":"none"|"balanced"}  classification only
 {"change":"set_threshold","threshold":"default"|"tuned"|0.35}  binary only
-{"change":"build_ensemble","experiment_ids":[i,j,...],"method":"voting"|"stacking","weights":null}"""
+{"change":"build_ensemble","experiment_ids":[i,j,...],"method":"voting"|"stacking","weights":null}
+  (weights [w_i,...] for a weighted soft vote: ensemble selection's weights are how often each was picked)
+{"change":"regularise","direction":"more"|"less"}  the family's regularisation knobs; the Executor picks how far
+{"change":"set_row_filter","row_filter":{"method":"target_residual"|"isolation_forest","share":0.01}}  drop outlying
+  training rows (training folds only, never at predict; null = every row again)
+{"change":"bag","folds":5,"repeats":1}  deliver the average of fold models instead of one refit (repeats 0 = off;
+  not with a tuned threshold)"""
 
 
 def _rewards_scientist(r: RewardConfig) -> str:
@@ -203,6 +210,7 @@ or {{"action":"deliver","rationale":"why"}}.
 "base_experiment": the id of the experiment to change (null = the current best).
 
 {CHANGES_TEXT}
+{moves_text()}
 {FEATURE_OPS_TEXT}
 {preprocessing_text()}
 Model families for this {task["task_type"]} task:
@@ -257,8 +265,10 @@ def columns_text(profile: DatasetProfile, names: ColumnNames) -> str:
     return "\n".join(lines)
 
 
-#: The playbook's kinds of change (its moves, the arms of a learned policy) in the changes' words,
-#: for the policy hint. A move missing here is shown by its name alone.
+#: The playbook's kinds of change (its moves, the arms of a learned policy, and the tuning trials
+#: it falls back to) in the changes' words: listed in the Scientist's system prompt, so an LLM
+#: Scientist knows every idea the heuristic one can have, and used by the policy hint. Every move
+#: of the heuristic Scientist must be here (tests/test_llm_agents.py checks it).
 MOVE_TEXT: dict[str, str] = {
     "stronger_family": "switch to a stronger family (gradient boosting) via set_model",
     "target_transform": "transform a skewed regression target (set_target_transform log/sqrt)",
@@ -273,12 +283,24 @@ MOVE_TEXT: dict[str, str] = {
     "linear_recipe": "a prepared linear model: power transform, one-hot, log target together",
     "linear_tuning": "tune the linear model's regularisation strength (set_params)",
     "alternative_family": "another strong family (catboost, random forest) via set_model",
-    "outlier_rows": "drop the most extreme training rows of a skewed target",
-    "regularise": "more regularisation of the current family (set_params)",
-    "ensemble_selection": "a weighted blend of the best distinct models (build_ensemble)",
-    "bag": "average the fold models of the best tree model (bagging)",
-    "ensemble": "a voting or stacking ensemble of the best models (build_ensemble)",
+    "outlier_rows": "drop the most extreme training rows of a skewed target (set_row_filter, training folds only)",
+    "regularise": "more regularisation of the current family (regularise more)",
+    "ensemble_selection": "ensemble selection (Caruana et al. 2004): greedy forward selection with replacement "
+    "among the best single models by their out-of-fold scores, as a weighted soft vote (build_ensemble, weights)",
+    "bag": "average the fold models of a tree model instead of one refit (bag), when the nested CV favours it",
+    "ensemble": "a voting or stacking ensemble of the best models of different families (build_ensemble)",
+    TUNE_MOVE: "when the ideas are spent and budget remains: a seeded search over the best family's parameters "
+    "(one set_params change per experiment; the environment stops a trial early when its first folds lag)",
 }
+
+
+def moves_text() -> str:
+    """The playbook's kinds of idea, one line each, under the names to give as "move"."""
+    return 'Kinds of idea (the playbook\'s moves; give the name as "move"):\n' + "\n".join(
+        f"- {name}: {text}" for name, text in MOVE_TEXT.items()
+    )
+
+
 POLICY_HINT_MOVES = 5
 POLICY_HINT_CHARS = 900
 """The policy hint's bound: at most this many moves and characters, whatever the policy holds."""
