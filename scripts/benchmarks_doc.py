@@ -52,7 +52,7 @@ def _pick_bench(store: ResultsStore, bench_id: str | None) -> dict[str, Any]:
     if not benches:
         raise SystemExit(f"no bench in {store.path}; run `tandem bench` first")
     # the latest bench of the whole suite; until one exists (the suite grew), the widest latest one
-    return max(benches, key=lambda b: len(suite & {t["name"] for t in b["settings"]["tasks"]}))
+    return max(benches, key=lambda b: (len(suite & {t["name"] for t in b["settings"]["tasks"]}), b["created_at"]))
 
 
 #: The budgets the issue's bench reports (seconds per player and task), and the seeds it needs.
@@ -278,7 +278,14 @@ def _score_notes(report: Any) -> list[str]:
     for problem in profiles.problems:
         metric, mine = problem.metric, problem.scores.get(team)
         plain = {p: problem.scores.get(p) for p in ("linear", "lightgbm") if problem.scores.get(p) is not None}
-        row = next((r for r in report.rows if r["task"] == problem.task and r["player"] == team), None)
+        row = next(
+            (
+                r
+                for r in report.rows
+                if r["task"] == problem.task and r["player"] == team and int(r["seed"]) == problem.seed
+            ),
+            None,
+        )
         run = _ledger(row) if row else None
         if mine is None or not plain or run is None:
             continue
@@ -292,7 +299,7 @@ def _score_notes(report: Any) -> list[str]:
             base = ledger[0]
             gain, t = _paired(metric, best["fold_scores"][metric], base["fold_scores"][metric])
             notes.append(
-                f"- **{problem.task}** ({metric}): tandem delivered experiment #{best['id']} "
+                f"- **{problem.task}** (seed {problem.seed}, {metric}): tandem delivered experiment #{best['id']} "
                 f"(`{best['move']}`: {best['proposal'][:90]}). Its CV score {best['cv'][metric]:.4f} beats the "
                 f"environment's baseline ({base['cv'][metric]:.4f}) by a paired fold gain of {gain:+.4f}, t = {t:.2f} "
                 f"over {len(base['fold_scores'][metric])} folds, but on the holdout it scores {fmt(mine)} against the "
@@ -339,13 +346,23 @@ def _tasks_table(bench: dict[str, Any], report: Any) -> list[str]:
         source = t["csv"] if t["csv"].startswith("sklearn:") else Path(t["csv"]).name
         metric = rows[t["name"]]["metric"] if t["name"] in rows else t["metric"]
         budget = bench["settings"]["budget"] or t["budget"]
-        split = (
-            f"holdout file {Path(t['holdout_csv']).name}"
-            if t["holdout_csv"]
-            else f"{t['holdout']:.0%} holdout, split seed {t['split_seed']}"
-        )
+        split = _split_text(t, bench["settings"]["seeds"])
         lines.append(f"| {t['name']} | {source} | `{t['target']}` | {metric} | {budget:g} s | {split} |")
     return lines
+
+
+def _split_text(task: dict[str, Any], seeds: list[int]) -> str:
+    """How a bench's seeds split the task: seed s holds out split seed split_seed + s
+    (tasks.split_for_seed), unless the split is fixed; a bench stored before seeds moved the split
+    (no per-seed fingerprints) played every seed on one split."""
+    if task["holdout_csv"]:
+        return f"holdout file {Path(task['holdout_csv']).name}, the same for every seed"
+    fixed = task.get("fixed_split") or "fingerprints" not in task
+    if fixed:
+        whose = "MLGym's fixed split" if "MLGym" in task.get("description", "") else "one fixed split"
+        return f"{task['holdout']:.0%} holdout, {whose} (split seed {task['split_seed']}) for every seed"
+    split_seeds = ",".join(str(task["split_seed"] + s) for s in seeds)
+    return f"{task['holdout']:.0%} holdout, split seed {split_seeds} (one split per seed)"
 
 
 def _published(bench: dict[str, Any], report: Any) -> list[str]:
@@ -552,7 +569,7 @@ def main() -> None:
         *[lg["command"] for lg in leagues[-1:]],
         f"tandem elo --results-dir {rel_store}",
         "python scripts/speed.py all",
-        "python scripts/benchmarks_doc.py",
+        "python scripts/benchmarks_doc.py" + (f" --bench-id {args.bench_id}" if args.bench_id else ""),
         "```",
         "",
         "## Goals",
@@ -564,7 +581,9 @@ def main() -> None:
         "## Tasks",
         "",
         "Every player learns from the task's development part only and is scored by the harness on the",
-        "holdout rows with the project's metric registry; the split belongs to the task, the seed to the players.",
+        "holdout rows with the project's metric registry. Bench seed s seeds the players and holds out the rows",
+        "of split seed `split_seed + s`, so three seeds are three different splits; a task whose split is",
+        "fixed (a holdout file, or MLGym's published House Prices split) keeps it: there the seed varies the players.",
         "Plain players: `linear` = a scaled logistic / ridge regression with one-hot categoricals, `lightgbm` =",
         "LightGBM with default parameters, both on every column; `flaml` = FLAML AutoML searching on the",
         "task's primary metric for the same budget; `tandem` = the default team (heuristic Scientist and",
