@@ -255,6 +255,9 @@ class FlamlPlayer:
                 n_jobs=self.n_jobs,
                 verbose=0,
                 log_file_name="",
+                # FLAML gives CatBoost a `catboost_<time>` folder in the working directory and removes
+                # it only when the fit ends normally; a fit cut by the time budget left it behind.
+                custom_hp={"catboost": {"allow_writing_files": {"domain": False}}},
             )
             pred = predictions(automl, X_hold)
         if classify:  # back to the task's labels, with the dtype a scikit-learn classifier would return
