@@ -14,6 +14,7 @@ building, verification, reward and ledger.
     .venv/bin/python scripts/speed.py all          # everything (about 20-30 minutes on 2 CPUs)
     .venv/bin/python scripts/speed.py overhead     # Adult income only
     .venv/bin/python scripts/speed.py profile      # 1M x 30 generated CSV: read + profile
+    .venv/bin/python scripts/speed.py profile5m    # 5M x 30 generated CSV (about 1.9 GB): read + profile
     .venv/bin/python scripts/speed.py scaling      # 10k / 100k / 1M rows; the 1M run is the whole-run check
 
 Results go to benchmarks/results/speed.json (one key per part, each with machine, date and
@@ -24,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
+import pickle
 import platform
 import statistics
 import subprocess
@@ -34,7 +37,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -82,12 +85,27 @@ def generate(n_rows: int, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
+#: Above this many rows the CSV is written in chunks of this size, each generated with its own seed.
+CHUNK_ROWS = 1_000_000
+
+
 def generated_csv(n_rows: int) -> Path:
+    """The generated CSV of `n_rows` rows under TANDEM_SPEED_DIR, made once.
+
+    Up to `CHUNK_ROWS` rows it is `generate(n_rows)` (the sizes measured so far keep their data);
+    larger files are written chunk by chunk (chunk i from seed i), so making the 5M-row file
+    holds one million rows in memory, not five.
+    """
     path = WORK / f"generated_{n_rows}.csv"
     if not path.exists():
         WORK.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        generate(n_rows).to_csv(tmp, index=False)
+        if n_rows <= CHUNK_ROWS:
+            generate(n_rows).to_csv(tmp, index=False)
+        else:
+            with tmp.open("w", newline="") as fh:
+                for i, start in enumerate(range(0, n_rows, CHUNK_ROWS)):
+                    generate(min(CHUNK_ROWS, n_rows - start), seed=i).to_csv(fh, index=False, header=i == 0)
         tmp.replace(path)
     return path
 
@@ -184,6 +202,9 @@ def child_profile(csv: str, target: str, out: str) -> None:
                 "read_seconds": read_s,
                 "profile_seconds": profile_s,
                 "frame_bytes": int(frame.memory_usage(deep=True).sum()),
+                "frame_bytes_default": default_read_bytes(frame),
+                "fold_task_bytes": mapped_fold_task_bytes(frame.drop(columns=[target])),
+                "fold_task_bytes_default": default_fold_task_bytes(frame.drop(columns=[target])),
                 "string_column_bytes": int(frame.select_dtypes(exclude="number").memory_usage(deep=True).sum()),
                 "warnings": list(profile.warnings),
             }
@@ -191,13 +212,78 @@ def child_profile(csv: str, target: str, out: str) -> None:
     )
 
 
+class _LokyLikePickler(pickle.Pickler):
+    """Pickles as joblib's loky backend sends a task's arguments: an array backed by a
+    memory-mapped file, and any other numeric array above `max_nbytes` (1 MB by default),
+    travels as the path of a mapped file, wherever it sits in the object (a DataFrame's blocks,
+    a categorical's codes); everything else is copied."""
+
+    def __init__(self, file: IO[bytes], protocol: int, *, all_arrays: bool = False) -> None:
+        super().__init__(file, protocol=protocol)
+        self.all_arrays = all_arrays
+
+    def reducer_override(self, obj: Any) -> Any:
+        shared = self.all_arrays or obj.nbytes > 1e6 or _backed_by_file(obj) if isinstance(obj, np.ndarray) else False
+        if isinstance(obj, np.ndarray) and not obj.dtype.hasobject and shared:
+            return (str, ("/dev/shm/joblib_memmapping_folder_0000/" + "0" * 32 + ".pkl",))
+        return NotImplemented
+
+
+def _backed_by_file(array: np.ndarray) -> bool:
+    base: Any = array
+    while base is not None:
+        if isinstance(base, np.memmap):
+            return True
+        base = getattr(base, "base", None)
+    return False
+
+
+def fold_task_bytes(X: Any) -> int:
+    """Bytes one fold task copies into a worker (the rest it maps from the shared file)."""
+    buffer = io.BytesIO()
+    _LokyLikePickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(X)
+    return buffer.tell()
+
+
+def mapped_fold_task_bytes(X: pd.DataFrame) -> int:
+    """`fold_task_bytes` of the development frame as a run hands it to its folds: mapped from a
+    file (graph/persistence.py: dev_data), so every numeric array, small ones too, travels as a
+    path. Counted on the frame in memory, as if mapped, so measuring it maps nothing (which
+    would add to the peak this part measures)."""
+    buffer = io.BytesIO()
+    _LokyLikePickler(buffer, protocol=pickle.HIGHEST_PROTOCOL, all_arrays=True).dump(X)
+    return buffer.tell()
+
+
+def default_fold_task_bytes(X: pd.DataFrame) -> int:
+    """`fold_task_bytes` of the frame as pandas reads it by default, column by column (so this
+    measurement does not hold a second copy of the data; per column, integer blocks that the
+    whole frame would memory-map are counted as copied: an upper bound by a few MB)."""
+    from tandem.tools.data import logical_dtype
+
+    return sum(fold_task_bytes(X[name].astype(logical_dtype(X[name]))) for name in X.columns)
+
+
+def default_read_bytes(frame: pd.DataFrame) -> int:
+    """Bytes the frame would take as pandas reads it by default (strings as `str`, integers as
+    int64), measured one column at a time: the denominator the speed goals used before
+    `read_table` held columns compactly (tools/data.py: compact_frame)."""
+    from tandem.tools.data import logical_dtype
+
+    total = int(frame.index.memory_usage(deep=True))
+    for name in frame.columns:
+        col = frame[name]
+        total += int(col.astype(logical_dtype(col)).memory_usage(deep=True, index=False))
+    return total
+
+
 # ------------------------------------------------------------------------------------------
 # The parent: launch, sample memory, analyse
 # ------------------------------------------------------------------------------------------
 
 
-def _tree_rss(pid: int) -> tuple[int, int]:
-    """(RSS of the process, memory of the process and all its descendants).
+def _tree_rss(pid: int) -> tuple[int, int, int]:
+    """(RSS of the process, its PSS, memory of the process and all its descendants).
 
     The tree's memory is the sum of proportional set sizes (PSS: private pages plus each shared
     page divided by the processes sharing it). Summing RSS instead would count the arrays joblib
@@ -214,13 +300,13 @@ def _tree_rss(pid: int) -> tuple[int, int]:
     try:
         proc = psutil.Process(pid)
         own = int(proc.memory_info().rss)
-        total = pss(proc)
+        own_pss = total = pss(proc)
         for child in proc.children(recursive=True):
             with contextlib.suppress(psutil.Error):  # a worker may exit between listing and reading
                 total += pss(child)
-        return own, total
+        return own, own_pss, total
     except psutil.Error:
-        return 0, 0
+        return 0, 0, 0
 
 
 def measured(mode: str, *args: str) -> dict[str, Any]:
@@ -229,16 +315,16 @@ def measured(mode: str, *args: str) -> dict[str, Any]:
     WORK.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, __file__, mode, *args, "--out", str(out)], cwd=ROOT)
-    peak_own = peak_tree = 0
+    peak_own = peak_tree = main_at_peak = 0
     peak_at = 0.0
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak_own, peak_tree, peak_at
+        nonlocal peak_own, peak_tree, peak_at, main_at_peak
         while not stop.is_set():
-            own, tree = _tree_rss(proc.pid)
+            own, own_pss, tree = _tree_rss(proc.pid)
             if tree > peak_tree:
-                peak_tree, peak_at = tree, time.perf_counter()
+                peak_tree, peak_at, main_at_peak = tree, time.perf_counter(), own_pss
             peak_own = max(peak_own, own)
             stop.wait(0.1)
 
@@ -252,7 +338,11 @@ def measured(mode: str, *args: str) -> dict[str, Any]:
     result = json.loads(out.read_text())
     out.unlink()
     result.update(
-        wall_seconds=time.perf_counter() - started, peak_rss=peak_own, peak_rss_tree=peak_tree, peak_at=peak_at
+        wall_seconds=time.perf_counter() - started,
+        peak_rss=peak_own,
+        peak_rss_tree=peak_tree,
+        peak_at=peak_at,
+        main_pss_at_peak=main_at_peak,  # the rest of the peak is the joblib workers
     )
     return result
 
@@ -342,17 +432,21 @@ def part_scaling(sizes: list[int], max_iters: int, time_budget: float) -> dict[s
     for n in sizes:
         stamp = _stamp()
         csv = generated_csv(n)
-        frame_bytes = measured("_profile", "--csv", str(csv), "--target", "target")["frame_bytes"]
+        sizes_read = measured("_profile", "--csv", str(csv), "--target", "target")
         run = measured("_run", "--csv", str(csv), "--target", "target", *_budget_args(max_iters, time_budget))
         runs.append(
             {
                 **stamp,
                 "rows": n,
-                "frame_bytes": frame_bytes,
+                "frame_bytes": sizes_read["frame_bytes"],
+                "frame_bytes_default": sizes_read["frame_bytes_default"],
+                "fold_task_bytes": sizes_read["fold_task_bytes"],
+                "fold_task_bytes_default": sizes_read["fold_task_bytes_default"],
                 "settings": {"max_iters": max_iters, "time_budget": time_budget},
                 "wall_seconds": run["wall_seconds"],
                 "peak_rss": run["peak_rss"],
                 "peak_rss_tree": run["peak_rss_tree"],
+                "main_pss_at_peak": run["main_pss_at_peak"],
                 "rss_start": run["rss_start"],
                 "stop_reason": run["stop_reason"],
                 "holdout": run["holdout"],
@@ -378,7 +472,7 @@ def save(part: str, value: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["all", "overhead", "profile", "scaling", "_run", "_profile"])
+    parser.add_argument("part", choices=["all", "overhead", "profile", "profile5m", "scaling", "_run", "_profile"])
     parser.add_argument("--csv")
     parser.add_argument("--target")
     parser.add_argument("--out")
@@ -398,6 +492,8 @@ def main() -> None:
         save("overhead", part_overhead(args.max_iters, args.time_budget))
     if args.part in {"all", "profile"}:
         save("profile_1m", part_profile(1_000_000))
+    if args.part in {"all", "profile5m"}:
+        save("profile_5m", part_profile(5_000_000))
     if args.part in {"all", "scaling"}:
         sizes = [int(s) for s in args.sizes.split(",")]
         save("scaling", part_scaling(sizes, args.scaling_iters, args.scaling_budget))
