@@ -129,9 +129,11 @@ def add_bench_commands(sub: Any) -> None:
 
 
 def _command(args: argparse.Namespace, extra: tuple[str, ...] = ()) -> str:
-    """The canonical command line that reproduces this invocation."""
+    """The canonical command line that reproduces this invocation, as it was typed in substance
+    (--cluster too: it changes where the games run, not their results, but a published command
+    should be the one that ran)."""
     parts = ["tandem", args.command]
-    for name in ("tasks", "players", "budget", "policy", "results_dir", *extra):
+    for name in ("tasks", "players", "budget", "policy", "results_dir", "cluster", *extra):
         value = getattr(args, name, None)
         if value is not None and value is not False:
             parts += [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])
