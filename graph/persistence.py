@@ -14,6 +14,7 @@ temporary name of its own, fsynced, then renamed over the old one.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import hashlib
@@ -24,6 +25,7 @@ import re
 import secrets
 import shutil
 import sqlite3
+import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -34,6 +36,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
 
+import joblib
 import numpy as np
 import ormsgpack
 import pandas as pd
@@ -683,8 +686,32 @@ def data_path(task: TaskInfo, folder: RunFolder) -> str:
     return str(folder.data) if folder.data.exists() else task["csv_path"]
 
 
-_DEV: OrderedDict[tuple[Any, ...], tuple[pd.DataFrame, pd.DataFrame, pd.Series]] = OrderedDict()
+_DEV: OrderedDict[tuple[Any, ...], tuple[pd.DataFrame, pd.DataFrame, pd.Series, Path | None]] = OrderedDict()
 _DEV_KEPT = 2
+_SHARED_DIR: list[Path] = []  # the process's folder of memory-mapped development frames, made on first use
+
+
+def _mapped(X: pd.DataFrame, y: pd.Series) -> tuple[pd.DataFrame, pd.Series, Path | None]:
+    """The development part backed by a memory-mapped file instead of private memory.
+
+    Why: joblib's loky backend sends a fold task every numeric array of `X` above 1 MB as a
+    memory-mapped file; an array that is already a file mapping travels as its path, without
+    being hashed and written again for every fold, and its pages are shared by this process and
+    every worker (counted once, not once in this process and once in the workers' copy). The file
+    lives in a temporary folder removed when the process exits; if it cannot be written (a full
+    disk), the frame stays in memory as it was.
+    """
+    try:
+        if not _SHARED_DIR:
+            folder = Path(tempfile.mkdtemp(prefix="tandem-dev-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            _SHARED_DIR.append(folder)
+        path = _SHARED_DIR[0] / f"dev-{secrets.token_hex(8)}.joblib"
+        joblib.dump((X, y), path)
+        X_mapped, y_mapped = joblib.load(path, mmap_mode="r")
+    except OSError:
+        return X, y, None
+    return X_mapped, y_mapped, path
 
 
 def dev_data(task: TaskInfo, folder: RunFolder) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
@@ -692,9 +719,11 @@ def dev_data(task: TaskInfo, folder: RunFolder) -> tuple[pd.DataFrame, pd.Series
     (shape (repeats, rows)), as fixed at setup.
 
     Built once per run and process, not once per step: on a million rows every fresh slice of
-    the development part cost hundreds of megabytes (issue 10). The cache is keyed by the data
-    file, its hash, the target, the split file's version and the table object it was cut from
-    (kept alive in the entry, so its id is never reused while cached). Callers get shallow,
+    the development part cost hundreds of megabytes (issue 10). Its arrays are mapped from a
+    file (`_mapped`), so fold tasks in joblib's workers share them instead of receiving copies.
+    The cache is keyed by the data file, its hash, the target, the split file's version and the
+    table object it was cut from (kept alive in the entry, so its id is never reused while
+    cached). Callers get shallow,
     copy-on-write copies: one that assigns to its frame never changes the cached one.
     """
     split = _split(folder)
@@ -704,14 +733,17 @@ def dev_data(task: TaskInfo, folder: RunFolder) -> tuple[pd.DataFrame, pd.Series
     key = (path, task["csv_sha256"], task["target"], str(folder.split), stat.st_mtime_ns, stat.st_size, id(table))
     if key in _DEV:
         _DEV.move_to_end(key)
-        _, X, y = _DEV[key]
+        _, X, y, _ = _DEV[key]
     else:
         rows = list(split.dev_rows)
         features = [c for c in table.columns if c != task["target"]]
-        X, y = table.loc[rows, features], table.loc[rows, task["target"]]  # one copy of each, no drop
-        _DEV[key] = (table, X, y)
+        # one copy of each, no drop; then moved into a mapped file (the copy is freed)
+        X, y, mapped_file = _mapped(table.loc[rows, features], table.loc[rows, task["target"]])
+        _DEV[key] = (table, X, y, mapped_file)
         while len(_DEV) > _DEV_KEPT:
-            _DEV.popitem(last=False)
+            *_, old = _DEV.popitem(last=False)[1]
+            if old is not None:  # mapped pages stay valid after the unlink; the name is not needed again
+                old.unlink(missing_ok=True)
     return X.copy(deep=False), y.copy(deep=False), split.fold_matrix()
 
 

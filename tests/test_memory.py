@@ -108,6 +108,7 @@ def test_the_development_frame_is_built_once_per_run(tmp_path: Path, runs_dir: P
     X2, _, _ = persistence.dev_data(task, folder)
     assert len(persistence._DEV) == 1
     assert np.shares_memory(X1["x"].to_numpy(), X2["x"].to_numpy())
+    assert _is_mapped(X1["x"].to_numpy()) and _is_mapped(X1["colour"].cat.codes.to_numpy())  # shared with workers
     X1["x"] = 0.0  # a caller that writes to its frame does not change the cached one
     X3, y3, _ = persistence.dev_data(task, folder)
     assert not (X3["x"].fillna(1.0) == 0.0).all()
@@ -129,6 +130,8 @@ def _fold_view(X: pd.DataFrame, rows: np.ndarray) -> tuple[bool, bool, float]:
 
 
 def test_fold_tasks_map_the_shared_numeric_data_instead_of_copying_it(tmp_path: Path) -> None:
+    """joblib maps a frame's numeric arrays above 1 MB into fold tasks; dev_data's mapped frame
+    sends even the small ones (a categorical's codes) as a path."""
     n = 300_000  # columns above joblib's 1 MB: float64 2.4 MB, categorical codes (int16) 0.6 MB
     rng = np.random.default_rng(0)
     X = compact_frame(
@@ -143,3 +146,9 @@ def test_fold_tasks_map_the_shared_numeric_data_instead_of_copying_it(tmp_path: 
         assert float_mapped, "the float column reached the worker as a copy"
         assert not codes_mapped  # 0.6 MB of codes: below joblib's threshold, sent as bytes
         assert total == pytest.approx(expected)
+    X_mapped, _, path = persistence._mapped(X, pd.Series(np.zeros(n)))
+    assert path is not None
+    with joblib.parallel_config(backend="loky", n_jobs=2):
+        results = joblib.Parallel()(joblib.delayed(_fold_view)(X_mapped, rows) for _ in range(2))
+    for float_mapped, codes_mapped, total in results:
+        assert float_mapped and codes_mapped and total == pytest.approx(expected)
