@@ -1,0 +1,42 @@
+"""scripts/benchmarks_doc.py says how each task was split across the bench's seeds, from the
+bench's stored settings (nothing typed by hand)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tandem.benchmarks.bench import run_bench
+from tandem.benchmarks.players import PlainPlayer
+from tandem.benchmarks.results_store import ResultsStore
+from tandem.benchmarks.tasks import Task, default_suite
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmarks_doc.py"
+
+
+@pytest.fixture(scope="module")
+def doc() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("benchmarks_doc", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_split_column_follows_the_seed_rule(doc: ModuleType, tmp_path: Path) -> None:
+    wine = Task(name="wine", csv="sklearn:wine", target="target", holdout=0.25, split_seed=3)
+    bench_id = run_bench([wine], [PlainPlayer("linear")], seeds=[0, 1, 2], results_dir=tmp_path)
+    settings = ResultsStore(tmp_path).bench(bench_id)["settings"]
+    wanted = "25% holdout, split seed 3,4,5 (one split per seed)"
+    assert doc._split_text(settings["tasks"][0], settings["seeds"]) == wanted
+    house: dict[str, Any] = next(t for t in default_suite() if t.name == "house_prices").to_dict()
+    house["fingerprints"] = ["a", "a", "a"]
+    assert doc._split_text(house, [0, 1, 2]) == "20% holdout, MLGym's fixed split (split seed 42) for every seed"
+    own = {"holdout_csv": "/data/test.csv", "holdout": 0.2, "split_seed": 0, "fingerprints": ["b"]}
+    assert doc._split_text(own, [0, 1]) == "holdout file test.csv, the same for every seed"
+    before = {"holdout_csv": None, "holdout": 0.2, "split_seed": 0, "description": ""}  # stored before seeds split
+    assert doc._split_text(before, [0, 1]) == "20% holdout, one fixed split (split seed 0) for every seed"
