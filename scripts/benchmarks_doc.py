@@ -114,7 +114,16 @@ def _seeds_section(store: ResultsStore, budgets: tuple[float, ...] = SEED_BUDGET
         problems, players = scored_problems(rows)
         seeds = sorted({p.seed for p in problems})
         note = "" if len(seeds) >= SEEDS_WANTED else f" Only {len(seeds)} seed(s): the goal asks for {SEEDS_WANTED}."
-        lines += [f"Bench `{bench['bench_id']}` (`{bench['command']}`), seeds {seeds}.{note}", ""]
+        lines += [
+            f"Bench `{bench['bench_id']}` (`{bench['command']}`), seeds {seeds}.{note}",
+            "",
+            "Each cell is the mean of the primary holdout score over the seeds ± its sample standard deviation",
+            "(a seed is a split as well as the players' seed, except on a fixed split: see Tasks). *At least as good*",
+            "compares tandem's mean with the player's per task. The paired test is the two-sided Wilcoxon",
+            "signed-rank test over the task × seed problems on normalised scores (each score over the best",
+            "player's on that problem; a failed game scores 0; ties split between the signs).",
+            "",
+        ]
         lines += ["| task | metric | " + " | ".join(players) + " |", "|---|---|" + "---|" * len(players)]
         by_task: dict[str, list[Any]] = {}
         for problem in problems:
@@ -316,8 +325,9 @@ def _score_notes(report: Any) -> list[str]:
                 for r in tried
             )
             notes.append(
-                f"- **house_prices** (R² on MLGym's test part): the incumbent went {steps}; the log target was "
-                f"tried as {logs or 'never'}. The delivered model is experiment #{summary['best']['experiment_id']}, "
+                f"- **house_prices** (seed {problem.seed}, R² on MLGym's test part): the incumbent went {steps}; "
+                f"the log target was {'tried as ' + logs if logs else 'never tried'}. "
+                f"The delivered model is experiment #{summary['best']['experiment_id']}, "
                 f"a {_family(summary['best']['spec'])}. What we believe "
                 "closes the gap: a strong linear line of its own (the log target, power-transformed numerics, "
                 "one-hot categoricals, tuned regularisation), dropping the few extreme-leverage training rows "
