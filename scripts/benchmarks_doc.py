@@ -453,6 +453,8 @@ def _speed_section(speed: dict[str, Any]) -> list[str]:
             f"| {_verdict(big['wall_seconds'] < RUN_GOAL_S)} |"
         )
         lines += _memory_rows(big, old)
+        if plain := speed.get("plain_1m"):
+            lines.append(_plain_row(big, plain))
         notes.append(_memory_note(big, old))
     lines += ["", *[f"- {n}" for n in notes], ""]
     if runs:
@@ -465,13 +467,16 @@ def _speed_section(speed: dict[str, Any]) -> list[str]:
             "A *trained* iteration is one whose candidate was cross-validated to the end (not cut by the",
             "time budget); its median is the typical cost of one experiment at that size.",
             "",
-            "| rows | DataFrame | iterations (trained) | median trained iteration | median overhead | overhead share "
+            "| rows | DataFrame as held (as pandas reads it by default) "
+            "| iterations (trained) | median trained iteration | median overhead | overhead share "
             "| setup (profile + baseline) | whole run | peak memory (all processes, PSS) |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in runs:
             lines.append(
-                f"| {r['rows']:,} | {_mb(r['frame_bytes'])} | {r['n_iterations']} ({r['n_trained_iterations']}) "
+                f"| {r['rows']:,} | {_mb(r['frame_bytes'])}"
+                + (f" ({_mb(r['frame_bytes_default'])})" if r.get("frame_bytes_default") else "")
+                + f" | {r['n_iterations']} ({r['n_trained_iterations']}) "
                 f"| {r['median_trained_iteration_seconds']:.1f} s "
                 f"| {r['median_overhead_seconds']:.2f} s | {r['overhead_share_of_iterations']:.1%} "
                 f"| {r['setup_seconds']:.1f} s | {r['wall_seconds']:.0f} s | {_mb(r['peak_rss_tree'])} |"
@@ -540,6 +545,21 @@ def _memory_rows(big: dict[str, Any], old: dict[str, Any] | None) -> list[str]:
     return rows
 
 
+def _plain_row(big: dict[str, Any], plain: dict[str, Any]) -> str:
+    """The same code and data with compact dtypes and the mapped development frame switched off
+    (`scripts/speed.py plain1m`): the before that differs from the after only by issue 10's memory work."""
+    return (
+        f"| (same code without compact dtypes and the mapped frame, measured {plain['date'][:16]}) "
+        f"| {_mb(plain['peak_rss_tree'])} = {plain['peak_rss_tree'] / big['frame_bytes_default']:.2f}x the "
+        f"{_mb(big['frame_bytes_default'])} frame as read by default (with them: "
+        f"{big['peak_rss_tree'] / big['frame_bytes_default']:.2f}x); whole run {plain['wall_seconds'] / 60:.1f} min "
+        f"(with them {big['wall_seconds'] / 60:.1f}), median trained iteration "
+        f"{plain['median_trained_iteration_seconds']:.1f} s "
+        f"(with them {big['median_trained_iteration_seconds']:.1f} s); "
+        f"load average {plain['load_average_before'][0]:.1f} before | |"
+    )
+
+
 def _peak_place(run: dict[str, Any]) -> str:
     main = run.get("main_pss_at_peak")
     phase = f"the peak falls in the `{run.get('peak_memory_phase') or '?'}` step"
@@ -555,14 +575,14 @@ def _memory_note(big: dict[str, Any], old: dict[str, Any] | None) -> str:
     text = (
         f"Memory on {big['rows']:,} rows: the frame as held is {_mb(big['frame_bytes'])} (string columns of few "
         "values as categoricals, integers in the smallest type that holds them, floats as float64: "
-        "`tools/data.py: compact_frame`); the development part is cut once per run (`graph/persistence.py: "
-        "dev_data`), and fold tasks get it through joblib, which memory-maps every numeric array above 1 MB, "
-        f"so a fold task copies {_mb(big['fold_task_bytes'])} into its worker"
+        "`tools/data.py: compact_frame`); the development part is cut once per run and mapped from a file "
+        "(`graph/persistence.py: dev_data`), so its numeric arrays reach a fold task as paths and a fold task "
+        f"copies {big['fold_task_bytes'] / 1e3:,.0f} kB into its worker"
         if big.get("fold_task_bytes")
         else f"Memory on {big['rows']:,} rows: the frame as held is {_mb(big['frame_bytes'])}"
     )
     if big.get("fold_task_bytes_default"):
-        text += f" (the frame as read by default: {_mb(big['fold_task_bytes_default'])})"
+        text += f" (the frame as pandas reads it by default, unmapped: {_mb(big['fold_task_bytes_default'])})"
     place = _peak_place(big)
     text += ". " + place[:1].upper() + place[1:] + "."
     if big["peak_rss_tree"] / big["frame_bytes"] > MEMORY_GOAL:

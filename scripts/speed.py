@@ -16,6 +16,7 @@ building, verification, reward and ledger.
     .venv/bin/python scripts/speed.py profile      # 1M x 30 generated CSV: read + profile
     .venv/bin/python scripts/speed.py profile5m    # 5M x 30 generated CSV (about 1.9 GB): read + profile
     .venv/bin/python scripts/speed.py scaling      # 10k / 100k / 1M rows; the 1M run is the whole-run check
+    .venv/bin/python scripts/speed.py plain1m      # the 1M run without compact dtypes and the mapped frame
 
 Results go to benchmarks/results/speed.json (one key per part, each with machine, date and
 load average); scripts/benchmarks_doc.py turns them into docs/benchmarks.md and the plot.
@@ -121,13 +122,23 @@ def _rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
-def child_run(csv: str, target: str, max_iters: int, time_budget: float, out: str) -> None:
-    """Run tandem once, recording node end times and every model-fitting interval."""
+def child_run(csv: str, target: str, max_iters: int, time_budget: float, out: str, plain: bool = False) -> None:
+    """Run tandem once, recording node end times and every model-fitting interval.
+
+    `plain` switches off what issue 10 added for memory (compact dtypes at read time, the
+    memory-mapped development frame), to measure the same code and data without them.
+    """
+    import tandem.graph.persistence
     import tandem.nodes.deliver
     import tandem.nodes.evaluator
     import tandem.nodes.executor
+    import tandem.tools.data
     from tandem.api import run_task
     from tandem.graph.context import RunContext
+
+    if plain:
+        tandem.tools.data.compact_frame = lambda df, keep=(): df  # type: ignore[assignment]
+        tandem.graph.persistence._mapped = lambda X, y: (X, y, None)  # type: ignore[assignment]
 
     rss_start = _rss()
     fits: list[tuple[float, float, str]] = []
@@ -458,6 +469,28 @@ def part_scaling(sizes: list[int], max_iters: int, time_budget: float) -> dict[s
     return {"runs": sorted(runs, key=lambda r: r["rows"])}
 
 
+def part_plain(n: int, max_iters: int, time_budget: float) -> dict[str, Any]:
+    """The scaling run of `n` rows on the same code with compact dtypes and the mapped
+    development frame switched off: today's before, measured the same way."""
+    stamp = _stamp()
+    csv = generated_csv(n)
+    run = measured("_run", "--csv", str(csv), "--target", "target", "--plain", *_budget_args(max_iters, time_budget))
+    return {
+        **stamp,
+        "rows": n,
+        "settings": {"max_iters": max_iters, "time_budget": time_budget},
+        "wall_seconds": run["wall_seconds"],
+        "peak_rss": run["peak_rss"],
+        "peak_rss_tree": run["peak_rss_tree"],
+        "main_pss_at_peak": run["main_pss_at_peak"],
+        "rss_start": run["rss_start"],
+        "stop_reason": run["stop_reason"],
+        "holdout": run["holdout"],
+        "load_average_after": list(os.getloadavg()),
+        **analyse_run(run),
+    }
+
+
 def _budget_args(max_iters: int, time_budget: float) -> list[str]:
     return ["--max-iters", str(max_iters), "--time-budget", str(time_budget)]
 
@@ -472,7 +505,10 @@ def save(part: str, value: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["all", "overhead", "profile", "profile5m", "scaling", "_run", "_profile"])
+    parser.add_argument(
+        "part", choices=["all", "overhead", "profile", "profile5m", "scaling", "plain1m", "_run", "_profile"]
+    )
+    parser.add_argument("--plain", action="store_true", help="(_run) without compact dtypes and the mapped frame")
     parser.add_argument("--csv")
     parser.add_argument("--target")
     parser.add_argument("--out")
@@ -483,7 +519,7 @@ def main() -> None:
     parser.add_argument("--scaling-budget", type=float, default=300.0, help="working seconds per scaling run")
     args = parser.parse_args()
     if args.part == "_run":
-        child_run(args.csv, args.target, args.max_iters, args.time_budget, args.out)
+        child_run(args.csv, args.target, args.max_iters, args.time_budget, args.out, plain=args.plain)
         return
     if args.part == "_profile":
         child_profile(args.csv, args.target, args.out)
@@ -497,6 +533,8 @@ def main() -> None:
     if args.part in {"all", "scaling"}:
         sizes = [int(s) for s in args.sizes.split(",")]
         save("scaling", part_scaling(sizes, args.scaling_iters, args.scaling_budget))
+    if args.part == "plain1m":  # not in "all": the A/B of issue 10's memory work, on request
+        save("plain_1m", part_plain(1_000_000, args.scaling_iters, args.scaling_budget))
 
 
 if __name__ == "__main__":
