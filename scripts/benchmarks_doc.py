@@ -452,6 +452,8 @@ def _speed_section(speed: dict[str, Any]) -> list[str]:
             f"{_settings(big['settings'])}; stopped: {big['stop_reason']}){slower} "
             f"| {_verdict(big['wall_seconds'] < RUN_GOAL_S)} |"
         )
+        if old:
+            lines.append(_not_slower_row(big, old, speed.get("plain_1m")))
         lines += _memory_rows(big, old)
         if plain := speed.get("plain_1m"):
             lines.append(_plain_row(big, plain))
@@ -543,6 +545,24 @@ def _memory_rows(big: dict[str, Any], old: dict[str, Any] | None) -> list[str]:
             f"(RSS) {_mb(old['peak_rss'])}; peak in the `{old.get('peak_memory_phase') or '?'}` step | |"
         )
     return rows
+
+
+def _not_slower_row(big: dict[str, Any], old: dict[str, Any], plain: dict[str, Any] | None) -> str:
+    """Issue 10's speed condition: the 1M run with the memory work is not slower than before it."""
+    now, before = big["median_trained_iteration_seconds"], old["median_trained_iteration_seconds"]
+    measured = (
+        f"median trained iteration {now:.1f} s (load average {big['load_average_before'][0]:.1f} when it started) "
+        f"against {before:.1f} s on {old['date'][:10]} (load average {old['load_average_before'][0]:.1f})"
+    )
+    verdict = _verdict(now <= before)
+    if plain:
+        same = plain["median_trained_iteration_seconds"]
+        measured += (
+            f"; the same code without the memory work, on the same day: {same:.1f} s "
+            f"(load average {plain['load_average_before'][0]:.1f})"
+        )
+        verdict += f" (against {old['date'][:10]}); {_verdict(now <= same)} (against the same code without it)"
+    return f"| the 1M-row run not slower than before the memory work | {measured} | {verdict} |"
 
 
 def _plain_row(big: dict[str, Any], plain: dict[str, Any]) -> str:
