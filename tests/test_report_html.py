@@ -27,12 +27,15 @@ import pandas as pd
 import pytest
 from conftest import synthetic_frame
 from sklearn.calibration import calibration_curve
+from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
 from tandem.api import resume_run, run_task
 from tandem.graph.context import RunContext
 from tandem.tools import model_insight
+from tandem.tools.builder import build_pipeline, predict
+from tandem.tools.metrics import METRICS
 from tandem.tools.model_insight import (
     classifier_plots,
     describe_spec,
@@ -305,6 +308,49 @@ def test_permutation_importance_finds_the_signal_and_stays_within_its_time() -> 
     assert found["rows"] == model_insight.IMPORTANCE_ROWS and found["repeats"] == model_insight.IMPORTANCE_REPEATS
     quick = permutation_importances(model, X, y, problem, ["signal", "noise"], seconds=1e-6)
     assert quick["repeats"] == 1 and quick["rows"] == 200  # no time: one repeat on the fewest rows
+
+
+def test_a_run_past_its_time_budget_spends_the_least_on_importance(tmp_path: Path) -> None:
+    """Permutation importance is optional work after the search: a spent budget gets its fewest rows."""
+    synthetic_frame(n=1500, seed=5).to_csv(tmp_path / "data.csv", index=False)
+    importance = {}
+    for run_id, budget in (("unbounded", None), ("spent", 1e-3)):
+        context = RunContext(runs_dir=str(tmp_path / "runs"), max_iters=1, n_jobs=1, time_budget=budget)
+        outcome = run_task(tmp_path / "data.csv", "label", run_id=run_id, folds=3, context=context)
+        assert outcome["status"] == "delivered"
+        found = json.loads((tmp_path / "runs" / run_id / "model_insight.json").read_text())["importance"]
+        importance[run_id] = (found["rows"], found["repeats"])
+    assert importance == {"unbounded": (300, model_insight.IMPORTANCE_REPEATS), "spent": (200, 1)}
+
+
+@pytest.mark.parametrize("metric", ["f1_macro", "log_loss"])
+def test_stacked_permutation_importance_equals_scikit_learns(metric: str) -> None:
+    """Predicting the shuffled copies together must not change a digit: same draws, same numbers."""
+    frame = synthetic_frame(n=300, seed=7)
+    X, y = frame.drop(columns=["label"]), frame["label"]
+    spec = PipelineSpec(
+        columns=Columns(numeric=("x 1", "x2 (cm)"), categorical=("colour",)), model=ModelSpec(family="lightgbm")
+    )
+    model = build_pipeline(spec, "binary", primary_metric=metric).fit(X, y)
+    problem = Problem("binary", (metric,), metric, classes=("no", "yes"), positive_class="yes", seed=3)
+    columns = ["x 1", "x2 (cm)", "colour"]
+    ours = permutation_importances(model, X, y, problem, columns, seconds=600.0)
+    scorer = METRICS[metric]
+    sign = 1.0 if scorer.greater_is_better else -1.0
+
+    def score(estimator: Any, X_part: pd.DataFrame, y_part: pd.Series) -> float:
+        full = X.copy()
+        for column in X_part.columns:
+            full[column] = X_part[column].array
+        return sign * scorer(np.asarray(y_part), predict(estimator, full, "binary", ("no", "yes"), "yes"))
+
+    theirs = permutation_importance(model, X[columns], y, scoring=score, n_repeats=ours["repeats"], random_state=3)
+    assert ours["repeats"] == model_insight.IMPORTANCE_REPEATS
+    by_column = {f["column"]: (f["mean"], f["std"]) for f in ours["features"]}
+    for i, column in enumerate(columns):
+        mean, std = round(float(theirs.importances_mean[i]), 6), round(float(theirs.importances_std[i]), 6)
+        assert by_column[column] == (mean, std)
+    assert any(m != 0 for m, _ in by_column.values())  # the comparison covers real drops, not only zeros
 
 
 def test_a_spec_is_described_by_its_steps_and_its_key_parameters() -> None:
