@@ -691,6 +691,21 @@ _DEV_KEPT = 2
 _SHARED_DIR: list[Path] = []  # the process's folder of memory-mapped development frames, made on first use
 
 
+def _remove_orphaned_shared_dirs() -> None:
+    """Remove the mapped-frame folders of tandem processes that no longer exist (killed with
+    SIGKILL, so their exit handler never ran); the folder's name carries its process id."""
+    for folder in Path(tempfile.gettempdir()).glob("tandem-dev-*-*"):
+        pid = folder.name.split("-")[2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # another user's live process: not ours to touch
+            continue
+
+
 def _mapped(X: pd.DataFrame, y: pd.Series) -> tuple[pd.DataFrame, pd.Series, Path | None]:
     """The development part backed by a memory-mapped file instead of private memory.
 
@@ -698,12 +713,14 @@ def _mapped(X: pd.DataFrame, y: pd.Series) -> tuple[pd.DataFrame, pd.Series, Pat
     memory-mapped file; an array that is already a file mapping travels as its path, without
     being hashed and written again for every fold, and its pages are shared by this process and
     every worker (counted once, not once in this process and once in the workers' copy). The file
-    lives in a temporary folder removed when the process exits; if it cannot be written (a full
-    disk), the frame stays in memory as it was.
+    lives in a temporary folder removed when the process exits (or, after a SIGKILL, by the
+    next tandem process that maps a frame); if it cannot be written (a full disk), the frame
+    stays in memory as it was.
     """
     try:
         if not _SHARED_DIR:
-            folder = Path(tempfile.mkdtemp(prefix="tandem-dev-"))
+            _remove_orphaned_shared_dirs()
+            folder = Path(tempfile.mkdtemp(prefix=f"tandem-dev-{os.getpid()}-"))
             atexit.register(shutil.rmtree, folder, ignore_errors=True)
             _SHARED_DIR.append(folder)
         path = _SHARED_DIR[0] / f"dev-{secrets.token_hex(8)}.joblib"

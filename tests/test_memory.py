@@ -8,6 +8,11 @@ real runs and a real joblib process pool.
 from __future__ import annotations
 
 import mmap
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import joblib
@@ -152,3 +157,18 @@ def test_fold_tasks_map_the_shared_numeric_data_instead_of_copying_it(tmp_path: 
         results = joblib.Parallel()(joblib.delayed(_fold_view)(X_mapped, rows) for _ in range(2))
     for float_mapped, codes_mapped, total in results:
         assert float_mapped and codes_mapped and total == pytest.approx(expected)
+
+
+def test_a_killed_processs_mapped_frames_are_removed_by_the_next_one() -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = Path(tempfile.mkdtemp(prefix=f"tandem-dev-{dead.pid}-"))
+    (orphan / "dev-0.joblib").write_bytes(b"x")
+    alive = Path(tempfile.mkdtemp(prefix=f"tandem-dev-{os.getppid()}-"))  # pytest's parent: running
+    try:
+        persistence._remove_orphaned_shared_dirs()
+        assert not orphan.exists()
+        assert alive.exists()
+    finally:
+        shutil.rmtree(alive, ignore_errors=True)
+        shutil.rmtree(orphan, ignore_errors=True)
