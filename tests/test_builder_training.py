@@ -251,6 +251,41 @@ def test_regression_ensembles_of_two_members(method):
     assert len(model.estimators_) == 2
 
 
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_a_soft_vote_of_cached_members_is_scored_without_training_and_as_if_trained(tmp_path, monkeypatch, task):
+    X, y = make_frame(task, 240)
+    if task == "regression":
+        problem = Problem("regression", ("rmse", "r2"), "rmse")
+        families = ("ridge", "lightgbm")
+    else:
+        classes = tuple(sorted(y.unique()))
+        metrics = ("f1_macro", "log_loss", "accuracy")
+        positive = "yes" if task == "binary" else None
+        problem = Problem(task, metrics, "f1_macro", classes=classes, positive_class=positive)
+        families = ("logistic", "lightgbm")
+    folds = np.stack([np.arange(240) % 3, (np.arange(240) // 3) % 3])  # two repeats of three folds
+    members = [spec_for(f, threshold=0.3) if task == "binary" and f == "logistic" else spec_for(f) for f in families]
+    for member in members:
+        assert evaluate_spec(member, X, y, folds, problem, cache_dir=tmp_path, n_jobs=1).status == "ok"
+    vote = parse_spec({"members": [m.model_dump() for m in members], "weights": [0.25, 0.75]})
+    fits = []
+    original = training._fit_fold
+    monkeypatch.setattr(training, "_fit_fold", lambda *args: fits.append(args) or original(*args))  # counts, runs
+    from_cache = evaluate_spec(vote, X, y, folds, problem, cache_dir=tmp_path, n_jobs=1)
+    assert fits == []  # no member was trained again
+    trained = evaluate_spec(vote, X, y, folds, problem, cache_dir=None, n_jobs=1)
+    assert len(fits) == 6
+    assert from_cache.status == trained.status == "ok"
+    assert from_cache.fold_scores.keys() == trained.fold_scores.keys()
+    for metric, scores in trained.fold_scores.items():
+        np.testing.assert_allclose(from_cache.fold_scores[metric], scores, rtol=1e-9, atol=1e-12, err_msg=metric)
+    assert from_cache.fitted_params == trained.fitted_params == {"n_members": 2}
+    assert from_cache.fold_fit_seconds > 0  # the members' fit time, not the blend's milliseconds
+    assert (tmp_path / f"{spec_hash(vote)}.oof.npy").exists()  # a blend can itself join a later blend
+    stacking = parse_spec({"method": "stacking", "members": [m.model_dump() for m in members]})
+    assert training._vote_from_cache(stacking, y, folds, problem, tmp_path) is None  # a meta-model is trained
+
+
 def test_voting_weights_are_applied():
     X, y = make_frame("regression", 200)
     members = [spec_for("ridge").model_dump(), spec_for("decision_tree").model_dump()]

@@ -246,6 +246,14 @@ def evaluate_spec(
     folds = np.atleast_2d(folds)
     plan = fold_plan(folds)
     n_folds = len(plan)
+    if isinstance(spec, EnsembleSpec) and cache_dir is not None:
+        started = time.perf_counter()
+        blended = _vote_from_cache(spec, y, folds, problem, cache_dir)
+        if blended is not None:
+            (progress or (lambda done, total: None))(n_folds, n_folds)
+            result = _collect(key, blended, folds, problem, time.perf_counter() - started, cache_dir)
+            _save_result(cached, result)
+            return result
     fold_timeout = None
     if time_limit is not None:  # a fit may take its share of one repeat; the whole is checked below
         per_repeat = int(folds[0].max()) + 1
@@ -292,12 +300,57 @@ def evaluate_spec(
         result = CandidateResult(key, "failed", fit_seconds=time.perf_counter() - started, error=short_error(exc))
     else:
         result = _collect(key, outputs, folds, problem, time.perf_counter() - started, cache_dir)
-    if cached is not None and result.status != "timeout":  # a later run may allow more time
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result.to_dict()))
-        tmp.replace(cached)
+    if result.status != "timeout":  # a later run may allow more time
+        _save_result(cached, result)
     return result
+
+
+def _save_result(path: Path | None, result: CandidateResult) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result.to_dict()))
+        tmp.replace(path)
+
+
+def _vote_from_cache(
+    spec: EnsembleSpec, y: pd.Series, folds: np.ndarray, problem: Problem, cache_dir: Path
+) -> list[tuple[dict[str, float], np.ndarray, dict[str, Any], float, float]] | None:
+    """The folds of a soft vote from its members' cached out-of-fold predictions, or None when a
+    member's are missing (then the blend is trained like any candidate).
+
+    Why this is the blend's cross-validation, not an estimate of it: a member's out-of-fold
+    predictions on a fold come from a model that never saw that fold, and a soft vote predicts the
+    weighted mean of its members' probabilities (values, for a regressor), which is what
+    VotingClassifier and VotingRegressor compute. Ensemble selection over the whole ledger then
+    costs no training at all, so it is never the move a spent budget cuts off. Stacking trains
+    a meta-model on inner folds and is always trained.
+    """
+    if spec.method != "voting":
+        return None
+    width = 1 if problem.task_type == "regression" else len(problem.classes)
+    members = []
+    for member in spec.members:
+        key = spec_hash(member)
+        oof, record = load_oof(cache_dir, key), cache_dir / f"{key}.json"
+        if oof is None or oof.shape != (*folds.shape, width) or not np.isfinite(oof).all() or not record.exists():
+            return None
+        members.append((oof, CandidateResult(**json.loads(record.read_text()))))
+    blend = np.average(np.stack([oof for oof, _ in members]), axis=0, weights=spec.weights)
+    fit_seconds = sum(result.fold_fit_seconds for _, result in members)  # what the blend's fold fit would take
+    predict_seconds = sum(result.fold_predict_seconds for _, result in members)
+    classes = np.asarray(problem.classes)
+    outputs = []
+    for r, k in fold_plan(folds):
+        rows = np.flatnonzero(folds[r] == k)
+        block = blend[r, rows]
+        if problem.task_type == "regression":
+            pred = Predictions(y_pred=block[:, 0])
+        else:
+            pred = Predictions(classes[block.argmax(axis=1)], block, problem.classes, problem.positive_class)
+        scores = score_all(scored_metrics(problem), y.iloc[rows].to_numpy(), pred)
+        outputs.append((scores, block, {"n_members": len(spec.members)}, fit_seconds, predict_seconds))
+    return outputs
 
 
 class _Pruned(Exception):
