@@ -435,7 +435,12 @@ def test_a_run_reads_and_hashes_its_csv_once_and_renders_reports_from_memory(
     parsed: list[str] = []
     for module in (data, persistence):
         real = module.read_table_hashed
-        monkeypatch.setattr(module, "read_table_hashed", lambda p, real=real: parsed.append(Path(p).name) or real(p))
+
+        def counted(p: Any, real: Any = real, **kw: Any) -> Any:
+            parsed.append(Path(p).name)
+            return real(p, **kw)
+
+        monkeypatch.setattr(module, "read_table_hashed", counted)
     monkeypatch.setattr(data, "sha256_file", lambda p: pytest.fail(f"a second pass to hash {p}"))
 
     with opened_files() as opened:

@@ -248,9 +248,8 @@ def evaluate_spec(
     n_folds = len(plan)
     if isinstance(spec, EnsembleSpec) and cache_dir is not None:
         started = time.perf_counter()
-        blended = _vote_from_cache(spec, y, folds, problem, cache_dir)
+        blended = _vote_from_cache(spec, y, folds, problem, cache_dir, progress)
         if blended is not None:
-            (progress or (lambda done, total: None))(n_folds, n_folds)
             result = _collect(key, blended, folds, problem, time.perf_counter() - started, cache_dir)
             _save_result(cached, result)
             return result
@@ -314,7 +313,12 @@ def _save_result(path: Path | None, result: CandidateResult) -> None:
 
 
 def _vote_from_cache(
-    spec: EnsembleSpec, y: pd.Series, folds: np.ndarray, problem: Problem, cache_dir: Path
+    spec: EnsembleSpec,
+    y: pd.Series,
+    folds: np.ndarray,
+    problem: Problem,
+    cache_dir: Path,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[tuple[dict[str, float], np.ndarray, dict[str, Any], float, float]] | None:
     """The folds of a soft vote from its members' cached out-of-fold predictions, or None when a
     member's are missing (then the blend is trained like any candidate).
@@ -340,8 +344,11 @@ def _vote_from_cache(
     fit_seconds = sum(result.fold_fit_seconds for _, result in members)  # what the blend's fold fit would take
     predict_seconds = sum(result.fold_predict_seconds for _, result in members)
     classes = np.asarray(problem.classes)
+    plan = fold_plan(folds)
+    report = progress or (lambda done, total: None)
+    report(0, len(plan))
     outputs = []
-    for r, k in fold_plan(folds):
+    for r, k in plan:
         rows = np.flatnonzero(folds[r] == k)
         block = blend[r, rows]
         if problem.task_type == "regression":
@@ -350,6 +357,7 @@ def _vote_from_cache(
             pred = Predictions(classes[block.argmax(axis=1)], block, problem.classes, problem.positive_class)
         scores = score_all(scored_metrics(problem), y.iloc[rows].to_numpy(), pred)
         outputs.append((scores, block, {"n_members": len(spec.members)}, fit_seconds, predict_seconds))
+        report(len(outputs), len(plan))  # live views show the folds scored, as for a trained candidate
     return outputs
 
 
