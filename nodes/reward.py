@@ -95,16 +95,23 @@ def reward(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     folder = RunFolder.of(state, context)
     write_jsonl(folder.experiments, [*ledger, record])
     write_jsonl(folder.rewards, [*state.get("reward_events", []), *events])
-    write_progress_report(
-        folder, context, task, [*ledger, record], [*state.get("reward_events", []), *events], new_incumbent
-    )
     spent = {**state, "iteration": record["iteration"]}
     stop_reason = budget_exhausted(spent, context)  # type: ignore[arg-type]
+    waits = review_required(context.approve, delivering=stop_reason is not None)
+    write_progress_report(
+        folder,
+        context,
+        task,
+        [*ledger, record],
+        [*state.get("reward_events", []), *events],
+        new_incumbent,
+        now=stop_reason is not None or waits,
+    )
     return {
         "ledger": [record],
         "reward_events": events,
         "incumbent": new_incumbent,
         "iteration": record["iteration"],
         "stop_reason": stop_reason,
-        "review_required": review_required(context.approve, delivering=stop_reason is not None),
+        "review_required": waits,
     }

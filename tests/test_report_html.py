@@ -18,6 +18,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,10 @@ from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
-from tandem.api import resume_run, run_task
+from tandem.api import open_run, resume_run, run_config, run_task
 from tandem.graph.context import RunContext
+from tandem.graph.persistence import RunFolder, run_thread
+from tandem.nodes import reports
 from tandem.tools import model_insight
 from tandem.tools.builder import build_pipeline, predict
 from tandem.tools.metrics import METRICS
@@ -154,6 +157,37 @@ def test_the_page_of_a_run_that_has_not_delivered_shows_the_search_from_out_of_f
     assert "<h2>Holdout" not in page and "holdout rows, scored once" not in page
     assert "Permutation feature importance" not in page  # it needs the holdout
     assert "<h2>Leaderboard</h2>" in page and "<th>step</th><th>what</th>" in page  # the incumbent's steps
+
+
+def test_the_progress_page_takes_at_most_its_share_of_the_search(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drawn after every experiment, the page was a fifth of a small run's time: it waits 1/share
+    times its cost between drawings, except when the search stops or waits for a person."""
+    runs = tmp_path / "runs"
+    synthetic_frame(n=200, seed=3).to_csv(tmp_path / "data.csv", index=False)
+    context = RunContext(runs_dir=str(runs), max_iters=1, n_jobs=1)
+    run_task(tmp_path / "data.csv", "label", run_id="r", folds=3, context=context)
+    folder = RunFolder(runs / "r")
+    with open_run(folder) as graph:
+        state = graph.get_state(run_config(run_thread(folder), context)).values
+    clock = [1000.0]
+    monkeypatch.setattr(reports.time, "monotonic", lambda: clock[0])
+    real = reports.render_progress_html
+    monkeypatch.setattr(reports, "render_progress_html", lambda *a, **k: time.sleep(0.05) or real(*a, **k))
+
+    def draw(now: bool = False) -> bool:
+        return reports.write_progress_report(folder, context, state["task"], state["ledger"], [], 0, now=now)
+
+    reports._DRAWN.pop(folder.path)  # the run drew its page in this process, on the real clock
+    assert draw()  # a page this process has not drawn yet
+    cost = reports._DRAWN[folder.path][1]
+    assert cost >= 0.05
+    clock[0] += 0.5 * cost / reports.REPORT_SHARE
+    assert not draw()  # too soon: the search goes on without it
+    assert draw(now=True)  # the search stops or waits here: the page is drawn
+    clock[0] += 1.01 * reports._DRAWN[folder.path][1] / reports.REPORT_SHARE
+    assert draw()
 
 
 # ---------------------------------------------------------------------------------------------
