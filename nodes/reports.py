@@ -2,7 +2,7 @@
 
 `report.html` used to appear only at delivery, so a running or killed run had none. The reward
 node now calls `write_progress_report` after every experiment (drawn at most `REPORT_SHARE` of
-the time, and always when the search stops or waits for a person): the page shows what the search
+the time, and always when the search waits for a person): the page shows what the search
 has seen (the incumbent as a pipeline, plots from its cached out-of-fold predictions, the
 search curve, the leaderboard), read from the development rows only. The holdout is read by
 the deliver node alone (tests/test_holdout_blindness.py).
@@ -94,7 +94,7 @@ def write_progress_report(
 ) -> bool:
     """Write `report.html` as the search stands after its last experiment (never from the holdout),
     unless the page was drawn too recently for `REPORT_SHARE`; `now` draws it anyway (the search
-    stops or waits for a person here). Returns whether the page was drawn."""
+    waits for a person here). Returns whether the page was drawn."""
     last = _DRAWN.get(folder.path)
     if not now and last is not None and folder.report_html.exists():
         drawn_at, cost = last

@@ -105,7 +105,7 @@ def reward(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         [*ledger, record],
         [*state.get("reward_events", []), *events],
         new_incumbent,
-        now=stop_reason is not None or waits,
+        now=waits,  # a person is about to look at it; a search that stops goes on to deliver's final page
     )
     return {
         "ledger": [record],

@@ -163,7 +163,7 @@ def test_the_progress_page_takes_at_most_its_share_of_the_search(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Drawn after every experiment, the page was a fifth of a small run's time: it waits 1/share
-    times its cost between drawings, except when the search stops or waits for a person."""
+    times its cost between drawings, except when the search waits for a person."""
     runs = tmp_path / "runs"
     synthetic_frame(n=200, seed=3).to_csv(tmp_path / "data.csv", index=False)
     context = RunContext(runs_dir=str(runs), max_iters=1, n_jobs=1)
@@ -185,7 +185,7 @@ def test_the_progress_page_takes_at_most_its_share_of_the_search(
     assert cost >= 0.05
     clock[0] += 0.5 * cost / reports.REPORT_SHARE
     assert not draw()  # too soon: the search goes on without it
-    assert draw(now=True)  # the search stops or waits here: the page is drawn
+    assert draw(now=True)  # the search waits for a person here: the page is drawn
     clock[0] += 1.01 * reports._DRAWN[folder.path][1] / reports.REPORT_SHARE
     assert draw()
 
