@@ -445,25 +445,11 @@ def part_scaling(sizes: list[int], max_iters: int, time_budget: float) -> dict[s
         csv = generated_csv(n)
         sizes_read = measured("_profile", "--csv", str(csv), "--target", "target")
         run = measured("_run", "--csv", str(csv), "--target", "target", *_budget_args(max_iters, time_budget))
+        sizes = {k: sizes_read[k] for k in ("frame_bytes", "frame_bytes_default", "fold_task_bytes")}
         runs.append(
-            {
-                **stamp,
-                "rows": n,
-                "frame_bytes": sizes_read["frame_bytes"],
-                "frame_bytes_default": sizes_read["frame_bytes_default"],
-                "fold_task_bytes": sizes_read["fold_task_bytes"],
-                "fold_task_bytes_default": sizes_read["fold_task_bytes_default"],
-                "settings": {"max_iters": max_iters, "time_budget": time_budget},
-                "wall_seconds": run["wall_seconds"],
-                "peak_rss": run["peak_rss"],
-                "peak_rss_tree": run["peak_rss_tree"],
-                "main_pss_at_peak": run["main_pss_at_peak"],
-                "rss_start": run["rss_start"],
-                "stop_reason": run["stop_reason"],
-                "holdout": run["holdout"],
-                "load_average_after": list(os.getloadavg()),
-                **analyse_run(run),
-            }
+            run_record(stamp, n, max_iters, time_budget, run)
+            | sizes
+            | {"fold_task_bytes_default": sizes_read["fold_task_bytes_default"]}
         )
         print(json.dumps({k: v for k, v in runs[-1].items() if k != "iterations"}), flush=True)
     return {"runs": sorted(runs, key=lambda r: r["rows"])}
@@ -475,17 +461,19 @@ def part_plain(n: int, max_iters: int, time_budget: float) -> dict[str, Any]:
     stamp = _stamp()
     csv = generated_csv(n)
     run = measured("_run", "--csv", str(csv), "--target", "target", "--plain", *_budget_args(max_iters, time_budget))
+    return run_record(stamp, n, max_iters, time_budget, run)
+
+
+def run_record(
+    stamp: dict[str, Any], n: int, max_iters: int, time_budget: float, run: dict[str, Any]
+) -> dict[str, Any]:
+    """What speed.json keeps of one measured whole run (the scaling and the plain parts alike)."""
+    kept = ("wall_seconds", "peak_rss", "peak_rss_tree", "main_pss_at_peak", "rss_start", "stop_reason", "holdout")
     return {
         **stamp,
         "rows": n,
         "settings": {"max_iters": max_iters, "time_budget": time_budget},
-        "wall_seconds": run["wall_seconds"],
-        "peak_rss": run["peak_rss"],
-        "peak_rss_tree": run["peak_rss_tree"],
-        "main_pss_at_peak": run["main_pss_at_peak"],
-        "rss_start": run["rss_start"],
-        "stop_reason": run["stop_reason"],
-        "holdout": run["holdout"],
+        **{key: run[key] for key in kept},
         "load_average_after": list(os.getloadavg()),
         **analyse_run(run),
     }
