@@ -341,6 +341,7 @@ def _last_step(view: ScientistView) -> bool:
 # The seeded TPE search over the best family's parameters (tools/tuning.py).
 # ---------------------------------------------------------------------------------------------
 
+
 def _tune(s: _Situation) -> Iterator[Proposal]:
     """One trial of a seeded TPE search over the best family's parameters, replayed from the ledger.
 
