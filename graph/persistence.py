@@ -688,7 +688,6 @@ def data_path(task: TaskInfo, folder: RunFolder) -> str:
 
 _DEV: OrderedDict[tuple[Any, ...], tuple[pd.DataFrame, pd.DataFrame, pd.Series, Path | None]] = OrderedDict()
 _DEV_KEPT = 2
-_SHARED_DIR: list[Path] = []  # the process's folder of memory-mapped development frames, made on first use
 
 
 def _remove_orphaned_shared_dirs() -> None:
@@ -706,6 +705,15 @@ def _remove_orphaned_shared_dirs() -> None:
             continue
 
 
+@lru_cache(maxsize=1)
+def _shared_dir() -> Path:
+    """This process's folder of memory-mapped development frames, made on first use and removed at exit."""
+    _remove_orphaned_shared_dirs()
+    folder = Path(tempfile.mkdtemp(prefix=f"tandem-dev-{os.getpid()}-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def _mapped(X: pd.DataFrame, y: pd.Series) -> tuple[pd.DataFrame, pd.Series, Path | None]:
     """The development part backed by a memory-mapped file instead of private memory.
 
@@ -718,12 +726,7 @@ def _mapped(X: pd.DataFrame, y: pd.Series) -> tuple[pd.DataFrame, pd.Series, Pat
     stays in memory as it was.
     """
     try:
-        if not _SHARED_DIR:
-            _remove_orphaned_shared_dirs()
-            folder = Path(tempfile.mkdtemp(prefix=f"tandem-dev-{os.getpid()}-"))
-            atexit.register(shutil.rmtree, folder, ignore_errors=True)
-            _SHARED_DIR.append(folder)
-        path = _SHARED_DIR[0] / f"dev-{secrets.token_hex(8)}.joblib"
+        path = _shared_dir() / f"dev-{secrets.token_hex(8)}.joblib"
         joblib.dump((X, y), path)
         X_mapped, y_mapped = joblib.load(path, mmap_mode="r")
     except OSError:
