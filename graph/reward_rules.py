@@ -107,15 +107,30 @@ def judge(
     return replace(result, better=tie_gain > 0, tie_break=round(tie_gain, 10))
 
 
-def simplest_within_noise(
+def is_average(record: ExperimentRecord) -> bool:
+    """Whether an experiment is a plain average: a soft vote of two or more models, equal weights."""
+    spec = record["spec"] or {}
+    weights = spec.get("weights")
+    return (
+        spec.get("kind") == "ensemble"
+        and spec.get("method") == "voting"
+        and len(spec.get("members") or ()) >= 2
+        and (not weights or len(set(weights)) == 1)
+    )
+
+
+def small_data_choice(
     ledger: list[ExperimentRecord], incumbent: int, metric: str, max_t: float, *, folds_per_repeat: int | None = None
 ) -> int:
-    """The simplest experiment the incumbent does not beat beyond fold noise (docs/decisions.md).
+    """What small data deliver: among the experiments the incumbent does not beat beyond fold
+    noise, an average of models if one was scored, else the simplest (docs/decisions.md).
 
     On small data CV differences are mostly noise and the best of many candidates on the same
-    folds is optimistically chosen (the winner's curse). So among the successful experiments whose
-    paired t-statistic against the incumbent stays below `max_t` (one standard error by default),
-    the least complex one is delivered; ties go to the better mean score, then the earlier one.
+    folds is optimistically chosen (the winner's curse). Experiments whose paired t-statistic
+    against the incumbent stays below `max_t` (one standard error by default) are ones CV cannot
+    tell apart. Averaging such models lowers the variance no single one of them can; without an
+    average in the ledger the least complex one is delivered. Ties go to the better mean score,
+    then the earlier experiment.
     """
     best = ledger[incumbent]
     sign = 1.0 if METRICS[metric].greater_is_better else -1.0
@@ -127,6 +142,9 @@ def simplest_within_noise(
     close = [r for r in ledger if r["status"] == "ok" and r["spec"] is not None and t_against_best(r) < max_t]
     if not close:
         return incumbent
+    averages = [r for r in close if is_average(r)]
+    if averages:
+        return min(averages, key=lambda r: (-sign * (r["primary"] or 0.0), r["id"]))["id"]
     chosen = min(close, key=lambda r: (complexity(parse_spec(r["spec"])), -sign * (r["primary"] or 0.0), r["id"]))  # type: ignore[arg-type]
     return chosen["id"]
 

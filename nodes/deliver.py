@@ -28,7 +28,7 @@ from tandem.graph.persistence import (
     write_jsonl,
     write_text,
 )
-from tandem.graph.reward_rules import simplest_within_noise
+from tandem.graph.reward_rules import is_average, small_data_choice
 from tandem.graph.state import ExperimentRecord, TandemState
 from tandem.nodes.agents.models import agents_summary
 from tandem.nodes.reports import load_insight, save_insight
@@ -87,6 +87,14 @@ def _experiment_summary(record: ExperimentRecord, holdout: dict[str, float]) -> 
     }
 
 
+def selection_rule(ledger: list[ExperimentRecord], incumbent: int, delivered: int) -> str:
+    """Why this experiment was delivered, in the words `summary.json` and the reports show."""
+    if delivered == incumbent:
+        return "the best mean CV score"
+    kind = "average of models" if is_average(ledger[delivered]) else "simplest experiment"
+    return f"the {kind} within fold noise of the best (#{incumbent}) on small data"
+
+
 def build_summary(
     state: TandemState, folder: RunFolder, holdout: dict[int, dict[str, float]], stop_reason: str, delivered: int
 ) -> dict[str, Any]:
@@ -122,11 +130,7 @@ def build_summary(
         },
         "iterations": state.get("iteration", 0),
         "incumbent": state["incumbent"],
-        "selection": (
-            "the best mean CV score"
-            if delivered == state["incumbent"]
-            else f"the simplest experiment within fold noise of the best (#{state['incumbent']}) on small data"
-        ),
+        "selection": selection_rule(ledger, state["incumbent"], delivered),
         "experiments": len(ledger),
         "seconds_spent": round(state.get("seconds_spent", 0.0), 2),
         "baseline": _experiment_summary(ledger[0], holdout[0]),
@@ -150,7 +154,7 @@ def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ledger, task = state["ledger"], state["task"]
     chosen = state["incumbent"]
     if task["n_dev_rows"] < context.small_data_rows:
-        chosen = simplest_within_noise(
+        chosen = small_data_choice(
             ledger, chosen, task["primary_metric"], context.noise_t, folds_per_repeat=task["folds"]
         )
     best = ledger[chosen]

@@ -677,8 +677,18 @@ def test_ensemble_selection_weights_come_from_the_saved_out_of_fold_predictions(
     run, oofs = _evaluated_run(binary_frame, tmp_path)
     y = binary_frame["y"]
     view = replace(run.view(iterations_left=1), oof=oofs.get, data=lambda: (binary_frame.drop(columns=["y"]), y))
+    # small data (fewer than 2,000 rows): first the plain average of the best three, by CV score
+    average = HeuristicScientist().propose(view).value
+    assert average.move == "ensemble_selection"
+    (change,) = average.changes
+    assert isinstance(change, BuildEnsemble) and change.method == "voting" and change.weights is None
+    ranked = sorted(run.ledger, key=lambda r: (-r["primary"], r["id"]))
+    assert change.experiment_ids == tuple(r["id"] for r in ranked)
+    run.play(average, primary=ranked[0]["primary"])
+    view = replace(view, ledger=run.ledger)
+    # then Caruana's greedy weights
     proposal = HeuristicScientist().propose(view).value
-    expected = select_ensemble({r["id"]: oofs[r["spec_hash"]] for r in run.ledger}, y.to_numpy(), run.problem())
+    expected = select_ensemble({r["id"]: oofs[r["spec_hash"]] for r in run.ledger[:3]}, y.to_numpy(), run.problem())
     assert expected is not None and len(expected.weights) >= 2  # lightgbm and the forest blend better
     assert proposal.move == "ensemble_selection"
     (change,) = proposal.changes

@@ -508,19 +508,41 @@ def _record(i: int, family: str, folds: list[float]) -> dict:
     return {"id": i, "status": "ok", "spec": spec, "fold_scores": {"rmse": folds}, "primary": sum(folds) / len(folds)}
 
 
-def test_simplest_within_noise_prefers_a_simpler_model_only_when_the_gain_is_noise() -> None:
-    from tandem.graph.reward_rules import simplest_within_noise
+def _vote(i: int, members: list[dict], folds: list[float], weights: list[float] | None = None) -> dict:
+    spec = {"kind": "ensemble", "method": "voting", "members": [m["spec"] for m in members], "weights": weights}
+    return {"id": i, "status": "ok", "spec": spec, "fold_scores": {"rmse": folds}, "primary": sum(folds) / len(folds)}
+
+
+def test_small_data_prefers_a_simpler_model_only_when_the_gain_is_noise() -> None:
+    from tandem.graph.reward_rules import small_data_choice
 
     noisy = [
         _record(0, "ridge", [10.0, 12.0, 9.0, 11.0, 10.0]),
         _record(1, "lightgbm", [9.0, 12.5, 8.5, 11.5, 9.4]),  # better on average, not beyond the fold noise
     ]
-    assert simplest_within_noise(noisy, 1, "rmse", max_t=1.0) == 0  # type: ignore[arg-type]
+    assert small_data_choice(noisy, 1, "rmse", max_t=1.0) == 0  # type: ignore[arg-type]
     clear = [
         _record(0, "ridge", [10.0, 12.0, 9.0, 11.0, 10.0]),
         _record(1, "lightgbm", [8.0, 10.1, 7.0, 9.0, 8.1]),  # about 2 better on every fold
     ]
-    assert simplest_within_noise(clear, 1, "rmse", max_t=1.0) == 1  # type: ignore[arg-type]
+    assert small_data_choice(clear, 1, "rmse", max_t=1.0) == 1  # type: ignore[arg-type]
+
+
+def test_small_data_delivers_an_average_within_noise_before_the_simplest_model() -> None:
+    from tandem.graph.reward_rules import is_average, small_data_choice
+
+    ridge = _record(0, "ridge", [10.0, 12.0, 9.0, 11.0, 10.0])
+    boosting = _record(1, "lightgbm", [9.0, 12.5, 8.5, 11.5, 9.4])
+    forest = _record(2, "random_forest", [9.5, 12.2, 8.9, 11.2, 9.6])
+    weighted = _vote(3, [boosting, forest], [9.1, 12.3, 8.6, 11.3, 9.4], weights=[2.0, 1.0])
+    average = _vote(4, [ridge, boosting, forest], [9.4, 12.2, 8.8, 11.2, 9.7])
+    assert is_average(average) and not is_average(weighted) and not is_average(ridge)  # type: ignore[arg-type]
+    # a weighted blend is not an average: without one, the simplest model within noise is delivered
+    assert small_data_choice([ridge, boosting, forest, weighted], 1, "rmse", max_t=1.0) == 0  # type: ignore[arg-type]
+    assert small_data_choice([ridge, boosting, forest, weighted, average], 1, "rmse", max_t=1.0) == 4  # type: ignore[arg-type]
+    # an average the best model beats beyond fold noise is not delivered
+    poor = _vote(4, [ridge, boosting, forest], [12.0, 14.5, 11.0, 13.5, 12.0])
+    assert small_data_choice([ridge, boosting, forest, weighted, poor], 1, "rmse", max_t=1.0) == 0  # type: ignore[arg-type]
 
 
 def test_the_search_stops_when_the_time_left_is_below_a_typical_fit() -> None:

@@ -34,6 +34,7 @@ from tandem.graph.messages import (
     apply_changes,
 )
 from tandem.graph.persistence import problem_of
+from tandem.graph.state import ExperimentRecord
 from tandem.nodes.agents.base import AgentReply, ScientistView
 from tandem.tools.ensemble_selection import select_ensemble
 from tandem.tools.metrics import reward_scale
@@ -718,6 +719,8 @@ def _ensemble_selection(s: _Situation) -> Iterator[Proposal]:
     if len(pool) < 2:
         return
     oofs = {r["id"]: oof for r in pool if (oof := view.oof(r["spec_hash"] or "")) is not None}
+    if s.small_data:
+        yield from _average_of_best(s, [r for r in pool if r["id"] in oofs])
     selection = select_ensemble(oofs, view.data()[1].to_numpy(), problem_of(view.task))
     if selection is None:
         return
@@ -728,6 +731,30 @@ def _ensemble_selection(s: _Situation) -> Iterator[Proposal]:
         f"{len(pool)} best models: {selection.rounds} greedy picks with replacement give weights "
         f"{dict(selection.weights)} and an out-of-fold {view.task['primary_metric']} of {selection.score:.4f}.",
         changes=[BuildEnsemble(experiment_ids=ids, weights=weights)],
+    )
+
+
+AVERAGE_SIZE = 3
+"""On small data, the average of this many best single pipelines is proposed before Caruana's blend."""
+
+
+def _average_of_best(s: _Situation, ranked: list[ExperimentRecord]) -> Iterator[Proposal]:
+    """The plain average of the best few pipelines, for small data.
+
+    Caruana's greedy weights are fitted to the out-of-fold predictions, and on a few hundred rows
+    they fit noise: in the selection study (docs/selection-study.md) the equal-weight average of
+    the 3 best pipelines beat the delivered single model on 11 bench runs and lost on 3. Members
+    with a tuned or fixed threshold or a bag are left out (a soft vote averages probabilities at
+    the default threshold), and every member's predictions are cached, so scoring it trains nothing.
+    """
+    plain = [r for r in ranked if (spec := r["spec"] or {}).get("threshold") == "default" and not spec.get("bagging")]
+    members = plain[:AVERAGE_SIZE]
+    if len(members) < 2:
+        return
+    yield Proposal(
+        rationale=f"Average the {len(members)} best models with equal weights: on {s.view.task['n_dev_rows']} rows "
+        "their CV differences are mostly noise, and an average has less variance than any one of them.",
+        changes=[BuildEnsemble(experiment_ids=tuple(r["id"] for r in members))],
     )
 
 
