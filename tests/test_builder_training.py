@@ -286,6 +286,62 @@ def test_a_soft_vote_of_cached_members_is_scored_without_training_and_as_if_trai
     assert training._vote_from_cache(stacking, y, folds, problem, tmp_path) is None  # a meta-model is trained
 
 
+@pytest.mark.parametrize("objective", ["f1", "f1_macro", "accuracy", "mcc", "balanced_accuracy"])
+def test_threshold_scores_from_counts_equal_scikit_learns_at_every_threshold(objective):
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.metrics import check_scoring
+
+    from tandem.tools.builder import threshold_scorer, threshold_scores
+
+    rng = np.random.default_rng(3)
+    y = np.where(rng.random(300) < 0.3, "yes", "no")
+    score = np.clip(0.35 * (y == "yes") + rng.normal(0.3, 0.2, 300), 0, 1)
+    grid = np.linspace(score.min(), score.max(), 40)
+    fast = threshold_scores(objective, y == "yes", score, grid)  # type: ignore[arg-type]
+    scorer = check_scoring(None, scoring=threshold_scorer(objective, "yes"))
+
+    class Cut(ClassifierMixin, BaseEstimator):  # predicts one threshold's labels, for the scikit-learn scorer
+        classes_ = np.array(["no", "yes"])
+
+        def __init__(self, threshold: float) -> None:
+            self.threshold = threshold
+
+        def predict(self, rows: np.ndarray) -> np.ndarray:
+            return np.where(score[rows.ravel()] >= self.threshold, "yes", "no")
+
+    rows = np.arange(300).reshape(-1, 1)
+    expected = [scorer(Cut(t), rows, y) for t in grid]
+    np.testing.assert_allclose(fast, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_tuned_threshold_on_a_cached_model_is_scored_without_training(tmp_path, monkeypatch):
+    X, y = make_frame("binary", 240)
+    problem = Problem("binary", ("f1", "f1_macro", "log_loss"), "f1", classes=("no", "yes"), positive_class="yes")
+    folds = np.stack([np.arange(240) % 3, (np.arange(240) // 3) % 3])
+    base = spec_for("logistic", class_weight="none")
+    base_result = evaluate_spec(base, X, y, folds, problem, cache_dir=tmp_path, n_jobs=1)
+    tuned = base.model_copy(update={"threshold": "tuned"})
+    fits = []
+    original = training._fit_fold
+    monkeypatch.setattr(training, "_fit_fold", lambda *args: fits.append(args) or original(*args))
+    result = evaluate_spec(tuned, X, y, folds, problem, cache_dir=tmp_path, n_jobs=1)
+    assert fits == [] and result.status == "ok"
+    # the model is the base's: its probabilities, its log-loss, its fitted parameters (the verifier's)
+    np.testing.assert_allclose(result.fold_scores["log_loss"], base_result.fold_scores["log_loss"], rtol=1e-12)
+    assert {k: v for k, v in result.fitted_params.items() if k != "threshold"} == base_result.fitted_params
+    assert 0.0 < result.fitted_params["threshold"] < 1.0
+    # the cut moves toward F1, chosen on the other folds only: a fold's own labels never choose it
+    assert result.cv["f1"] >= base_result.cv["f1"] - 0.02
+    flipped = y.copy()
+    first_fold = np.flatnonzero(folds[0] == 0)
+    flipped.iloc[first_fold] = np.where(y.iloc[first_fold] == "yes", "no", "yes")
+    outputs = training._threshold_from_cache(tuned, flipped, folds, problem, tmp_path)
+    assert outputs is not None and outputs[0][2]["threshold"] == result.fitted_params["threshold"]
+    # without the base's cached predictions it is trained, with scikit-learn's inner tuning
+    assert training._threshold_from_cache(tuned, y, folds, problem, tmp_path / "empty") is None
+    assert training._threshold_from_cache(base, y, folds, problem, tmp_path) is None
+
+
 def test_voting_weights_are_applied():
     X, y = make_frame("regression", 200)
     members = [spec_for("ridge").model_dump(), spec_for("decision_tree").model_dump()]

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
-from tandem.tools.builder import build_pipeline, fitted_params, predict
+from tandem.tools.builder import build_pipeline, fitted_params, predict, threshold_objective, threshold_scores
 from tandem.tools.metrics import METRICS, Predictions, score_all
 from tandem.tools.pause_points import pause_point
 from tandem.tools.spec import EnsembleSpec, PipelineSpec, spec_hash
@@ -246,11 +246,15 @@ def evaluate_spec(
     folds = np.atleast_2d(folds)
     plan = fold_plan(folds)
     n_folds = len(plan)
-    if isinstance(spec, EnsembleSpec) and cache_dir is not None:
+    if cache_dir is not None:
         started = time.perf_counter()
-        blended = _vote_from_cache(spec, y, folds, problem, cache_dir, progress)
-        if blended is not None:
-            result = _collect(key, blended, folds, problem, time.perf_counter() - started, cache_dir)
+        from_cache = (
+            _vote_from_cache(spec, y, folds, problem, cache_dir, progress)
+            if isinstance(spec, EnsembleSpec)
+            else _threshold_from_cache(spec, y, folds, problem, cache_dir, progress)
+        )
+        if from_cache is not None:
+            result = _collect(key, from_cache, folds, problem, time.perf_counter() - started, cache_dir)
             _save_result(cached, result)
             return result
     fold_timeout = None
@@ -358,6 +362,64 @@ def _vote_from_cache(
         scores = score_all(scored_metrics(problem), y.iloc[rows].to_numpy(), pred)
         outputs.append((scores, block, {"n_members": len(spec.members)}, fit_seconds, predict_seconds))
         report(len(outputs), len(plan))  # live views show the folds scored, as for a trained candidate
+    return outputs
+
+
+THRESHOLD_GRID = 100
+"""Thresholds tried between the lowest and highest score, as TunedThresholdClassifierCV's default."""
+
+
+def _threshold_from_cache(
+    spec: PipelineSpec,
+    y: pd.Series,
+    folds: np.ndarray,
+    problem: Problem,
+    cache_dir: Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[tuple[dict[str, float], np.ndarray, dict[str, Any], float, float]] | None:
+    """The folds of a tuned decision threshold from its base model's cached out-of-fold
+    predictions, or None when they are missing (then the spec is trained like any candidate).
+
+    A tuned threshold leaves the model as it is and moves only the cut between the classes, so
+    it needs no training once the model's out-of-fold probabilities are known. For each fold the
+    threshold is the one that maximises the threshold objective (`threshold_scorer`) on the
+    out-of-fold predictions of the *other* folds of the same repeat, over a grid of
+    `THRESHOLD_GRID` thresholds, and it is scored on the fold itself: the fold's labels never
+    choose its threshold. It differs from TunedThresholdClassifierCV inside each fold (3 inner
+    fits, 4 fits in all) in one way: the other folds' predictions come from models that saw this
+    fold's rows, never its use in choosing. Delivery refits the spec as it is, with scikit-learn's
+    inner tuning on the whole development part.
+    """
+    if spec.threshold != "tuned" or problem.task_type != "binary":
+        return None
+    base = spec.model_copy(update={"threshold": "default"})
+    key = spec_hash(base)
+    oof, record = load_oof(cache_dir, key), cache_dir / f"{key}.json"
+    if oof is None or oof.shape != (*folds.shape, 2) or not np.isfinite(oof).all() or not record.exists():
+        return None
+    base_result = CandidateResult(**json.loads(record.read_text()))
+    classes = np.asarray(problem.classes)
+    positive = problem.positive_class if problem.positive_class is not None else classes[1]
+    pos = int(np.flatnonzero(classes == positive)[0])
+    negative = classes[1 - pos]
+    objective = threshold_objective(problem.primary_metric)
+    y_positive = y.to_numpy() == positive
+    report = progress or (lambda done, total: None)
+    plan = fold_plan(folds)
+    report(0, len(plan))
+    outputs = []
+    for r, k in plan:
+        rows, others = np.flatnonzero(folds[r] == k), np.flatnonzero(folds[r] != k)
+        fitted = oof[r, others, pos]
+        grid = np.linspace(fitted.min(), fitted.max(), THRESHOLD_GRID)
+        threshold = float(grid[int(np.argmax(threshold_scores(objective, y_positive[others], fitted, grid)))])
+        block = oof[r, rows]
+        labels = np.where(block[:, pos] >= threshold, positive, negative)
+        pred = Predictions(labels, block, problem.classes, problem.positive_class)
+        scores = score_all(scored_metrics(problem), y.iloc[rows].to_numpy(), pred)
+        params = {**base_result.fitted_params, "threshold": threshold}  # the model's own, for the verifier
+        outputs.append((scores, block, params, base_result.fold_fit_seconds, base_result.fold_predict_seconds))
+        report(len(outputs), len(plan))
     return outputs
 
 
