@@ -76,7 +76,8 @@ class RunContext:
     patience: int = 8
     """The heuristic Scientist delivers after this many proposals in a row without significant gain."""
     small_data_rows: int = 1000
-    """Below this many development rows, deliver the simplest experiment within noise of the best."""
+    """Below this many development rows, deliver an average of the experiments within noise of the best
+    (else the simplest of them): `graph/reward_rules.py: small_data_choice`."""
     noise_t: float = 1.0
     """…where "within noise" means a paired t-statistic against the best below this."""
     approve: ApprovalMode = "never"

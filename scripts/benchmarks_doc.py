@@ -298,13 +298,13 @@ def _why(t: float, summary: dict[str, Any], n_experiments: int, gap: float) -> s
             f"The gain is below the significance rule (t ≥ {threshold:g}), but the incumbent is the best *mean* "
             f"CV score whether or not it is significant, so on {n_dev} development rows a CV-noise winner is "
             "delivered. What we believe closes it: deliver the best experiment whose paired gain over the baseline "
-            "is significant, or the simplest model within one fold spread of the best (docs/decisions.md)."
+            "is significant, or an average of the models within one fold spread of the best (docs/decisions.md)."
         )
     return (
         f"The gain passes the significance rule (t ≥ {threshold:g}) yet does not hold on the holdout: picking the "
         f"best of {n_experiments} experiments on the same folds of {n_dev} rows overfits those folds (the winner's "
         "curse), most for ensembles and stacking built on the same folds. What we believe closes it: on small data, "
-        "prefer the simplest model within one fold spread of the best (docs/decisions.md) and confirm the final "
+        "deliver an average of the models within one fold spread of the best (docs/decisions.md) and confirm the final "
         "choice among the top candidates on repeated folds with another seed."
     )
 

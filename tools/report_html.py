@@ -682,7 +682,8 @@ def render_progress_html(
         f"<h2>The incumbent: experiment #{incumbent}</h2>",
         f"<p>The experiment the search keeps as its best (a candidate replaces it only when it scores better "
         f"beyond a near-tie): CV {e(metric)} {_fmt(top['cv'].get(metric))} ± {_fmt(top['cv_std'].get(metric))}. "
-        "At delivery, on small data, a simpler experiment within fold noise of it may be delivered instead.</p>",
+        "At delivery, on small data, an average of models (or a simpler model) within fold noise of it may be "
+        "delivered instead.</p>",
         _pipeline_table(top.get("spec")),
         "<h2>How the incumbent predicts (out of fold)</h2>",
         *_insight_section(insight),

@@ -386,9 +386,9 @@ def _threshold_from_cache(
     out-of-fold predictions of the *other* folds of the same repeat, over a grid of
     `THRESHOLD_GRID` thresholds, and it is scored on the fold itself: the fold's labels never
     choose its threshold. It differs from TunedThresholdClassifierCV inside each fold (3 inner
-    fits, 4 fits in all) in one way: the other folds' predictions come from models that saw this
-    fold's rows, never its use in choosing. Delivery refits the spec as it is, with scikit-learn's
-    inner tuning on the whole development part.
+    fits, 4 fits in all) in one way: the other folds' predictions come from models whose training
+    rows included this fold, so its labels reach the choice only through those models. Delivery
+    refits the spec as it is, with scikit-learn's inner tuning on the whole development part.
     """
     if spec.threshold != "tuned" or problem.task_type != "binary":
         return None
@@ -410,9 +410,9 @@ def _threshold_from_cache(
     outputs = []
     for r, k in plan:
         rows, others = np.flatnonzero(folds[r] == k), np.flatnonzero(folds[r] != k)
-        fitted = oof[r, others, pos]
-        grid = np.linspace(fitted.min(), fitted.max(), THRESHOLD_GRID)
-        threshold = float(grid[int(np.argmax(threshold_scores(objective, y_positive[others], fitted, grid)))])
+        chosen_on = oof[r, others, pos]
+        grid = np.linspace(chosen_on.min(), chosen_on.max(), THRESHOLD_GRID)
+        threshold = float(grid[int(np.argmax(threshold_scores(objective, y_positive[others], chosen_on, grid)))])
         block = oof[r, rows]
         labels = np.where(block[:, pos] >= threshold, positive, negative)
         pred = Predictions(labels, block, problem.classes, problem.positive_class)
