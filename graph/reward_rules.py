@@ -103,6 +103,8 @@ def judge(
     cand, inc = np.asarray(candidate[TIE_BREAK_METRIC], float), np.asarray(incumbent[TIE_BREAK_METRIC], float)
     if len(cand) != len(inc) or not (np.isfinite(cand).all() and np.isfinite(inc).all()):
         return result
+    if np.array_equal(cand, inc):  # the same probabilities (a new decision threshold): log-loss cannot decide
+        return result
     tie_gain = float(np.mean(inc - cand)) / max(abs(float(np.mean(inc))), 1e-12)
     return replace(result, better=tie_gain > 0, tie_break=round(tie_gain, 10))
 

@@ -328,6 +328,10 @@ def test_a_tie_on_a_discrete_metric_goes_to_the_lower_log_loss():
     assert near.gain > 0 and abs(near.t_stat) < 1.0
     assert not near.better
     assert compare("f1_macro", noisy["f1_macro"], f1, CONFIG).better  # what the primary alone says
+    # the same probabilities cut elsewhere (a tuned threshold): log-loss is identical, the primary decides
+    recut = _scores([0.81, 0.75, 0.82, 0.77, 0.80], incumbent["log_loss"])
+    same = judge("f1_macro", recut, incumbent, CONFIG)
+    assert same.better and same.tie_break is None and abs(same.t_stat) < 1.0
 
 
 def test_a_clear_gain_or_a_continuous_metric_ignores_the_log_loss():
