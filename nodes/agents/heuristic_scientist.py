@@ -742,8 +742,8 @@ def _average_of_best(s: _Situation, ranked: list[ExperimentRecord]) -> Iterator[
     """The plain average of the best few pipelines, for small data.
 
     Caruana's greedy weights are fitted to the out-of-fold predictions, and on a few hundred rows
-    they fit noise: in the selection study (docs/selection-study.md) the equal-weight average of
-    the 3 best pipelines beat the delivered single model on 11 bench runs and lost on 3. Members
+    they fit noise as well; equal weights have nothing to fit. docs/selection-study.md compares
+    the two, and the single models, on the holdouts of bench runs. Members
     with a tuned or fixed threshold or a bag are left out (a soft vote averages probabilities at
     the default threshold), and every member's predictions are cached, so scoring it trains nothing.
     """
