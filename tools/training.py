@@ -316,6 +316,18 @@ def _save_result(path: Path | None, result: CandidateResult) -> None:
         tmp.replace(path)
 
 
+def _cached_folds(
+    cache_dir: Path, spec: PipelineSpec, shape: tuple[int, ...]
+) -> tuple[np.ndarray, CandidateResult] | None:
+    """A cross-validated spec's out-of-fold predictions (of this shape, all finite) and its cached
+    result, or None when either is missing or does not fit the folds."""
+    key = spec_hash(spec)
+    oof, record = load_oof(cache_dir, key), cache_dir / f"{key}.json"
+    if oof is None or oof.shape != shape or not np.isfinite(oof).all() or not record.exists():
+        return None
+    return oof, CandidateResult(**json.loads(record.read_text()))
+
+
 def _vote_from_cache(
     spec: EnsembleSpec,
     y: pd.Series,
@@ -339,11 +351,10 @@ def _vote_from_cache(
     width = 1 if problem.task_type == "regression" else len(problem.classes)
     members = []
     for member in spec.members:
-        key = spec_hash(member)
-        oof, record = load_oof(cache_dir, key), cache_dir / f"{key}.json"
-        if oof is None or oof.shape != (*folds.shape, width) or not np.isfinite(oof).all() or not record.exists():
+        cached = _cached_folds(cache_dir, member, (*folds.shape, width))
+        if cached is None:
             return None
-        members.append((oof, CandidateResult(**json.loads(record.read_text()))))
+        members.append(cached)
     blend = np.average(np.stack([oof for oof, _ in members]), axis=0, weights=spec.weights)
     fit_seconds = sum(result.fold_fit_seconds for _, result in members)  # what the blend's fold fit would take
     predict_seconds = sum(result.fold_predict_seconds for _, result in members)
@@ -392,12 +403,10 @@ def _threshold_from_cache(
     """
     if spec.threshold != "tuned" or problem.task_type != "binary":
         return None
-    base = spec.model_copy(update={"threshold": "default"})
-    key = spec_hash(base)
-    oof, record = load_oof(cache_dir, key), cache_dir / f"{key}.json"
-    if oof is None or oof.shape != (*folds.shape, 2) or not np.isfinite(oof).all() or not record.exists():
+    cached = _cached_folds(cache_dir, spec.model_copy(update={"threshold": "default"}), (*folds.shape, 2))
+    if cached is None:
         return None
-    base_result = CandidateResult(**json.loads(record.read_text()))
+    oof, base_result = cached
     classes = np.asarray(problem.classes)
     positive = problem.positive_class if problem.positive_class is not None else classes[1]
     pos = int(np.flatnonzero(classes == positive)[0])
