@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -109,9 +110,9 @@ def judge(
     return replace(result, better=tie_gain > 0, tie_break=round(tie_gain, 10))
 
 
-def is_average(record: ExperimentRecord) -> bool:
-    """Whether an experiment is a plain average: a soft vote of two or more models, equal weights."""
-    spec = record["spec"] or {}
+def is_average(spec: Mapping[str, Any] | None) -> bool:
+    """Whether a spec is a plain average: a soft vote of two or more models with equal weights."""
+    spec = spec or {}
     weights = spec.get("weights")
     return (
         spec.get("kind") == "ensemble"
@@ -144,7 +145,7 @@ def small_data_choice(
     close = [r for r in ledger if r["status"] == "ok" and r["spec"] is not None and t_against_best(r) < max_t]
     if not close:
         return incumbent
-    averages = [r for r in close if is_average(r)]
+    averages = [r for r in close if is_average(r["spec"])]
     if averages:
         return min(averages, key=lambda r: (-sign * (r["primary"] or 0.0), r["id"]))["id"]
     chosen = min(close, key=lambda r: (complexity(parse_spec(r["spec"])), -sign * (r["primary"] or 0.0), r["id"]))  # type: ignore[arg-type]

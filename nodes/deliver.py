@@ -91,7 +91,7 @@ def selection_rule(ledger: list[ExperimentRecord], incumbent: int, delivered: in
     """Why this experiment was delivered, in the words `summary.json` and the reports show."""
     if delivered == incumbent:
         return "the best mean CV score"
-    kind = "average of models" if is_average(ledger[delivered]) else "simplest experiment"
+    kind = "average of models" if is_average(ledger[delivered]["spec"]) else "simplest experiment"
     return f"the {kind} within fold noise of the best (#{incumbent}) on small data"
 
 

@@ -540,7 +540,7 @@ def test_small_data_delivers_an_average_within_noise_before_the_simplest_model()
     forest = _record(2, "random_forest", [9.5, 12.2, 8.9, 11.2, 9.6])
     weighted = _vote(3, [boosting, forest], [9.1, 12.3, 8.6, 11.3, 9.4], weights=[2.0, 1.0])
     average = _vote(4, [ridge, boosting, forest], [9.4, 12.2, 8.8, 11.2, 9.7])
-    assert is_average(average) and not is_average(weighted) and not is_average(ridge)  # type: ignore[arg-type]
+    assert is_average(average["spec"]) and not is_average(weighted["spec"]) and not is_average(ridge["spec"])
     # a weighted blend is not an average: without one, the simplest model within noise is delivered
     assert small_data_choice([ridge, boosting, forest, weighted], 1, "rmse", max_t=1.0) == 0  # type: ignore[arg-type]
     assert small_data_choice([ridge, boosting, forest, weighted, average], 1, "rmse", max_t=1.0) == 4  # type: ignore[arg-type]
