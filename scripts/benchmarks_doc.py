@@ -27,7 +27,8 @@ from tandem.benchmarks.bench import bench_report, fmt, in_play_order, scored_pro
 from tandem.benchmarks.league import leaderboard_markdown, plot_leaderboard, standings
 from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import default_suite
-from tandem.graph.context import RewardConfig
+from tandem.graph.context import RewardConfig, RunContext
+from tandem.graph.reward_rules import is_average
 from tandem.tools.data import read_table
 from tandem.tools.metrics import METRICS
 
@@ -292,6 +293,13 @@ def _why(t: float, summary: dict[str, Any], n_experiments: int, gap: float) -> s
             f"the shortfall is {gap:.2%} of the plain model's score on a holdout of {n_holdout} rows, and one seed on "
             "one split cannot tell such a gap from noise. What we believe closes it: measure first, with more seeds "
             "and a second split of the task, before changing the playbook for it."
+        )
+    if n_dev < RunContext().small_data_rows and is_average(summary["best"].get("spec")):
+        return (
+            f"It is already an average of models, the best mean CV score on {n_dev} development rows; the shortfall "
+            f"is {gap:.2%} of the plain model's score on a holdout of {n_holdout} rows. What we believe closes it: "
+            "measure with more seeds and splits first (docs/selection-study.md); if the gap holds, weigh the plain "
+            "linear baseline into the small-data average."
         )
     if t < threshold:
         return (
