@@ -19,6 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import joblib
+import numpy as np
+import pandas as pd
+
 from tandem.api import run_task
 from tandem.graph.context import RunContext
 from tandem.tools.pause_points import PAUSE_AT, PAUSE_MARKER
@@ -26,8 +30,11 @@ from tandem.tools.pause_points import PAUSE_AT, PAUSE_MARKER
 ROOT = Path(__file__).resolve().parents[1]
 TIMING_FIELDS = frozenset({"fit_seconds"})
 """Ledger fields that measure time, not outcome: the only ones allowed to differ after a resume."""
-RUN_SPECIFIC = frozenset({"run_id", "seconds_spent", "artifacts"})
-"""Summary fields that name the run folder or measure time."""
+RUN_SPECIFIC = frozenset({"run_id", "seconds_spent", "artifacts", "model_sha256"})
+"""Summary fields that name the run folder or measure time, and the model file's hash: pickle
+memoises by object identity, so the same model pickles to other bytes in a process whose equal
+strings are distinct objects (a resumed run's, read back from its checkpoint). The model itself
+is compared by its predictions (`outcome`)."""
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -42,10 +49,15 @@ def outcome(run_dir: Path) -> dict[str, Any]:
     """Everything a run decided: ledger without timings, reward events, summary without paths and clocks."""
     ledger = [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in read_jsonl(run_dir / "experiments.jsonl")]
     summary = json.loads((run_dir / "summary.json").read_text())
+    task = summary["task"]
+    rows = pd.read_csv(task["csv_path"]).drop(columns=[task["target"]])
+    model = joblib.load(run_dir / "model.joblib")
+    predicted = model.predict_proba(rows) if task["task_type"] != "regression" else model.predict(rows)
     return {
         "ledger": ledger,
         "rewards": read_jsonl(run_dir / "rewards.jsonl"),
         "summary": {k: v for k, v in summary.items() if k not in RUN_SPECIFIC},
+        "predictions": np.asarray(predicted).tolist(),
     }
 
 
@@ -85,6 +97,7 @@ def assert_same_run(run_dir: Path, reference: dict[str, Any]) -> None:
     assert got["summary"]["best"] == reference["summary"]["best"]  # spec, CV and holdout scores
     assert got["summary"]["baseline"]["holdout"] == reference["summary"]["baseline"]["holdout"]
     assert got["summary"] == reference["summary"]
+    assert got["predictions"] == reference["predictions"]  # the delivered model, exactly
 
 
 def spawn(argv: list[str], log: Path, pause: str | None = None, marker: Path | None = None) -> subprocess.Popen[bytes]:
