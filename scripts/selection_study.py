@@ -1,0 +1,336 @@
+"""Which experiment should a small-data run deliver? Measured on the holdouts of finished bench runs.
+
+A run chooses what to deliver from cross-validation alone; whether the rule was a good one only
+shows on data it never saw. This script takes the tandem runs of stored benches, refits every
+successful experiment of each ledger on the run's development part, scores it on the run's
+holdout, and compares the delivery rules one could have applied to the same ledger:
+
+- the rule tandem applies now (`graph/reward_rules.py: small_data_choice`);
+- the earlier rule, the simplest experiment within fold noise of the best;
+- the best mean CV score (the incumbent), and the baseline (experiment #0);
+- the equal-weight average of the k best single pipelines by CV (k = 2, 3, 5), and Caruana's
+  greedy ensemble selection over them, both from predictions (no ledger entry needed);
+- the best single experiment on the holdout: an oracle no rule can reach, for scale.
+
+The holdout is read here only to judge rules after the fact; nothing of it reaches a run.
+Writes docs/selection-study.md. Reproduce (after the benches it names have been played, so
+their run folders exist under the results store):
+
+    .venv/bin/python scripts/selection_study.py --bench BENCH_ID[,BENCH_ID...] [--bench ...]
+
+Each `--bench` is one section of the page (several bench ids joined by commas pool their runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sqlite3
+import sys
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import binomtest
+
+from tandem.graph.context import RewardConfig, RunContext
+from tandem.graph.persistence import problem_of
+from tandem.graph.reward_rules import compare, small_data_choice
+from tandem.nodes.agents.heuristic_scientist import ENSEMBLE_POOL
+from tandem.tools.builder import predict
+from tandem.tools.data import read_table_hashed
+from tandem.tools.ensemble_selection import select_ensemble
+from tandem.tools.metrics import METRICS, Predictions
+from tandem.tools.spec import complexity, parse_spec
+from tandem.tools.training import Problem, fit_final, load_oof
+
+ROOT = Path(__file__).resolve().parents[1]
+NOISE_T = 1.0
+SMALL_DATA_ROWS = RunContext().small_data_rows
+REFERENCE = "simplest within noise"
+"""The rule every other one is counted against (wins, ties, losses): the one tandem used before."""
+
+
+@dataclass
+class RunHoldout:
+    """One run's ledger with every experiment's holdout predictions (probabilities or values)."""
+
+    name: str
+    task_name: str
+    task: dict[str, Any]
+    seed: int
+    ledger: list[dict[str, Any]]
+    incumbent: int
+    delivered: int
+    proba: dict[int, np.ndarray]
+    labels: dict[int, np.ndarray]
+    oof: dict[int, np.ndarray]
+    y_dev: np.ndarray
+    y_hold: np.ndarray
+
+    @property
+    def problem(self) -> Problem:
+        return problem_of(self.task)  # type: ignore[arg-type]
+
+    @property
+    def metric(self) -> str:
+        return str(self.task["primary_metric"])
+
+    def score(self, values: np.ndarray, labels: np.ndarray | None = None) -> float:
+        """The primary metric of these holdout predictions (labels by argmax unless given)."""
+        problem = self.problem
+        if problem.task_type == "regression":
+            pred = Predictions(y_pred=values[:, 0])
+        else:
+            proba = values / values.sum(axis=1, keepdims=True)
+            if labels is None:
+                labels = np.asarray(list(problem.classes))[proba.argmax(axis=1)].astype(self.y_hold.dtype)
+            pred = Predictions(y_pred=labels, proba=proba, classes=problem.classes, pos_label=problem.positive_class)
+        return float(METRICS[self.metric](self.y_hold, pred))
+
+    def single(self, experiment: int) -> float:
+        return self.score(self.proba[experiment], self.labels[experiment])
+
+    def plain_pipelines(self) -> list[int]:
+        """Single pipelines at the default threshold, unbagged, with saved out-of-fold predictions,
+        best mean CV first: what an average may blend."""
+        sign = 1.0 if METRICS[self.metric].greater_is_better else -1.0
+        ids = [
+            r["id"]
+            for r in self.ledger
+            if r["id"] in self.proba
+            and r["id"] in self.oof
+            and r["spec"]["kind"] == "pipeline"
+            and r["spec"].get("threshold") == "default"
+            and not r["spec"].get("bagging")
+        ]
+        return sorted(ids, key=lambda i: (-sign * self.ledger[i]["primary"], i))
+
+
+def _bench_runs(store: Path, bench: str) -> list[tuple[str, int, Path]]:
+    with sqlite3.connect(store) as db:
+        rows = db.execute(
+            "select task, seed, details from results where bench_id = ? and player = 'tandem' and status = 'ok'",
+            (bench,),
+        ).fetchall()
+    if not rows:
+        sys.exit(f"selection_study: no tandem games of bench {bench} in {store}")
+    return [(task, int(seed), Path(json.loads(details)["run_dir"])) for task, seed, details in rows]
+
+
+def load_run(folder: Path, task_name: str, seed: int) -> RunHoldout:
+    """Refit every successful experiment of a finished run and predict its holdout."""
+    summary = json.loads((folder / "summary.json").read_text())
+    request = json.loads((folder / "run.json").read_text())["request"]
+    task = summary["task"]
+    target = task["target"]
+    dev, _ = read_table_hashed(request["csv_path"], keep=[target])
+    hold, _ = read_table_hashed(request["holdout_csv"], keep=[target])
+    X_dev, y_dev, X_hold = dev.drop(columns=[target]), dev[target], hold.drop(columns=[target])
+    ledger = [json.loads(line) for line in (folder / "experiments.jsonl").read_text().splitlines() if line]
+    problem = problem_of(task)
+    proba: dict[int, np.ndarray] = {}
+    labels: dict[int, np.ndarray] = {}
+    oof: dict[int, np.ndarray] = {}
+    for record in ledger:
+        if record["status"] != "ok" or not record["spec"]:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = fit_final(parse_spec(record["spec"]), X_dev, y_dev, problem)
+            pred = predict(model, X_hold, problem.task_type, problem.classes, problem.positive_class)
+        proba[record["id"]] = pred.proba if pred.proba is not None else np.asarray(pred.y_pred, float)[:, None]
+        labels[record["id"]] = np.asarray(pred.y_pred)
+        saved = load_oof(folder / "cache", record["spec_hash"]) if record["spec_hash"] else None
+        if saved is not None:
+            oof[record["id"]] = saved
+    return RunHoldout(
+        name=folder.name,
+        task_name=task_name,
+        task=task,
+        seed=seed,
+        ledger=ledger,
+        incumbent=int(summary["incumbent"]),
+        delivered=int(summary["best"]["experiment_id"]),
+        proba=proba,
+        labels=labels,
+        oof=oof,
+        y_dev=y_dev.to_numpy(),
+        y_hold=hold[target].to_numpy(),
+    )
+
+
+def simplest_within_noise(run: RunHoldout) -> int:
+    """The earlier rule: the least complex experiment the incumbent does not beat beyond noise."""
+    best = run.ledger[run.incumbent]["fold_scores"][run.metric]
+    sign = 1.0 if METRICS[run.metric].greater_is_better else -1.0
+    close = [
+        r
+        for r in run.ledger
+        if r["id"] in run.proba
+        and compare(
+            run.metric, best, r["fold_scores"][run.metric], RewardConfig(), folds_per_repeat=run.task["folds"]
+        ).t_stat
+        < NOISE_T
+    ]
+    if not close:
+        return run.incumbent
+    return min(close, key=lambda r: (complexity(parse_spec(r["spec"])), -sign * r["primary"], r["id"]))["id"]
+
+
+def average_of_best(k: int) -> Callable[[RunHoldout], float]:
+    def rule(run: RunHoldout) -> float:
+        members = run.plain_pipelines()[:k] or [run.incumbent]
+        return run.score(np.mean([run.proba[i] for i in members], axis=0))
+
+    return rule
+
+
+def caruana(run: RunHoldout) -> float:
+    pool = run.plain_pipelines()[:ENSEMBLE_POOL]
+    selection = select_ensemble({i: run.oof[i] for i in pool}, run.y_dev, run.problem)
+    if selection is None:
+        return run.single(run.incumbent)
+    ids = list(selection.weights)
+    return run.score(np.average([run.proba[i] for i in ids], axis=0, weights=[selection.weights[i] for i in ids]))
+
+
+def oracle(run: RunHoldout) -> float:
+    sign = 1.0 if METRICS[run.metric].greater_is_better else -1.0
+    return max((run.single(i) for i in run.proba), key=lambda v: sign * v)
+
+
+RULES: dict[str, Callable[[RunHoldout], float]] = {
+    "delivered": lambda run: run.single(run.delivered),
+    "tandem's rule now": lambda run: run.single(
+        small_data_choice(run.ledger, run.incumbent, run.metric, NOISE_T, folds_per_repeat=run.task["folds"])  # type: ignore[arg-type]
+    ),
+    REFERENCE: lambda run: run.single(simplest_within_noise(run)),
+    "best mean CV": lambda run: run.single(run.incumbent),
+    "baseline #0": lambda run: run.single(0),
+    "average of best 2": average_of_best(2),
+    "average of best 3": average_of_best(3),
+    "average of best 5": average_of_best(5),
+    "Caruana": caruana,
+    "oracle (holdout)": oracle,
+}
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+
+
+def _section(title: str, runs: list[RunHoldout], scores: dict[str, dict[str, float]]) -> list[str]:
+    """One group of benches: the mean per task, each rule against the earlier one, and run by run."""
+    names = list(RULES)
+    lines = [
+        f"## {title}",
+        "",
+        f"### Mean over each task's runs ({len(runs)} runs; primary metric, ↑ higher is better, ↓ lower)",
+        "",
+        "| task | metric | runs | " + " | ".join(names) + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
+    by_task: dict[str, list[RunHoldout]] = defaultdict(list)
+    for run in runs:
+        by_task[run.task_name].append(run)
+    for task, group in by_task.items():
+        metric = group[0].metric
+        arrow = "↑" if METRICS[metric].greater_is_better else "↓"
+        cells = [_fmt(float(np.mean([scores[r.name][n] for r in group]))) for n in names]
+        lines.append(f"| {task} | {metric} {arrow} | {len(group)} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"### Each rule against the earlier one ({REFERENCE}), run by run",
+        "",
+        "Wins / ties / losses on the holdout's primary metric, and a two-sided sign test over the runs "
+        "that differ (ties dropped).",
+        "",
+        "| rule | wins | ties | losses | sign test p |",
+        "|---|---|---|---|---|",
+    ]
+    for name in names:
+        if name in (REFERENCE, "oracle (holdout)"):
+            continue
+        wins = ties = losses = 0
+        for run in runs:
+            diff = scores[run.name][name] - scores[run.name][REFERENCE]
+            diff = diff if METRICS[run.metric].greater_is_better else -diff
+            if abs(diff) < 1e-12:
+                ties += 1
+            elif diff > 0:
+                wins += 1
+            else:
+                losses += 1
+        p = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
+        lines.append(f"| {name} | {wins} | {ties} | {losses} | {p:.3f} |")
+    lines += ["", "### Run by run", "", "| run | seed | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for run in runs:
+        cells = [_fmt(scores[run.name][n]) for n in names]
+        lines.append(f"| {run.name} | {run.seed} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def render(groups: list[str], sections: list[list[str]], seconds: float) -> str:
+    lines = [
+        "# Which experiment a small-data run should deliver, judged on holdouts",
+        "",
+        f"Generated by `.venv/bin/python scripts/selection_study.py {' '.join('--bench ' + g for g in groups)}` "
+        f"({date.today().isoformat()}, {platform.machine()}, {seconds / 60:.1f} min). Do not edit by hand.",
+        "",
+        f"The tandem runs of each group of benches on small data (under {SMALL_DATA_ROWS:,} development rows, "
+        "where the rule applies): every successful experiment of each ledger refit on the run's development "
+        "part and scored on its holdout, so each row compares the rules on the same ledger. *delivered* is "
+        "what the run delivered under the code of its bench; *tandem's rule now* applies `small_data_choice` "
+        "(an average within fold noise of the best, else the simplest model) to the same ledger; the averages "
+        "and Caruana are blends of the best single pipelines (default threshold, no bag) computed from "
+        "predictions, whether or not the run proposed them. The holdout never reaches a run; it is read here "
+        "only to judge the rules afterwards.",
+        "",
+    ]
+    for section in sections:
+        lines += section
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--bench",
+        action="append",
+        required=True,
+        help="a bench id in the results store, or several joined by commas (one section of the page)",
+    )
+    parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--out", default=str(ROOT / "docs" / "selection-study.md"))
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    store = Path(args.results_dir) / "results.sqlite"
+    sections = []
+    for group in args.bench:
+        runs: list[RunHoldout] = []
+        for bench in group.split(","):
+            for task, seed, folder in sorted(_bench_runs(store, bench)):
+                if not (folder / "summary.json").exists():
+                    sys.exit(f"selection_study: run folder {folder} is missing; play bench {bench} again to study it")
+                if json.loads((folder / "summary.json").read_text())["task"]["n_dev_rows"] >= SMALL_DATA_ROWS:
+                    continue  # the rule in question applies to small data only
+                run = load_run(folder, task, seed)
+                runs.append(run)
+                print(f"{folder.name}: {len(run.proba)} experiments refit", flush=True)
+        scores = {run.name: {name: rule(run) for name, rule in RULES.items()} for run in runs}
+        sections.append(_section(f"Benches {', '.join(f'`{b}`' for b in group.split(','))}", runs, scores))
+    Path(args.out).write_text(render(args.bench, sections, time.perf_counter() - started))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
