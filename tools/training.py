@@ -166,6 +166,11 @@ class CandidateResult:
         return asdict(self)
 
 
+FoldOutput = tuple[dict[str, float], np.ndarray, dict[str, Any], float, float]
+"""One fold's scores, out-of-fold predictions, fitted parameters, and fit and predict seconds:
+what a trained fold and a fold scored from the cache both give `_collect`."""
+
+
 def _fit_fold(
     spec: PipelineSpec | EnsembleSpec,
     problem: Problem,
@@ -173,7 +178,7 @@ def _fit_fold(
     y: pd.Series,
     train: np.ndarray,
     val: np.ndarray,
-) -> tuple[dict[str, float], np.ndarray, dict[str, Any], float, float]:
+) -> FoldOutput:
     """One fold: its scores, out-of-fold predictions, fitted parameters, and fit and predict seconds."""
     started = time.perf_counter()
     model = fit_final(spec, X.iloc[train], y.iloc[train], problem)
@@ -335,7 +340,7 @@ def _vote_from_cache(
     problem: Problem,
     cache_dir: Path,
     progress: Callable[[int, int], None] | None = None,
-) -> list[tuple[dict[str, float], np.ndarray, dict[str, Any], float, float]] | None:
+) -> list[FoldOutput] | None:
     """The folds of a soft vote from its members' cached out-of-fold predictions, or None when a
     member's are missing (then the blend is trained like any candidate).
 
@@ -358,7 +363,6 @@ def _vote_from_cache(
     blend = np.average(np.stack([oof for oof, _ in members]), axis=0, weights=spec.weights)
     fit_seconds = sum(result.fold_fit_seconds for _, result in members)  # what the blend's fold fit would take
     predict_seconds = sum(result.fold_predict_seconds for _, result in members)
-    classes = np.asarray(problem.classes)
     plan = fold_plan(folds)
     report = progress or (lambda done, total: None)
     report(0, len(plan))
@@ -369,7 +373,7 @@ def _vote_from_cache(
         if problem.task_type == "regression":
             pred = Predictions(y_pred=block[:, 0])
         else:
-            pred = Predictions(classes[block.argmax(axis=1)], block, problem.classes, problem.positive_class)
+            pred = Predictions.from_proba(block, problem.classes, problem.positive_class)
         scores = score_all(scored_metrics(problem), y.iloc[rows].to_numpy(), pred)
         outputs.append((scores, block, {"n_members": len(spec.members)}, fit_seconds, predict_seconds))
         report(len(outputs), len(plan))  # live views show the folds scored, as for a trained candidate
@@ -387,7 +391,7 @@ def _threshold_from_cache(
     problem: Problem,
     cache_dir: Path,
     progress: Callable[[int, int], None] | None = None,
-) -> list[tuple[dict[str, float], np.ndarray, dict[str, Any], float, float]] | None:
+) -> list[FoldOutput] | None:
     """The folds of a tuned decision threshold from its base model's cached out-of-fold
     predictions, or None when they are missing (then the spec is trained like any candidate).
 
@@ -437,7 +441,7 @@ class _Pruned(Exception):
 
 
 def _collect(
-    key: str, outputs: list[Any], folds: np.ndarray, problem: Problem, seconds: float, cache_dir: Path | None
+    key: str, outputs: list[FoldOutput], folds: np.ndarray, problem: Problem, seconds: float, cache_dir: Path | None
 ) -> CandidateResult:
     fold_scores = {m: [_finite(out[0][m]) for out in outputs] for m in scored_metrics(problem)}
     if cache_dir is not None:
