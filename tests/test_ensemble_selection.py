@@ -70,3 +70,24 @@ def test_classification_selection_on_probabilities() -> None:
     selection = select_ensemble(oofs, y, BIN)
     assert selection is not None and len(selection.weights) >= 2
     assert selection.score > max(blend_score(o, y, BIN) for o in oofs.values())
+
+
+@pytest.mark.parametrize(
+    ("labels", "primary"),
+    [((0, 1), "f1_macro"), ((1, 2, 3), "f1_macro"), ((False, True), "accuracy"), (("no", "yes"), "f1_macro")],
+)
+def test_blend_scores_labels_of_every_dtype_as_scikit_learn_does(labels: tuple, primary: str) -> None:
+    """Integer (and boolean) class labels once came out of the blend as an object array, which
+    scikit-learn's metrics reject, so every blend of a 0/1 task scored NaN and the greedy picks
+    fell to log-loss alone."""
+    rng = np.random.default_rng(3)
+    n, k = 300, len(labels)
+    y = np.asarray(labels)[rng.integers(0, k, size=n)]
+    proba = rng.dirichlet(np.ones(k), size=n)
+    problem = Problem(
+        "binary" if k == 2 else "multiclass", (primary, "log_loss"), primary, classes=labels, positive_class=labels[-1]
+    )
+    expected = (skm.f1_score if primary == "f1_macro" else skm.accuracy_score)(
+        y, np.asarray(labels)[proba.argmax(axis=1)], **({"average": "macro"} if primary == "f1_macro" else {})
+    )
+    assert blend_score(proba[None], y, problem) == pytest.approx(expected)

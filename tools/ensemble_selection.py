@@ -42,8 +42,7 @@ def blend_score(oof: np.ndarray, y: np.ndarray, problem: Problem, metric: str | 
     else:
         proba = np.clip(flat, 0.0, 1.0)
         proba = proba / np.clip(proba.sum(axis=1, keepdims=True), 1e-12, None)
-        labels = np.asarray(problem.classes, dtype=object)[np.argmax(proba, axis=1)]
-        pred = Predictions(y_pred=labels, proba=proba, classes=problem.classes, pos_label=problem.positive_class)
+        pred = Predictions.from_proba(proba, problem.classes, problem.positive_class)
     try:
         return float(METRICS[name](y_all, pred))
     except ValueError:

@@ -31,6 +31,17 @@ class Predictions:
     classes: tuple[Any, ...] = ()
     pos_label: Any = None
 
+    @classmethod
+    def from_proba(cls, proba: np.ndarray, classes: Sequence[Any], pos_label: Any = None) -> Predictions:
+        """Probabilities with the most probable class as the label.
+
+        The labels keep the classes' own dtype: an object array of integer labels is a target type
+        scikit-learn's metrics reject ("a mix of binary and unknown targets"), so every score of a
+        blend on 0/1 labels would be NaN.
+        """
+        labels = np.asarray(classes)[np.argmax(proba, axis=1)]
+        return cls(y_pred=labels, proba=proba, classes=tuple(classes), pos_label=pos_label)
+
 
 Scorer = Callable[[np.ndarray, Predictions], float]
 

@@ -416,8 +416,7 @@ def oof_insight(
     if problem.task_type == "regression":
         pred = Predictions(y_pred=first[:, 0])
     elif first.shape[1] == len(problem.classes):
-        labels = np.asarray(problem.classes, dtype=object)[first.argmax(axis=1)]
-        pred = Predictions(y_pred=labels, proba=first, classes=problem.classes, pos_label=problem.positive_class)
+        pred = Predictions.from_proba(first, problem.classes, problem.positive_class)
     else:
         return None  # a classifier without probabilities: its cached labels are not comparable
     return ModelInsight(
