@@ -91,3 +91,15 @@ def test_blend_scores_labels_of_every_dtype_as_scikit_learn_does(labels: tuple, 
         y, np.asarray(labels)[proba.argmax(axis=1)], **({"average": "macro"} if primary == "f1_macro" else {})
     )
     assert blend_score(proba[None], y, problem) == pytest.approx(expected)
+
+
+def test_large_data_choose_on_a_seeded_sample_and_score_on_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tandem.tools import ensemble_selection
+
+    y, oofs = _regression_case()
+    monkeypatch.setattr(ensemble_selection, "SELECTION_ROWS", 150)
+    selection = select_ensemble(oofs, y, REG)
+    assert selection is not None and set(selection.weights) == {3, 5}  # the sample still drops the bad model
+    blend = sum(oofs[i] * w for i, w in selection.weights.items()) / selection.rounds
+    assert selection.score == pytest.approx(blend_score(np.asarray(blend), y, REG))  # every row, not the sample
+    assert select_ensemble(oofs, y, REG) == selection  # the sample is seeded
