@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from sklearn import metrics as skm
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.datasets import make_classification, make_regression
@@ -112,6 +113,50 @@ ESTIMATOR_NAMES = {
 # --------------------------------------------------------------------------------------------
 # build_pipeline
 # --------------------------------------------------------------------------------------------
+
+
+def wide_frame(task: str, n: int = 300) -> tuple[pd.DataFrame, pd.Series]:
+    """`make_frame` plus a 60-level categorical: a one-hot design matrix that is mostly zeros."""
+    X, y = make_frame(task, n)
+    X["zip"] = [f"z{i % 60}" for i in range(n)]
+    return X, y
+
+
+@pytest.mark.parametrize(("task", "family"), FAMILY_CASES, ids=[f"{t}-{f}" for t, f in FAMILY_CASES])
+def test_large_data_keep_a_wide_one_hot_sparse_for_every_family_that_takes_it(task, family, monkeypatch):
+    from tandem.tools import builder
+
+    monkeypatch.setattr(builder, "SPARSE_FROM_ROWS", 200)  # "large" without a test of 100,000 rows
+    X, y = wide_frame(task)
+    spec = spec_for(family, columns={"numeric": NUMERIC, "categorical": [*CATEGORICAL, "zip"]})
+    pos = "yes" if task == "binary" else None
+    model = build_pipeline(spec, task, primary_metric=primary_of(task), pos_label=pos, n_rows=240)
+    model.fit(X.iloc[:240], y.iloc[:240])
+    design = model.named_steps["preprocess"].transform(X.iloc[240:])
+    assert sp.issparse(design) == FAMILIES[family].sparse_input  # HistGradientBoosting rejects sparse input
+    pred = predict(model, X.iloc[240:], task, classes_of(y, task), pos)
+    assert len(pred.y_pred) == 60
+    small = build_pipeline(spec, task, primary_metric=primary_of(task), pos_label=pos, n_rows=199)
+    assert not sp.issparse(small.fit(X.iloc[:240], y.iloc[:240]).named_steps["preprocess"].transform(X.iloc[240:]))
+
+
+@pytest.mark.parametrize(("task", "family"), [("regression", "ridge"), ("binary", "logistic")])
+def test_a_sparse_design_gives_a_linear_model_the_dense_one_s_predictions(task, family, monkeypatch):
+    from tandem.tools import builder
+
+    X, y = wide_frame(task)
+    spec = spec_for(family, columns={"numeric": NUMERIC, "categorical": [*CATEGORICAL, "zip"]})
+    pos = "yes" if task == "binary" else None
+
+    def fitted_predictions(n_rows: int) -> np.ndarray:
+        model = build_pipeline(spec, task, primary_metric=primary_of(task), pos_label=pos, n_rows=n_rows)
+        pred = predict(model.fit(X.iloc[:240], y.iloc[:240]), X.iloc[240:], task, classes_of(y, task), pos)
+        return pred.y_pred if pred.proba is None else pred.proba
+
+    dense = fitted_predictions(240)
+    monkeypatch.setattr(builder, "SPARSE_FROM_ROWS", 200)
+    # the same model up to the solver: Ridge solves a sparse system iteratively (sparse_cg, tol 1e-4)
+    np.testing.assert_allclose(fitted_predictions(240), dense, rtol=0, atol=1e-3 * np.ptp(dense))
 
 
 @pytest.mark.parametrize(("task", "family"), FAMILY_CASES, ids=[f"{t}-{f}" for t, f in FAMILY_CASES])

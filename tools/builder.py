@@ -51,7 +51,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from tandem.tools.features import FeatureEngineer
 from tandem.tools.metrics import METRICS, Predictions
-from tandem.tools.spec import EnsembleSpec, PipelineSpec, RowFilter, feature_outputs
+from tandem.tools.spec import FAMILIES, EnsembleSpec, PipelineSpec, RowFilter, feature_outputs
 
 MISSING = "__missing__"
 
@@ -320,13 +320,13 @@ def _numeric_steps(spec: PipelineSpec, seed: int) -> list[tuple[str, Any]]:
     return steps or [("identity", "passthrough")]
 
 
-def _encoder(kind: str, spec: PipelineSpec, task_type: str, seed: int) -> Any:
+def _encoder(kind: str, spec: PipelineSpec, task_type: str, seed: int, sparse: bool) -> Any:
     match kind:
         case "onehot":
             return OneHotEncoder(
                 handle_unknown="infrequent_if_exist",
                 min_frequency=spec.preprocessing.onehot_min_frequency,
-                sparse_output=False,
+                sparse_output=sparse,
             )
         case "ordinal":
             return OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
@@ -345,16 +345,36 @@ def _target_encoder(task_type: str, seed: int) -> TargetEncoder:
     return TargetEncoder(target_type=target_type, shuffle=True, random_state=seed)
 
 
-def _categorical(columns: tuple[str, ...], kind: str, spec: PipelineSpec, task_type: str, seed: int) -> Pipeline:
+def _categorical(
+    columns: tuple[str, ...], kind: str, spec: PipelineSpec, task_type: str, seed: int, sparse: bool
+) -> Pipeline:
     return Pipeline(
         [
             ("as_categories", FunctionTransformer(as_categories, feature_names_out="one-to-one")),
-            ("encode", _encoder(kind, spec, task_type, seed)),
+            ("encode", _encoder(kind, spec, task_type, seed, sparse)),
         ]
     )
 
 
-def _preprocessor(spec: PipelineSpec, task_type: str, seed: int) -> ColumnTransformer:
+SPARSE_FROM_ROWS = 100_000
+"""From this many training rows, one-hot columns stay sparse for a family that takes sparse input.
+
+Why: a dense one-hot block costs rows × levels × 8 bytes in every fold worker, so on a million
+rows a 200-level column alone is over a gigabyte per worker (the speed benchmark's 1M-row run
+peaked at 7.5 GB in one such step). The design matrix is then sparse only when it is mostly
+zeros (scikit-learn's default density threshold); below this size nothing changes, so small-data
+results are exactly what they were.
+"""
+SPARSE_DENSITY = 0.3
+"""A sparse design matrix is kept only when at most this share of its cells is non-zero."""
+
+
+def sparse_design(spec: PipelineSpec, n_rows: int | None) -> bool:
+    """Whether this spec, trained on `n_rows` rows, keeps its one-hot columns sparse."""
+    return n_rows is not None and n_rows >= SPARSE_FROM_ROWS and FAMILIES[spec.model.family].sparse_input
+
+
+def _preprocessor(spec: PipelineSpec, task_type: str, seed: int, sparse: bool = False) -> ColumnTransformer:
     numeric = list(spec.columns.numeric) + [name for op in spec.features for name in feature_outputs(op)]
     parts: list[tuple[str, Any, list[str]]] = []
     if numeric:
@@ -362,15 +382,15 @@ def _preprocessor(spec: PipelineSpec, task_type: str, seed: int) -> ColumnTransf
     prep = spec.preprocessing
     if spec.columns.categorical:
         cat = tuple(spec.columns.categorical)
-        parts.append(("categorical", _categorical(cat, prep.categorical_encoder, spec, task_type, seed), list(cat)))
+        encoder = _categorical(cat, prep.categorical_encoder, spec, task_type, seed, sparse)
+        parts.append(("categorical", encoder, list(cat)))
     if spec.columns.high_cardinality:
         high = tuple(spec.columns.high_cardinality)
-        parts.append(
-            ("high_card", _categorical(high, prep.high_cardinality_encoder, spec, task_type, seed), list(high))
-        )
+        encoder = _categorical(high, prep.high_cardinality_encoder, spec, task_type, seed, sparse)
+        parts.append(("high_card", encoder, list(high)))
     if not parts:
         raise ValueError("the spec uses no columns: list at least one numeric or categorical column")
-    return ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0)
+    return ColumnTransformer(parts, remainder="drop", sparse_threshold=SPARSE_DENSITY if sparse else 0.0)
 
 
 def threshold_scorer(primary: str, pos_label: Any) -> Any:
@@ -438,14 +458,20 @@ def build_pipeline(
     pos_label: Any = None,
     seed: int = 0,
     n_threads: int = 1,
+    n_rows: int | None = None,
 ) -> Any:
-    """An unfitted estimator for the spec; fitting it on the raw DataFrame trains the candidate."""
+    """An unfitted estimator for the spec; fitting it on the raw DataFrame trains the candidate.
+
+    `n_rows`, the rows it will be trained on when known, decides whether one-hot columns stay
+    sparse (`SPARSE_FROM_ROWS`)."""
     if isinstance(spec, EnsembleSpec):
-        return _build_ensemble(spec, task_type, primary_metric=primary_metric, seed=seed, n_threads=n_threads)
+        return _build_ensemble(
+            spec, task_type, primary_metric=primary_metric, seed=seed, n_threads=n_threads, n_rows=n_rows
+        )
     steps: list[tuple[str, Any]] = []
     if spec.features:
         steps.append(("features", FeatureEngineer(tuple(spec.features))))
-    steps.append(("preprocess", _preprocessor(spec, task_type, seed)))
+    steps.append(("preprocess", _preprocessor(spec, task_type, seed, sparse_design(spec, n_rows))))
     steps.append(("model", make_estimator(spec, task_type, seed, n_threads)))
     model: Any = Pipeline(steps)
     if spec.row_filter is not None:  # inside the target transform: residuals on the target the model sees
@@ -467,7 +493,9 @@ def build_pipeline(
     return model
 
 
-def _build_ensemble(spec: EnsembleSpec, task_type: str, *, primary_metric: str, seed: int, n_threads: int) -> Any:
+def _build_ensemble(
+    spec: EnsembleSpec, task_type: str, *, primary_metric: str, seed: int, n_threads: int, n_rows: int | None
+) -> Any:
     # Members are fitted on encoded labels inside scikit-learn's ensembles, so their own decision
     # thresholds cannot apply; the blend uses their probabilities.
     members = [
@@ -479,6 +507,7 @@ def _build_ensemble(spec: EnsembleSpec, task_type: str, *, primary_metric: str, 
                 primary_metric=primary_metric,
                 seed=seed,
                 n_threads=n_threads,
+                n_rows=n_rows,
             ),
         )
         for i, m in enumerate(spec.members)

@@ -264,6 +264,8 @@ class Family:
     description: str = ""
     complexity: int = 1
     """Rank for "prefer the simpler model": 0 linear, 1 k-NN/SVR/tree, 2 forests, 3 boosting."""
+    sparse_input: bool = True
+    """Whether the estimator takes a scipy sparse design matrix (large data keep one-hot columns sparse)."""
 
 
 _ALL = frozenset({"binary", "multiclass", "regression"})
@@ -347,6 +349,7 @@ FAMILIES: dict[str, Family] = {
             handles_missing=True,
             class_weight=True,
             complexity=3,
+            sparse_input=False,
         ),
         Family("lightgbm", _ALL, dict(_BOOSTING_PARAMS), handles_missing=True, class_weight=True, complexity=3),
         Family(

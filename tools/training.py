@@ -487,6 +487,7 @@ def fit_final(spec: PipelineSpec | EnsembleSpec, X: pd.DataFrame, y: pd.Series, 
         primary_metric=problem.primary_metric,
         pos_label=problem.positive_class,
         seed=problem.seed,
+        n_rows=len(X),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
