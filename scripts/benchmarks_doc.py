@@ -660,10 +660,11 @@ def _memory_note(big: dict[str, Any], old: dict[str, Any] | None) -> str:
     text += ". " + place[:1].upper() + place[1:] + "."
     if big["peak_rss_tree"] / big["frame_bytes"] > MEMORY_GOAL:
         text += (
-            " What remains is the fitting itself: each worker builds the model's dense float64 design matrix "
-            "(numeric columns plus one-hot columns of the training rows) next to the interpreter and libraries "
-            "of a Python process; shrinking that (float32 or sparse design matrices) would change model results, "
-            "which this work does not do."
+            " What remains is the fitting itself: each worker builds the model's float64 design matrix "
+            "(numeric columns plus encoded categorical columns of the training rows, one-hot columns sparse from "
+            "100,000 training rows when the matrix is mostly zeros: `tools/builder.py: SPARSE_FROM_ROWS`) next "
+            "to the interpreter and libraries of a Python process, and two folds train at once; float32 design "
+            "matrices would change model results, which this work does not do."
         )
     return text
 
