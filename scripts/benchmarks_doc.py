@@ -182,21 +182,58 @@ def _task_mean(group: list[Any], player: str) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def _share_goal(text: str, groups: dict[str, list[Any]], team: str, rival: str, share: float) -> str:
-    """A goal row: tasks where the team's seed mean is at least the rival's, against a share of tasks."""
+def _share(groups: dict[str, list[Any]], team: str, rival: str, share: float) -> tuple[str, bool]:
+    """Tasks where the team's seed mean is at least the rival's, against a share of tasks: the
+    measured text and whether the goal is met."""
     ok = sum(_mean_at_least_as_good(group, team, rival) for group in groups.values())
     need = math.ceil(share * len(groups) - 1e-9) if share < 1 else len(groups)
-    return f"| {text} | {ok}/{len(groups)} tasks (need {need}) | {_verdict(ok >= need)} |"
+    return f"{ok}/{len(groups)} tasks (need {need})", ok >= need
 
 
-def _score_goals(report: Any, bench: dict[str, Any]) -> list[str]:
+def _share_goal(text: str, groups: dict[str, list[Any]], team: str, rival: str, share: float) -> str:
+    """A goal row: tasks where the team's seed mean is at least the rival's, against a share of tasks."""
+    measured, met = _share(groups, team, rival, share)
+    return f"| {text} | {measured} | {_verdict(met)} |"
+
+
+def _groups(problems: list[Any]) -> dict[str, list[Any]]:
+    """Problems by task (each task's seeds together)."""
+    groups: dict[str, list[Any]] = {}
+    for problem in problems:
+        groups.setdefault(problem.task, []).append(problem)
+    return groups
+
+
+def _rival_elsewhere(store: ResultsStore, bench: dict[str, Any], rival: str, text: str, share: float) -> str:
+    """A goal row for a rival that did not play in `bench`: judged in the latest earlier bench of the
+    same tasks, seeds and budget in which it did play (tandem against it in that bench, never across
+    benches), or not measured."""
+    same = ("tasks", "seeds", "budget")
+    earlier = [
+        b
+        for b in store.benches("bench")
+        if rival in b["settings"]["players"]
+        and all(b["settings"].get(k) == bench["settings"].get(k) for k in same)
+        and b["created_at"] < bench["created_at"]
+        and store.results(b["bench_id"])
+    ]
+    if not earlier:
+        return f"| {text} | {rival} was not among the players | not measured |"
+    other = earlier[-1]
+    profiles = bench_report(store, other["bench_id"]).profiles
+    measured, met = _share(_groups(profiles.problems), _tandem(profiles.players), rival, share)
+    return (
+        f"| {text} | {rival} did not play in this bench; in `{other['bench_id']}` (tandem commit "
+        f"{other['machine'].get('git_commit') or 'unknown'}): {measured} | {_verdict(met)} there |"
+    )
+
+
+def _score_goals(report: Any, bench: dict[str, Any], store: ResultsStore) -> list[str]:
     """Issue 11's goals, each on a task's mean over the bench's seeds (one seed: that seed's score)."""
     profiles = report.profiles
     players = profiles.players
     team = _tandem(players)
-    groups: dict[str, list[Any]] = {}
-    for problem in profiles.problems:
-        groups.setdefault(problem.task, []).append(problem)
+    groups = _groups(profiles.problems)
     seeds = len({p.seed for p in profiles.problems})
     over = f" (mean over {seeds} seeds)" if seeds > 1 else ""
     lines = ["| goal | measured | verdict |", "|---|---|---|"]
@@ -222,7 +259,7 @@ def _score_goals(report: Any, bench: dict[str, Any]) -> list[str]:
         if rival in players:
             lines.append(_share_goal(text, groups, team, rival, share))
         else:
-            lines.append(f"| {text} | {rival} was not among the players | not measured |")
+            lines.append(_rival_elsewhere(store, bench, rival, text, share))
     if "autogluon" in players:
         mine_norm = statistics.fmean(_normalised(p, team) for p in profiles.problems)
         theirs_norm = statistics.fmean(_normalised(p, "autogluon") for p in profiles.problems)
@@ -756,7 +793,7 @@ def main() -> None:
         "",
         "## Goals",
         "",
-        *_score_goals(report, bench),
+        *_score_goals(report, bench, store),
         _league_goal(table, team),
         "",
         *(["### Where a goal is missed", "", *notes, ""] if (notes := _score_notes(report)) else []),

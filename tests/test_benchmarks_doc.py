@@ -40,3 +40,20 @@ def test_the_split_column_follows_the_seed_rule(doc: ModuleType, tmp_path: Path)
     assert doc._split_text(own, [0, 1]) == "holdout file test.csv, the same for every seed"
     before = {"holdout_csv": None, "holdout": 0.2, "split_seed": 0, "description": ""}  # stored before seeds split
     assert doc._split_text(before, [0, 1]) == "20% holdout, one fixed split (split seed 0) for every seed"
+
+
+def test_a_rival_missing_from_the_bench_is_judged_in_the_latest_bench_it_played(
+    doc: ModuleType, tmp_path: Path
+) -> None:
+    """The goals compare tandem with a rival inside one bench, never across benches: a rival that
+    sat out the newest bench is judged in the latest earlier bench of the same tasks, seeds and budget."""
+    wine = Task(name="wine", csv="sklearn:wine", target="target", holdout=0.25, split_seed=3)
+    store = ResultsStore(tmp_path)
+    both = run_bench([wine], [PlainPlayer("linear"), PlainPlayer("lightgbm")], seeds=[0], results_dir=tmp_path)
+    alone = run_bench([wine], [PlainPlayer("linear")], seeds=[0], results_dir=tmp_path)
+    row = doc._rival_elsewhere(store, store.bench(alone), "lightgbm", "linear ≥ lightgbm", 0.5)
+    scores = {r["player"]: r["score"] for r in store.results(both)}
+    met = scores["linear"] >= scores["lightgbm"]
+    assert f"did not play in this bench; in `{both}`" in row
+    assert f"{int(met)}/1 tasks (need 1)" in row and ("**met** there" if met else "**missed** there") in row
+    assert "not measured" in doc._rival_elsewhere(store, store.bench(alone), "flaml", "linear ≥ flaml", 0.9)
