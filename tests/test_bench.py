@@ -290,6 +290,8 @@ def test_autogluon_player_at_a_small_budget(tmp_path: Path) -> None:
     assert set(result.scores) == {"f1_macro", "accuracy", "log_loss"}  # tandem's metrics, not AutoGluon's
     assert 0.85 <= result.scores["f1_macro"] <= 1.0  # type: ignore[operator]
     assert result.details["models"] >= 1 and result.details["autogluon"].startswith("1.6")
+    assert result.wall_seconds > 0
+    assert not list(tmp_path.glob("autogluon-*"))  # its models (0.2 to 0.5 GB a game) do not outlive the game
 
 
 def test_the_suite_has_twenty_tasks_disjoint_from_the_training_pool_and_lists_them() -> None:
