@@ -133,6 +133,7 @@ def child_run(csv: str, target: str, max_iters: int, time_budget: float, out: st
     import tandem.nodes.evaluator
     import tandem.nodes.executor
     import tandem.tools.data
+    import tandem.tools.training
     from tandem.api import run_task
     from tandem.graph.context import RunContext
 
@@ -155,6 +156,21 @@ def child_run(csv: str, target: str, max_iters: int, time_budget: float, out: st
 
         setattr(module, name, wrapper)
 
+    cached: list[float] = []  # when a candidate was scored from cached predictions, training nothing
+
+    def noted(name: str) -> None:
+        original = getattr(tandem.tools.training, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            outputs = original(*args, **kwargs)
+            if outputs is not None:
+                cached.append(time.perf_counter())
+            return outputs
+
+        setattr(tandem.tools.training, name, wrapper)
+
+    noted("_vote_from_cache")
+    noted("_threshold_from_cache")
     timed(tandem.nodes.evaluator, "evaluate_spec")
     timed(tandem.nodes.executor, "dry_run")
     timed(tandem.nodes.deliver, "fit_final")
@@ -182,6 +198,7 @@ def child_run(csv: str, target: str, max_iters: int, time_budget: float, out: st
                 "t_end": t_end,
                 "events": events,
                 "fits": fits,
+                "cached": cached,
                 "rss_start": rss_start,
                 "iterations": summary.get("iterations"),
                 "stop_reason": summary.get("stop_reason"),
@@ -366,7 +383,9 @@ def analyse_run(run: dict[str, Any]) -> dict[str, Any]:
     """Iterations (reward to reward), their fitting time, the environment's overhead, the memory peak's phase.
 
     An iteration's status is its experiment's (ok, failed, timeout, invalid…); "trained" iterations
-    are those whose candidate was cross-validated to the end, the typical cost of one experiment.
+    are those whose candidate was trained and cross-validated to the end, the typical cost of one
+    experiment (a soft vote or a tuned threshold scored from cached predictions trains nothing, so
+    it is an iteration but not a trained one).
     """
     events = [(e[0], e[1], e[2] if len(e) > 2 else None) for e in run["events"]]
     fits = run["fits"]
@@ -376,15 +395,22 @@ def analyse_run(run: dict[str, Any]) -> dict[str, Any]:
     previous = setup_end
     for end, status in rewards:
         fit = _overlap(previous, end, fits)
+        from_cache = any(previous <= t <= end for t in run.get("cached", []))
         iterations.append(
-            {"seconds": end - previous, "fit_seconds": fit, "overhead_seconds": end - previous - fit, "status": status}
+            {
+                "seconds": end - previous,
+                "fit_seconds": fit,
+                "overhead_seconds": end - previous - fit,
+                "status": status,
+                "from_cache": from_cache,
+            }
         )
         previous = end
     deliver_end = next((t for node, t, _ in events if node == "deliver"), run["t_end"])
     total_fit = _overlap(run["t0"], run["t_end"], fits)
     seconds = [i["seconds"] for i in iterations]
     overheads = [i["overhead_seconds"] for i in iterations]
-    trained = [i["seconds"] for i in iterations if i["status"] in (None, "ok")]
+    trained = [i["seconds"] for i in iterations if i["status"] in (None, "ok") and not i["from_cache"]]
     peak_at = run.get("peak_at")
     peak_phase = None
     if peak_at:
