@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "examples" / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C works in the tests however the suite was started.
+
+    A shell starts a background job (`make test &`, `nohup`) with SIGINT ignored, and an ignored
+    signal stays ignored in every process it starts: the tests that press Ctrl-C on a run, a
+    training or a watching league then waited forever (a league-watch test hung under
+    `fresh-clone-check` for 17 minutes). A handled signal is reset to its default in the processes
+    this one starts, so restoring Python's handler here (in every xdist worker too) restores it there.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
