@@ -200,9 +200,11 @@ class ResultsStore:
         return self._insert("matches", {"created_at": now(), **row})
 
     def benches(self, kind: str | None = None) -> list[dict[str, Any]]:
+        """Benches (or leagues) in the order they were started; two started in the same second keep
+        the order they were stored in (created_at has whole seconds)."""
         if kind is None:
-            return self._select("SELECT * FROM benches ORDER BY created_at, bench_id")
-        return self._select("SELECT * FROM benches WHERE kind = ? ORDER BY created_at, bench_id", (kind,))
+            return self._select("SELECT * FROM benches ORDER BY created_at, rowid")
+        return self._select("SELECT * FROM benches WHERE kind = ? ORDER BY created_at, rowid", (kind,))
 
     def bench(self, bench_id: str) -> dict[str, Any] | None:
         rows = self._select("SELECT * FROM benches WHERE bench_id = ?", (bench_id,))

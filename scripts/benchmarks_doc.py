@@ -210,12 +210,13 @@ def _rival_elsewhere(store: ResultsStore, bench: dict[str, Any], rival: str, tex
     same tasks, seeds and budget in which it did play (tandem against it in that bench, never across
     benches), or not measured."""
     same = ("tasks", "seeds", "budget")
+    benches = store.benches("bench")  # in the order they were stored (two may start in the same second)
+    before = next(i for i, b in enumerate(benches) if b["bench_id"] == bench["bench_id"])
     earlier = [
         b
-        for b in store.benches("bench")
+        for b in benches[:before]
         if rival in b["settings"]["players"]
         and all(b["settings"].get(k) == bench["settings"].get(k) for k in same)
-        and b["created_at"] < bench["created_at"]
         and store.results(b["bench_id"])
     ]
     if not earlier:
