@@ -127,9 +127,7 @@ def _seeds_section(store: ResultsStore, budgets: tuple[float, ...] = SEED_BUDGET
             "",
         ]
         lines += ["| task | metric | " + " | ".join(players) + " |", "|---|---|" + "---|" * len(players)]
-        by_task: dict[str, list[Any]] = {}
-        for problem in problems:
-            by_task.setdefault(problem.task, []).append(problem)
+        by_task = _groups(problems)
         for task, group in by_task.items():
             cells = []
             for player in players:

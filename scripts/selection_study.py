@@ -32,7 +32,7 @@ import time
 import warnings
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -90,9 +90,9 @@ class RunHoldout:
             pred = Predictions(y_pred=values[:, 0])
         else:
             proba = values / values.sum(axis=1, keepdims=True)
-            if labels is None:
-                labels = np.asarray(list(problem.classes))[proba.argmax(axis=1)].astype(self.y_hold.dtype)
-            pred = Predictions(y_pred=labels, proba=proba, classes=problem.classes, pos_label=problem.positive_class)
+            pred = Predictions.from_proba(proba, problem.classes, problem.positive_class)
+            if labels is not None:  # a model's own labels (a tuned threshold is not the argmax)
+                pred = replace(pred, y_pred=labels)
         return float(METRICS[self.metric](self.y_hold, pred))
 
     def single(self, experiment: int) -> float:

@@ -103,6 +103,7 @@ def assert_same_run(run_dir: Path, reference: dict[str, Any]) -> None:
 def spawn(argv: list[str], log: Path, pause: str | None = None, marker: Path | None = None) -> subprocess.Popen[bytes]:
     """`tandem ARGV` in a child process, output to `log`; with `pause`, the child stops at that point."""
     env = {k: v for k, v in os.environ.items() if k not in (PAUSE_AT, PAUSE_MARKER)}
+    env["PYTHONFAULTHANDLER"] = "1"  # a native crash (exit -11) leaves every thread's Python stack in the log
     if pause is not None:
         assert marker is not None
         env[PAUSE_AT], env[PAUSE_MARKER] = pause, str(marker)

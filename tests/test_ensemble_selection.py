@@ -98,7 +98,16 @@ def test_large_data_choose_on_a_seeded_sample_and_score_on_every_row(monkeypatch
 
     y, oofs = _regression_case()
     monkeypatch.setattr(ensemble_selection, "SELECTION_ROWS", 150)
+    scored_rows: list[int] = []
+
+    def counting(oof: np.ndarray, y: np.ndarray, problem: Problem, metric: str | None = None) -> float:
+        scored_rows.append(len(y))
+        return blend_score(oof, y, problem, metric)
+
+    monkeypatch.setattr(ensemble_selection, "blend_score", counting)
     selection = select_ensemble(oofs, y, REG)
+    assert scored_rows[:-1] == [150] * (len(scored_rows) - 1) and scored_rows[-1] == 400  # rounds on the sample
+    monkeypatch.setattr(ensemble_selection, "blend_score", blend_score)
     assert selection is not None and set(selection.weights) == {3, 5}  # the sample still drops the bad model
     blend = sum(oofs[i] * w for i, w in selection.weights.items()) / selection.rounds
     assert selection.score == pytest.approx(blend_score(np.asarray(blend), y, REG))  # every row, not the sample

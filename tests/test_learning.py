@@ -337,7 +337,7 @@ def test_ctrl_c_stops_training_with_every_finished_episode_kept(tmp_path: Path):
         assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=120) == 130
+    assert process.wait(timeout=120) == 130, log.read_text(errors="replace")
     text = log.read_text(errors="replace")
     assert "Continue with the same command" in text and "Traceback" not in text
     done = read_policy(out)["provenance"]["episodes"]

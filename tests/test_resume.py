@@ -116,7 +116,7 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_resumes(
     process = start(penguins, runs, "c")
     wait_until(lambda: lines_in(runs / "c" / "experiments.jsonl") >= 2, process, "the first experiment")
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=120) == 130
+    assert process.wait(timeout=120) == 130, (runs.parent / "c.log").read_text(errors="replace")
     err = (runs.parent / "c.log").read_text()
     assert "tandem resume c" in err and "Traceback" not in err
     assert not (runs / "c" / "summary.json").exists()
