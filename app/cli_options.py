@@ -54,6 +54,23 @@ def number(
     return parse
 
 
+BYTE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def byte_size(text: str) -> int:
+    """An argparse `type=` for a memory size: bytes, or a number with K, M, G or T (powers of 1024,
+    an optional trailing B or iB), e.g. `1500M`, `1.5G`; at least 1 MiB."""
+    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = cleaned[-1:] if cleaned[-1:] in BYTE_UNITS else ""
+    try:
+        value = float(cleaned[: len(cleaned) - len(unit)]) * BYTE_UNITS[unit]
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 2**20:
+        raise argparse.ArgumentTypeError(f"expected a memory size of at least 1M such as 1500M or 2G, got {text!r}")
+    return int(value)
+
+
 RUNS_DIR_HELP = "the folder of the run folders (default: $TANDEM_RUNS_DIR, else ./runs)"
 WHOLE_AT_LEAST_1 = number(int, at_least=1)
 WHOLE_AT_LEAST_0 = number(int, at_least=0)
@@ -69,6 +86,7 @@ CONTEXT_NUMBERS: dict[str, Callable[[str], Any]] = {
     "token_budget": WHOLE_AT_LEAST_1,
     "candidate_time_limit": POSITIVE,
     "n_jobs": WHOLE_AT_LEAST_1,
+    "memory_limit": byte_size,
     "patience": WHOLE_AT_LEAST_1,
     "small_data_rows": WHOLE_AT_LEAST_0,
     "noise_t": NON_NEGATIVE,
@@ -125,10 +143,25 @@ def add_budget_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     parser.add_argument(
         "--n-jobs", type=CONTEXT_NUMBERS["n_jobs"], default=d.n_jobs if d else None, help="parallel fold fits" + own
     )
+    parser.add_argument(
+        "--memory-limit",
+        type=CONTEXT_NUMBERS["memory_limit"],
+        metavar="SIZE",
+        help="memory the run and its fold workers may hold, e.g. 1500M or 2G: past it, folds are fitted "
+        "one at a time in the run's process" + (own or " (default: no limit)"),
+    )
 
 
 #: Run-context fields the CLI sets directly from an option of the same name.
-CONTEXT_OPTIONS = ("max_iters", "time_budget", "token_budget", "candidate_time_limit", "n_jobs", "approve")
+CONTEXT_OPTIONS = (
+    "max_iters",
+    "time_budget",
+    "token_budget",
+    "candidate_time_limit",
+    "n_jobs",
+    "memory_limit",
+    "approve",
+)
 LLM_OPTIONS = (
     "model",
     "scientist_model",

@@ -31,7 +31,7 @@ import pandas as pd
 from tandem.api import run_task
 from tandem.benchmarks.baselines import fit_plain
 from tandem.benchmarks.tasks import TaskData
-from tandem.cli_options import context_number_error
+from tandem.cli_options import CONTEXT_NUMBERS, context_number_error
 from tandem.graph.context import RunContext
 from tandem.nodes.agents.models import check_llm_setup
 from tandem.tools.data import InputError
@@ -453,6 +453,8 @@ def _tandem_player(spec: str, options: list[tuple[str, Any]]) -> TandemPlayer:
             raise InputError(f"player {spec!r}: unknown option {key!r}; options: {', '.join(sorted(allowed))}")
         elif problem := context_number_error(key, value):  # the range `tandem run --max-iters` etc. checks
             raise InputError(f"player {spec!r}: {key} {problem}")
+    # as the command line parses them (memory_limit=2G is bytes), checked just above
+    options = [(k, CONTEXT_NUMBERS[k](str(v)) if k in CONTEXT_NUMBERS and v is not None else v) for k, v in options]
     defaults = RunContext().to_dict()
     try:
         RunContext.from_dict(defaults | {k: v for k, v in options if k not in {"price_in", "price_out"}})

@@ -43,6 +43,7 @@ def evaluate_candidate(
         cache_dir=folder.cache,
         time_limit=time_limit,
         n_jobs=context.n_jobs,
+        memory_limit=context.memory_limit,
         progress=fold_progress(),
         prune=prune,
     )

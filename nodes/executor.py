@@ -40,7 +40,13 @@ def executor(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]
         resolve=resolve,
         columns=list(X.columns),
         try_spec=lambda spec: dry_run(
-            spec, X, y, problem, time_limit=context.candidate_time_limit, n_jobs=context.n_jobs
+            spec,
+            X,
+            y,
+            problem,
+            time_limit=context.candidate_time_limit,
+            n_jobs=context.n_jobs,
+            memory_limit=context.memory_limit,
         ),
         rewards=context.rewards,
     )

@@ -812,7 +812,7 @@ def main() -> None:
         "Reproduce (results are appended to the store; the report is derived from the stored rows):",
         "",
         "```bash",
-        "pip install -e '.[bench]'   # FLAML, xgboost-cpu, psutil",
+        "pip install -e '.[bench]'   # FLAML, xgboost-cpu",
         bench["command"],
         *[lg["command"] for lg in leagues[-1:]],
         f"tandem elo --results-dir {rel_store}",

@@ -17,6 +17,7 @@ building, verification, reward and ledger.
     .venv/bin/python scripts/speed.py profile5m    # 5M x 30 generated CSV (about 1.9 GB): read + profile
     .venv/bin/python scripts/speed.py scaling      # 10k / 100k / 1M rows; the 1M run is the whole-run check
     .venv/bin/python scripts/speed.py plain1m      # the 1M run without compact dtypes and the mapped frame
+    .venv/bin/python scripts/speed.py bounded1m    # the 1M run with --memory-limit 3x the issue's frame
 
 Results go to benchmarks/results/speed.json (one key per part, each with machine, date and
 load average); scripts/benchmarks_doc.py turns them into docs/benchmarks.md and the plot.
@@ -122,11 +123,20 @@ def _rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
-def child_run(csv: str, target: str, max_iters: int, time_budget: float, out: str, plain: bool = False) -> None:
+def child_run(
+    csv: str,
+    target: str,
+    max_iters: int,
+    time_budget: float,
+    out: str,
+    plain: bool = False,
+    memory_limit: int | None = None,
+) -> None:
     """Run tandem once, recording node end times and every model-fitting interval.
 
     `plain` switches off what issue 10 added for memory (compact dtypes at read time, the
-    memory-mapped development frame), to measure the same code and data without them.
+    memory-mapped development frame), to measure the same code and data without them;
+    `memory_limit` is the run's `--memory-limit`.
     """
     import tandem.graph.persistence
     import tandem.nodes.deliver
@@ -187,7 +197,9 @@ def child_run(csv: str, target: str, max_iters: int, time_budget: float, out: st
         csv,
         target,
         run_id=f"speed-{Path(csv).stem}-{int(time.time())}",
-        context=RunContext(runs_dir=str(WORK / "runs"), max_iters=max_iters, time_budget=time_budget),
+        context=RunContext(
+            runs_dir=str(WORK / "runs"), max_iters=max_iters, time_budget=time_budget, memory_limit=memory_limit
+        ),
         on_update=on_update,
     )
     t_end = time.perf_counter()
@@ -490,6 +502,25 @@ def part_plain(n: int, max_iters: int, time_budget: float) -> dict[str, Any]:
     return run_record(stamp, n, max_iters, time_budget, run)
 
 
+def part_bounded(n: int, max_iters: int, time_budget: float) -> dict[str, Any]:
+    """The scaling run of `n` rows with a memory limit of 3x the frame as the issue measured it
+    (strings as objects, before issue 10: `before_issue10` in speed.json), else as pandas reads it
+    by default now: what a user on a small machine gets from `--memory-limit`."""
+    stamp = _stamp()
+    csv = generated_csv(n)
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    old = [r for r in data.get("before_issue10", {}).get("scaling", {}).get("runs", []) if r["rows"] == n]
+    frame = (
+        old[0]["frame_bytes"]
+        if old
+        else measured("_profile", "--csv", str(csv), "--target", "target")["frame_bytes_default"]
+    )
+    limit = 3 * int(frame)
+    args = ["--memory-limit", str(limit), *_budget_args(max_iters, time_budget)]
+    run = measured("_run", "--csv", str(csv), "--target", "target", *args)
+    return run_record(stamp, n, max_iters, time_budget, run) | {"memory_limit": limit}
+
+
 def run_record(
     stamp: dict[str, Any], n: int, max_iters: int, time_budget: float, run: dict[str, Any]
 ) -> dict[str, Any]:
@@ -520,8 +551,10 @@ def save(part: str, value: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "part", choices=["all", "overhead", "profile", "profile5m", "scaling", "plain1m", "_run", "_profile"]
+        "part",
+        choices=["all", "overhead", "profile", "profile5m", "scaling", "plain1m", "bounded1m", "_run", "_profile"],
     )
+    parser.add_argument("--memory-limit", type=int, help="(_run) the run's memory limit in bytes")
     parser.add_argument("--plain", action="store_true", help="(_run) without compact dtypes and the mapped frame")
     parser.add_argument("--csv")
     parser.add_argument("--target")
@@ -533,7 +566,15 @@ def main() -> None:
     parser.add_argument("--scaling-budget", type=float, default=300.0, help="working seconds per scaling run")
     args = parser.parse_args()
     if args.part == "_run":
-        child_run(args.csv, args.target, args.max_iters, args.time_budget, args.out, plain=args.plain)
+        child_run(
+            args.csv,
+            args.target,
+            args.max_iters,
+            args.time_budget,
+            args.out,
+            plain=args.plain,
+            memory_limit=args.memory_limit,
+        )
         return
     if args.part == "_profile":
         child_profile(args.csv, args.target, args.out)
@@ -549,6 +590,8 @@ def main() -> None:
         save("scaling", part_scaling(sizes, args.scaling_iters, args.scaling_budget))
     if args.part == "plain1m":  # not in "all": the A/B of issue 10's memory work, on request
         save("plain_1m", part_plain(1_000_000, args.scaling_iters, args.scaling_budget))
+    if args.part in {"all", "bounded1m"}:
+        save("bounded_1m", part_bounded(1_000_000, args.scaling_iters, args.scaling_budget))
 
 
 if __name__ == "__main__":

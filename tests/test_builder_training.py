@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import numpy as np
@@ -505,6 +506,36 @@ def binary_task():
     dev = list(split.dev_rows)
     problem = Problem("binary", BINARY_METRICS, "f1_macro", classes=("no", "yes"), positive_class="yes")
     return X.loc[dev], y.loc[dev], np.asarray(split.fold_of_dev), problem
+
+
+@pytest.mark.parametrize("family", ["logistic", "random_forest"])
+def test_a_memory_limit_fits_the_folds_here_one_at_a_time_with_the_same_scores(binary_task, family, monkeypatch):
+    """Past the limit the folds leave the worker pool for this process, each fit on n_jobs
+    threads; the scores are those of the pool (these families' fits do not depend on threads)."""
+    X, y, folds, problem = binary_task
+    spec = spec_for(family)
+    pooled = evaluate_spec(spec, X, y, folds, problem, n_jobs=2)
+    fits: list[tuple[int, int]] = []
+    original = training._fit_fold
+
+    def recorded(*args):
+        fits.append((os.getpid(), args[-1]))  # the process and the model's threads
+        return original(*args)
+
+    monkeypatch.setattr(training, "_fit_fold", recorded)
+    roomy = evaluate_spec(spec, X, y, folds, problem, n_jobs=2, memory_limit=64 * 2**30)
+    assert fits == [] and roomy.fold_scores == pooled.fold_scores  # in the workers (their own copy of `fits`)
+    assert not training.folds_in_process(len(y), X.shape[1], 2, None)  # no limit: always the pool
+    assert training.folds_in_process(len(y), X.shape[1], 2, 2**20)  # this process alone holds more than 1 MiB
+    tight = evaluate_spec(spec, X, y, folds, problem, n_jobs=2, memory_limit=2**20, time_limit=60)
+    assert tight.status == "ok" and fits == [(os.getpid(), 2)] * 3
+    assert tight.fold_scores == pooled.fold_scores
+    dry_fits: list[int] = []
+    original_dry = training._dry_fit
+    monkeypatch.setattr(training, "_dry_fit", lambda *args: dry_fits.append(os.getpid()) or original_dry(*args))
+    assert dry_run(spec, X, y, problem, time_limit=60, n_jobs=2, memory_limit=64 * 2**30) is None and dry_fits == []
+    assert dry_run(spec, X, y, problem, time_limit=60, n_jobs=2, memory_limit=2**20) is None
+    assert dry_fits == [os.getpid()]  # the dry run too: no pool started only to hold idle interpreters
 
 
 def test_evaluate_spec_scores_every_metric_on_the_same_folds(binary_task, tmp_path):

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tandem.benchmarks.players import TandemPlayer, parse_player
 from tandem.cli import main, make_parser
-from tandem.cli_options import DefaultsHelpFormatter, context_number_error, metrics_note, number
+from tandem.cli_options import DefaultsHelpFormatter, context_from, context_number_error, metrics_note, number
+from tandem.graph.context import RunContext
+from tandem.tools.errors import InputError
 
 BAD = [
     ("--max-iters", "-3"),
@@ -33,6 +36,9 @@ BAD = [
     ("--temperature", "3"),
     ("--request-timeout", "0"),
     ("--max-tool-calls", "0"),
+    ("--memory-limit", "lots"),
+    ("--memory-limit", "512K"),
+    ("--memory-limit", "0"),
 ]
 
 
@@ -56,6 +62,15 @@ def test_good_numbers_are_parsed_to_their_type() -> None:
     assert (args.n_jobs, args.temperature, args.max_tool_calls) == (1, 0.0, 2)
     resume = make_parser().parse_args(["resume", "r1", "--max-iters", "10"])
     assert resume.max_iters == 10
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1500M", 1500 * 2**20), ("1.5G", 3 * 2**29), ("2GiB", 2 * 2**30), ("1gb", 2**30), ("3000000", 3_000_000)],
+)
+def test_a_memory_limit_is_read_in_powers_of_1024(text: str, size: int) -> None:
+    args = make_parser().parse_args(["run", "d.csv", "--target", "y", "--memory-limit", text])
+    assert args.memory_limit == size and context_from(args, RunContext()).memory_limit == size
 
 
 def test_the_helper_states_the_range() -> None:
@@ -185,3 +200,10 @@ def test_a_players_number_has_the_range_of_its_option() -> None:
     assert context_number_error("max_iters", 2.5) == "expected a whole number >= 1, got '2.5'"
     assert context_number_error("n_jobs", True) is not None and context_number_error("n_jobs", None) is not None
     assert context_number_error("model", "gpt-4o") is None  # not a number: checked elsewhere
+
+
+def test_a_players_memory_limit_is_read_as_the_option_reads_it() -> None:
+    player = parse_player("tandem:memory_limit=2G")
+    assert isinstance(player, TandemPlayer) and dict(player.options)["memory_limit"] == 2 * 2**30
+    with pytest.raises(InputError, match="memory_limit expected a memory size"):
+        parse_player("tandem:memory_limit=tiny")

@@ -178,10 +178,11 @@ def _fit_fold(
     y: pd.Series,
     train: np.ndarray,
     val: np.ndarray,
+    n_threads: int = 1,
 ) -> FoldOutput:
     """One fold: its scores, out-of-fold predictions, fitted parameters, and fit and predict seconds."""
     started = time.perf_counter()
-    model = fit_final(spec, X.iloc[train], y.iloc[train], problem)
+    model = fit_final(spec, X.iloc[train], y.iloc[train], problem, n_threads=n_threads)
     fitted = time.perf_counter()
     pause_point("fold_fit")  # a test hook, off by default (tools/pause_points.py)
     predicting = time.perf_counter()
@@ -217,6 +218,42 @@ def short_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:400]}"
 
 
+#: Peak bytes one fold fit allocates per cell (training row x column) of the development frame:
+#: the fold's copy of its rows, the preprocessors' outputs and the design matrix. Measured with
+#: memray around one fold of the 1M x 30 speed task (docs/benchmarks.md): 32 for LightGBM on
+#: sparse one-hot columns, 46 for the linear recipe (power transform, splines' worth of blocks);
+#: rounded up, so the estimate errs towards fitting in this process.
+FOLD_BYTES_PER_CELL = 48
+
+#: Memory of one joblib worker before it holds any data: an interpreter with pandas,
+#: scikit-learn and the model libraries imported (about 150 MB resident on Linux), rounded up.
+WORKER_BYTES = 200 * 2**20
+
+
+def fold_fit_bytes(n_rows: int, n_columns: int) -> int:
+    """Estimated peak memory of one fold fit on `n_rows` x `n_columns` of development data."""
+    return FOLD_BYTES_PER_CELL * n_rows * max(1, n_columns)
+
+
+def folds_in_process(n_rows: int, n_columns: int, n_jobs: int, memory_limit: int | None) -> bool:
+    """Whether a candidate's folds must be fitted one at a time in this process to stay within
+    `memory_limit` (bytes for this process and its fold workers; None: no limit).
+
+    Why two modes and nothing between: `n_jobs` workers each hold a fold's design matrix at once,
+    plus an interpreter of their own; one worker would still hold both while this process waits.
+    Fitting in this process holds one design matrix and no extra interpreter, and the model
+    libraries' own threads (LightGBM, XGBoost, CatBoost, forests) keep the cores busy. The price:
+    a fold fit cannot be stopped midway by the candidate's time limit (the limit is checked after
+    each fold, as it always is), and families that fit on one thread run one fold at a time.
+    """
+    if memory_limit is None or n_jobs <= 1:
+        return False
+    import psutil  # imported here: the CLI's start-up does not need it
+
+    in_use = int(psutil.Process().memory_info().rss)
+    return in_use + n_jobs * (fold_fit_bytes(n_rows, n_columns) + WORKER_BYTES) > memory_limit
+
+
 def evaluate_spec(
     spec: PipelineSpec | EnsembleSpec,
     X: pd.DataFrame,
@@ -227,6 +264,7 @@ def evaluate_spec(
     cache_dir: Path | None = None,
     time_limit: float | None = None,
     n_jobs: int = 2,
+    memory_limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     prune: Callable[[int, float], bool] | None = None,
 ) -> CandidateResult:
@@ -243,6 +281,8 @@ def evaluate_spec(
     but the last with the running mean of the primary metric; when it says stop, the remaining
     folds are cancelled and the result is "pruned", with the scores of the folds that ran (never
     cached: the same spec may be asked for in full later).
+    `memory_limit` (bytes, None: none) fits the folds one at a time in this process, each with
+    `n_jobs` threads, when `n_jobs` parallel workers would not fit in it (`folds_in_process`).
     """
     key = spec_hash(spec)
     cached = cache_dir / f"{key}.json" if cache_dir else None
@@ -262,8 +302,11 @@ def evaluate_spec(
             result = _collect(key, from_cache, folds, problem, time.perf_counter() - started, cache_dir)
             _save_result(cached, result)
             return result
+    n_threads = 1
+    if folds_in_process(int((folds[0] != 0).sum()), X.shape[1], n_jobs, memory_limit):
+        n_jobs, n_threads = 1, n_jobs  # joblib runs n_jobs=1 in this process, without a pool
     fold_timeout = None
-    if time_limit is not None:  # a fit may take its share of one repeat; the whole is checked below
+    if time_limit is not None and n_jobs != 1:  # a fit may take its share of one repeat; the whole is checked below
         per_repeat = int(folds[0].max()) + 1
         fold_timeout = max(1.0, time_limit * max(1, min(n_jobs, per_repeat)) / per_repeat)
     started = time.perf_counter()
@@ -271,9 +314,11 @@ def evaluate_spec(
     try:
         report(0, n_folds)
         outputs: list[Any] = []
-        parallel = joblib.Parallel(n_jobs=n_jobs, timeout=fold_timeout if n_jobs != 1 else None, return_as="generator")
+        parallel = joblib.Parallel(n_jobs=n_jobs, timeout=fold_timeout, return_as="generator")
         fits = parallel(
-            joblib.delayed(_fit_fold)(spec, problem, X, y, np.flatnonzero(folds[r] != k), np.flatnonzero(folds[r] == k))
+            joblib.delayed(_fit_fold)(
+                spec, problem, X, y, np.flatnonzero(folds[r] != k), np.flatnonzero(folds[r] == k), n_threads
+            )
             for r, k in plan
         )
         for output in fits:
@@ -479,8 +524,11 @@ def _json_safe(value: Any) -> Any:
     return repr(value)
 
 
-def fit_final(spec: PipelineSpec | EnsembleSpec, X: pd.DataFrame, y: pd.Series, problem: Problem) -> Any:
-    """Refit a spec on the whole development part: this is the model a run delivers."""
+def fit_final(
+    spec: PipelineSpec | EnsembleSpec, X: pd.DataFrame, y: pd.Series, problem: Problem, n_threads: int = 1
+) -> Any:
+    """Refit a spec on the whole development part: this is the model a run delivers.
+    `n_threads` is the model's own threads (one, unless folds are fitted in this process)."""
     model = build_pipeline(
         spec,
         problem.task_type,
@@ -488,6 +536,7 @@ def fit_final(spec: PipelineSpec | EnsembleSpec, X: pd.DataFrame, y: pd.Series, 
         pos_label=problem.positive_class,
         seed=problem.seed,
         n_rows=len(X),
+        n_threads=n_threads,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -536,6 +585,7 @@ def dry_run(
     *,
     time_limit: float | None = None,
     n_jobs: int = 2,
+    memory_limit: int | None = None,
 ) -> str | None:
     """Fit a spec on a small sample of every class and predict; return the error, or None if it runs.
 
@@ -543,7 +593,9 @@ def dry_run(
     cross-validation on it. With `time_limit` (the run's candidate time limit) the fit runs in a
     joblib worker process that is stopped when the limit passes, as a candidate's folds are: an
     agent's spec (a chat model may ask for 5,000 boosting rounds) cannot hold a step forever.
-    The pool has `n_jobs` workers, at least 2, so it is the one cross-validation reuses.
+    The pool has `n_jobs` workers, at least 2, so it is the one cross-validation reuses; when the
+    run's folds are fitted in this process for `memory_limit` (`folds_in_process`), so is the dry
+    run, and no pool is started only to hold idle interpreters.
     """
     shuffled = y.iloc[np.random.default_rng(problem.seed).permutation(len(y))]
     if problem.task_type == "regression":
@@ -551,7 +603,7 @@ def dry_run(
     else:
         per_class = max(10, n_rows // max(1, len(problem.classes)))
         sample = shuffled.groupby(shuffled, observed=True).head(per_class).index
-    if time_limit is None:
+    if time_limit is None or folds_in_process(len(X), X.shape[1], n_jobs, memory_limit):
         return _dry_fit(spec, X.loc[sample], y.loc[sample], problem)
     try:
         parallel = joblib.Parallel(n_jobs=max(2, n_jobs), timeout=max(1.0, time_limit))
