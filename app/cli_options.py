@@ -147,8 +147,8 @@ def add_budget_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
         "--memory-limit",
         type=CONTEXT_NUMBERS["memory_limit"],
         metavar="SIZE",
-        help="memory the run and its fold workers may hold, e.g. 1500M or 2G: past it, folds are fitted "
-        "one at a time in the run's process" + (own or " (default: no limit)"),
+        help="memory the run and its fold workers should stay within, e.g. 1500M or 2G: when parallel folds "
+        "would pass it, they are fitted one at a time in the run's process" + (own or " (default: no limit)"),
     )
 
 

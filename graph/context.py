@@ -74,10 +74,11 @@ class RunContext:
     n_jobs: int = 2
     """Parallel fold fits (joblib)."""
     memory_limit: int | None = None
-    """Bytes the run's process and its fold workers may hold together; None: no limit. When `n_jobs`
+    """Bytes the run's process and its fold workers should stay within; None: no limit. When `n_jobs`
     parallel fold fits would pass it (estimated from the data's size, tools/training.py:
     `folds_in_process`), folds are fitted one at a time in the run's process, each with `n_jobs`
-    threads. A model library's multi-threaded sums may then differ in the last digits."""
+    threads. What one fit needs is not cut, so a single large fit can still pass it. A model library's
+    multi-threaded sums may then differ in the last digits."""
     patience: int = 8
     """The heuristic Scientist delivers after this many proposals in a row without significant gain."""
     small_data_rows: int = 1000

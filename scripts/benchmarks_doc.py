@@ -576,6 +576,15 @@ def _speed_section(speed: dict[str, Any]) -> list[str]:
         lines += _memory_rows(big, old)
         if plain := speed.get("plain_1m"):
             lines.append(_plain_row(big, plain))
+        if bounded := speed.get("bounded_1m"):
+            lines.append(_bounded_row(big, bounded, old))
+            notes.append(
+                f"`--memory-limit` decides where folds are fitted, not what one fit needs: with a limit of "
+                f"{_mb(bounded['memory_limit'])} the folds ran one at a time in the run's process (no worker, so no "
+                f"second design matrix and no second interpreter), and the peak was {_mb(bounded['peak_rss_tree'])}: "
+                "the process's own data and libraries plus the largest single fit. "
+                "Reproduce: `.venv/bin/python scripts/speed.py bounded1m`, then this script."
+            )
         notes.append(_memory_note(big, old))
     lines += ["", *[f"- {n}" for n in notes], ""]
     if runs:
@@ -696,6 +705,25 @@ def _plain_row(big: dict[str, Any], plain: dict[str, Any]) -> str:
         f"{plain['median_trained_iteration_seconds']:.1f} s "
         f"(with them {big['median_trained_iteration_seconds']:.1f} s); "
         f"load average {plain['load_average_before'][0]:.1f} before | |"
+    )
+
+
+def _bounded_row(big: dict[str, Any], bounded: dict[str, Any], old: dict[str, Any] | None) -> str:
+    """The same 1M run with `--memory-limit` 3x the frame (`scripts/speed.py bounded1m`): what a user
+    who sets the bound gets, and what it costs against the run without one."""
+    frame = old["frame_bytes"] if old else big["frame_bytes_default"]
+    peak, metric = bounded["peak_rss_tree"], next(iter(bounded["holdout"]))
+    return (
+        f"| peak memory ≤ {MEMORY_GOAL:g}x the DataFrame ({_mb(frame)}) with `--memory-limit "
+        f"{_mb(bounded['memory_limit'])}` (measured {bounded['date'][:16]}) | {_mb(peak)} = {peak / frame:.2f}x "
+        f"({peak / big['frame_bytes_default']:.2f}x the {_mb(big['frame_bytes_default'])} frame as read by default); "
+        f"{_peak_place(bounded)}; whole run {bounded['wall_seconds'] / 60:.1f} min (without the limit "
+        f"{big['wall_seconds'] / 60:.1f}), {bounded['n_iterations']} iterations ({bounded['n_trained_iterations']} "
+        f"trained; without: {big['n_iterations']} ({big['n_trained_iterations']})), median trained iteration "
+        f"{bounded['median_trained_iteration_seconds']:.1f} s "
+        f"(without {big['median_trained_iteration_seconds']:.1f} s), "
+        f"holdout {metric} {bounded['holdout'][metric]:.4f} (without {big['holdout'][metric]:.4f}); load average "
+        f"{bounded['load_average_before'][0]:.1f} before | {_verdict(peak / frame <= MEMORY_GOAL)} (with the limit) |"
     )
 
 

@@ -218,12 +218,13 @@ def short_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:400]}"
 
 
-#: Peak bytes one fold fit allocates per cell (training row x column) of the development frame:
-#: the fold's copy of its rows, the preprocessors' outputs and the design matrix. Measured with
-#: memray around one fold of the 1M x 30 speed task (docs/benchmarks.md): 32 for LightGBM on
-#: sparse one-hot columns, 46 for the linear recipe (power transform, splines' worth of blocks);
-#: rounded up, so the estimate errs towards fitting in this process.
-FOLD_BYTES_PER_CELL = 48
+#: Peak bytes one fold fit adds per cell (training row x column) of the development frame: the
+#: fold's copy of its rows, the preprocessors' outputs and the design matrix. Measured as the
+#: growth of the resident memory of a process fitting one fold of the 1M x 30 speed task
+#: (640,000 rows x 29 columns): 40 for LightGBM on sparse one-hot columns, 58 for the linear
+#: recipe (imputer, clipper, power transform and scaler copies, then a sparse stack); rounded up,
+#: so the estimate errs towards fitting in this process.
+FOLD_BYTES_PER_CELL = 60
 
 #: Memory of one joblib worker before it holds any data: an interpreter with pandas,
 #: scikit-learn and the model libraries imported (about 150 MB resident on Linux), rounded up.
