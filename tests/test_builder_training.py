@@ -141,6 +141,41 @@ def test_large_data_keep_a_wide_one_hot_sparse_for_every_family_that_takes_it(ta
     assert not sp.issparse(small.fit(X.iloc[:240], y.iloc[:240]).named_steps["preprocess"].transform(X.iloc[240:]))
 
 
+@pytest.mark.parametrize("rows_per_chunk", [1, 7, 50, 10_000])
+def test_stacking_a_block_of_rows_at_a_time_gives_scipys_matrix(rows_per_chunk: int) -> None:
+    from tandem.tools.builder import stack_sparse
+
+    rng = np.random.default_rng(0)
+    dense = rng.normal(size=(50, 4))
+    dense[rng.random((50, 4)) < 0.3] = 0.0  # zeros are dropped…
+    dense[3, 1] = np.nan  # …NaN is kept
+    one_hot = sp.random(50, 9, density=0.2, format="csr", random_state=0, dtype=np.float32)
+    one_hot.data[:3] = 0.0  # stored zeros stay stored
+    blocks = [dense, one_hot, sp.csr_matrix(rng.normal(size=(50, 2)))]
+    expected = sp.hstack(blocks).tocsr()  # what ColumnTransformer stacks
+    stacked = stack_sparse(blocks, rows_per_chunk=rows_per_chunk)
+    assert stacked.shape == expected.shape and stacked.dtype == expected.dtype
+    np.testing.assert_array_equal(stacked.indptr, expected.indptr)
+    np.testing.assert_array_equal(stacked.indices, expected.indices)
+    np.testing.assert_array_equal(stacked.data, expected.data)  # NaN in the same place
+
+
+def test_the_sparse_design_is_the_one_column_transformer_builds(monkeypatch) -> None:
+    from sklearn.compose import ColumnTransformer
+
+    from tandem.tools import builder
+
+    monkeypatch.setattr(builder, "SPARSE_FROM_ROWS", 200)
+    monkeypatch.setattr(builder, "STACK_ROWS", 16)  # many blocks of rows on 240 rows
+    X, y = wide_frame("binary")
+    spec = spec_for("logistic", columns={"numeric": NUMERIC, "categorical": [*CATEGORICAL, "zip"]})
+    ours = builder._preprocessor(spec, "binary", 0, sparse=True)
+    theirs = ColumnTransformer(ours.transformers, remainder="drop", sparse_threshold=ours.sparse_threshold)
+    a, b = ours.fit_transform(X, y), theirs.fit_transform(X, y)
+    assert sp.issparse(a) and (a != b).nnz == 0 and np.array_equal(a.indices, b.indices)
+    assert list(ours.get_feature_names_out()) == list(theirs.get_feature_names_out())
+
+
 @pytest.mark.parametrize(("task", "family"), [("regression", "ridge"), ("binary", "logistic")])
 def test_a_sparse_design_gives_a_linear_model_the_dense_one_s_predictions(task, family, monkeypatch):
     from tandem.tools import builder

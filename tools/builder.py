@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from lightgbm import LGBMClassifier, LGBMRegressor
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, RegressorMixin, TransformerMixin, clone
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
@@ -47,7 +48,7 @@ from sklearn.preprocessing import (
 )
 from sklearn.svm import SVR
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from tandem.tools.features import FeatureEngineer
 from tandem.tools.metrics import METRICS, Predictions
@@ -374,6 +375,62 @@ def sparse_design(spec: PipelineSpec, n_rows: int | None) -> bool:
     return n_rows is not None and n_rows >= SPARSE_FROM_ROWS and FAMILIES[spec.model.family].sparse_input
 
 
+#: Rows stacked at a time into a sparse design matrix (`stack_sparse`).
+STACK_ROWS = 65_536
+
+
+def stack_sparse(blocks: list[Any], rows_per_chunk: int = STACK_ROWS) -> sp.csr_matrix:
+    """The CSR matrix `scipy.sparse.hstack(blocks).tocsr()` gives (the same arrays), built a block
+    of rows at a time into the result's own arrays.
+
+    Why: scipy stacks through COO copies of every block and of the result. On the 1M-row speed
+    task a fold's dense numeric block (640,000 x 24) became 245 MB of COO next to the result's
+    297 MB of COO, more than twice the 222 MB CSR result; that moment was a linear-recipe fold's
+    peak. Counting each block of rows' entries first, then filling, holds the result and one
+    block of rows' copies.
+    """
+    blocks = [check_array(b, accept_sparse="csr", ensure_all_finite=False) for b in blocks]
+    n_rows = blocks[0].shape[0]
+    starts = range(0, n_rows, rows_per_chunk)
+
+    def entries(block: Any, start: int) -> int:
+        stop = min(start + rows_per_chunk, n_rows)
+        if sp.issparse(block):
+            return int(block.indptr[stop] - block.indptr[start])
+        return int(np.count_nonzero(block[start:stop]))  # NaN counts: scipy keeps it
+
+    counts = [sum(entries(b, start) for b in blocks) for start in starts]
+    n_cols, nnz = sum(b.shape[1] for b in blocks), sum(counts)
+    index_dtype = np.int32 if max(nnz, n_cols) < np.iinfo(np.int32).max else np.int64
+    data = np.empty(nnz, dtype=np.result_type(*(b.dtype for b in blocks)))
+    indices = np.empty(nnz, dtype=index_dtype)
+    indptr = np.zeros(n_rows + 1, dtype=index_dtype)
+    offset = 0
+    for start, count in zip(starts, counts, strict=True):
+        stop = min(start + rows_per_chunk, n_rows)
+        part = sp.hstack([b[start:stop] for b in blocks]).tocsr()
+        data[offset : offset + count], indices[offset : offset + count] = part.data, part.indices
+        indptr[start + 1 : stop + 1] = part.indptr[1:] + offset
+        offset += count
+    return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
+
+
+class RowBlockColumnTransformer(ColumnTransformer):
+    """scikit-learn's ColumnTransformer, stacking a sparse output a block of rows at a time
+    (`stack_sparse`): the same matrix at less than half the peak memory. `_hstack` is the
+    method scikit-learn's docstring offers subclasses for their own stacking."""
+
+    def _hstack(self, Xs: list[Any], *, n_samples: int) -> Any:
+        if not self.sparse_output_:
+            return super()._hstack(Xs, n_samples=n_samples)
+        try:
+            return stack_sparse(Xs)
+        except ValueError as exc:
+            raise ValueError(
+                "For a sparse output, all columns should be a numeric or convertible to a numeric."
+            ) from exc
+
+
 def _preprocessor(spec: PipelineSpec, task_type: str, seed: int, sparse: bool = False) -> ColumnTransformer:
     numeric = list(spec.columns.numeric) + [name for op in spec.features for name in feature_outputs(op)]
     parts: list[tuple[str, Any, list[str]]] = []
@@ -390,7 +447,7 @@ def _preprocessor(spec: PipelineSpec, task_type: str, seed: int, sparse: bool = 
         parts.append(("high_card", encoder, list(high)))
     if not parts:
         raise ValueError("the spec uses no columns: list at least one numeric or categorical column")
-    return ColumnTransformer(parts, remainder="drop", sparse_threshold=SPARSE_DENSITY if sparse else 0.0)
+    return RowBlockColumnTransformer(parts, remainder="drop", sparse_threshold=SPARSE_DENSITY if sparse else 0.0)
 
 
 def threshold_scorer(primary: str, pos_label: Any) -> Any:
