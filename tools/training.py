@@ -10,6 +10,10 @@ even after a crash and a resume.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import gc
 import json
 import math
 import multiprocessing
@@ -236,6 +240,27 @@ def fold_fit_bytes(n_rows: int, n_columns: int) -> int:
     return FOLD_BYTES_PER_CELL * n_rows * max(1, n_columns)
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim with
+        return None
+
+
+def release_freed_memory() -> None:
+    """Give the pages a finished fit freed back to the operating system (glibc's `malloc_trim`).
+
+    Why: glibc keeps freed heap memory for reuse, so after a large fit the process stays near its
+    peak and the next large fit starts from there. On the 1M-row task a process that fitted one
+    fold stayed 220 to 360 MB above where it started, and 110 MB after a trim; Dask's workers
+    trim the same way. A no-op where the C library has no `malloc_trim`.
+    """
+    gc.collect()
+    if (trim := _malloc_trim()) is not None:
+        trim(0)
+
+
 def folds_in_process(n_rows: int, n_columns: int, n_jobs: int, memory_limit: int | None) -> bool:
     """Whether a candidate's folds must be fitted one at a time in this process to stay within
     `memory_limit` (bytes for this process and its fold workers; None: no limit).
@@ -324,6 +349,8 @@ def evaluate_spec(
         )
         for output in fits:
             outputs.append(output)
+            if n_threads > 1:  # fitted here: the next fold should not start from this one's peak
+                release_freed_memory()
             report(len(outputs), n_folds)
             if prune is not None and len(outputs) < n_folds:
                 done = [out[0][problem.primary_metric] for out in outputs]
