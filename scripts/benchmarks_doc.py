@@ -756,7 +756,8 @@ def _memory_note(big: dict[str, Any], old: dict[str, Any] | None) -> str:
         text += (
             " What remains is the fitting itself: each worker builds the model's float64 design matrix "
             "(numeric columns plus encoded categorical columns of the training rows, one-hot columns sparse from "
-            "100,000 training rows when the matrix is mostly zeros: `tools/builder.py: SPARSE_FROM_ROWS`) next "
+            "100,000 training rows when the matrix is mostly zeros: `tools/builder.py: SPARSE_FROM_ROWS`, stacked a "
+            "block of rows at a time: `stack_sparse`) next "
             "to the interpreter and libraries of a Python process, and two folds train at once; float32 design "
             "matrices would change model results, which this work does not do."
         )

@@ -175,6 +175,33 @@ FoldOutput = tuple[dict[str, float], np.ndarray, dict[str, Any], float, float]
 what a trained fold and a fold scored from the cache both give `_collect`."""
 
 
+#: From this many training cells (rows x columns) a fold gives its freed memory back when it ends
+#: (`release_freed_memory`); below it a fold's copies are tens of megabytes, not worth a pass of
+#: the garbage collector.
+TRIM_FROM_CELLS = 1_000_000
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim with
+        return None
+
+
+def release_freed_memory() -> None:
+    """Give the pages a finished fit freed back to the operating system (glibc's `malloc_trim`).
+
+    Why: glibc keeps freed heap memory for reuse, so after a large fit the process stays near its
+    peak and the next large fit starts from there. On the 1M-row task a process that fitted one
+    fold stayed 220 to 360 MB above where it started, and 110 MB after a trim; Dask's workers
+    trim the same way. A no-op where the C library has no `malloc_trim`.
+    """
+    gc.collect()
+    if (trim := _malloc_trim()) is not None:
+        trim(0)
+
+
 def _fit_fold(
     spec: PipelineSpec | EnsembleSpec,
     problem: Problem,
@@ -195,8 +222,12 @@ def _fit_fold(
         pred = predict(model, X.iloc[val], problem.task_type, problem.classes, problem.positive_class)
     predicted = time.perf_counter()
     scores = score_all(scored_metrics(problem), y.iloc[val].to_numpy(), pred)
-    oof = pred.proba if pred.proba is not None else pred.y_pred.reshape(-1, 1)
-    return scores, np.asarray(oof, dtype=float), fitted_params(model, spec), fitted - started, predicted - predicting
+    oof = np.asarray(pred.proba if pred.proba is not None else pred.y_pred.reshape(-1, 1), dtype=float)
+    params = fitted_params(model, spec)
+    del model, pred
+    if len(train) * X.shape[1] >= TRIM_FROM_CELLS:  # the process's next fold should not start from this one's peak
+        release_freed_memory()
+    return scores, oof, params, fitted - started, predicted - predicting
 
 
 def scored_metrics(problem: Problem) -> tuple[str, ...]:
@@ -225,9 +256,9 @@ def short_error(exc: BaseException) -> str:
 #: Peak bytes one fold fit adds per cell (training row x column) of the development frame: the
 #: fold's copy of its rows, the preprocessors' outputs and the design matrix. Measured as the
 #: growth of the resident memory of a process fitting one fold of the 1M x 30 speed task
-#: (640,000 rows x 29 columns): 40 for LightGBM on sparse one-hot columns, 58 for the linear
-#: recipe (imputer, clipper, power transform and scaler copies, then a sparse stack); rounded up,
-#: so the estimate errs towards fitting in this process.
+#: (640,000 rows x 29 columns): about 40 for LightGBM and for the linear recipe (imputer,
+#: clipper, power transform and scaler copies, then the sparse stack; 58 before the stack went by
+#: blocks of rows); set higher, so the estimate errs towards fitting in this process.
 FOLD_BYTES_PER_CELL = 60
 
 #: Memory of one joblib worker before it holds any data: an interpreter with pandas,
@@ -238,27 +269,6 @@ WORKER_BYTES = 200 * 2**20
 def fold_fit_bytes(n_rows: int, n_columns: int) -> int:
     """Estimated peak memory of one fold fit on `n_rows` x `n_columns` of development data."""
     return FOLD_BYTES_PER_CELL * n_rows * max(1, n_columns)
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim with
-        return None
-
-
-def release_freed_memory() -> None:
-    """Give the pages a finished fit freed back to the operating system (glibc's `malloc_trim`).
-
-    Why: glibc keeps freed heap memory for reuse, so after a large fit the process stays near its
-    peak and the next large fit starts from there. On the 1M-row task a process that fitted one
-    fold stayed 220 to 360 MB above where it started, and 110 MB after a trim; Dask's workers
-    trim the same way. A no-op where the C library has no `malloc_trim`.
-    """
-    gc.collect()
-    if (trim := _malloc_trim()) is not None:
-        trim(0)
 
 
 def folds_in_process(n_rows: int, n_columns: int, n_jobs: int, memory_limit: int | None) -> bool:
@@ -349,8 +359,6 @@ def evaluate_spec(
         )
         for output in fits:
             outputs.append(output)
-            if n_threads > 1:  # fitted here: the next fold should not start from this one's peak
-                release_freed_memory()
             report(len(outputs), n_folds)
             if prune is not None and len(outputs) < n_folds:
                 done = [out[0][problem.primary_metric] for out in outputs]
