@@ -8,8 +8,9 @@ What it measures, on this machine, in a few minutes:
   checked equal (same seeds, same scores) before any time is reported.
 - **scheduler overhead**: many tiny tasks (`client.map` of a no-op), wall time per task.
 - **bytes per fold**: what one fold task of a run would carry if the development frame were
-  pickled into it (what joblib's process pool does today) against row indices over data every
-  worker already holds; and the bytes of one task's data sent once per bench task on a cluster.
+  pickled into it (what a process pool carries without the mapped frame) against row indices
+  over data every worker already holds; and the bytes of one task's data sent once per bench
+  task on a cluster.
 - **results store**: seconds per appended row (the coordinator is its only writer).
 
 From those it projects the default benchmark's and a 200-episode training's wall time on 10 and
@@ -297,9 +298,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "- **Data transfer**: a fold task with the frame pickled in is "
         f"{sizes['with_frame'] / 1e6:.1f} MB for a 20k-row task, about 100 times that for a 1M-row one; spread "
         "over many workers that saturates a 1 Gbit/s link well before the CPUs. Runs on a cluster should keep "
-        "the data on a shared path and send fold tasks row indices (not done yet: folds within a run still go "
-        "through joblib: locally a process pool, and with `--cluster` on `tandem run` joblib's dask backend, which "
-        "scatters the frame once per batch of folds rather than once per fold).",
+        "the data on a shared path and send fold tasks row indices. On one machine that is done (the development "
+        "frame is mapped from a file, so a fold task carries its path and row indices: docs/benchmarks.md); on a "
+        "cluster it is not yet: with `--cluster` on `tandem run`, joblib's dask backend scatters the frame once "
+        "per candidate's batch of folds rather than once per fold.",
         "- **The scheduler** itself: at "
         f"{overhead['submit_ms']:.1f} ms a task it is not a limit for games that take seconds to minutes.",
         "",
@@ -311,8 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "that scikit-learn documents. Across runs, `bench`, `league` and `train` take `--cluster` "
         "(benchmarks/cluster.py); within a run, `--cluster` on `run`, `resume` and `fork` puts the fold fits on "
         "the cluster through joblib's dask backend (tandem.run_cluster), the graph and its checkpoints staying "
-        "in the driving process. Fold tasks that read the data from a shared path by row indices (the fold "
-        "bytes above) are not done yet, nor are memory bounds for a million rows.",
+        "in the driving process. Fold tasks on a cluster that read the data from a shared path by row indices "
+        "(the fold bytes above) are not done yet. On one machine, `--memory-limit` bounds a run's memory by "
+        "fitting folds in the run's process when parallel workers would pass it (docs/benchmarks.md).",
         "",
         "Reproduce: `.venv/bin/python scripts/scale.py` (about five minutes on 2 cores).",
         "",
