@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
+from sklearn.metrics import auc, precision_recall_curve, roc_curve
 from sklearn.utils import check_random_state
 from typing_extensions import TypedDict
 
@@ -148,14 +148,13 @@ def _calibration(label: str, hit: np.ndarray, proba: np.ndarray) -> CalibrationC
     """Uniform bins over [0, 1] (scikit-learn's `calibration_curve(strategy="uniform")`), with counts."""
     edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
     which = np.clip(np.digitize(proba, edges[1:-1]), 0, CALIBRATION_BINS - 1)
-    predicted, observed, count = [], [], []
-    for b in range(CALIBRATION_BINS):
-        inside = which == b
-        if inside.any():
-            predicted.append(round(float(proba[inside].mean()), 6))
-            observed.append(round(float(hit[inside].mean()), 6))
-            count.append(int(inside.sum()))
-    return CalibrationCurve(label=label, predicted=predicted, observed=observed, count=count)
+    count = np.bincount(which, minlength=CALIBRATION_BINS)  # one pass per sum, not one mask per bin
+    used = count > 0
+    predicted = np.bincount(which, weights=proba, minlength=CALIBRATION_BINS)[used] / count[used]
+    observed = np.bincount(which, weights=hit, minlength=CALIBRATION_BINS)[used] / count[used]
+    return CalibrationCurve(
+        label=label, predicted=_floats(predicted), observed=_floats(observed), count=[int(c) for c in count[used]]
+    )
 
 
 def _curves(label: str, hit: np.ndarray, proba: np.ndarray) -> tuple[Curve, Curve] | None:
@@ -164,6 +163,8 @@ def _curves(label: str, hit: np.ndarray, proba: np.ndarray) -> tuple[Curve, Curv
         return None
     fpr, tpr, _ = roc_curve(hit, proba)
     precision, recall, _ = precision_recall_curve(hit, proba)
+    # scikit-learn's average precision, from the curve already made rather than sorting the rows again
+    average_precision = float(-np.sum(np.diff(recall) * precision[:-1]))
     precision, recall = precision[::-1], recall[::-1]  # recall rising, like the ROC's x
     prevalence = round(float(hit.mean()), 6)
     keep_roc, keep_pr = _thin(len(fpr), CURVE_POINTS), _thin(len(recall), CURVE_POINTS)
@@ -171,7 +172,7 @@ def _curves(label: str, hit: np.ndarray, proba: np.ndarray) -> tuple[Curve, Curv
         Curve(label=label, x=_floats(fpr[keep_roc]), y=_floats(tpr[keep_roc]), area=float(auc(fpr, tpr)),
               prevalence=prevalence),
         Curve(label=label, x=_floats(recall[keep_pr]), y=_floats(precision[keep_pr]),
-              area=float(average_precision_score(hit, proba)), prevalence=prevalence),
+              area=average_precision, prevalence=prevalence),
     )  # fmt: skip
 
 
