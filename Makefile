@@ -13,8 +13,8 @@ $(BIN)/python:
 # The checkout is installed in "strict" editable mode: site-packages gets a tree of links named
 # `tandem/` (in build/), which type checkers can read, unlike the default mode's import hook. Edits
 # show at once; a module added or removed needs a reinstall, so the stamp's name carries a hash of
-# the package's file list.
-PACKAGE_FILES := $(shell find app graph nodes tools benchmarks -name '*.py' -o -name '*.toml' -o -name '*.csv.gz' 2>/dev/null | sort | cksum | cut -d' ' -f1)
+# the package's file list (its code, its data and the shipped policy).
+PACKAGE_FILES := $(shell find app graph nodes tools benchmarks -name '*.py' -o -name '*.toml' -o -name '*.csv.gz' -o -path 'tools/policies/*.json' 2>/dev/null | sort | cksum | cut -d' ' -f1)
 INSTALLED := $(VENV)/.installed-$(PACKAGE_FILES)
 STRICT := --config-settings editable_mode=strict
 

@@ -51,7 +51,9 @@ def add_learning_commands(sub: Any) -> None:
     learner = sub.add_parser("learn", help="update a policy from the ledgers of earlier runs (off-policy)")
     learner.add_argument("runs", nargs="+", help="run ids (under --runs-dir) or run folders")
     learner.add_argument("--out", required=True, help="the policy file to write")
-    learner.add_argument("--policy", help="the policy to start from (default: --out if it exists, else untrained)")
+    learner.add_argument(
+        "--policy", help="the policy to start from: a file or 'learned' (default: --out if it exists, else untrained)"
+    )
     learner.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
 
 

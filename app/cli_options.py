@@ -198,7 +198,11 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
         help="tool calls an LLM agent may make per step (default 6)",
     )
     group.add_argument("--prices", help='JSON price table: {"model": {"input": $/1M tokens, "output": $/1M tokens}}')
-    group.add_argument("--policy", help="the heuristic Scientist's move policy: 'playbook' or a file from tandem train")
+    group.add_argument(
+        "--policy",
+        help="the heuristic Scientist's move policy: 'playbook' (default), 'learned' (the shipped policy) "
+        "or a file from tandem train",
+    )
 
 
 def agent_changes(args: argparse.Namespace) -> dict[str, Any]:

@@ -57,7 +57,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="comma-separated seeds (default: 0); seed s is the players' seed and the task's split seed + s "
         "(a task with a fixed split, e.g. a holdout file, keeps its split)",
     )
-    parser.add_argument("--policy", help="the tandem players' Scientist policy: playbook or a file from tandem train")
+    parser.add_argument(
+        "--policy", help="the tandem players' Scientist policy: playbook, learned or a file from tandem train"
+    )
     parser.add_argument(
         "--results-dir", default=None, help="where the results store goes (default $TANDEM_RESULTS_DIR or ./results)"
     )

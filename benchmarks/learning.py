@@ -37,7 +37,7 @@ from tandem.graph.state import ExperimentRecord, TaskInfo
 from tandem.nodes.agents.learned_executor import executor_transitions, learn_executor
 from tandem.nodes.agents.learned_scientist import learn, new_policy, transitions
 from tandem.tools.data import InputError
-from tandem.tools.policy_file import read_policy, write_policy
+from tandem.tools.policy_file import policy_path, read_policy, write_policy
 from tandem.tools.profile import DatasetProfile
 
 from .tasks import Task, default_suite, materialize, unique_tmp
@@ -240,7 +240,7 @@ def _with_provenance(policy: dict[str, Any], **changes: Any) -> dict[str, Any]:
     for key, value in changes.items():
         if key in {"tasks", "runs"}:
             provenance[key] = sorted(set(provenance.get(key, [])) | set(value))
-        elif key == "seeds":
+        elif key in {"seeds", "budgets"}:
             provenance[key] = [*provenance.get(key, []), *value]
         elif key in {"episodes", "trained_seconds", "steps"}:
             provenance[key] = round(provenance.get(key, 0) + value, 3)
@@ -310,6 +310,7 @@ def train(
                 policy,
                 tasks=[result.task],
                 seeds=[result.seed],
+                budgets=[[max_iters, time_budget]],
                 episodes=1,
                 steps=len(result.steps),
                 trained_seconds=seconds / len(results),
@@ -332,7 +333,7 @@ def learn_from_runs(
 ) -> dict[str, Any]:
     """Update a policy (`start`, else `out` if it exists, else a new one) from finished or stopped runs."""
     out = Path(out).expanduser()
-    source = Path(start).expanduser() if start else (out if out.exists() else None)
+    source = Path(policy_path(str(start))) if start else (out if out.exists() else None)
     policy = read_policy(source) if source else new_policy()
     steps: list[Step] = []
     executor_steps: list[Step] = []

@@ -36,6 +36,7 @@ from tandem.graph.context import RunContext
 from tandem.nodes.agents.models import check_llm_setup
 from tandem.tools.data import InputError
 from tandem.tools.metrics import METRICS, Predictions, score_all
+from tandem.tools.policy_file import LEARNED, PLAYBOOK, policy_path
 from tandem.tools.training import score_holdout, short_error
 
 #: Player names and what they are; `tandem` and `flaml` take `:key=value` options.
@@ -47,7 +48,8 @@ PLAYER_HELP = {
     "flaml": "FLAML AutoML with the same time budget (needs `pip install tandem-ml[bench]`); option n_jobs",
     "autogluon": "AutoGluon best_quality with the same time budget, tree models only, in its own venv "
     "(`make autogluon`); option cpus",
-    "learned": "learned:FILE = tandem whose Scientist plays a policy file from `tandem train`",
+    "learned": "learned[:FILE] = tandem whose Scientist plays a policy file from `tandem train` "
+    "(bare: the shipped one)",
 }
 DEFAULT_PLAYERS = ("tandem", "linear", "lightgbm", "flaml")
 
@@ -405,8 +407,8 @@ def parse_player(spec: str) -> Player:
     """A player from its spec: `linear`, `lightgbm`, `flaml[:n_jobs=N]`, `autogluon[:cpus=N]`,
     `tandem[:key=value]...`."""
     head, *rest = [part.strip() for part in spec.strip().split(":")]
-    if head == "learned":  # learned:FILE is tandem playing that policy file (tandem train)
-        return _tandem_player(spec, [("policy", str(Path(":".join(rest)).expanduser().resolve()))])
+    if head == "learned":  # learned:FILE is tandem playing that policy file (tandem train); bare, the shipped one
+        return _tandem_player(spec, [("policy", policy_path(":".join(rest) if rest else LEARNED))])
     options: list[tuple[str, Any]] = []
     for part in rest:
         key, sep, value = part.partition("=")
@@ -467,7 +469,7 @@ def with_policy(players: list[Player], policy: str | None) -> list[Player]:
     """`--policy`: every tandem player that names no policy of its own plays this one."""
     if not policy:
         return players
-    value = policy if policy == "playbook" else str(Path(policy).expanduser().resolve())
+    value = policy if policy == PLAYBOOK else policy_path(policy)
     return [
         TandemPlayer((*p.options, ("policy", value)))
         if isinstance(p, TandemPlayer) and "policy" not in dict(p.options)

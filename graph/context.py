@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from tandem.tools.errors import InputError
-from tandem.tools.policy_file import PLAYBOOK, policy_hash
+from tandem.tools.policy_file import PLAYBOOK, policy_hash, policy_path
 
 if TYPE_CHECKING:
     from tandem.tools.data import LoadedTask
@@ -110,8 +110,9 @@ class RunContext:
     prices: dict[str, dict[str, float]] | None = field(default=None, hash=False)
     """$ per million tokens by model name, `{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}`."""
     policy: str = "playbook"
-    """The heuristic Scientist's move policy: `playbook` (the hand-set preferences) or a policy
-    file from `tandem train` (tools/policy_file.py, docs/learning.md)."""
+    """The heuristic Scientist's move policy: `playbook` (the hand-set preferences), `learned` (the
+    policy the package ships) or a policy file from `tandem train` (tools/policy_file.py,
+    docs/learning.md)."""
     policy_hash: str | None = None
     """The policy file's hash, read when the context is made and stored in run.json: a resume
     refuses a file that changed since, so a run plays one frozen policy."""
@@ -132,7 +133,7 @@ class RunContext:
         if self.approve not in get_args(ApprovalMode):  # Studio and Python pass plain strings
             raise ValueError(f"approve must be one of {', '.join(get_args(ApprovalMode))}, not {self.approve!r}")
         if self.policy != PLAYBOOK and self.policy_hash is None:  # frozen dataclass: set once, here
-            object.__setattr__(self, "policy", str(Path(self.policy).expanduser().resolve()))
+            object.__setattr__(self, "policy", policy_path(self.policy))
             object.__setattr__(self, "policy_hash", policy_hash(self.policy))
 
     def model_name(self, role: Role) -> str:

@@ -1,11 +1,14 @@
 """Held-out evaluation of a learned Scientist policy against the playbook; writes docs/learning-eval.md.
 
-    .venv/bin/python scripts/learning_eval.py --policy POLICY.json [--tasks penguins,wine,...]
-        [--seeds 0,1,2] [--max-iters 10] [--workers 2]
+    .venv/bin/python scripts/learning_eval.py --policy learned|POLICY.json [--tasks penguins,wine,...]
+        [--seeds 0,1,2] [--max-iters 10] [--time-budget SECONDS] [--workers 2]
 
 Every task here is one the training pool leaves out (the benchmark suite's small tasks, which
-are also shared datasets), each run with the same iteration budget and no time budget, so the
-two policies get exactly the same work and the comparison does not depend on the machine's load.
+are also shared datasets), each run with the same iteration budget and, by default, no time
+budget, so the two policies get exactly the same work and the comparison does not depend on the
+machine's load. With `--time-budget` a run also stops at that many seconds (the issue's second
+budget); the two policies' runs of a pair then share the machine alike (every run of one
+evaluation has the same number of workers beside it), but the result depends on the machine.
 Per (task, seed) both policies start from the same baseline on the same split and folds. Scores:
 
 - normalised holdout = (delivered holdout − baseline holdout) on the primary metric, signed so
@@ -38,25 +41,25 @@ from tandem.benchmarks.tasks import materialize, select_tasks
 from tandem.graph.context import RunContext
 from tandem.nodes.agents.learned_scientist import baseline_spread
 from tandem.tools.metrics import METRICS, reward_scale
-from tandem.tools.policy_file import read_policy
+from tandem.tools.policy_file import LEARNED, policy_path, read_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TASKS = "penguins,breast_cancer,wine,diabetes"
 
 
-def one_run(task_name: str, policy: str, seed: int, max_iters: int, work: str) -> dict[str, Any]:
+def one_run(
+    task_name: str, policy: str, seed: int, max_iters: int, work: str, time_budget: float | None = None
+) -> dict[str, Any]:
     (task,) = select_tasks(task_name)
     data = materialize(task, Path(work) / "tasks")
     label = "playbook" if policy == "playbook" else "learned"
     context = RunContext(
-        runs_dir=str(Path(work) / "runs"), max_iters=max_iters, time_budget=None, n_jobs=1, policy=policy
+        runs_dir=str(Path(work) / "runs"), max_iters=max_iters, time_budget=time_budget, n_jobs=1, policy=policy
     )
     run_id = f"{task.name}-{label}-s{seed}"
     folder = Path(work) / "runs" / run_id
     started = time.perf_counter()
-    if (folder / "summary.json").exists() and json.loads((folder / "run.json").read_text())["context"].get(
-        "policy_hash"
-    ) == context.policy_hash:  # finished by an earlier, stopped evaluation with this very policy: reused
+    if (folder / "summary.json").exists() and _same_budget_and_policy(folder, context):  # reused
         summary = json.loads((folder / "summary.json").read_text())
         started -= float(summary.get("seconds_spent") or 0.0)  # its own working time, not the reading
     else:
@@ -104,26 +107,38 @@ def one_run(task_name: str, policy: str, seed: int, max_iters: int, work: str) -
     }
 
 
+def _same_budget_and_policy(folder: Path, context: RunContext) -> bool:
+    """Whether a finished run in `folder` (from an earlier, stopped evaluation) is this run: the same
+    policy file and the same budgets."""
+    stored = json.loads((folder / "run.json").read_text())["context"]
+    return all(stored.get(key) == getattr(context, key) for key in ("policy_hash", "max_iters", "time_budget"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--policy", required=True)
     parser.add_argument("--tasks", default=DEFAULT_TASKS)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--max-iters", type=int, default=10)
+    parser.add_argument("--time-budget", type=float, default=None, help="seconds per run (default: none)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", default="/tmp/tandem-learning-eval")
     parser.add_argument("--out", default=str(ROOT / "docs" / "learning-eval.md"))
     parser.add_argument("--render-only", action="store_true", help="rewrite the page from the stored rows")
     args = parser.parse_args(argv)
-    policy_path = str(Path(args.policy).resolve())
-    policy = read_policy(policy_path)
+    policy_file = policy_path(args.policy)  # `learned` is the shipped policy
+    policy = read_policy(policy_file)
     seeds = [int(s) for s in args.seeds.split(",")]
     tasks = [t.name for t in select_tasks(args.tasks)]
     raw = Path(args.out).with_suffix(".json")
     if args.render_only:  # the pairs both of whose runs finished (an evaluation stopped for time)
         done = lambda t, label, s: (Path(args.work) / "runs" / f"{t}-{label}-s{s}" / "summary.json").exists()  # noqa: E731
         pairs = [(t, s) for t in tasks for s in seeds if done(t, "playbook", s) and done(t, "learned", s)]
-        rows = [one_run(t, p, s, args.max_iters, args.work) for t, s in pairs for p in ("playbook", policy_path)]
+        rows = [
+            one_run(t, p, s, args.max_iters, args.work, args.time_budget)
+            for t, s in pairs
+            for p in ("playbook", policy_file)
+        ]
         missing = [f"{t} seed {s}" for t in tasks for s in seeds if (t, s) not in pairs]
         wall = sum(r["seconds"] for r in rows) / args.workers
         kept = [t for t in tasks if any(pt == t for pt, _ in pairs)]
@@ -134,16 +149,21 @@ def main(argv: list[str] | None = None) -> int:
         raw.write_text(json.dumps({"policy": policy["hash"], "rows": rows, "missing": missing}, indent=1) + "\n")
         print(page)
         return 0
-    jobs = [(t, p, s) for t in tasks for s in seeds for p in ("playbook", policy_path)]
+    jobs = [(t, p, s) for t in tasks for s in seeds for p in ("playbook", policy_file)]
     started = time.perf_counter()
     rows = Parallel(n_jobs=args.workers, backend="loky")(
-        delayed(one_run)(t, p, s, args.max_iters, args.work) for t, p, s in jobs
+        delayed(one_run)(t, p, s, args.max_iters, args.work, args.time_budget) for t, p, s in jobs
     )
     wall = time.perf_counter() - started
     raw.write_text(json.dumps({"policy": policy["hash"], "wall": wall, "rows": rows}, indent=1) + "\n")
     Path(args.out).write_text(render(rows, policy, args, wall, tasks, seeds))
     print(Path(args.out).read_text())
     return 0
+
+
+def _shown(policy: str) -> str:
+    """A policy as the page names it: `learned`, or a file by its name (the path is this machine's)."""
+    return policy if policy == LEARNED else Path(policy).name
 
 
 def _fmt(x: float) -> str:
@@ -166,16 +186,20 @@ def render(
     lines = [
         "# The learned Scientist policy against the playbook, on held-out tasks",
         "",
-        f"Generated by `.venv/bin/python scripts/learning_eval.py --policy {Path(args.policy).name} "
-        f"--tasks {args.tasks} --seeds {args.seeds} --max-iters {args.max_iters}` "
+        f"Generated by `.venv/bin/python scripts/learning_eval.py --policy {_shown(args.policy)} "
+        f"--tasks {args.tasks} --seeds {args.seeds} --max-iters {args.max_iters}"
+        + (f" --time-budget {args.time_budget:g}" if args.time_budget else "")
+        + "` "
         f"({time.strftime('%Y-%m-%d')}, {platform.machine()}, {wall / 60:.1f} min wall). Do not edit by hand.",
         "",
-        f"Policy `{Path(args.policy).name}`, hash `{policy['hash'][:16]}`: {prov.get('episodes', 0)} episodes, "
+        f"Policy `{_shown(args.policy)}`, hash `{policy['hash'][:16]}`: {prov.get('episodes', 0)} episodes, "
         f"{prov.get('steps', 0)} moves, {prov.get('trained_seconds', 0) / 60:.1f} min of episode wall time, "
         f"on {len(prov.get('tasks', []))} training-pool tasks ({', '.join(prov.get('tasks', []))}); "
         "none of the tasks below was ever trained on.",
         "",
-        f"Budget: {args.max_iters} iterations, no time budget, heuristic Executor; seeds {args.seeds}. "
+        f"Budget: {args.max_iters} iterations, "
+        + (f"at most {args.time_budget:g} s a run" if args.time_budget else "no time budget")
+        + f", heuristic Executor; seeds {args.seeds}. "
         "Normalised = gain over the baseline (experiment #0, the same for both policies) in units of the "
         "baseline's fold standard deviation; area = mean best-CV curve over iterations 1..N.",
         "",

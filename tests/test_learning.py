@@ -29,7 +29,7 @@ from tandem.nodes.agents.learned_scientist import FEATURES, learn, new_policy, t
 from tandem.nodes.verifier import verify
 from tandem.tools.bandit import LinearBandit
 from tandem.tools.data import InputError
-from tandem.tools.policy_file import read_policy, write_policy
+from tandem.tools.policy_file import SHIPPED_POLICY, read_policy, write_policy
 from tandem.tools.profile import DatasetProfile, profile_dataset
 from tandem.tools.spec import parse_spec
 
@@ -115,6 +115,19 @@ def test_context_records_the_policy_hash_and_resolves_the_path(tmp_path: Path, m
     write_policy("p.json", learn(new_policy(), [("ensemble", [1.0] * len(FEATURES), 1.0)]))
     with pytest.raises(InputError, match="changed since this run started"):
         frozen_policy(context)
+
+
+def test_the_shipped_policy_is_named_learned_and_never_saw_an_evaluation_task():
+    shipped = read_policy(SHIPPED_POLICY)  # intact, and trained on the features this tandem computes:
+    context = RunContext(policy="learned")
+    assert context.policy == str(SHIPPED_POLICY) and context.policy_hash == shipped["hash"]
+    assert isinstance(make_scientist(context), LearnedScientist)
+    provenance = shipped["provenance"]
+    held_out = {t.name for t in default_suite()} | set(SHARED_DATASETS)
+    assert provenance["episodes"] > 0 and provenance["tasks"]
+    assert set(provenance["tasks"]) <= {t.name for t in load_pool()} and not set(provenance["tasks"]) & held_out
+    assert dict(parse_player("learned").options)["policy"] == str(SHIPPED_POLICY)  # type: ignore[attr-defined]
+    assert dict(with_policy(parse_players("tandem"), "learned")[0].options)["policy"] == str(SHIPPED_POLICY)  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------------------- runs
@@ -229,6 +242,7 @@ def test_train_resumes_learn_reads_runs_and_run_uses_the_policy(tmp_path: Path, 
     assert main([*args, "--episodes", "2"]) == 0  # goes on from the file: one more episode
     second = read_policy(out)
     assert second["provenance"]["episodes"] == 2 and len(second["provenance"]["seeds"]) == 2
+    assert second["provenance"]["budgets"] == [[2, 120.0], [2, 120.0]]  # each episode's max_iters, time budget
     assert "2/2" in capsys.readouterr().out
     episode = next((tmp_path / "p.training" / "runs").iterdir())
     # off-policy: the same steps learnt again from the kept run folder move the statistics

@@ -92,6 +92,7 @@ def test_the_wheel_adds_one_top_level_name(installed: Installed) -> None:
     assert "tandem/benchmarks/suite.toml" in installed_files
     assert "tandem/benchmarks/data/penguins.csv.gz" in installed_files
     assert "tandem/py.typed" in installed_files
+    assert "tandem/tools/policies/scientist.json" in installed_files  # --policy learned
 
 
 def test_import_from_an_empty_folder(installed: Installed) -> None:

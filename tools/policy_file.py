@@ -11,8 +11,10 @@
      "hash": "sha256 of everything above, as canonical JSON"}
 
 The hash names the policy: a run records it (run.json, summary.json) and refuses to go on with a
-file whose content changed since it started, so a resumed run plays the same policy. The policy
-named `playbook` is no file: it is the hand-set preferences of the heuristic Scientist.
+file whose content changed since it started, so a resumed run plays the same policy. Two policies
+have names: `playbook` is no file (the hand-set preferences of the heuristic Scientist, the
+default), and `learned` is the file the package ships (`policies/scientist.json`, written by
+`tandem train`; docs/policies/README.md says how and on what, docs/learning-eval.md how it fares).
 """
 
 from __future__ import annotations
@@ -29,6 +31,17 @@ FORMAT = "tandem-policy"
 VERSION = 1
 PLAYBOOK = "playbook"
 """The named policy that is no file: the playbook's fixed preferences."""
+LEARNED = "learned"
+"""The named policy that is the shipped file, `SHIPPED_POLICY`."""
+SHIPPED_POLICY = Path(__file__).parent / "policies" / "scientist.json"
+
+
+def policy_path(spec: str) -> str:
+    """Where a `--policy` value's file is: the shipped file for `learned`, else the path made absolute
+    (so a run started in one folder and resumed from another reads the same file)."""
+    if spec == LEARNED:
+        return str(SHIPPED_POLICY)
+    return str(Path(spec).expanduser().resolve())
 
 
 def content_hash(policy: dict[str, Any]) -> str:
@@ -57,7 +70,7 @@ def read_policy(path: str | Path) -> dict[str, Any]:
     """Load and check a policy file; a missing, foreign, newer or altered file is one `InputError` line."""
     source = Path(path).expanduser()
     if not source.is_file():
-        raise InputError(f"no such policy file: {source} (or use --policy {PLAYBOOK})")
+        raise InputError(f"no such policy file: {source} (or use --policy {PLAYBOOK} or --policy {LEARNED})")
     try:
         data = json.loads(source.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
