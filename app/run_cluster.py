@@ -4,10 +4,12 @@ A run's graph stays in the process that drives it (it holds the run's lock and w
 checkpoints); what is spread is the expensive part, the cross-validation's fold fits and the
 Executor's dry runs, which `tools/training.py` hands to joblib without naming a backend. Inside
 `fold_fits_on(address)` joblib's `dask` backend is in force, so those fits become tasks on the
-cluster's workers; joblib scatters a large argument (the development frame) once per batch of
-folds instead of pickling it into every task. The same seeds give the same ledger and holdout
-scores as a local run (tests/test_dask.py); the delivered model's file may differ byte for byte
-(it is fitted on a worker and pickled back), not in what it predicts.
+cluster's workers. When every worker can read the file the run's development data are mapped
+from, a fold task names that file and the worker maps it once per run (tools/training.py
+`MappedData`); otherwise joblib scatters the frame once per candidate's batch of folds. The
+same seeds give the same ledger and holdout scores as a local run (tests/test_dask.py); the
+delivered model's file may differ byte for byte (it is fitted on a worker and pickled back),
+not in what it predicts.
 
 Workers must import the same tandem and reach the run's data files at the same paths, as for
 bench workers (benchmarks/cluster.py).

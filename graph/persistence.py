@@ -746,6 +746,17 @@ def dev_data(task: TaskInfo, folder: RunFolder) -> tuple[pd.DataFrame, pd.Series
     cached). Callers get shallow,
     copy-on-write copies: one that assigns to its frame never changes the cached one.
     """
+    _, X, y, _ = _dev_entry(task, folder)
+    return X.copy(deep=False), y.copy(deep=False), _split(folder).fold_matrix()
+
+
+def dev_data_file(task: TaskInfo, folder: RunFolder) -> Path | None:
+    """The file `dev_data`'s frame is mapped from (None when it could not be written), which fold
+    tasks on a cluster name instead of carrying the frame (tools/training.py `MappedData`)."""
+    return _dev_entry(task, folder)[3]
+
+
+def _dev_entry(task: TaskInfo, folder: RunFolder) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, Path | None]:
     split = _split(folder)
     path = data_path(task, folder)
     table = _table(path, task["csv_sha256"], task["target"])
@@ -753,18 +764,17 @@ def dev_data(task: TaskInfo, folder: RunFolder) -> tuple[pd.DataFrame, pd.Series
     key = (path, task["csv_sha256"], task["target"], str(folder.split), stat.st_mtime_ns, stat.st_size, id(table))
     if key in _DEV:
         _DEV.move_to_end(key)
-        _, X, y, _ = _DEV[key]
-    else:
-        rows = list(split.dev_rows)
-        features = [c for c in table.columns if c != task["target"]]
-        # one copy of each, no drop; then moved into a mapped file (the copy is freed)
-        X, y, mapped_file = _mapped(table.loc[rows, features], table.loc[rows, task["target"]])
-        _DEV[key] = (table, X, y, mapped_file)
-        while len(_DEV) > _DEV_KEPT:
-            *_, old = _DEV.popitem(last=False)[1]
-            if old is not None:  # mapped pages stay valid after the unlink; the name is not needed again
-                old.unlink(missing_ok=True)
-    return X.copy(deep=False), y.copy(deep=False), split.fold_matrix()
+        return _DEV[key]
+    rows = list(split.dev_rows)
+    features = [c for c in table.columns if c != task["target"]]
+    # one copy of each, no drop; then moved into a mapped file (the copy is freed)
+    X, y, mapped_file = _mapped(table.loc[rows, features], table.loc[rows, task["target"]])
+    _DEV[key] = (table, X, y, mapped_file)
+    while len(_DEV) > _DEV_KEPT:
+        *_, old = _DEV.popitem(last=False)[1]
+        if old is not None:  # mapped pages stay valid after the unlink for every process that mapped it
+            old.unlink(missing_ok=True)
+    return _DEV[key]
 
 
 def holdout_data(task: TaskInfo, folder: RunFolder) -> tuple[pd.DataFrame, pd.Series]:

@@ -15,7 +15,7 @@ from langgraph.runtime import Runtime
 from tandem.graph.budget import seconds_left, timed
 from tandem.graph.context import RunContext, context_of
 from tandem.graph.messages import implementation_of, proposal_of
-from tandem.graph.persistence import RunFolder, dev_data, problem_of
+from tandem.graph.persistence import RunFolder, dev_data, dev_data_file, problem_of
 from tandem.graph.state import EvaluationData, TandemState, TaskInfo
 from tandem.tools.metrics import METRICS
 from tandem.tools.spec import EnsembleSpec, PipelineSpec
@@ -46,6 +46,7 @@ def evaluate_candidate(
         memory_limit=context.memory_limit,
         progress=fold_progress(),
         prune=prune,
+        mapped_from=dev_data_file(task, folder),
     )
 
 

@@ -9,8 +9,9 @@ What it measures, on this machine, in a few minutes:
 - **scheduler overhead**: many tiny tasks (`client.map` of a no-op), wall time per task.
 - **bytes per fold**: what one fold task of a run would carry if the development frame were
   pickled into it (what a process pool carries without the mapped frame) against row indices
-  over data every worker already holds; and the bytes of one task's data sent once per bench
-  task on a cluster.
+  over data every worker already holds, and what a run's fold task sends a cluster's workers
+  (the mapped file's path and the fold's row indices); and the bytes of one task's data sent
+  once per bench task on a cluster.
 - **results store**: seconds per appended row (the coordinator is its only writer).
 
 From those it projects the default benchmark's and a 200-episode training's wall time on 10 and
@@ -40,6 +41,7 @@ from tandem.benchmarks.bench import run_bench
 from tandem.benchmarks.players import parse_players
 from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import default_suite, materialize, select_tasks
+from tandem.tools.training import MappedData
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = "california_housing,adult_income,breast_cancer,diabetes"
@@ -124,6 +126,10 @@ def fold_bytes() -> dict[str, Any]:
         fold_rows = np.array_split(np.arange(len(X)), folds)
         with_frame = len(pickle.dumps((X, y, fold_rows[0]), protocol=5))
         indices_only = len(pickle.dumps(fold_rows[0], protocol=5))
+        # what a run's fold task sends a cluster's workers that can read the mapped file: its path and the rows
+        train = np.concatenate(fold_rows[1:])
+        named_file = MappedData(str(Path(work) / "dev-0123456789abcdef.joblib"))
+        named = len(pickle.dumps((named_file, None, train, fold_rows[0]), protocol=5))
         task_data = len(pickle.dumps(data, protocol=5))
         return {
             "task": FOLD_TASK,
@@ -131,6 +137,7 @@ def fold_bytes() -> dict[str, Any]:
             "columns": X.shape[1],
             "with_frame": with_frame,
             "indices_only": indices_only,
+            "named": named,
             "task_data": task_data,
         }
 
@@ -259,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"| one fold task of {sizes['task']} ({sizes['rows']:,} x {sizes['columns']}) with the development frame "
         f"pickled in | {sizes['with_frame'] / 1e6:.2f} MB |",
         f"| the same fold task with row indices over shared data | {sizes['indices_only'] / 1e3:.1f} kB |",
+        "| what `tandem run --cluster` sends a worker per fold when the workers can read the run's mapped "
+        f"development file (its path, training and validation row indices) | {sizes['named'] / 1e3:.1f} kB |",
         f"| what a bench sends a worker per task (`TaskData`: the split's file paths and the problem) | "
         f"{sizes['task_data'] / 1e3:.1f} kB |",
         "",
@@ -298,10 +307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "- **Data transfer**: a fold task with the frame pickled in is "
         f"{sizes['with_frame'] / 1e6:.1f} MB for a 20k-row task, about 100 times that for a 1M-row one; spread "
         "over many workers that saturates a 1 Gbit/s link well before the CPUs. Runs on a cluster should keep "
-        "the data on a shared path and send fold tasks row indices. On one machine that is done (the development "
-        "frame is mapped from a file, so a fold task carries its path and row indices: docs/benchmarks.md); on a "
-        "cluster it is not yet: with `--cluster` on `tandem run`, joblib's dask backend scatters the frame once "
-        "per candidate's batch of folds rather than once per fold.",
+        "the data on a shared path and send fold tasks row indices, which they do: a run's development frame is "
+        "mapped from a file, and a fold task carries its path and row indices, through joblib's memory mapping "
+        "on one machine (docs/benchmarks.md) and as a named file on a cluster whose workers can read it (each "
+        "worker maps it once per run). Only where the workers cannot read the file (`TMPDIR` not shared) does "
+        "joblib's dask backend send the frame, once per candidate's batch of folds.",
         "- **The scheduler** itself: at "
         f"{overhead['submit_ms']:.1f} ms a task it is not a limit for games that take seconds to minutes.",
         "",
@@ -313,8 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "that scikit-learn documents. Across runs, `bench`, `league` and `train` take `--cluster` "
         "(benchmarks/cluster.py); within a run, `--cluster` on `run`, `resume` and `fork` puts the fold fits on "
         "the cluster through joblib's dask backend (tandem.run_cluster), the graph and its checkpoints staying "
-        "in the driving process. Fold tasks on a cluster that read the data from a shared path by row indices "
-        "(the fold bytes above) are not done yet. On one machine, `--memory-limit` bounds a run's memory by "
+        "in the driving process; its fold tasks name the mapped development file when the workers can read it "
+        "(the fold bytes above). On one machine, `--memory-limit` bounds a run's memory by "
         "fitting folds in the run's process when parallel workers would pass it (docs/benchmarks.md).",
         "",
         "Reproduce: `.venv/bin/python scripts/scale.py` (about five minutes on 2 cores).",

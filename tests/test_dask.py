@@ -227,3 +227,37 @@ def test_inside_fold_fits_on_joblib_work_runs_on_the_workers() -> None:
     assert os.getpid() not in pids and len(set(pids)) >= 1
     with fold_fits_on(None):  # no address, no $TANDEM_CLUSTER: joblib as always
         assert joblib.Parallel(n_jobs=1)(joblib.delayed(os.getpid)() for _ in range(2)) == [os.getpid()] * 2
+
+
+def test_fold_tasks_on_a_cluster_name_the_mapped_file_and_each_worker_maps_it_once(
+    client: Client, tmp_path: Path
+) -> None:
+    import joblib
+    import numpy as np
+    from conftest import synthetic_frame
+
+    from tandem.tools.spec import Columns, ModelSpec, PipelineSpec
+    from tandem.tools.training import Problem, evaluate_spec
+
+    frame = synthetic_frame(n=300, seed=5)
+    path = tmp_path / "dev.joblib"  # as graph/persistence.py maps a run's development part
+    joblib.dump((frame[["x 1", "x2 (cm)"]], frame["label"]), path)
+    X, y = joblib.load(path, mmap_mode="r")
+    folds = np.arange(len(y)) % 3
+    problem = Problem("binary", ("f1_macro",), "f1_macro", classes=("no", "yes"), positive_class="yes")
+    columns = Columns(numeric=("x 1", "x2 (cm)"))
+    specs = [PipelineSpec(columns=columns, model=ModelSpec(family=f)) for f in ("logistic", "random_forest")]
+    here = [evaluate_spec(s, X, y, folds, problem, n_jobs=2) for s in specs]
+    with joblib.parallel_config(backend="dask"):
+        there = [evaluate_spec(s, X, y, folds, problem, n_jobs=2, mapped_from=path) for s in specs]
+    assert [(r.status, r.fold_scores) for r in there] == [(r.status, r.fold_scores) for r in here]
+
+    def maps() -> tuple[int, int]:
+        from tandem.tools.training import _mapped_file
+
+        info = _mapped_file.cache_info()
+        return info.misses, info.hits
+
+    loads = client.run(maps)
+    assert sum(m + h for m, h in loads.values()) == 2 * 3  # every fold took its data from the path
+    assert all(m <= 1 for m, _ in loads.values())  # each worker mapped the file once, for both candidates

@@ -16,6 +16,7 @@ import gc
 import json
 import math
 import multiprocessing
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -201,16 +202,53 @@ def release_freed_memory() -> None:
         trim(0)
 
 
+@dataclass(frozen=True)
+class MappedData:
+    """The development part named by the file it is memory-mapped from (graph/persistence.py).
+
+    What a fold task sends a Dask worker instead of the frame: a path, not megabytes. The worker
+    maps the file on the first fold that names it and keeps the mapping for the run's later folds,
+    so the data reach each worker once per run rather than once per candidate's batch of folds
+    (joblib's dask backend scatters a large argument once per batch). Only used when every worker
+    can read the path (`_workers_read`).
+    """
+
+    path: str
+
+    def load(self) -> tuple[pd.DataFrame, pd.Series]:
+        return _mapped_file(self.path)
+
+
+@functools.lru_cache(maxsize=2)
+def _mapped_file(path: str) -> tuple[pd.DataFrame, pd.Series]:
+    X, y = joblib.load(path, mmap_mode="r")
+    return X, y
+
+
+def _workers_read(path: Path) -> bool:
+    """Whether joblib's backend in force is a Dask cluster every worker of which can read `path`
+    (workers on other machines see it only through storage they share with this one)."""
+    backend, _ = joblib.parallel.get_active_backend()
+    client = getattr(backend, "client", None)  # joblib's DaskDistributedBackend keeps its client here
+    if client is None:
+        return False
+    readable = client.run(os.access, str(path), os.R_OK)
+    return bool(readable) and all(readable.values())
+
+
 def _fit_fold(
     spec: PipelineSpec | EnsembleSpec,
     problem: Problem,
-    X: pd.DataFrame,
-    y: pd.Series,
+    X: pd.DataFrame | MappedData,
+    y: pd.Series | None,
     train: np.ndarray,
     val: np.ndarray,
     n_threads: int = 1,
 ) -> FoldOutput:
     """One fold: its scores, out-of-fold predictions, fitted parameters, and fit and predict seconds."""
+    if isinstance(X, MappedData):
+        X, y = X.load()
+    assert y is not None
     started = time.perf_counter()
     model = fit_final(spec, X.iloc[train], y.iloc[train], problem, n_threads=n_threads)
     fitted = time.perf_counter()
@@ -303,6 +341,7 @@ def evaluate_spec(
     memory_limit: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     prune: Callable[[int, float], bool] | None = None,
+    mapped_from: Path | None = None,
 ) -> CandidateResult:
     """Cross-validate a spec on the development part; identical specs come from the cache.
 
@@ -319,6 +358,8 @@ def evaluate_spec(
     cached: the same spec may be asked for in full later).
     `memory_limit` (bytes, None: none) fits the folds one at a time in this process, each with
     `n_jobs` threads, when `n_jobs` parallel workers would not fit in it (`folds_in_process`).
+    `mapped_from` is the file `X` and `y` are mapped from, if they are: on a Dask cluster whose
+    workers can all read it, fold tasks carry its path instead of the data (`MappedData`).
     """
     key = spec_hash(spec)
     cached = cache_dir / f"{key}.json" if cache_dir else None
@@ -350,10 +391,13 @@ def evaluate_spec(
     try:
         report(0, n_folds)
         outputs: list[Any] = []
+        data: tuple[pd.DataFrame | MappedData, pd.Series | None] = (X, y)
+        if mapped_from is not None and n_jobs != 1 and _workers_read(mapped_from):
+            data = (MappedData(str(mapped_from)), None)
         parallel = joblib.Parallel(n_jobs=n_jobs, timeout=fold_timeout, return_as="generator")
         fits = parallel(
             joblib.delayed(_fit_fold)(
-                spec, problem, X, y, np.flatnonzero(folds[r] != k), np.flatnonzero(folds[r] == k), n_threads
+                spec, problem, *data, np.flatnonzero(folds[r] != k), np.flatnonzero(folds[r] == k), n_threads
             )
             for r, k in plan
         )
