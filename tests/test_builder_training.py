@@ -160,6 +160,33 @@ def test_stacking_a_block_of_rows_at_a_time_gives_scipys_matrix(rows_per_chunk: 
     np.testing.assert_array_equal(stacked.data, expected.data)  # NaN in the same place
 
 
+def test_the_median_imputer_is_scikit_learns_and_follows_its_contract() -> None:
+    import warnings
+
+    from sklearn.impute import SimpleImputer
+    from sklearn.utils.estimator_checks import check_estimator
+
+    from tandem.tools.builder import MedianImputer
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(301, 6))
+    values[rng.random(values.shape) < 0.2] = np.nan
+    values[:, 2] = np.round(values[:, 2])  # ties, and an even count of values in some columns
+    values[:, 4] = np.nan  # a column without any value: filled with 0, as keep_empty_features does
+    frame = pd.DataFrame(values, columns=[f"x {i}" for i in range(6)])
+    ours = MedianImputer().fit(frame.iloc[:200])
+    theirs = SimpleImputer(strategy="median", keep_empty_features=True).fit(frame.iloc[:200])
+    np.testing.assert_array_equal(ours.statistics_, theirs.statistics_)  # to the last bit
+    np.testing.assert_array_equal(ours.transform(frame.iloc[200:]), theirs.transform(frame.iloc[200:]))
+    assert list(ours.get_feature_names_out()) == list(theirs.get_feature_names_out())
+    assert frame.isna().to_numpy().sum() == np.isnan(values).sum()  # the input is not changed
+    pipeline = build_pipeline(spec_for("logistic"), "binary", primary_metric="f1_macro")  # imputes the median
+    assert any(isinstance(step, MedianImputer) for step in pipeline.get_params(deep=True).values())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_estimator(MedianImputer())
+
+
 def test_the_sparse_design_is_the_one_column_transformer_builds(monkeypatch) -> None:
     from sklearn.compose import ColumnTransformer
 

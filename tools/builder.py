@@ -14,7 +14,15 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from lightgbm import LGBMClassifier, LGBMRegressor
-from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, RegressorMixin, TransformerMixin, clone
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    MetaEstimatorMixin,
+    OneToOneFeatureMixin,
+    RegressorMixin,
+    TransformerMixin,
+    clone,
+)
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.ensemble import (
     ExtraTreesClassifier,
@@ -48,7 +56,7 @@ from sklearn.preprocessing import (
 )
 from sklearn.svm import SVR
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from tandem.tools.features import FeatureEngineer
 from tandem.tools.metrics import METRICS, Predictions
@@ -104,6 +112,37 @@ class RangeClipper(TransformerMixin, BaseEstimator):
         )
 
 
+class MedianImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """`SimpleImputer(strategy="median", keep_empty_features=True)`, with the medians from numpy's
+    `nanmedian`: the same medians to the last bit (both average the two middle values of a
+    column's non-missing ones), and a column without any value is filled with 0, as there.
+
+    Why: scikit-learn takes the median of data with missing values through a masked array, which
+    was 7 times slower: 2.2 s against 0.3 s on 640,000 x 20, paid by every fold of a model with
+    median imputation (the default) on the 1M-row speed task.
+    """
+
+    def fit(self, X: Any, y: Any = None) -> MedianImputer:
+        values = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns, and no rows at all
+            medians = np.nanmedian(values, axis=0) if len(values) else np.full(values.shape[1], np.nan)
+        self.statistics_ = np.where(np.isnan(medians), 0.0, medians)
+        return self
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # what it is for
+        return tags
+
+    def transform(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "statistics_")
+        values = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=False, copy=True)
+        rows, columns = np.nonzero(np.isnan(values))
+        values[rows, columns] = self.statistics_[columns]
+        return values
+
+
 def training_rows_kept(
     X: pd.DataFrame, y: Any, row_filter: RowFilter, numeric: tuple[str, ...], seed: int
 ) -> np.ndarray:
@@ -115,7 +154,7 @@ def training_rows_kept(
     values = pd.DataFrame(X)[list(numeric)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        imputed = SimpleImputer(strategy="median", keep_empty_features=True).fit_transform(values)
+        imputed = MedianImputer().fit_transform(values)
         Z = StandardScaler().fit_transform(imputed)
     n_drop = int(np.floor(row_filter.share * len(Z)))
     keep = np.ones(len(Z), dtype=bool)
@@ -307,7 +346,9 @@ def make_estimator(spec: PipelineSpec, task_type: str, seed: int, n_threads: int
 def _numeric_steps(spec: PipelineSpec, seed: int) -> list[tuple[str, Any]]:
     prep = spec.preprocessing
     steps: list[tuple[str, Any]] = []
-    if prep.numeric_imputer != "none":
+    if prep.numeric_imputer == "median":
+        steps.append(("impute", MedianImputer()))
+    elif prep.numeric_imputer != "none":
         steps.append(("impute", SimpleImputer(strategy=prep.numeric_imputer, fill_value=0.0, keep_empty_features=True)))
     if prep.clip_to_train_range:
         steps.append(("clip", RangeClipper()))
