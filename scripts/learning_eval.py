@@ -109,7 +109,8 @@ def one_run(
 
 def _same_budget_and_policy(folder: Path, context: RunContext) -> bool:
     """Whether a finished run in `folder` (from an earlier, stopped evaluation) is this run: the same
-    policy file and the same budgets."""
+    policy file and the same budgets. The code that made it is not compared, so evaluate changed
+    code in a fresh `--work` folder: the playbook's runs of 2026-12-01 did not reproduce on 12-02's."""
     stored = json.loads((folder / "run.json").read_text())["context"]
     return all(stored.get(key) == getattr(context, key) for key in ("policy_hash", "max_iters", "time_budget"))
 
