@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from tandem.benchmarks.learning import EpisodeResult
 
 EXIT_INTERRUPTED = 130
+EXIT_WORKER_KILLED = 1
 
 
 def add_learning_commands(sub: Any) -> None:
@@ -58,6 +59,8 @@ def add_learning_commands(sub: Any) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
     from tandem.benchmarks.learning import DEFAULT_POOL, select_pool, train  # the whole stack: CLI start-up time
 
     tasks = select_pool(args.tasks, args.pool or DEFAULT_POOL)
@@ -98,6 +101,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    except TerminatedWorkerError:  # the operating system's out-of-memory killer, or someone's kill
+        print(
+            f"\ntandem: an episode's worker process was killed (out of memory, or by a signal); {args.out} holds "
+            "every finished episode. Continue with the same command (fewer --workers if memory ran out).",
+            file=sys.stderr,
+        )
+        return EXIT_WORKER_KILLED
     provenance = policy["provenance"]
     print(
         f"wrote {args.out}: {provenance['episodes']} episodes, {provenance['steps']} moves, hash {policy['hash'][:12]}"

@@ -359,3 +359,27 @@ def test_ctrl_c_stops_training_with_every_finished_episode_kept(tmp_path: Path):
     again = [str(done + 1) if a == "50" else a for a in argv]  # one episode more: it goes on from the file
     assert main(again) == 0
     assert read_policy(out)["provenance"]["episodes"] == done + 1
+
+
+def test_a_killed_episode_worker_stops_training_in_one_line_with_the_finished_episodes_kept(tmp_path: Path):
+    import psutil
+
+    out, log = tmp_path / "p.json", tmp_path / "train.log"
+    argv = ["train", "--tasks", "iris", "--episodes", "50", "--out", str(out), "--max-iters", "1", "--workers", "2"]
+    process = spawn(argv, log)
+    deadline = time.monotonic() + 300
+    while "2/50" not in log.read_text(errors="replace"):  # the first batch of two is learnt
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+        time.sleep(0.2)
+    workers: list[psutil.Process] = []
+    while not workers:  # the next batch's episode workers (loky's, beside its resource tracker)
+        children = psutil.Process(process.pid).children(recursive=True)
+        workers = [c for c in children if "resource_tracker" not in " ".join(c.cmdline())]
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
+        time.sleep(0.1)
+    workers[0].kill()  # as the out-of-memory killer would
+    assert process.wait(timeout=120) == 1, log.read_text(errors="replace")
+    text = log.read_text(errors="replace")
+    assert "worker process was killed" in text and "Continue with the same command" in text, text
+    assert "Traceback" not in text
+    assert read_policy(out)["provenance"]["episodes"] >= 2
