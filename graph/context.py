@@ -83,7 +83,8 @@ class RunContext:
     """The heuristic Scientist delivers after this many proposals in a row without significant gain."""
     small_data_rows: int = 1000
     """Below this many development rows, deliver an average of the experiments within noise of the best
-    (else the simplest of them): `graph/reward_rules.py: small_data_choice`."""
+    (else the simplest of them): `graph/reward_rules.py: small_data_choice`; and only if it beats the
+    baseline significantly (`rewards.significance_t`), else the baseline: `baseline_guard`."""
     noise_t: float = 1.0
     """…where "within noise" means a paired t-statistic against the best below this."""
     approve: ApprovalMode = "never"

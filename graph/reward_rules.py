@@ -152,6 +152,34 @@ def small_data_choice(
     return chosen["id"]
 
 
+def baseline_guard(
+    ledger: list[ExperimentRecord],
+    chosen: int,
+    metric: str,
+    config: RewardConfig,
+    *,
+    folds_per_repeat: int | None = None,
+) -> int:
+    """The chosen experiment if it beats the baseline (#0) significantly on the folds, else the baseline.
+
+    On small data the search scores tens of candidates on the same folds, so the best of them is
+    picked optimistically (the winner's curse), while the baseline, chosen before any score was
+    seen, is not. A gain over it that the run's own significance rule (`compare`) cannot confirm
+    is no evidence that the search beat a plain model (docs/decisions.md, "What is delivered").
+    """
+    baseline = ledger[0]
+    if chosen == 0 or baseline["status"] != "ok" or not baseline["fold_scores"].get(metric):
+        return chosen
+    result = compare(
+        metric,
+        ledger[chosen]["fold_scores"][metric],
+        baseline["fold_scores"][metric],
+        config,
+        folds_per_repeat=folds_per_repeat,
+    )
+    return chosen if result.significant else 0
+
+
 def token_count(usage: TokenUsage | None) -> int:
     return 0 if usage is None else int(usage["input"]) + int(usage["output"])
 

@@ -28,7 +28,7 @@ from tandem.graph.persistence import (
     write_jsonl,
     write_text,
 )
-from tandem.graph.reward_rules import is_average, small_data_choice
+from tandem.graph.reward_rules import baseline_guard, is_average, small_data_choice
 from tandem.graph.state import ExperimentRecord, TandemState
 from tandem.nodes.agents.models import agents_summary
 from tandem.nodes.reports import load_insight, save_insight
@@ -92,6 +92,8 @@ def selection_rule(ledger: list[ExperimentRecord], incumbent: int, delivered: in
     """Why this experiment was delivered, in the words `summary.json` and the reports show."""
     if delivered == incumbent:
         return "the best mean CV score"
+    if delivered == 0:
+        return f"the baseline: the search's best (#{incumbent}) did not beat it significantly on small data"
     kind = "average of models" if is_average(ledger[delivered]["spec"]) else "simplest experiment"
     return f"the {kind} within fold noise of the best (#{incumbent}) on small data"
 
@@ -155,9 +157,9 @@ def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ledger, task = state["ledger"], state["task"]
     chosen = state["incumbent"]
     if task["n_dev_rows"] < context.small_data_rows:
-        chosen = small_data_choice(
-            ledger, chosen, task["primary_metric"], context.noise_t, folds_per_repeat=task["folds"]
-        )
+        metric, folds = task["primary_metric"], task["folds"]
+        chosen = small_data_choice(ledger, chosen, metric, context.noise_t, folds_per_repeat=folds)
+        chosen = baseline_guard(ledger, chosen, metric, context.rewards, folds_per_repeat=folds)
     best = ledger[chosen]
     explain_within = _importance_seconds(state, context)
     model, best_holdout, insight = _fit_and_score(best, state, folder, explain_within=explain_within)

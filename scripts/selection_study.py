@@ -42,7 +42,7 @@ from scipy.stats import binomtest
 
 from tandem.graph.context import RewardConfig, RunContext
 from tandem.graph.persistence import problem_of
-from tandem.graph.reward_rules import compare, small_data_choice
+from tandem.graph.reward_rules import baseline_guard, compare, small_data_choice
 from tandem.nodes.agents.heuristic_scientist import ENSEMBLE_POOL
 from tandem.tools.builder import predict
 from tandem.tools.data import read_table_hashed
@@ -185,6 +185,13 @@ def simplest_within_noise(run: RunHoldout) -> int:
     return min(close, key=lambda r: (complexity(parse_spec(r["spec"])), -sign * r["primary"], r["id"]))["id"]
 
 
+def guarded(run: RunHoldout) -> int:
+    """`small_data_choice`, kept only if it beats the baseline significantly on the folds (`baseline_guard`)."""
+    folds = run.task["folds"]
+    chosen = small_data_choice(run.ledger, run.incumbent, run.metric, NOISE_T, folds_per_repeat=folds)  # type: ignore[arg-type]
+    return baseline_guard(run.ledger, chosen, run.metric, RewardConfig(), folds_per_repeat=folds)  # type: ignore[arg-type]
+
+
 def average_of_best(k: int) -> Callable[[RunHoldout], float]:
     def rule(run: RunHoldout) -> float:
         members = run.plain_pipelines()[:k] or [run.incumbent]
@@ -212,6 +219,7 @@ RULES: dict[str, Callable[[RunHoldout], float]] = {
     "tandem's rule now": lambda run: run.single(
         small_data_choice(run.ledger, run.incumbent, run.metric, NOISE_T, folds_per_repeat=run.task["folds"])  # type: ignore[arg-type]
     ),
+    "rule now unless not significant over #0": lambda run: run.single(guarded(run)),
     REFERENCE: lambda run: run.single(simplest_within_noise(run)),
     "best mean CV": lambda run: run.single(run.incumbent),
     "baseline #0": lambda run: run.single(0),

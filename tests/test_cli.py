@@ -90,8 +90,16 @@ def test_incumbent_is_the_best_cv_experiment_and_delivery_is_it_or_an_average_or
     incumbent = ledger[summary["incumbent"]]
     assert incumbent["cv"]["f1"] == pytest.approx(best_cv)
     delivered = ledger[summary["best"]["experiment_id"]]
+    # small data: what is delivered beats the baseline significantly on the folds, or is the baseline
+    over_baseline = compare(
+        "f1", delivered["fold_scores"]["f1"], ledger[0]["fold_scores"]["f1"], RewardConfig(), folds_per_repeat=5
+    )
+    assert over_baseline.significant or delivered["id"] == 0
     if delivered["id"] == incumbent["id"]:
         assert summary["selection"] == "the best mean CV score"
+        return
+    if delivered["id"] == 0:
+        assert summary["selection"].startswith("the baseline")
         return
     # 712 development rows: small data, so an average of models or a simpler model within fold
     # noise of the incumbent may be delivered

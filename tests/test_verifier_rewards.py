@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -547,6 +549,40 @@ def test_small_data_delivers_an_average_within_noise_before_the_simplest_model()
     # an average the best model beats beyond fold noise is not delivered
     poor = _vote(4, [ridge, boosting, forest], [12.0, 14.5, 11.0, 13.5, 12.0])
     assert small_data_choice([ridge, boosting, forest, weighted, poor], 1, "rmse", max_t=1.0) == 0  # type: ignore[arg-type]
+
+
+def test_small_data_delivers_the_baseline_unless_the_choice_beats_it_significantly() -> None:
+    from tandem.graph.reward_rules import baseline_guard
+
+    ridge = _record(0, "ridge", [10.0, 12.0, 9.0, 11.0, 10.0])
+    noisy = _record(1, "lightgbm", [9.0, 12.5, 8.5, 11.5, 9.4])  # better on average, t about 0.75
+    clear = _record(2, "lightgbm", [8.0, 10.1, 7.0, 9.0, 8.1])  # about 2 better on every fold
+    ledger = [ridge, noisy, clear]
+    assert baseline_guard(ledger, 1, "rmse", CONFIG) == 0  # type: ignore[arg-type]
+    assert baseline_guard(ledger, 2, "rmse", CONFIG) == 2  # type: ignore[arg-type]
+    assert baseline_guard(ledger, 0, "rmse", CONFIG) == 0  # type: ignore[arg-type]
+    # the run's own significance threshold decides: a laxer one keeps the noisy gain
+    assert baseline_guard(ledger, 1, "rmse", replace(CONFIG, significance_t=0.5)) == 1  # type: ignore[arg-type]
+    # a baseline that failed to score guards nothing
+    failed = {**ridge, "status": "error", "fold_scores": {}}
+    assert baseline_guard([failed, noisy, clear], 1, "rmse", CONFIG) == 1  # type: ignore[arg-type]
+
+
+def test_a_small_data_run_delivers_its_baseline_when_no_gain_over_it_is_significant(
+    titanic: Path, tmp_path: Path
+) -> None:
+    """Titanic's 712 development rows are small data; with a significance threshold no gain can reach,
+    the search still moves its incumbent (any better mean does), but the baseline is delivered."""
+    from tandem.api import run_task
+    from tandem.graph.context import RunContext
+
+    unreachable = replace(CONFIG, significance_t=1e9)
+    context = RunContext(runs_dir=str(tmp_path), max_iters=3, time_budget=None, rewards=unreachable)
+    summary = run_task(titanic, "Survived", run_id="guarded", context=context)
+    assert summary["incumbent"] != 0
+    assert summary["best"]["experiment_id"] == 0
+    assert summary["selection"].startswith("the baseline")
+    assert summary["best"]["holdout"] == summary["baseline"]["holdout"]
 
 
 def test_the_search_stops_when_the_time_left_is_below_a_typical_fit() -> None:

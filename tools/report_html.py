@@ -564,11 +564,12 @@ def _why_chosen(summary: Mapping[str, Any], experiments: list[dict[str, Any]]) -
         top_family, _ = key_params(top.get("spec"))
         family, _ = key_params(best.get("spec"))
         text += (
-            f" The search's incumbent is #{incumbent} ({e(top_family)}), CV {e(score(top))}. On small data tandem "
-            "delivers the least complex experiment that the incumbent does not beat beyond fold noise (a paired "
-            "t-statistic over the folds; ties go to the better mean), because there differences in CV score are "
-            "mostly noise and the best of many candidates scored on the same folds is picked optimistically (the "
-            f"winner's curse). #{delivered} ({e(family)}) is that experiment."
+            f" The search's incumbent is #{incumbent} ({e(top_family)}), CV {e(score(top))}. On small data "
+            "differences in CV score are mostly noise and the best of many candidates scored on the same folds is "
+            "picked optimistically (the winner's curse), so tandem delivers an average of the experiments the "
+            "incumbent does not beat beyond fold noise (a paired t-statistic over the folds), else the least "
+            "complex of them, and only if that beats the baseline significantly; otherwise the baseline, which "
+            f"was chosen before any score was seen. #{delivered} ({e(family)}) is that experiment."
         )
     return f"<p>{text}</p>"
 
@@ -683,7 +684,7 @@ def render_progress_html(
         f"<p>The experiment the search keeps as its best (a candidate replaces it only when it scores better "
         f"beyond a near-tie): CV {e(metric)} {_fmt(top['cv'].get(metric))} ± {_fmt(top['cv_std'].get(metric))}. "
         "At delivery, on small data, an average of models (or a simpler model) within fold noise of it may be "
-        "delivered instead.</p>",
+        "delivered instead, or the baseline when neither beats it significantly.</p>",
         _pipeline_table(top.get("spec")),
         "<h2>How the incumbent predicts (out of fold)</h2>",
         *_insight_section(insight),
