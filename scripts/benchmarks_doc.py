@@ -28,7 +28,7 @@ from tandem.benchmarks.league import leaderboard_markdown, plot_leaderboard, sta
 from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import default_suite
 from tandem.graph.context import RewardConfig, RunContext
-from tandem.graph.reward_rules import is_average
+from tandem.graph.reward_rules import compare
 from tandem.tools.data import read_table
 from tandem.tools.metrics import METRICS
 from tandem.tools.spec import FAMILIES
@@ -294,13 +294,17 @@ def _ledger(row: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] 
     return json.loads((run_dir / "summary.json").read_text()), ledger
 
 
-def _paired(metric: str, a: list[float], b: list[float]) -> tuple[float, float]:
-    """Mean paired gain of a over b (positive = better) and its t statistic over the folds."""
+def _paired(metric: str, a: list[float], b: list[float], folds_per_repeat: int) -> tuple[float, float]:
+    """Mean paired gain of a over b (positive = better) and the t-statistic the run's significance
+    rule uses (`compare`: corrected for repeated folds)."""
     sign = 1.0 if METRICS[metric].greater_is_better else -1.0
-    d = [sign * (x - y) for x, y in zip(a, b, strict=True)]
-    mean = statistics.fmean(d)
-    sd = statistics.stdev(d) if len(d) > 1 else 0.0
-    return mean, (mean / (sd / math.sqrt(len(d))) if sd > 0 else math.inf)
+    gain = statistics.fmean(sign * (x - y) for x, y in zip(a, b, strict=True))
+    return gain, compare(metric, a, b, RewardConfig(), folds_per_repeat=folds_per_repeat).t_stat
+
+
+def _repeats(n_folds: int, summary: dict[str, Any]) -> str:
+    k = int(summary["task"]["folds"])
+    return f"{n_folds // k} repeats of {k}, t corrected for the repeats" if n_folds > k else f"one repeat of {k}"
 
 
 def _family(spec: dict[str, Any]) -> str:
@@ -319,38 +323,37 @@ def _holdout_rows(summary: dict[str, Any]) -> int:
 
 
 def _why(t: float, summary: dict[str, Any], n_experiments: int, gap: float) -> str:
-    """Why a delivered model lost to a plain one, from its run's summary; `gap` = relative holdout shortfall."""
+    """Why a delivered model (not the baseline) lost to a plain one, from its run's summary; `gap` =
+    relative holdout shortfall; `t` = its gain over the baseline by the run's significance rule."""
     threshold = RewardConfig().significance_t
-    task = summary["task"]
-    n_dev = task["n_dev_rows"]
+    small_rows = RunContext().small_data_rows
+    n_dev = summary["task"]["n_dev_rows"]
     n_holdout = _holdout_rows(summary)
-    if summary.get("incumbent", summary["best"]["experiment_id"]) != summary["best"]["experiment_id"]:
+    shortfall = f"the shortfall is {gap:.2%} of the plain model's score on a holdout of {n_holdout} rows"
+    if n_dev < small_rows and t < threshold:
         return (
-            f"It was chosen as {summary.get('selection')}, so the delivery rule already guards against CV noise; "
-            f"the shortfall is {gap:.2%} of the plain model's score on a holdout of {n_holdout} rows, and one seed on "
-            "one split cannot tell such a gap from noise. What we believe closes it: measure first, with more seeds "
-            "and a second split of the task, before changing the playbook for it."
+            f"Its gain over the baseline is below the significance rule (t < {threshold:g}), so the baseline guard "
+            f"(docs/decisions.md) would deliver the baseline: this run predates it; {shortfall}."
         )
-    if n_dev < RunContext().small_data_rows and is_average(summary["best"].get("spec")):
+    if n_dev < small_rows:
         return (
-            f"It is already an average of models, the best mean CV score on {n_dev} development rows; the shortfall "
-            f"is {gap:.2%} of the plain model's score on a holdout of {n_holdout} rows. What we believe closes it: "
-            "measure with more seeds and splits first (docs/selection-study.md); if the gap holds, weigh the plain "
-            "linear baseline into the small-data average."
+            f"It was chosen as {summary.get('selection')}, and its gain over the baseline passes the significance "
+            f"rule (t ≥ {threshold:g}) that small-data delivery requires (the baseline guard, docs/decisions.md); "
+            f"{shortfall}, and one split cannot tell such a gap from noise. What we believe closes it: measure "
+            "across more splits (scripts/selection_study.py) before changing the rule for it."
         )
     if t < threshold:
         return (
-            f"The gain is below the significance rule (t ≥ {threshold:g}), but the incumbent is the best *mean* "
-            f"CV score whether or not it is significant, so on {n_dev} development rows a CV-noise winner is "
-            "delivered. What we believe closes it: deliver the best experiment whose paired gain over the baseline "
-            "is significant, or an average of the models within one fold spread of the best (docs/decisions.md)."
+            f"On {n_dev:,} development rows (the baseline guard applies below {small_rows:,}) the incumbent is the "
+            f"best *mean* CV score whether or not its gain is significant, and this gain is not (t < {threshold:g}); "
+            f"{shortfall}. What we believe closes it: the guard on larger data too, once the selection study shows "
+            "it pays there."
         )
     return (
-        f"The gain passes the significance rule (t ≥ {threshold:g}) yet does not hold on the holdout: picking the "
-        f"best of {n_experiments} experiments on the same folds of {n_dev} rows overfits those folds (the winner's "
-        "curse), most for ensembles and stacking built on the same folds. What we believe closes it: on small data, "
-        "deliver an average of the models within one fold spread of the best (docs/decisions.md) and confirm the final "
-        "choice among the top candidates on repeated folds with another seed."
+        f"The gain passes the significance rule (t ≥ {threshold:g}) yet does not hold on the holdout ({shortfall}): "
+        f"picking the best of {n_experiments} experiments on the same folds of {n_dev:,} rows overfits those folds "
+        "(the winner's curse), most for ensembles built on the same folds. What we believe closes it: confirming the "
+        "final choice among the top candidates on repeated folds with another seed."
     )
 
 
@@ -396,14 +399,16 @@ def _score_notes(report: Any) -> list[str]:
         elif missed_plain:
             best = ledger[summary["best"]["experiment_id"]]
             base = ledger[0]
-            gain, t = _paired(metric, best["fold_scores"][metric], base["fold_scores"][metric])
+            folds = base["fold_scores"][metric]
+            gain, t = _paired(metric, best["fold_scores"][metric], folds, summary["task"]["folds"])
             notes.append(
                 f"- **{problem.task}** (seed {problem.seed}, {metric}): tandem delivered experiment #{best['id']} "
                 f"(`{best['move']}`: {best['proposal'][:90]}). Its CV score {best['cv'][metric]:.4f} beats the "
                 f"environment's baseline ({base['cv'][metric]:.4f}) by a paired fold gain of {gain:+.4f}, t = {t:.2f} "
-                f"over {len(base['fold_scores'][metric])} folds, but on the holdout it scores {fmt(mine)} against the "
-                f"baseline's {fmt(summary['baseline']['holdout'].get(metric))} and the plain {plain_name} model's "
-                f"{fmt(best_plain)}. " + _why(t, summary, len(ledger), abs(mine - best_plain) / abs(best_plain))
+                f"over {len(folds)} folds ({_repeats(len(folds), summary)}), but on the holdout it scores "
+                f"{fmt(mine)} against the baseline's {fmt(summary['baseline']['holdout'].get(metric))} and the "
+                f"plain {plain_name} model's {fmt(best_plain)}. "
+                + _why(t, summary, len(ledger), abs(mine - best_plain) / abs(best_plain))
             )
         if problem.task == "house_prices":
             path = [r for r in ledger if r.get("incumbent_after") == r["id"]]

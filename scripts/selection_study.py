@@ -5,7 +5,8 @@ shows on data it never saw. This script takes the tandem runs of stored benches,
 successful experiment of each ledger on the run's development part, scores it on the run's
 holdout, and compares the delivery rules one could have applied to the same ledger:
 
-- the rule tandem applies now (`graph/reward_rules.py: small_data_choice`);
+- the rule tandem applies now (`graph/reward_rules.py: small_data_choice`), and the same kept only
+  if it beats the baseline significantly on the folds, else the baseline (`baseline_guard`);
 - the earlier rule, the simplest experiment within fold noise of the best;
 - the best mean CV score (the incumbent), and the baseline (experiment #0);
 - the equal-weight average of the k best single pipelines by CV (k = 2, 3, 5), and Caruana's
@@ -297,7 +298,9 @@ def render(groups: list[str], sections: list[list[str]], seconds: float) -> str:
         "where the rule applies): every successful experiment of each ledger refit on the run's development "
         "part and scored on its holdout, so each row compares the rules on the same ledger. *delivered* is "
         "what the run delivered under the code of its bench; *tandem's rule now* applies `small_data_choice` "
-        "(an average within fold noise of the best, else the simplest model) to the same ledger; the averages "
+        "(an average within fold noise of the best, else the simplest model) to the same ledger, and the next "
+        "column keeps that choice only if it beats the baseline #0 significantly on the folds (`baseline_guard`: "
+        "what tandem delivers since 2026-12-02), else the baseline; the averages "
         "and Caruana are blends of the best single pipelines (default threshold, no bag) computed from "
         "predictions, whether or not the run proposed them. The holdout never reaches a run; it is read here "
         "only to judge the rules afterwards.",
