@@ -217,10 +217,10 @@ def oracle(run: RunHoldout) -> float:
 
 RULES: dict[str, Callable[[RunHoldout], float]] = {
     "delivered": lambda run: run.single(run.delivered),
-    "tandem's rule now": lambda run: run.single(
+    "average within noise": lambda run: run.single(
         small_data_choice(run.ledger, run.incumbent, run.metric, NOISE_T, folds_per_repeat=run.task["folds"])  # type: ignore[arg-type]
     ),
-    "rule now unless not significant over #0": lambda run: run.single(guarded(run)),
+    "guarded by #0 (tandem's rule now)": lambda run: run.single(guarded(run)),
     REFERENCE: lambda run: run.single(simplest_within_noise(run)),
     "best mean CV": lambda run: run.single(run.incumbent),
     "baseline #0": lambda run: run.single(0),
@@ -297,10 +297,10 @@ def render(groups: list[str], sections: list[list[str]], seconds: float) -> str:
         f"The tandem runs of each group of benches on small data (under {SMALL_DATA_ROWS:,} development rows, "
         "where the rule applies): every successful experiment of each ledger refit on the run's development "
         "part and scored on its holdout, so each row compares the rules on the same ledger. *delivered* is "
-        "what the run delivered under the code of its bench; *tandem's rule now* applies `small_data_choice` "
+        "what the run delivered under the code of its bench; *average within noise* applies `small_data_choice` "
         "(an average within fold noise of the best, else the simplest model) to the same ledger, and the next "
-        "column keeps that choice only if it beats the baseline #0 significantly on the folds (`baseline_guard`: "
-        "what tandem delivers since 2026-12-02), else the baseline; the averages "
+        "column, *guarded by #0*, keeps that choice only if it beats the baseline #0 significantly on the folds "
+        "(`baseline_guard`: what tandem delivers since 2026-12-02), else the baseline; the averages "
         "and Caruana are blends of the best single pipelines (default threshold, no bag) computed from "
         "predictions, whether or not the run proposed them. The holdout never reaches a run; it is read here "
         "only to judge the rules afterwards.",
