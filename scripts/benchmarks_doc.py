@@ -302,6 +302,27 @@ def _paired(metric: str, a: list[float], b: list[float], folds_per_repeat: int) 
     return gain, compare(metric, a, b, RewardConfig(), folds_per_repeat=folds_per_repeat).t_stat
 
 
+def _progress(bench: dict[str, Any], report: Any) -> list[str]:
+    """A line saying how much of a stopped bench was played, and how it goes on (nothing when complete)."""
+    settings = bench.get("settings") or {}
+    tasks = [t["name"] for t in settings.get("tasks", [])]
+    per_task = len(settings.get("seeds", [])) * len(settings.get("players", []))
+    played: dict[str, int] = {}
+    for row in report.rows:
+        played[row["task"]] = played.get(row["task"], 0) + 1
+    planned = len(tasks) * per_task
+    if not planned or sum(played.values()) >= planned:
+        return []
+    whole = [t for t in tasks if played.get(t, 0) >= per_task]
+    return [
+        "",
+        f"**This bench is not finished:** {sum(played.values())} of its {planned} games were played, so "
+        f"{len(whole)} of its {len(tasks)} tasks are complete ({', '.join(whole) or 'none'}), and the tables "
+        f"below show the games played; `tandem bench --resume {bench['bench_id']} --results-dir benchmarks/results` "
+        "plays the rest.",
+    ]
+
+
 def _repeats(n_folds: int, summary: dict[str, Any]) -> str:
     k = int(summary["task"]["folds"])
     return f"{n_folds // k} repeats of {k}, t corrected for the repeats" if n_folds > k else f"one repeat of {k}"
@@ -842,6 +863,7 @@ def main() -> None:
         f"({machine['cpus']} CPUs), "
         f"Python {machine['python']}, scikit-learn {machine['scikit-learn']}, LightGBM {machine['lightgbm']}, "
         f"FLAML {machine.get('flaml') or 'not installed'}, tandem commit {machine.get('git_commit') or 'unknown'}.",
+        *_progress(bench, report),
         "",
         "Reproduce (results are appended to the store; the report is derived from the stored rows):",
         "",
