@@ -10,7 +10,7 @@ What it measures, on this machine, in a few minutes:
 - **bytes per fold**: what one fold task of a run would carry if the development frame were
   pickled into it (what a process pool carries without the mapped frame) against row indices
   over data every worker already holds, and what a run's fold task sends a cluster's workers
-  (the mapped file's path and the fold's row indices); and the bytes of one task's data sent
+  (the mapped file's path and each row's fold); and the bytes of one task's data sent
   once per bench task on a cluster.
 - **results store**: seconds per appended row (the coordinator is its only writer).
 
@@ -41,7 +41,7 @@ from tandem.benchmarks.bench import run_bench
 from tandem.benchmarks.players import parse_players
 from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import default_suite, materialize, select_tasks
-from tandem.tools.training import MappedData
+from tandem.tools.training import MappedData, fold_assignment
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = "california_housing,adult_income,breast_cancer,diabetes"
@@ -126,10 +126,13 @@ def fold_bytes() -> dict[str, Any]:
         fold_rows = np.array_split(np.arange(len(X)), folds)
         with_frame = len(pickle.dumps((X, y, fold_rows[0]), protocol=5))
         indices_only = len(pickle.dumps(fold_rows[0], protocol=5))
-        # what a run's fold task sends a cluster's workers that can read the mapped file: its path and the rows
-        train = np.concatenate(fold_rows[1:])
+        # what a run's fold task sends a cluster's workers that can read the mapped file: its path, and
+        # the fold of every row, as the run builds it
+        assignment = np.empty(len(X), dtype=int)
+        for k, rows in enumerate(fold_rows):
+            assignment[rows] = k
         named_file = MappedData(str(Path(work) / "dev-0123456789abcdef.joblib"))
-        named = len(pickle.dumps((named_file, None, train, fold_rows[0]), protocol=5))
+        named = len(pickle.dumps((named_file, None, fold_assignment(assignment[None, :], 0), 0), protocol=5))
         task_data = len(pickle.dumps(data, protocol=5))
         return {
             "task": FOLD_TASK,
@@ -267,7 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"pickled in | {sizes['with_frame'] / 1e6:.2f} MB |",
         f"| the same fold task with row indices over shared data | {sizes['indices_only'] / 1e3:.1f} kB |",
         "| what `tandem run --cluster` sends a worker per fold when the workers can read the run's mapped "
-        f"development file (its path, training and validation row indices) | {sizes['named'] / 1e3:.1f} kB |",
+        "development file (its path, and each row's fold in one byte: `fold_assignment`) | "
+        f"{sizes['named'] / 1e3:.1f} kB |",
         f"| what a bench sends a worker per task (`TaskData`: the split's file paths and the problem) | "
         f"{sizes['task_data'] / 1e3:.1f} kB |",
         "",
@@ -308,8 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{sizes['with_frame'] / 1e6:.1f} MB for a 20k-row task, about 100 times that for a 1M-row one; spread "
         "over many workers that saturates a 1 Gbit/s link well before the CPUs. Runs on a cluster should keep "
         "the data on a shared path and send fold tasks row indices, which they do: a run's development frame is "
-        "mapped from a file, and a fold task carries its path and row indices, through joblib's memory mapping "
-        "on one machine (docs/benchmarks.md) and as a named file on a cluster whose workers can read it (each "
+        "mapped from a file, and a fold task carries its path and the fold of every row, through joblib's memory "
+        "mapping on one machine (docs/benchmarks.md) and as a named file on a cluster whose workers can read it (each "
         "worker maps it once per run). Only where the workers cannot read the file (`TMPDIR` not shared) does "
         "joblib's dask backend send the frame, once per candidate's batch of folds.",
         "- **The scheduler** itself: at "

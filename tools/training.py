@@ -236,19 +236,29 @@ def _workers_read(path: Path) -> bool:
     return bool(readable) and all(readable.values())
 
 
+def fold_assignment(folds: np.ndarray, repeat: int) -> np.ndarray:
+    """One repeat's fold of every development row, in the smallest integer type that holds it: what a
+    fold task carries to name its rows (a byte a row, where row indices would take eight)."""
+    assignment = folds[repeat]
+    return assignment.astype(np.min_scalar_type(int(assignment.max())), copy=False)
+
+
 def _fit_fold(
     spec: PipelineSpec | EnsembleSpec,
     problem: Problem,
     X: pd.DataFrame | MappedData,
     y: pd.Series | None,
-    train: np.ndarray,
-    val: np.ndarray,
+    assignment: np.ndarray,
+    fold: int,
     n_threads: int = 1,
 ) -> FoldOutput:
-    """One fold: its scores, out-of-fold predictions, fitted parameters, and fit and predict seconds."""
+    """One fold: its scores, out-of-fold predictions, fitted parameters, and fit and predict seconds.
+
+    `fold` of `assignment` (`fold_assignment`) is validated on, the other rows trained on."""
     if isinstance(X, MappedData):
         X, y = X.load()
     assert y is not None
+    train, val = np.flatnonzero(assignment != fold), np.flatnonzero(assignment == fold)
     started = time.perf_counter()
     model = fit_final(spec, X.iloc[train], y.iloc[train], problem, n_threads=n_threads)
     fitted = time.perf_counter()
@@ -395,12 +405,8 @@ def evaluate_spec(
         if mapped_from is not None and n_jobs != 1 and _workers_read(mapped_from):
             data = (MappedData(str(mapped_from)), None)
         parallel = joblib.Parallel(n_jobs=n_jobs, timeout=fold_timeout, return_as="generator")
-        fits = parallel(
-            joblib.delayed(_fit_fold)(
-                spec, problem, *data, np.flatnonzero(folds[r] != k), np.flatnonzero(folds[r] == k), n_threads
-            )
-            for r, k in plan
-        )
+        assignments = {r: fold_assignment(folds, r) for r in {r for r, _ in plan}}
+        fits = parallel(joblib.delayed(_fit_fold)(spec, problem, *data, assignments[r], k, n_threads) for r, k in plan)
         for output in fits:
             outputs.append(output)
             report(len(outputs), n_folds)
