@@ -88,18 +88,25 @@ def _experiment_summary(record: ExperimentRecord, holdout: dict[str, float]) -> 
     }
 
 
-def selection_rule(ledger: list[ExperimentRecord], incumbent: int, delivered: int) -> str:
-    """Why this experiment was delivered, in the words `summary.json` and the reports show."""
+def selection_rule(ledger: list[ExperimentRecord], incumbent: int, delivered: int, guarded: int | None = None) -> str:
+    """Why this experiment was delivered, in the words `summary.json` and the reports show; `guarded`
+    is the small-data pick the baseline guard replaced by the baseline."""
     if delivered == incumbent:
         return "the best mean CV score"
-    if delivered == 0:
-        return f"the baseline: the search's best (#{incumbent}) did not beat it significantly on small data"
+    if guarded is not None:
+        pick = f"the best (#{incumbent})" if guarded == incumbent else f"the pick #{guarded} (the best: #{incumbent})"
+        return f"the baseline: on small data {pick} did not beat it significantly on the folds"
     kind = "average of models" if is_average(ledger[delivered]["spec"]) else "simplest experiment"
     return f"the {kind} within fold noise of the best (#{incumbent}) on small data"
 
 
 def build_summary(
-    state: TandemState, folder: RunFolder, holdout: dict[int, dict[str, float]], stop_reason: str, delivered: int
+    state: TandemState,
+    folder: RunFolder,
+    holdout: dict[int, dict[str, float]],
+    stop_reason: str,
+    delivered: int,
+    guarded: int | None = None,
 ) -> dict[str, Any]:
     """The run's summary.json: the contract `tandem show`, the benchmark and users rely on."""
     ledger, task = state["ledger"], state["task"]
@@ -133,7 +140,7 @@ def build_summary(
         },
         "iterations": state.get("iteration", 0),
         "incumbent": state["incumbent"],
-        "selection": selection_rule(ledger, state["incumbent"], delivered),
+        "selection": selection_rule(ledger, state["incumbent"], delivered, guarded),
         "experiments": len(ledger),
         "seconds_spent": round(state.get("seconds_spent", 0.0), 2),
         "baseline": _experiment_summary(ledger[0], holdout[0]),
@@ -155,11 +162,12 @@ def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     folder = RunFolder.of(state, context)
     stop_reason = state.get("stop_reason") or "delivered"
     ledger, task = state["ledger"], state["task"]
-    chosen = state["incumbent"]
+    chosen, guarded = state["incumbent"], None
     if task["n_dev_rows"] < context.small_data_rows:
         metric, folds = task["primary_metric"], task["folds"]
-        chosen = small_data_choice(ledger, chosen, metric, context.noise_t, folds_per_repeat=folds)
-        chosen = baseline_guard(ledger, chosen, metric, context.rewards, folds_per_repeat=folds)
+        pick = small_data_choice(ledger, chosen, metric, context.noise_t, folds_per_repeat=folds)
+        chosen = baseline_guard(ledger, pick, metric, context.rewards, folds_per_repeat=folds)
+        guarded = pick if chosen != pick else None
     best = ledger[chosen]
     explain_within = _importance_seconds(state, context)
     model, best_holdout, insight = _fit_and_score(best, state, folder, explain_within=explain_within)
@@ -171,7 +179,7 @@ def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     with atomic_file(folder.model) as fh:
         joblib.dump(model, fh)
     pause_point("delivery")  # a test hook, off by default (tools/pause_points.py)
-    summary = build_summary(state, folder, holdout, stop_reason, delivered=chosen)
+    summary = build_summary(state, folder, holdout, stop_reason, delivered=chosen, guarded=guarded)
     summary["model_sha256"] = sha256_file(folder.model)  # predict loads the model only if it still matches
     summary.update(agents_summary(context, summary["tokens"]))  # kinds, models, $ with a price table
     events = list(state.get("reward_events", []))
