@@ -28,10 +28,11 @@ from tandem.benchmarks.league import leaderboard_markdown, plot_leaderboard, sta
 from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import default_suite
 from tandem.graph.context import RewardConfig, RunContext
-from tandem.graph.reward_rules import compare
+from tandem.graph.reward_rules import compare, small_data_choice
 from tandem.tools.data import read_table
 from tandem.tools.metrics import METRICS
 from tandem.tools.spec import FAMILIES
+from tandem.tools.training import TIE_BREAK_METRIC
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -302,6 +303,27 @@ def _paired(metric: str, a: list[float], b: list[float], folds_per_repeat: int) 
     return gain, compare(metric, a, b, RewardConfig(), folds_per_repeat=folds_per_repeat).t_stat
 
 
+def _guarded_pick(summary: dict[str, Any], ledger: list[dict[str, Any]]) -> str:
+    """How far the small-data pick the baseline guard turned down was ahead of the baseline."""
+    task = summary["task"]
+    metric, folds = task["primary_metric"], int(task["folds"])
+    if task["n_dev_rows"] >= RunContext().small_data_rows:
+        return ""
+    pick = small_data_choice(ledger, summary["incumbent"], metric, RunContext().noise_t, folds_per_repeat=folds)  # type: ignore[arg-type]
+    if pick == 0:
+        return ""
+    scores, base = ledger[pick]["fold_scores"], ledger[0]["fold_scores"]
+    t = compare(metric, scores[metric], base[metric], RewardConfig(), folds_per_repeat=folds).t_stat
+    asks = RewardConfig().significance_t
+    text = f"The pick #{pick} was ahead of the baseline on CV by t = {t:.2f} (significance asks {asks:g})"
+    if TIE_BREAK_METRIC in scores and TIE_BREAK_METRIC in base:
+        ll = compare(
+            TIE_BREAK_METRIC, scores[TIE_BREAK_METRIC], base[TIE_BREAK_METRIC], RewardConfig(), folds_per_repeat=folds
+        ).t_stat
+        text += f"; on log-loss, the proper scoring rule, it was {'ahead' if ll > 0 else 'behind'} (t = {ll:.2f})"
+    return text + ". "
+
+
 def _progress(bench: dict[str, Any], report: Any) -> list[str]:
     """A line saying how much of a stopped bench was played, and how it goes on (nothing when complete)."""
     settings = bench.get("settings") or {}
@@ -413,7 +435,8 @@ def _score_notes(report: Any) -> list[str]:
                     else f"because none of the {len(ledger) - 1} proposals beat it by the significance rule; "
                 )
                 + f"on the holdout it scores {fmt(mine)} against the plain {plain_name} model's {fmt(best_plain)}. "
-                "The baseline reads only the columns the profile found usable, the plain players read every column, "
+                + (_guarded_pick(summary, ledger) if chosen else "")
+                + "The baseline reads only the columns the profile found usable, the plain players read every column, "
                 f"and on a holdout of {_holdout_rows(summary)} rows the gap is "
                 f"{abs(mine - best_plain) / abs(best_plain):.2%} of the plain model's score."
             )
