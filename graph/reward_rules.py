@@ -165,7 +165,7 @@ def baseline_guard(
     On small data the search scores tens of candidates on the same folds, so the best of them is
     picked optimistically (the winner's curse), while the baseline, chosen before any score was
     seen, is not. A gain over it that the run's own significance rule (`compare`) cannot confirm
-    is no evidence that the search beat a plain model (docs/decisions.md, "What is delivered").
+    is no evidence that the search beat a plain model (docs/decisions.md, "The baseline guard").
     """
     baseline = ledger[0]
     if chosen == 0 or baseline["status"] != "ok" or not baseline["fold_scores"].get(metric):
