@@ -324,7 +324,7 @@ def _guarded_pick(summary: dict[str, Any], ledger: list[dict[str, Any]]) -> str:
     return text + ". "
 
 
-def _progress(bench: dict[str, Any], report: Any) -> list[str]:
+def _progress(bench: dict[str, Any], report: Any, results_dir: Path | str) -> list[str]:
     """A line saying how much of a stopped bench was played, and how it goes on (nothing when complete)."""
     settings = bench.get("settings") or {}
     tasks = [t["name"] for t in settings.get("tasks", [])]
@@ -340,7 +340,7 @@ def _progress(bench: dict[str, Any], report: Any) -> list[str]:
         "",
         f"**This bench is not finished:** {sum(played.values())} of its {planned} games were played, so "
         f"{len(whole)} of its {len(tasks)} tasks are complete ({', '.join(whole) or 'none'}), and the tables "
-        f"below show the games played; `tandem bench --resume {bench['bench_id']} --results-dir benchmarks/results` "
+        f"below show the games played; `tandem bench --resume {bench['bench_id']} --results-dir {results_dir}` "
         "plays the rest.",
     ]
 
@@ -886,7 +886,7 @@ def main() -> None:
         f"({machine['cpus']} CPUs), "
         f"Python {machine['python']}, scikit-learn {machine['scikit-learn']}, LightGBM {machine['lightgbm']}, "
         f"FLAML {machine.get('flaml') or 'not installed'}, tandem commit {machine.get('git_commit') or 'unknown'}.",
-        *_progress(bench, report),
+        *_progress(bench, report, rel_store),
         "",
         "Reproduce (results are appended to the store; the report is derived from the stored rows):",
         "",
