@@ -79,7 +79,7 @@ lint: dev
 ## Re-measure the published benchmark (about an hour on 2 CPUs) and regenerate docs/benchmarks.md.
 ## Results are appended to benchmarks/results/results.sqlite, never overwritten.
 bench: install
-	$(BIN)/python -m pip install --quiet $(STRICT) -e ".[bench]"
+	$(BIN)/python -m pip install --quiet $(STRICT) -e ".[bench,rl]"
 	$(BIN)/tandem bench --results-dir benchmarks/results
 	$(BIN)/tandem league --results-dir benchmarks/results --rounds 20
 	$(BIN)/python scripts/speed.py all
