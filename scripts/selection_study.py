@@ -186,11 +186,15 @@ def simplest_within_noise(run: RunHoldout) -> int:
     return min(close, key=lambda r: (complexity(parse_spec(r["spec"])), -sign * r["primary"], r["id"]))["id"]
 
 
+def average_within_noise(run: RunHoldout) -> int:
+    """`small_data_choice`: an average of the experiments within fold noise of the best, else the simplest."""
+    return small_data_choice(run.ledger, run.incumbent, run.metric, NOISE_T, folds_per_repeat=run.task["folds"])  # type: ignore[arg-type]
+
+
 def guarded(run: RunHoldout) -> int:
-    """`small_data_choice`, kept only if it beats the baseline significantly on the folds (`baseline_guard`)."""
-    folds = run.task["folds"]
-    chosen = small_data_choice(run.ledger, run.incumbent, run.metric, NOISE_T, folds_per_repeat=folds)  # type: ignore[arg-type]
-    return baseline_guard(run.ledger, chosen, run.metric, RewardConfig(), folds_per_repeat=folds)  # type: ignore[arg-type]
+    """`average_within_noise`, kept only if it beats the baseline significantly on the folds (`baseline_guard`)."""
+    pick = average_within_noise(run)
+    return baseline_guard(run.ledger, pick, run.metric, RewardConfig(), folds_per_repeat=run.task["folds"])  # type: ignore[arg-type]
 
 
 def average_of_best(k: int) -> Callable[[RunHoldout], float]:
@@ -217,9 +221,7 @@ def oracle(run: RunHoldout) -> float:
 
 RULES: dict[str, Callable[[RunHoldout], float]] = {
     "delivered": lambda run: run.single(run.delivered),
-    "average within noise": lambda run: run.single(
-        small_data_choice(run.ledger, run.incumbent, run.metric, NOISE_T, folds_per_repeat=run.task["folds"])  # type: ignore[arg-type]
-    ),
+    "average within noise": lambda run: run.single(average_within_noise(run)),
     "guarded by #0 (tandem's rule now)": lambda run: run.single(guarded(run)),
     REFERENCE: lambda run: run.single(simplest_within_noise(run)),
     "best mean CV": lambda run: run.single(run.incumbent),
