@@ -498,10 +498,8 @@ def _linear_line(ledger: list[dict[str, Any]], summary: dict[str, Any], metric: 
         f"worst fold scores {min(folds):.4f} (the delivered model's {min(delivered):.4f}), its mean "
         f"{statistics.fmean(folds):.4f}. "
         + ("" if filtered else "No linear model of this run left its outlying training rows out. ")
-        + "What we believe closes the gap: a linear line that holds up in the folds with the few very large, "
-        "cheaply sold development houses (a linear model's price-scale R² collapses on them), so that a blend "
-        "of it with boosting, the recipe in DESIGN.md, can win on cross-validation; dropping those rows from "
-        "training only does not change how they are scored."
+        + "What the folds can see of DESIGN.md's recipe, and what they cannot, is measured in "
+        "[house-prices-study.md](house-prices-study.md)."
     )
 
 
