@@ -238,12 +238,17 @@ def _fmt(value: float) -> str:
     return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
 
 
-def _section(title: str, runs: list[RunHoldout], scores: dict[str, dict[str, float]]) -> list[str]:
+def _section(title: str, runs: list[RunHoldout], scores: dict[str, dict[str, float]], missing: list[str]) -> list[str]:
     """One group of benches: the mean per task, each rule against the earlier one, and run by run."""
     names = list(RULES)
-    lines = [
-        f"## {title}",
-        "",
+    lines = [f"## {title}", ""]
+    if missing:
+        lines += [
+            f"{len(missing)} tandem runs of these benches are left out: their run folders are gone "
+            f"({', '.join(sorted(set(missing)))}).",
+            "",
+        ]
+    lines += [
         f"### Mean over each task's runs ({len(runs)} runs; primary metric, ↑ higher is better, ↓ lower)",
         "",
         "| task | metric | runs | " + " | ".join(names) + " |",
@@ -289,8 +294,9 @@ def _section(title: str, runs: list[RunHoldout], scores: dict[str, dict[str, flo
     return [*lines, ""]
 
 
-def render(groups: list[str], sections: list[list[str]], seconds: float, max_dev_rows: int) -> str:
+def render(groups: list[str], sections: list[list[str]], seconds: float, max_dev_rows: int, skip_missing: bool) -> str:
     rows_flag = f" --max-dev-rows {max_dev_rows}" if max_dev_rows != SMALL_DATA_ROWS else ""
+    rows_flag += " --skip-missing" if skip_missing else ""
     lines = [
         "# Which experiment a small-data run should deliver, judged on holdouts",
         "",
@@ -330,6 +336,12 @@ def main(argv: list[str] | None = None) -> int:
         help=f"study runs with fewer development rows than this (default {SMALL_DATA_ROWS:,}: small data, where "
         "the rules apply today; larger asks whether they would pay there too)",
     )
+    parser.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="leave out the runs whose folders are gone (run folders live outside git: a bench played on "
+        "another machine or an earlier checkout keeps its results but not its ledgers), and say which",
+    )
     parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--out", default=str(ROOT / "docs" / "selection-study.md"))
     args = parser.parse_args(argv)
@@ -338,18 +350,27 @@ def main(argv: list[str] | None = None) -> int:
     sections = []
     for group in args.bench:
         runs: list[RunHoldout] = []
+        missing: list[str] = []
         for bench in group.split(","):
             for task, seed, folder in sorted(_bench_runs(store, bench)):
                 if not (folder / "summary.json").exists():
-                    sys.exit(f"selection_study: run folder {folder} is missing; play bench {bench} again to study it")
+                    if not args.skip_missing:
+                        sys.exit(
+                            f"selection_study: run folder {folder} is missing; play bench {bench} again to "
+                            "study it, or pass --skip-missing"
+                        )
+                    missing.append(task)
+                    continue
                 if json.loads((folder / "summary.json").read_text())["task"]["n_dev_rows"] >= args.max_dev_rows:
                     continue  # by default small data only, where the rules in question apply
                 run = load_run(folder, task, seed)
                 runs.append(run)
                 print(f"{folder.name}: {len(run.proba)} experiments refit", flush=True)
         scores = {run.name: {name: rule(run) for name, rule in RULES.items()} for run in runs}
-        sections.append(_section(f"Benches {', '.join(f'`{b}`' for b in group.split(','))}", runs, scores))
-    Path(args.out).write_text(render(args.bench, sections, time.perf_counter() - started, args.max_dev_rows))
+        title = f"Benches {', '.join(f'`{b}`' for b in group.split(','))}"
+        sections.append(_section(title, runs, scores, missing))
+    seconds = time.perf_counter() - started
+    Path(args.out).write_text(render(args.bench, sections, seconds, args.max_dev_rows, args.skip_missing))
     print(f"wrote {args.out}")
     return 0
 
