@@ -121,27 +121,28 @@ def candidates(X: pd.DataFrame, y: pd.Series) -> dict[str, Candidate]:
     }
 
 
-def score(candidate: Candidate, X: pd.DataFrame, y: pd.Series, folds: np.ndarray, X_test: pd.DataFrame) -> Scored:
-    fold_scores: list[float] = []
-    oof = np.empty(folds.shape, dtype=float)
-    for repeat, assignment in enumerate(folds):
-        for k in range(int(assignment.max()) + 1):
-            train, valid = assignment != k, assignment == k
-            model = clone(candidate.estimator()).fit(X[train], y[train])
-            oof[repeat, valid] = model.predict(X[valid])
-            fold_scores.append(float(r2_score(y[valid], oof[repeat, valid])))
-    final = clone(candidate.estimator()).fit(X, y)
-    return Scored(candidate.name, fold_scores, oof, np.asarray(final.predict(X_test), dtype=float))
-
-
-def blend(a: Scored, b: Scored, y: pd.Series, folds: np.ndarray) -> Scored:
-    oof = (a.oof + b.oof) / 2.0
-    fold_scores = [
+def fold_scores(oof: np.ndarray, y: pd.Series, folds: np.ndarray) -> list[float]:
+    """R² of every fold, repeat by repeat, from the out-of-fold predictions (the order `compare` expects)."""
+    return [
         float(r2_score(y[assignment == k], oof[repeat, assignment == k]))
         for repeat, assignment in enumerate(folds)
         for k in range(int(assignment.max()) + 1)
     ]
-    return Scored(f"blend: {a.name} + {b.name}", fold_scores, oof, (a.holdout + b.holdout) / 2.0)
+
+
+def score(candidate: Candidate, X: pd.DataFrame, y: pd.Series, folds: np.ndarray, X_test: pd.DataFrame) -> Scored:
+    oof = np.empty(folds.shape, dtype=float)
+    for repeat, assignment in enumerate(folds):
+        for k in range(int(assignment.max()) + 1):
+            train, valid = assignment != k, assignment == k
+            oof[repeat, valid] = clone(candidate.estimator()).fit(X[train], y[train]).predict(X[valid])
+    final = clone(candidate.estimator()).fit(X, y)
+    return Scored(candidate.name, fold_scores(oof, y, folds), oof, np.asarray(final.predict(X_test), dtype=float))
+
+
+def blend(a: Scored, b: Scored, y: pd.Series, folds: np.ndarray) -> Scored:
+    oof = (a.oof + b.oof) / 2.0
+    return Scored(f"blend: {a.name} + {b.name}", fold_scores(oof, y, folds), oof, (a.holdout + b.holdout) / 2.0)
 
 
 def worst_row(r: Scored, X: pd.DataFrame, y: pd.Series, folds: np.ndarray) -> str:
