@@ -6,7 +6,8 @@ successful experiment of each ledger on the run's development part, scores it on
 holdout, and compares the delivery rules one could have applied to the same ledger:
 
 - the rule tandem applies now (`graph/reward_rules.py: small_data_choice`), and the same kept only
-  if it beats the baseline significantly on the folds, else the baseline (`baseline_guard`);
+  if it beats the baseline significantly on the folds, else the baseline (`baseline_guard`), and a
+  variant of that guard that on a discrete primary metric also accepts log-loss's evidence;
 - the earlier rule, the simplest experiment within fold noise of the best;
 - the best mean CV score (the incumbent), and the baseline (experiment #0);
 - the equal-weight average of the k best single pipelines by CV (k = 2, 3, 5), and Caruana's
@@ -19,7 +20,9 @@ their run folders exist under the results store):
 
     .venv/bin/python scripts/selection_study.py --bench BENCH_ID[,BENCH_ID...] [--bench ...]
 
-Each `--bench` is one section of the page (several bench ids joined by commas pool their runs).
+Each `--bench` is one section of the page (several bench ids joined by commas pool their runs);
+with more than one, a last section pools every run. Rules are counted against the earlier rule,
+or against `--reference NAME` (for example the rule tandem applies now).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from tandem.tools.data import read_table_hashed
 from tandem.tools.ensemble_selection import select_ensemble
 from tandem.tools.metrics import METRICS, Predictions
 from tandem.tools.spec import complexity, parse_spec
-from tandem.tools.training import Problem, fit_final, load_oof
+from tandem.tools.training import DISCRETE_METRICS, TIE_BREAK_METRIC, Problem, fit_final, load_oof
 
 ROOT = Path(__file__).resolve().parents[1]
 NOISE_T = 1.0
@@ -198,6 +201,25 @@ def guarded(run: RunHoldout) -> int:
     return baseline_guard(run.ledger, pick, run.metric, RewardConfig(), folds_per_repeat=run.task["folds"])  # type: ignore[arg-type]
 
 
+def guarded_proper(run: RunHoldout) -> int:
+    """`guarded`, but on a discrete primary metric the guard also accepts log-loss's evidence: the
+    pick is kept when it is ahead of the baseline on the primary metric and significantly better
+    on log-loss (the proper scoring rule the near-tie rule already trusts), else the baseline."""
+    pick = average_within_noise(run)
+    kept = guarded(run)
+    if kept == pick or run.metric not in DISCRETE_METRICS:
+        return kept
+    folds = {i: run.ledger[i]["fold_scores"] for i in (0, pick)}
+    if any(TIE_BREAK_METRIC not in f for f in folds.values()):
+        return kept
+    config, k = RewardConfig(), run.task["folds"]
+    ahead = compare(run.metric, folds[pick][run.metric], folds[0][run.metric], config, folds_per_repeat=k).gain > 0
+    proper = compare(
+        TIE_BREAK_METRIC, folds[pick][TIE_BREAK_METRIC], folds[0][TIE_BREAK_METRIC], config, folds_per_repeat=k
+    )
+    return pick if ahead and proper.significant else kept
+
+
 def average_of_best(k: int) -> Callable[[RunHoldout], float]:
     def rule(run: RunHoldout) -> float:
         members = run.plain_pipelines()[:k] or [run.incumbent]
@@ -224,6 +246,7 @@ RULES: dict[str, Callable[[RunHoldout], float]] = {
     "delivered": lambda run: run.single(run.delivered),
     "average within noise": lambda run: run.single(average_within_noise(run)),
     "guarded by #0 (tandem's rule now)": lambda run: run.single(guarded(run)),
+    "guarded, log-loss evidence": lambda run: run.single(guarded_proper(run)),
     REFERENCE: lambda run: run.single(simplest_within_noise(run)),
     "best mean CV": lambda run: run.single(run.incumbent),
     "baseline #0": lambda run: run.single(0),
@@ -239,8 +262,10 @@ def _fmt(value: float) -> str:
     return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
 
 
-def _section(title: str, runs: list[RunHoldout], scores: dict[str, dict[str, float]], missing: list[str]) -> list[str]:
-    """One group of benches: the mean per task, each rule against the earlier one, and run by run."""
+def _section(
+    title: str, runs: list[RunHoldout], scores: dict[str, dict[str, float]], missing: list[str], reference: str
+) -> list[str]:
+    """One group of benches: the mean per task, each rule against the reference rule, and run by run."""
     names = list(RULES)
     lines = [f"## {title}", ""]
     if missing:
@@ -263,9 +288,19 @@ def _section(title: str, runs: list[RunHoldout], scores: dict[str, dict[str, flo
         arrow = "↑" if METRICS[metric].greater_is_better else "↓"
         cells = [_fmt(float(np.mean([scores[r.name][n] for r in group]))) for n in names]
         lines.append(f"| {task} | {metric} {arrow} | {len(group)} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        f"### Each rule against the earlier one ({REFERENCE}), run by run",
+    lines += ["", *_against(runs, scores, reference)]
+    lines += ["", "### Run by run", "", "| run | seed | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for run in runs:
+        cells = [_fmt(scores[run.name][n]) for n in names]
+        lines.append(f"| {run.name} | {run.seed} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _against(runs: list[RunHoldout], scores: dict[str, dict[str, float]], reference: str) -> list[str]:
+    """Each rule's wins, ties and losses against the reference rule over these runs, with a sign test."""
+    named = f"the earlier one ({reference})" if reference == REFERENCE else reference
+    lines = [
+        f"### Each rule against {named}, run by run",
         "",
         "Wins / ties / losses on the holdout's primary metric, and a two-sided sign test over the runs "
         "that differ (ties dropped).",
@@ -273,12 +308,12 @@ def _section(title: str, runs: list[RunHoldout], scores: dict[str, dict[str, flo
         "| rule | wins | ties | losses | sign test p |",
         "|---|---|---|---|---|",
     ]
-    for name in names:
-        if name in (REFERENCE, "oracle (holdout)"):
+    for name in RULES:
+        if name in (reference, "oracle (holdout)"):
             continue
         wins = ties = losses = 0
         for run in runs:
-            diff = scores[run.name][name] - scores[run.name][REFERENCE]
+            diff = scores[run.name][name] - scores[run.name][reference]
             diff = diff if METRICS[run.metric].greater_is_better else -diff
             if abs(diff) < 1e-12:
                 ties += 1
@@ -288,11 +323,7 @@ def _section(title: str, runs: list[RunHoldout], scores: dict[str, dict[str, flo
                 losses += 1
         p = binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
         lines.append(f"| {name} | {wins} | {ties} | {losses} | {p:.3f} |")
-    lines += ["", "### Run by run", "", "| run | seed | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
-    for run in runs:
-        cells = [_fmt(scores[run.name][n]) for n in names]
-        lines.append(f"| {run.name} | {run.seed} | " + " | ".join(cells) + " |")
-    return [*lines, ""]
+    return lines
 
 
 def render(groups: list[str], sections: list[list[str]], seconds: float, flags: str, max_dev_rows: int) -> str:
@@ -310,7 +341,9 @@ def render(groups: list[str], sections: list[list[str]], seconds: float, flags: 
         "same ledger. *delivered* is what the run delivered under the code of its bench; *average within noise* "
         "applies `small_data_choice` (an average within fold noise of the best, else the simplest model) to the "
         "same ledger, and the next column, *guarded by #0*, keeps that choice only if it beats the baseline #0 "
-        "significantly on the folds (`baseline_guard`: what tandem delivers since 2026-12-02), else the baseline; "
+        "significantly on the folds (`baseline_guard`: what tandem delivers since 2026-12-02), else the baseline "
+        "(*guarded, log-loss evidence* also keeps it, on a discrete primary metric, when it is ahead there and "
+        "significantly better on log-loss); "
         "the averages and Caruana are blends of the best single pipelines (default threshold, no bag) computed "
         "from predictions, whether or not the run proposed them. The holdout never reaches a run; it is read "
         "here only to judge the rules afterwards.",
@@ -342,12 +375,19 @@ def main(argv: list[str] | None = None) -> int:
         help="leave out the runs whose folders are gone (run folders live outside git: a bench played on "
         "another machine or an earlier checkout keeps its results but not its ledgers), and say which",
     )
+    parser.add_argument(
+        "--reference",
+        default=REFERENCE,
+        choices=[name for name in RULES if name != "oracle (holdout)"],
+        help=f"the rule the others are counted against, run by run (default: {REFERENCE})",
+    )
     parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--out", default=str(DEFAULT_OUT))
     args = parser.parse_args(argv)
     started = time.perf_counter()
     store = Path(args.results_dir) / "results.sqlite"
     sections = []
+    pooled: tuple[list[RunHoldout], dict[str, dict[str, float]]] = ([], {})
     for group in args.bench:
         runs: list[RunHoldout] = []
         missing: list[str] = []
@@ -368,10 +408,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{folder.name}: {len(run.proba)} experiments refit", flush=True)
         scores = {run.name: {name: rule(run) for name, rule in RULES.items()} for run in runs}
         title = f"Benches {', '.join(f'`{b}`' for b in group.split(','))}"
-        sections.append(_section(title, runs, scores, missing))
+        sections.append(_section(title, runs, scores, missing, args.reference))
+        pooled[0].extend(runs)
+        pooled[1].update(scores)
+    if len(args.bench) > 1:
+        sections.append([f"## All {len(pooled[0])} runs above, pooled", "", *_against(*pooled, args.reference), ""])
     seconds = time.perf_counter() - started
     flags = f" --max-dev-rows {args.max_dev_rows}" if args.max_dev_rows != SMALL_DATA_ROWS else ""
     flags += " --skip-missing" if args.skip_missing else ""
+    flags += f' --reference "{args.reference}"' if args.reference != REFERENCE else ""  # names hold no " $ `
     out = Path(args.out).resolve()
     if out != DEFAULT_OUT:
         flags += f" --out {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}"
