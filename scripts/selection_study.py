@@ -206,13 +206,13 @@ def guarded_proper(run: RunHoldout) -> int:
     pick is kept when it is ahead of the baseline on the primary metric and significantly better
     on log-loss (the proper scoring rule the near-tie rule already trusts), else the baseline."""
     pick = average_within_noise(run)
-    kept = guarded(run)
+    config, k = RewardConfig(), run.task["folds"]
+    kept = baseline_guard(run.ledger, pick, run.metric, config, folds_per_repeat=k)  # type: ignore[arg-type]
     if kept == pick or run.metric not in DISCRETE_METRICS:
         return kept
     folds = {i: run.ledger[i]["fold_scores"] for i in (0, pick)}
     if any(TIE_BREAK_METRIC not in f for f in folds.values()):
         return kept
-    config, k = RewardConfig(), run.task["folds"]
     ahead = compare(run.metric, folds[pick][run.metric], folds[0][run.metric], config, folds_per_repeat=k).gain > 0
     proper = compare(
         TIE_BREAK_METRIC, folds[pick][TIE_BREAK_METRIC], folds[0][TIE_BREAK_METRIC], config, folds_per_repeat=k
@@ -387,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     store = Path(args.results_dir) / "results.sqlite"
     sections = []
-    pooled: tuple[list[RunHoldout], dict[str, dict[str, float]]] = ([], {})
+    all_runs: list[RunHoldout] = []
+    all_scores: dict[str, dict[str, float]] = {}
     for group in args.bench:
         runs: list[RunHoldout] = []
         missing: list[str] = []
@@ -409,10 +410,11 @@ def main(argv: list[str] | None = None) -> int:
         scores = {run.name: {name: rule(run) for name, rule in RULES.items()} for run in runs}
         title = f"Benches {', '.join(f'`{b}`' for b in group.split(','))}"
         sections.append(_section(title, runs, scores, missing, args.reference))
-        pooled[0].extend(runs)
-        pooled[1].update(scores)
+        all_runs += runs
+        all_scores |= scores
     if len(args.bench) > 1:
-        sections.append([f"## All {len(pooled[0])} runs above, pooled", "", *_against(*pooled, args.reference), ""])
+        pooled = _against(all_runs, all_scores, args.reference)
+        sections.append([f"## All {len(all_runs)} runs above, pooled", "", *pooled, ""])
     seconds = time.perf_counter() - started
     flags = f" --max-dev-rows {args.max_dev_rows}" if args.max_dev_rows != SMALL_DATA_ROWS else ""
     flags += " --skip-missing" if args.skip_missing else ""
