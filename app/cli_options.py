@@ -89,7 +89,6 @@ CONTEXT_NUMBERS: dict[str, Callable[[str], Any]] = {
     "memory_limit": byte_size,
     "patience": WHOLE_AT_LEAST_1,
     "small_data_rows": WHOLE_AT_LEAST_0,
-    "noise_t": NON_NEGATIVE,
     "temperature": number(float, at_least=0, at_most=2),
     "request_timeout": POSITIVE,
     "max_retries": WHOLE_AT_LEAST_0,

@@ -174,7 +174,7 @@ class Tracker:
     _warned: bool = False
     ran: bool = False
     """Whether the graph reported any step: a run refused before it started keeps its MLflow status."""
-    _logged: set[int] = field(default_factory=set)
+    _logged: set[tuple[int, str]] = field(default_factory=set)
 
     # ------------------------------------------------------------------ connecting
 
@@ -277,7 +277,7 @@ class Tracker:
         summary = _read_json(folder.summary)
         summary = summary if isinstance(summary, dict) else None
         self._set_tags(parent, _context_tags(run_json.get("context") or {}))
-        if any(row["id"] not in self._logged for row in ledger):
+        if any(_key(row) not in self._logged for row in ledger):
             existing = self._nested_runs(parent)
             metric = (
                 (summary or {}).get("task", {}).get("primary_metric")
@@ -286,16 +286,16 @@ class Tracker:
             )
             by_id = {row["id"]: row for row in ledger}
             for row in ledger:
-                if row["id"] in self._logged:
+                if _key(row) in self._logged:
                     continue
                 run = existing.get(row["id"])
                 if run is not None and _complete(run, row):
-                    self._logged.add(row["id"])
+                    self._logged.add(_key(row))
                     continue
                 if run is not None:
                     self._client.delete_run(run.info.run_id)  # half-logged, or an older result for this id
                 self._log_experiment(parent, row, metric, by_id)
-                self._logged.add(row["id"])
+                self._logged.add(_key(row))
         if summary is not None:
             self._log_delivery(folder, parent, summary)
         else:
@@ -494,6 +494,13 @@ class Tracker:
         metrics = metrics or []
         for start in range(0, len(metrics), 1000):
             self._client.log_batch(run_id, metrics=metrics[start : start + 1000])
+
+
+def _key(row: dict[str, Any]) -> tuple[int, str]:
+    """What a nested run stands for: an experiment id and its spec. An id alone is not enough: a
+    delivered run continued with more budget resumes from before its delivery, so the id of the
+    blend small-data delivery added is given to the next experiment."""
+    return row["id"], str(row.get("spec_hash"))
 
 
 def _complete(run: Any, row: dict[str, Any]) -> bool:

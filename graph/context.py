@@ -82,11 +82,8 @@ class RunContext:
     patience: int = 8
     """The heuristic Scientist delivers after this many proposals in a row without significant gain."""
     small_data_rows: int = 1000
-    """Below this many development rows, deliver an average of the experiments within noise of the best
-    (else the simplest of them): `graph/reward_rules.py: small_data_choice`; and only if it beats the
-    baseline significantly (`rewards.significance_t`), else the baseline: `baseline_guard`."""
-    noise_t: float = 1.0
-    """…where "within noise" means a paired t-statistic against the best below this."""
+    """Below this many development rows, deliver Caruana's ensemble selection over the best single
+    pipelines instead of the incumbent alone: `graph/reward_rules.py: small_data_blend`."""
     approve: ApprovalMode = "never"
     """Pause for a human (LangGraph `interrupt()`): "delivery" before delivering, "proposals" also
     before each proposal is implemented. Continue with `Command(resume=...)` (see nodes/review.py)."""

@@ -28,9 +28,10 @@ from tandem.graph.persistence import (
     write_jsonl,
     write_text,
 )
-from tandem.graph.reward_rules import baseline_guard, is_average, small_data_choice
-from tandem.graph.state import ExperimentRecord, TandemState
+from tandem.graph.reward_rules import small_data_blend
+from tandem.graph.state import ExperimentRecord, TandemState, new_record
 from tandem.nodes.agents.models import agents_summary
+from tandem.nodes.evaluator import evaluate_candidate, evaluation_data
 from tandem.nodes.reports import load_insight, save_insight
 from tandem.tools.data import sha256_file
 from tandem.tools.delivered_model import deliverable
@@ -38,8 +39,8 @@ from tandem.tools.model_insight import IMPORTANCE_SECONDS, ModelInsight, holdout
 from tandem.tools.pause_points import pause_point
 from tandem.tools.report import plot_rewards, plot_scores, render_report
 from tandem.tools.report_html import render_html
-from tandem.tools.spec import parse_spec
-from tandem.tools.training import fit_final, release_freed_memory, score_holdout
+from tandem.tools.spec import parse_spec, spec_hash
+from tandem.tools.training import fit_final, load_oof, release_freed_memory, score_holdout
 
 
 def _fit_and_score(
@@ -88,16 +89,54 @@ def _experiment_summary(record: ExperimentRecord, holdout: dict[str, float]) -> 
     }
 
 
-def selection_rule(ledger: list[ExperimentRecord], incumbent: int, delivered: int, guarded: int | None = None) -> str:
-    """Why this experiment was delivered, in the words `summary.json` and the reports show; `guarded`
-    is the small-data pick the baseline guard replaced by the baseline."""
+DELIVERY_MOVE = "delivery_blend"
+"""The move of the ledger row delivery adds: the environment's blend, no agent's proposal."""
+
+
+def selection_rule(ledger: list[ExperimentRecord], incumbent: int, delivered: int) -> str:
+    """Why this experiment was delivered, in the words `summary.json` and the reports show."""
     if delivered == incumbent:
         return "the best mean CV score"
-    if guarded is not None:
-        pick = f"the best (#{incumbent})" if guarded == incumbent else f"the pick #{guarded} (the best: #{incumbent})"
-        return f"the baseline: on small data {pick} did not beat it significantly on the folds"
-    kind = "average of models" if is_average(ledger[delivered]["spec"]) else "simplest experiment"
-    return f"the {kind} within fold noise of the best (#{incumbent}) on small data"
+    spec = ledger[delivered]["spec"] or {}
+    weights = dict(zip(spec.get("member_ids") or (), spec.get("weights") or (), strict=False))
+    picks = ", ".join(f"#{i} ×{w:g}" for i, w in weights.items())
+    return f"on small data, Caruana's ensemble selection over the best single pipelines ({picks})"
+
+
+def small_data_delivery(
+    state: TandemState, context: RunContext, folder: RunFolder
+) -> tuple[int, ExperimentRecord | None]:
+    """The experiment small data deliver (`small_data_blend`), with the blend's new ledger row
+    when no experiment scored it already; the incumbent when no blend is chosen or it fails.
+
+    The blend is cross-validated on the run's folds like any candidate, from its members' cached
+    predictions, so its row holds real fold scores and nothing is trained for it.
+    """
+    ledger, task = state["ledger"], state["task"]
+    y = dev_data(task, folder)[1].to_numpy()
+    spec = small_data_blend(ledger, lambda key: load_oof(folder.cache, key), y, problem_of(task))
+    if spec is None:
+        return state["incumbent"], None
+    key = spec_hash(spec)
+    scored = next((r["id"] for r in ledger if r["spec_hash"] == key and r["status"] == "ok"), None)
+    if scored is not None:
+        return scored, None
+    result = evaluate_candidate(spec, task, folder, context, time_limit=context.candidate_time_limit)
+    if result.status != "ok":
+        return state["incumbent"], None
+    row = new_record(
+        id=len(ledger),
+        iteration=state.get("iteration", 0),
+        move=DELIVERY_MOVE,
+        proposal=f"deliver a blend of experiments {', '.join(f'#{i}' for i in spec.member_ids)}",
+        rationale="On small data no single model's CV lead can be trusted; Caruana's greedy selection "
+        "on the out-of-fold predictions of the best single pipelines chose these weights.",
+        spec=spec.model_dump(mode="json"),
+        evaluation=evaluation_data(result),
+        primary_metric=task["primary_metric"],
+        incumbent_after=state["incumbent"],
+    )
+    return row["id"], row
 
 
 def build_summary(
@@ -106,7 +145,6 @@ def build_summary(
     holdout: dict[int, dict[str, float]],
     stop_reason: str,
     delivered: int,
-    guarded: int | None = None,
 ) -> dict[str, Any]:
     """The run's summary.json: the contract `tandem show`, the benchmark and users rely on."""
     ledger, task = state["ledger"], state["task"]
@@ -140,7 +178,7 @@ def build_summary(
         },
         "iterations": state.get("iteration", 0),
         "incumbent": state["incumbent"],
-        "selection": selection_rule(ledger, state["incumbent"], delivered, guarded),
+        "selection": selection_rule(ledger, state["incumbent"], delivered),
         "experiments": len(ledger),
         "seconds_spent": round(state.get("seconds_spent", 0.0), 2),
         "baseline": _experiment_summary(ledger[0], holdout[0]),
@@ -161,13 +199,11 @@ def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     context = context_of(runtime)
     folder = RunFolder.of(state, context)
     stop_reason = state.get("stop_reason") or "delivered"
-    ledger, task = state["ledger"], state["task"]
-    chosen, guarded = state["incumbent"], None
+    task, chosen, blend = state["task"], state["incumbent"], None
     if task["n_dev_rows"] < context.small_data_rows:
-        metric, folds = task["primary_metric"], task["folds"]
-        pick = small_data_choice(ledger, chosen, metric, context.noise_t, folds_per_repeat=folds)
-        chosen = baseline_guard(ledger, pick, metric, context.rewards, folds_per_repeat=folds)
-        guarded = pick if chosen != pick else None
+        chosen, blend = small_data_delivery(state, context, folder)
+    ledger = state["ledger"] + ([blend] if blend is not None else [])
+    state = {**state, "ledger": ledger}  # type: ignore[typeddict-item]
     best = ledger[chosen]
     explain_within = _importance_seconds(state, context)
     model, best_holdout, insight = _fit_and_score(best, state, folder, explain_within=explain_within)
@@ -179,7 +215,7 @@ def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     with atomic_file(folder.model) as fh:
         joblib.dump(model, fh)
     pause_point("delivery")  # a test hook, off by default (tools/pause_points.py)
-    summary = build_summary(state, folder, holdout, stop_reason, delivered=chosen, guarded=guarded)
+    summary = build_summary(state, folder, holdout, stop_reason, delivered=chosen)
     summary["model_sha256"] = sha256_file(folder.model)  # predict loads the model only if it still matches
     summary.update(agents_summary(context, summary["tokens"]))  # kinds, models, $ with a price table
     events = list(state.get("reward_events", []))
@@ -189,7 +225,8 @@ def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if insight is not None:
         save_insight(folder, insight)
     write_reports(folder, json_clean(summary), json_clean(list(ledger)), json_clean(events), json_clean(insight))
-    return {"status": "delivered", "stop_reason": stop_reason, "delivered": summary}
+    update: dict[str, Any] = {"status": "delivered", "stop_reason": stop_reason, "delivered": summary}
+    return update if blend is None else {**update, "ledger": [blend]}
 
 
 def write_reports(

@@ -5,13 +5,15 @@ shows on data it never saw. This script takes the tandem runs of stored benches,
 successful experiment of each ledger on the run's development part, scores it on the run's
 holdout, and compares the delivery rules one could have applied to the same ledger:
 
-- the rule tandem applies now (`graph/reward_rules.py: small_data_choice`), and the same kept only
-  if it beats the baseline significantly on the folds, else the baseline (`baseline_guard`), and a
-  variant of that guard that on a discrete primary metric also accepts log-loss's evidence;
-- the earlier rule, the simplest experiment within fold noise of the best;
+- the rule tandem applies now, Caruana's greedy ensemble selection over the best single pipelines
+  (`graph/reward_rules.py: small_data_blend`), computed from predictions (no ledger entry needed);
+- the rules tandem applied before, kept here to be compared: an average of the experiments within
+  fold noise of the best, else the simplest of them (`average_within_noise`), the same kept only if
+  it beats the baseline significantly on the folds, else the baseline (`guarded`), a variant of that
+  guard that on a discrete primary metric also accepts log-loss's evidence, and the simplest
+  experiment within fold noise of the best;
 - the best mean CV score (the incumbent), and the baseline (experiment #0);
-- the equal-weight average of the k best single pipelines by CV (k = 2, 3, 5), and Caruana's
-  greedy ensemble selection over them, both from predictions (no ledger entry needed);
+- the equal-weight average of the k best single pipelines by CV (k = 2, 3, 5);
 - the best single experiment on the holdout: an oracle no rule can reach, for scale.
 
 The holdout is read here only to judge rules after the fact; nothing of it reaches a run.
@@ -46,11 +48,10 @@ from scipy.stats import binomtest
 
 from tandem.graph.context import RewardConfig, RunContext
 from tandem.graph.persistence import problem_of
-from tandem.graph.reward_rules import baseline_guard, compare, small_data_choice
-from tandem.nodes.agents.heuristic_scientist import ENSEMBLE_POOL
+from tandem.graph.reward_rules import compare, small_data_blend
+from tandem.nodes.deliver import DELIVERY_MOVE
 from tandem.tools.builder import predict
 from tandem.tools.data import read_table_hashed
-from tandem.tools.ensemble_selection import select_ensemble
 from tandem.tools.metrics import METRICS, Predictions
 from tandem.tools.spec import complexity, parse_spec
 from tandem.tools.training import DISCRETE_METRICS, TIE_BREAK_METRIC, Problem, fit_final, load_oof
@@ -60,7 +61,9 @@ NOISE_T = 1.0
 SMALL_DATA_ROWS = RunContext().small_data_rows
 DEFAULT_OUT = ROOT / "docs" / "selection-study.md"
 REFERENCE = "simplest within noise"
-"""The rule every other one is counted against (wins, ties, losses): the one tandem used before."""
+"""The rule every other one is counted against by default (wins, ties, losses): tandem's first."""
+GUARDED = "guarded by #0"
+"""The rule tandem applied from 2026-12-02 until Caruana's blend replaced it."""
 
 
 @dataclass
@@ -161,7 +164,7 @@ def load_run(folder: Path, task_name: str, seed: int) -> RunHoldout:
         task_name=task_name,
         task=task,
         seed=seed,
-        ledger=ledger,
+        ledger=[r for r in ledger if r["move"] != DELIVERY_MOVE],  # what the search left: every rule's choice
         incumbent=int(summary["incumbent"]),
         delivered=int(summary["best"]["experiment_id"]),
         proba=proba,
@@ -172,52 +175,81 @@ def load_run(folder: Path, task_name: str, seed: int) -> RunHoldout:
     )
 
 
-def simplest_within_noise(run: RunHoldout) -> int:
-    """The earlier rule: the least complex experiment the incumbent does not beat beyond noise."""
+def _within_noise(run: RunHoldout) -> list[dict[str, Any]]:
+    """The experiments the incumbent does not beat beyond fold noise (paired t below `NOISE_T`)."""
     best = run.ledger[run.incumbent]["fold_scores"][run.metric]
-    sign = 1.0 if METRICS[run.metric].greater_is_better else -1.0
-    close = [
+    config, k = RewardConfig(), run.task["folds"]
+    return [
         r
         for r in run.ledger
         if r["id"] in run.proba
-        and compare(
-            run.metric, best, r["fold_scores"][run.metric], RewardConfig(), folds_per_repeat=run.task["folds"]
-        ).t_stat
-        < NOISE_T
+        and compare(run.metric, best, r["fold_scores"][run.metric], config, folds_per_repeat=k).t_stat < NOISE_T
     ]
-    if not close:
-        return run.incumbent
-    return min(close, key=lambda r: (complexity(parse_spec(r["spec"])), -sign * r["primary"], r["id"]))["id"]
+
+
+def _simplest(run: RunHoldout, records: list[dict[str, Any]]) -> int:
+    """The least complex of these experiments (ties: the better mean, then the earlier id)."""
+    sign = 1.0 if METRICS[run.metric].greater_is_better else -1.0
+    return min(records, key=lambda r: (complexity(parse_spec(r["spec"])), -sign * r["primary"], r["id"]))["id"]
+
+
+def simplest_within_noise(run: RunHoldout) -> int:
+    """tandem's first rule: the least complex experiment the incumbent does not beat beyond noise."""
+    close = _within_noise(run)
+    return _simplest(run, close) if close else run.incumbent
+
+
+def _is_average(spec: dict[str, Any] | None) -> bool:
+    """A plain average: a soft vote of two or more models with equal weights."""
+    spec = spec or {}
+    weights = spec.get("weights")
+    return (
+        spec.get("kind") == "ensemble"
+        and spec.get("method") == "voting"
+        and len(spec.get("members") or ()) >= 2
+        and (not weights or len(set(weights)) == 1)
+    )
 
 
 def average_within_noise(run: RunHoldout) -> int:
-    """`small_data_choice`: an average of the experiments within fold noise of the best, else the simplest."""
-    return small_data_choice(run.ledger, run.incumbent, run.metric, NOISE_T, folds_per_repeat=run.task["folds"])  # type: ignore[arg-type]
+    """tandem's second rule: among the experiments within fold noise of the best, the best-scored
+    average of models if one was scored, else the least complex."""
+    close = _within_noise(run)
+    if not close:
+        return run.incumbent
+    sign = 1.0 if METRICS[run.metric].greater_is_better else -1.0
+    averages = [r for r in close if _is_average(r["spec"])]
+    if averages:
+        return min(averages, key=lambda r: (-sign * r["primary"], r["id"]))["id"]
+    return _simplest(run, close)
+
+
+def _beats_baseline(run: RunHoldout, pick: int, metric: str) -> bool:
+    """Whether `pick` beats the baseline #0 significantly on the folds (the run's significance rule)."""
+    folds = run.ledger[pick]["fold_scores"][metric], run.ledger[0]["fold_scores"][metric]
+    return compare(metric, *folds, RewardConfig(), folds_per_repeat=run.task["folds"]).significant
 
 
 def guarded(run: RunHoldout) -> int:
-    """`average_within_noise`, kept only if it beats the baseline significantly on the folds (`baseline_guard`)."""
+    """`average_within_noise`, kept only if it beats the baseline significantly on the folds, else the baseline."""
     pick = average_within_noise(run)
-    return baseline_guard(run.ledger, pick, run.metric, RewardConfig(), folds_per_repeat=run.task["folds"])  # type: ignore[arg-type]
+    baseline_usable = run.ledger[0]["status"] == "ok" and run.ledger[0]["fold_scores"].get(run.metric)
+    return pick if pick == 0 or not baseline_usable or _beats_baseline(run, pick, run.metric) else 0
 
 
 def guarded_proper(run: RunHoldout) -> int:
     """`guarded`, but on a discrete primary metric the guard also accepts log-loss's evidence: the
     pick is kept when it is ahead of the baseline on the primary metric and significantly better
     on log-loss (the proper scoring rule the near-tie rule already trusts), else the baseline."""
-    pick = average_within_noise(run)
-    config, k = RewardConfig(), run.task["folds"]
-    kept = baseline_guard(run.ledger, pick, run.metric, config, folds_per_repeat=k)  # type: ignore[arg-type]
+    pick, kept = average_within_noise(run), guarded(run)
     if kept == pick or run.metric not in DISCRETE_METRICS:
         return kept
     folds = {i: run.ledger[i]["fold_scores"] for i in (0, pick)}
     if any(TIE_BREAK_METRIC not in f for f in folds.values()):
         return kept
-    ahead = compare(run.metric, folds[pick][run.metric], folds[0][run.metric], config, folds_per_repeat=k).gain > 0
-    proper = compare(
-        TIE_BREAK_METRIC, folds[pick][TIE_BREAK_METRIC], folds[0][TIE_BREAK_METRIC], config, folds_per_repeat=k
-    )
-    return pick if ahead and proper.significant else kept
+    k = run.task["folds"]
+    ahead = compare(run.metric, folds[pick][run.metric], folds[0][run.metric], RewardConfig(), folds_per_repeat=k)
+    return pick if ahead.gain > 0 and _beats_baseline(run, pick, TIE_BREAK_METRIC) else kept
 
 
 def average_of_best(k: int) -> Callable[[RunHoldout], float]:
@@ -229,23 +261,25 @@ def average_of_best(k: int) -> Callable[[RunHoldout], float]:
 
 
 def caruana(run: RunHoldout) -> float:
-    pool = run.plain_pipelines()[:ENSEMBLE_POOL]
-    selection = select_ensemble({i: run.oof[i] for i in pool}, run.y_dev, run.problem)
-    if selection is None:
+    """`small_data_blend` on this ledger, scored from its members' holdout predictions (else the incumbent)."""
+    by_hash = {r["spec_hash"]: run.oof[r["id"]] for r in run.ledger if r["id"] in run.oof}
+    spec = small_data_blend(run.ledger, by_hash.get, run.y_dev, run.problem)  # type: ignore[arg-type]
+    if spec is None:
         return run.single(run.incumbent)
-    ids = list(selection.weights)
-    return run.score(np.average([run.proba[i] for i in ids], axis=0, weights=[selection.weights[i] for i in ids]))
+    members = [run.proba[i] for i in spec.member_ids]
+    return run.score(np.average(members, axis=0, weights=spec.weights))
 
 
 def oracle(run: RunHoldout) -> float:
     sign = 1.0 if METRICS[run.metric].greater_is_better else -1.0
-    return max((run.single(i) for i in run.proba), key=lambda v: sign * v)
+    return max((run.single(r["id"]) for r in run.ledger if r["id"] in run.proba), key=lambda v: sign * v)
 
 
 RULES: dict[str, Callable[[RunHoldout], float]] = {
     "delivered": lambda run: run.single(run.delivered),
+    "Caruana (tandem's rule now)": caruana,
     "average within noise": lambda run: run.single(average_within_noise(run)),
-    "guarded by #0 (tandem's rule now)": lambda run: run.single(guarded(run)),
+    GUARDED: lambda run: run.single(guarded(run)),
     "guarded, log-loss evidence": lambda run: run.single(guarded_proper(run)),
     REFERENCE: lambda run: run.single(simplest_within_noise(run)),
     "best mean CV": lambda run: run.single(run.incumbent),
@@ -253,7 +287,6 @@ RULES: dict[str, Callable[[RunHoldout], float]] = {
     "average of best 2": average_of_best(2),
     "average of best 3": average_of_best(3),
     "average of best 5": average_of_best(5),
-    "Caruana": caruana,
     "oracle (holdout)": oracle,
 }
 
@@ -338,13 +371,14 @@ def render(groups: list[str], sections: list[list[str]], seconds: float, flags: 
         f"The tandem runs of each group of benches with fewer than {max_dev_rows:,} development rows (small "
         f"data, where the rules apply, is under {SMALL_DATA_ROWS:,}): every successful experiment of each ledger "
         "refit on the run's development part and scored on its holdout, so each row compares the rules on the "
-        "same ledger. *delivered* is what the run delivered under the code of its bench; *average within noise* "
-        "applies `small_data_choice` (an average within fold noise of the best, else the simplest model) to the "
-        "same ledger, and the next column, *guarded by #0*, keeps that choice only if it beats the baseline #0 "
-        "significantly on the folds (`baseline_guard`: what tandem delivers since 2026-12-02), else the baseline "
-        "(*guarded, log-loss evidence* also keeps it, on a discrete primary metric, when it is ahead there and "
-        "significantly better on log-loss); "
-        "the averages and Caruana are blends of the best single pipelines (default threshold, no bag) computed "
+        "same ledger. *delivered* is what the run delivered under the code of its bench; *Caruana* applies "
+        "`small_data_blend` (Caruana's greedy ensemble selection over the best single pipelines' out-of-fold "
+        "predictions: what tandem delivers since 2026-12-03) to the same ledger; *average within noise* is the "
+        "rule before (an average within fold noise of the best, else the simplest model), and *guarded by #0* "
+        "keeps that choice only if it beats the baseline #0 significantly on the folds, else the baseline (what "
+        "tandem delivered on 2026-12-02; *guarded, log-loss evidence* also keeps it, on a discrete primary "
+        "metric, when it is ahead there and significantly better on log-loss); "
+        "Caruana and the averages are blends of the best single pipelines (default threshold, no bag) computed "
         "from predictions, whether or not the run proposed them. The holdout never reaches a run; it is read "
         "here only to judge the rules afterwards.",
         "",

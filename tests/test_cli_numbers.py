@@ -165,7 +165,7 @@ IN_PROCESS = [
     ["bench", "--seeds", "0,x"],
     ["bench", "--players", "tandem:max_iters=-3"],
     ["bench", "--players", "tandem:n_jobs=0"],
-    ["bench", "--players", "tandem:noise_t=-1"],
+    ["bench", "--players", "tandem:small_data_rows=-1"],
     ["bench", "--players", "tandem:temperature=3"],
     ["bench", "--players", "flaml:n_jobs=0"],
     ["league", "--players", "linear,tandem:patience=0"],

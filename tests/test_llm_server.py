@@ -87,7 +87,8 @@ def test_llm_team_improves_the_model_through_errors_and_counts_every_token(
     assert summary["best"]["cv"]["f1_macro"] > summary["baseline"]["cv"]["f1_macro"] + 0.02
     assert summary["reward_parts"]["scientist"]["gain"] > 0 and summary["reward_parts"]["executor"]["gain"] > 0
     ledger = [json.loads(line) for line in (runs / "team" / "experiments.jsonl").read_text().splitlines()]
-    assert [r["fidelity"] for r in ledger[1:]] == [1.0, 1.0]
+    assert [r["fidelity"] for r in ledger[1:3]] == [1.0, 1.0] and ledger[3:4] == ledger[-1:]  # then at most the blend
+    assert [r["move"] for r in ledger[3:]] in ([], ["delivery_blend"])
     assert (
         ledger[1]["spec"]["model"]["family"] == "lightgbm"
         and ledger[2]["spec"]["model"]["params"]["learning_rate"] == 0.03
@@ -142,7 +143,8 @@ def test_unfaithful_executor_pays_the_mismatch_and_the_scientist_is_not_blamed(
     code, err = tandem(capsys, *llm_run(server, titanic, runs, "unfaithful", "--max-iters", "1"))
 
     assert code == 0, err
-    (record,) = [json.loads(line) for line in (runs / "unfaithful" / "experiments.jsonl").read_text().splitlines()][1:]
+    ledger = [json.loads(line) for line in (runs / "unfaithful" / "experiments.jsonl").read_text().splitlines()]
+    (record,) = [r for r in ledger[1:] if r["move"] != "delivery_blend"]
     assert record["status"] == "ok" and record["fidelity"] < 1.0
     assert any("model.family" in issue for issue in record["verification"])
     parts = summary_of(runs, "unfaithful")["reward_parts"]
@@ -182,7 +184,9 @@ def test_token_budget_stops_the_run_and_delivers_the_incumbent(
     assert code == 0, err
     summary = summary_of(runs, "budget")
     assert summary["iterations"] == 1 and "token budget" in summary["stop_reason"]
-    assert summary["best"]["experiment_id"] == 1
+    # the incumbent, or on Titanic's small data the blend of it with the baseline
+    assert summary["incumbent"] == 1
+    assert summary["best"]["experiment_id"] == 1 or summary["best"]["spec"]["member_ids"] == [0, 1]
 
 
 def test_revoked_key_stops_in_one_line_and_the_run_resumes_later(

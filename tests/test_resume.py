@@ -140,6 +140,8 @@ def test_a_run_stopped_by_its_budget_continues_when_the_budget_is_raised(penguin
     assert first["iterations"] == 2 and "iteration budget" in first["stop_reason"]
     again = resume_run("p", runs_dir=runs, max_iters=4, force=True)  # delivered: continuing replaces its model
     assert again["iterations"] == 4 or "Scientist delivered" in again["stop_reason"]
-    ids = [json.loads(line)["id"] for line in (runs / "p" / "experiments.jsonl").read_text().splitlines()]
-    assert ids == list(range(again["iterations"] + 1))  # continued, nothing duplicated
+    ledger = [json.loads(line) for line in (runs / "p" / "experiments.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in ledger] == list(range(len(ledger)))  # continued, nothing duplicated
+    searched = [r for r in ledger if r["move"] != "delivery_blend"]  # each delivery may add its blend (small data)
+    assert len(searched) == again["iterations"] + 1 and len(ledger) - len(searched) <= 2
     assert resume_run("p", runs_dir=runs)["iterations"] == again["iterations"]  # nothing left to do

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -509,80 +509,76 @@ def test_token_count():
     assert token_count({"input": 120, "output": 30}) == 150
 
 
-def _record(i: int, family: str, folds: list[float]) -> dict:
-    spec = {"kind": "pipeline", "columns": {"numeric": ["a"]}, "model": {"family": family}}
-    return {"id": i, "status": "ok", "spec": spec, "fold_scores": {"rmse": folds}, "primary": sum(folds) / len(folds)}
+def _pipeline(i: int, rmse: float, **spec: object) -> dict:
+    """A ledger row of a single pipeline with this mean CV RMSE (its saved predictions are keyed `h{i}`)."""
+    model = {"family": "ridge", "params": {"alpha": 1.0 + i}}
+    full = {"kind": "pipeline", "columns": {"numeric": ["a"]}, "model": model, "threshold": "default", **spec}
+    return {"id": i, "status": "ok", "spec": full, "spec_hash": f"h{i}", "primary": rmse}
 
 
-def _vote(i: int, members: list[dict], folds: list[float], weights: list[float] | None = None) -> dict:
-    spec = {"kind": "ensemble", "method": "voting", "members": [m["spec"] for m in members], "weights": weights}
-    return {"id": i, "status": "ok", "spec": spec, "fold_scores": {"rmse": folds}, "primary": sum(folds) / len(folds)}
+def test_small_data_blend_is_caruanas_selection_over_the_best_plain_pipelines() -> None:
+    """The pool is the best ENSEMBLE_POOL single pipelines with saved predictions; a tuned threshold,
+    a bag, an ensemble or a failed experiment is not a member, however well it scores."""
+    from tandem.graph.reward_rules import small_data_blend
+    from tandem.tools.ensemble_selection import ENSEMBLE_POOL, select_ensemble
+    from tandem.tools.spec import spec_hash
+    from tandem.tools.training import Problem
 
-
-def test_small_data_prefers_a_simpler_model_only_when_the_gain_is_noise() -> None:
-    from tandem.graph.reward_rules import small_data_choice
-
-    noisy = [
-        _record(0, "ridge", [10.0, 12.0, 9.0, 11.0, 10.0]),
-        _record(1, "lightgbm", [9.0, 12.5, 8.5, 11.5, 9.4]),  # better on average, not beyond the fold noise
+    problem = Problem("regression", ("rmse",), "rmse")
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=300)
+    ledger = [_pipeline(i, rmse=1.0 + i / 100) for i in range(12)]  # #0 best, #11 worst
+    oofs = {f"h{i}": (y + rng.normal(scale=0.5 + i / 20, size=300)).reshape(1, -1, 1) for i in range(12)}
+    perfect = y.reshape(1, -1, 1)
+    ledger += [
+        {**_pipeline(12, rmse=0.0), "spec": {**_pipeline(12, 0.0)["spec"], "threshold": 0.3}},
+        _pipeline(13, rmse=0.0, bagging={"folds": 5, "repeats": 1}),
+        {**_pipeline(14, rmse=0.0), "spec": {"kind": "ensemble", "members": [], "method": "voting"}},
+        {**_pipeline(15, rmse=0.0), "status": "failed"},
     ]
-    assert small_data_choice(noisy, 1, "rmse", max_t=1.0) == 0  # type: ignore[arg-type]
-    clear = [
-        _record(0, "ridge", [10.0, 12.0, 9.0, 11.0, 10.0]),
-        _record(1, "lightgbm", [8.0, 10.1, 7.0, 9.0, 8.1]),  # about 2 better on every fold
-    ]
-    assert small_data_choice(clear, 1, "rmse", max_t=1.0) == 1  # type: ignore[arg-type]
+    oofs |= {f"h{i}": perfect for i in range(12, 16)}
+    del oofs["h2"]  # no saved predictions: the next best takes its place in the pool
+    asked: list[str] = []
+
+    def oof(key: str) -> np.ndarray | None:
+        asked.append(key)
+        return oofs.get(key)
+
+    blend = small_data_blend(ledger, oof, y, problem)  # type: ignore[arg-type]
+    pool = [0, 1, 3, 4, 5, 6, 7, 8]
+    assert len(pool) == ENSEMBLE_POOL and asked == [f"h{i}" for i in (0, 1, 2, *pool[2:])]
+    expected = select_ensemble({i: oofs[f"h{i}"] for i in pool}, y, problem)
+    assert expected is not None and len(expected.weights) >= 2  # independent errors: a blend beats any member
+    assert blend is not None and blend.method == "voting"
+    assert dict(zip(blend.member_ids, blend.weights, strict=True)) == expected.weights
+    assert [m.model.params for m in blend.members] == [ledger[i]["spec"]["model"]["params"] for i in blend.member_ids]
+    assert spec_hash(blend) == spec_hash(small_data_blend(ledger, oofs.get, y, problem))  # type: ignore[arg-type, arg-type]
+    # nothing to blend: one usable pipeline, or predictions that no blend improves
+    assert small_data_blend(ledger[:1], oofs.get, y, problem) is None  # type: ignore[arg-type]
+    copies = {"h0": perfect, "h1": perfect + 1.0}
+    assert small_data_blend(ledger[:2], copies.get, y, problem) is None  # type: ignore[arg-type]
 
 
-def test_small_data_delivers_an_average_within_noise_before_the_simplest_model() -> None:
-    from tandem.graph.reward_rules import is_average, small_data_choice
-
-    ridge = _record(0, "ridge", [10.0, 12.0, 9.0, 11.0, 10.0])
-    boosting = _record(1, "lightgbm", [9.0, 12.5, 8.5, 11.5, 9.4])
-    forest = _record(2, "random_forest", [9.5, 12.2, 8.9, 11.2, 9.6])
-    weighted = _vote(3, [boosting, forest], [9.1, 12.3, 8.6, 11.3, 9.4], weights=[2.0, 1.0])
-    average = _vote(4, [ridge, boosting, forest], [9.4, 12.2, 8.8, 11.2, 9.7])
-    assert is_average(average["spec"]) and not is_average(weighted["spec"]) and not is_average(ridge["spec"])
-    # a weighted blend is not an average: without one, the simplest model within noise is delivered
-    assert small_data_choice([ridge, boosting, forest, weighted], 1, "rmse", max_t=1.0) == 0  # type: ignore[arg-type]
-    assert small_data_choice([ridge, boosting, forest, weighted, average], 1, "rmse", max_t=1.0) == 4  # type: ignore[arg-type]
-    # an average the best model beats beyond fold noise is not delivered
-    poor = _vote(4, [ridge, boosting, forest], [12.0, 14.5, 11.0, 13.5, 12.0])
-    assert small_data_choice([ridge, boosting, forest, weighted, poor], 1, "rmse", max_t=1.0) == 0  # type: ignore[arg-type]
-
-
-def test_small_data_delivers_the_baseline_unless_the_choice_beats_it_significantly() -> None:
-    from tandem.graph.reward_rules import baseline_guard
-
-    ridge = _record(0, "ridge", [10.0, 12.0, 9.0, 11.0, 10.0])
-    noisy = _record(1, "lightgbm", [9.0, 12.5, 8.5, 11.5, 9.4])  # better on average, t about 0.75
-    clear = _record(2, "lightgbm", [8.0, 10.1, 7.0, 9.0, 8.1])  # about 2 better on every fold
-    ledger = [ridge, noisy, clear]
-    assert baseline_guard(ledger, 1, "rmse", CONFIG) == 0  # type: ignore[arg-type]
-    assert baseline_guard(ledger, 2, "rmse", CONFIG) == 2  # type: ignore[arg-type]
-    assert baseline_guard(ledger, 0, "rmse", CONFIG) == 0  # type: ignore[arg-type]
-    # the run's own significance threshold decides: a laxer one keeps the noisy gain
-    assert baseline_guard(ledger, 1, "rmse", replace(CONFIG, significance_t=0.5)) == 1  # type: ignore[arg-type]
-    # a baseline that failed to score guards nothing
-    failed = {**ridge, "status": "error", "fold_scores": {}}
-    assert baseline_guard([failed, noisy, clear], 1, "rmse", CONFIG) == 1  # type: ignore[arg-type]
-
-
-def test_a_small_data_run_delivers_its_baseline_when_no_gain_over_it_is_significant(
-    titanic: Path, tmp_path: Path
-) -> None:
-    """Titanic's 712 development rows are small data; with a significance threshold no gain can reach,
-    the search still moves its incumbent (any better mean does), but the baseline is delivered."""
+def test_a_small_data_run_delivers_the_blend_as_an_environment_row(titanic: Path, tmp_path: Path) -> None:
+    """Titanic's 712 development rows are small data: the blend is cross-validated from its members'
+    cached predictions and added to the ledger, unrewarded, as the environment's own row."""
     from tandem.api import run_task
     from tandem.graph.context import RunContext
 
-    unreachable = replace(CONFIG, significance_t=1e9)
-    context = RunContext(runs_dir=str(tmp_path), max_iters=3, time_budget=None, rewards=unreachable)
-    summary = run_task(titanic, "Survived", run_id="guarded", context=context)
-    assert summary["incumbent"] != 0
-    assert summary["best"]["experiment_id"] == 0
-    assert summary["selection"].startswith("the baseline")
-    assert summary["best"]["holdout"] == summary["baseline"]["holdout"]
+    context = RunContext(runs_dir=str(tmp_path), max_iters=4, time_budget=None)
+    summary = run_task(titanic, "Survived", run_id="blend", context=context)
+    ledger = [json.loads(line) for line in (tmp_path / "blend" / "experiments.jsonl").read_text().splitlines()]
+    events = [json.loads(line) for line in (tmp_path / "blend" / "rewards.jsonl").read_text().splitlines()]
+    delivered = ledger[summary["best"]["experiment_id"]]
+    assert summary["experiments"] == len(ledger) == 6 and delivered["id"] == 5  # baseline, 4 experiments, blend
+    assert delivered["move"] == "delivery_blend" and delivered["spec"]["kind"] == "ensemble"
+    assert delivered["rewards"] == {"scientist": 0.0, "executor": 0.0} and delivered["tokens"] == {}
+    assert {e["experiment_id"] for e in events} == {1, 2, 3, 4}  # no agent is rewarded for the blend
+    members = delivered["spec"]["member_ids"]
+    assert len(members) >= 2 and all(ledger[i]["spec"]["kind"] == "pipeline" for i in members)
+    assert len(delivered["fold_scores"]["f1_macro"]) == len(ledger[0]["fold_scores"]["f1_macro"])
+    assert summary["incumbent"] != delivered["id"] and "Caruana" in summary["selection"]
+    assert summary["best"]["holdout"]["f1_macro"] > 0
 
 
 def test_the_search_stops_when_the_time_left_is_below_a_typical_fit() -> None:

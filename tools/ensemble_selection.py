@@ -49,6 +49,8 @@ def blend_score(oof: np.ndarray, y: np.ndarray, problem: Problem, metric: str | 
         return float("nan")
 
 
+ENSEMBLE_POOL = 8
+"""Ensemble selection chooses among the best this many single pipelines (an ensemble's limit)."""
 SELECTION_ROWS = 50_000
 """Rows the greedy rounds score on: a seeded sample of the development rows when there are more."""
 
@@ -109,4 +111,4 @@ def select_ensemble(
     return Selection(weights=weights, score=blend_score(np.asarray(blend), y_all, problem), rounds=size)
 
 
-__all__ = ["SELECTION_ROWS", "Selection", "blend_score", "select_ensemble"]
+__all__ = ["ENSEMBLE_POOL", "SELECTION_ROWS", "Selection", "blend_score", "select_ensemble"]

@@ -566,10 +566,10 @@ def _why_chosen(summary: Mapping[str, Any], experiments: list[dict[str, Any]]) -
         text += (
             f" The search's incumbent is #{incumbent} ({e(top_family)}), CV {e(score(top))}. On small data "
             "differences in CV score are mostly noise and the best of many candidates scored on the same folds is "
-            "picked optimistically (the winner's curse), so tandem delivers an average of the experiments the "
-            "incumbent does not beat beyond fold noise (a paired t-statistic over the folds), else the least "
-            "complex of them, and only if that beats the baseline significantly; otherwise the baseline, which "
-            f"was chosen before any score was seen. #{delivered} ({e(family)}) is that experiment."
+            "picked optimistically (the winner's curse), so tandem delivers a blend instead: Caruana's greedy "
+            "ensemble selection, with replacement, on the out-of-fold predictions of the best single pipelines. "
+            "Its weights were chosen on those same predictions, so its CV score flatters it a little; the "
+            f"holdout score does not. #{delivered} ({e(family)}) is that blend."
         )
     return f"<p>{text}</p>"
 
@@ -683,8 +683,8 @@ def render_progress_html(
         f"<h2>The incumbent: experiment #{incumbent}</h2>",
         f"<p>The experiment the search keeps as its best (a candidate replaces it only when it scores better "
         f"beyond a near-tie): CV {e(metric)} {_fmt(top['cv'].get(metric))} ± {_fmt(top['cv_std'].get(metric))}. "
-        "At delivery, on small data, an average of models (or a simpler model) within fold noise of it may be "
-        "delivered instead, or the baseline when neither beats it significantly.</p>",
+        "At delivery, on small data, a blend of the best single pipelines chosen by Caruana's ensemble "
+        "selection is delivered instead, when one is chosen.</p>",
         _pipeline_table(top.get("spec")),
         "<h2>How the incumbent predicts (out of fold)</h2>",
         *_insight_section(insight),

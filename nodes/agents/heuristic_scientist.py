@@ -36,7 +36,7 @@ from tandem.graph.messages import (
 from tandem.graph.persistence import problem_of
 from tandem.graph.state import ExperimentRecord
 from tandem.nodes.agents.base import AgentReply, ScientistView
-from tandem.tools.ensemble_selection import select_ensemble
+from tandem.tools.ensemble_selection import ENSEMBLE_POOL, select_ensemble
 from tandem.tools.metrics import reward_scale
 from tandem.tools.spec import (
     FAMILIES,
@@ -688,8 +688,6 @@ def _alternative_family(s: _Situation) -> Iterator[Proposal]:
         )
 
 
-ENSEMBLE_POOL = 8
-"""Ensemble selection chooses among the best this many single pipelines (an ensemble's limit)."""
 ENSEMBLE_EVERY = 5
 """Before the last step, ensemble selection waits this many experiments after its last blend."""
 
