@@ -123,11 +123,9 @@ def small_data_blend(
     On small data the best of tens of candidates scored on the same folds is picked optimistically
     (the winner's curse), and no single model's CV lead can be trusted. A blend chosen greedily on
     the out-of-fold predictions of the `ENSEMBLE_POOL` best single pipelines (default threshold,
-    no bag: what a soft vote averages) has less variance than any one of them. On 45 runs of
-    splits no rule had been chosen on, it beat the rule tandem used before (an average within
-    fold noise of the best, kept only if it beat the baseline significantly) 27 times and lost 10
-    (docs/decisions.md, "Small-data delivery"). `oof` maps a spec hash to its saved out-of-fold
-    predictions (None when none were saved).
+    no bag: what a soft vote averages) has less variance than any one of them; the holdouts of
+    bench runs, scored under each rule, are the evidence (docs/decisions.md, "What is delivered").
+    `oof` maps a spec hash to its saved out-of-fold predictions (None when none were saved).
     """
     sign = 1.0 if METRICS[problem.primary_metric].greater_is_better else -1.0
     plain = sorted(
