@@ -94,8 +94,11 @@ def play_on_cluster(
     Each distinct `TaskData` goes to the cluster once, as a task of its own that returns it: the
     games depend on it, and a worker that dies holding it costs a recomputation, not the bench (data
     scattered with `Client.scatter` has no lineage and is lost with its worker). Keys name the game
-    (`label`, its position), so the dashboard shows which game a task is. A game whose task keeps
-    failing after `RETRIES` raises here, after the games that finished were handed over.
+    (`label`, its position), so the dashboard shows which game a task is; the data's key holds its
+    fingerprint (the data and the split), because the scheduler hands a finished task's result to
+    any task submitted under the same key while it still holds it, and a league calls this once a
+    round with new seeds. A game whose task keeps failing after `RETRIES` raises here, after the
+    games that finished were handed over.
     """
     from distributed import as_completed  # the optional extra `dask`
 
@@ -103,7 +106,7 @@ def play_on_cluster(
     for game in games:
         if id(game.data) not in shared:
             shared[id(game.data)] = client.submit(
-                _hold, game.data, pure=False, retries=RETRIES, key=f"{label}-data-{len(shared)}-{game.data.task.name}"
+                _hold, game.data, pure=False, retries=RETRIES, key=f"{label}-data-{game.data.fingerprint}"
             )
     futures = {
         client.submit(
@@ -115,7 +118,7 @@ def play_on_cluster(
             str(workdir),
             retries=RETRIES,
             pure=False,
-            key=f"{label}-{i}-{game.data.task.name}-{game.player.name}-seed{game.seed}",
+            key=f"{label}-{i}-{game.data.task.name}-{game.player.name}-seed{game.seed}-{game.data.fingerprint[:12]}",
         ): game
         for i, game in enumerate(games)
     }
