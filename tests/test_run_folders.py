@@ -145,6 +145,18 @@ def reference(tmp_path_factory: pytest.TempPathFactory, penguins: Path) -> dict[
     return done
 
 
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory: pytest.TempPathFactory, penguins: Path) -> Path:
+    """One run killed in mid-flight (`killed_run`), made once: each test resumes its own copy of it."""
+    runs = tmp_path_factory.mktemp("killed")
+    return killed_run(penguins, runs, "x", runs)
+
+
+def placed(killed: Path, runs: Path) -> Path:
+    """A copy of the killed run under its own id in `runs`: to the run, a folder moved there."""
+    return Path(shutil.copytree(killed, runs / killed.name, symlinks=True))
+
+
 # ---------------------------------------------------------------------------------------------
 # Movable, copyable folders
 # ---------------------------------------------------------------------------------------------
@@ -152,10 +164,10 @@ def reference(tmp_path_factory: pytest.TempPathFactory, penguins: Path) -> dict[
 
 @pytest.mark.parametrize("where", ["another runs folder", "the same runs folder"])
 def test_resuming_a_copy_leaves_the_original_byte_identical(
-    where: str, reference: dict[str, Any], penguins: Path, tmp_path: Path
+    where: str, reference: dict[str, Any], killed: Path, tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
-    original = killed_run(penguins, runs, "x", tmp_path)
+    original = placed(killed, runs)
     runs2 = tmp_path / "runs2" if where == "another runs folder" else runs
     shutil.copytree(original, runs2 / "x-bak", symlinks=True)  # cp -a
     before = snapshot(original)
@@ -185,35 +197,35 @@ def main_output(*argv: str) -> str:
 
 
 def test_a_moved_run_resumes_to_the_uninterrupted_ledger_and_every_command_works_where_it_lands(
-    reference: dict[str, Any], penguins: Path, tmp_path: Path
+    reference: dict[str, Any], killed: Path, penguins: Path, tmp_path: Path
 ) -> None:
     runs, disk2, disk3 = tmp_path / "runs", tmp_path / "disk2" / "runs", tmp_path / "disk3"
-    killed_run(penguins, runs, "m", tmp_path)
+    placed(killed, runs)
     disk2.mkdir(parents=True)
-    shutil.move(runs / "m", disk2 / "m")
+    shutil.move(runs / "x", disk2 / "x")
     shutil.rmtree(runs)  # the old place is gone
 
-    code, out, err = tandem("resume", "m", "--runs-dir", str(disk2), "--plain", tmp=tmp_path)
+    code, out, err = tandem("resume", "x", "--runs-dir", str(disk2), "--plain", tmp=tmp_path)
     assert code == 0, out + err
-    assert_decided_like(disk2 / "m", reference)
+    assert_decided_like(disk2 / "x", reference)
     assert not runs.exists()  # nothing was written where the run used to be
 
     disk3.mkdir()
-    shutil.move(disk2 / "m", disk3 / "m")  # delivered, and moved again
-    for path in (disk3 / "m").rglob("*"):  # no file names the folder's old places
+    shutil.move(disk2 / "x", disk3 / "x")  # delivered, and moved again
+    for path in (disk3 / "x").rglob("*"):  # no file names the folder's old places
         if path.is_file():
             content = path.read_bytes()
-            for old in (runs, disk2):
+            for old in (killed, runs, disk2):
                 assert str(old).encode() not in content, (path.name, old)
 
-    code, out, err = tandem("predict", "m", str(penguins), "--runs-dir", str(disk3), tmp=tmp_path)
+    code, out, err = tandem("predict", "x", str(penguins), "--runs-dir", str(disk3), tmp=tmp_path)
     assert code == 0, out + err
     assert out.splitlines()[0].startswith('"prediction"') and len(out.splitlines()) == 345  # header + every row
-    code, out, err = tandem("history", "m", "--runs-dir", str(disk3), tmp=tmp_path)
+    code, out, err = tandem("history", "x", "--runs-dir", str(disk3), tmp=tmp_path)
     assert code == 0 and "deliver" in out, out + err
     step = next(line.split()[0] for line in out.splitlines() if " reward " in f" {line} ")
     code, out, err = tandem(
-        "fork", "m", "--from", step, "--run-id", "m2", "--runs-dir", str(disk3), "--plain", tmp=tmp_path
+        "fork", "x", "--from", step, "--run-id", "m2", "--runs-dir", str(disk3), "--plain", tmp=tmp_path
     )
     assert code == 0, out + err
     assert json.loads((disk3 / "m2" / "summary.json").read_text())["status"] == "delivered"
@@ -226,17 +238,17 @@ def test_a_moved_run_resumes_to_the_uninterrupted_ledger_and_every_command_works
 
 
 def test_two_concurrent_resumes_one_proceeds_and_the_other_exits_2(
-    reference: dict[str, Any], penguins: Path, tmp_path: Path
+    reference: dict[str, Any], killed: Path, tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
-    killed_run(penguins, runs, "c", tmp_path)
+    placed(killed, runs)
     marker = tmp_path / "resumed.paused"
     # Both start together; whichever takes the lock stops inside its first training (the test hook)
     # and holds the lock there, so the other certainly finds the run in use.
     both = [
         spawn(
             "resume",
-            "c",
+            "x",
             "--runs-dir",
             str(runs),
             "--plain",
@@ -257,14 +269,14 @@ def test_two_concurrent_resumes_one_proceeds_and_the_other_exits_2(
     assert both[loser].returncode == 2
     assert (tmp_path / f"r{loser}.log").read_text() == ""
     assert errors_of(tmp_path / f"r{loser}.log").read_text().splitlines() == [
-        f"tandem: run c is in use by pid {winner.pid}"
+        f"tandem: run x is in use by pid {winner.pid}"
     ]
 
     os.kill(winner.pid, signal.SIGKILL)  # a crash: the OS releases the lock
     winner.wait(timeout=30)
-    code, out, err = tandem("resume", "c", "--runs-dir", str(runs), "--plain", tmp=tmp_path)
+    code, out, err = tandem("resume", "x", "--runs-dir", str(runs), "--plain", tmp=tmp_path)
     assert code == 0, out + err
-    assert_decided_like(runs / "c", reference)
+    assert_decided_like(runs / "x", reference)
 
 
 def test_the_lock_refuses_a_second_holder_and_is_free_again_after(tmp_path: Path) -> None:
