@@ -23,6 +23,7 @@ from tandem.cli_learning import COMMANDS as LEARNING_COMMANDS
 from tandem.cli_learning import add_learning_commands
 from tandem.cli_options import (
     RUNS_DIR_HELP,
+    OneLineParser,
     add_agent_options,
     add_budget_options,
     add_checkpoint_db_option,
@@ -60,7 +61,7 @@ EXIT_OS = 3
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tandem", description="Two cooperating agents improve a model for your CSV.")
+    parser = OneLineParser(prog="tandem", description="Two cooperating agents improve a model for your CSV.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="start an improvement run on a CSV")

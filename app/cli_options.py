@@ -12,11 +12,21 @@ import argparse
 import math
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
 
 from tandem.graph.context import RunContext
 from tandem.tools.errors import InputError
 from tandem.tools.tokens import load_prices
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one line: what was wrong, and where help is.
+
+    Why: argparse prints the whole usage block (a dozen lines for `tandem run`) before the error,
+    which buries the one line that matters; every other bad input gets one line (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def number(
@@ -28,7 +38,7 @@ def number(
     below: float | None = None,
 ) -> Callable[[str], Any]:
     """An argparse `type=` for a numeric option: a finite number of `kind` in range, else argparse's
-    one-line usage error (exit status 2) saying what the option takes, never a traceback."""
+    one-line usage error (`OneLineParser`, exit status 2) saying what the option takes, never a traceback."""
     limits = {">=": at_least, ">": above, "<=": at_most, "<": below}
     wanted = ("a whole number" if kind is int else "a number") + " and".join(
         f" {op} {bound:g}" for op, bound in limits.items() if bound is not None

@@ -47,9 +47,9 @@ def test_a_bad_number_is_refused_in_one_line(option: str, value: str, capsys: py
     with pytest.raises(SystemExit) as stop:
         make_parser().parse_args(["run", "data.csv", "--target", "y", option, value])
     assert stop.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
+    [err] = capsys.readouterr().err.strip().splitlines()  # one line, no usage block before it
     assert err.startswith("tandem run: error: argument ") and option in err and repr(value) in err
-    assert "expected a" in err
+    assert "expected a" in err and err.endswith("(see 'tandem run --help')")
 
 
 def test_good_numbers_are_parsed_to_their_type() -> None:
@@ -129,7 +129,7 @@ def test_other_commands_refuse_a_bad_number_in_one_line(argv: list[str], capsys:
     with pytest.raises(SystemExit) as stop:
         make_parser().parse_args(argv)
     assert stop.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()[-1]
+    [err] = capsys.readouterr().err.strip().splitlines()  # one line, no usage block before it
     assert err.startswith(f"tandem {argv[0]}: error: argument ") and argv[-1] in err
 
 
@@ -188,7 +188,7 @@ def test_main_refuses_a_bad_number_in_one_line_before_any_work(
     err = capsys.readouterr().err
     assert code == 2
     assert "Traceback" not in err
-    message = err.strip().splitlines()[-1]
+    [message] = err.strip().splitlines()
     assert message.startswith(("tandem: player ", f"tandem {argv[0]}: error: argument "))
     assert "got '" in message or "must be" in message
     assert not (tmp_path / "results").exists()
