@@ -1,0 +1,131 @@
+"""How strongly a learned Scientist policy should lean on the playbook: its prior strength by evidence.
+
+Writes docs/prior-strength.md (generated; no number typed by hand) and, with `--out`, the same
+policy with the prior strength the evidence prefers, to evaluate with scripts/learning_eval.py:
+
+    .venv/bin/python scripts/prior_strength.py --policy learned --out /tmp/evidence-ridge.json
+    .venv/bin/python scripts/learning_eval.py --policy /tmp/evidence-ridge.json \\
+        --work /tmp/tandem-learning-eval-ridge --out docs/learning-eval-prior-strength.md
+
+Why: each move's weights have the prior N(m, σ²/λ·I), with m the playbook's order
+(nodes/agents/learned_scientist.py `playbook_prior`) and λ = 2 set by hand, so λ says how many
+observations it takes to move a move away from the playbook. Choosing λ by cross-validation over
+the training tasks needs the episodes' steps per task, which the shipped policy's training did
+not keep; what the file does keep, each arm's A = λI + XᵀX and b = λm + Xᵀr, is enough for the
+type-II maximum likelihood (MacKay's evidence) of λ with σ fixed at the file's reward noise:
+
+    log p(r | λ) = ½σ⁻²·vᵀ(λI + XᵀX)⁻¹v − ½·log det(λI + XᵀX) + ½·d·log λ + (terms without λ),
+    v = Xᵀr − XᵀX·m,
+
+summed over the arms. Moving a file to another λ' is exact: A += (λ' − λ)I, b += (λ' − λ)m,
+since the observations are the same. Only the training pool's statistics are read here; the
+evaluation tasks are never looked at to choose λ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tandem.nodes.agents.learned_scientist import playbook_prior
+from tandem.tools.policy_file import policy_path, read_policy, write_policy
+
+ROOT = Path(__file__).resolve().parents[1]
+GRID = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0)
+
+
+def arm_statistics(policy: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
+    """Each arm's XᵀX, Xᵀr and prior mean m, with its count of observations."""
+    bandit, prior = policy["bandit"], playbook_prior()
+    ridge = float(bandit["ridge"])
+    stats = {}
+    for arm, model in bandit["models"].items():
+        mean = np.asarray(prior[arm], dtype=float)
+        gram = np.asarray(model["A"], dtype=float) - ridge * np.eye(len(mean))
+        moment = np.asarray(model["b"], dtype=float) - ridge * mean
+        stats[arm] = (gram, moment, mean, int(model["n"]))
+    return stats
+
+
+def log_evidence(stats: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int]], ridge: float, noise: float) -> float:
+    """The summed log evidence of every arm with observations, up to terms that do not depend on λ."""
+    total = 0.0
+    for gram, moment, mean, n in stats.values():
+        if n == 0:
+            continue
+        v = moment - gram @ mean
+        posterior = ridge * np.eye(len(mean)) + gram
+        total += 0.5 / noise**2 * float(v @ np.linalg.solve(posterior, v))
+        total += -0.5 * float(np.linalg.slogdet(posterior)[1]) + 0.5 * len(mean) * np.log(ridge)
+    return total
+
+
+def with_ridge(policy: dict[str, Any], ridge: float) -> dict[str, Any]:
+    """The same observations under prior strength `ridge` (statistics rounded as the file keeps them)."""
+    out = json.loads(json.dumps({k: v for k, v in policy.items() if k != "hash"}))
+    bandit, prior = out["bandit"], playbook_prior()
+    shift = ridge - float(bandit["ridge"])
+    for arm, model in bandit["models"].items():
+        mean = np.asarray(prior[arm], dtype=float)
+        a = np.asarray(model["A"], dtype=float) + shift * np.eye(len(mean))
+        b = np.asarray(model["b"], dtype=float) + shift * mean
+        model["A"] = [[float(f"{v:.12g}") for v in row] for row in a]
+        model["b"] = [float(f"{v:.12g}") for v in b]
+    bandit["ridge"] = ridge  # the file's record of it; its provenance stays that of the observations
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--policy", default="learned", help="learned (the shipped file) or a policy file")
+    parser.add_argument("--out", help="write the policy with the evidence's λ here")
+    parser.add_argument("--page", default=str(ROOT / "docs" / "prior-strength.md"))
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    policy = read_policy(policy_path(args.policy))
+    noise, ridge = float(policy["bandit"]["noise"]), float(policy["bandit"]["ridge"])
+    stats = arm_statistics(policy)
+    evidence = {grid_ridge: log_evidence(stats, grid_ridge, noise) for grid_ridge in GRID}
+    best = max(evidence, key=lambda k: evidence[k])
+    observed = sum(n for *_, n in stats.values())
+
+    lines = [
+        "# The learned policy's prior strength, by evidence",
+        "",
+        f"Generated by `.venv/bin/python scripts/prior_strength.py --policy {args.policy}"
+        + (f" --out {args.out}" if args.out else "")
+        + f"` ({time.strftime('%Y-%m-%d')}, {platform.machine()}, {time.perf_counter() - started:.1f} s). "
+        "Do not edit by hand.",
+        "",
+        f"Policy hash `{policy['hash'][:16]}`: {observed} observed moves over {len(stats)} arms, "
+        f"{len(next(iter(stats.values()))[2])} context features; trained with λ = {ridge:g}, σ = {noise:g}.",
+        "",
+        "| λ (prior strength) | log evidence (up to a constant) |",
+        "|---|---|",
+        *(
+            f"| {grid_ridge:g}{' (trained)' if grid_ridge == ridge else ''}{' (best)' if grid_ridge == best else ''} "
+            f"| {value:+.2f} |"
+            for grid_ridge, value in evidence.items()
+        ),
+        "",
+        f"The evidence prefers λ = {best:g}"
+        + (" (the value trained with)." if best == ridge else f" to the trained {ridge:g}."),
+    ]
+    if args.out:
+        written = write_policy(args.out, with_ridge(policy, best))
+        lines.append(f"Written with it: `{args.out}`, hash `{written['hash'][:16]}`.")
+    Path(args.page).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
