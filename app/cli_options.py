@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, NoReturn
 
@@ -26,7 +26,21 @@ class OneLineParser(argparse.ArgumentParser):
     which buries the one line that matters; every other bad input gets one line (exit status 2)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self._refuse(self.prog, message)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """As argparse's, but an unknown option is named with its subcommand (`tandem run: error:
+        unrecognized arguments: --bogus`), whose help is the one to read, not the top level's."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        command = getattr(parsed, "command", None)
+        if extras and self._subparsers is not None and isinstance(command, str):
+            self._refuse(f"{self.prog} {command}", f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+    def _refuse(self, prog: str, message: str) -> NoReturn:
+        self.exit(2, f"{prog}: error: {message} (see '{prog} --help')\n")
 
 
 def number(

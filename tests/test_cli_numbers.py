@@ -133,6 +133,25 @@ def test_other_commands_refuse_a_bad_number_in_one_line(argv: list[str], capsys:
     assert err.startswith(f"tandem {argv[0]}: error: argument ") and argv[-1] in err
 
 
+USAGE_MISTAKES = [
+    (["run", "data.csv", "--target", "y", "--iters", "3"], "tandem run", "unrecognized arguments: --iters 3"),
+    (["bench", "--budget", "60", "extra"], "tandem bench", "unrecognized arguments: extra"),
+    (["run", "data.csv"], "tandem run", "the following arguments are required: --target"),
+    (["frobnicate"], "tandem", "argument command: invalid choice: 'frobnicate'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "prog", "said"), USAGE_MISTAKES, ids=[" ".join(a) for a, _, _ in USAGE_MISTAKES])
+def test_a_usage_mistake_is_one_line_naming_the_command_whose_help_to_read(
+    argv: list[str], prog: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        make_parser().parse_args(argv)
+    assert stop.value.code == 2
+    [err] = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith(f"{prog}: error: {said}") and err.endswith(f"(see '{prog} --help')")
+
+
 def test_every_help_shows_the_defaults() -> None:
     commands = _subparsers(make_parser())
     assert all(sub.formatter_class is DefaultsHelpFormatter for sub in commands.values())
