@@ -25,7 +25,6 @@ evaluation tasks are never looked at to choose λ.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from tandem.nodes.agents.learned_scientist import playbook_prior
+from tandem.tools.bandit import LinearBandit
 from tandem.tools.policy_file import policy_path, read_policy, write_policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,14 +43,11 @@ GRID = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0)
 
 def arm_statistics(policy: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
     """Each arm's XᵀX, Xᵀr and prior mean m, with its count of observations."""
-    bandit, prior = policy["bandit"], playbook_prior()
-    ridge = float(bandit["ridge"])
+    bandit, prior = LinearBandit.from_dict(policy["bandit"]), playbook_prior()
     stats = {}
-    for arm, model in bandit["models"].items():
+    for arm, model in bandit.models.items():
         mean = np.asarray(prior[arm], dtype=float)
-        gram = np.asarray(model["A"], dtype=float) - ridge * np.eye(len(mean))
-        moment = np.asarray(model["b"], dtype=float) - ridge * mean
-        stats[arm] = (gram, moment, mean, int(model["n"]))
+        stats[arm] = (model.A - bandit.ridge * np.eye(bandit.dim), model.b - bandit.ridge * mean, mean, model.n)
     return stats
 
 
@@ -68,18 +65,15 @@ def log_evidence(stats: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int]
 
 
 def with_ridge(policy: dict[str, Any], ridge: float) -> dict[str, Any]:
-    """The same observations under prior strength `ridge` (statistics rounded as the file keeps them)."""
-    out = json.loads(json.dumps({k: v for k, v in policy.items() if k != "hash"}))
-    bandit, prior = out["bandit"], playbook_prior()
-    shift = ridge - float(bandit["ridge"])
-    for arm, model in bandit["models"].items():
-        mean = np.asarray(prior[arm], dtype=float)
-        a = np.asarray(model["A"], dtype=float) + shift * np.eye(len(mean))
-        b = np.asarray(model["b"], dtype=float) + shift * mean
-        model["A"] = [[float(f"{v:.12g}") for v in row] for row in a]
-        model["b"] = [float(f"{v:.12g}") for v in b]
-    bandit["ridge"] = ridge  # the file's record of it; its provenance stays that of the observations
-    return out
+    """The same observations under prior strength `ridge` (the file's record of λ changes with them;
+    its provenance stays that of the observations)."""
+    bandit, prior = LinearBandit.from_dict(policy["bandit"]), playbook_prior()
+    shift = ridge - bandit.ridge
+    for arm, model in bandit.models.items():
+        model.A = model.A + shift * np.eye(bandit.dim)
+        model.b = model.b + shift * np.asarray(prior[arm], dtype=float)
+    bandit.ridge = ridge
+    return {**{k: v for k, v in policy.items() if k != "hash"}, "bandit": bandit.to_dict()}
 
 
 def main(argv: list[str] | None = None) -> int:
