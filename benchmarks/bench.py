@@ -94,6 +94,62 @@ def play_and_store(
     return row
 
 
+@dataclass(frozen=True)
+class Reuse:
+    """Games an earlier bench already played, copied instead of played again (`--reuse`).
+
+    Why: after a change to tandem, its rivals' games are what they were (same code, same split,
+    same seed, same budget), and AutoGluon and FLAML spend the whole budget on every game. A game
+    is reused only when the earlier bench played the same player on the same data and split
+    (the task's fingerprint), seed and budget; the copy names the row it came from.
+    """
+
+    bench_id: str
+    players: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Reuse:
+        """`BENCH_ID:player,player` (bench ids have no colon; player names no comma)."""
+        bench_id, _, names = text.partition(":")
+        players = tuple(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
+        if not bench_id.strip() or not players:
+            raise InputError(f"--reuse takes BENCH_ID:PLAYER[,PLAYER...], e.g. bench-...:flaml,autogluon; got {text!r}")
+        return cls(bench_id.strip(), players)
+
+
+def _reusable(
+    store: ResultsStore, reuse: Reuse, players: Sequence[str]
+) -> dict[tuple[str, str, int, float], dict[str, Any]]:
+    """The earlier bench's rows of the reused players, by (player, fingerprint, seed, budget)."""
+    source = store.bench(reuse.bench_id)
+    if source is None or source["kind"] != "bench":
+        known = ", ".join(b["bench_id"] for b in store.benches("bench")[-5:]) or "none"
+        raise InputError(f"no bench {reuse.bench_id!r} to reuse games from in {store.path} (recent benches: {known})")
+    for name in reuse.players:
+        if name not in players:
+            raise InputError(f"--reuse names {name!r}, which is not among this bench's players ({', '.join(players)})")
+        if name not in source["settings"]["players"]:
+            raise InputError(
+                f"bench {reuse.bench_id} has no games of {name!r} to reuse "
+                f"(its players: {', '.join(source['settings']['players'])})"
+            )
+    return {
+        (r["player"], r["fingerprint"], int(r["seed"]), float(r["budget"])): r
+        for r in store.results(reuse.bench_id)
+        if r["player"] in reuse.players
+    }
+
+
+def _copy_row(store: ResultsStore, bench_id: str, row: dict[str, Any]) -> dict[str, Any]:
+    """Store an earlier game's row as this bench's, saying where it came from."""
+    copy = {k: v for k, v in row.items() if k not in ("id", "created_at", "bench_id")}
+    copy["bench_id"] = bench_id
+    source = {"bench_id": row["bench_id"], "result_id": row["id"]}
+    copy["details"] = {**(row.get("details") or {}), "reused_from": source}
+    copy["id"] = store.add_result(copy)
+    return copy
+
+
 def run_bench(
     tasks: Sequence[Task],
     players: Sequence[Player],
@@ -105,12 +161,14 @@ def run_bench(
     on_result: ResultHandler | None = None,
     cluster: Client | None = None,
     resume: str | None = None,
+    reuse: Reuse | None = None,
 ) -> str:
     """Play every player on every task and seed; returns the bench id (its rows are in the store).
 
     With `cluster` the games are Dask tasks, gathered as they finish; only this process writes
     the store. `resume` continues a stored bench (a coordinator that was killed): the same tasks,
     players, seeds and budget, and only the games the store does not hold yet are played.
+    `reuse` copies the games an earlier bench played of some players (Reuse) instead of playing them.
     """
     if budget is not None and not budget > 0:
         raise InputError(f"--budget must be a positive number of seconds, got {budget!r}")
@@ -128,6 +186,14 @@ def run_bench(
         "seeds": list(seeds),
         "budget": budget,
     }
+    reusable = _reusable(store, reuse, [p.name for p in players]) if reuse is not None else {}
+    if reuse is not None:
+        source = store.bench(reuse.bench_id) or {}
+        settings["reuse"] = {
+            "bench_id": reuse.bench_id,
+            "players": list(reuse.players),
+            "git_commit": source.get("machine", {}).get("git_commit"),
+        }
     if resume is not None:
         bench_id = resume
         _check_resumable(store, bench_id, settings)
@@ -142,6 +208,15 @@ def run_bench(
         for player in players
         if (t.name, seed, player.name) not in done
     ]
+    to_play = []
+    for game in games:
+        earlier = reusable.get((game.player.name, game.data.fingerprint, game.seed, float(game.budget)))
+        if earlier is None:
+            to_play.append(game)
+            continue
+        row = _copy_row(store, bench_id, earlier)
+        if on_result is not None:
+            on_result(row)
 
     def store_row(game: Game, result: PlayResult | None = None) -> None:
         row = play_and_store(store, bench_id, game.data, game.player, budget=game.budget, seed=game.seed, result=result)
@@ -149,9 +224,9 @@ def run_bench(
             on_result(row)
 
     if cluster is not None:
-        play_on_cluster(cluster, games, store.dir, store_row, label=bench_id)
+        play_on_cluster(cluster, to_play, store.dir, store_row, label=bench_id)
     else:
-        for game in games:
+        for game in to_play:
             store_row(game)
     return bench_id
 
@@ -291,7 +366,7 @@ def bench_report(store: ResultsStore, bench_id: str, out_dir: str | Path | None 
     folder = Path(out_dir) if out_dir else store.dir / bench_id
     folder.mkdir(parents=True, exist_ok=True)
     plot_profiles(profiles, folder / "profiles.png", title=f"tandem bench {bench_id}")
-    markdown = results_markdown(rows, profiles, image="profiles.png")
+    markdown = reuse_note(stored, rows) + results_markdown(rows, profiles, image="profiles.png")
     (folder / "report.md").write_text(f"# {bench_id}\n\n" + markdown)
     with (folder / "results.csv").open("w", newline="") as fh:
         fields = ["id", "task", "seed", "player", "metric", "status", "score", "wall_seconds", "tokens_in",
@@ -302,14 +377,30 @@ def bench_report(store: ResultsStore, bench_id: str, out_dir: str | Path | None 
     return BenchReport(bench_id, rows, profiles, markdown)
 
 
+def reuse_note(bench: dict[str, Any] | None, rows: Sequence[dict[str, Any]]) -> str:
+    """A paragraph naming the games a bench copied from an earlier one (nothing when it played all)."""
+    reuse = ((bench or {}).get("settings") or {}).get("reuse")
+    copied = sum(1 for r in rows if "reused_from" in (r.get("details") or {}))
+    if not reuse:
+        return ""
+    return (
+        f"{copied} of these {len(rows)} games were not played again: the games of {', '.join(reuse['players'])} "
+        f"that bench `{reuse['bench_id']}` (tandem commit {reuse.get('git_commit') or 'unknown'}) played on the "
+        "same data, split, seed and budget are copied from it, and each copy names its row there "
+        "(`details.reused_from`).\n\n"
+    )
+
+
 def describe_result(row: dict[str, Any]) -> str:
     """One line per game, as `tandem bench` prints it."""
     head = f"[{row['task']} seed {row['seed']}] {row['player']:<24}"
+    source = (row.get("details") or {}).get("reused_from")
+    tail = f"  (reused from {source['bench_id']})" if source else ""
     if row["status"] != "ok" or row["score"] is None:
-        return f"{head} FAILED: {row['error']}"
+        return f"{head} FAILED: {row['error']}{tail}"
     metric = METRICS[row["metric"]]
     tokens = row["tokens_in"] + row["tokens_out"]
     return (
         f"{head} {row['metric']} {fmt(row['score'])} ({'higher' if metric.greater_is_better else 'lower'} is better)"
-        f"  wall {row['wall_seconds']:.1f} s  tokens {tokens}"
+        f"  wall {row['wall_seconds']:.1f} s  tokens {tokens}{tail}"
     )

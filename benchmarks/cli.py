@@ -84,6 +84,13 @@ def add_bench_commands(sub: Any) -> None:
         metavar="BENCH_ID",
         help="continue a stopped bench with its own settings: play only its missing games",
     )
+    bench.add_argument(
+        "--reuse",
+        metavar="BENCH_ID:PLAYERS",
+        help="copy these players' games from an earlier bench instead of playing them again, where it "
+        "played the same data, split, seed and budget (e.g. after a change to tandem, "
+        "--reuse bench-...:flaml,autogluon); the others are played",
+    )
 
     league = sub.add_parser("league", help="play matchmade head-to-head matches and update Elo ratings")
     _add_common(league)
@@ -151,6 +158,7 @@ def _results_dir(args: argparse.Namespace) -> str:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from tandem.benchmarks.bench import (  # heavy stack: CLI start-up time
+        Reuse,
         bench_report,
         describe_result,
         run_bench,
@@ -179,6 +187,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args = _stored_command(ResultsStore(results_dir), args)
     tasks = select_tasks(args.tasks)
     players = with_policy(parse_players(args.players), args.policy)
+    reuse = Reuse.parse(args.reuse) if args.reuse else None
     if not args.players and not flaml_available():
         print("note: FLAML is not installed, so it does not play; pip install 'tandem-ml[bench]' to add it")
     print(
@@ -201,10 +210,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             budget=args.budget,
             results_dir=results_dir,
-            command=_command(args),
+            command=_command(args, ("reuse",)),
             on_result=lambda row: show(describe_result(row)),
             cluster=client,
             resume=args.resume,
+            reuse=reuse,
         )
     report = bench_report(ResultsStore(results_dir), bench_id)
     print()

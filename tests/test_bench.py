@@ -14,7 +14,7 @@ import pytest
 from conftest import synthetic_frame
 from sklearn.model_selection import train_test_split
 
-from tandem.benchmarks.bench import run_bench, scored_problems
+from tandem.benchmarks.bench import Reuse, bench_report, run_bench, scored_problems
 from tandem.benchmarks.performance_profiles import (
     ScoredProblem,
     aup,
@@ -210,6 +210,62 @@ def test_a_bench_over_seeds_plays_each_seed_on_its_own_split(tmp_path: Path) -> 
     assert store.bench(bench_id)["settings"]["tasks"][0]["fingerprints"] == [by_seed[0], by_seed[1]]
     again = run_bench([task], [PlainPlayer("linear")], seeds=[0, 1], results_dir=tmp_path, resume=bench_id)
     assert again == bench_id and len(store.results(bench_id)) == 2  # nothing left to play
+
+
+def test_a_bench_copies_the_named_players_games_an_earlier_bench_played_on_the_same_split_seed_and_budget(
+    tmp_path: Path,
+) -> None:
+    wine = Task(name="wine", csv="sklearn:wine", target="target", holdout=0.25, split_seed=1)
+    players = [PlainPlayer("linear"), PlainPlayer("lightgbm")]
+    store = ResultsStore(tmp_path)
+    first = run_bench([wine], players, seeds=[0, 1], budget=60, results_dir=tmp_path)
+    earlier = {(r["player"], r["seed"]): r for r in store.results(first)}
+    second = run_bench(
+        [wine], players, seeds=[0, 1, 2], budget=60, results_dir=tmp_path, reuse=Reuse.parse(f"{first}:lightgbm")
+    )
+    rows = {(r["player"], r["seed"]): r for r in store.results(second)}
+    assert len(rows) == 6
+    same = ("score", "scores", "status", "wall_seconds", "fingerprint", "budget")
+    for seed in (0, 1):
+        copy, source = rows[("lightgbm", seed)], earlier[("lightgbm", seed)]
+        assert copy["details"]["reused_from"] == {"bench_id": first, "result_id": source["id"]}
+        assert {k: copy[k] for k in same} == {k: source[k] for k in same}
+    played = [rows[("lightgbm", 2)], *(rows[("linear", s)] for s in (0, 1, 2))]  # new split, or not named
+    assert not any("reused_from" in r["details"] for r in played)
+    assert store.bench(second)["settings"]["reuse"]["bench_id"] == first
+    assert f"2 of these 6 games were not played again: the games of lightgbm that bench `{first}`" in (
+        bench_report(store, second).markdown
+    )
+    assert "not played again" not in bench_report(store, first).markdown
+
+    other_budget = run_bench(
+        [wine], players, seeds=[0], budget=30, results_dir=tmp_path, reuse=Reuse.parse(f"{first}:lightgbm")
+    )
+    assert not any("reused_from" in r["details"] for r in store.results(other_budget))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("bench-19990101-000000-abcdef:lightgbm", "no bench 'bench-19990101-000000-abcdef' to reuse"),
+        ("{first}:flaml", "'flaml', which is not among this bench's players"),
+        ("{first}", "--reuse takes BENCH_ID:PLAYER"),
+    ],
+)
+def test_a_bad_reuse_is_refused_before_any_game(tmp_path: Path, text: str, message: str) -> None:
+    wine = Task(name="wine", csv="sklearn:wine", target="target")
+    first = run_bench([wine], [PlainPlayer("linear")], results_dir=tmp_path)
+    before = len(ResultsStore(tmp_path).results())
+    with pytest.raises(InputError, match=message):
+        run_bench([wine], [PlainPlayer("linear")], results_dir=tmp_path, reuse=Reuse.parse(text.format(first=first)))
+    with pytest.raises(InputError, match="has no games of 'lightgbm'"):
+        run_bench(
+            [wine],
+            [PlainPlayer("lightgbm")],
+            results_dir=tmp_path,
+            reuse=Reuse.parse(f"{first}:lightgbm"),
+        )
+    assert len(ResultsStore(tmp_path).results()) == before
 
 
 def test_a_task_that_cannot_be_learnt_fails_before_any_play(tmp_path: Path) -> None:
