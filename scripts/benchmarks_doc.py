@@ -346,6 +346,39 @@ def _progress(bench: dict[str, Any], report: Any, results_dir: Path | str) -> li
     ]
 
 
+def _reuse_lines(store: ResultsStore, bench: dict[str, Any]) -> list[str]:
+    """Where the bench copied some players' games from an earlier bench (`tandem bench --reuse`):
+    which, and how the players it played again compare with their games there, on the same data,
+    split, seed and budget (a deterministic player with unchanged code scores the same)."""
+    reuse = (bench.get("settings") or {}).get("reuse")
+    if not reuse:
+        return []
+    rows = store.results(bench["bench_id"])
+    copied = [r for r in rows if "reused_from" in (r["details"] or {})]
+    earlier = {
+        (r["player"], r["fingerprint"], int(r["seed"]), float(r["budget"])): r["score"]
+        for r in store.results(reuse["bench_id"])
+    }
+    same: dict[str, list[bool]] = {}
+    for r in rows:
+        key = (r["player"], r["fingerprint"], int(r["seed"]), float(r["budget"]))
+        if r in copied or key not in earlier:
+            continue
+        before, now = earlier[key], r["score"]
+        same.setdefault(r["player"], []).append(
+            before == now or (before is not None and now is not None and math.isclose(before, now, rel_tol=1e-9))
+        )
+    checks = "; ".join(f"{player} {sum(flags)} of {len(flags)}" for player, flags in same.items())
+    return [
+        "",
+        f"**{len(copied)} of this bench's {len(rows)} games were not played again:** the games of "
+        f"{', '.join(reuse['players'])} are copied from bench `{reuse['bench_id']}` (tandem commit "
+        f"{reuse.get('git_commit') or 'unknown'}), which played them on the same data, split, seed and budget "
+        "(`tandem bench --reuse`; each copy names its row there). The players played again scored as they did "
+        f"there in this many of their games: {checks or 'none played again'}.",
+    ]
+
+
 def _repeats(n_folds: int, summary: dict[str, Any]) -> str:
     k = int(summary["task"]["folds"])
     return f"{n_folds // k} repeats of {k}, t corrected for the repeats" if n_folds > k else f"one repeat of {k}"
@@ -366,6 +399,11 @@ def _holdout_rows(summary: dict[str, Any]) -> int:
     return len(read_table(source)) if source != "internal" and Path(source).exists() else int(task["n_holdout_rows"])
 
 
+def _clipped(text: str, width: int = 90) -> str:
+    """A proposal's text cut to a table's width at a word, with an ellipsis when cut."""
+    return text if len(text) <= width else text[:width].rsplit(" ", 1)[0] + " …"
+
+
 def _why(t: float, summary: dict[str, Any], n_experiments: int, gap: float) -> str:
     """Why a delivered model (not the baseline) lost to a plain one, from its run's summary; `gap` =
     relative holdout shortfall; `t` = its gain over the baseline by the run's significance rule."""
@@ -376,7 +414,7 @@ def _why(t: float, summary: dict[str, Any], n_experiments: int, gap: float) -> s
     shortfall = f"the shortfall is {gap:.2%} of the plain model's score on a holdout of {n_holdout} rows"
     if n_dev < small_rows:
         return (
-            f"It was chosen as {summary.get('selection')} (small-data delivery, docs/decisions.md); its gain over "
+            f"Delivery's reason: {summary.get('selection')} (small-data delivery, docs/decisions.md); its gain over "
             f"the baseline has t = {t:.2f} (the significance rule asks {threshold:g}); {shortfall}, and one split "
             "cannot tell such a gap from noise: scripts/selection_study.py compares the delivery rules across many."
         )
@@ -423,7 +461,7 @@ def _score_notes(report: Any) -> list[str]:
             chosen = summary.get("incumbent", 0) != 0
             notes.append(
                 f"- **{problem.task}** (seed {problem.seed}, {metric}): tandem delivered its own baseline, "
-                f"experiment #0 (`{ledger[0]['proposal'][:90]}`), "
+                f"experiment #0 (`{_clipped(ledger[0]['proposal'])}`), "
                 + (
                     f"chosen as {summary.get('selection')}; "
                     if chosen
@@ -442,7 +480,7 @@ def _score_notes(report: Any) -> list[str]:
             gain, t = _paired(metric, best["fold_scores"][metric], folds, summary["task"]["folds"])
             notes.append(
                 f"- **{problem.task}** (seed {problem.seed}, {metric}): tandem delivered experiment #{best['id']} "
-                f"(`{best['move']}`: {best['proposal'][:90]}). Its CV score {best['cv'][metric]:.4f} beats the "
+                f"(`{best['move']}`: {_clipped(best['proposal'])}). Its CV score {best['cv'][metric]:.4f} beats the "
                 f"environment's baseline ({base['cv'][metric]:.4f}) by a paired fold gain of {gain:+.4f}, t = {t:.2f} "
                 f"over {len(folds)} folds ({_repeats(len(folds), summary)}), but on the holdout it scores "
                 f"{fmt(mine)} against the baseline's {fmt(summary['baseline']['holdout'].get(metric))} and the "
@@ -880,6 +918,7 @@ def main() -> None:
         f"Python {machine['python']}, scikit-learn {machine['scikit-learn']}, LightGBM {machine['lightgbm']}, "
         f"FLAML {machine.get('flaml') or 'not installed'}, tandem commit {machine.get('git_commit') or 'unknown'}.",
         *_progress(bench, report, rel_store),
+        *_reuse_lines(store, bench),
         "",
         "Reproduce (results are appended to the store; the report is derived from the stored rows):",
         "",

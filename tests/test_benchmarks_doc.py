@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tandem.benchmarks.bench import run_bench
+from tandem.benchmarks.bench import Reuse, run_bench
 from tandem.benchmarks.players import PlainPlayer
 from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import Task, default_suite
@@ -57,3 +57,18 @@ def test_a_rival_missing_from_the_bench_is_judged_in_the_latest_bench_it_played(
     assert f"did not play in this bench; in `{both}`" in row
     assert f"{int(met)}/1 tasks (need 1)" in row and ("**met** there" if met else "**missed** there") in row
     assert "not measured" in doc._rival_elsewhere(store, store.bench(alone), "flaml", "linear ≥ flaml", 0.9)
+
+
+def test_a_bench_that_reused_games_says_so_and_checks_the_players_it_played_again(
+    doc: ModuleType, tmp_path: Path
+) -> None:
+    wine = Task(name="wine", csv="sklearn:wine", target="target", holdout=0.25, split_seed=3)
+    players = [PlainPlayer("linear"), PlainPlayer("lightgbm")]
+    store = ResultsStore(tmp_path)
+    first = run_bench([wine], players, seeds=[0, 1], results_dir=tmp_path)
+    second = run_bench([wine], players, seeds=[0, 1], results_dir=tmp_path, reuse=Reuse.parse(f"{first}:lightgbm"))
+    text = " ".join(doc._reuse_lines(store, store.bench(second)))
+    copied = f"2 of this bench's 4 games were not played again:** the games of lightgbm are copied from bench `{first}`"
+    assert copied in text
+    assert "in this many of their games: linear 2 of 2." in text  # the same split gives the plain model the same score
+    assert doc._reuse_lines(store, store.bench(first)) == []
