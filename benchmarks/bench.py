@@ -366,8 +366,9 @@ def bench_report(store: ResultsStore, bench_id: str, out_dir: str | Path | None 
     folder = Path(out_dir) if out_dir else store.dir / bench_id
     folder.mkdir(parents=True, exist_ok=True)
     plot_profiles(profiles, folder / "profiles.png", title=f"tandem bench {bench_id}")
-    markdown = reuse_note(stored, rows) + results_markdown(rows, profiles, image="profiles.png")
-    (folder / "report.md").write_text(f"# {bench_id}\n\n" + markdown)
+    markdown = results_markdown(rows, profiles, image="profiles.png")
+    note = reuse_note(stored, rows)
+    (folder / "report.md").write_text(f"# {bench_id}\n\n" + (note + "\n\n" if note else "") + markdown)
     with (folder / "results.csv").open("w", newline="") as fh:
         fields = ["id", "task", "seed", "player", "metric", "status", "score", "wall_seconds", "tokens_in",
                   "tokens_out", "cost_usd", "budget", "fingerprint", "error"]  # fmt: skip
@@ -380,14 +381,14 @@ def bench_report(store: ResultsStore, bench_id: str, out_dir: str | Path | None 
 def reuse_note(bench: dict[str, Any] | None, rows: Sequence[dict[str, Any]]) -> str:
     """A paragraph naming the games a bench copied from an earlier one (nothing when it played all)."""
     reuse = ((bench or {}).get("settings") or {}).get("reuse")
-    copied = sum(1 for r in rows if "reused_from" in (r.get("details") or {}))
     if not reuse:
         return ""
+    copied = sum(1 for r in rows if "reused_from" in (r.get("details") or {}))
     return (
-        f"{copied} of these {len(rows)} games were not played again: the games of {', '.join(reuse['players'])} "
-        f"that bench `{reuse['bench_id']}` (tandem commit {reuse.get('git_commit') or 'unknown'}) played on the "
-        "same data, split, seed and budget are copied from it, and each copy names its row there "
-        "(`details.reused_from`).\n\n"
+        f"{copied} of this bench's {len(rows)} games were not played again: the games of "
+        f"{', '.join(reuse['players'])} that bench `{reuse['bench_id']}` (tandem commit "
+        f"{reuse.get('git_commit') or 'unknown'}) played on the same data, split, seed and budget are copied from "
+        "it (`tandem bench --reuse`), and each copy names its row there (`details.reused_from`)."
     )
 
 

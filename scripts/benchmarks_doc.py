@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tandem.benchmarks import league, performance_profiles
-from tandem.benchmarks.bench import bench_report, fmt, in_play_order, scored_problems
+from tandem.benchmarks.bench import bench_report, fmt, in_play_order, reuse_note, scored_problems
 from tandem.benchmarks.league import leaderboard_markdown, plot_leaderboard, standings
 from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import default_suite
@@ -350,19 +350,18 @@ def _reuse_lines(store: ResultsStore, bench: dict[str, Any]) -> list[str]:
     """Where the bench copied some players' games from an earlier bench (`tandem bench --reuse`):
     which, and how the players it played again compare with their games there, on the same data,
     split, seed and budget (a deterministic player with unchanged code scores the same)."""
-    reuse = (bench.get("settings") or {}).get("reuse")
-    if not reuse:
-        return []
     rows = store.results(bench["bench_id"])
-    copied = [r for r in rows if "reused_from" in (r["details"] or {})]
+    note = reuse_note(bench, rows)
+    if not note:
+        return []
     earlier = {
         (r["player"], r["fingerprint"], int(r["seed"]), float(r["budget"])): r["score"]
-        for r in store.results(reuse["bench_id"])
+        for r in store.results(bench["settings"]["reuse"]["bench_id"])
     }
     same: dict[str, list[bool]] = {}
     for r in rows:
         key = (r["player"], r["fingerprint"], int(r["seed"]), float(r["budget"]))
-        if r in copied or key not in earlier:
+        if "reused_from" in (r["details"] or {}) or key not in earlier:
             continue
         before, now = earlier[key], r["score"]
         same.setdefault(r["player"], []).append(
@@ -371,11 +370,8 @@ def _reuse_lines(store: ResultsStore, bench: dict[str, Any]) -> list[str]:
     checks = "; ".join(f"{player} {sum(flags)} of {len(flags)}" for player, flags in same.items())
     return [
         "",
-        f"**{len(copied)} of this bench's {len(rows)} games were not played again:** the games of "
-        f"{', '.join(reuse['players'])} are copied from bench `{reuse['bench_id']}` (tandem commit "
-        f"{reuse.get('git_commit') or 'unknown'}), which played them on the same data, split, seed and budget "
-        "(`tandem bench --reuse`; each copy names its row there). The players played again scored as they did "
-        f"there in this many of their games: {checks or 'none played again'}.",
+        f"**Reused games.** {note} The players played again scored as they did there in this many of their "
+        f"games: {checks or 'none played again'}.",
     ]
 
 

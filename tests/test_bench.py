@@ -233,10 +233,11 @@ def test_a_bench_copies_the_named_players_games_an_earlier_bench_played_on_the_s
     played = [rows[("lightgbm", 2)], *(rows[("linear", s)] for s in (0, 1, 2))]  # new split, or not named
     assert not any("reused_from" in r["details"] for r in played)
     assert store.bench(second)["settings"]["reuse"]["bench_id"] == first
-    assert f"2 of these 6 games were not played again: the games of lightgbm that bench `{first}`" in (
-        bench_report(store, second).markdown
-    )
-    assert "not played again" not in bench_report(store, first).markdown
+    bench_report(store, second)
+    note = f"2 of this bench's 6 games were not played again: the games of lightgbm that bench `{first}`"
+    assert note in (tmp_path / second / "report.md").read_text()
+    bench_report(store, first)
+    assert "not played again" not in (tmp_path / first / "report.md").read_text()
 
     other_budget = run_bench(
         [wine], players, seeds=[0], budget=30, results_dir=tmp_path, reuse=Reuse.parse(f"{first}:lightgbm")

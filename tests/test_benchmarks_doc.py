@@ -68,7 +68,9 @@ def test_a_bench_that_reused_games_says_so_and_checks_the_players_it_played_agai
     first = run_bench([wine], players, seeds=[0, 1], results_dir=tmp_path)
     second = run_bench([wine], players, seeds=[0, 1], results_dir=tmp_path, reuse=Reuse.parse(f"{first}:lightgbm"))
     text = " ".join(doc._reuse_lines(store, store.bench(second)))
-    copied = f"2 of this bench's 4 games were not played again:** the games of lightgbm are copied from bench `{first}`"
-    assert copied in text
+    assert (
+        f"**Reused games.** 2 of this bench's 4 games were not played again: the games of lightgbm that bench `{first}`"
+        in text
+    )
     assert "in this many of their games: linear 2 of 2." in text  # the same split gives the plain model the same score
     assert doc._reuse_lines(store, store.bench(first)) == []
