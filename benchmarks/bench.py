@@ -117,10 +117,18 @@ class Reuse:
         return cls(bench_id.strip(), players)
 
 
+GameKey = tuple[str, str, int, float]
+
+
+def game_key(row: dict[str, Any]) -> GameKey:
+    """What makes two stored games the same game: player, data and split (fingerprint), seed, budget."""
+    return (row["player"], row["fingerprint"], int(row["seed"]), float(row["budget"]))
+
+
 def _reusable(
     store: ResultsStore, reuse: Reuse, players: Sequence[str]
-) -> dict[tuple[str, str, int, float], dict[str, Any]]:
-    """The earlier bench's rows of the reused players, by (player, fingerprint, seed, budget)."""
+) -> tuple[dict[str, Any], dict[GameKey, dict[str, Any]]]:
+    """The earlier bench's record for this bench's settings, and its rows of the reused players by game."""
     source = store.bench(reuse.bench_id)
     if source is None or source["kind"] != "bench":
         known = ", ".join(b["bench_id"] for b in store.benches("bench")[-5:]) or "none"
@@ -133,11 +141,12 @@ def _reusable(
                 f"bench {reuse.bench_id} has no games of {name!r} to reuse "
                 f"(its players: {', '.join(source['settings']['players'])})"
             )
-    return {
-        (r["player"], r["fingerprint"], int(r["seed"]), float(r["budget"])): r
-        for r in store.results(reuse.bench_id)
-        if r["player"] in reuse.players
+    record = {
+        "bench_id": reuse.bench_id,
+        "players": list(reuse.players),
+        "git_commit": source["machine"].get("git_commit"),
     }
+    return record, {game_key(r): r for r in store.results(reuse.bench_id) if r["player"] in reuse.players}
 
 
 def _copy_row(store: ResultsStore, bench_id: str, row: dict[str, Any]) -> dict[str, Any]:
@@ -186,14 +195,9 @@ def run_bench(
         "seeds": list(seeds),
         "budget": budget,
     }
-    reusable = _reusable(store, reuse, [p.name for p in players]) if reuse is not None else {}
+    reusable: dict[GameKey, dict[str, Any]] = {}
     if reuse is not None:
-        source = store.bench(reuse.bench_id) or {}
-        settings["reuse"] = {
-            "bench_id": reuse.bench_id,
-            "players": list(reuse.players),
-            "git_commit": source.get("machine", {}).get("git_commit"),
-        }
+        settings["reuse"], reusable = _reusable(store, reuse, [p.name for p in players])
     if resume is not None:
         bench_id = resume
         _check_resumable(store, bench_id, settings)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tandem.benchmarks import league, performance_profiles
-from tandem.benchmarks.bench import bench_report, fmt, in_play_order, reuse_note, scored_problems
+from tandem.benchmarks.bench import bench_report, fmt, game_key, in_play_order, reuse_note, scored_problems
 from tandem.benchmarks.league import leaderboard_markdown, plot_leaderboard, standings
 from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import default_suite
@@ -354,16 +354,12 @@ def _reuse_lines(store: ResultsStore, bench: dict[str, Any]) -> list[str]:
     note = reuse_note(bench, rows)
     if not note:
         return []
-    earlier = {
-        (r["player"], r["fingerprint"], int(r["seed"]), float(r["budget"])): r["score"]
-        for r in store.results(bench["settings"]["reuse"]["bench_id"])
-    }
+    earlier = {game_key(r): r["score"] for r in store.results(bench["settings"]["reuse"]["bench_id"])}
     same: dict[str, list[bool]] = {}
     for r in rows:
-        key = (r["player"], r["fingerprint"], int(r["seed"]), float(r["budget"]))
-        if "reused_from" in (r["details"] or {}) or key not in earlier:
+        if "reused_from" in (r["details"] or {}) or game_key(r) not in earlier:
             continue
-        before, now = earlier[key], r["score"]
+        before, now = earlier[game_key(r)], r["score"]
         same.setdefault(r["player"], []).append(
             before == now or (before is not None and now is not None and math.isclose(before, now, rel_tol=1e-9))
         )
