@@ -40,7 +40,7 @@ from tandem.tools.pause_points import pause_point
 from tandem.tools.report import plot_rewards, plot_scores, render_report
 from tandem.tools.report_html import render_html
 from tandem.tools.spec import parse_spec, spec_hash
-from tandem.tools.training import fit_final, load_oof, release_freed_memory, score_holdout
+from tandem.tools.training import fit_final, load_oof, release_after_large_fit, score_holdout
 
 
 def _fit_and_score(
@@ -50,7 +50,7 @@ def _fit_and_score(
     (the report's plots and permutation importance), from the one read of the holdout."""
     task, problem = state["task"], problem_of(state["task"])
     X_dev, y_dev, _ = dev_data(task, folder)
-    release_freed_memory()  # the refit on every development row starts from what the run holds, not its last peak
+    release_after_large_fit(X_dev.size)  # on large data the refit starts from what the run holds, not its last peak
     model = fit_final(parse_spec(record["spec"]), X_dev, y_dev, problem)  # type: ignore[arg-type]
     X_hold, y_hold = holdout_data(task, folder)
     insight = (

@@ -175,9 +175,9 @@ FoldOutput = tuple[dict[str, float], np.ndarray, dict[str, Any], float, float]
 what a trained fold and a fold scored from the cache both give `_collect`."""
 
 
-#: From this many training cells (rows x columns) a fold gives its freed memory back when it ends
-#: (`release_freed_memory`); below it a fold's copies are tens of megabytes, not worth a pass of
-#: the garbage collector.
+#: From this many training cells (rows x columns) a fit gives its freed memory back around it
+#: (`release_freed_memory`); below it a fit's copies are tens of megabytes, not worth a pass of
+#: the garbage collector (a third of a second in a run's process, which holds the graph's objects).
 TRIM_FROM_CELLS = 1_000_000
 
 
@@ -187,6 +187,12 @@ def _malloc_trim() -> Callable[[int], int] | None:
         return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim with
         return None
+
+
+def release_after_large_fit(cells: int) -> None:
+    """`release_freed_memory` when a fit on this many cells (rows x columns) is large enough to matter."""
+    if cells >= TRIM_FROM_CELLS:
+        release_freed_memory()
 
 
 def release_freed_memory() -> None:
@@ -272,8 +278,7 @@ def _fit_fold(
     oof = np.asarray(pred.proba if pred.proba is not None else pred.y_pred.reshape(-1, 1), dtype=float)
     params = fitted_params(model, spec)
     del model, pred
-    if len(train) * X.shape[1] >= TRIM_FROM_CELLS:  # the process's next fold should not start from this one's peak
-        release_freed_memory()
+    release_after_large_fit(len(train) * X.shape[1])  # the process's next fold should not start from this one's peak
     return scores, oof, params, fitted - started, predicted - predicting
 
 
