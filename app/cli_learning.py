@@ -20,6 +20,14 @@ EXIT_INTERRUPTED = 130
 EXIT_WORKER_KILLED = 1
 
 
+TIME_PRICE: dict[str, Any] = {
+    "type": number(float, at_least=0, at_most=5),
+    "default": None,
+    "help": "what an experiment's seconds cost in the learning signal, per iteration's share of the run's time "
+    "budget, in baseline fold spreads (a new policy file only; default 0: time is free)",
+}
+
+
 def add_learning_commands(sub: Any) -> None:
     trainer = sub.add_parser("train", help="train the Scientist's move policy on the training pool")
     trainer.add_argument("--tasks", help="comma-separated tasks of the training pool (default: all of it)")
@@ -42,6 +50,7 @@ def add_learning_commands(sub: Any) -> None:
         "--seed", type=number(int, at_least=0), default=0, help="seeds the task order, the splits and the exploration"
     )
     trainer.add_argument("--keep-runs", action="store_true", help="keep the episodes' run folders")
+    trainer.add_argument("--time-price", **TIME_PRICE)
     trainer.add_argument(
         "--cluster",
         metavar="ADDRESS",
@@ -56,6 +65,7 @@ def add_learning_commands(sub: Any) -> None:
         "--policy", help="the policy to start from: a file or 'learned' (default: --out if it exists, else untrained)"
     )
     learner.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
+    learner.add_argument("--time-price", **TIME_PRICE)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -94,6 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 keep_runs=args.keep_runs,
                 on_episode=progress,
                 cluster=client,
+                time_price=args.time_price,
             )
     except KeyboardInterrupt:
         print(
@@ -120,7 +131,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
 
     if args.runs_dir:
         os.environ["TANDEM_RUNS_DIR"] = args.runs_dir
-    policy = learn_from_runs(args.runs, out=args.out, start=args.policy)
+    policy = learn_from_runs(args.runs, out=args.out, start=args.policy, time_price=args.time_price)
     provenance = policy["provenance"]
     learnt = f"learnt from {len(args.runs)} run(s), {provenance.get('steps', 0)} moves in all"
     print(f"wrote {args.out}: {learnt}, hash {policy['hash'][:12]}")

@@ -35,7 +35,7 @@ from tandem.graph.persistence import load_run_config, run_thread
 from tandem.graph.postgres_checkpoints import close_saver, open_saver
 from tandem.graph.state import ExperimentRecord, TaskInfo
 from tandem.nodes.agents.learned_executor import executor_transitions, learn_executor
-from tandem.nodes.agents.learned_scientist import learn, new_policy, transitions
+from tandem.nodes.agents.learned_scientist import learn, new_policy, time_price_of, transitions
 from tandem.tools.data import InputError
 from tandem.tools.policy_file import policy_path, read_policy, write_policy
 from tandem.tools.profile import DatasetProfile
@@ -150,9 +150,10 @@ class EpisodeResult:
     executor_steps: tuple[Step, ...] = ()
 
 
-def run_steps(run_dir: Path) -> tuple[list[Step], list[Step]]:
-    """The Scientist's (move, context, normalised reward) for every experiment a run folder
-    recorded, and the Executor's (level, context, normalised reward) for every open choice it filled."""
+def run_steps(run_dir: Path, time_price: float = 0.0) -> tuple[list[Step], list[Step]]:
+    """The Scientist's (move, context, learning signal) for every experiment a run folder recorded,
+    its time priced at `time_price` against the run's own budget, and the Executor's (level,
+    context, normalised reward) for every open choice it filled."""
     _, context = load_run_config(find_run(run_dir.name, run_dir.parent))
     ledger: list[ExperimentRecord] = [
         json.loads(line) for line in (run_dir / "experiments.jsonl").read_text().splitlines() if line
@@ -170,7 +171,15 @@ def run_steps(run_dir: Path) -> tuple[list[Step], list[Step]]:
         if checkpoint is None or "task" not in checkpoint["channel_values"]:
             raise InputError(f"run {run_dir.name} has no task recorded yet (it stopped during setup)")
         task = checkpoint["channel_values"]["task"]
-    scientist = transitions(task, profile, ledger, context.max_iters, context.patience)
+    scientist = transitions(
+        task,
+        profile,
+        ledger,
+        context.max_iters,
+        context.patience,
+        time_budget=context.time_budget,
+        time_price=time_price,
+    )
     return scientist, executor_transitions(task, profile, ledger)
 
 
@@ -224,7 +233,7 @@ def _play(
         context=context,
     )
     run_dir = work / "runs" / run_id
-    steps, executor_steps = run_steps(run_dir)
+    steps, executor_steps = run_steps(run_dir, time_price_of(read_policy(snapshot)))
     return EpisodeResult(index, task.name, seed, steps, str(run_dir), executor_steps=tuple(executor_steps))
 
 
@@ -266,6 +275,7 @@ def train(
     keep_runs: bool = False,
     on_episode: Progress | None = None,
     cluster: Client | None = None,
+    time_price: float | None = None,
 ) -> dict[str, Any]:
     """Train until the policy at `out` counts `episodes` episodes (resuming from what it has).
 
@@ -277,9 +287,10 @@ def train(
     if episodes < 1 or workers < 1 or max_iters < 1:
         raise InputError("--episodes, --workers and --max-iters must be at least 1")
     out = Path(out).expanduser()
-    policy = read_policy(out) if out.exists() else new_policy()
+    policy = read_policy(out) if out.exists() else new_policy(time_price=time_price or 0.0)
     if policy.get("role") != "scientist":
         raise InputError(f"{out} is not a Scientist policy")
+    _check_price(policy, time_price, out)
     work = Path(workdir).expanduser() if workdir else out.with_name(out.stem + ".training")
     work.mkdir(parents=True, exist_ok=True)
     order = np.random.default_rng(seed).permutation(10 * len(tasks) * (episodes // len(tasks) + 1))
@@ -328,13 +339,28 @@ def train(
     return read_policy(out)
 
 
+def _check_price(policy: dict[str, Any], asked: float | None, path: str | Path) -> None:
+    """A policy is learnt at one price of time: asking another of a file that has one is refused."""
+    if asked is not None and asked != time_price_of(policy):
+        raise InputError(
+            f"{path} is learnt at time price {time_price_of(policy)}, not {asked}: "
+            "use that price, or a new --out for the new one"
+        )
+
+
 def learn_from_runs(
-    run_dirs: Sequence[str | Path], *, out: str | Path, start: str | Path | None = None
+    run_dirs: Sequence[str | Path],
+    *,
+    out: str | Path,
+    start: str | Path | None = None,
+    time_price: float | None = None,
 ) -> dict[str, Any]:
-    """Update a policy (`start`, else `out` if it exists, else a new one) from finished or stopped runs."""
+    """Update a policy (`start`, else `out` if it exists, else a new one at `time_price`) from
+    finished or stopped runs."""
     out = Path(out).expanduser()
     source = Path(policy_path(str(start))) if start else (out if out.exists() else None)
-    policy = read_policy(source) if source else new_policy()
+    policy = read_policy(source) if source else new_policy(time_price=time_price or 0.0)
+    _check_price(policy, time_price, source or out)
     steps: list[Step] = []
     executor_steps: list[Step] = []
     names: list[str] = []
@@ -343,7 +369,7 @@ def learn_from_runs(
         folder = path if (path / "run.json").exists() else find_run(str(given)).path
         if not (folder / "experiments.jsonl").exists():
             raise InputError(f"run {folder.name} has no ledger yet")
-        scientist, executor = run_steps(folder)
+        scientist, executor = run_steps(folder, time_price_of(policy))
         steps += scientist
         executor_steps += executor
         names.append(folder.name)

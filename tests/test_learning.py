@@ -14,7 +14,7 @@ from conftest import synthetic_frame
 from crash import assert_same_run, kill_when_paused, outcome, spawn
 
 from tandem.api import resume_run, run_task
-from tandem.benchmarks.learning import SHARED_DATASETS, load_pool, select_pool, source_frame
+from tandem.benchmarks.learning import SHARED_DATASETS, load_pool, run_steps, select_pool, source_frame
 from tandem.benchmarks.players import TandemPlayer, parse_player, parse_players, with_policy
 from tandem.benchmarks.tasks import default_suite
 from tandem.cli import main
@@ -251,6 +251,22 @@ def test_train_resumes_learn_reads_runs_and_run_uses_the_policy(tmp_path: Path, 
     learnt = read_policy(tmp_path / "q.json")
     assert learnt["provenance"]["runs"] == [episode.name]
     assert learnt["bandit"] != second["bandit"]
+
+    # a price on time: each step's signal is its reward less the price per iteration's share of the
+    # episode's budget (120 s / 2 iterations) its evaluation took; a file keeps the price it was made at
+    free, _ = run_steps(episode)
+    priced, _ = run_steps(episode, time_price=0.5)
+    ledger = [json.loads(line) for line in (episode / "experiments.jsonl").read_text().splitlines()]
+    seconds = [r["fit_seconds"] for r in ledger[1:] if r["move"] in MOVE_NAMES]  # the moves, in order
+    expected = [np.clip(r - 0.5 * t / 60.0, -5, 5) for (*_, r), t in zip(free, seconds, strict=True)]
+    assert [r for *_, r in priced] == pytest.approx(expected) and [r for *_, r in priced] != [r for *_, r in free]
+    assert main(["learn", str(episode), "--out", str(tmp_path / "t.json"), "--time-price", "0.5"]) == 0
+    made = read_policy(tmp_path / "t.json")
+    assert made["time_price"] == 0.5 and "time budget" in made["provenance"]["normalisation"]
+    assert main(["learn", str(episode), "--out", str(tmp_path / "t.json"), "--time-price", "0.2"]) == 2
+    assert "learnt at time price 0.5" in capsys.readouterr().err
+    assert read_policy(tmp_path / "t.json") == made  # refused before anything was written
+
     csv = tmp_path / "reg.csv"
     synthetic_frame(n=200, seed=4, task="regression").to_csv(csv, index=False)
     code = main(["run", str(csv), "--target", "price $", "--max-iters", "1", "--policy", str(out), "--plain"])

@@ -227,15 +227,37 @@ class LearnedScientist(HeuristicScientist):
         ]
 
 
+def time_cost(record: ExperimentRecord, time_budget: float | None, max_iters: int, price: float) -> float:
+    """What an experiment's evaluation time costs in the learning signal: `price` for every
+    iteration's share of the run's time budget (`time_budget / max_iters` seconds) it used.
+
+    Why: the reward pays gains and tokens but not compute, so a bandit cannot see that a move
+    which earns as much as another in five times the seconds leaves the rest of the budget four
+    moves fewer. A run without a time budget pays no price (its seconds buy nothing else).
+    """
+    if not price or not time_budget:
+        return 0.0
+    return price * float(record.get("fit_seconds") or 0.0) / (time_budget / max(max_iters, 1))
+
+
 def transitions(
-    task: TaskInfo, profile: DatasetProfile, ledger: Sequence[ExperimentRecord], max_iters: int, patience: int
+    task: TaskInfo,
+    profile: DatasetProfile,
+    ledger: Sequence[ExperimentRecord],
+    max_iters: int,
+    patience: int,
+    *,
+    time_budget: float | None = None,
+    time_price: float = 0.0,
 ) -> list[tuple[str, list[float], float]]:
-    """(move, context, normalised reward) for every experiment of a finished ledger.
+    """(move, context, learning signal) for every experiment of a finished ledger: the normalised
+    reward less the experiment's `time_cost`, clipped to ±`REWARD_CLIP`.
 
     The context is rebuilt from the ledger as it stood before the experiment, exactly as the
     Scientist computed it then (the features read nothing else), so a run of any policy, even the
     playbook's, can be learnt from afterwards (off-policy: the moves it chose, the rewards they got).
     """
+    metric = task["primary_metric"]
     out: list[tuple[str, list[float], float]] = []
     for i in range(1, len(ledger)):
         record = ledger[i]
@@ -245,29 +267,56 @@ def transitions(
         before = ledger[:i]
         state = SearchState(task, profile, before, before[-1]["incumbent_after"], max_iters - (i - 1), patience)
         context = shared_features(state) + move_features(state, move)
-        out.append((move, context, normalised_reward(ledger, record, "scientist", task["primary_metric"])))
+        signal = normalised_reward(ledger, record, "scientist", metric) - time_cost(
+            record, time_budget, max_iters, time_price
+        )
+        out.append((move, context, float(np.clip(signal, -REWARD_CLIP, REWARD_CLIP))))
     return out
 
 
-NORMALISATION = (
-    "scientist reward from the ledger (gain when significant, minus the insignificance, invalid-proposal "
-    f"and token penalties) divided by the baseline's fold standard deviation in reward units (floor {SPREAD_FLOOR}), "
-    f"clipped to ±{REWARD_CLIP}"
-)
+def normalisation(time_price: float = 0.0) -> str:
+    """The learning signal in words, for a policy file's provenance."""
+    price = (
+        f", less {time_price} for every iteration's share of the run's time budget the experiment's "
+        "evaluation took (no price without a time budget)"
+        if time_price
+        else ""
+    )
+    return (
+        "scientist reward from the ledger (gain when significant, minus the insignificance, invalid-proposal "
+        f"and token penalties) divided by the baseline's fold standard deviation in reward units (floor {SPREAD_FLOOR})"
+        f"{price}, clipped to ±{REWARD_CLIP}"
+    )
 
 
-def new_policy(*, ridge: float = 2.0, noise: float = 0.5) -> dict[str, Any]:
-    """An untrained Scientist policy: every arm at its prior, so it plays the playbook's order."""
+def new_policy(*, ridge: float = 2.0, noise: float = 0.5, time_price: float = 0.0) -> dict[str, Any]:
+    """An untrained Scientist policy: every arm at its prior, so it plays the playbook's order.
+    `time_price` (`time_cost`) is the file's for good: every update to it is learnt at that price."""
     return {
         "role": "scientist",
         "method": "linear-thompson",
         "features": list(FEATURES),
         "mode": "greedy",
+        "time_price": time_price,
         "bandit": LinearBandit(
             arms=MOVE_NAMES, dim=len(FEATURES), ridge=ridge, noise=noise, prior=playbook_prior()
         ).to_dict(),
-        "provenance": {"tasks": [], "episodes": 0, "seeds": [], "runs": [], "normalisation": NORMALISATION},
+        "provenance": {
+            "tasks": [],
+            "episodes": 0,
+            "seeds": [],
+            "runs": [],
+            "normalisation": normalisation(time_price),
+        },
     }
+
+
+def time_price_of(policy: dict[str, Any]) -> float:
+    """The price of time the policy is learnt at (0 in files written before there was one)."""
+    price = policy.get("time_price", 0.0)
+    if not isinstance(price, int | float) or isinstance(price, bool) or not 0 <= price <= REWARD_CLIP:
+        raise InputError(f"policy file: time_price must be a number from 0 to {REWARD_CLIP}, got {price!r}")
+    return float(price)
 
 
 def learn(policy: dict[str, Any], steps: Sequence[tuple[str, Sequence[float], float]]) -> dict[str, Any]:
