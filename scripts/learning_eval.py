@@ -166,6 +166,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _trained_on(policy: dict[str, Any]) -> str:
+    """What the policy learnt from, as its provenance says: episodes `tandem train` played, and run
+    folders `tandem learn` read (the training pool's, kept by `--keep-runs`), and at what price of time."""
+    prov = policy["provenance"]
+    parts = []
+    if prov.get("episodes"):
+        parts.append(
+            f"{prov['episodes']} episodes, {prov.get('trained_seconds', 0) / 60:.1f} min of episode wall time, "
+            f"on {len(prov.get('tasks', []))} training-pool tasks ({', '.join(prov.get('tasks', []))})"
+        )
+    if prov.get("runs"):
+        parts.append(f"learnt by `tandem learn` from {len(prov['runs'])} run folders")
+    price = policy.get("time_price") or 0.0
+    return (
+        f"{'; '.join(parts) or 'untrained'}; {prov.get('steps', 0)} moves"
+        + (f", learnt at time price {price:g} (docs/learning.md)" if price else "")
+        + "; none of the tasks below was ever trained on."
+    )
+
+
 def _shown(policy: str) -> str:
     """A policy as the page names it: `learned`, or a file by its name (the path is this machine's)."""
     return policy if policy == LEARNED else Path(policy).name
@@ -187,7 +207,6 @@ def render(
     by = {(r["task"], r["seed"], r["policy"]): r for r in rows}
     chosen = pairs if pairs is not None else [(t, s) for t in tasks for s in seeds]
     pairs_ = [(by[(t, s, "learned")], by[(t, s, "playbook")]) for t, s in chosen]
-    prov = policy["provenance"]
     lines = [
         "# The learned Scientist policy against the playbook, on held-out tasks",
         "",
@@ -197,10 +216,7 @@ def render(
         + "` "
         f"({time.strftime('%Y-%m-%d')}, {platform.machine()}, {wall / 60:.1f} min wall). Do not edit by hand.",
         "",
-        f"Policy `{_shown(args.policy)}`, hash `{policy['hash'][:16]}`: {prov.get('episodes', 0)} episodes, "
-        f"{prov.get('steps', 0)} moves, {prov.get('trained_seconds', 0) / 60:.1f} min of episode wall time, "
-        f"on {len(prov.get('tasks', []))} training-pool tasks ({', '.join(prov.get('tasks', []))}); "
-        "none of the tasks below was ever trained on.",
+        f"Policy `{_shown(args.policy)}`, hash `{policy['hash'][:16]}`: " + _trained_on(policy),
         "",
         f"Budget: {args.max_iters} iterations, "
         + (f"at most {args.time_budget:g} s a run" if args.time_budget else "no time budget")
