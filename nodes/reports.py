@@ -2,7 +2,7 @@
 
 `report.html` used to appear only at delivery, so a running or killed run had none. The reward
 node now calls `write_progress_report` after every experiment (drawn at most `REPORT_SHARE` of
-the time, and always when the search waits for a person): the page shows what the search
+the time, the first page too, and always when the search waits for a person): the page shows what the search
 has seen (the incumbent as a pipeline, plots from its cached out-of-fold predictions, the
 search curve, the leaderboard), read from the development rows only. The holdout is read by
 the deliver node alone (tests/test_holdout_blindness.py).
@@ -77,6 +77,11 @@ REPORT_SHARE = 0.05
 to draw, the next waits 20c. Drawn after every experiment, its plots were 0.7 s of an 8-iteration
 run's 3.7 s median iteration on 10,000 rows (21% of the time, against the 5% the environment may
 take in all)."""
+FIRST_PAGE_SECONDS = 0.5
+"""What a page is taken to cost before this process has drawn one (0.5 to 1 s, measured): the first
+page of a run waits, like the later ones, until the search has worked 1/`REPORT_SHARE` times that
+(10 s of fitting). A search over in seconds, as a scikit-learn estimator's fit on small data or a
+cross-validation of it, goes straight to delivery's page instead of drawing one nobody opens."""
 _DRAWN: OrderedDict[Path, tuple[float, float]] = OrderedDict()
 """Run folder → (when its page was last drawn, what drawing it cost), for this process's runs."""
 _DRAWN_KEPT = 64
@@ -93,12 +98,17 @@ def write_progress_report(
     now: bool = False,
 ) -> bool:
     """Write `report.html` as the search stands after its last experiment (never from the holdout),
-    unless the page was drawn too recently for `REPORT_SHARE`; `now` draws it anyway (the search
-    waits for a person here). Returns whether the page was drawn."""
+    unless the page was drawn too recently for `REPORT_SHARE`, or, for the first, the search has
+    not yet worked long enough to afford it (`FIRST_PAGE_SECONDS`); `now` draws it anyway (the
+    search waits for a person here). Returns whether the page was drawn."""
     last = _DRAWN.get(folder.path)
     if not now and last is not None and folder.report_html.exists():
         drawn_at, cost = last
         if time.monotonic() - drawn_at < cost / REPORT_SHARE:
+            return False
+    if not now and last is None:  # this process's first page of the run: its share of the work so far
+        expected = _DRAWN[next(reversed(_DRAWN))][1] if _DRAWN else FIRST_PAGE_SECONDS
+        if sum(float(r.get("fit_seconds") or 0.0) for r in ledger) * REPORT_SHARE < expected:
             return False
     started = time.perf_counter()
     tokens: dict[str, dict[str, int]] = {}

@@ -169,7 +169,8 @@ def test_the_progress_page_takes_at_most_its_share_of_the_search(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Drawn after every experiment, the page was a fifth of a small run's time: it waits 1/share
-    times its cost between drawings, except when the search waits for a person."""
+    times its cost between drawings, and the first waits until the search has worked that long,
+    except when the search waits for a person."""
     runs = tmp_path / "runs"
     synthetic_frame(n=200, seed=3).to_csv(tmp_path / "data.csv", index=False)
     context = RunContext(runs_dir=str(runs), max_iters=1, n_jobs=1)
@@ -185,8 +186,12 @@ def test_the_progress_page_takes_at_most_its_share_of_the_search(
     def draw(now: bool = False) -> bool:
         return reports.write_progress_report(folder, context, state["task"], state["ledger"], [], 0, now=now)
 
-    reports._DRAWN.pop(folder.path)  # the run drew its page in this process, on the real clock
-    assert draw()  # a page this process has not drawn yet
+    assert folder.path not in reports._DRAWN  # a search of a few seconds drew no page: delivery drew its own
+    expected = reports._DRAWN[next(reversed(reports._DRAWN))][1] if reports._DRAWN else reports.FIRST_PAGE_SECONDS
+    worked = sum(r["fit_seconds"] for r in state["ledger"])
+    assert worked * reports.REPORT_SHARE < expected and not draw()  # still too little work for a first page
+    state["ledger"] = [{**r, "fit_seconds": 1.01 * expected / reports.REPORT_SHARE} for r in state["ledger"]]
+    assert draw()  # the first page, once the search has worked 1/share times what a page costs
     cost = reports._DRAWN[folder.path][1]
     assert cost >= 0.05
     clock[0] += 0.5 * cost / reports.REPORT_SHARE
