@@ -3,8 +3,9 @@
 Writes docs/time-price.md (generated; no number typed by hand) from run folders kept by
 `tandem train --keep-runs` on the training pool (never an evaluation task):
 
-    .venv/bin/python scripts/time_price.py /work/train/policy-s2.training/runs/*
-    .venv/bin/tandem learn /work/train/policy-s2.training/runs/* --out priced.json --time-price RHO
+    .venv/bin/tandem train --episodes 56 --out /tmp/s2.json --max-iters 10 --seed 2 --keep-runs
+    .venv/bin/python scripts/time_price.py /tmp/s2.training/runs/*
+    .venv/bin/tandem learn /tmp/s2.training/runs/* --out priced.json --time-price RHO
 
 Why: the reward pays gains and tokens but not compute (docs/learning.md), so a move that earns
 as much as another in five times the seconds looks as good. In a semi-Markov decision process
