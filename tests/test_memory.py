@@ -80,6 +80,22 @@ def test_compaction_changes_neither_the_profile_nor_what_encoders_see(tmp_path: 
     pd.testing.assert_frame_equal(as_categories(compact[["colour"]]), as_categories(plain[["colour"]]))
 
 
+def test_categorical_cells_share_their_level_strings_and_encode_as_per_cell_strings_do() -> None:
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(0)
+    levels = rng.choice(["red", "green", None, "blue"], size=20_000)
+    plain = pd.DataFrame({"colour": pd.Series(levels, dtype=object), "size": rng.choice([1.5, 2.0, np.nan], 20_000)})
+    compact = plain.astype("category")
+    cast = as_categories(compact)
+    cells = cast["colour"].tolist()  # alive together, so no two cells' objects can share an address by reuse
+    assert len({id(v) for v in cells}) == 4  # three levels and the missing marker, shared by every cell
+    assert cast.to_numpy().tolist() == as_categories(plain).to_numpy().tolist()
+    encoder = OneHotEncoder(sparse_output=False)
+    assert np.array_equal(encoder.fit_transform(cast), encoder.fit_transform(as_categories(plain)))
+    assert [list(c) for c in encoder.categories_] == [["__missing__", "blue", "green", "red"], ["1.5", "2.0", "__missing__"]]
+
+
 def test_compact_frame_leaves_the_callers_frame_and_mixed_columns_alone() -> None:
     frame = pd.DataFrame({"a": ["x", "y"] * 50, "mixed": ["x", 1] * 50, "n": np.arange(100, dtype=np.int64)})
     out = compact_frame(frame)

@@ -92,6 +92,9 @@ class RangeClipper(TransformerMixin, BaseEstimator):
     unaffected, since clipping preserves order within the training range.
     """
 
+    def __init__(self, copy: bool = True) -> None:
+        self.copy = copy
+
     def fit(self, X: Any, y: Any = None) -> RangeClipper:
         values = np.asarray(X, dtype=float)
         with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -103,13 +106,27 @@ class RangeClipper(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "low_")
-        return np.clip(np.asarray(X, dtype=float), self.low_, self.high_)
+        values = np.asarray(X, dtype=float)
+        return np.clip(values, self.low_, self.high_, out=None if self.copy else values)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.asarray(
             input_features if input_features is not None else [f"x{i}" for i in range(self.n_features_in_)],
             dtype=object,
         )
+
+
+def _own_float_array(estimator: BaseEstimator, X: Any, *, reset: bool) -> np.ndarray:
+    """X validated as a float64 array that shares no memory with X, so it may be written to.
+
+    Why not `validate_data(copy=True)`: converting a frame of several dtypes already makes a new
+    array, and scikit-learn copies that again, so a fold's numeric block was held twice at the
+    peak of every imputation. Here the conversion is copied only when it is a view of X's data."""
+    values = validate_data(estimator, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=reset)
+    sources = [X.iloc[:, i].to_numpy() for i in range(X.shape[1])] if isinstance(X, pd.DataFrame) else [X]
+    if any(isinstance(src, np.ndarray) and np.may_share_memory(values, src) for src in sources):
+        values = values.copy()
+    return values
 
 
 class MedianImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
@@ -123,10 +140,12 @@ class MedianImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """
 
     def fit(self, X: Any, y: Any = None) -> MedianImputer:
-        values = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=True)
+        values = _own_float_array(self, X, reset=True)  # ours, so the median may partition it in place
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns, and no rows at all
-            medians = np.nanmedian(values, axis=0) if len(values) else np.full(values.shape[1], np.nan)
+            medians = (
+                np.nanmedian(values, axis=0, overwrite_input=True) if len(values) else np.full(values.shape[1], np.nan)
+            )
         self.statistics_ = np.where(np.isnan(medians), 0.0, medians)
         return self
 
@@ -137,7 +156,7 @@ class MedianImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "statistics_")
-        values = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan", reset=False, copy=True)
+        values = _own_float_array(self, X, reset=False)
         rows, columns = np.nonzero(np.isnan(values))
         values[rows, columns] = self.statistics_[columns]
         return values
@@ -281,9 +300,26 @@ class BaggedClassifier(ClassifierMixin, _Bagged):
 
 
 def as_categories(X: pd.DataFrame) -> pd.DataFrame:
-    """Cast categorical columns to strings with one explicit missing category, whatever their dtype."""
+    """Cast categorical columns to strings with one explicit missing category, whatever their dtype.
+
+    The columns come back as numpy object arrays, which the encoders read without a copy. A
+    pandas categorical column (how a run holds a string column of few values: tools/data.py
+    `compact_frame`) is turned into strings once per level, and its cells share those few string
+    objects: a million cells then cost 8 bytes each, where a string per cell cost about 60 more
+    in every fold (the encoders convert any other string column to such per-cell objects).
+    """
     frame = pd.DataFrame(X)
-    return frame.astype(object).where(frame.notna(), MISSING).astype(str)
+    columns = [_as_strings(frame.iloc[:, i]) for i in range(frame.shape[1])]
+    return pd.DataFrame(dict(enumerate(columns)), index=frame.index, dtype=object).set_axis(frame.columns, axis=1)
+
+
+def _as_strings(column: pd.Series) -> np.ndarray:
+    """One column as `as_categories` casts it: `str(value)`, or `MISSING` where it is missing."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        levels = pd.Series(column.cat.categories, dtype=object)
+        names = np.append(levels.astype(str).to_numpy(dtype=object), MISSING)  # code -1 (missing) is the last
+        return names[column.cat.codes.to_numpy()]
+    return column.astype(object).where(column.notna(), MISSING).astype(str).to_numpy(dtype=object)
 
 
 _ESTIMATORS: dict[str, tuple[Any, Any]] = {
@@ -344,19 +380,28 @@ def make_estimator(spec: PipelineSpec, task_type: str, seed: int, n_threads: int
 
 
 def _numeric_steps(spec: PipelineSpec, seed: int) -> list[tuple[str, Any]]:
+    """The numeric columns' steps. After an imputer, whose output is a new array of the pipeline's
+    own, every later step works in place on it (`copy=False`): the same values, one fold-sized
+    array fewer at the peak. Without one, the first step may receive the caller's own data, so
+    every step copies."""
     prep = spec.preprocessing
     steps: list[tuple[str, Any]] = []
     if prep.numeric_imputer == "median":
         steps.append(("impute", MedianImputer()))
     elif prep.numeric_imputer != "none":
         steps.append(("impute", SimpleImputer(strategy=prep.numeric_imputer, fill_value=0.0, keep_empty_features=True)))
+    copy = not steps
     if prep.clip_to_train_range:
-        steps.append(("clip", RangeClipper()))
+        steps.append(("clip", RangeClipper(copy=copy)))
     if prep.numeric_transform == "power":
-        steps.append(("power", PowerTransformer()))
+        steps.append(("power", PowerTransformer(copy=copy)))
     elif prep.numeric_transform == "quantile":
-        steps.append(("quantile", QuantileTransformer(output_distribution="normal", random_state=seed)))
-    scaler = {"standard": StandardScaler(), "robust": RobustScaler(), "minmax": MinMaxScaler()}.get(prep.scaler)
+        steps.append(("quantile", QuantileTransformer(output_distribution="normal", random_state=seed, copy=copy)))
+    scaler = {
+        "standard": StandardScaler(copy=copy),
+        "robust": RobustScaler(copy=copy),
+        "minmax": MinMaxScaler(copy=copy),
+    }.get(prep.scaler)
     if scaler is not None and prep.numeric_transform != "power":  # PowerTransformer already standardises
         steps.append(("scale", scaler))
     return steps or [("identity", "passthrough")]
@@ -455,13 +500,39 @@ def stack_sparse(blocks: list[Any], rows_per_chunk: int = STACK_ROWS) -> sp.csr_
     return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
 
 
+def stack_dense(blocks: list[Any], rows_per_chunk: int = STACK_ROWS) -> np.ndarray:
+    """The array `np.hstack` of the blocks gives (sparse ones made dense), written into the
+    result a block of rows at a time.
+
+    Why: scikit-learn makes every sparse block dense whole before stacking, so a fold held a
+    one-hot block twice, once dense on its own and once in the design matrix; here only one
+    block of rows of it is ever dense outside the result."""
+    n_rows = blocks[0].shape[0]
+    out = np.empty((n_rows, sum(b.shape[1] for b in blocks)), dtype=np.result_type(*(b.dtype for b in blocks)))
+    column = 0
+    for block in blocks:
+        width = block.shape[1]
+        if sp.issparse(block):
+            block = block.tocsr()
+            for start in range(0, n_rows, rows_per_chunk):
+                stop = min(start + rows_per_chunk, n_rows)
+                out[start:stop, column : column + width] = block[start:stop].toarray()
+        else:
+            out[:, column : column + width] = block
+        column += width
+    return out
+
+
 class RowBlockColumnTransformer(ColumnTransformer):
-    """scikit-learn's ColumnTransformer, stacking a sparse output a block of rows at a time
-    (`stack_sparse`): the same matrix at less than half the peak memory. `_hstack` is the
+    """scikit-learn's ColumnTransformer, stacking its output a block of rows at a time
+    (`stack_sparse`, `stack_dense`): the same matrix at a lower peak memory. `_hstack` is the
     method scikit-learn's docstring offers subclasses for their own stacking."""
 
     def _hstack(self, Xs: list[Any], *, n_samples: int) -> Any:
         if not self.sparse_output_:
+            plain = all((isinstance(X, np.ndarray) and X.ndim == 2) or sp.issparse(X) for X in Xs)
+            if plain and any(sp.issparse(X) for X in Xs):
+                return stack_dense(Xs)
             return super()._hstack(Xs, n_samples=n_samples)
         try:
             return stack_sparse(Xs)
