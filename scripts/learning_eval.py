@@ -177,7 +177,8 @@ def _trained_on(policy: dict[str, Any]) -> str:
             f"on {len(prov.get('tasks', []))} training-pool tasks ({', '.join(prov.get('tasks', []))})"
         )
     if prov.get("runs"):
-        parts.append(f"learnt by `tandem learn` from {len(prov['runs'])} run folders")
+        learnt_by = prov.get("selected_by") or "`tandem learn`"
+        parts.append(f"learnt by {learnt_by} from {len(prov['runs'])} run folders")
     price = policy.get("time_price") or 0.0
     return (
         f"{'; '.join(parts) or 'untrained'}; {prov.get('steps', 0)} moves"

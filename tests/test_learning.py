@@ -103,6 +103,37 @@ def test_policy_file_round_trip_and_refusals(tmp_path: Path):
         RunContext(policy=str(tmp_path / "missing.json"))
 
 
+def test_a_policy_keeps_its_features_and_clip_in_learning_and_in_play(tmp_path: Path):
+    used = ("bias", "regression", "move_played")
+    policy = new_policy(features_used=used, signal_clip=1.0)
+    rng = np.random.default_rng(0)
+    contexts = rng.uniform(size=(30, len(FEATURES)))
+    taught = learn(policy, [("alternative_family", list(x), 4.0) for x in contexts])
+    weights = LinearBandit.from_dict(taught["bandit"]).models["alternative_family"].mean()
+    dropped = [i for i, name in enumerate(FEATURES) if name not in used]
+    assert np.all(weights[dropped] == 0.0)  # a feature left out keeps the prior's 0
+    kept = np.array([FEATURES.index(name) for name in used])
+    # the signal 4.0 was learnt as the clip's 1.0: the ridge fit on the kept features with target 1
+    X = contexts[:, kept]
+    prior = new_policy()["bandit"]["models"]["alternative_family"]["b"][0] / 2.0  # b = λ·m
+    expected = np.linalg.solve(X.T @ X + 2.0 * np.eye(3), X.T @ np.ones(30) + 2.0 * np.array([prior, 0, 0]))
+    assert np.allclose(weights[kept], expected)
+
+    # in play, what a dropped feature says changes nothing; the file keeps its settings through a learn
+    path = tmp_path / "p.json"
+    write_policy(path, taught)
+    assert read_policy(path)["features_used"] == list(used) and read_policy(path)["signal_clip"] == 1.0
+    scientist = LearnedScientist(read_policy(path))
+    x = contexts[0] * scientist.mask
+    assert np.all(x[dropped] == 0.0) and np.all(x[kept] == contexts[0][kept])
+    for bad in ({"features_used": ["progress"]}, {"features_used": ["bias", "moon_phase"]}, {"signal_clip": 0}):
+        write_policy(path, {**taught, **bad})
+        with pytest.raises(InputError, match=r"features_used|signal_clip"):
+            LearnedScientist(read_policy(path))
+    with pytest.raises(InputError, match="signal_clip"):
+        new_policy(signal_clip=9.0)
+
+
 def test_context_records_the_policy_hash_and_resolves_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     written = write_policy("p.json", new_policy())

@@ -93,7 +93,8 @@ def test_categorical_cells_share_their_level_strings_and_encode_as_per_cell_stri
     assert cast.to_numpy().tolist() == as_categories(plain).to_numpy().tolist()
     encoder = OneHotEncoder(sparse_output=False)
     assert np.array_equal(encoder.fit_transform(cast), encoder.fit_transform(as_categories(plain)))
-    assert [list(c) for c in encoder.categories_] == [["__missing__", "blue", "green", "red"], ["1.5", "2.0", "__missing__"]]
+    expected = [["__missing__", "blue", "green", "red"], ["1.5", "2.0", "__missing__"]]
+    assert [list(c) for c in encoder.categories_] == expected
 
 
 def test_compact_frame_leaves_the_callers_frame_and_mixed_columns_alone() -> None:

@@ -193,12 +193,39 @@ def playbook_prior() -> dict[str, list[float]]:
     }
 
 
+def features_used_of(policy: dict[str, Any]) -> tuple[str, ...]:
+    """The context features the policy's weights may use (every one in files written before there
+    was a choice). A feature left out keeps its weight at the prior's 0: its column of every
+    context is zeroed, in learning and in play, so the file keeps the one format and dimension."""
+    used = policy.get("features_used", list(FEATURES))
+    if not isinstance(used, list) or not set(used) <= set(FEATURES) or "bias" not in used:
+        raise InputError("policy file: features_used must list context features of this tandem, bias among them")
+    return tuple(name for name in FEATURES if name in used)
+
+
+def feature_mask(policy: dict[str, Any]) -> np.ndarray:
+    """1 for each context feature the policy uses, 0 for the others (`features_used_of`)."""
+    used = set(features_used_of(policy))
+    return np.array([1.0 if name in used else 0.0 for name in FEATURES])
+
+
+def signal_clip_of(policy: dict[str, Any]) -> float:
+    """The bound of the learning signal the policy learns from (`REWARD_CLIP` in older files)."""
+    clip = policy.get("signal_clip", REWARD_CLIP)
+    if not isinstance(clip, int | float) or isinstance(clip, bool) or not 0 < clip <= REWARD_CLIP:
+        raise InputError(f"policy file: signal_clip must be a number above 0 and at most {REWARD_CLIP}, got {clip!r}")
+    return float(clip)
+
+
 class LearnedScientist(HeuristicScientist):
     """The heuristic Scientist whose move order comes from a trained policy."""
 
     def __init__(self, policy: dict[str, Any]) -> None:
         super().__init__()
         self.bandit = bandit_of(policy)
+        self.mask = feature_mask(policy)
+        for check in (signal_clip_of, time_price_of):  # learning settings a run does not use, checked all the same
+            check(policy)
         mode = policy.get("mode", "greedy")
         if mode not in MODES:
             raise InputError(f"policy file: mode {mode!r} is not one of {', '.join(MODES)}")
@@ -208,7 +235,8 @@ class LearnedScientist(HeuristicScientist):
     def scores(self, view: ScientistView) -> dict[str, float]:
         """Each move's score in this context (the frozen policy's posterior mean, or a draw when exploring)."""
         rng = np.random.default_rng([self.seed, int(view.task["seed"]), len(view.ledger)])
-        return self.bandit.score(context_vectors(SearchState.of(view)), self.mode, rng)
+        contexts = {move: np.asarray(x) * self.mask for move, x in context_vectors(SearchState.of(view)).items()}
+        return self.bandit.score(contexts, self.mode, rng)
 
     def order_moves(self, view: ScientistView) -> list[str]:
         scores = self.scores(view)
@@ -274,7 +302,7 @@ def transitions(
     return out
 
 
-def normalisation(time_price: float = 0.0) -> str:
+def normalisation(time_price: float = 0.0, signal_clip: float = REWARD_CLIP) -> str:
     """The learning signal in words, for a policy file's provenance."""
     price = (
         f", less {time_price} for every iteration's share of the run's time budget the experiment's "
@@ -285,19 +313,30 @@ def normalisation(time_price: float = 0.0) -> str:
     return (
         "scientist reward from the ledger (gain when significant, minus the insignificance, invalid-proposal "
         f"and token penalties) divided by the baseline's fold standard deviation in reward units (floor {SPREAD_FLOOR})"
-        f"{price}, clipped to ±{REWARD_CLIP}"
+        f"{price}, clipped to ±{signal_clip}"
     )
 
 
-def new_policy(*, ridge: float = 2.0, noise: float = 0.5, time_price: float = 0.0) -> dict[str, Any]:
+def new_policy(
+    *,
+    ridge: float = 2.0,
+    noise: float = 0.5,
+    time_price: float = 0.0,
+    features_used: Sequence[str] = FEATURES,
+    signal_clip: float = REWARD_CLIP,
+) -> dict[str, Any]:
     """An untrained Scientist policy: every arm at its prior, so it plays the playbook's order.
-    `time_price` (`time_cost`) is the file's for good: every update to it is learnt at that price."""
+    `time_price` (`time_cost`), `features_used` (`features_used_of`) and `signal_clip` are the
+    file's for good: every update to it is learnt with them."""
+    settings = {"time_price": time_price, "features_used": list(features_used), "signal_clip": signal_clip}
+    for check in (features_used_of, signal_clip_of, time_price_of):  # a bad setting is refused now, not in a run
+        check(settings)
     return {
         "role": "scientist",
         "method": "linear-thompson",
         "features": list(FEATURES),
         "mode": "greedy",
-        "time_price": time_price,
+        **settings,
         "bandit": LinearBandit(
             arms=MOVE_NAMES, dim=len(FEATURES), ridge=ridge, noise=noise, prior=playbook_prior()
         ).to_dict(),
@@ -306,7 +345,7 @@ def new_policy(*, ridge: float = 2.0, noise: float = 0.5, time_price: float = 0.
             "episodes": 0,
             "seeds": [],
             "runs": [],
-            "normalisation": normalisation(time_price),
+            "normalisation": normalisation(time_price, signal_clip),
         },
     }
 
@@ -320,8 +359,9 @@ def time_price_of(policy: dict[str, Any]) -> float:
 
 
 def learn(policy: dict[str, Any], steps: Sequence[tuple[str, Sequence[float], float]]) -> dict[str, Any]:
-    """The policy after the bandit update on these (move, context, normalised reward) steps."""
-    bandit = bandit_of(policy)
+    """The policy after the bandit update on these (move, context, learning signal) steps, each
+    context reduced to the policy's features and each signal bounded by its clip."""
+    bandit, mask, clip = bandit_of(policy), feature_mask(policy), signal_clip_of(policy)
     for move, context, reward in steps:
-        bandit.update(move, context, reward)
+        bandit.update(move, np.asarray(context, dtype=float) * mask, float(np.clip(reward, -clip, clip)))
     return {**policy, "bandit": bandit.to_dict()}
