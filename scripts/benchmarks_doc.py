@@ -296,6 +296,39 @@ def _ledger(row: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] 
     return json.loads((run_dir / "summary.json").read_text()), ledger
 
 
+NOTES_HEADING = "### Where a goal is missed"
+KEPT_NOTES = "*These notes were written from the bench's run folders"
+
+
+def _missed_goal_notes(report: Any, bench_id: str, page: Path) -> list[str]:
+    """The notes on missed score goals, read from the tandem runs' ledgers.
+
+    The run folders stay on the machine that ran the bench (they are not in the repository), so on
+    another machine, or after a fresh clone, the page would lose its notes when regenerated for
+    another reason (the speed figures, say). Then the notes the page already holds for the same
+    bench, written from those very ledgers, are kept, saying when they were written."""
+    team = _tandem(report.profiles.players)
+    rows = [r for r in report.rows if r["player"] == team]
+    if all(_ledger(r) is not None for r in rows) or not page.exists():
+        return _score_notes(report)
+    text = page.read_text(encoding="utf-8")
+    if f"Bench `{bench_id}`" not in text or f"{NOTES_HEADING}\n" not in text:
+        return _score_notes(report)
+    block = text.split(f"{NOTES_HEADING}\n", 1)[1].split("\n## ", 1)[0].strip().splitlines()
+    notes = [line for line in block if line and not line.startswith(KEPT_NOTES)]
+    kept = [line for line in block if line.startswith(KEPT_NOTES)]
+    written = re.search(r"on (\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC)", text)
+    stamp = (
+        kept[0]
+        if kept
+        else (
+            f"{KEPT_NOTES} (their ledgers), which are not on this machine: kept as the page generated on "
+            f"{written.group(1) if written else 'an earlier date'} wrote them.*"
+        )
+    )
+    return [*notes, "", stamp]
+
+
 def _paired(metric: str, a: list[float], b: list[float], folds_per_repeat: int) -> tuple[float, float]:
     """Mean paired gain of a over b (positive = better) and the t-statistic the run's significance
     rule uses (`compare`: corrected for repeated folds)."""
@@ -929,7 +962,11 @@ def main() -> None:
         *_score_goals(report, bench, store),
         _league_goal(table, team),
         "",
-        *(["### Where a goal is missed", "", *notes, ""] if (notes := _score_notes(report)) else []),
+        *(
+            ["### Where a goal is missed", "", *notes, ""]
+            if (notes := _missed_goal_notes(report, bench["bench_id"], Path(args.out)))
+            else []
+        ),
         "## Tasks",
         "",
         "Every player learns from the task's development part only and is scored by the harness on the",
