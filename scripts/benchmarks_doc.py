@@ -288,8 +288,12 @@ def _score_goals(report: Any, bench: dict[str, Any], store: ResultsStore) -> lis
 
 
 def _ledger(row: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    """The summary and ledger of a stored tandem result's run folder (None when the folder is gone)."""
+    """The summary and ledger of a stored tandem result's run folder (None when the folder is gone).
+    A folder recorded on another machine, or at another checkout's path, is looked for in the
+    published store, whose runs keep these two files in the repository (.gitignore)."""
     run_dir = Path(str((row.get("details") or {}).get("run_dir", "")))
+    if not run_dir.exists() and run_dir.name:
+        run_dir = ROOT / "benchmarks" / "results" / "runs" / run_dir.name
     if not (run_dir / "summary.json").exists() or not (run_dir / "experiments.jsonl").exists():
         return None
     ledger = [json.loads(line) for line in (run_dir / "experiments.jsonl").read_text().splitlines() if line.strip()]
