@@ -43,12 +43,13 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from tandem.benchmarks.learning import run_steps, tandem_version
+from tandem.benchmarks.learning import Step, run_steps, tandem_version
 from tandem.nodes.agents.learned_executor import learn_executor
 from tandem.nodes.agents.learned_scientist import (
     FEATURES,
     MOVE_FEATURES,
     REWARD_CLIP,
+    SHARED_FEATURES,
     LearnedScientist,
     learn,
     new_policy,
@@ -57,15 +58,7 @@ from tandem.tools.policy_file import write_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SEARCH_STATE = (
-    "progress",
-    "log_iterations_left",
-    "incumbent_linear",
-    "incumbent_tree",
-    "incumbent_ensemble",
-    "share_moves_tried",
-    "no_gain_streak",
-)
+SEARCH_STATE = SHARED_FEATURES[SHARED_FEATURES.index("progress") :]  # the search state, after the profile
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "all": FEATURES,
     "task type + search state + move": ("bias", "regression", "binary", "multiclass", *SEARCH_STATE, *MOVE_FEATURES),
@@ -76,8 +69,6 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
 PROGRESS = FEATURES.index("progress")
 RIDGES = (2.0, 5.0, 10.0, 20.0, 50.0)
 CLIPS = (1.0, 2.0, 5.0)
-
-Step = tuple[str, list[float], float]
 
 
 @dataclass(frozen=True)
