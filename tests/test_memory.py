@@ -24,7 +24,7 @@ import pytest
 from tandem.api import run_task
 from tandem.graph import persistence
 from tandem.graph.context import RunContext
-from tandem.tools.builder import as_categories
+from tandem.tools.builder import ColumnBlockStandardScaler, as_categories
 from tandem.tools.data import COMPACT_MAX_UNIQUE_RATIO, compact_frame, logical_dtype, read_table, sha256_file
 from tandem.tools.delivered_model import DeliveredModel
 from tandem.tools.profile import profile_dataset
@@ -136,6 +136,13 @@ def test_the_development_frame_is_built_once_per_run(tmp_path: Path, runs_dir: P
     X3, y3, _ = persistence.dev_data(task, folder)
     assert not (X3["x"].fillna(1.0) == 0.0).all()
     assert len(X3) == task["n_dev_rows"] and y3.equals(y1)
+    # the whole table is not kept beside the development part; the holdout rows are, as read
+    assert not any(key[0] == str(path) for key in persistence._TABLES)
+    X_hold, y_hold = persistence.holdout_data(task, folder)
+    rows = list(persistence._split(folder).holdout_rows)
+    expected = read_table(path, keep=["target"]).loc[rows]  # as a run reads it
+    assert X_hold.index.equals(expected.index) and y_hold.equals(expected["target"])
+    pd.testing.assert_frame_equal(X_hold, expected.drop(columns=["target"]))
 
 
 def _is_mapped(values: np.ndarray) -> bool:
@@ -150,6 +157,23 @@ def _is_mapped(values: np.ndarray) -> bool:
 def _fold_view(X: pd.DataFrame, rows: np.ndarray) -> tuple[bool, bool, float]:
     """What a fold task sees: is the float column mapped, is the categorical's code array mapped."""
     return _is_mapped(X["x"].to_numpy()), _is_mapped(X["colour"].cat.codes.to_numpy()), float(X["x"].iloc[rows].sum())
+
+
+@pytest.mark.parametrize("missing", [0.0, 0.05])
+def test_the_column_block_scaler_learns_scikit_learns_statistics_to_the_bit(missing: float) -> None:
+    """Fitting a few columns at a time is only worth its lower peak if nothing a model sees changes."""
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(20_000, 11)) * rng.uniform(0.1, 1e4, 11) + rng.uniform(-50, 50, 11)
+    X[rng.random(X.shape) < missing] = np.nan
+    X[:, 4] = np.round(X[:, 4])
+    for layout in (np.asfortranarray(X), np.ascontiguousarray(X)):  # blockwise, and scikit-learn's own fit
+        ours, theirs = ColumnBlockStandardScaler().fit(layout), StandardScaler().fit(layout)
+        for name in ("mean_", "var_", "scale_", "n_samples_seen_"):
+            assert np.array_equal(getattr(ours, name), getattr(theirs, name), equal_nan=True), name
+        assert np.shape(ours.n_samples_seen_) == np.shape(theirs.n_samples_seen_)
+        assert np.array_equal(ours.transform(layout), theirs.transform(layout), equal_nan=True)
 
 
 def test_fold_tasks_map_the_shared_numeric_data_instead_of_copying_it(tmp_path: Path) -> None:
