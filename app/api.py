@@ -33,7 +33,7 @@ from langgraph.types import Command, StateSnapshot, StreamMode
 from tandem import run_listing
 from tandem.graph.assembly import TandemGraph, build_graph
 from tandem.graph.budget import budget_exhausted
-from tandem.graph.context import RunContext, default_runs_dir
+from tandem.graph.context import HandedOver, RunContext, default_runs_dir
 from tandem.graph.persistence import (
     DamagedRun,
     RunFolder,
@@ -159,6 +159,8 @@ def run_task(
         check_run_id(run_id)  # before the data is read: a hostile id costs nothing
     loaded = load_task(request) if data is None else _load_frame(request, data)
     run_id = request["run_id"] = run_id or new_run_id(loaded.prepared.target)
+    handed = HandedOver(loaded)
+    del loaded  # setup takes it from the context: this frame must not keep the table alive for the run
     folder = run_folder(context.runs_dir, run_id)
     location = location_for_new_run(checkpoint_db)
     taken = f"run {run_id!r} already exists in {folder.path.parent}; resume it or pick another --run-id"
@@ -170,7 +172,7 @@ def run_task(
             request["csv_path"] = str(folder.data)
         save_run_config(folder, request, context, **record(location))
         try:
-            return _drive(folder, request, replace(context, task_data=loaded), on_update, on_event, on_approval)
+            return _drive(folder, request, replace(context, task_data=handed), on_update, on_event, on_approval)
         except Exception:
             if not _set_up(folder):
                 remove_run_folder(folder)  # nothing worth keeping, and the id is free again

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -157,6 +158,44 @@ def _is_mapped(values: np.ndarray) -> bool:
 def _fold_view(X: pd.DataFrame, rows: np.ndarray) -> tuple[bool, bool, float]:
     """What a fold task sees: is the float column mapped, is the categorical's code array mapped."""
     return _is_mapped(X["x"].to_numpy()), _is_mapped(X["colour"].cat.codes.to_numpy()), float(X["x"].iloc[rows].sum())
+
+
+def test_after_setup_nothing_keeps_the_table_a_run_read(
+    tmp_path: Path, runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The search holds the development part and the holdout rows; the table they were cut from
+    (as large again as both) must go when setup is done, not stay until the run ends."""
+    import gc
+    import weakref
+
+    from tandem.tools import data
+
+    path, _ = _written(tmp_path, n=600)
+    tables: list[weakref.ref[pd.DataFrame]] = []
+    real = data.read_table_hashed
+
+    def spied(p: Any, **kw: Any) -> Any:
+        table, digest = real(p, **kw)
+        tables.append(weakref.ref(table))
+        return table, digest
+
+    monkeypatch.setattr(data, "read_table_hashed", spied)
+    alive: list[tuple[str, bool]] = []
+
+    def on_update(node: str, update: Any) -> None:
+        gc.collect()
+        alive.append((node, tables[0]() is not None))
+
+    summary = run_task(
+        str(path),
+        "target",
+        run_id="t",
+        context=RunContext(runs_dir=str(runs_dir), max_iters=2, n_jobs=1),
+        on_update=on_update,
+    )
+    assert summary["status"] == "delivered" and len(tables) == 1  # read once
+    assert alive[0][0] == "setup" and "deliver" in dict(alive)
+    assert not any(kept for _, kept in alive), alive
 
 
 @pytest.mark.parametrize("missing", [0.0, 0.05])
