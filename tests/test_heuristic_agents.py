@@ -43,7 +43,7 @@ from tandem.nodes.verifier import verify
 from tandem.tools.metrics import METRICS
 from tandem.tools.profile import DatasetProfile, profile_dataset
 from tandem.tools.spec import SEARCH_SPACES, EnsembleSpec, PipelineSpec, parse_spec, spec_hash
-from tandem.tools.training import Problem, dry_run
+from tandem.tools.training import SMALL_DEV_ROWS, Problem, dry_run
 
 # --------------------------------------------------------------------------------------------
 # Hand-built runs
@@ -474,6 +474,34 @@ def test_tuning_is_a_seeded_search_replayed_from_the_ledger(binary_frame):
         run.play(proposal, primary=0.4 + 0.01 * step)
     assert len(set(seen)) == len(seen)  # every trial is a new point
     assert all(r["move"] == "tune" for r in run.ledger[4:])
+
+
+@pytest.mark.parametrize("n_rows", [400, 2400])
+def test_the_search_turns_to_the_runner_up_family_once_the_best_ones_share_is_spent_unless_data_are_small(n_rows):
+    """A linear model's one-parameter space gets its share (5 trials), then the runner-up's nine
+    parameters are searched instead of asking for the same C again and again; on small data
+    (under SMALL_DEV_ROWS) the best family keeps the search, since every extra family's trials are
+    more candidates picked on the same few folds."""
+    run = _single_family_stall(make_frame("binary", n=n_rows))  # logistic: the baseline and three values of C
+    run.play(
+        Proposal(rationale="trees", changes=[SetModel(family="lightgbm", params={})], base_experiment=0), primary=0.3
+    )
+    trials: list[tuple[str, int]] = []
+    for _ in range(20):
+        proposal = propose(run, patience=3, iterations_left=30)
+        if proposal.move == "tune":
+            trials.append((run.requested_spec(proposal).model.family, proposal.base_experiment))  # type: ignore[union-attr]
+        run.play(proposal, primary=0.35)
+        if len(trials) == 8:
+            break
+    assert trials[:5] == [("logistic", 0)] * 5
+    if n_rows < SMALL_DEV_ROWS:
+        assert trials[5:] == [("logistic", 0)] * 3
+        return
+    anchors = {base for family, base in trials[5:]}
+    assert [family for family, _ in trials[5:]] == ["lightgbm"] * 3 and len(anchors) == 1
+    (anchor,) = anchors  # the best lightgbm experiment that is not a trial
+    assert run.ledger[anchor]["move"] != "tune" and run.spec_of(anchor).model.family == "lightgbm"  # type: ignore[union-attr]
 
 
 def test_last_iteration_builds_an_ensemble(binary_frame):

@@ -46,6 +46,7 @@ from tandem.tools.spec import (
     GroupAggregateOp,
     LogOp,
     MissingIndicatorOp,
+    Param,
     PipelineSpec,
     ProductOp,
     RatioOp,
@@ -57,7 +58,8 @@ from tandem.tools.spec import (
     check_against_data,
     spec_hash,
 )
-from tandem.tools.tuning import TUNE_MOVE, Trial, running_means, suggest
+from tandem.tools.training import SMALL_DEV_ROWS
+from tandem.tools.tuning import STARTUP_TRIALS, TUNE_MOVE, Trial, running_means, suggest
 
 #: How much the playbook likes each kind of idea; higher is tried first. A learner may update these.
 DEFAULT_PREFERENCES: dict[str, float] = {
@@ -151,7 +153,7 @@ class HeuristicScientist:
         return AgentReply(proposal)
 
     def _go_on(self, situation: _Situation, why: str) -> Proposal:
-        """The playbook's ideas are spent or stall: search the best family's parameters while the
+        """The playbook's ideas are spent or stall: search the best families' parameters while the
         expected value of going on is worth it (docs/decisions.md), else deliver."""
         value = expected_value(situation.view)
         if value.worth:
@@ -176,7 +178,7 @@ class HeuristicScientist:
             base_id = max(singles, key=lambda i: sign * (view.ledger[i]["primary"] or 0.0))
         base = view.spec_of(base_id)
         assert isinstance(base, PipelineSpec)
-        return _Situation(view=view, base_id=base_id, base=base, small_data=view.task["n_dev_rows"] < 2000)
+        return _Situation(view=view, base_id=base_id, base=base, small_data=view.task["n_dev_rows"] < SMALL_DEV_ROWS)
 
     def _first_new(self, situation: _Situation, moves: list[tuple[str, Move]]) -> Proposal | None:
         """The first valid proposal that is neither a spec nor a change the ledger already holds
@@ -339,26 +341,64 @@ def _last_step(view: ScientistView) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# The seeded TPE search over the best family's parameters (tools/tuning.py).
+# The seeded TPE search over the best two families' parameters (tools/tuning.py).
 # ---------------------------------------------------------------------------------------------
 
 
-def _tune(s: _Situation) -> Iterator[Proposal]:
-    """One trial of a seeded TPE search over the best family's parameters, replayed from the ledger.
+TUNED_FAMILIES = 2
+"""How many families the search studies on data of `SMALL_DEV_ROWS` development rows or more: the
+best two by their best score so far. Below, only the best: every extra family's trials are more
+candidates picked on the same few folds, whose winner's curse small data cannot afford (on the
+60 s bench the second study gained on the larger tasks and lost on the small ones, docs/decisions.md)."""
 
-    The study's anchor is the best experiment of the best family that is not itself a trial;
-    every earlier trial on that anchor (its `set_params` change and mean CV score) is replayed,
-    and the sampler's seed is the run's seed and the number of trials, so the same ledger always
-    asks the same point.
+TRIALS_PER_PARAMETER = 4
+"""A study's share before the next family's turn: this many trials per parameter it searches (at
+least Optuna's startup trials), so a linear model's one-parameter space does not take the rest of the
+budget while the runner-up's nine parameters go unsearched."""
+
+
+def _tune(s: _Situation) -> Iterator[Proposal]:
+    """One trial of a seeded TPE search over the best families' parameters, replayed from the ledger.
+
+    The two best families (by their best score, `TUNED_FAMILIES`; on small data the best one) are
+    each a study; a study whose share of trials (`TRIALS_PER_PARAMETER` per parameter) is not yet
+    spent goes first, the better family first, and once both have had their share the best
+    family's goes on. A study's anchor is
+    the best experiment of its family that is not itself a trial; every earlier trial on that anchor
+    (its `set_params` change and mean CV score) is replayed, and the sampler's seed is the run's seed
+    and the number of trials, so the same ledger always asks the same point.
     """
+    sign = 1 if s.view.task["greater_is_better"] else -1
+    ranked: list[str] = []
+    for record in sorted(s.view.ledger, key=lambda r: (-sign * (r["primary"] or 0.0), r["id"])):
+        spec = record["spec"] or {}
+        if record["status"] == "ok" and spec.get("kind") == "pipeline" and spec["model"]["family"] not in ranked:
+            ranked.append(spec["model"]["family"])
+    studies = [study for family in ranked if (study := _study(s, family)) is not None]
+    studies = studies[: 1 if s.small_data else TUNED_FAMILIES]
+    due = [study for study in studies if len(study.trials) < study.share]
+    for study in due or studies[:1]:
+        yield from _trial(s, study)
+
+
+@dataclass(frozen=True)
+class _Study:
+    """One family's search: its space, the experiment it starts from, and its trials so far."""
+
+    family: str
+    space: dict[str, Param]
+    anchor: int
+    trials: list[Trial]
+
+    @property
+    def share(self) -> int:
+        return max(STARTUP_TRIALS, TRIALS_PER_PARAMETER * len(self.space))
+
+
+def _study(s: _Situation, family: str) -> _Study | None:
+    """`family`'s study as the ledger holds it; None when the family has no search space."""
     view = s.view
-    best_single = s.best_of(set(FAMILIES))
-    if best_single is None:
-        return
-    family = view.ledger[best_single]["spec"]["model"]["family"]  # type: ignore[index]
     space = SEARCH_SPACES.get(family)
-    if not space:
-        return
     anchors = [
         r
         for r in view.ledger
@@ -367,10 +407,10 @@ def _tune(s: _Situation) -> Iterator[Proposal]:
         and (r["spec"] or {}).get("kind") == "pipeline"
         and r["spec"]["model"]["family"] == family  # type: ignore[index]
     ]
+    if not space or not anchors:
+        return None
     sign = 1 if view.task["greater_is_better"] else -1
     anchor = max(anchors, key=lambda r: (sign * (r["primary"] or 0.0), -r["id"]))["id"]
-    base = view.spec_of(anchor)
-    assert isinstance(base, PipelineSpec)
     metric = view.task["primary_metric"]
     trials = [
         Trial(
@@ -382,6 +422,14 @@ def _tune(s: _Situation) -> Iterator[Proposal]:
         for r in view.ledger
         if r["move"] == TUNE_MOVE and r["base_experiment"] == anchor and r["changes"]
     ]
+    return _Study(family=family, space=space, anchor=anchor, trials=trials)
+
+
+def _trial(s: _Situation, study: _Study) -> Iterator[Proposal]:
+    """The study's next point, unless every point asked is already in the ledger."""
+    view = s.view
+    base = view.spec_of(study.anchor)
+    assert isinstance(base, PipelineSpec)
     tried = view.tried_hashes
 
     def repeats(params: dict[str, Any]) -> bool:
@@ -391,17 +439,18 @@ def _tune(s: _Situation) -> Iterator[Proposal]:
             return True
 
     params = suggest(
-        space,
-        trials,
+        study.space,
+        study.trials,
         maximize=bool(view.task["greater_is_better"]),
-        seed=view.task["seed"] * 7919 + len(trials),
+        seed=view.task["seed"] * 7919 + len(study.trials),
         avoid=repeats,
     )
     if params is not None:
         yield Proposal(
-            rationale=f"Trial {len(trials) + 1} of a seeded TPE search (Optuna) over {family}'s parameters "
-            f"from experiment #{anchor}: the playbook's ideas are spent or stall and the budget remains.",
-            base_experiment=anchor,
+            rationale=f"Trial {len(study.trials) + 1} of a seeded TPE search (Optuna) over {study.family}'s "
+            f"parameters from experiment #{study.anchor}: the playbook's ideas are spent or stall and the "
+            "budget remains.",
+            base_experiment=study.anchor,
             changes=[SetParams(params=params)],
         )
 

@@ -289,7 +289,7 @@ MOVE_TEXT: dict[str, str] = {
     "among the best single models by their out-of-fold scores, as a weighted soft vote (build_ensemble, weights)",
     "bag": "average the fold models of a tree model instead of one refit (bag), when the nested CV favours it",
     "ensemble": "a voting or stacking ensemble of the best models of different families (build_ensemble)",
-    TUNE_MOVE: "when the ideas are spent and budget remains: a seeded search over the best family's parameters "
+    TUNE_MOVE: "when the ideas are spent and budget remains: a seeded search over the best families' parameters "
     "(one set_params change per experiment; the environment stops a trial early when its first folds lag)",
 }
 
