@@ -1,0 +1,185 @@
+"""Did a change to the search pay on the holdout? tandem's scores in two benches, pair by pair.
+
+A change to the Scientist is judged where no run could see it: the holdout scores of the same
+tasks, seeds (so splits) and budget, played before and after the change. This script pairs the
+tandem games of two stored benches by (task, seed), splits the tasks by their development rows
+at `SMALL_DEV_ROWS` (where tandem's own small-data rules begin: repeated folds, Caruana's
+delivery, one family searched), and reports per task the mean holdout score before and after,
+and per group the paired wins, ties and losses and a two-sided Wilcoxon signed-rank test on the
+relative changes (ties split, as docs/benchmarks.md's seeds section does).
+
+Each `--compare` is one section of the page: a title, then the bench before and the bench after,
+each as the folder `tandem bench` writes next to its results store (RESULTS_DIR/BENCH_ID, holding
+`results.csv`). Writes `docs/search-two-families.md` unless `--out` says otherwise. Reproduce (the
+benches first, each played by `tandem bench --players tandem ...` with the code its title names):
+
+    .venv/bin/python scripts/search_ab.py \\
+        --compare "TITLE" BEFORE_BENCH_FOLDER AFTER_BENCH_FOLDER [--compare ...] [--out PAGE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from scipy.stats import wilcoxon
+
+from tandem.benchmarks.tasks import default_suite, materialize
+from tandem.tools.metrics import METRICS
+from tandem.tools.training import SMALL_DEV_ROWS
+
+ROOT = Path(__file__).resolve().parents[1]
+SAME = 1e-9
+"""Relative changes smaller than this are ties: the same model's score summed in another order."""
+
+
+@dataclass(frozen=True)
+class Game:
+    """One tandem game of a bench: its task, seed, holdout score and the direction of its metric."""
+
+    task: str
+    seed: int
+    metric: str
+    score: float
+    greater_is_better: bool
+
+
+@dataclass(frozen=True)
+class Bench:
+    """A bench's tandem games by (task, seed), as its folder's `results.csv` lists them."""
+
+    label: str
+    games: dict[tuple[str, int], Game]
+
+
+def load_bench(folder: str) -> Bench:
+    """The tandem games of a bench folder (`RESULTS_DIR/BENCH_ID`, as `tandem bench` writes it) that
+    ended with a score."""
+    table = Path(folder) / "results.csv"
+    if not table.is_file():
+        raise SystemExit(f"search_ab: no results.csv in {folder} (a bench folder: RESULTS_DIR/BENCH_ID)")
+    games = {}
+    with table.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["player"] == "tandem" and row["status"] == "ok" and row["score"]:
+                metric = row["metric"]
+                if metric not in METRICS:
+                    raise SystemExit(f"search_ab: {table} names an unknown metric {metric!r}")
+                game = Game(
+                    row["task"], int(row["seed"]), metric, float(row["score"]), METRICS[metric].greater_is_better
+                )
+                games[game.task, game.seed] = game
+    return Bench(Path(folder).name, games)
+
+
+def development_rows(tasks: set[str], seeds: dict[str, int]) -> dict[str, int]:
+    """Each task's development rows at one of its seeds (a split's size does not depend on its seed)."""
+    suite = {task.name: task for task in default_suite()}
+    unknown = sorted(tasks - set(suite))
+    if unknown:
+        raise SystemExit(f"search_ab: not tasks of the default suite: {', '.join(unknown)}")
+    with tempfile.TemporaryDirectory() as cache:
+        return {name: materialize(suite[name], cache, seeds[name]).n_dev for name in sorted(tasks)}
+
+
+def relative_change(before: Game, after: Game) -> float:
+    """After over before, signed so that positive is better, as a share of the before score."""
+    sign = 1.0 if before.greater_is_better else -1.0
+    change = sign * (after.score - before.score) / max(abs(before.score), 1e-12)
+    return 0.0 if abs(change) < SAME else change
+
+
+def _group_line(name: str, changes: list[float]) -> str:
+    wins = sum(c > 0 for c in changes)
+    losses = sum(c < 0 for c in changes)
+    ties = len(changes) - wins - losses
+    p = float(wilcoxon(changes, zero_method="zsplit").pvalue) if any(changes) else 1.0
+    mean = 100 * statistics.fmean(changes) if changes else float("nan")
+    return f"| {name} | {len(changes)} | {wins} / {ties} / {losses} | {mean:+.2f}% | {p:.3f} |"
+
+
+def section(title: str, before: Bench, after: Bench) -> list[str]:
+    """One comparison: the per-task table, then the paired counts and tests per size group."""
+    pairs = sorted(set(before.games) & set(after.games))
+    if not pairs:
+        raise SystemExit(f"search_ab: {before.label} and {after.label} share no (task, seed) game")
+    rows = development_rows({t for t, _ in pairs}, {t: s for t, s in pairs})
+    lines = [
+        f"## {title}",
+        "",
+        f"Before: bench `{before.label}`; after: bench `{after.label}` (their tables: `benchmarks/results/BENCH_ID/`).",
+        "",
+        "| task | development rows | metric | seeds | before (mean) | after (mean) | change | seeds +/=/- |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    by_task: dict[str, list[tuple[Game, Game]]] = defaultdict(list)
+    for key in pairs:
+        by_task[key[0]].append((before.games[key], after.games[key]))
+    groups: dict[str, list[float]] = defaultdict(list)
+    for task in sorted(by_task, key=lambda t: (rows[t], t)):
+        games = by_task[task]
+        changes = [relative_change(b, a) for b, a in games]
+        group = (
+            f"under {SMALL_DEV_ROWS:,} development rows"
+            if rows[task] < SMALL_DEV_ROWS
+            else (f"{SMALL_DEV_ROWS:,} development rows or more")
+        )
+        groups[group].extend(changes)
+        groups["all"].extend(changes)
+        mean_before = statistics.fmean(b.score for b, _ in games)
+        mean_after = statistics.fmean(a.score for _, a in games)
+        better, worse = sum(c > 0 for c in changes), sum(c < 0 for c in changes)
+        lines.append(
+            f"| {task} | {rows[task]:,} | {games[0][0].metric} | {','.join(str(b.seed) for b, _ in games)} "
+            f"| {mean_before:.4f} | {mean_after:.4f} | {100 * statistics.fmean(changes):+.2f}% "
+            f"| {better} / {len(games) - better - worse} / {worse} |"
+        )
+    lines += [
+        "",
+        "| tasks | (task, seed) pairs | better / tied / worse | mean relative change | Wilcoxon p (two-sided) |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [_group_line(name, groups[name]) for name in sorted(groups, key=lambda g: (g == "all", g))]
+    return [*lines, ""]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--compare",
+        nargs=3,
+        action="append",
+        required=True,
+        metavar=("TITLE", "BEFORE", "AFTER"),
+        help="a section: its title, and the bench folders before and after",
+    )
+    parser.add_argument("--out", default=str(ROOT / "docs" / "search-two-families.md"))
+    args = parser.parse_args(argv)
+    body = []
+    for title, before, after in args.compare:
+        body += section(title, load_bench(before), load_bench(after))
+    command = " ".join(["scripts/search_ab.py", *(f'--compare "{t}" {b} {a}' for t, b, a in args.compare)])
+    page = [
+        "# The search's families: holdout scores before and after, pair by pair",
+        "",
+        f"Generated {date.today().isoformat()} by `.venv/bin/python {command}`.",
+        "Each pair is one task and seed (so one split) played by tandem alone at the same budget before and",
+        "after; a change is the after score's gain as a share of the before score (positive: better, also",
+        "for error metrics). The Wilcoxon test is paired over (task, seed) pairs, ties split.",
+        "",
+        *body,
+    ]
+    Path(args.out).write_text("\n".join(page))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
