@@ -3,10 +3,10 @@
 A change to the Scientist is judged where no run could see it: the holdout scores of the same
 tasks, seeds (so splits) and budget, played before and after the change. This script pairs the
 tandem games of two stored benches by (task, seed), splits the tasks by their development rows
-at `SMALL_DEV_ROWS` (where tandem's own small-data rules begin: repeated folds, Caruana's
-delivery, one family searched), and reports per task the mean holdout score before and after,
-and per group the paired wins, ties and losses and a two-sided Wilcoxon signed-rank test on the
-relative changes (ties split, as docs/benchmarks.md's seeds section does).
+at `SMALL_DEV_ROWS` (below it tandem repeats its folds and searches one family only), and
+reports per task the mean holdout score before and after, and per group the paired wins, ties
+and losses and a two-sided Wilcoxon signed-rank test on the relative changes (ties split, as
+docs/benchmarks.md's seeds section does).
 
 Each `--compare` is one section of the page: a title, then the bench before and the bench after,
 each as the folder `tandem bench` writes next to its results store (RESULTS_DIR/BENCH_ID, holding
