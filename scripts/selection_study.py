@@ -62,6 +62,8 @@ SMALL_DATA_ROWS = RunContext().small_data_rows
 DEFAULT_OUT = ROOT / "docs" / "selection-study.md"
 REFERENCE = "simplest within noise"
 """The rule every other one is counted against by default (wins, ties, losses): tandem's first."""
+CARUANA_BY_SCORE = "Caruana, pool by score alone"
+"""The rule tandem applied from 2026-12-03 until the pool kept a place for each family's best."""
 GUARDED = "guarded by #0"
 """The rule tandem applied from 2026-12-02 until Caruana's blend replaced it."""
 
@@ -260,14 +262,20 @@ def average_of_best(k: int) -> Callable[[RunHoldout], float]:
     return rule
 
 
-def caruana(run: RunHoldout) -> float:
-    """`small_data_blend` on this ledger, scored from its members' holdout predictions (else the incumbent)."""
-    by_hash = {r["spec_hash"]: run.oof[r["id"]] for r in run.ledger if r["id"] in run.oof}
-    spec = small_data_blend(run.ledger, by_hash.get, run.y_dev, run.problem)  # type: ignore[arg-type]
-    if spec is None:
-        return run.single(run.incumbent)
-    members = [run.proba[i] for i in spec.member_ids]
-    return run.score(np.average(members, axis=0, weights=spec.weights))
+def caruana(per_family: bool) -> Callable[[RunHoldout], float]:
+    """`small_data_blend` on this ledger, scored from its members' holdout predictions (else the
+    incumbent); `per_family` as there (False: the pool of the best by score alone, the rule before)."""
+
+    def rule(run: RunHoldout) -> float:
+        by_hash = {r["spec_hash"]: run.oof[r["id"]] for r in run.ledger if r["id"] in run.oof}
+        ledger = run.ledger
+        spec = small_data_blend(ledger, by_hash.get, run.y_dev, run.problem, per_family=per_family)  # type: ignore[arg-type]
+        if spec is None:
+            return run.single(run.incumbent)
+        members = [run.proba[i] for i in spec.member_ids]
+        return run.score(np.average(members, axis=0, weights=spec.weights))
+
+    return rule
 
 
 def oracle(run: RunHoldout) -> float:
@@ -277,7 +285,8 @@ def oracle(run: RunHoldout) -> float:
 
 RULES: dict[str, Callable[[RunHoldout], float]] = {
     "delivered": lambda run: run.single(run.delivered),
-    "Caruana (tandem's rule now)": caruana,
+    "Caruana (tandem's rule now)": caruana(per_family=True),
+    CARUANA_BY_SCORE: caruana(per_family=False),
     "average within noise": lambda run: run.single(average_within_noise(run)),
     GUARDED: lambda run: run.single(guarded(run)),
     "guarded, log-loss evidence": lambda run: run.single(guarded_proper(run)),

@@ -559,6 +559,28 @@ def test_small_data_blend_is_caruanas_selection_over_the_best_plain_pipelines() 
     assert small_data_blend(ledger[:2], copies.get, y, problem) is None  # type: ignore[arg-type]
 
 
+def test_the_blend_pool_keeps_a_place_for_every_familys_best() -> None:
+    """Nine ridge models outscore CatBoost and LightGBM: the pool still holds each family's best
+    (CatBoost's from its second-best run when the best saved no predictions), and the ridge models
+    fill what is left by score; without `per_family` it is the best by score alone."""
+    from tandem.graph.reward_rules import blend_pool
+
+    def record(i: int, family: str, rmse: float) -> dict:
+        return {**_pipeline(i, rmse), "spec": {**_pipeline(i, rmse)["spec"], "model": {"family": family, "params": {}}}}
+
+    ridges = [record(i, "ridge", 1.0 + i / 100) for i in range(9)]
+    others = [record(9, "catboost", 2.0), record(10, "catboost", 2.1), record(11, "lightgbm", 3.0)]
+    saved = {f"h{i}": np.full((1, 5, 1), float(i)) for i in range(12) if i != 9}
+    pool = blend_pool([*others, *ridges], saved.get, greater_is_better=False)
+    assert sorted(pool) == [0, 1, 2, 3, 4, 5, 10, 11]
+    assert np.array_equal(pool[10], saved["h10"])
+    by_score = blend_pool([*others, *ridges], saved.get, greater_is_better=False, per_family=False)
+    assert sorted(by_score) == list(range(8))
+    # higher is better: the order flips, and a pool larger than the candidates holds them all
+    assert sorted(blend_pool(ridges[:3], saved.get, greater_is_better=True, size=2)) == [1, 2]
+    assert sorted(blend_pool(ridges[:3], saved.get, greater_is_better=True, size=20)) == [0, 1, 2]
+
+
 def test_a_small_data_run_delivers_the_blend_as_an_environment_row(titanic: Path, tmp_path: Path) -> None:
     """Titanic's 712 development rows are small data: the blend is cross-validated from its members'
     cached predictions and added to the ledger, unrewarded, as the environment's own row."""
