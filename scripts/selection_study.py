@@ -5,8 +5,9 @@ shows on data it never saw. This script takes the tandem runs of stored benches,
 successful experiment of each ledger on the run's development part, scores it on the run's
 holdout, and compares the delivery rules one could have applied to the same ledger:
 
-- the rule tandem applies now, Caruana's greedy ensemble selection over the best single pipelines
-  (`graph/reward_rules.py: small_data_blend`), computed from predictions (no ledger entry needed);
+- the rule tandem applies now, Caruana's greedy ensemble selection over a pool of single pipelines,
+  each family's best first (`graph/reward_rules.py: small_data_blend`), computed from predictions (no
+  ledger entry needed), and the same over the best by score alone, the rule before;
 - the rules tandem applied before, kept here to be compared: an average of the experiments within
   fold noise of the best, else the simplest of them (`average_within_noise`), the same kept only if
   it beats the baseline significantly on the folds, else the baseline (`guarded`), a variant of that
@@ -381,8 +382,10 @@ def render(groups: list[str], sections: list[list[str]], seconds: float, flags: 
         f"data, where the rules apply, is under {SMALL_DATA_ROWS:,}): every successful experiment of each ledger "
         "refit on the run's development part and scored on its holdout, so each row compares the rules on the "
         "same ledger. *delivered* is what the run delivered under the code of its bench; *Caruana* applies "
-        "`small_data_blend` (Caruana's greedy ensemble selection over the best single pipelines' out-of-fold "
-        "predictions: what tandem delivers since 2026-12-03) to the same ledger; *average within noise* is the "
+        "`small_data_blend` (Caruana's greedy ensemble selection over the out-of-fold predictions of a pool of "
+        "single pipelines, each model family's best first: what tandem delivers since 2026-12-04) to the same "
+        "ledger, and *Caruana, pool by score alone* the same over the 8 best by CV (what it delivered from "
+        "2026-12-03); *average within noise* is the "
         "rule before (an average within fold noise of the best, else the simplest model), and *guarded by #0* "
         "keeps that choice only if it beats the baseline #0 significantly on the folds, else the baseline (what "
         "tandem delivered on 2026-12-02; *guarded, log-loss evidence* also keeps it, on a discrete primary "
@@ -461,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - started
     flags = f" --max-dev-rows {args.max_dev_rows}" if args.max_dev_rows != SMALL_DATA_ROWS else ""
     flags += " --skip-missing" if args.skip_missing else ""
+    if Path(args.results_dir).resolve() != ROOT / "benchmarks" / "results":
+        flags += f" --results-dir {args.results_dir}"  # a store of A/B benches, kept out of the published one
     flags += f' --reference "{args.reference}"' if args.reference != REFERENCE else ""  # names hold no " $ `
     out = Path(args.out).resolve()
     if out != DEFAULT_OUT:
