@@ -269,8 +269,7 @@ def caruana(per_family: bool) -> Callable[[RunHoldout], float]:
 
     def rule(run: RunHoldout) -> float:
         by_hash = {r["spec_hash"]: run.oof[r["id"]] for r in run.ledger if r["id"] in run.oof}
-        ledger = run.ledger
-        spec = small_data_blend(ledger, by_hash.get, run.y_dev, run.problem, per_family=per_family)  # type: ignore[arg-type]
+        spec = small_data_blend(run.ledger, by_hash.get, run.y_dev, run.problem, per_family=per_family)  # type: ignore[arg-type]
         if spec is None:
             return run.single(run.incumbent)
         members = [run.proba[i] for i in spec.member_ids]
