@@ -184,6 +184,33 @@ def test_semicolon_file_with_decimal_commas(tmp_path: Path) -> None:
     assert df["price"].tolist() == [1.5, 2.25]
 
 
+def test_spreadsheet_formatted_numbers_are_read_as_numbers(tmp_path: Path) -> None:
+    text = (
+        "income,share,balance,code,ratio,label\n"
+        '"$1,234.50",45%,-€12,"1,5",0.5,a\n'
+        '"$12,000",12.5 %,"£1,000,000","2,25",0.25,b\n'
+        ",,£3,x,0.125,a\n"
+    )
+    df = read_table(write(tmp_path, "money.csv", text))
+    assert df["income"].tolist()[:2] == [1234.5, 12000.0] and np.isnan(df["income"].iloc[2])
+    assert df["share"].tolist()[:2] == [0.45, 0.125]  # a percentage is a fraction, as in a spreadsheet
+    assert df["balance"].tolist() == [-12.0, 1_000_000.0, 3.0]
+    assert df["code"].tolist() == ["1,5", "2,25", "x"]  # not groups of three digits: text, as written
+    assert df["label"].tolist() == ["a", "b", "a"]
+
+
+def test_a_column_mixing_percentages_and_plain_numbers_stays_text(tmp_path: Path) -> None:
+    df = read_table(write(tmp_path, "mixed.csv", "rate,y\n45%,0\n12,1\n"))
+    assert df["rate"].tolist() == ["45%", "12"]
+
+
+def test_european_formatted_numbers_in_a_semicolon_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "eu.csv", "name;price;total\nx;1,5;1.234,50 €\ny;2,25;-7\n")
+    df = read_table(path)
+    assert df["price"].tolist() == [1.5, 2.25]
+    assert df["total"].tolist() == [1234.5, -7.0]
+
+
 @pytest.mark.parametrize("sep", ["\t", "|", ";"])
 def test_other_delimiters(tmp_path: Path, sep: str) -> None:
     text = "\n".join(sep.join(row) for row in [["a b", "c,d", "y"], ["1", "x,1", "0"], ["2", "x,2", "1"]])

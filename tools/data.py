@@ -36,6 +36,7 @@ import pandas as pd
 from pandas.api import types as ptypes
 
 from tandem.tools.errors import InputError as InputError  # re-exported: its home before the light module
+from tandem.tools.formatted_numbers import parse_formatted_numbers
 from tandem.tools.metrics import MetricError, resolve_metrics
 from tandem.tools.spec import CLASSIFICATION, TaskType
 
@@ -137,7 +138,19 @@ def read_table_hashed(path: str | Path, *, keep: Iterable[str] = ()) -> tuple[pd
         df = df.drop(columns=empty_blank)
     if len(df) == 0:
         raise InputError(f"{p} has no data rows, only a header; export the data again with its rows")
-    return compact_frame(df, keep=keep), sha256
+    return compact_frame(formatted_numbers_read(df, decimal), keep=keep), sha256
+
+
+def formatted_numbers_read(df: pd.DataFrame, decimal: str = ".") -> pd.DataFrame:
+    """The frame with every text column that holds only formatted numbers ("$1,234.50", "45%")
+    turned into those numbers (`tools.formatted_numbers`); other columns are left as read."""
+    out = df
+    for name in df.columns:
+        numbers = parse_formatted_numbers(df[name], decimal)
+        if numbers is not None:
+            out = out.copy(deep=False) if out is df else out  # the caller's frame is not changed
+            out[name] = numbers
+    return out
 
 
 #: A string column becomes categorical when it has at most this many distinct values per

@@ -37,6 +37,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from tandem.tools.builder import predict as predict_for_metrics
 from tandem.tools.data import InputError, clean_names, logical_dtype
+from tandem.tools.formatted_numbers import parse_formatted_numbers
 from tandem.tools.metrics import Predictions, score_all
 from tandem.tools.spec import EnsembleSpec, PipelineSpec, referenced_columns
 
@@ -282,7 +283,10 @@ def _as_numbers(column: pd.Series, name: str) -> pd.Series:
     numbers = pd.to_numeric(texts, errors="coerce")
     bad = texts.notna() & numbers.isna()
     if bool(bad.any()):
-        raise _reject(column, bad, name, "numbers")
+        formatted = parse_formatted_numbers(texts)  # "$1,234.50", "45%": what the reader accepts in a CSV
+        if formatted is None:
+            raise _reject(column, bad, name, "numbers")
+        return formatted
     return numbers.astype("float64")
 
 
