@@ -204,6 +204,13 @@ def test_a_column_mixing_percentages_and_plain_numbers_stays_text(tmp_path: Path
     assert df["rate"].tolist() == ["45%", "12"]
 
 
+def test_missing_value_markers_leave_a_column_of_numbers_numeric(tmp_path: Path) -> None:
+    text = "width,grade,y\n1.5,A,0\n?,?,1\n2,B,0\n - ,A,1\nunknown,B,0\n"
+    df = read_table(write(tmp_path, "uci.csv", text))
+    np.testing.assert_array_equal(df["width"].to_numpy(), [1.5, np.nan, 2.0, np.nan, np.nan])
+    assert df["grade"].tolist() == ["A", "?", "B", "A", "B"]  # a column of labels keeps "?" as written
+
+
 def test_european_formatted_numbers_in_a_semicolon_file(tmp_path: Path) -> None:
     path = write(tmp_path, "eu.csv", "name;price;total\nx;1,5;1.234,50 €\ny;2,25;-7\n")
     df = read_table(path)

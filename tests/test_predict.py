@@ -138,8 +138,8 @@ def test_columns_are_coerced_the_way_the_reader_reads_them() -> None:
     assert flags.tolist() == [True, False, True] and flags.dtype == bool
     with pytest.raises(FrameError, match="'flag' must hold True/False values"):
         coerce_column(pd.Series(["True", "maybe"]), "bool", "flag")
-    money = coerce_column(pd.Series(["$1,234.50", None, "-$3"], dtype=object), "float64", "income")
-    np.testing.assert_array_equal(money.to_numpy(), [1234.5, np.nan, -3.0])  # as the reader reads a CSV
+    money = coerce_column(pd.Series(["$1,234.50", None, "-$3", "?"], dtype=object), "float64", "income")
+    np.testing.assert_array_equal(money.to_numpy(), [1234.5, np.nan, -3.0, np.nan])  # as the reader reads a CSV
 
 
 def test_a_model_fitted_through_the_door_accepts_padded_names() -> None:

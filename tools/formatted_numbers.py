@@ -12,6 +12,10 @@ after the digits), digits grouped in threes by the thousands separator, decimal 
 sign; and the column either writes a percent sign on every number (the values are fractions:
 "45%" is 0.45, as in a spreadsheet) or on none. "1,5" in a file whose decimals are points is not
 a number here: its group has one digit, not three.
+
+The same column may mark its missing cells the way many exports do ("?", "-", "n.a.", "unknown":
+`MISSING_MARKERS`, beyond the spellings pandas' reader already takes for missing): those cells
+are missing values, not a reason to read a column of measurements as a thousand categories.
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ import pandas as pd
 
 #: Currency symbols a formatted amount may carry before its digits.
 CURRENCY_SYMBOLS = "$€£¥"
+
+#: Cells that mark a missing value in a column of numbers (compared stripped and lower-cased). A
+#: lone "-" is sometimes an accountant's zero; a missing value is the reading that claims less.
+MISSING_MARKERS = frozenset({"?", "-", "--", ".", "*", "na", "n.a.", "n/a", "missing", "unknown", "none", "nil"})
 
 #: How many cells of a column are tried first: most text columns fail on their first cell, so a
 #: large table pays for the whole column only when its sample is all formatted numbers.
@@ -46,17 +54,18 @@ def _all_formatted(cells: pd.Series, pattern: re.Pattern[str]) -> bool:
 
 
 def parse_formatted_numbers(texts: pd.Series, decimal: str = ".") -> pd.Series | None:
-    """The float64 numbers a column of formatted text holds (missing cells stay missing), or None
-    when any cell is not such a number, or when some numbers carry a percent sign and others not.
+    """The float64 numbers a column of formatted text holds (missing cells and `MISSING_MARKERS`
+    are missing), or None when any other cell is not such a number, when no cell is a number, or
+    when some numbers carry a percent sign and others not.
 
     `decimal` is the file's decimal mark ("." or ","); the thousands separator is the other one.
     """
     if not (texts.dtype == object or isinstance(texts.dtype, pd.StringDtype)):
         return None
     pattern = _pattern(decimal)
-    if not _all_formatted(texts.iloc[:SAMPLE_CELLS].dropna(), pattern):
+    if not _all_formatted(_numbers_only(texts.iloc[:SAMPLE_CELLS]), pattern):
         return None
-    present = texts.dropna()
+    present = _numbers_only(texts)
     if len(present) == 0 or not _all_formatted(present, pattern):
         return None
     strings = present.astype(str)
@@ -77,5 +86,15 @@ def parse_formatted_numbers(texts: pd.Series, decimal: str = ".") -> pd.Series |
     if percent.all():
         values = values / 100.0
     out = pd.Series(np.nan, index=texts.index, dtype="float64", name=texts.name)
-    out[texts.notna().to_numpy()] = values.to_numpy()
+    out[_is_number_cell(texts).to_numpy()] = values.to_numpy()
     return out
+
+
+def _is_number_cell(texts: pd.Series) -> pd.Series:
+    """Cells that are neither missing nor a missing-value marker."""
+    marker = texts.map(lambda value: isinstance(value, str) and value.strip().lower() in MISSING_MARKERS)
+    return texts.notna() & ~marker.astype(bool)
+
+
+def _numbers_only(texts: pd.Series) -> pd.Series:
+    return texts[_is_number_cell(texts)]
