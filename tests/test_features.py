@@ -185,6 +185,18 @@ def test_date_parts_falls_back_to_mixed_formats() -> None:
     assert_allclose(out["month__d"], [1, 3, 1])
 
 
+@pytest.mark.parametrize("written", ["%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y"])
+def test_date_parts_read_day_first_and_month_first_columns_alike(written: str) -> None:
+    days = pd.date_range("2020-01-01", periods=60, freq="D")  # starts with days that read either way
+    fit = pd.DataFrame({"d": days.strftime(written)})
+    apply = pd.DataFrame({"d": ["05/02/2021".replace("/", "." if "." in written else "/")]})
+    out = _added((DatePartsOp(column="d"),), fit, apply)
+    assert_allclose(out["month__d"], [2 if written.startswith("%d") else 5])
+    fitted = _added((DatePartsOp(column="d"),), fit)
+    assert_allclose(fitted["month__d"], days.month.to_numpy(dtype=float))
+    assert_allclose(fitted["dayofyear__d"], days.day_of_year.to_numpy(dtype=float))
+
+
 def test_date_parts_of_a_datetime_column() -> None:
     fit = pd.DataFrame({"d": pd.to_datetime(pd.Series(["2024-02-29", None]))})
     assert_allclose(_added((DatePartsOp(column="d"),), fit).to_numpy(), [[2024.0, 2, 3, 60], [NAN, NAN, NAN, NAN]])

@@ -34,6 +34,7 @@ from typing import IO, Any, Literal, cast, get_args
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
+from pandas.tseries.api import guess_datetime_format
 
 from tandem.tools.errors import InputError as InputError  # re-exported: its home before the light module
 from tandem.tools.formatted_numbers import parse_formatted_numbers
@@ -220,6 +221,34 @@ def logical_dtype(series: pd.Series) -> str:
     if dtype in (np.int8, np.int16, np.int32):
         return "int64"
     return str(dtype)
+
+
+#: How many values of a date column decide its format (`guess_date_format`).
+DATE_FORMAT_SAMPLE = 1_000
+
+
+def guess_date_format(values: pd.Series) -> str | None:
+    """The strptime format that reads the most of a text column's dates, among those pandas guesses
+    month-first and day-first from its first values (None when it guesses none).
+
+    Why not the first value's guess alone: "01/02/2020" reads month-first, so a column written
+    day-first (as most of the world writes dates) read its first twelve days of every month as
+    months, and only the rest by a slower per-value fallback. On a tie (every sampled day is
+    12 or less) the first month-first guess wins, as pandas would choose.
+    """
+    sample = values.dropna().astype(str).iloc[:DATE_FORMAT_SAMPLE]
+    candidates: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for value in sample.iloc[:20]:
+            for dayfirst in (False, True):
+                fmt = guess_datetime_format(value, dayfirst=dayfirst)
+                if fmt is not None and fmt not in candidates:
+                    candidates.append(fmt)
+        if len(candidates) <= 1:
+            return candidates[0] if candidates else None
+        parsed = {fmt: int(pd.to_datetime(sample, errors="coerce", format=fmt).notna().sum()) for fmt in candidates}
+    return max(candidates, key=parsed.__getitem__)
 
 
 def sha256_file(path: str | Path) -> str:

@@ -24,12 +24,12 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from pandas.api.types import is_datetime64_any_dtype, is_numeric_dtype
-from pandas.tseries.api import guess_datetime_format
 from pydantic import TypeAdapter
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import PowerTransformer
 from sklearn.utils.validation import check_is_fitted
 
+from tandem.tools.data import guess_date_format
 from tandem.tools.spec import (
     BinningOp,
     DatePartsOp,
@@ -317,7 +317,7 @@ def _fit_date_parts(op: DatePartsOp, X: pd.DataFrame) -> _DateFormat:
     if is_datetime64_any_dtype(col.dtype):
         return _DateFormat(None, retry_mixed=False)
     present = col.dropna()
-    guessed = guess_datetime_format(str(present.iloc[0])) if len(present) else None
+    guessed = guess_date_format(present)
     failed = (_to_datetime(col, guessed).isna() & col.notna()).to_numpy()
     retry = bool(failed.any()) and bool(_to_datetime(col[failed], "mixed").notna().any())
     return _DateFormat(guessed, retry_mixed=retry)

@@ -29,11 +29,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from pandas.api import types as ptypes
-from pandas.tseries.api import guess_datetime_format
 from pydantic import BaseModel, ConfigDict
 from scipy.stats import rankdata
 
-from tandem.tools.data import logical_dtype
+from tandem.tools.data import guess_date_format, logical_dtype
 
 ColumnKind = Literal["numeric", "categorical", "text", "datetime", "boolean", "id"]
 TaskType = Literal["binary", "multiclass", "regression"]
@@ -574,7 +573,7 @@ def _datetime_numbers(sample: pd.Series) -> FloatArray:
         known = texts.dropna()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fmt = guess_datetime_format(str(known.iloc[0])) if len(known) else None
+            fmt = guess_date_format(known)
             if fmt is None:
                 texts = texts.where(np.arange(len(texts)) < _MIXED_PARSE_VALUES)
             parsed = pd.to_datetime(texts, errors="coerce", format=fmt or "mixed", utc=True)
