@@ -48,6 +48,7 @@ from tandem.tools.model_insight import (
     regression_plots,
 )
 from tandem.tools.report import shorten
+from tandem.tools.report_html import _sampled_columns
 from tandem.tools.spec import Columns, ModelSpec, PipelineSpec, spec_hash
 from tandem.tools.training import Problem, evaluate_spec
 
@@ -353,6 +354,21 @@ def test_permutation_importance_finds_the_signal_and_stays_within_its_time() -> 
     assert found["rows"] == model_insight.IMPORTANCE_ROWS and found["repeats"] == model_insight.IMPORTANCE_REPEATS
     quick = permutation_importances(model, X, y, problem, ["signal", "noise"], seconds=1e-6)
     assert quick["repeats"] == 1 and quick["rows"] == 200  # no time: one repeat on the fewest rows
+
+
+def test_permutation_importance_of_too_many_columns_for_its_time_measures_a_sample() -> None:
+    rng = np.random.default_rng(2)
+    X = pd.DataFrame(rng.normal(size=(300, 400)), columns=[f"g{i}" for i in range(400)])
+    y = pd.Series(np.where(X["g0"] > 0, "yes", "no"))
+    model = LogisticRegression(max_iter=50).fit(X, y)
+    problem = Problem("binary", ("accuracy",), "accuracy", classes=("no", "yes"), positive_class="yes")
+    quick = permutation_importances(model, X, y, problem, list(X.columns), seconds=1e-6)
+    assert (quick["rows"], quick["repeats"], quick["columns_read"]) == (200, 1, 400)
+    assert 1 <= len(quick["features"]) < 400
+    assert f"{len(quick['features'])} of the 400 columns" in _sampled_columns(quick)
+    full = permutation_importances(model, X, y, problem, list(X.columns), seconds=600.0)
+    assert len(full["features"]) == full["columns_read"] == 400 and full["features"][0]["column"] == "g0"
+    assert _sampled_columns(full) == ""
 
 
 def test_a_run_past_its_time_budget_spends_the_least_on_importance(tmp_path: Path) -> None:

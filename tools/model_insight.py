@@ -27,7 +27,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired
 
 import numpy as np
 import pandas as pd
@@ -55,8 +55,8 @@ IMPORTANCE_ROWS = 2000
 IMPORTANCE_REPEATS = 5
 IMPORTANCE_SECONDS = 5.0
 """Permutation importance stops growing at this many seconds: fewer repeats, then fewer rows."""
-PREDICT_ROWS = 100_000
-"""Shuffled copies are predicted this many rows a call: few calls, bounded memory."""
+PREDICT_CELLS = 4_000_000
+"""Shuffled copies are predicted this many cells (rows x columns) a call: few calls, bounded memory."""
 
 
 class Curve(TypedDict):
@@ -112,7 +112,10 @@ class Importance(TypedDict):
     rows: int
     repeats: int
     features: list[FeatureImportance]
-    """Columns the model reads, most important first."""
+    """Columns the model reads, most important first (a seeded sample of them when `columns_read`
+    is larger: the time bound allowed no more)."""
+    columns_read: NotRequired[int]
+    """How many columns the model reads (absent from insight written before it was recorded)."""
 
 
 class ModelInsight(TypedDict):
@@ -274,6 +277,29 @@ def _permuted_columns(X: pd.DataFrame, columns: Sequence[str], repeats: int, see
             yield column, values
 
 
+def _blocks_per_call(n_rows: int, n_columns: int) -> int:
+    """How many shuffled copies of an `n_rows` x `n_columns` frame one predict call takes."""
+    return max(1, PREDICT_CELLS // max(1, n_rows * n_columns))
+
+
+def _stacked(X: pd.DataFrame, blocks: Sequence[tuple[str | None, Any]]) -> pd.DataFrame:
+    """X once per block, one under the other, each copy with its block's column replaced by the
+    block's values (a block whose column is None is X as is).
+
+    Why not a copy of X per block, concatenated: on a wide frame each copy with one column
+    replaced is a frame of many blocks, and pandas spends quadratic time joining them.
+    """
+    if len(blocks) == 1 and blocks[0][0] is None:
+        return X
+    n, position = len(X), {name: i for i, name in enumerate(X.columns)}
+    stacked = pd.concat([X] * len(blocks), ignore_index=True)
+    for i, (column, values) in enumerate(blocks):
+        if column is not None:  # pandas will not set a numpy-backed ExtensionArray into a numpy column
+            plain = values.to_numpy() if isinstance(values, pd.arrays.NumpyExtensionArray) else values
+            stacked.iloc[i * n : (i + 1) * n, position[column]] = plain
+    return stacked
+
+
 def permutation_importances(
     model: Any,
     X: pd.DataFrame,
@@ -291,10 +317,11 @@ def permutation_importances(
     Why not call the library: it predicts once per column and repeat, and on a holdout of a few
     hundred rows a pipeline's cost per call, not per row, dominates: House Prices' 80 columns
     took 7.8 s for one repeat. Here the shuffled copies are stacked and predicted up to
-    `PREDICT_ROWS` rows a call (a model's prediction of a row does not depend on the other rows).
+    `PREDICT_CELLS` cells a call (a model's prediction of a row does not depend on the other rows).
     Only the columns the model reads are shuffled; the model still receives every column. A call's
-    cost is measured first (fixed part and per row); the repeats drop to what `seconds` allows,
-    then the rows, never below one repeat of 200 rows.
+    cost is measured first (fixed part and per row, stacking included); the repeats drop to what
+    `seconds` allows, then the rows, never below one repeat of 200 rows, then the columns: a
+    seeded sample of them is measured (on 400 rows x 3,000 columns, every column took 7 minutes).
     """
     metric = METRICS[problem.primary_metric]
     sign = 1.0 if metric.greater_is_better else -1.0
@@ -303,54 +330,60 @@ def permutation_importances(
         rows = np.sort(rng.choice(len(X), max_rows, replace=False))
         X, y = X.iloc[rows], y.iloc[rows]
     columns = [c for c in X.columns if c in set(columns)]
+    columns_read = len(columns)
 
-    def signed_scores(frames: Sequence[pd.DataFrame]) -> list[float]:
-        """The signed metric of each frame (X with a column shuffled), from one predict call."""
-        stacked = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    def signed_scores(blocks: Sequence[tuple[str | None, Any]]) -> list[float]:
+        """The signed metric of X with each block's column replaced by its values (None: X as is),
+        from one predict call."""
+        stacked = _stacked(X, blocks)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             pred = predict(model, stacked, problem.task_type, problem.classes, problem.positive_class)
-        truth, n, values = np.asarray(y), len(frames[0]), []
-        for i in range(len(frames)):
+        truth, n, values = np.asarray(y), len(X), []
+        for i in range(len(blocks)):
             part = slice(i * n, (i + 1) * n)
             proba = None if pred.proba is None else pred.proba[part]
             value = metric(truth, dataclasses.replace(pred, y_pred=pred.y_pred[part], proba=proba))
             values.append(sign * value if math.isfinite(value) else 0.0)
         return values
 
-    def timed(frames: Sequence[pd.DataFrame]) -> float:
+    def timed(blocks: Sequence[tuple[str | None, Any]]) -> float:
         started = time.perf_counter()
-        signed_scores(frames)
+        signed_scores(blocks)
         return time.perf_counter() - started
 
-    single = min(timed([X]) for _ in range(2))  # the first call may pay for lazy imports and caches
-    per_row = max(0.0, (timed([X] * 4) - single) / (3 * len(X)))
+    probe = [(columns[0] if columns else None, X[columns[0]].array if columns else None)]
+    single = min(timed(probe) for _ in range(2))  # the first call may pay for lazy imports and caches
+    per_row = max(0.0, (timed(probe * 4) - single) / (3 * len(X)))
     fixed = max(single - per_row * len(X), 1e-4)
 
-    def cost(n_rows: int, n_repeats: int) -> float:
-        blocks = len(columns) * n_repeats
-        return fixed * math.ceil(blocks / max(1, PREDICT_ROWS // n_rows)) + per_row * n_rows * blocks
+    def cost(n_rows: int, n_repeats: int, n_columns: int = len(columns)) -> float:
+        blocks = n_columns * n_repeats
+        return fixed * math.ceil(blocks / _blocks_per_call(n_rows, X.shape[1])) + per_row * n_rows * blocks
 
     repeats = max([1] + [r for r in range(1, repeats + 1) if cost(len(X), r) <= seconds])
     if cost(len(X), 1) > seconds and len(X) > 200:  # even one repeat is too slow: fewer rows
         keep = max([200] + [k for k in range(200, len(X), 50) if cost(k, 1) <= seconds])
         rows = np.sort(rng.choice(len(X), keep, replace=False))
         X, y = X.iloc[rows], y.iloc[rows]
+    if len(columns) > 1 and cost(len(X), 1) > seconds:  # and still too slow: a sample of the columns
+        fits = max([1] + [k for k in range(1, len(columns)) if cost(len(X), 1, k) <= seconds])
+        measured = np.sort(rng.choice(len(columns), fits, replace=False))
+        columns = [columns[i] for i in measured]
 
-    baseline = signed_scores([X])[0]
+    baseline = signed_scores([(None, None)])[0]
     drops: dict[str, list[float]] = {c: [] for c in columns}
-    batch: list[tuple[str, pd.DataFrame]] = []
+    batch: list[tuple[str | None, Any]] = []
+    per_call = _blocks_per_call(len(X), X.shape[1])
 
     def flush() -> None:
-        for (column, _), score in zip(batch, signed_scores([frame for _, frame in batch]), strict=True):
-            drops[column].append(baseline - score)
+        for (column, _), score in zip(batch, signed_scores(batch), strict=True):
+            drops[str(column)].append(baseline - score)
         batch.clear()
 
     for column, values in _permuted_columns(X, columns, repeats, problem.seed):
-        frame = X.copy()
-        frame[column] = values
-        batch.append((column, frame))
-        if len(batch) * len(X) >= PREDICT_ROWS:
+        batch.append((column, values))
+        if len(batch) >= per_call:
             flush()
     if batch:
         flush()
@@ -360,6 +393,7 @@ def permutation_importances(
         metric=problem.primary_metric,
         rows=len(X),
         repeats=repeats,
+        columns_read=columns_read,
         features=[
             FeatureImportance(
                 column=str(columns[i]),

@@ -295,6 +295,14 @@ def regression_figure(plots: RegressionPlots) -> Figure:
     return fig
 
 
+def _sampled_columns(importance: Importance) -> str:
+    """Says so when the time bound let only a sample of the columns be measured."""
+    read, measured = importance.get("columns_read", len(importance["features"])), len(importance["features"])
+    if measured >= read:
+        return ""
+    return f" The time bound allowed {measured:,} of the {read:,} columns the model reads: a seeded sample."
+
+
 def importance_figure(importance: Importance) -> Figure:
     """Mean drop of the metric when each column is shuffled (bars) and its spread over repeats."""
     shown = importance["features"][:IMPORTANCE_SHOWN][::-1]
@@ -373,7 +381,7 @@ def _insight_html(insight_json: str) -> tuple[str, ...]:
             f"({importance['repeats']} repeat{'s' if importance['repeats'] != 1 else ''} on "
             f"{importance['rows']} rows; bars: mean, whiskers: spread over repeats). Only the columns the model "
             "reads are shown; near zero means the model does not rely on the column, below zero that shuffling "
-            "it helped by chance.</p>",
+            f"it helped by chance.{_sampled_columns(importance)}</p>",
             _plot("importance", importance_figure(importance)),
         ]
     return tuple(parts)
