@@ -139,10 +139,10 @@ def read_table_hashed(path: str | Path, *, keep: Iterable[str] = ()) -> tuple[pd
         df = df.drop(columns=empty_blank)
     if len(df) == 0:
         raise InputError(f"{p} has no data rows, only a header; export the data again with its rows")
-    return compact_frame(formatted_numbers_read(df, decimal), keep=keep), sha256
+    return compact_frame(_formatted_numbers_as_numbers(df, decimal), keep=keep), sha256
 
 
-def formatted_numbers_read(df: pd.DataFrame, decimal: str = ".") -> pd.DataFrame:
+def _formatted_numbers_as_numbers(df: pd.DataFrame, decimal: str = ".") -> pd.DataFrame:
     """The frame with every text column that holds only formatted numbers ("$1,234.50", "45%")
     turned into those numbers (`tools.formatted_numbers`); other columns are left as read."""
     out = df

@@ -26,7 +26,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-#: Currency symbols a formatted amount may carry before its digits.
+#: Currency symbols a formatted amount may carry, before or after its digits.
 CURRENCY_SYMBOLS = "$€£¥"
 
 #: Cells that mark a missing value in a column of numbers (compared stripped and lower-cased). A

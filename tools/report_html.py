@@ -297,8 +297,8 @@ def regression_figure(plots: RegressionPlots) -> Figure:
 
 def _sampled_columns(importance: Importance) -> str:
     """Says so when the time bound let only a sample of the columns be measured."""
-    read, measured = importance.get("columns_read", len(importance["features"])), len(importance["features"])
-    if measured >= read:
+    read, measured = importance.get("columns_read"), len(importance["features"])
+    if not isinstance(read, int) or measured >= read:  # an older (or edited) insight file: nothing to say
         return ""
     return f" The time bound allowed {measured:,} of the {read:,} columns the model reads: a seeded sample."
 
