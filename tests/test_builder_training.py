@@ -180,6 +180,11 @@ def test_the_median_imputer_is_scikit_learns_and_follows_its_contract() -> None:
     np.testing.assert_array_equal(ours.transform(frame.iloc[200:]), theirs.transform(frame.iloc[200:]))
     assert list(ours.get_feature_names_out()) == list(theirs.get_feature_names_out())
     assert frame.isna().to_numpy().sum() == np.isnan(values).sum()  # the input is not changed
+    array = values.copy()
+    ours.transform(array)
+    ours.transform(frame)  # a frame of float64 columns alone: a view of its data, copied before filling
+    np.testing.assert_array_equal(np.isnan(array), np.isnan(values))
+    assert frame.isna().to_numpy().sum() == np.isnan(values).sum()
     pipeline = build_pipeline(spec_for("logistic"), "binary", primary_metric="f1_macro")  # imputes the median
     assert any(isinstance(step, MedianImputer) for step in pipeline.get_params(deep=True).values())
     with warnings.catch_warnings():
