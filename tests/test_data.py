@@ -310,6 +310,17 @@ def test_identifier_target() -> None:
     raises_one_line(lambda: prepare_task(df, "name"), "40 distinct values in 40 rows", "identifier")
 
 
+def test_labels_that_differ_only_by_spaces_are_refused_with_the_fix() -> None:
+    labels = np.array(["Yes", "No"] * 30, dtype=object)
+    labels[::7] = [f"{v} " for v in labels[::7]]  # a stray space typed into some cells
+    raises_one_line(lambda: prepare_task(frame(60, y=labels), "y"), "'No' and 'No '", "remove the spaces")
+    spaced = np.array([f" {v}" for v in ["Yes", "No"] * 30], dtype=object)  # written with spaces throughout
+    assert prepare_task(frame(60, y=spaced), "y").classes == (" No", " Yes")
+    clean = np.array(["Yes", "No"] * 30, dtype=object)
+    holdout = frame(10, seed=1, y=np.array(["Yes ", "No"] * 5, dtype=object))
+    raises_one_line(lambda: prepare_task(frame(60, y=clean), "y", holdout_frame=holdout), "only by spaces")
+
+
 def test_holdout_too_small_for_the_classes() -> None:
     df = frame(9, y=["a", "b", "c"] * 3)
     raises_one_line(lambda: prepare_task(df, "y", folds=2, holdout=0.05), "fewer than the 3 classes")

@@ -645,6 +645,7 @@ def prepare_task(
     _check_row_count(len(frame), folds, split)
 
     y = _as_numeric_if_possible(frame[target])
+    _check_spaced_labels(y, target)
     inferred = infer_task_type(y)
     chosen: TaskType = cast(TaskType, task_type) if task_type is not None else inferred
     if chosen in CLASSIFICATION:
@@ -865,9 +866,11 @@ def _check_holdout_frame(
         unseen = Counter(_plain(v) for v in y if _plain(v) not in known)
         if unseen:
             listed = ", ".join(f"{_short(c)} ({_rows(k)})" for c, k in unseen.most_common(5))
+            spaced = {str(c).strip() for c in classes} & {c.strip() for c in unseen if isinstance(c, str)}
+            hint = "; some differ from a known class only by spaces around them: remove those spaces" if spaced else ""
             raise InputError(
                 f"the holdout file has labels of {target!r} never seen in the data: {listed}; "
-                f"known classes are {_listed(classes)}"
+                f"known classes are {_listed(classes)}{hint}"
             )
     return _with_target(rows, target, y)[list(df.columns)]  # the data's columns, in its order
 
@@ -875,6 +878,24 @@ def _check_holdout_frame(
 # --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
+
+
+def _check_spaced_labels(y: pd.Series, target: str) -> None:
+    """Labels that differ only by spaces around them ("Yes " beside "Yes") are one class written two
+    ways: say so, rather than learn a four-class task from a binary one. A label written with
+    spaces throughout (" >50K") is a label like any other."""
+    texts = y[y.map(lambda value: isinstance(value, str))]
+    spellings: dict[str, list[str]] = {}
+    for label in sorted(texts.unique()):
+        spellings.setdefault(label.strip(), []).append(label)
+    clashes = [labels for labels in spellings.values() if len(labels) > 1]
+    if clashes:
+        rows = int(texts.isin([label for labels in clashes for label in labels if label != label.strip()]).sum())
+        listed = "; ".join(" and ".join(_short(label) for label in labels) for labels in clashes[:3])
+        raise InputError(
+            f"labels of {target!r} differ only by spaces around them ({listed}; {_rows(rows)} with spaces), "
+            "so one class is written two ways: remove the spaces in the file, then run again"
+        )
 
 
 def _as_numeric_if_possible(y: pd.Series) -> pd.Series:
