@@ -40,17 +40,14 @@ SAMPLE_CELLS = 1_000
 
 @cache
 def _pattern(decimal: str) -> re.Pattern[str]:
+    """One formatted number, the whole cell (anchored, so `str.extract` matches what `fullmatch` would)."""
     group = re.escape("," if decimal == "." else ".")
     point = re.escape(decimal)
     return re.compile(
-        rf"\s*(?P<sign>[-+]?)\s*(?P<currency>[{CURRENCY_SYMBOLS}]?)\s*(?P<after>[-+]?)"
+        rf"^\s*(?P<sign>[-+]?)\s*(?P<currency>[{CURRENCY_SYMBOLS}]?)\s*(?P<after>[-+]?)"
         rf"(?P<whole>\d{{1,3}}(?:{group}\d{{3}})+|\d+)(?P<fraction>{point}\d+)?"
-        rf"\s*(?P<trailing>[{CURRENCY_SYMBOLS}]?)\s*(?P<percent>%?)\s*"
+        rf"\s*(?P<trailing>[{CURRENCY_SYMBOLS}]?)\s*(?P<percent>%?)\s*$"
     )
-
-
-def _all_formatted(cells: pd.Series, pattern: re.Pattern[str]) -> bool:
-    return all(isinstance(value, str) for value in cells) and bool(cells.astype(str).str.fullmatch(pattern).all())
 
 
 def parse_formatted_numbers(texts: pd.Series, decimal: str = ".") -> pd.Series | None:
@@ -63,13 +60,17 @@ def parse_formatted_numbers(texts: pd.Series, decimal: str = ".") -> pd.Series |
     if not (texts.dtype == object or isinstance(texts.dtype, pd.StringDtype)):
         return None
     pattern = _pattern(decimal)
-    if not _all_formatted(_numbers_only(texts.iloc[:SAMPLE_CELLS]), pattern):
+    head = texts.iloc[:SAMPLE_CELLS]
+    head = head[_is_number_cell(head)]
+    if not all(isinstance(value, str) for value in head) or not head.astype(str).str.fullmatch(pattern).all():
         return None
-    present = _numbers_only(texts)
-    if len(present) == 0 or not _all_formatted(present, pattern):
+    numbers = _is_number_cell(texts)
+    present = texts[numbers]
+    if len(present) == 0 or not all(isinstance(value, str) for value in present):
         return None
-    strings = present.astype(str)
-    parts = strings.str.extract(pattern)
+    parts = present.astype(str).str.extract(pattern)
+    if parts["whole"].isna().any():  # some cell is not a formatted number
+        return None
     percent = parts["percent"] == "%"
     if percent.any() and not percent.all():
         return None
@@ -86,7 +87,7 @@ def parse_formatted_numbers(texts: pd.Series, decimal: str = ".") -> pd.Series |
     if percent.all():
         values = values / 100.0
     out = pd.Series(np.nan, index=texts.index, dtype="float64", name=texts.name)
-    out[_is_number_cell(texts).to_numpy()] = values.to_numpy()
+    out[numbers.to_numpy()] = values.to_numpy()
     return out
 
 
@@ -94,7 +95,3 @@ def _is_number_cell(texts: pd.Series) -> pd.Series:
     """Cells that are neither missing nor a missing-value marker."""
     marker = texts.map(lambda value: isinstance(value, str) and value.strip().lower() in MISSING_MARKERS)
     return texts.notna() & ~marker.astype(bool)
-
-
-def _numbers_only(texts: pd.Series) -> pd.Series:
-    return texts[_is_number_cell(texts)]
