@@ -211,6 +211,15 @@ def test_missing_value_markers_leave_a_column_of_numbers_numeric(tmp_path: Path)
     assert df["grade"].tolist() == ["A", "?", "B", "A", "B"]  # a column of labels keeps "?" as written
 
 
+def test_the_user_is_told_which_text_columns_were_read_as_numbers(tmp_path: Path) -> None:
+    text = 'income,width,grade,y\n"$1,234.50",1.5,A,0\n"$12,000",?,B,1\n$7,2,A,0\n$9,3,B,1\n$5,4,A,0\n$6,5,B,1\n'
+    notes = prepare_task(read_table(write(tmp_path, "sheet.csv", text)), "y", folds=2).notes
+    said = [n for n in notes if n.startswith("read text columns as numbers")]
+    assert said == ["read text columns as numbers: 'income' ('$1,234.50'), 'width' ('?' as missing)"]
+    plain = prepare_task(read_table(write(tmp_path, "plain.csv", "w,y\n1,0\n2,1\n3,0\n4,1\n5,0\n6,1\n")), "y", folds=2)
+    assert not any(n.startswith("read text columns") for n in plain.notes)  # numbers written plainly: nothing to say
+
+
 def test_european_formatted_numbers_in_a_semicolon_file(tmp_path: Path) -> None:
     path = write(tmp_path, "eu.csv", "name;price;total\nx;1,5;1.234,50 €\ny;2,25;-7\n")
     df = read_table(path)

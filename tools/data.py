@@ -37,7 +37,7 @@ from pandas.api import types as ptypes
 from pandas.tseries.api import guess_datetime_format
 
 from tandem.tools.errors import InputError as InputError  # re-exported: its home before the light module
-from tandem.tools.formatted_numbers import parse_formatted_numbers
+from tandem.tools.formatted_numbers import MISSING_MARKERS, parse_formatted_numbers
 from tandem.tools.metrics import MetricError, resolve_metrics
 from tandem.tools.spec import CLASSIFICATION, TaskType
 
@@ -142,16 +142,41 @@ def read_table_hashed(path: str | Path, *, keep: Iterable[str] = ()) -> tuple[pd
     return compact_frame(_formatted_numbers_as_numbers(df, decimal), keep=keep), sha256
 
 
+#: `DataFrame.attrs` key under which `read_table` lists the text columns it read as numbers, each
+#: with one of its cells as written, so that `prepare_task` can tell the user.
+READ_AS_NUMBERS = "tandem_read_as_numbers"
+
+
 def _formatted_numbers_as_numbers(df: pd.DataFrame, decimal: str = ".") -> pd.DataFrame:
     """The frame with every text column that holds only formatted numbers ("$1,234.50", "45%")
-    turned into those numbers (`tools.formatted_numbers`); other columns are left as read."""
+    turned into those numbers (`tools.formatted_numbers`); other columns are left as read.
+
+    A conversion the user did not ask for is said, not silent: the converted columns and, for
+    each, its first cell that plain number parsing would not read go in `attrs[READ_AS_NUMBERS]`.
+    """
     out = df
+    examples: dict[str, str] = {}
     for name in df.columns:
         numbers = parse_formatted_numbers(df[name], decimal)
         if numbers is not None:
             out = out.copy(deep=False) if out is df else out  # the caller's frame is not changed
             out[name] = numbers
+            raw = df[name]
+            unread = raw[raw.notna() & pd.to_numeric(raw, errors="coerce").isna()]
+            examples[str(name)] = str(unread.iloc[0]) if len(unread) else str(raw.dropna().iloc[0])
+    if examples:
+        out.attrs[READ_AS_NUMBERS] = examples
     return out
+
+
+def _read_as_numbers_note(df: pd.DataFrame) -> str | None:
+    """What the reader turned from text into numbers, with a cell of each column as written."""
+    examples: dict[str, str] = df.attrs.get(READ_AS_NUMBERS) or {}
+    if not examples:
+        return None
+    marks = {name for name, example in examples.items() if example.strip().lower() in MISSING_MARKERS}
+    shown = [f"{name!r} ({example!r}{' as missing' if name in marks else ''})" for name, example in examples.items()]
+    return f"read text columns as numbers: {_listed_text(shown)}"
 
 
 #: A string column becomes categorical when it has at most this many distinct values per
@@ -635,6 +660,9 @@ def prepare_task(
     notes: list[str] = []
     _check_folds_and_holdout(folds, holdout, holdout_frame is not None)
     _check_columns(df, target)
+    read_as_numbers = _read_as_numbers_note(df)
+    if read_as_numbers:
+        notes.append(read_as_numbers)
     if task_type is not None and task_type not in get_args(TaskType):
         raise InputError(f"unknown task type {task_type!r}; use one of {', '.join(get_args(TaskType))}")
 
@@ -956,9 +984,12 @@ def _short(value: Any, limit: int = 40) -> str:
 
 
 def _listed(values: Iterable[Any], limit: int = 6) -> str:
-    items = list(values)
-    shown = ", ".join(_short(v) for v in items[:limit])
-    return shown + (f", … ({len(items)} in all)" if len(items) > limit else "")
+    return _listed_text([_short(v) for v in values], limit)
+
+
+def _listed_text(texts: Sequence[str], limit: int = 6) -> str:
+    shown = ", ".join(texts[:limit])
+    return shown + (f", … ({len(texts)} in all)" if len(texts) > limit else "")
 
 
 def _rows(k: int) -> str:
