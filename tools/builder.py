@@ -48,7 +48,6 @@ from sklearn.preprocessing import (
     MinMaxScaler,
     OneHotEncoder,
     OrdinalEncoder,
-    PowerTransformer,
     QuantileTransformer,
     RobustScaler,
     StandardScaler,
@@ -61,6 +60,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from tandem.tools.features import FeatureEngineer
 from tandem.tools.metrics import METRICS, Predictions
 from tandem.tools.spec import FAMILIES, EnsembleSpec, PipelineSpec, RowFilter, feature_outputs
+from tandem.tools.yeo_johnson import YeoJohnsonScaler
 
 MISSING = "__missing__"
 
@@ -441,7 +441,7 @@ def _numeric_steps(spec: PipelineSpec, seed: int) -> list[tuple[str, Any]]:
     if prep.clip_to_train_range:
         steps.append(("clip", RangeClipper(copy=copy)))
     if prep.numeric_transform == "power":
-        steps.append(("power", PowerTransformer(copy=copy)))
+        steps.append(("power", YeoJohnsonScaler(copy=copy)))
     elif prep.numeric_transform == "quantile":
         steps.append(("quantile", QuantileTransformer(output_distribution="normal", random_state=seed, copy=copy)))
     scaler = {
@@ -449,7 +449,7 @@ def _numeric_steps(spec: PipelineSpec, seed: int) -> list[tuple[str, Any]]:
         "robust": RobustScaler(copy=copy),
         "minmax": MinMaxScaler(copy=copy),
     }.get(prep.scaler)
-    if scaler is not None and prep.numeric_transform != "power":  # PowerTransformer already standardises
+    if scaler is not None and prep.numeric_transform != "power":  # YeoJohnsonScaler already standardises
         steps.append(("scale", scaler))
     return steps or [("identity", "passthrough")]
 
