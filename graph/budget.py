@@ -37,6 +37,13 @@ def seconds_left(state: TandemState, context: RunContext) -> float | None:
     return context.time_budget - state.get("seconds_spent", 0.0)
 
 
+def candidate_seconds(state: TandemState, context: RunContext) -> float | None:
+    """How long the step's candidate may take, its dry run included: the run's candidate time
+    limit, and never more than the working time left (at least 1 s; None: no limit at all)."""
+    limits = [x for x in (context.candidate_time_limit, seconds_left(state, context)) if x is not None]
+    return max(1.0, min(limits)) if limits else None
+
+
 def tokens_left(state: TandemState, context: RunContext) -> int | None:
     if context.token_budget is None:
         return None

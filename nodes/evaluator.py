@@ -12,7 +12,7 @@ from typing import Any, cast
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
-from tandem.graph.budget import seconds_left, timed
+from tandem.graph.budget import candidate_seconds, timed
 from tandem.graph.context import RunContext, context_of
 from tandem.graph.messages import implementation_of, proposal_of
 from tandem.graph.persistence import RunFolder, dev_data, dev_data_file, problem_of
@@ -72,7 +72,6 @@ def evaluator(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any
     if implementation.spec is None:
         failed = CandidateResult(spec_hash="", status="failed", error=implementation.error or "no spec")
         return {"evaluation": evaluation_data(failed)}
-    limits = [x for x in (context.candidate_time_limit, seconds_left(state, context)) if x is not None]
     task, metric = state["task"], state["task"]["primary_metric"]
     proposal = proposal_of(state) if state.get("proposal") is not None else None
     prune = (
@@ -87,7 +86,7 @@ def evaluator(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any
         task,
         RunFolder.of(state, context),
         context,
-        time_limit=max(1.0, min(limits)) if limits else None,
+        time_limit=candidate_seconds(state, context),
         prune=prune,
     )
     return {"evaluation": evaluation_data(result)}

@@ -6,7 +6,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from tandem.graph.budget import timed
+from tandem.graph.budget import candidate_seconds, timed
 from tandem.graph.context import RunContext, context_of
 from tandem.graph.messages import Implementation, implementation_data, proposal_of, spec_resolver
 from tandem.graph.persistence import RunFolder, dev_data, problem_of, profile_of
@@ -44,7 +44,7 @@ def executor(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]
             X,
             y,
             problem,
-            time_limit=context.candidate_time_limit,
+            time_limit=candidate_seconds(state, context),  # a dry run too stops when the budget does
             n_jobs=context.n_jobs,
             memory_limit=context.memory_limit,
         ),

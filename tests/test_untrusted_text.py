@@ -156,6 +156,25 @@ def test_model_and_data_text_cannot_drive_the_terminal(capsys: pytest.CaptureFix
 # --------------------------------------------------------------------------------------------
 
 
+def test_a_heavy_proposal_cannot_hold_a_run_past_its_time_budget(tmp_path: Path) -> None:
+    """A chat model may ask for a forest whose dry run alone takes most of a minute: the dry run
+    stops when the run's working time does, not at the candidate time limit (300 s by default)."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(400, 200)), columns=[f"x{i}" for i in range(200)])
+    frame["y"] = np.where(frame["x0"] + rng.normal(size=400) > 0, "yes", "no")
+    forest = {"n_estimators": 2000, "max_features": 1.0, "min_samples_leaf": 1}
+    heavy = {**LIGHTGBM, "changes": [{"change": "set_model", "family": "random_forest", "params": forest}]}
+    model = ScriptedChatModel(messages=iter([answer(heavy), answer({"action": "deliver", "rationale": "done"})]))
+    context = RunContext(runs_dir=str(tmp_path), time_budget=6.0, max_iters=3)
+    started = time.monotonic()
+    summary = run_task(frame, "y", run_id="heavy", context=context, scientist_model=model)
+    elapsed = time.monotonic() - started
+    ledger = [json.loads(line) for line in (tmp_path / "heavy" / "experiments.jsonl").read_text().splitlines()]
+    assert ledger[1]["spec"]["model"]["family"] == "random_forest" and ledger[1]["status"] == "timeout"
+    assert summary["status"] == "delivered"
+    assert elapsed < 30, elapsed  # unbounded, the forest's dry run alone took 55 s on 2 cores
+
+
 def test_a_dry_run_is_stopped_at_the_candidate_time_limit() -> None:
     frame = make_frame(400)
     X, y = frame.drop(columns=["y"]), frame["y"]
