@@ -13,7 +13,7 @@ each as the folder `tandem bench` writes next to its results store (RESULTS_DIR/
 `results.csv`). Writes `docs/search-two-families.md` unless `--out` says otherwise. Reproduce (the
 benches first, each played by `tandem bench --players tandem ...` with the code its title names):
 
-    .venv/bin/python scripts/search_ab.py \\
+    .venv/bin/python scripts/search_ab.py [--tasks TASKS] [--title TITLE] \\
         --compare "TITLE" BEFORE_BENCH_FOLDER AFTER_BENCH_FOLDER [--compare ...] [--out PAGE]
 """
 
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from scipy.stats import wilcoxon
 
-from tandem.benchmarks.tasks import default_suite, materialize
+from tandem.benchmarks.tasks import Task, materialize, select_tasks
 from tandem.tools.metrics import METRICS
 from tandem.tools.training import SMALL_DEV_ROWS
 
@@ -79,12 +79,11 @@ def load_bench(folder: str) -> Bench:
     return Bench(Path(folder).name, games)
 
 
-def development_rows(tasks: set[str], seeds: dict[str, int]) -> dict[str, int]:
+def development_rows(tasks: set[str], seeds: dict[str, int], suite: dict[str, Task]) -> dict[str, int]:
     """Each task's development rows at one of its seeds (a split's size does not depend on its seed)."""
-    suite = {task.name: task for task in default_suite()}
     unknown = sorted(tasks - set(suite))
     if unknown:
-        raise SystemExit(f"search_ab: not tasks of the default suite: {', '.join(unknown)}")
+        raise SystemExit(f"search_ab: not tasks of --tasks: {', '.join(unknown)}")
     with tempfile.TemporaryDirectory() as cache:
         return {name: materialize(suite[name], cache, seeds[name]).n_dev for name in sorted(tasks)}
 
@@ -105,12 +104,12 @@ def _group_line(name: str, changes: list[float]) -> str:
     return f"| {name} | {len(changes)} | {wins} / {ties} / {losses} | {mean:+.2f}% | {p:.3f} |"
 
 
-def section(title: str, before: Bench, after: Bench) -> list[str]:
+def section(title: str, before: Bench, after: Bench, suite: dict[str, Task]) -> list[str]:
     """One comparison: the per-task table, then the paired counts and tests per size group."""
     pairs = sorted(set(before.games) & set(after.games))
     if not pairs:
         raise SystemExit(f"search_ab: {before.label} and {after.label} share no (task, seed) game")
-    rows = development_rows({t for t, _ in pairs}, {t: s for t, s in pairs})
+    rows = development_rows({t for t, _ in pairs}, {t: s for t, s in pairs}, suite)
     lines = [
         f"## {title}",
         "",
@@ -161,13 +160,22 @@ def main(argv: list[str] | None = None) -> int:
         help="a section: its title, and the bench folders before and after",
     )
     parser.add_argument("--out", default=str(ROOT / "docs" / "search-two-families.md"))
+    parser.add_argument(
+        "--tasks", default=None, help="the benches' tasks, as `tandem bench --tasks` takes them (default: the suite)"
+    )
+    parser.add_argument("--title", default="The search's families", help="what the page compares")
     args = parser.parse_args(argv)
+    suite = {task.name: task for task in select_tasks(args.tasks)}
     body = []
     for title, before, after in args.compare:
-        body += section(title, load_bench(before), load_bench(after))
-    command = " ".join(["scripts/search_ab.py", *(f'--compare "{t}" {b} {a}' for t, b, a in args.compare)])
+        body += section(title, load_bench(before), load_bench(after), suite)
+    options = [
+        *(["--tasks", args.tasks] if args.tasks else []),
+        *(["--title", f'"{args.title}"'] if args.title != parser.get_default("title") else []),
+    ]
+    command = " ".join(["scripts/search_ab.py", *options, *(f'--compare "{t}" {b} {a}' for t, b, a in args.compare)])
     page = [
-        "# The search's families: holdout scores before and after, pair by pair",
+        f"# {args.title}: holdout scores before and after, pair by pair",
         "",
         f"Generated {date.today().isoformat()} by `.venv/bin/python {command}`.",
         "Each pair is one task and seed (so one split) played by tandem alone at the same budget before and",
