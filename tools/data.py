@@ -174,8 +174,10 @@ def _read_as_numbers_note(df: pd.DataFrame) -> str | None:
     examples: dict[str, str] = df.attrs.get(READ_AS_NUMBERS) or {}
     if not examples:
         return None
-    marks = {name for name, example in examples.items() if example.strip().lower() in MISSING_MARKERS}
-    shown = [f"{name!r} ({example!r}{' as missing' if name in marks else ''})" for name, example in examples.items()]
+    shown = [
+        f"{_short(name)} ({_short(cell)}{' as missing' if cell.strip().lower() in MISSING_MARKERS else ''})"
+        for name, cell in examples.items()
+    ]
     return f"read text columns as numbers: {_listed_text(shown)}"
 
 

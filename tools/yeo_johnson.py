@@ -38,8 +38,8 @@ _GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
 #: closer than its own floating-point spacing allows.
 _RELATIVE = np.sqrt(np.finfo(np.float64).eps)
 
-#: A bound on the search's steps: each narrows the brackets by the golden ratio, and 200 narrow
-#: the widest possible (about 1e6 wide for values near 0) far below the tolerance.
+#: A bound on the search's steps: each narrows the brackets by the golden ratio, so 200 take even
+#: a bracket 1e30 wide (the bounds of a column of values near 1e-30) to 1e-12.
 MAX_STEPS = 200
 
 #: Cells of X a step works on at a time: every pass makes a few temporaries this size, so a
