@@ -215,6 +215,15 @@ class ResultsStore:
             return self._select("SELECT * FROM results ORDER BY id")
         return self._select("SELECT * FROM results WHERE bench_id = ? ORDER BY id", (bench_id,))
 
+    def tandem_runs(self, bench_id: str) -> list[tuple[str, int, Path]]:
+        """(task, seed, run folder) of the bench's tandem games that ended with a score: the runs
+        whose ledgers the studies of a bench read again (scripts/selection_study.py and others)."""
+        return [
+            (row["task"], int(row["seed"]), Path(row["details"]["run_dir"]))
+            for row in self.results(bench_id)
+            if row["player"] == "tandem" and row["status"] == "ok"
+        ]
+
     def result(self, result_id: int) -> dict[str, Any] | None:
         rows = self._select("SELECT * FROM results WHERE id = ?", (result_id,))
         return rows[0] if rows else None

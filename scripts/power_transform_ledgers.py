@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from typing import Any
 from sklearn.preprocessing import PowerTransformer
 
 import tandem.tools.builder as builder
+from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import default_suite, materialize
 from tandem.graph.persistence import problem_of
 from tandem.tools.data import read_table
@@ -49,18 +49,14 @@ def uses_power(record: dict[str, Any]) -> bool:
 
 
 def compare(results: Path, bench: str) -> list[dict[str, Any]]:
-    with sqlite3.connect(results / "results.sqlite") as db:
-        games = db.execute(
-            "select task, seed, details from results where bench_id = ? and player = 'tandem' and status = 'ok'",
-            (bench,),
-        ).fetchall()
+    games = ResultsStore(results).tandem_runs(bench)
     if not games:
         sys.exit(f"power_transform_ledgers: no tandem games of bench {bench} in {results}")
     suite = {task.name: task for task in default_suite()}
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as cache:
-        for task_name, seed, details in games:
-            folder = results / "runs" / Path(json.loads(details)["run_dir"]).name
+        for task_name, seed, run_dir in games:
+            folder = results / "runs" / run_dir.name  # where this clone keeps the run, wherever it was played
             ledger = [json.loads(line) for line in (folder / "experiments.jsonl").read_text().splitlines() if line]
             power = [r for r in ledger if uses_power(r)]
             if not power:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sqlite3
 import sys
 import time
 import warnings
@@ -47,6 +46,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import binomtest
 
+from tandem.benchmarks.results_store import ResultsStore
 from tandem.graph.context import RewardConfig, RunContext
 from tandem.graph.persistence import problem_of
 from tandem.graph.reward_rules import compare, small_data_blend
@@ -123,17 +123,6 @@ class RunHoldout:
             and not r["spec"].get("bagging")
         ]
         return sorted(ids, key=lambda i: (-sign * self.ledger[i]["primary"], i))
-
-
-def _bench_runs(store: Path, bench: str) -> list[tuple[str, int, Path]]:
-    with sqlite3.connect(store) as db:
-        rows = db.execute(
-            "select task, seed, details from results where bench_id = ? and player = 'tandem' and status = 'ok'",
-            (bench,),
-        ).fetchall()
-    if not rows:
-        sys.exit(f"selection_study: no tandem games of bench {bench} in {store}")
-    return [(task, int(seed), Path(json.loads(details)["run_dir"])) for task, seed, details in rows]
 
 
 def load_run(folder: Path, task_name: str, seed: int) -> RunHoldout:
@@ -430,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(DEFAULT_OUT))
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    store = Path(args.results_dir) / "results.sqlite"
+    store = ResultsStore(args.results_dir)
     sections = []
     all_runs: list[RunHoldout] = []
     all_scores: dict[str, dict[str, float]] = {}
@@ -438,7 +427,10 @@ def main(argv: list[str] | None = None) -> int:
         runs: list[RunHoldout] = []
         missing: list[str] = []
         for bench in group.split(","):
-            for task, seed, folder in sorted(_bench_runs(store, bench)):
+            games = store.tandem_runs(bench)
+            if not games:
+                sys.exit(f"selection_study: no tandem games of bench {bench} in {store.path}")
+            for task, seed, folder in sorted(games):
                 if not (folder / "summary.json").exists():
                     if not args.skip_missing:
                         sys.exit(
