@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from tandem.tools import training
 from tandem.tools.builder import build_pipeline, final_estimator, fitted_params, predict, training_rows_kept
 from tandem.tools.spec import FAMILIES, PipelineSpec, RowFilter, SpecError, check_against_data, parse_spec, spec_hash
-from tandem.tools.training import Problem, dry_run, evaluate_spec, make_split
+from tandem.tools.training import Problem, dry_run, evaluate_spec, make_split, projected_seconds
 
 NUMERIC = ["a", "b", "c", "d"]
 CATEGORICAL = ["color", "size"]
@@ -749,6 +749,39 @@ def test_the_time_limit_bounds_the_whole_candidate_across_repeats(tmp_path):
     )
     assert result.status == "timeout" and "exceeded" in (result.error or "")
     assert fits[-1] == 1 and max(fits) < 9  # stopped after the first fit, not after 3 x 3
+
+
+def test_a_candidate_that_cannot_finish_in_its_time_is_stopped_after_its_first_folds():
+    X, y = make_classification(n_samples=2000, n_features=20, random_state=0)
+    X = pd.DataFrame(X, columns=[f"f{i}" for i in range(20)])
+    y = pd.Series(y)
+    # 30 repeats of 2 folds: 60 fits of about 0.5 s, 2 at a time, so about 15 s; each fit alone may take
+    # the whole limit (joblib's per-fit timeout is the limit's share of one repeat), so only the
+    # projection can stop the candidate before the limit
+    folds = np.stack([np.random.default_rng(r).permutation(2000) % 2 for r in range(30)])
+    problem = Problem("binary", ("roc_auc",), "roc_auc", classes=(0, 1), positive_class=1)
+    spec = parse_spec(
+        {"columns": {"numeric": list(X.columns)}, "model": {"family": "random_forest", "params": {"n_estimators": 300}}}
+    )
+    fits: list[int] = []
+    started = time.perf_counter()
+    result = evaluate_spec(
+        spec, X, y, folds, problem, time_limit=6.0, n_jobs=2, progress=lambda done, total: fits.append(done)
+    )
+    elapsed = time.perf_counter() - started
+    assert result.status == "timeout"
+    assert (result.error or "").startswith(f"stopped after {fits[-1]} of 60 folds"), result.error
+    assert elapsed < 6.0 and fits[-1] < 10  # it gave up early, not when the 6 s were spent
+    # the same candidate, given time enough for its folds, is not stopped by the projection
+    enough = evaluate_spec(spec, X, y, folds[:1], problem, time_limit=60.0, n_jobs=2)
+    assert enough.status == "ok" and len(enough.fold_scores["roc_auc"]) == 2
+
+
+def test_the_projection_never_counts_a_fold_already_running_as_waiting():
+    # 15 folds, 2 at a time, the first done after 2 s: the second is running, 13 wait, 2 s each
+    assert projected_seconds(2.0, [2.0], 15, width=2) == pytest.approx(2.0 + 13 * 2.0 / 2)
+    assert projected_seconds(2.0, [1.0, 9.0, 2.0], 15, width=1) == pytest.approx(2.0 + 12 * 2.0)  # the median fold
+    assert projected_seconds(3.0, [1.0], 5, width=8) == 3.0  # a cluster wider than the folds: all are running
 
 
 # --------------------------------------------------------------------------------------------
