@@ -10,7 +10,8 @@ docs/benchmarks.md's seeds section does).
 
 Each `--compare` is one section of the page: a title, then the bench before and the bench after,
 each as the folder `tandem bench` writes next to its results store (RESULTS_DIR/BENCH_ID, holding
-`results.csv`). Writes `docs/search-two-families.md` unless `--out` says otherwise. Reproduce (the
+`results.csv`), or several joined by commas, whose later games replace earlier ones of the same
+task and seed. Writes `docs/search-two-families.md` unless `--out` says otherwise. Reproduce (the
 benches first, each played by `tandem bench --players tandem ...` with the code its title names):
 
     .venv/bin/python scripts/search_ab.py [--tasks TASKS] [--title TITLE] \\
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import statistics
 import sys
 import tempfile
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from scipy.stats import wilcoxon
 
+from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import Task, materialize, select_tasks
 from tandem.tools.metrics import METRICS
 from tandem.tools.training import SMALL_DEV_ROWS
@@ -59,24 +62,27 @@ class Bench:
     games: dict[tuple[str, int], Game]
 
 
-def load_bench(folder: str) -> Bench:
-    """The tandem games of a bench folder (`RESULTS_DIR/BENCH_ID`, as `tandem bench` writes it) that
-    ended with a score."""
-    table = Path(folder) / "results.csv"
-    if not table.is_file():
-        raise SystemExit(f"search_ab: no results.csv in {folder} (a bench folder: RESULTS_DIR/BENCH_ID)")
+def load_bench(folders: str) -> Bench:
+    """The tandem games that ended with a score in one bench folder (`RESULTS_DIR/BENCH_ID`, as
+    `tandem bench` writes it), or in several joined by commas: a later folder's game replaces an
+    earlier one's of the same task and seed (games played again, for example because another job
+    shared the machine while they ran)."""
     games = {}
-    with table.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["player"] == "tandem" and row["status"] == "ok" and row["score"]:
-                metric = row["metric"]
-                if metric not in METRICS:
-                    raise SystemExit(f"search_ab: {table} names an unknown metric {metric!r}")
-                game = Game(
-                    row["task"], int(row["seed"]), metric, float(row["score"]), METRICS[metric].greater_is_better
-                )
-                games[game.task, game.seed] = game
-    return Bench(Path(folder).name, games)
+    for folder in folders.split(","):
+        table = Path(folder) / "results.csv"
+        if not table.is_file():
+            raise SystemExit(f"search_ab: no results.csv in {folder} (a bench folder: RESULTS_DIR/BENCH_ID)")
+        with table.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row["player"] == "tandem" and row["status"] == "ok" and row["score"]:
+                    metric = row["metric"]
+                    if metric not in METRICS:
+                        raise SystemExit(f"search_ab: {table} names an unknown metric {metric!r}")
+                    game = Game(
+                        row["task"], int(row["seed"]), metric, float(row["score"]), METRICS[metric].greater_is_better
+                    )
+                    games[game.task, game.seed] = game
+    return Bench(" + ".join(Path(folder).name for folder in folders.split(",")), games)
 
 
 def development_rows(tasks: set[str], seeds: dict[str, int], suite: dict[str, Task]) -> dict[str, int]:
@@ -149,6 +155,56 @@ def section(title: str, before: Bench, after: Bench, suite: dict[str, Task]) -> 
     return [*lines, ""]
 
 
+@dataclass(frozen=True)
+class LedgerCosts:
+    """Where a bench's tandem runs spent their time, from their ledgers."""
+
+    runs: int
+    scored: int
+    timeouts: int
+    timeout_seconds: float
+    longest_timeout: float
+
+
+def ledger_costs(folders: str) -> LedgerCosts | None:
+    """Experiments scored, and the candidates stopped for time with the seconds they took, over the
+    tandem runs of a bench folder or of several joined by commas (as `load_bench` pools them). None
+    when a bench's results store or its run folders are not here (a bench folder copied without them)."""
+    runs: dict[tuple[str, int], Path] = {}
+    for folder in folders.split(","):
+        if not (Path(folder).parent / "results.sqlite").is_file():
+            return None
+        runs |= {
+            (task, seed): run for task, seed, run in ResultsStore(Path(folder).parent).tandem_runs(Path(folder).name)
+        }
+    ledgers = [run / "experiments.jsonl" for run in runs.values()]
+    if not runs or not all(ledger.is_file() for ledger in ledgers):
+        return None
+    records = [json.loads(line) for ledger in ledgers for line in ledger.read_text().splitlines() if line.strip()]
+    seconds = [float(r.get("fit_seconds") or 0.0) for r in records if r["status"] == "timeout"]
+    return LedgerCosts(
+        len(runs), sum(r["status"] == "ok" for r in records), len(seconds), sum(seconds), max(seconds, default=0.0)
+    )
+
+
+def costs_section(benches: tuple[Bench, Bench], costs: tuple[LedgerCosts | None, LedgerCosts | None]) -> list[str]:
+    """The two benches' ledgers side by side: what the runs did with their time."""
+    lines = [
+        "From the runs' ledgers (every tandem game of each bench, in the run folders of its results store):",
+        "",
+        "| bench | runs | experiments scored | stopped for time | seconds in them | longest |",
+        "|---|---|---|---|---|---|",
+    ]
+    for bench, cost in zip(benches, costs, strict=True):
+        if cost is None:
+            return []
+        lines.append(
+            f"| `{bench.label}` | {cost.runs} | {cost.scored} | {cost.timeouts} "
+            f"| {cost.timeout_seconds:.1f} | {cost.longest_timeout:.1f} |"
+        )
+    return [*lines, ""]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -168,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     suite = {task.name: task for task in select_tasks(args.tasks)}
     body = []
     for title, before, after in args.compare:
-        body += section(title, load_bench(before), load_bench(after), suite)
+        benches = load_bench(before), load_bench(after)
+        body += section(title, *benches, suite)
+        body += costs_section(benches, (ledger_costs(before), ledger_costs(after)))
     options = [
         *(["--tasks", args.tasks] if args.tasks else []),
         *(["--title", f'"{args.title}"'] if args.title != parser.get_default("title") else []),

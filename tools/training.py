@@ -471,11 +471,11 @@ def projected_seconds(elapsed: float, fold_seconds: list[float], n_folds: int, w
     """When a candidate's folds would end at the earliest, from the folds done so far.
 
     A candidate that cannot finish in the time it may take is stopped as soon as its first folds
-    say so, not when the time is up: a CatBoost proposal on a small table needed 25 to 38 s of the
-    last 25 to 35 s of a 60 s run, and the run had nothing left for ideas that would have fitted
-    (docs/decisions.md, "Stopping a candidate that cannot finish"). The projection leans early so
-    that it never stops one that would finish: the `width - 1` folds running beside the newest
-    are taken as about to end, and the rest as taking the median fold's time, `width` at a time.
+    say so, not when the time is up: a CatBoost proposal late in a 60 s run on a small table could
+    take the rest of the run to time out, leaving nothing for ideas that would have fitted
+    (docs/decisions.md, "Stopping a candidate that cannot finish"). The projection errs towards
+    letting a candidate run: the `width - 1` folds running beside the newest are taken as about
+    to end, and the rest as taking the median fold's time, `width` at a time.
     """
     waiting = max(0, n_folds - len(fold_seconds) - (width - 1))
     return elapsed + waiting * float(np.median(fold_seconds)) / width
