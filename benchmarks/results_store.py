@@ -217,9 +217,13 @@ class ResultsStore:
 
     def tandem_runs(self, bench_id: str) -> list[tuple[str, int, Path]]:
         """(task, seed, run folder) of the bench's tandem games that ended with a score: the runs
-        whose ledgers the studies of a bench read again (scripts/selection_study.py and others)."""
+        whose ledgers the studies of a bench read again (scripts/selection_study.py and others).
+
+        The folder is where this store keeps the run (`runs/` beside `results.sqlite`), not the path
+        recorded when it was played: a results folder is copied and cloned, and the recorded path
+        names the machine and checkout that played it."""
         return [
-            (row["task"], int(row["seed"]), Path(row["details"]["run_dir"]))
+            (row["task"], int(row["seed"]), self.dir / "runs" / Path(row["details"]["run_dir"]).name)
             for row in self.results(bench_id)
             if row["player"] == "tandem" and row["status"] == "ok"
         ]

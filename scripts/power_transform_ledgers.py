@@ -55,8 +55,7 @@ def compare(results: Path, bench: str) -> list[dict[str, Any]]:
     suite = {task.name: task for task in default_suite()}
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as cache:
-        for task_name, seed, run_dir in games:
-            folder = results / "runs" / run_dir.name  # where this clone keeps the run, wherever it was played
+        for task_name, seed, folder in games:
             ledger = [json.loads(line) for line in (folder / "experiments.jsonl").read_text().splitlines() if line]
             power = [r for r in ledger if uses_power(r)]
             if not power:

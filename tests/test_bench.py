@@ -410,14 +410,14 @@ def test_results_store_is_append_only(tmp_path: Path) -> None:
     assert store.results()[: len(rows_before)] == rows_before
 
 
-def test_the_store_names_the_run_folders_of_a_bench_s_scored_tandem_games(tmp_path: Path) -> None:
+def test_the_store_names_the_run_folders_of_a_bench_s_scored_tandem_games_where_it_keeps_them(tmp_path: Path) -> None:
     store = ResultsStore(tmp_path)
     for bench in ("bench-a", "bench-b"):
         store.add_bench(bench, "bench", "tandem bench", {})
     common = {"fingerprint": "f", "task_type": "binary", "metric": "accuracy", "greater_is_better": 1, "budget": 60.0}
     common |= {"scores": {}, "wall_seconds": 1.0, "tokens_in": 0, "tokens_out": 0}
     games = [
-        ("bench-a", "wine", 0, "tandem", "ok", "runs/wine-s0"),
+        ("bench-a", "wine", 0, "tandem", "ok", "/elsewhere/checkout/results/runs/wine-s0"),  # played on another machine
         ("bench-a", "wine", 1, "tandem", "failed", "runs/wine-s1"),
         ("bench-a", "wine", 0, "linear", "ok", "runs/not-a-run"),
         ("bench-b", "wine", 0, "tandem", "ok", "runs/other-bench"),
@@ -425,4 +425,4 @@ def test_the_store_names_the_run_folders_of_a_bench_s_scored_tandem_games(tmp_pa
     for bench, task, seed, player, status, folder in games:
         row = {"bench_id": bench, "task": task, "seed": seed, "player": player, "status": status}
         store.add_result({**common, **row, "details": {"run_dir": folder}})
-    assert store.tandem_runs("bench-a") == [("wine", 0, Path("runs/wine-s0"))]
+    assert store.tandem_runs("bench-a") == [("wine", 0, tmp_path.resolve() / "runs" / "wine-s0")]
