@@ -36,10 +36,12 @@ demo: install
 	$(BIN)/tandem run examples/data/titanic.csv --target Survived --runs-dir $(RUNS_DIR)
 
 ## The whole test suite, its files spread over every core (installs the dev extras first, and
-## Debian's chromium for the report test).
+## Debian's chromium for the report test). Files go to the workers in collection order: xdist's
+## default sorts them by number of tests, which puts this suite's few-test, whole-run files (the
+## notebooks, the end-to-end rewards) last, where one worker runs them while the other idles.
 test: dev
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null
-	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 ## LangGraph Studio's local server (in-memory, fully offline). Its state and the run folders go to
 ## STUDIO_HOME, outside the source tree, and it does not reload on code changes (a reload kills runs).
