@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from tandem.cli_options import RUNS_DIR_HELP, number
+from tandem.stopping import ctrl_c_ends_within
 from tandem.tools.dask_client import client_for
 
 if TYPE_CHECKING:
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
 EXIT_INTERRUPTED = 130
 EXIT_WORKER_KILLED = 1
+STOP_SECONDS = 30.0
+"""How long a Ctrl-C'd training may take to stop (it takes a second or two) before it is ended."""
 
 
 TIME_PRICE: dict[str, Any] = {
@@ -91,8 +94,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    stopped = f"{args.out} holds every finished episode. Continue with the same command."
+    late = f"training had not stopped {STOP_SECONDS:g} s after Ctrl-C, so it was ended; {stopped}"
     try:
-        with client_for(args.cluster) as client:
+        with ctrl_c_ends_within(STOP_SECONDS, late, EXIT_INTERRUPTED), client_for(args.cluster) as client:
             policy = train(
                 tasks,
                 episodes=args.episodes,
@@ -107,10 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 time_price=args.time_price,
             )
     except KeyboardInterrupt:
-        print(
-            f"\ntandem: training stopped; {args.out} holds every finished episode. Continue with the same command.",
-            file=sys.stderr,
-        )
+        print(f"\ntandem: training stopped; {stopped}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except TerminatedWorkerError:  # the operating system's out-of-memory killer, or someone's kill
         print(
