@@ -236,6 +236,10 @@ def test_every_family_fits_and_predicts_with_nans_and_strings(task, family):
     model.fit(X.iloc[:180], y.iloc[:180])
     pred = predict(model, X.iloc[180:], task, classes, pos)
     assert len(pred.y_pred) == 60
+    np.testing.assert_array_equal(pred.y_pred, np.ravel(model.predict(X.iloc[180:])))  # rows transformed once: same
+    if task != "regression":
+        order = [list(model.classes_).index(c) for c in classes]
+        np.testing.assert_array_equal(pred.proba, model.predict_proba(X.iloc[180:])[:, order])
     estimator = final_estimator(model)  # the end of the pipeline, through any wrapper: the family's own class
     assert type(estimator).__name__ == ESTIMATOR_NAMES[family][task == "regression"]
     check_is_fitted(estimator)
