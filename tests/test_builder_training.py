@@ -16,7 +16,7 @@ from sklearn.datasets import make_classification, make_regression
 from sklearn.ensemble import StackingClassifier, StackingRegressor, VotingClassifier, VotingRegressor
 from sklearn.model_selection import FixedThresholdClassifier, TunedThresholdClassifierCV
 from sklearn.utils.validation import check_is_fitted
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from tandem.tools import training
 from tandem.tools.builder import build_pipeline, final_estimator, fitted_params, predict, training_rows_kept
@@ -577,6 +577,28 @@ def binary_task():
     dev = list(split.dev_rows)
     problem = Problem("binary", BINARY_METRICS, "f1_macro", classes=("no", "yes"), positive_class="yes")
     return X.loc[dev], y.loc[dev], np.asarray(split.fold_of_dev), problem
+
+
+@pytest.mark.parametrize(("n_jobs", "memory_limit", "threads"), [(1, None, 1), (2, 2**20, 2)])
+def test_folds_fitted_here_run_their_native_libraries_on_the_runs_threads_only(
+    binary_task, monkeypatch, n_jobs, memory_limit, threads
+):
+    """In this process (one job, or a memory limit) OpenBLAS and OpenMP get the fit's threads, as
+    joblib's workers would, and their own number again afterwards."""
+    X, y, folds, problem = binary_task
+    during: list[set[int]] = []
+    original = training._fit_fold
+
+    def recorded(*args):
+        during.append({pool["num_threads"] for pool in threadpool_info()})
+        return original(*args)
+
+    monkeypatch.setattr(training, "_fit_fold", recorded)
+    with threadpool_limits(limits=3):  # more than any fit here may use, whatever the machine
+        evaluate_spec(spec_for("logistic"), X, y, folds, problem, n_jobs=n_jobs, memory_limit=memory_limit)
+        after = {pool["num_threads"] for pool in threadpool_info()}
+    assert len(during) == 3 and all(seen == {threads} for seen in during)
+    assert after == {3}
 
 
 @pytest.mark.parametrize("family", ["logistic", "random_forest"])
