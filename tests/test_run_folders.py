@@ -472,8 +472,8 @@ def test_a_resumed_run_refuses_a_csv_that_changed_since_it_started(penguins: Pat
     killed_run(csv, runs, "h", tmp_path)
     with csv.open("a") as fh:
         fh.write(csv.read_text().splitlines()[1] + "\n")  # one row more
-    code, _, err = tandem("resume", "h", "--runs-dir", str(runs), tmp=tmp_path)
-    assert code == 2
+    code, out, err = tandem("resume", "h", "--runs-dir", str(runs), tmp=tmp_path)
+    assert code == 2, out + err
     assert err.splitlines() == [
         f"tandem: {csv} has changed since the run started (its SHA-256 differs); "
         "put the original file back to continue this run, or start a new run"

@@ -28,7 +28,7 @@ import joblib
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
-from threadpoolctl import ThreadpoolController
+from threadpoolctl import threadpool_limits
 
 from tandem.tools.builder import build_pipeline, fitted_params, predict, threshold_objective, threshold_scores
 from tandem.tools.metrics import METRICS, Predictions, score_all
@@ -293,15 +293,8 @@ def _within_threads(fits: Iterator[Any], n_threads: int) -> Iterator[Any]:
     and 11.9 to 12.1 s with it. LightGBM, the forests and CatBoost get `n_threads` in their own
     parameters (`make_estimator`); this is the same bound for everything else.
     """
-    with _native_thread_pools().limit(limits=n_threads):
+    with threadpool_limits(limits=n_threads):  # found anew for each candidate (2 ms): a family may load its own
         yield from fits
-
-
-@functools.cache
-def _native_thread_pools() -> ThreadpoolController:
-    """The process's BLAS and OpenMP libraries, found once: finding them takes about 2 ms, a
-    limit on them found already 0.04 ms."""
-    return ThreadpoolController()
 
 
 def scored_metrics(problem: Problem) -> tuple[str, ...]:
