@@ -772,9 +772,9 @@ def predict(model: Any, X: pd.DataFrame, task_type: str, classes: tuple[Any, ...
     """Predictions of a fitted model in the form the metric registry scores.
 
     A plain pipeline's features and preprocessing are applied once for both its labels and its
-    probabilities, as its own `predict` and `predict_proba` would each apply them: the same
-    numbers, for one transform of the rows instead of two: on penguins' folds the transform is
-    most of a prediction, whose time halves (about 30 ms to 15 ms, beside a 90 ms fit).
+    probabilities, where its own `predict` and `predict_proba` would each apply them: the same
+    numbers from one transform of the rows instead of two. On penguins' folds the transform is
+    most of a prediction, so its time halves (about 30 ms to 15 ms, beside a 90 ms fit).
     """
     if isinstance(model, Pipeline) and len(model) > 1:
         X, model = model[:-1].transform(X), model[-1]
