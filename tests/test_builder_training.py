@@ -584,20 +584,25 @@ def test_folds_fitted_here_run_their_native_libraries_on_the_runs_threads_only(
     binary_task, monkeypatch, n_jobs, memory_limit, threads
 ):
     """In this process (one job, or a memory limit) OpenBLAS and OpenMP get the fit's threads, as
-    joblib's workers would, and their own number again afterwards."""
+    joblib's workers would, in the folds and in the dry run, and their own number again afterwards."""
     X, y, folds, problem = binary_task
     during: list[set[int]] = []
-    original = training._fit_fold
 
-    def recorded(*args):
-        during.append({pool["num_threads"] for pool in threadpool_info()})
-        return original(*args)
+    def recorded(original):
+        def fit(*args):
+            during.append({pool["num_threads"] for pool in threadpool_info()})
+            return original(*args)
 
-    monkeypatch.setattr(training, "_fit_fold", recorded)
+        return fit
+
+    monkeypatch.setattr(training, "_fit_fold", recorded(training._fit_fold))
+    monkeypatch.setattr(training, "_dry_fit", recorded(training._dry_fit))
+    spec = spec_for("logistic")
     with threadpool_limits(limits=3):  # more than any fit here may use, whatever the machine
-        evaluate_spec(spec_for("logistic"), X, y, folds, problem, n_jobs=n_jobs, memory_limit=memory_limit)
+        evaluate_spec(spec, X, y, folds, problem, n_jobs=n_jobs, memory_limit=memory_limit)
+        assert dry_run(spec, X, y, problem, time_limit=60, n_jobs=n_jobs, memory_limit=memory_limit) is None
         after = {pool["num_threads"] for pool in threadpool_info()}
-    assert len(during) == 3 and all(seen == {threads} for seen in during)
+    assert len(during) == 3 + 1 and all(seen == {threads} for seen in during)
     assert after == {3}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ def hanging_command(seconds: float) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONFAULTHANDLER"},  # its stack dump is not the line
     )
     assert process.stdout is not None and process.stdout.readline() == "ready\n"
     return process

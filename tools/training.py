@@ -745,7 +745,8 @@ def dry_run(
         per_class = max(10, n_rows // max(1, len(problem.classes)))
         sample = shuffled.groupby(shuffled, observed=True).head(per_class).index
     if time_limit is None or n_jobs == 1 or folds_in_process(len(X), X.shape[1], n_jobs, memory_limit):
-        return _dry_fit(spec, X.loc[sample], y.loc[sample], problem)
+        with threadpool_limits(limits=max(1, n_jobs)):  # the threads the folds here get (`_within_threads`)
+            return _dry_fit(spec, X.loc[sample], y.loc[sample], problem)
     try:
         parallel = joblib.Parallel(n_jobs=n_jobs, timeout=max(1.0, time_limit))
         (error,) = parallel([joblib.delayed(_dry_fit)(spec, X.loc[sample], y.loc[sample], problem)])
