@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 
 @contextmanager
@@ -46,9 +47,18 @@ def ctrl_c_ends_within(seconds: float, farewell: str, exit_code: int = 130) -> I
         signal.signal(signal.SIGINT, lambda *_: end_now())
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    def swallowed(unraisable: Any) -> None:
+        # A Ctrl-C that lands in a garbage collector's callback is printed and lost (the cause of
+        # the CI hang): it is not printed, and it ends the process as a hang would, at once.
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            end_now()
+        hook(unraisable)
+
+    previous, hook = signal.signal(signal.SIGINT, on_ctrl_c), sys.unraisablehook
+    sys.unraisablehook = swallowed
     try:
         yield
     finally:
+        sys.unraisablehook = hook
         if signal.getsignal(signal.SIGINT) is on_ctrl_c:  # no Ctrl-C came: the usual handler again
             signal.signal(signal.SIGINT, previous)
