@@ -95,9 +95,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
 
     stopped = f"{args.out} holds every finished episode. Continue with the same command."
-    late = f"training had not stopped {STOP_SECONDS:g} s after Ctrl-C, so it was ended; {stopped}"
     try:
-        with ctrl_c_ends_within(STOP_SECONDS, late, EXIT_INTERRUPTED), client_for(args.cluster) as client:
+        with (
+            ctrl_c_ends_within(STOP_SECONDS, "training", stopped, EXIT_INTERRUPTED),
+            client_for(args.cluster) as client,
+        ):
             policy = train(
                 tasks,
                 episodes=args.episodes,
