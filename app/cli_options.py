@@ -149,7 +149,7 @@ def add_budget_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
         "--time-budget",
         type=CONTEXT_NUMBERS["time_budget"],
         default=d.time_budget if d else None,
-        help="working seconds for the search" + own,
+        help="working seconds for the search and delivery" + own,
     )
     parser.add_argument(
         "--token-budget",

@@ -273,8 +273,8 @@ class _TandemEstimator(BaseEstimator, metaclass=ABCMeta):
 class TandemClassifier(ClassifierMixin, _TandemEstimator):
     """A classifier found by a tandem run: `fit(X, y)`, `predict`, `predict_proba`, `score`.
 
-    Parameters are the run's settings: `max_iters` and `time_budget` (seconds of search, delivery
-    not counted) bound it; `metrics` and `primary_metric` say what is measured and what decides
+    Parameters are the run's settings: `max_iters` and `time_budget` (working seconds, delivery's
+    included) bound it; `metrics` and `primary_metric` say what is measured and what decides
     (default: tandem's choice for the task, F1 macro first); `folds` and `holdout` fix the
     cross-validation and the share kept for the final score; `seed` makes the run repeatable;
     `scientist`, `executor` (`heuristic` or `llm`) and `policy` (`playbook` or a file from

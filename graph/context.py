@@ -84,7 +84,7 @@ class RunContext:
     max_iters: int = 40
     """Experiments after the baseline."""
     time_budget: float | None = 900.0
-    """Working seconds for the search (delivery is not counted)."""
+    """Working seconds for the search and delivery (`graph/budget.py: delivery_seconds`)."""
     token_budget: int | None = None
     """Total tokens of both agents."""
     candidate_time_limit: float | None = 300.0

@@ -130,17 +130,8 @@ def small_data_blend(
     delivered"). `oof` maps a spec hash to its saved out-of-fold predictions (None when none were saved).
     `per_family=False` pools the best by score alone, the rule before (kept for scripts/selection_study.py).
     """
-    plain = [
-        r
-        for r in ledger
-        if r["status"] == "ok"
-        and r["spec_hash"]
-        and (spec := r["spec"] or {}).get("kind") == "pipeline"
-        and spec.get("threshold") == "default"
-        and not spec.get("bagging")
-    ]
     greater = METRICS[problem.primary_metric].greater_is_better
-    oofs = blend_pool(plain, oof, greater_is_better=greater, per_family=per_family)
+    oofs = blend_pool(blend_candidates(ledger), oof, greater_is_better=greater, per_family=per_family)
     selection = select_ensemble(oofs, y, problem)
     if selection is None:
         return None
@@ -150,6 +141,20 @@ def small_data_blend(
         weights=tuple(float(selection.weights[i]) for i in ids),
         member_ids=ids,
     )
+
+
+def blend_candidates(ledger: Sequence[ExperimentRecord]) -> list[ExperimentRecord]:
+    """The experiments a small-data blend may take: plain pipelines (default threshold, no bag:
+    what a soft vote averages) that were scored."""
+    return [
+        r
+        for r in ledger
+        if r["status"] == "ok"
+        and r["spec_hash"]
+        and (spec := r["spec"] or {}).get("kind") == "pipeline"
+        and spec.get("threshold") == "default"
+        and not spec.get("bagging")
+    ]
 
 
 def blend_pool(

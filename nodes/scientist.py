@@ -6,7 +6,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from tandem.graph.budget import seconds_left, timed, tokens_left
+from tandem.graph.budget import search_seconds_left, timed, tokens_left
 from tandem.graph.context import RunContext, context_of
 from tandem.graph.messages import proposal_data
 from tandem.graph.persistence import RunFolder, dev_data, profile_of
@@ -24,7 +24,7 @@ def scientist_view(state: TandemState, context: RunContext) -> ScientistView:
         ledger=state["ledger"],
         incumbent=state["incumbent"],
         iterations_left=context.max_iters - state.get("iteration", 0),
-        seconds_left=seconds_left(state, context),
+        seconds_left=search_seconds_left(state, context),
         tokens_left=tokens_left(state, context),
         rewards=context.rewards,
         patience=context.patience,

@@ -45,13 +45,16 @@ SAME = 1e-9
 
 @dataclass(frozen=True)
 class Game:
-    """One tandem game of a bench: its task, seed, holdout score and the direction of its metric."""
+    """One tandem game of a bench: its task, seed, holdout score, the direction of its metric, and
+    its wall-clock seconds (the bench's clock around the whole run) against its time budget."""
 
     task: str
     seed: int
     metric: str
     score: float
     greater_is_better: bool
+    wall_seconds: float
+    budget: float
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,13 @@ def load_bench(folders: str) -> Bench:
                     if metric not in METRICS:
                         raise SystemExit(f"search_ab: {table} names an unknown metric {metric!r}")
                     game = Game(
-                        row["task"], int(row["seed"]), metric, float(row["score"]), METRICS[metric].greater_is_better
+                        row["task"],
+                        int(row["seed"]),
+                        metric,
+                        float(row["score"]),
+                        METRICS[metric].greater_is_better,
+                        float(row["wall_seconds"]),
+                        float(row["budget"]),
                     )
                     games[game.task, game.seed] = game
     return Bench(" + ".join(Path(folder).name for folder in folders.split(",")), games)
@@ -155,6 +164,24 @@ def section(title: str, before: Bench, after: Bench, suite: dict[str, Task]) -> 
     return [*lines, ""]
 
 
+def time_section(benches: tuple[Bench, Bench]) -> list[str]:
+    """How long the games of each bench took against their time budget, over the pairs both played."""
+    pairs = sorted(set(benches[0].games) & set(benches[1].games))
+    lines = [
+        "Wall-clock time against the time budget (the bench's clock around the whole run, delivery included):",
+        "",
+        "| bench | games | mean wall / budget | median | max | games over budget + 5% |",
+        "|---|---|---|---|---|---|",
+    ]
+    for bench in benches:
+        ratios = [bench.games[key].wall_seconds / bench.games[key].budget for key in pairs]
+        lines.append(
+            f"| `{bench.label}` | {len(ratios)} | {statistics.fmean(ratios):.3f} | {statistics.median(ratios):.3f} "
+            f"| {max(ratios):.3f} | {sum(r > 1.05 for r in ratios)} |"
+        )
+    return [*lines, ""]
+
+
 @dataclass(frozen=True)
 class LedgerCosts:
     """Where a bench's tandem runs spent their time, from their ledgers."""
@@ -166,16 +193,19 @@ class LedgerCosts:
     longest_timeout: float
 
 
-def ledger_costs(folders: str) -> LedgerCosts | None:
+def ledger_costs(folders: str, pairs: set[tuple[str, int]]) -> LedgerCosts | None:
     """Experiments scored, and the candidates stopped for time with the seconds they took, over the
-    tandem runs of a bench folder or of several joined by commas (as `load_bench` pools them). None
-    when a bench's results store or its run folders are not here (a bench folder copied without them)."""
+    tandem runs of the (task, seed) `pairs` in a bench folder or in several joined by commas (as
+    `load_bench` pools them). None when a bench's results store or its run folders are not here (a
+    bench folder copied without them)."""
     runs: dict[tuple[str, int], Path] = {}
     for folder in folders.split(","):
         if not (Path(folder).parent / "results.sqlite").is_file():
             return None
         runs |= {
-            (task, seed): run for task, seed, run in ResultsStore(Path(folder).parent).tandem_runs(Path(folder).name)
+            (task, seed): run
+            for task, seed, run in ResultsStore(Path(folder).parent).tandem_runs(Path(folder).name)
+            if (task, seed) in pairs
         }
     ledgers = [run / "experiments.jsonl" for run in runs.values()]
     if not runs or not all(ledger.is_file() for ledger in ledgers):
@@ -190,7 +220,7 @@ def ledger_costs(folders: str) -> LedgerCosts | None:
 def costs_section(benches: tuple[Bench, Bench], costs: tuple[LedgerCosts | None, LedgerCosts | None]) -> list[str]:
     """The two benches' ledgers side by side: what the runs did with their time."""
     lines = [
-        "From the runs' ledgers (every tandem game of each bench, in the run folders of its results store):",
+        "From the runs' ledgers (the paired tandem games of each bench, in the run folders of its results store):",
         "",
         "| bench | runs | experiments scored | stopped for time | seconds in them | longest |",
         "|---|---|---|---|---|---|",
@@ -226,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     for title, before, after in args.compare:
         benches = load_bench(before), load_bench(after)
         body += section(title, *benches, suite)
-        body += costs_section(benches, (ledger_costs(before), ledger_costs(after)))
+        body += time_section(benches)
+        pairs = set(benches[0].games) & set(benches[1].games)
+        body += costs_section(benches, (ledger_costs(before, pairs), ledger_costs(after, pairs)))
     options = [
         *(["--tasks", args.tasks] if args.tasks else []),
         *(["--title", f'"{args.title}"'] if args.title != parser.get_default("title") else []),

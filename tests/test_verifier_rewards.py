@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -603,15 +604,68 @@ def test_a_small_data_run_delivers_the_blend_as_an_environment_row(titanic: Path
     assert summary["best"]["holdout"]["f1_macro"] > 0
 
 
+def _timed_record(i: int, fit_seconds: float, family: str = "ridge", **spec: Any) -> dict[str, Any]:
+    """A scored ledger row with 15 fold scores (3 repeats of 5) that took `fit_seconds` to cross-validate."""
+    pipeline = {"kind": "pipeline", "model": {"family": family}, "threshold": "default", "bagging": None}
+    return {
+        "id": i,
+        "status": "ok",
+        "spec_hash": f"h{i}",
+        "spec": {**pipeline, **spec},
+        "fold_scores": {"rmse": [1.0] * 15},
+        "primary": 1.0 + i / 100,
+        "fit_seconds": fit_seconds,
+    }
+
+
+def _timed_state(ledger: list[dict[str, Any]], spent: float, dev_rows: int = 5000, incumbent: int = 0) -> Any:
+    task = {"n_dev_rows": dev_rows, "folds": 5, "greater_is_better": False}
+    return {
+        "ledger": ledger,
+        "seconds_spent": spent,
+        "iteration": len(ledger) - 1,
+        "task": task,
+        "incumbent": incumbent,
+    }
+
+
 def test_the_search_stops_when_the_time_left_is_below_a_typical_fit() -> None:
-    from tandem.graph.budget import budget_exhausted
+    from tandem.graph.budget import DELIVERY_OVERHEAD_SECONDS, budget_exhausted
     from tandem.graph.context import RunContext
 
-    ledger = [{"status": "ok", "fit_seconds": s} for s in (10.0, 12.0, 30.0)]
-    context = RunContext(time_budget=100.0, max_iters=50)
-    assert budget_exhausted({"ledger": ledger, "seconds_spent": 80.0, "iteration": 3}, context) is None  # type: ignore[typeddict-item]
-    reason = budget_exhausted({"ledger": ledger, "seconds_spent": 90.0, "iteration": 3}, context)  # type: ignore[typeddict-item]
-    assert reason is not None and "nearly spent" in reason
+    ledger = [_timed_record(i, s) for i, s in enumerate((0.1, 10.0, 12.0, 30.0))]
+    context = RunContext(time_budget=100.0, max_iters=50, n_jobs=1)
+    reserve = DELIVERY_OVERHEAD_SECONDS + 0.1 / 15 * 5 / 4  # the incumbent is the baseline: one refit
+    assert budget_exhausted(_timed_state(ledger, 80.0 - reserve), context) is None
+    reason = budget_exhausted(_timed_state(ledger, 90.0 - reserve), context)
+    assert reason is not None and "nearly spent" in reason and "kept for delivery" in reason
+
+
+def test_the_time_budget_keeps_what_refitting_the_delivered_models_should_take() -> None:
+    from tandem.graph.budget import DELIVERY_OVERHEAD_SECONDS, budget_exhausted, candidate_seconds, delivery_seconds
+    from tandem.graph.context import RunContext
+
+    context = RunContext(time_budget=60.0, max_iters=50, n_jobs=3, candidate_time_limit=300.0)
+    ledger = [_timed_record(0, 1.5), _timed_record(1, 30.0, "catboost"), _timed_record(2, 15.0, "random_forest")]
+    ledger.append({**_timed_record(3, 0.01), "spec": {"kind": "ensemble", "member_ids": [1, 2]}})
+    # 15 fits, 3 at a time: a fit took fit_seconds / 5, and a refit on 5/4 of the rows 1/4 of fit_seconds
+    refits = {"baseline": 1.5 / 4, "ensemble": (30.0 + 15.0) / 4}
+    assert delivery_seconds(_timed_state(ledger, 0.0, incumbent=3), context) == pytest.approx(
+        DELIVERY_OVERHEAD_SECONDS + refits["baseline"] + refits["ensemble"]
+    )
+    assert delivery_seconds(_timed_state(ledger, 0.0, incumbent=0), context) == pytest.approx(
+        DELIVERY_OVERHEAD_SECONDS + refits["baseline"]
+    )
+    # on small data delivery may blend every pipeline of the pool: each is kept for
+    small = _timed_state(ledger, 0.0, dev_rows=300, incumbent=0)
+    assert delivery_seconds(small, context) == pytest.approx(DELIVERY_OVERHEAD_SECONDS + (1.5 + 30.0 + 15.0) / 4)
+
+    reserve = delivery_seconds(_timed_state(ledger, 0.0, incumbent=3), context)
+    assert candidate_seconds(_timed_state(ledger, 20.0, incumbent=3), context) == pytest.approx(40.0 - reserve)
+    reason = budget_exhausted(_timed_state(ledger, 60.0 - reserve, incumbent=3), context)
+    assert reason == f"time budget reached (60 s; about {reserve:.0f} s kept for delivery)"
+    cheap = candidate_seconds(_timed_state(ledger, 20.0, incumbent=0), context)  # the baseline is quick to refit
+    assert cheap == pytest.approx(40.0 - DELIVERY_OVERHEAD_SECONDS - refits["baseline"])
 
 
 def test_a_row_filter_is_verified_like_any_other_change():
