@@ -48,6 +48,7 @@ from tandem.run_listing import (
     runs_table,
     summary_text,
 )
+from tandem.stopping import exit_code_of, signals_stop_the_command
 from tandem.tools.errors import InputError, ProviderStop
 
 # `tandem --help`, `runs` and `show` start in well under a second (docs/cli-startup.md, measured by
@@ -324,7 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("LANGSMITH_TRACING", "false")
     args = make_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        with signals_stop_the_command():
+            return COMMANDS[args.command](args)
     except InputError as exc:
         print(f"tandem: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -336,10 +338,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs_dir = Path(getattr(args, "runs_dir", None) or default_runs_dir())
         print(f"tandem: {os_error_line(exc, getattr(args, 'run_id', None) or 'RUN_ID', runs_dir)}", file=sys.stderr)
         return EXIT_OS
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGINT or SIGTERM sent to this process (tandem.stopping)
         run_id = getattr(args, "run_id", None) or "RUN_ID"
         print(f"\ntandem: interrupted; progress is saved. Continue with: tandem resume {run_id}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return exit_code_of(stop, EXIT_INTERRUPTED)
     except Exception as exc:
         if type(exc).__module__.partition(".")[0] != "psycopg":  # the PostgreSQL checkpoints' driver (optional extra)
             raise

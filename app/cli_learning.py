@@ -11,7 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from tandem.cli_options import RUNS_DIR_HELP, number
-from tandem.stopping import ctrl_c_ends_within
+from tandem.stopping import ctrl_c_ends_within, exit_code_of
 from tandem.tools.dask_client import client_for
 
 if TYPE_CHECKING:
@@ -113,9 +113,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                 cluster=client,
                 time_price=args.time_price,
             )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (tandem.stopping)
         print(f"\ntandem: training stopped; {stopped}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return exit_code_of(stop, EXIT_INTERRUPTED)
     except TerminatedWorkerError:  # the operating system's out-of-memory killer, or someone's kill
         print(
             f"\ntandem: an episode's worker process was killed (out of memory, or by a signal); {args.out} holds "

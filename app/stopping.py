@@ -9,6 +9,12 @@ threads, joblib replaces the worker pool it aborted, the interpreter joins threa
 of which may hang. A user must not have to find the process and kill it, so in both cases the
 process ends; what the command keeps is written atomically (the policy file) before any stop can
 begin, so nothing is lost. A second Ctrl-C ends it at once, as users expect.
+
+A signal sent to the command's process alone (`kill -INT`, or SIGTERM from `kill`, a scheduler or
+a container's stop) reaches neither its worker processes, as a terminal's Ctrl-C does, nor, under
+SIGTERM's default, any clean-up at all: a run waited for its workers' folds for minutes, or left
+them fitting with nobody to take the result. `signals_stop_the_command` makes both stop it as a
+terminal's Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -19,9 +25,60 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import Any
+
+from tandem.tools.stop_request import clear_stop_request, request_stop
+
+#: A command stopped by SIGTERM exits with this code, as a shell reports a process SIGTERM ended.
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so it takes the same way out and
+    the command says what is saved."""
+
+
+@contextmanager
+def signals_stop_the_command() -> Iterator[None]:
+    """Inside the block, SIGINT and SIGTERM stop the command as a terminal's Ctrl-C does: the fits
+    running in this process are asked to stop (`tools/stop_request.py`), its child processes (the
+    fold workers) get SIGINT, and the main thread gets KeyboardInterrupt (`Terminated` for
+    SIGTERM). Outside the main thread (a notebook's worker, where no handler can be set) it does
+    nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        request_stop()
+        _interrupt_children()
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        clear_stop_request()
+
+
+def _interrupt_children() -> None:
+    """SIGINT to every process this one started, as a terminal sends Ctrl-C to its whole group (a
+    worker that got it from the terminal already gets it twice: its fold fails either way)."""
+    import psutil  # here: the commands that start no process should not load it
+
+    for child in psutil.Process().children(recursive=True):
+        with suppress(psutil.Error):
+            child.send_signal(signal.SIGINT)
+
+
+def exit_code_of(stop: KeyboardInterrupt, interrupted: int = 130) -> int:
+    """The exit code of a command stopped by Ctrl-C (`interrupted`) or by SIGTERM."""
+    return EXIT_TERMINATED if isinstance(stop, Terminated) else interrupted
 
 
 @contextmanager

@@ -1,7 +1,9 @@
-"""Ctrl-C ends a command even when the clean-up after it hangs (tandem.stopping)."""
+"""Ctrl-C and SIGTERM end a command, its worker processes with it, even when the clean-up after
+them hangs (tandem.stopping)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,9 +11,14 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
+from crash import ROOT, assert_same_run, outcome, spawn, wait_until
 
+from tandem.cli import main
 from tandem.stopping import ctrl_c_ends_within
 
 HANGS_AFTER_CTRL_C = textwrap.dedent(
@@ -115,3 +122,50 @@ def test_without_a_ctrl_c_the_usual_handler_is_back_after_the_block():
     with ctrl_c_ends_within(1.0, "unused", "unused"):
         assert signal.getsignal(signal.SIGINT) is not before
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE  # an orphan's zombie waits for init
+    except psutil.NoSuchProcess:
+        return False
+
+
+PENGUINS = ["run", str(ROOT / "examples" / "data" / "penguins.csv"), "--target", "species", "--max-iters", "1"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    runs = tmp_path_factory.mktemp("reference")
+    assert main([*PENGUINS, "--n-jobs", "2", "--runs-dir", str(runs), "--run-id", "ref"]) == 0
+    return outcome(runs / "ref")
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_to_a_run_stops_its_fold_workers_too_and_the_run_resumes_the_same(
+    tmp_path: Path, signum: int, code: int, uninterrupted: dict[str, Any]
+):
+    """`kill -INT` or `kill` (SIGTERM) reaches the run's process alone, not its fold workers, as a
+    terminal's Ctrl-C would: the run must still stop at once, take its workers with it, and record
+    nothing of the step it stopped."""
+    marker, log, runs = tmp_path / "paused.json", tmp_path / "run.log", tmp_path / "runs"
+    process = spawn([*PENGUINS, "--n-jobs", "2", "--runs-dir", str(runs), "--run-id", "r"], log, "fold_fit", marker)
+    try:
+        wait_until(marker.exists, process, "a fold fit in a worker", timeout=300)
+        worker = json.loads(marker.read_text())["pid"]
+        assert worker != process.pid and alive(worker)  # the fit waits in a joblib worker (for 600 s)
+        process.send_signal(signum)
+        assert process.wait(timeout=60) == code, log.read_text(errors="replace")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "progress is saved" in log.read_text(errors="replace")
+    deadline = time.monotonic() + 30
+    while alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if alive(worker):
+        psutil.Process(worker).kill()
+        raise AssertionError("the fold worker outlived its run")
+    assert main(["resume", "r", "--runs-dir", str(runs)]) == 0
+    assert_same_run(runs / "r", uninterrupted)  # the stopped fold was not recorded as a failure

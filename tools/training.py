@@ -19,7 +19,7 @@ import multiprocessing
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from tandem.tools.builder import build_pipeline, fitted_params, predict, thresho
 from tandem.tools.metrics import METRICS, Predictions, score_all
 from tandem.tools.pause_points import pause_point
 from tandem.tools.spec import EnsembleSpec, PipelineSpec, spec_hash
+from tandem.tools.stop_request import stop_requested
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,7 @@ def _fit_fold(
     return scores, oof, params, fitted - started, predicted - predicting
 
 
-def _within_threads(fits: Iterator[Any], n_threads: int) -> Iterator[Any]:
+def _within_threads(fits: Iterator[Any], n_threads: int) -> Generator[Any, None, None]:
     """The fold fits, run with at most `n_threads` BLAS and OpenMP threads.
 
     Why: in a joblib worker the numerical libraries get the worker's share of the cores, but in
@@ -434,14 +435,15 @@ def evaluate_spec(
         if n_jobs == 1:  # fitted in this process, which joblib's worker limits do not reach
             fits = _within_threads(fits, n_threads)
         for output in fits:
+            if stop_requested():  # the command is being stopped (tools/stop_request.py): no outcome to record
+                _cancel(fits)
+                raise KeyboardInterrupt
             outputs.append(output)
             report(len(outputs), n_folds)
             if prune is not None and len(outputs) < n_folds:
                 done = [out[0][problem.primary_metric] for out in outputs]
                 if prune(len(outputs) - 1, float(np.mean(done))):
-                    with warnings.catch_warnings():
-                        warnings.filterwarnings("ignore", message=".*(cancelled|not used)", category=UserWarning)
-                        fits.close()
+                    _cancel(fits)
                     raise _Pruned
             if time_limit is not None and len(outputs) < n_folds:
                 elapsed = time.perf_counter() - started
@@ -455,9 +457,7 @@ def evaluate_spec(
                             f"stopped after {len(outputs)} of {n_folds} folds: at {np.median(fold_seconds):.2g} s a "
                             f"fold, they would end after about {projected:.0f} s, past the {time_limit:g} s allowed"
                         )
-                    with warnings.catch_warnings():  # joblib's note that it cancelled the remaining fits
-                        warnings.filterwarnings("ignore", message=".*(cancelled|not used)", category=UserWarning)
-                        fits.close()
+                    _cancel(fits)
                     raise TimeoutError
     except (TimeoutError, multiprocessing.TimeoutError):  # joblib raises the multiprocessing one
         result = CandidateResult(
@@ -475,13 +475,22 @@ def evaluate_spec(
             "is worse than the median of the search's earlier trials"
         )
         return partial
-    except Exception as exc:  # a spec that does not run is an outcome, not a crash
+    except Exception as exc:  # a spec that does not run is an outcome, not a crash…
+        if stop_requested():  # …but a fold whose worker was stopped with the command is not
+            raise KeyboardInterrupt from exc
         result = CandidateResult(key, "failed", fit_seconds=time.perf_counter() - started, error=short_error(exc))
     else:
         result = _collect(key, outputs, folds, problem, time.perf_counter() - started, cache_dir)
     if result.status != "timeout":  # a later run may allow more time
         _save_result(cached, result)
     return result
+
+
+def _cancel(fits: Generator[Any, None, None]) -> None:
+    """Cancel the fold fits not yet done, without joblib's warning that it cancelled them."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(cancelled|not used)", category=UserWarning)
+        fits.close()
 
 
 def projected_seconds(elapsed: float, fold_seconds: list[float], n_folds: int, width: int) -> float:
