@@ -10,6 +10,7 @@ import argparse
 import errno
 import json
 import os
+import shlex
 import shutil
 import sqlite3
 import sys
@@ -292,7 +293,7 @@ COMMANDS["repair"] = _cmd_repair
 COMMANDS.update(LEARNING_COMMANDS)
 
 
-def os_error_line(exc: OSError | sqlite3.OperationalError, run_id: str, runs_dir: Path) -> str:
+def os_error_line(exc: OSError | sqlite3.OperationalError, resume: str, runs_dir: Path) -> str:
     """One line for a failed write or read: what, where, and how to go on.
 
     Every file of a run is written atomically (`graph.persistence.atomic_file`) and every
@@ -308,8 +309,8 @@ def os_error_line(exc: OSError | sqlite3.OperationalError, run_id: str, runs_dir
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT) or (exc.errno == errno.EIO and _nearly_full(runs_dir))
         reason = exc.strerror or str(exc)
     if full:
-        return f"disk full while writing {where}; free space and run `tandem resume {run_id}`"
-    return f"{reason} ({where}); fix the cause and run `tandem resume {run_id}`"
+        return f"disk full while writing {where}; free space and run `{resume}`"
+    return f"{reason} ({where}); fix the cause and run `{resume}`"
 
 
 def _nearly_full(path: Path) -> bool:
@@ -318,6 +319,13 @@ def _nearly_full(path: Path) -> bool:
         if candidate.exists():
             return shutil.disk_usage(candidate).free < 64 * 1024
     return False
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command that continues the run this command worked on, with the runs folder it was given."""
+    run_id = getattr(args, "run_id", None) or "RUN_ID"
+    runs_dir = getattr(args, "runs_dir", None)
+    return f"tandem resume {run_id}" + (f" --runs-dir {shlex.quote(runs_dir)}" if runs_dir else "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -331,25 +339,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tandem: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ProviderStop as exc:
-        run_id = getattr(args, "run_id", None) or "RUN_ID"
-        print(f"tandem: {exc}; progress is saved, continue with: tandem resume {run_id}", file=sys.stderr)
+        print(f"tandem: {exc}; progress is saved, continue with: {resume_command(args)}", file=sys.stderr)
         return EXIT_PROVIDER
     except (OSError, sqlite3.OperationalError) as exc:
         runs_dir = Path(getattr(args, "runs_dir", None) or default_runs_dir())
-        print(f"tandem: {os_error_line(exc, getattr(args, 'run_id', None) or 'RUN_ID', runs_dir)}", file=sys.stderr)
+        print(f"tandem: {os_error_line(exc, resume_command(args), runs_dir)}", file=sys.stderr)
         return EXIT_OS
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGINT or SIGTERM sent to this process (tandem.stopping)
-        run_id = getattr(args, "run_id", None) or "RUN_ID"
-        print(f"\ntandem: interrupted; progress is saved. Continue with: tandem resume {run_id}", file=sys.stderr)
+        print(f"\ntandem: interrupted; progress is saved. Continue with: {resume_command(args)}", file=sys.stderr)
         return exit_code_of(stop, EXIT_INTERRUPTED)
     except Exception as exc:
         if type(exc).__module__.partition(".")[0] != "psycopg":  # the PostgreSQL checkpoints' driver (optional extra)
             raise
-        run_id = getattr(args, "run_id", None) or "RUN_ID"
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
         print(
             f"tandem: the checkpoint database failed ({reason}); every step up to the last checkpoint is saved there: "
-            f"continue with `tandem resume {run_id}` once it is back",
+            f"continue with `{resume_command(args)}` once it is back",
             file=sys.stderr,
         )
         return EXIT_OS

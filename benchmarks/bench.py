@@ -171,8 +171,11 @@ def run_bench(
     cluster: Client | None = None,
     resume: str | None = None,
     reuse: Reuse | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> str:
     """Play every player on every task and seed; returns the bench id (its rows are in the store).
+    `on_start(bench_id)` is called once the bench is in the store, before its first game, so a
+    bench stopped midway can be named to `resume`.
 
     With `cluster` the games are Dask tasks, gathered as they finish; only this process writes
     the store. `resume` continues a stored bench (a coordinator that was killed): the same tasks,
@@ -204,6 +207,8 @@ def run_bench(
     else:
         bench_id = new_bench_id("bench")
         store.add_bench(bench_id, "bench", command, settings)
+    if on_start is not None:
+        on_start(bench_id)
     done = {(r["task"], int(r["seed"]), r["player"]) for r in store.results(bench_id)}
     games = [
         Game(data[(t.name, seed)], player, budget or t.budget, seed)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tandem.cli_options import number
+from tandem.stopping import exit_code_of
 from tandem.tools.dask_client import client_for
 
 # The benchmark modules load tandem's whole stack (LangGraph, scikit-learn, LightGBM, matplotlib):
@@ -196,26 +197,39 @@ def cmd_bench(args: argparse.Namespace) -> int:
         flush=True,
     )
     address = cluster_address(args.cluster)
-    with ExitStack() as stack:
-        client = stack.enter_context(open_client(address)) if address else None
-        if client is not None:  # a live bar over the games, with the dashboard's link
-            total = len(tasks) * len(args.seeds) * len(with_baseline(players))
-            done = len(ResultsStore(results_dir).results(args.resume)) if args.resume else 0
-            show = stack.enter_context(progress("games", total, done, dashboard(client)))
-        else:
-            show = _print_line
-        bench_id = run_bench(
-            tasks,
-            players,
-            seeds=args.seeds,
-            budget=args.budget,
-            results_dir=results_dir,
-            command=_command(args, ("reuse",)),
-            on_result=lambda row: show(describe_result(row)),
-            cluster=client,
-            resume=args.resume,
-            reuse=reuse,
+    started: list[str] = []
+    try:
+        with ExitStack() as stack:
+            client = stack.enter_context(open_client(address)) if address else None
+            if client is not None:  # a live bar over the games, with the dashboard's link
+                total = len(tasks) * len(args.seeds) * len(with_baseline(players))
+                done = len(ResultsStore(results_dir).results(args.resume)) if args.resume else 0
+                show = stack.enter_context(progress("games", total, done, dashboard(client)))
+            else:
+                show = _print_line
+            bench_id = run_bench(
+                tasks,
+                players,
+                seeds=args.seeds,
+                budget=args.budget,
+                results_dir=results_dir,
+                command=_command(args, ("reuse",)),
+                on_result=lambda row: show(describe_result(row)),
+                cluster=client,
+                resume=args.resume,
+                reuse=reuse,
+                on_start=started.append,
+            )
+    except KeyboardInterrupt as stop:  # Ctrl-C, or a signal (tandem.stopping): say how this bench goes on
+        if not started:
+            raise
+        where = f" --results-dir {shlex.quote(results_dir)}" if args.results_dir else ""
+        print(
+            f"\ntandem: bench stopped; its finished games are in {Path(results_dir) / 'results.sqlite'}. "
+            f"Continue with: tandem bench --resume {started[0]}{where}",
+            file=sys.stderr,
         )
+        return exit_code_of(stop)
     report = bench_report(ResultsStore(results_dir), bench_id)
     print()
     print(report.markdown)

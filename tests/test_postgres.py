@@ -196,7 +196,8 @@ def test_a_database_lost_mid_run_is_one_line_and_the_run_resumes_once_it_is_back
                 process.wait()
         lines = [line for line in log.read_text().splitlines() if line.startswith("tandem: ")]
         assert len(lines) == 1 and lines[0].startswith("tandem: the checkpoint database failed (")
-        assert lines[0].endswith("continue with `tandem resume d` once it is back") and PASSWORD not in lines[0]
+        assert lines[0].endswith(f"continue with `tandem resume d --runs-dir {runs}` once it is back")
+        assert PASSWORD not in lines[0]
         assert "Traceback" not in log.read_text()
         server.start()
         monkeypatch.setenv("PGPASSWORD", PASSWORD)

@@ -18,6 +18,7 @@ import psutil
 import pytest
 from crash import ROOT, assert_same_run, outcome, spawn, wait_until
 
+from tandem.benchmarks.results_store import ResultsStore
 from tandem.cli import main
 from tandem.stopping import ctrl_c_ends_within
 
@@ -160,12 +161,37 @@ def test_a_signal_to_a_run_stops_its_fold_workers_too_and_the_run_resumes_the_sa
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert "progress is saved" in log.read_text(errors="replace")
+    said = log.read_text(errors="replace").strip().splitlines()[-1]
+    assert said == f"tandem: interrupted; progress is saved. Continue with: tandem resume r --runs-dir {runs}"
     deadline = time.monotonic() + 30
     while alive(worker) and time.monotonic() < deadline:
         time.sleep(0.1)
     if alive(worker):
         psutil.Process(worker).kill()
         raise AssertionError("the fold worker outlived its run")
-    assert main(["resume", "r", "--runs-dir", str(runs)]) == 0
+    assert main(said.partition("Continue with: tandem ")[2].split()) == 0
     assert_same_run(runs / "r", uninterrupted)  # the stopped fold was not recorded as a failure
+
+
+def test_a_stopped_bench_says_how_it_goes_on_and_goes_on(tmp_path: Path):
+    """A bench stopped in a game names its own `--resume`; the resumed bench plays what is left."""
+    marker, log, results = tmp_path / "paused.json", tmp_path / "bench.log", tmp_path / "results"
+    (tmp_path / "tasks.toml").write_text('[[tasks]]\nname = "wine"\ncsv = "sklearn:wine"\ntarget = "target"\n')
+    bench = ["bench", "--tasks", str(tmp_path / "tasks.toml"), "--players", "tandem:max_iters=1", "--budget", "60"]
+    process = spawn([*bench, "--results-dir", str(results)], log, "fold_fit", marker)
+    try:
+        wait_until(marker.exists, process, "a fold fit of the tandem game", timeout=300)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 143, log.read_text(errors="replace")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    said = log.read_text(errors="replace").strip().splitlines()[-1]
+    assert said.startswith("tandem: bench stopped;") and "Traceback" not in log.read_text(errors="replace")
+    resume = said.partition("Continue with: tandem ")[2].split()
+    assert resume[:2] == ["bench", "--resume"] and resume[3:] == ["--results-dir", str(results)]
+    assert main(resume) == 0
+    stored = ResultsStore(results).results(resume[2])
+    assert sorted(r["player"] for r in stored) == ["linear", "tandem:max_iters=1"]
+    assert all(r["status"] == "ok" for r in stored)
