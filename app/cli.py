@@ -17,11 +17,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tandem.benchmarks.cli import add_bench_commands, cmd_bench, cmd_elo, cmd_league
+from tandem.benchmarks.cli import add_bench_commands, bench_farewell, cmd_bench, cmd_elo, cmd_league
 from tandem.cli_history import COMMANDS as HISTORY_COMMANDS
 from tandem.cli_history import add_history_commands
 from tandem.cli_learning import COMMANDS as LEARNING_COMMANDS
-from tandem.cli_learning import add_learning_commands
+from tandem.cli_learning import add_learning_commands, kept_by_training
 from tandem.cli_options import (
     RUNS_DIR_HELP,
     OneLineParser,
@@ -57,7 +57,6 @@ from tandem.tools.errors import InputError, ProviderStop
 # commands that run a graph or a model import `tandem.api` and `tandem.live` themselves.
 
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 EXIT_PROVIDER = 3
 EXIT_OS = 3
 
@@ -328,12 +327,24 @@ def resume_command(args: argparse.Namespace) -> str:
     return f"tandem resume {run_id}" + (f" --runs-dir {shlex.quote(runs_dir)}" if runs_dir else "")
 
 
+def stop_farewell(args: argparse.Namespace) -> tuple[str, str]:
+    """What a stopped command is called and what it keeps, for the line a stop prints: read when
+    the stop comes, so it names what the command knew by then (a new run's id, a bench's)."""
+    if args.command in ("run", "resume", "fork"):
+        return "the run", f"progress is saved. Continue with: {resume_command(args)}"
+    if args.command == "train":
+        return "training", kept_by_training(args)
+    if args.command in ("bench", "league"):
+        return bench_farewell(args)
+    return f"tandem {args.command}", "it saves nothing half-done: run the same command again"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `tandem` console script."""
+    """Entry point of the `tandem` console script (`argv` None: this process is the command)."""
     os.environ.setdefault("LANGSMITH_TRACING", "false")
     args = make_parser().parse_args(argv)
     try:
-        with signals_stop_the_command():
+        with signals_stop_the_command(lambda: stop_farewell(args), owns_process=argv is None):
             return COMMANDS[args.command](args)
     except InputError as exc:
         print(f"tandem: {exc}", file=sys.stderr)
@@ -346,8 +357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tandem: {os_error_line(exc, resume_command(args), runs_dir)}", file=sys.stderr)
         return EXIT_OS
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGINT or SIGTERM sent to this process (tandem.stopping)
-        print(f"\ntandem: interrupted; progress is saved. Continue with: {resume_command(args)}", file=sys.stderr)
-        return exit_code_of(stop, EXIT_INTERRUPTED)
+        what, kept = stop_farewell(args)
+        print(f"\ntandem: {what} stopped; {kept}", file=sys.stderr)
+        return exit_code_of(stop)
     except Exception as exc:
         if type(exc).__module__.partition(".")[0] != "psycopg":  # the PostgreSQL checkpoints' driver (optional extra)
             raise

@@ -11,16 +11,12 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from tandem.cli_options import RUNS_DIR_HELP, number
-from tandem.stopping import ctrl_c_ends_within, exit_code_of
 from tandem.tools.dask_client import client_for
 
 if TYPE_CHECKING:
     from tandem.benchmarks.learning import EpisodeResult
 
-EXIT_INTERRUPTED = 130
 EXIT_WORKER_KILLED = 1
-STOP_SECONDS = 30.0
-"""How long a Ctrl-C'd training may take to stop (it takes a second or two) before it is ended."""
 
 
 TIME_PRICE: dict[str, Any] = {
@@ -94,12 +90,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    stopped = f"{args.out} holds every finished episode. Continue with the same command."
-    try:
-        with (
-            ctrl_c_ends_within(STOP_SECONDS, "training", stopped, EXIT_INTERRUPTED),
-            client_for(args.cluster) as client,
-        ):
+    try:  # a stop signal: `tandem.cli.main` says what is kept (`kept_by_training`)
+        with client_for(args.cluster) as client:
             policy = train(
                 tasks,
                 episodes=args.episodes,
@@ -113,9 +105,6 @@ def cmd_train(args: argparse.Namespace) -> int:
                 cluster=client,
                 time_price=args.time_price,
             )
-    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (tandem.stopping)
-        print(f"\ntandem: training stopped; {stopped}", file=sys.stderr)
-        return exit_code_of(stop, EXIT_INTERRUPTED)
     except TerminatedWorkerError:  # the operating system's out-of-memory killer, or someone's kill
         print(
             f"\ntandem: an episode's worker process was killed (out of memory, or by a signal); {args.out} holds "
@@ -128,6 +117,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"wrote {args.out}: {provenance['episodes']} episodes, {provenance['steps']} moves, hash {policy['hash'][:12]}"
     )
     return 0
+
+
+def kept_by_training(args: argparse.Namespace) -> str:
+    """What a stopped `tandem train` keeps: every finished episode is in the policy file."""
+    return f"{args.out} holds every finished episode. Continue with the same command."
 
 
 def cmd_learn(args: argparse.Namespace) -> int:

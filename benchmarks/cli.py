@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from tandem.cli_options import number
-from tandem.stopping import exit_code_of
 from tandem.tools.dask_client import client_for
 
 # The benchmark modules load tandem's whole stack (LangGraph, scikit-learn, LightGBM, matplotlib):
@@ -157,6 +155,18 @@ def _results_dir(args: argparse.Namespace) -> str:
     return str(Path(args.results_dir or default_results_dir()).resolve())
 
 
+def bench_farewell(args: argparse.Namespace) -> tuple[str, str]:
+    """What a stopped bench or league is called and what it keeps, for the line a stop prints."""
+    store = Path(_results_dir(args)) / "results.sqlite"
+    if args.command == "league":
+        return "the league", f"its finished matches are in {store}. Run the same command to go on."
+    bench_id = getattr(args, "bench_id", None) or args.resume
+    if not bench_id:
+        return "the bench", "it had not started a game"
+    where = f" --results-dir {shlex.quote(_results_dir(args))}" if args.results_dir else ""
+    return "the bench", f"its finished games are in {store}. Continue with: tandem bench --resume {bench_id}{where}"
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from tandem.benchmarks.bench import (  # heavy stack: CLI start-up time
         Reuse,
@@ -184,6 +194,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(report.markdown)
         print(f"report: {Path(results_dir) / args.report / 'report.md'}")
         return 0
+    asked = args  # the command line `bench_farewell` reads if the bench is stopped
     if args.resume:
         args = _stored_command(ResultsStore(results_dir), args)
     tasks = select_tasks(args.tasks)
@@ -197,39 +208,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
         flush=True,
     )
     address = cluster_address(args.cluster)
-    started: list[str] = []
-    try:
-        with ExitStack() as stack:
-            client = stack.enter_context(open_client(address)) if address else None
-            if client is not None:  # a live bar over the games, with the dashboard's link
-                total = len(tasks) * len(args.seeds) * len(with_baseline(players))
-                done = len(ResultsStore(results_dir).results(args.resume)) if args.resume else 0
-                show = stack.enter_context(progress("games", total, done, dashboard(client)))
-            else:
-                show = _print_line
-            bench_id = run_bench(
-                tasks,
-                players,
-                seeds=args.seeds,
-                budget=args.budget,
-                results_dir=results_dir,
-                command=_command(args, ("reuse",)),
-                on_result=lambda row: show(describe_result(row)),
-                cluster=client,
-                resume=args.resume,
-                reuse=reuse,
-                on_start=started.append,
-            )
-    except KeyboardInterrupt as stop:  # Ctrl-C, or a signal (tandem.stopping): say how this bench goes on
-        if not started:
-            raise
-        where = f" --results-dir {shlex.quote(results_dir)}" if args.results_dir else ""
-        print(
-            f"\ntandem: bench stopped; its finished games are in {Path(results_dir) / 'results.sqlite'}. "
-            f"Continue with: tandem bench --resume {started[0]}{where}",
-            file=sys.stderr,
+    with ExitStack() as stack:
+        client = stack.enter_context(open_client(address)) if address else None
+        if client is not None:  # a live bar over the games, with the dashboard's link
+            total = len(tasks) * len(args.seeds) * len(with_baseline(players))
+            done = len(ResultsStore(results_dir).results(args.resume)) if args.resume else 0
+            show = stack.enter_context(progress("games", total, done, dashboard(client)))
+        else:
+            show = _print_line
+        bench_id = run_bench(
+            tasks,
+            players,
+            seeds=args.seeds,
+            budget=args.budget,
+            results_dir=results_dir,
+            command=_command(args, ("reuse",)),
+            on_result=lambda row: show(describe_result(row)),
+            cluster=client,
+            resume=args.resume,
+            reuse=reuse,
+            on_start=lambda bench_id: setattr(asked, "bench_id", bench_id),
         )
-        return exit_code_of(stop)
     report = bench_report(ResultsStore(results_dir), bench_id)
     print()
     print(report.markdown)
@@ -297,16 +296,11 @@ def cmd_league(args: argparse.Namespace) -> int:
                 cluster=client,
                 roster=league_rounds(players, args.players_dir, args.interval if args.watch else 0.0),
             )
-    except KeyboardInterrupt:  # --watch ends this way; any league may
+    except KeyboardInterrupt:  # --watch ends this way; any league may: the standings so far, then the stop's line
         print()
         print(leaderboard_markdown(standings(ResultsStore(results_dir))))
-        page = write_leaderboard_html(ResultsStore(results_dir))
-        print(
-            f"tandem: league stopped; its finished matches are in {Path(results_dir) / 'results.sqlite'} "
-            f"and {page}. Run the same command to go on.",
-            file=sys.stderr,
-        )
-        return 130
+        print(f"leaderboard page: {write_leaderboard_html(ResultsStore(results_dir))}")
+        raise
     print()
     print(leaderboard_markdown(standings(ResultsStore(results_dir))))
     print(f"leaderboard page: {write_leaderboard_html(ResultsStore(results_dir))}")

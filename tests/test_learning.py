@@ -19,7 +19,7 @@ from tandem.benchmarks.learning import SHARED_DATASETS, load_pool, run_steps, se
 from tandem.benchmarks.players import TandemPlayer, parse_player, parse_players, with_policy
 from tandem.benchmarks.tasks import default_suite
 from tandem.cli import main
-from tandem.cli_learning import STOP_SECONDS
+from tandem.stopping import STOP_SECONDS
 from tandem.graph.context import RunContext
 from tandem.graph.messages import Implementation, Proposal, Regularise
 from tandem.nodes.agents import LearnedScientist, frozen_policy, make_scientist

@@ -20,14 +20,15 @@ from crash import ROOT, assert_same_run, outcome, spawn, wait_until
 
 from tandem.benchmarks.results_store import ResultsStore
 from tandem.cli import main
-from tandem.stopping import ctrl_c_ends_within
+from tandem.stopping import signals_stop_the_command
 
-HANGS_AFTER_CTRL_C = textwrap.dedent(
+HANGS_AFTER_A_STOP = textwrap.dedent(
     """
     import sys, threading
-    from tandem.stopping import ctrl_c_ends_within
+    from tandem.stopping import signals_stop_the_command
 
-    with ctrl_c_ends_within(float(sys.argv[1]), "the command", "nothing was lost", 130):
+    farewell = lambda: ("the command", "nothing was lost")
+    with signals_stop_the_command(farewell, owns_process=True, seconds=float(sys.argv[1])):
         try:
             print("ready", flush=True)
             threading.Event().wait()
@@ -42,7 +43,7 @@ STARTED: list[subprocess.Popen[str]] = []
 CTRL_C_IN_A_CALLBACK = textwrap.dedent(
     """
     import os, signal, threading, weakref
-    from tandem.stopping import ctrl_c_ends_within
+    from tandem.stopping import signals_stop_the_command
 
     class Node:
         pass
@@ -52,7 +53,7 @@ CTRL_C_IN_A_CALLBACK = textwrap.dedent(
         for _ in range(1000):
             pass
 
-    with ctrl_c_ends_within(600.0, "the command", "nothing was lost", 130):
+    with signals_stop_the_command(lambda: ("the command", "nothing was lost"), owns_process=True):
         try:
             node = Node()
             ref = weakref.ref(node, on_collected)
@@ -85,19 +86,20 @@ def command(script: str, *args: str) -> subprocess.Popen[str]:
 
 
 def hanging_command(seconds: float) -> subprocess.Popen[str]:
-    process = command(HANGS_AFTER_CTRL_C, str(seconds))
+    process = command(HANGS_AFTER_A_STOP, str(seconds))
     assert process.stdout is not None and process.stdout.readline() == "ready\n"
     return process
 
 
-def test_a_stop_that_hangs_is_ended_with_the_farewell_once_its_time_is_up():
+@pytest.mark.parametrize("signum, name, code", [(signal.SIGINT, "Ctrl-C", 130), (signal.SIGTERM, "SIGTERM", 143)])
+def test_a_stop_that_hangs_is_ended_with_the_farewell_once_its_time_is_up(signum: int, name: str, code: int):
     process = hanging_command(2.0)
     started = time.monotonic()
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     out, err = process.communicate(timeout=60)
-    assert process.returncode == 130
+    assert process.returncode == code
     assert "stopping" in out
-    assert err.strip() == "tandem: the command had not stopped 2 s after Ctrl-C, so it was ended; nothing was lost"
+    assert err.strip() == f"tandem: the command had not stopped 2 s after {name}, so it was ended; nothing was lost"
     assert time.monotonic() - started >= 2.0
 
 
@@ -118,11 +120,11 @@ def test_a_ctrl_c_that_python_drops_in_a_callback_still_ends_the_command_at_once
     assert out == "" and err.strip() == "tandem: the command stopped; nothing was lost"
 
 
-def test_without_a_ctrl_c_the_usual_handler_is_back_after_the_block():
-    before = signal.getsignal(signal.SIGINT)
-    with ctrl_c_ends_within(1.0, "unused", "unused"):
-        assert signal.getsignal(signal.SIGINT) is not before
-    assert signal.getsignal(signal.SIGINT) is before
+def test_without_a_signal_the_usual_handlers_are_back_after_the_block():
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    with signals_stop_the_command(lambda: ("unused", "unused"), owns_process=True):
+        assert all(signal.getsignal(signum) is not handler for signum, handler in before.items())
+    assert all(signal.getsignal(signum) is handler for signum, handler in before.items())
 
 
 def alive(pid: int) -> bool:
@@ -162,7 +164,7 @@ def test_a_signal_to_a_run_stops_its_fold_workers_too_and_the_run_resumes_the_sa
             process.kill()
             process.wait()
     said = log.read_text(errors="replace").strip().splitlines()[-1]
-    assert said == f"tandem: interrupted; progress is saved. Continue with: tandem resume r --runs-dir {runs}"
+    assert said == f"tandem: the run stopped; progress is saved. Continue with: tandem resume r --runs-dir {runs}"
     deadline = time.monotonic() + 30
     while alive(worker) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -171,6 +173,33 @@ def test_a_signal_to_a_run_stops_its_fold_workers_too_and_the_run_resumes_the_sa
         raise AssertionError("the fold worker outlived its run")
     assert main(said.partition("Continue with: tandem ")[2].split()) == 0
     assert_same_run(runs / "r", uninterrupted)  # the stopped fold was not recorded as a failure
+
+
+def test_a_second_ctrl_c_ends_a_run_whose_fold_cannot_stop_and_it_resumes_the_same(
+    tmp_path: Path, uninterrupted: dict[str, Any]
+):
+    """At `--n-jobs 1` the fold fits in the step's own thread, which no signal interrupts, so the
+    first Ctrl-C waits for it (up to STOP_SECONDS); a second one ends the run at once, and the
+    printed line resumes it to the same run."""
+    marker, log, runs = tmp_path / "paused.json", tmp_path / "run.log", tmp_path / "runs"
+    process = spawn([*PENGUINS, "--n-jobs", "1", "--runs-dir", str(runs), "--run-id", "r"], log, "fold_fit", marker)
+    try:
+        wait_until(marker.exists, process, "a fold fit in the run's process", timeout=300)
+        assert json.loads(marker.read_text())["pid"] == process.pid  # no worker: the step's thread waits 600 s
+        process.send_signal(signal.SIGINT)
+        time.sleep(1.0)  # two signals at once would be one
+        assert process.poll() is None  # the first Ctrl-C waits for the fold
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130, log.read_text(errors="replace")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    said = log.read_text(errors="replace").strip().splitlines()[-1]
+    resume = f"tandem resume r --runs-dir {runs}"
+    assert said == f"tandem: the run was ended by a second Ctrl-C; progress is saved. Continue with: {resume}"
+    assert main(resume.split()[1:]) == 0
+    assert_same_run(runs / "r", uninterrupted)
 
 
 def test_a_stopped_bench_says_how_it_goes_on_and_goes_on(tmp_path: Path):
@@ -188,7 +217,7 @@ def test_a_stopped_bench_says_how_it_goes_on_and_goes_on(tmp_path: Path):
             process.kill()
             process.wait()
     said = log.read_text(errors="replace").strip().splitlines()[-1]
-    assert said.startswith("tandem: bench stopped;") and "Traceback" not in log.read_text(errors="replace")
+    assert said.startswith("tandem: the bench stopped;") and "Traceback" not in log.read_text(errors="replace")
     resume = said.partition("Continue with: tandem ")[2].split()
     assert resume[:2] == ["bench", "--resume"] and resume[3:] == ["--results-dir", str(results)]
     assert main(resume) == 0
