@@ -156,7 +156,8 @@ def test_a_signal_to_a_run_stops_its_fold_workers_too_and_the_run_resumes_the_sa
     try:
         wait_until(marker.exists, process, "a fold fit in a worker", timeout=300)
         worker = json.loads(marker.read_text())["pid"]
-        assert worker != process.pid and alive(worker)  # the fit waits in a joblib worker (for 600 s)
+        assert worker != process.pid, log.read_text(errors="replace")  # the fit waits in a joblib worker (600 s)
+        assert alive(worker), f"the paused worker {worker} is gone: {log.read_text(errors='replace')[-4000:]}"
         process.send_signal(signum)
         assert process.wait(timeout=60) == code, log.read_text(errors="replace")
     finally:
