@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,25 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return outcome(runs / "ref")
 
 
+@contextmanager
+def paused_in_a_fold(argv: list[str], tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    """`tandem ARGV` started and paused in its first fold fit (for 600 s): the process, the pid of
+    the process that fits, and the log. The command does not outlive the block."""
+    marker, log = tmp_path / "paused.json", tmp_path / "command.log"
+    process = spawn(argv, log, "fold_fit", marker)
+    try:
+        wait_until(marker.exists, process, "a fold fit", timeout=300)
+        yield process, json.loads(marker.read_text())["pid"], log
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def last_line(log: Path) -> str:
+    return log.read_text(errors="replace").strip().splitlines()[-1]
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_to_a_run_stops_its_fold_workers_too_and_the_run_resumes_the_same(
     tmp_path: Path, signum: int, code: int, uninterrupted: dict[str, Any]
@@ -151,20 +171,17 @@ def test_a_signal_to_a_run_stops_its_fold_workers_too_and_the_run_resumes_the_sa
     """`kill -INT` or `kill` (SIGTERM) reaches the run's process alone, not its fold workers, as a
     terminal's Ctrl-C would: the run must still stop at once, take its workers with it, and record
     nothing of the step it stopped."""
-    marker, log, runs = tmp_path / "paused.json", tmp_path / "run.log", tmp_path / "runs"
-    process = spawn([*PENGUINS, "--n-jobs", "2", "--runs-dir", str(runs), "--run-id", "r"], log, "fold_fit", marker)
-    try:
-        wait_until(marker.exists, process, "a fold fit in a worker", timeout=300)
-        worker = json.loads(marker.read_text())["pid"]
-        assert worker != process.pid, log.read_text(errors="replace")  # the fit waits in a joblib worker (600 s)
+    runs = tmp_path / "runs"
+    with paused_in_a_fold([*PENGUINS, "--n-jobs", "2", "--runs-dir", str(runs), "--run-id", "r"], tmp_path) as (
+        process,
+        worker,
+        log,
+    ):
+        assert worker != process.pid, log.read_text(errors="replace")  # the fit waits in a joblib worker
         assert alive(worker), f"the paused worker {worker} is gone: {log.read_text(errors='replace')[-4000:]}"
         process.send_signal(signum)
         assert process.wait(timeout=60) == code, log.read_text(errors="replace")
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    said = log.read_text(errors="replace").strip().splitlines()[-1]
+    said = last_line(log)
     assert said == f"tandem: the run stopped; progress is saved. Continue with: tandem resume r --runs-dir {runs}"
     deadline = time.monotonic() + 30
     while alive(worker) and time.monotonic() < deadline:
@@ -182,42 +199,33 @@ def test_a_second_ctrl_c_ends_a_run_whose_fold_cannot_stop_and_it_resumes_the_sa
     """At `--n-jobs 1` the fold fits in the step's own thread, which no signal interrupts, so the
     first Ctrl-C waits for it (up to STOP_SECONDS); a second one ends the run at once, and the
     printed line resumes it to the same run."""
-    marker, log, runs = tmp_path / "paused.json", tmp_path / "run.log", tmp_path / "runs"
-    process = spawn([*PENGUINS, "--n-jobs", "1", "--runs-dir", str(runs), "--run-id", "r"], log, "fold_fit", marker)
-    try:
-        wait_until(marker.exists, process, "a fold fit in the run's process", timeout=300)
-        assert json.loads(marker.read_text())["pid"] == process.pid  # no worker: the step's thread waits 600 s
+    runs = tmp_path / "runs"
+    with paused_in_a_fold([*PENGUINS, "--n-jobs", "1", "--runs-dir", str(runs), "--run-id", "r"], tmp_path) as (
+        process,
+        fitting,
+        log,
+    ):
+        assert fitting == process.pid  # no worker: the step's thread waits
         process.send_signal(signal.SIGINT)
         time.sleep(1.0)  # two signals at once would be one
         assert process.poll() is None  # the first Ctrl-C waits for the fold
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 130, log.read_text(errors="replace")
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    said = log.read_text(errors="replace").strip().splitlines()[-1]
     resume = f"tandem resume r --runs-dir {runs}"
-    assert said == f"tandem: the run was ended by a second Ctrl-C; progress is saved. Continue with: {resume}"
+    assert last_line(log) == f"tandem: the run was ended by a second Ctrl-C; progress is saved. Continue with: {resume}"
     assert main(resume.split()[1:]) == 0
     assert_same_run(runs / "r", uninterrupted)
 
 
 def test_a_stopped_bench_says_how_it_goes_on_and_goes_on(tmp_path: Path):
     """A bench stopped in a game names its own `--resume`; the resumed bench plays what is left."""
-    marker, log, results = tmp_path / "paused.json", tmp_path / "bench.log", tmp_path / "results"
+    results = tmp_path / "results"
     (tmp_path / "tasks.toml").write_text('[[tasks]]\nname = "wine"\ncsv = "sklearn:wine"\ntarget = "target"\n')
     bench = ["bench", "--tasks", str(tmp_path / "tasks.toml"), "--players", "tandem:max_iters=1", "--budget", "60"]
-    process = spawn([*bench, "--results-dir", str(results)], log, "fold_fit", marker)
-    try:
-        wait_until(marker.exists, process, "a fold fit of the tandem game", timeout=300)
+    with paused_in_a_fold([*bench, "--results-dir", str(results)], tmp_path) as (process, _, log):
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 143, log.read_text(errors="replace")
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    said = log.read_text(errors="replace").strip().splitlines()[-1]
+    said = last_line(log)
     assert said.startswith("tandem: the bench stopped;") and "Traceback" not in log.read_text(errors="replace")
     resume = said.partition("Continue with: tandem ")[2].split()
     assert resume[:2] == ["bench", "--resume"] and resume[3:] == ["--results-dir", str(results)]
