@@ -93,7 +93,7 @@ def setup(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         positive_class=prepared.positive_class,
         n_rows=len(prepared.frame),
         n_dev_rows=len(split.dev_rows),
-        n_holdout_rows=len(split.holdout_rows),
+        n_holdout_rows=len(split.holdout_rows) if loaded.holdout_table is None else len(loaded.holdout_table),
         folds=split.n_folds,
         seed=seed,
         holdout_source=split.holdout_source,

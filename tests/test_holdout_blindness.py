@@ -370,6 +370,7 @@ def test_replacing_the_labels_of_a_separate_holdout_file_changes_nothing_but_its
         hold_csv = write(labels, tmp_path / name, "holdout.csv")
         runs.append(play(data, dev_csv, tmp_path / f"runs-{name}", "heuristic", monkeypatch, holdout_csv=hold_csv))
     assert runs[0].summary["task"]["holdout_source"] == str(tmp_path / "a" / "holdout.csv")
+    assert runs[0].summary["task"]["n_holdout_rows"] == len(penguins_holdout_rows)  # what reports and the live view say
     assert_blind(runs[0], runs[1], "heuristic")
     assert runs[1].summary["best"]["holdout"]["f1_macro"] < 0.2  # every label is wrong now
 
