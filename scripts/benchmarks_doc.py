@@ -27,7 +27,7 @@ from tandem.benchmarks import league, performance_profiles
 from tandem.benchmarks.bench import bench_report, fmt, game_key, in_play_order, reuse_note, scored_problems
 from tandem.benchmarks.league import leaderboard_markdown, plot_leaderboard, standings
 from tandem.benchmarks.results_store import ResultsStore
-from tandem.benchmarks.tasks import default_suite
+from tandem.benchmarks.tasks import default_suite, materialize
 from tandem.graph.context import RewardConfig, RunContext
 from tandem.graph.reward_rules import compare
 from tandem.tools.data import read_table
@@ -421,11 +421,20 @@ def _family(spec: dict[str, Any]) -> str:
     return f"{model.get('family', 'model')}" + (f" with a {target} target" if target not in (None, "none") else "")
 
 
-def _holdout_rows(summary: dict[str, Any]) -> int:
-    """Rows the delivered model was scored on: the run's own holdout, or the bench's holdout file."""
+def _holdout_rows(summary: dict[str, Any], task_name: str) -> int:
+    """Rows the delivered model was scored on: the run's own holdout, or the bench's holdout file.
+
+    Runs before 2026-12-05 recorded 0 rows for a holdout file, and the bench's task cache that
+    holds the file is not kept in git (.gitignore): on a fresh clone the task's split is made
+    again (`materialize`, the bench's own), so the page reads the same from any checkout."""
     task = summary["task"]
     source = task.get("holdout_source", "internal")
-    return len(read_table(source)) if source != "internal" and Path(source).exists() else int(task["n_holdout_rows"])
+    if source == "internal" or task["n_holdout_rows"]:
+        return int(task["n_holdout_rows"])
+    if Path(source).exists():
+        return len(read_table(source))
+    suite = {t.name: t for t in default_suite()}
+    return materialize(suite[task_name], ROOT / "benchmarks" / "results" / "tasks", int(task["seed"])).n_holdout
 
 
 def _clipped(text: str, width: int = 90) -> str:
@@ -433,13 +442,12 @@ def _clipped(text: str, width: int = 90) -> str:
     return text if len(text) <= width else text[:width].rsplit(" ", 1)[0] + " …"
 
 
-def _why(t: float, summary: dict[str, Any], n_experiments: int, gap: float) -> str:
+def _why(t: float, summary: dict[str, Any], n_experiments: int, gap: float, n_holdout: int) -> str:
     """Why a delivered model (not the baseline) lost to a plain one, from its run's summary; `gap` =
     relative holdout shortfall; `t` = its gain over the baseline by the run's significance rule."""
     threshold = RewardConfig().significance_t
     small_rows = RunContext().small_data_rows
     n_dev = summary["task"]["n_dev_rows"]
-    n_holdout = _holdout_rows(summary)
     shortfall = f"the shortfall is {gap:.2%} of the plain model's score on a holdout of {n_holdout} rows"
     if n_dev < small_rows:
         return (
@@ -500,7 +508,7 @@ def _score_notes(report: Any) -> list[str]:
                 + f"on the holdout it scores {fmt(mine)} against the plain {plain_name} model's {fmt(best_plain)}. "
                 + (_guarded_pick(summary, ledger) if chosen else "")
                 + "The baseline reads only the columns the profile found usable, the plain players read every column, "
-                f"and on a holdout of {_holdout_rows(summary)} rows the gap is "
+                f"and on a holdout of {_holdout_rows(summary, problem.task)} rows the gap is "
                 f"{abs(mine - best_plain) / abs(best_plain):.2%} of the plain model's score."
             )
         elif missed_plain:
@@ -515,7 +523,13 @@ def _score_notes(report: Any) -> list[str]:
                 f"over {len(folds)} folds ({_repeats(len(folds), summary)}), but on the holdout it scores "
                 f"{fmt(mine)} against the baseline's {fmt(summary['baseline']['holdout'].get(metric))} and the "
                 f"plain {plain_name} model's {fmt(best_plain)}. "
-                + _why(t, summary, len(ledger), abs(mine - best_plain) / abs(best_plain))
+                + _why(
+                    t,
+                    summary,
+                    len(ledger),
+                    abs(mine - best_plain) / abs(best_plain),
+                    _holdout_rows(summary, problem.task),
+                )
             )
         if problem.task == "house_prices":
             path = [r for r in ledger if r.get("incumbent_after") == r["id"]]
