@@ -336,7 +336,7 @@ def stop_farewell(args: argparse.Namespace) -> tuple[str, str]:
         return "training", kept_by_training(args)
     if args.command in ("bench", "league"):
         return bench_farewell(args)
-    return f"tandem {args.command}", "it saves nothing half-done: run the same command again"
+    return f"tandem {args.command}", "run the same command again"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,10 +49,11 @@ from scipy.stats import binomtest
 from tandem.benchmarks.results_store import ResultsStore
 from tandem.graph.context import RewardConfig, RunContext
 from tandem.graph.persistence import problem_of
-from tandem.graph.reward_rules import compare, small_data_blend
+from tandem.graph.reward_rules import blend_candidates, blend_pool, compare, small_data_blend
 from tandem.nodes.deliver import DELIVERY_MOVE
 from tandem.tools.builder import predict
 from tandem.tools.data import read_table_hashed
+from tandem.tools.ensemble_selection import blend_score, select_ensemble
 from tandem.tools.metrics import METRICS, Predictions
 from tandem.tools.spec import complexity, parse_spec
 from tandem.tools.training import DISCRETE_METRICS, TIE_BREAK_METRIC, Problem, fit_final, load_oof
@@ -65,6 +66,8 @@ REFERENCE = "simplest within noise"
 """The rule every other one is counted against by default (wins, ties, losses): tandem's first."""
 CARUANA_BY_SCORE = "Caruana, pool by score alone"
 """The rule tandem applied from 2026-12-03 until the pool kept a place for each family's best."""
+NESTED_SIGNIFICANT = "Caruana if nested CV beats #0 significantly"
+NESTED_MEAN = "Caruana if nested CV beats #0 on the mean"
 GUARDED = "guarded by #0"
 """The rule tandem applied from 2026-12-02 until Caruana's blend replaced it."""
 
@@ -85,6 +88,8 @@ class RunHoldout:
     oof: dict[int, np.ndarray]
     y_dev: np.ndarray
     y_hold: np.ndarray
+    folds: np.ndarray
+    """The run's fold of every development row, one row per repeat (the order of the fold scores)."""
 
     @property
     def problem(self) -> Problem:
@@ -164,7 +169,13 @@ def load_run(folder: Path, task_name: str, seed: int) -> RunHoldout:
         oof=oof,
         y_dev=y_dev.to_numpy(),
         y_hold=hold[target].to_numpy(),
+        folds=_folds(folder),
     )
+
+
+def _folds(folder: Path) -> np.ndarray:
+    split = json.loads((folder / "split.json").read_text())
+    return np.array([split["fold_of_dev"], *split.get("repeat_folds", [])])
 
 
 def _within_noise(run: RunHoldout) -> list[dict[str, Any]]:
@@ -267,6 +278,56 @@ def caruana(per_family: bool) -> Callable[[RunHoldout], float]:
     return rule
 
 
+def nested_caruana_folds(run: RunHoldout) -> list[float] | None:
+    """Caruana's selection as a procedure, cross-validated on the run's own folds: for each repeat
+    and fold, the pool (each family's best first) is ranked by the other folds' scores of that
+    repeat, its weights are chosen on the other folds' out-of-fold predictions, and the blend is
+    scored on this fold. Its fold scores pair with any experiment's, fold by fold, without the
+    optimism of a pool and weights chosen on the rows they are scored on (None: no pool)."""
+    by_hash = {r["spec_hash"]: run.oof[r["id"]] for r in run.ledger if r["id"] in run.oof}
+    greater = METRICS[run.metric].greater_is_better
+    sign = 1.0 if greater else -1.0
+    n_folds = int(run.folds[0].max()) + 1
+    n_scores = len(run.folds) * n_folds
+    scored = [r for r in blend_candidates(run.ledger) if len(r["fold_scores"].get(run.metric) or ()) == n_scores]
+    problem, scores = run.problem, []
+    for r, assignment in enumerate(run.folds):
+        for k in range(n_folds):
+            inner, outer = assignment != k, assignment == k
+            others = [r * n_folds + j for j in range(n_folds) if j != k]
+            ranked = [
+                {**c, "primary": float(np.mean([c["fold_scores"][run.metric][i] for i in others]))} for c in scored
+            ]
+            pool = blend_pool(ranked, by_hash.get, greater_is_better=greater)  # type: ignore[arg-type]
+            if len(pool) < 2:
+                return None
+            selection = select_ensemble({i: a[r : r + 1, inner] for i, a in pool.items()}, run.y_dev[inner], problem)
+            if selection is None:  # one model is best on the other folds
+                best = max(pool, key=lambda i: sign * blend_score(pool[i][r : r + 1, inner], run.y_dev[inner], problem))
+                weights = {best: 1}
+            else:
+                weights = selection.weights
+            blend = sum(pool[i][r : r + 1, outer] * w for i, w in weights.items()) / sum(weights.values())
+            scores.append(blend_score(np.asarray(blend), run.y_dev[outer], problem))
+    return scores
+
+
+def nested_gate(significant: bool) -> Callable[[RunHoldout], float]:
+    """Caruana's blend (tandem's rule now) when its nested fold scores beat the baseline #0's,
+    significantly by the run's rule (`significant`) or by the mean alone, else the baseline."""
+
+    def rule(run: RunHoldout) -> float:
+        nested = nested_caruana_folds(run)
+        base = run.ledger[0]["fold_scores"].get(run.metric) if run.ledger[0]["status"] == "ok" else None
+        if nested is None or not base or len(base) != len(nested):
+            return caruana(per_family=True)(run)
+        verdict = compare(run.metric, nested, base, RewardConfig(), folds_per_repeat=run.task["folds"])
+        keep = verdict.significant if significant else verdict.gain > 0
+        return caruana(per_family=True)(run) if keep else run.single(0)
+
+    return rule
+
+
 def oracle(run: RunHoldout) -> float:
     sign = 1.0 if METRICS[run.metric].greater_is_better else -1.0
     return max((run.single(r["id"]) for r in run.ledger if r["id"] in run.proba), key=lambda v: sign * v)
@@ -285,6 +346,8 @@ RULES: dict[str, Callable[[RunHoldout], float]] = {
     "average of best 2": average_of_best(2),
     "average of best 3": average_of_best(3),
     "average of best 5": average_of_best(5),
+    NESTED_SIGNIFICANT: nested_gate(significant=True),
+    NESTED_MEAN: nested_gate(significant=False),
     "oracle (holdout)": oracle,
 }
 
