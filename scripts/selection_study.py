@@ -13,6 +13,9 @@ holdout, and compares the delivery rules one could have applied to the same ledg
   it beats the baseline significantly on the folds, else the baseline (`guarded`), a variant of that
   guard that on a discrete primary metric also accepts log-loss's evidence, and the simplest
   experiment within fold noise of the best;
+- Caruana's blend gated by its nested cross-validation (`nested_caruana_folds`: pool and weights
+  chosen on the other folds, scored on each fold): kept when it beats the baseline #0
+  significantly, or on the mean alone, else the baseline;
 - the best mean CV score (the incumbent), and the baseline (experiment #0);
 - the equal-weight average of the k best single pipelines by CV (k = 2, 3, 5);
 - the best single experiment on the holdout: an oracle no rule can reach, for scale.
