@@ -19,7 +19,6 @@ from tandem.benchmarks.learning import SHARED_DATASETS, load_pool, run_steps, se
 from tandem.benchmarks.players import TandemPlayer, parse_player, parse_players, with_policy
 from tandem.benchmarks.tasks import default_suite
 from tandem.cli import main
-from tandem.stopping import STOP_SECONDS
 from tandem.graph.context import RunContext
 from tandem.graph.messages import Implementation, Proposal, Regularise
 from tandem.nodes.agents import LearnedScientist, frozen_policy, make_scientist
@@ -29,6 +28,7 @@ from tandem.nodes.agents.heuristic_scientist import DEFAULT_PREFERENCES, MOVE_NA
 from tandem.nodes.agents.learned_executor import LearnedFilling, executor_context, executor_transitions, learn_executor
 from tandem.nodes.agents.learned_scientist import FEATURES, learn, new_policy, transitions
 from tandem.nodes.verifier import verify
+from tandem.stopping import STOP_SECONDS
 from tandem.tools.bandit import LinearBandit
 from tandem.tools.data import InputError
 from tandem.tools.policy_file import SHIPPED_POLICY, read_policy, write_policy
