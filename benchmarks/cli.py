@@ -157,13 +157,14 @@ def _results_dir(args: argparse.Namespace) -> str:
 
 def bench_farewell(args: argparse.Namespace) -> tuple[str, str]:
     """What a stopped bench or league is called and what it keeps, for the line a stop prints."""
-    store = Path(_results_dir(args)) / "results.sqlite"
+    results_dir = _results_dir(args)
+    store = Path(results_dir) / "results.sqlite"
     if args.command == "league":
         return "the league", f"its finished matches are in {store}. Run the same command to go on."
     bench_id = getattr(args, "bench_id", None) or args.resume
     if not bench_id:
         return "the bench", "it had not started a game"
-    where = f" --results-dir {shlex.quote(_results_dir(args))}" if args.results_dir else ""
+    where = f" --results-dir {shlex.quote(results_dir)}" if args.results_dir else ""
     return "the bench", f"its finished games are in {store}. Continue with: tandem bench --resume {bench_id}{where}"
 
 

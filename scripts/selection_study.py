@@ -43,6 +43,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,11 @@ class RunHoldout:
     y_hold: np.ndarray
     folds: np.ndarray
     """The run's fold of every development row, one row per repeat (the order of the fold scores)."""
+
+    @cached_property
+    def nested_blend_folds(self) -> list[float] | None:
+        """`nested_caruana_folds` of this run, computed once for every rule that reads it."""
+        return nested_caruana_folds(self)
 
     @property
     def problem(self) -> Problem:
@@ -320,7 +326,7 @@ def nested_gate(significant: bool) -> Callable[[RunHoldout], float]:
     significantly by the run's rule (`significant`) or by the mean alone, else the baseline."""
 
     def rule(run: RunHoldout) -> float:
-        nested = nested_caruana_folds(run)
+        nested = run.nested_blend_folds
         base = run.ledger[0]["fold_scores"].get(run.metric) if run.ledger[0]["status"] == "ok" else None
         if nested is None or not base or len(base) != len(nested):
             return caruana(per_family=True)(run)
