@@ -109,7 +109,7 @@ def typical_fit_seconds(state: TandemState) -> float | None:
 def budget_exhausted(state: TandemState, context: RunContext) -> str | None:
     """Which budget is spent, if any: the routing reads this, so the loop can never outrun it."""
     if state.get("iteration", 0) >= context.max_iters:
-        return f"iteration budget reached ({context.max_iters} experiments)"
+        return f"iteration budget reached ({context.max_iters} experiment{'' if context.max_iters == 1 else 's'})"
     if (left := seconds_left(state, context)) is not None:
         reserve = delivery_seconds(state, context)
         kept = f"about {reserve:.0f} s kept for delivery"

@@ -50,6 +50,19 @@ def baseline_spec(profile: DatasetProfile, task_type: str) -> PipelineSpec:
     )
 
 
+#: How many left-out columns a note names before it counts the rest.
+LEFT_OUT_SHOWN = 6
+
+
+def _left_out_note(profile: DatasetProfile) -> list[str]:
+    left_out = profile.left_out()
+    if not left_out:
+        return []
+    more = f", … ({len(left_out)} in all)" if len(left_out) > LEFT_OUT_SHOWN else ""
+    shown = ", ".join(left_out[:LEFT_OUT_SHOWN]) + more
+    return [f"the baseline and the offline agents leave out {shown}"]
+
+
 def _linear(task_type: str) -> str:
     return "ridge" if task_type == "regression" else "logistic"
 
@@ -81,6 +94,7 @@ def setup(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     split.save(folder.split)
     write_json(folder.holdout_rows, {"source": split.holdout_source, "rows": list(split.holdout_rows)})
     csv_path = str(Path(state["csv_path"]).resolve())
+    profile = profile_dataset(prepared.frame.loc[list(split.dev_rows)], prepared.target, prepared.task_type)
     task = TaskInfo(
         csv_path=csv_path,
         csv_sha256=loaded.sha256,
@@ -97,10 +111,9 @@ def setup(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         folds=split.n_folds,
         seed=seed,
         holdout_source=split.holdout_source,
-        notes=list(prepared.notes),
+        notes=[*prepared.notes, *_left_out_note(profile)],
     )
     remember_data(task, loaded)  # the nodes of this process train on it without reading the file again
-    profile = profile_dataset(prepared.frame.loc[list(split.dev_rows)], prepared.target, prepared.task_type)
     profile_ref = save_profile(folder, profile)  # once: every checkpoint holds only its name and hash
     spec = baseline_spec(profile, prepared.task_type)
     result = evaluate_candidate(spec, task, folder, context, time_limit=None)

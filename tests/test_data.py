@@ -220,6 +220,19 @@ def test_the_user_is_told_which_text_columns_were_read_as_numbers(tmp_path: Path
     assert not any(n.startswith("read text columns") for n in plain.notes)  # numbers written plainly: nothing to say
 
 
+def test_infinite_numbers_are_read_as_missing_and_the_user_is_told(tmp_path: Path) -> None:
+    # "inf" is what a division by zero upstream writes; no scikit-learn model trains on it
+    text = "ratio,size,y\n" + "".join(f"{v},{i},{i % 3 + 0.5}\n" for i, v in enumerate(["inf", "-inf", "1.5"] * 4))
+    text += "2.5,99,inf\n"  # an infinite target: a row nobody measured
+    df = read_table(write(tmp_path, "ratios.csv", text))
+    assert df["ratio"].isna().sum() == 8 and not np.isinf(df["ratio"]).any()
+    task = prepare_task(df, "y", folds=2)
+    assert "read 9 infinite values as missing: 'ratio' (8), 'y' (1)" in task.notes
+    assert "dropped 1 rows with a missing target 'y'" in task.notes and len(task.frame) == 12
+    plain = prepare_task(read_table(write(tmp_path, "plain.csv", "w,y\n1,0\n2,1\n3,0\n4,1\n5,0\n6,1\n")), "y", folds=2)
+    assert not any("infinite" in n for n in plain.notes)
+
+
 def test_european_formatted_numbers_in_a_semicolon_file(tmp_path: Path) -> None:
     path = write(tmp_path, "eu.csv", "name;price;total\nx;1,5;1.234,50 €\ny;2,25;-7\n")
     df = read_table(path)
@@ -305,6 +318,15 @@ def test_one_class_only() -> None:
 def test_rare_class_is_named_with_its_count() -> None:
     df = frame(43, y=["a"] * 20 + ["b"] * 20 + ["c"] * 3)
     raises_one_line(lambda: prepare_task(df, "y", folds=5, holdout=0.2), "'c' (3 rows)", "at least 7")
+
+
+def test_a_rare_class_of_integer_codes_suggests_regression() -> None:
+    # years of experience, 0 to 18: integer codes look like classes, but it is a quantity
+    df = frame(400, y=[i % 12 for i in range(396)] + [17, 17, 18, 18])
+    message = raises_one_line(lambda: prepare_task(df, "y"), "too few rows in class", "use task type 'regression'")
+    labels = frame(43, y=["a"] * 20 + ["b"] * 20 + ["c"] * 3)
+    assert "'regression'" not in raises_one_line(lambda: prepare_task(labels, "y"))  # text labels are no quantity
+    assert message.count("regression") == 1
 
 
 def test_rare_class_with_a_holdout_file_needs_folds_members_only() -> None:

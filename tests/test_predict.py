@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from io import StringIO
 from pathlib import Path
 
 import joblib
@@ -140,6 +141,36 @@ def test_columns_are_coerced_the_way_the_reader_reads_them() -> None:
         coerce_column(pd.Series(["True", "maybe"]), "bool", "flag")
     money = coerce_column(pd.Series(["$1,234.50", None, "-$3", "?"], dtype=object), "float64", "income")
     np.testing.assert_array_equal(money.to_numpy(), [1234.5, np.nan, -3.0, np.nan])  # as the reader reads a CSV
+
+
+def test_infinite_cells_train_and_predict_as_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A ratio column with "inf" cells (a division by zero upstream) once stopped the run at its
+    baseline ("Input X contains infinity"); the run and a prediction now read them as missing,
+    and setup says so, with the columns the models leave out."""
+    frame = _padded_frame(120)
+    income = frame[" monthly income"].astype(object)
+    income[::10] = "inf"
+    frame[" monthly income"] = income
+    frame["copy of age"] = frame[" age"]
+    path = tmp_path / "ratios.csv"
+    frame.to_csv(path, index=False)
+    code, out, err = _cli(
+        capsys, "run", str(path), "--target", "churned", "--max-iters", "1", "--folds", "3",
+        "--runs-dir", str(tmp_path / "runs"), "--run-id", "r", "--plain",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "note: read 12 infinite values as missing: 'monthly income' (12)" in out
+    left_out = "'customer_id' (a row ID: 96 distinct values), 'copy of age' (a copy of 'age')"
+    assert f"note: the baseline and the offline agents leave out {left_out}" in out
+    new = frame.drop(columns=[" churned "]).head(3).assign(**{" monthly income": ["inf", "-inf", "2500"]})
+    new.to_csv(tmp_path / "new.csv", index=False)
+    code, out, err = _cli(capsys, "predict", "r", str(tmp_path / "new.csv"), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 0, err
+    predictions = pd.read_csv(StringIO(out))
+    assert len(predictions) == 3 and predictions["proba_yes"].between(0, 1).all()
+    np.testing.assert_array_equal(
+        coerce_column(pd.Series([np.inf, -np.inf, 2.5]), "float64", "x").to_numpy(), [np.nan, np.nan, 2.5]
+    )
 
 
 def test_a_model_fitted_through_the_door_accepts_padded_names() -> None:

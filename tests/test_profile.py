@@ -270,6 +270,14 @@ def test_numeric_facts_constant_and_duplicate_columns() -> None:
     assert usable == ["honest", "noise", "lognormal", "colour", "rounded"]
     assert any("honest_copy duplicates honest" in w for w in profile.warnings)
     assert any("constant is constant" in w for w in profile.warnings)
+    assert profile.left_out() == [  # what the user is told at setup: every column usable() leaves out, with why
+        "'leak_numeric' (it leaks the target: on its own it separates the classes with ROC-AUC 1.000)",
+        "'leak_label' (it leaks the target: each of its 2 values maps to a single class for 100.0% of rows)",
+        "'honest_copy' (a copy of 'honest')",
+        "'constant' (constant)",
+        "'empty' (empty)",
+        "'rounded_float' (a copy of 'rounded')",
+    ]
 
 
 def test_duplicate_rows_are_counted_exactly() -> None:

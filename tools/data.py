@@ -88,7 +88,8 @@ def read_table(path: str | Path, *, keep: Iterable[str] = ()) -> pd.DataFrame:
     told. Here the encoding is chosen by trying utf-8 (BOM stripped), cp1252 and latin-1 in turn;
     the delimiter among , ; tab | is sniffed from the first lines; compression is recognised by
     its magic bytes (so a gzipped file named .csv also works). Header names lose surrounding
-    whitespace; cell values are left exactly as written. The index is the 0-based data row
+    whitespace; cell values are left as written, except infinite numbers, read as missing
+    (`infinities_as_missing`), and text columns of formatted numbers, read as numbers. The index is the 0-based data row
     number, header excluded, so rows can be reported back to the user. Columns are held in
     compact dtypes (`compact_frame`) except those named in `keep` (a run keeps its target as
     pandas reads it). Raises `InputError`.
@@ -139,12 +140,17 @@ def read_table_hashed(path: str | Path, *, keep: Iterable[str] = ()) -> tuple[pd
         df = df.drop(columns=empty_blank)
     if len(df) == 0:
         raise InputError(f"{p} has no data rows, only a header; export the data again with its rows")
-    return compact_frame(_formatted_numbers_as_numbers(df, decimal), keep=keep), sha256
+    return compact_frame(_infinities_as_missing(_formatted_numbers_as_numbers(df, decimal)), keep=keep), sha256
 
 
 #: `DataFrame.attrs` key under which `read_table` lists the text columns it read as numbers, each
 #: with one of its cells as written, so that `prepare_task` can tell the user.
 READ_AS_NUMBERS = "tandem_read_as_numbers"
+
+
+#: `DataFrame.attrs` key under which `read_table` counts, by column, the infinite cells it read as
+#: missing (`infinities_as_missing`).
+INFINITE_AS_MISSING = "tandem_infinite_as_missing"
 
 
 def _formatted_numbers_as_numbers(df: pd.DataFrame, decimal: str = ".") -> pd.DataFrame:
@@ -668,6 +674,9 @@ def prepare_task(
     if task_type is not None and task_type not in get_args(TaskType):
         raise InputError(f"unknown task type {task_type!r}; use one of {', '.join(get_args(TaskType))}")
 
+    infinite = _infinities_note(df, what="")
+    if infinite:
+        notes.append(infinite)
     frame, dropped = _drop_missing_target(df, target, what="the data")
     if dropped:
         notes.append(f"dropped {dropped} rows with a missing target {target!r}")
@@ -699,7 +708,7 @@ def prepare_task(
         other = "regression" if inferred == "multiclass" else "multiclass"
         notes.append(
             f"treating integer target {target!r} ({y.nunique()} distinct values) as {inferred}; "
-            f"pass task_type={other!r} to override"
+            f"use task type {other!r} to override"
         )
 
     chosen_metrics, primary_metric = _resolve(metrics, primary, chosen)
@@ -764,6 +773,44 @@ def _not_found(target: str, names: list[str]) -> str:
     if names and sum(_looks_numeric(n) for n in names) > len(names) / 2:
         message += "; the first line looks like data: does the file lack a header row?"
     return message
+
+
+def infinities_as_missing(column: pd.Series) -> pd.Series:
+    """A float column with its infinite cells ("inf", "-Infinity" in a CSV) as missing, or the column itself.
+
+    Why: no model of the playbook can learn from an infinite value (scikit-learn's estimators
+    refuse the whole table), and one cell of "inf" is nearly always a division by zero upstream,
+    that is a value nobody measured. The run and a prediction read them alike.
+    """
+    if not ptypes.is_float_dtype(column.dtype):
+        return column
+    infinite = np.isinf(column.to_numpy(dtype=float, na_value=np.nan))
+    return column.mask(infinite) if infinite.any() else column
+
+
+def _infinities_as_missing(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with `infinities_as_missing` applied to every column; `attrs[INFINITE_AS_MISSING]`
+    counts the cells by column, so that `prepare_task` can tell the user."""
+    counts: dict[str, int] = {}
+    out = df
+    for name in df.columns:
+        column = df[name]
+        cleaned = infinities_as_missing(column)
+        if cleaned is not column:
+            out = out.copy(deep=False) if out is df else out  # the caller's frame is not changed
+            out[name] = cleaned
+            counts[str(name)] = int(cleaned.isna().sum() - column.isna().sum())
+    if counts:
+        out.attrs[INFINITE_AS_MISSING] = counts
+    return out
+
+
+def _infinities_note(df: pd.DataFrame, *, what: str) -> str | None:
+    counts: dict[str, int] = df.attrs.get(INFINITE_AS_MISSING) or {}
+    if not counts:
+        return None
+    shown = [f"{_short(name)} ({count})" for name, count in counts.items()]
+    return f"read {sum(counts.values())} infinite {what}values as missing: {_listed_text(shown)}"
 
 
 def _drop_missing_target(df: pd.DataFrame, target: str, *, what: str) -> tuple[pd.DataFrame, int]:
@@ -835,9 +882,11 @@ def _check_classes(y: pd.Series, target: str, task_type: str, folds: int, split:
         listed = ", ".join(f"{_short(c)} ({_rows(k)})" for c, k in rare[:5])
         more = f" and {len(rare) - 5} more" if len(rare) > 5 else ""
         why = f"{folds} folds after a {split:.0%} holdout" if split else f"{folds} folds"
+        numeric = ptypes.is_numeric_dtype(y.dtype) and not ptypes.is_bool_dtype(y.dtype)
+        quantity = f"; or, if {target!r} is a quantity (a count, a score), use task type 'regression'"
         raise InputError(
             f"too few rows in class {listed}{more} of {target!r}: each class needs at least {need} ({why}); "
-            "add rows of these classes, merge them into others, or lower folds"
+            f"add rows of these classes, merge them into others, or lower folds{quantity if numeric else ''}"
         )
     if split:
         n_test = math.ceil(n_rows * split)
@@ -881,6 +930,9 @@ def _check_holdout_frame(
     missing = [str(c) for c in df.columns if str(c) not in have]
     if missing:
         raise InputError(f"the holdout file lacks {len(missing)} columns of the data: {_listed(missing)}")
+    infinite = _infinities_note(hf, what="holdout ")
+    if infinite:
+        notes.append(infinite)
     rows, dropped = _drop_missing_target(hf, target, what="the holdout file")
     if dropped:
         notes.append(f"dropped {dropped} holdout rows with a missing target {target!r}")

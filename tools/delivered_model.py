@@ -36,7 +36,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from tandem.tools.builder import predict as predict_for_metrics
-from tandem.tools.data import InputError, clean_names, logical_dtype
+from tandem.tools.data import InputError, clean_names, infinities_as_missing, logical_dtype
 from tandem.tools.formatted_numbers import parse_formatted_numbers
 from tandem.tools.metrics import Predictions, score_all
 from tandem.tools.spec import EnsembleSpec, PipelineSpec, referenced_columns
@@ -278,7 +278,7 @@ def _as_numbers(column: pd.Series, name: str) -> pd.Series:
     if ptypes.is_bool_dtype(column):
         return column.astype("float64")
     if ptypes.is_numeric_dtype(column):
-        return column
+        return infinities_as_missing(column)  # as the run read them (`tools.data.prepare_task`)
     texts = _texts(column)
     numbers = pd.to_numeric(texts, errors="coerce")
     bad = texts.notna() & numbers.isna()
@@ -287,7 +287,7 @@ def _as_numbers(column: pd.Series, name: str) -> pd.Series:
         if formatted is None:
             raise _reject(column, bad, name, "numbers")
         return formatted
-    return numbers.astype("float64")
+    return infinities_as_missing(numbers.astype("float64"))
 
 
 def _as_booleans(column: pd.Series, name: str) -> pd.Series:

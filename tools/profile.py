@@ -134,11 +134,27 @@ class DatasetProfile(_Frozen):
 
     def usable(self) -> list[ColumnProfile]:
         """Columns a model may be trained on: not row IDs, not leaking, not constant, not duplicates."""
-        return [
-            col
-            for col in self.columns
-            if col.kind != "id" and not col.leaks_target and not col.is_constant and col.duplicate_of is None
-        ]
+        return [col for col in self.columns if _left_out_because(col) is None]
+
+    def left_out(self) -> list[str]:
+        """Each column `usable` leaves out, with why, in words for the user: a column that silently
+        disappears from every model looks like a bug; one that leaks the target is worth fixing
+        at its source."""
+        return [f"{col.name!r} ({why})" for col in self.columns if (why := _left_out_because(col))]
+
+
+def _left_out_because(col: ColumnProfile) -> str | None:
+    if col.leaks_target:
+        return f"it leaks the target: {col.leak_reason}"
+    if col.kind == "id":
+        return f"a row ID: {col.n_unique} distinct values"
+    if col.missing_rate >= 1.0:
+        return "empty"
+    if col.is_constant:
+        return "constant"
+    if col.duplicate_of is not None:
+        return f"a copy of {col.duplicate_of!r}"
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,7 +177,8 @@ def profile_dataset(df: pd.DataFrame, target: str, task_type: str) -> DatasetPro
     target_view = _TargetView.build(sample[target], task)
 
     features = [name for name in df.columns if name != target]
-    columns = [_profile_column(str(name), df[name], sample[name], positions, target_view) for name in features]
+    with np.errstate(over="ignore"):  # values near float64's limit (1e308) overflow a sum: inf, not a printed warning
+        columns = [_profile_column(str(name), df[name], sample[name], positions, target_view) for name in features]
     duplicates = _find_duplicate_columns(df, sample, features, columns)
     columns = [
         col.model_copy(update={"duplicate_of": duplicates[col.name]}) if col.name in duplicates else col
