@@ -352,6 +352,18 @@ def test_labels_that_differ_only_by_spaces_are_refused_with_the_fix() -> None:
     raises_one_line(lambda: prepare_task(frame(60, y=clean), "y", holdout_frame=holdout), "only by spaces")
 
 
+def test_labels_that_differ_only_in_case_stay_classes_and_the_user_is_told() -> None:
+    df = frame(60, y=["Yes"] * 20 + ["yes"] * 20 + ["no"] * 20)
+    task = prepare_task(df, "y")
+    assert task.classes == ("Yes", "no", "yes") and task.task_type == "multiclass"
+    said = [n for n in task.notes if "differ only in case" in n]
+    assert said == [
+        "labels of 'y' that differ only in case are kept as separate classes ('Yes' and 'yes'); "
+        "if they are one class, write them alike in the file"
+    ]
+    assert not any("case" in n for n in prepare_task(frame(60, y=["Yes", "No"] * 30), "y").notes)
+
+
 def test_holdout_too_small_for_the_classes() -> None:
     df = frame(9, y=["a", "b", "c"] * 3)
     raises_one_line(lambda: prepare_task(df, "y", folds=2, holdout=0.05), "fewer than the 3 classes")

@@ -689,6 +689,9 @@ def prepare_task(
     chosen: TaskType = cast(TaskType, task_type) if task_type is not None else inferred
     if chosen in CLASSIFICATION:
         y = _integer_labels(y)
+        cased = _case_clash_note(y, target)
+        if cased:
+            notes.append(cased)
     frame = _with_target(frame, target, y)
 
     classes: tuple[Any, ...] = ()
@@ -978,6 +981,24 @@ def _check_spaced_labels(y: pd.Series, target: str) -> None:
             f"labels of {target!r} differ only by spaces around them ({listed}; {_rows(rows)} with spaces), "
             "so one class is written two ways: remove the spaces in the file, then run again"
         )
+
+
+def _case_clash_note(y: pd.Series, target: str) -> str | None:
+    """Labels that differ only in case ("Yes" beside "yes") are kept as the classes they are written
+    as (a code may mean something by its case), but nearly always they are one class typed two
+    ways: say so, with the fix."""
+    texts = pd.Series(y[y.map(lambda value: isinstance(value, str))].unique(), dtype=object)
+    spellings: dict[str, list[str]] = {}
+    for label in sorted(texts):
+        spellings.setdefault(label.strip().casefold(), []).append(label)
+    clashes = [labels for labels in spellings.values() if len(labels) > 1]
+    if not clashes:
+        return None
+    listed = "; ".join(" and ".join(_short(label) for label in labels) for labels in clashes[:3])
+    return (
+        f"labels of {target!r} that differ only in case are kept as separate classes ({listed}); "
+        "if they are one class, write them alike in the file"
+    )
 
 
 def _as_numeric_if_possible(y: pd.Series) -> pd.Series:
