@@ -317,7 +317,13 @@ def test_one_class_only() -> None:
 
 def test_rare_class_is_named_with_its_count() -> None:
     df = frame(43, y=["a"] * 20 + ["b"] * 20 + ["c"] * 3)
-    raises_one_line(lambda: prepare_task(df, "y", folds=5, holdout=0.2), "'c' (3 rows)", "at least 7")
+    raises_one_line(lambda: prepare_task(df, "y", folds=5, holdout=0.2), "'c' (3 rows)", "at least 7", "folds to 2")
+    # 6 pigs among 52,519 pets: the folds that would fit them are named, and they do fit
+    pets = frame(206, y=["dog"] * 100 + ["cat"] * 100 + ["pig"] * 6)
+    raises_one_line(lambda: prepare_task(pets, "y"), "'pig' (6 rows)", "or lower folds to 4")
+    assert prepare_task(pets, "y", folds=4).classes == ("cat", "dog", "pig")
+    lone = frame(41, y=["a"] * 20 + ["b"] * 20 + ["c"])
+    assert "lower folds" not in raises_one_line(lambda: prepare_task(lone, "y"), "'c' (1 row)")  # no folds fit one row
 
 
 def test_a_rare_class_of_integer_codes_suggests_regression() -> None:

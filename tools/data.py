@@ -871,8 +871,8 @@ def _check_classes(y: pd.Series, target: str, task_type: str, folds: int, split:
         )
     if task_type == "multiclass" and len(classes) == 2:
         raise InputError(f"task type 'multiclass' needs 3 or more classes, but {target!r} has 2; use 'binary'")
-    need = max(2 if split else 1, math.ceil(folds / (1.0 - split) - 1e-9))
-    rare = [(_plain(c), int(k)) for c, k in counts.items() if k * (1.0 - split) + 1e-9 < folds or k < need]
+    need = _rows_per_class(folds, split)
+    rare = [(_plain(c), int(k)) for c, k in counts.items() if _too_rare(int(k), folds, split)]
     if rare and len(classes) > 0.5 * n_rows:  # not labels at all: say so rather than list a thousand classes
         numeric = ptypes.is_numeric_dtype(y.dtype) and not ptypes.is_bool_dtype(y.dtype)
         looks = "a quantity: use task type 'regression'" if numeric else "an identifier or free text"
@@ -887,9 +887,11 @@ def _check_classes(y: pd.Series, target: str, task_type: str, folds: int, split:
         why = f"{folds} folds after a {split:.0%} holdout" if split else f"{folds} folds"
         numeric = ptypes.is_numeric_dtype(y.dtype) and not ptypes.is_bool_dtype(y.dtype)
         quantity = f"; or, if {target!r} is a quantity (a count, a score), use task type 'regression'"
+        fitting = [f for f in range(folds - 1, 1, -1) if not _too_rare(rare[0][1], f, split)]
+        lower = f", or lower folds to {fitting[0]}" if fitting else ""
         raise InputError(
             f"too few rows in class {listed}{more} of {target!r}: each class needs at least {need} ({why}); "
-            f"add rows of these classes, merge them into others, or lower folds{quantity if numeric else ''}"
+            f"add rows of these classes or merge them into others{lower}{quantity if numeric else ''}"
         )
     if split:
         n_test = math.ceil(n_rows * split)
@@ -899,6 +901,15 @@ def _check_classes(y: pd.Series, target: str, task_type: str, folds: int, split:
                 f"{len(classes)} classes; raise holdout or add rows"
             )
     return classes
+
+
+def _rows_per_class(folds: int, split: float) -> int:
+    """Rows a class needs to reach every fold of the development part and, with a holdout, both sides."""
+    return max(2 if split else 1, math.ceil(folds / (1.0 - split) - 1e-9))
+
+
+def _too_rare(count: int, folds: int, split: float) -> bool:
+    return count * (1.0 - split) + 1e-9 < folds or count < _rows_per_class(folds, split)
 
 
 def _resolve(metrics: Sequence[str] | str | None, primary: str | None, task_type: str) -> tuple[tuple[str, ...], str]:
