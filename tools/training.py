@@ -464,7 +464,7 @@ def evaluate_spec(
             key,
             "timeout",
             fit_seconds=time.perf_counter() - started,
-            error=overrun or f"training exceeded {time_limit:g} s",
+            error=overrun or f"training exceeded {round(time_limit, 2):g} s",
         )
     except _Pruned:
         partial = _collect(key, outputs, folds, problem, time.perf_counter() - started, None)
