@@ -89,8 +89,8 @@ def read_table(path: str | Path, *, keep: Iterable[str] = ()) -> pd.DataFrame:
     the delimiter among , ; tab | is sniffed from the first lines; compression is recognised by
     its magic bytes (so a gzipped file named .csv also works). Header names lose surrounding
     whitespace; cell values are left as written, except infinite numbers, read as missing
-    (`infinities_as_missing`), and text columns of formatted numbers, read as numbers. The index is the 0-based data row
-    number, header excluded, so rows can be reported back to the user. Columns are held in
+    (`infinities_as_missing`), and text columns of formatted numbers, read as numbers. The index
+    is the 0-based data row number, header excluded, so rows can be reported back to the user. Columns are held in
     compact dtypes (`compact_frame`) except those named in `keep` (a run keeps its target as
     pandas reads it). Raises `InputError`.
     """
@@ -998,9 +998,8 @@ def _case_clash_note(y: pd.Series, target: str) -> str | None:
     """Labels that differ only in case ("Yes" beside "yes") are kept as the classes they are written
     as (a code may mean something by its case), but nearly always they are one class typed two
     ways: say so, with the fix."""
-    texts = pd.Series(y[y.map(lambda value: isinstance(value, str))].unique(), dtype=object)
     spellings: dict[str, list[str]] = {}
-    for label in sorted(texts):
+    for label in sorted(value for value in y.unique() if isinstance(value, str)):
         spellings.setdefault(label.strip().casefold(), []).append(label)
     clashes = [labels for labels in spellings.values() if len(labels) > 1]
     if not clashes:

@@ -420,6 +420,7 @@ def evaluate_spec(
         per_repeat = int(folds[0].max()) + 1
         fold_timeout = max(1.0, time_limit * max(1, min(n_jobs, per_repeat)) / per_repeat)
     started = time.perf_counter()
+    allowed = f"{round(time_limit, 2):g} s" if time_limit is not None else "its time limit"
     width: int | None = None  # how many folds run at once
     overrun: str | None = None  # why the candidate was stopped before its time was up
     report = progress or (lambda done, total: None)
@@ -455,7 +456,7 @@ def evaluate_spec(
                     if elapsed <= time_limit:
                         overrun = (
                             f"stopped after {len(outputs)} of {n_folds} folds: at {np.median(fold_seconds):.2g} s a "
-                            f"fold, they would end after about {projected:.0f} s, past the {time_limit:g} s allowed"
+                            f"fold, they would end after about {projected:.0f} s, past the {allowed} allowed"
                         )
                     _cancel(fits)
                     raise TimeoutError
@@ -464,7 +465,7 @@ def evaluate_spec(
             key,
             "timeout",
             fit_seconds=time.perf_counter() - started,
-            error=overrun or f"training exceeded {round(time_limit, 2):g} s",
+            error=overrun or f"training exceeded {allowed}",
         )
     except _Pruned:
         partial = _collect(key, outputs, folds, problem, time.perf_counter() - started, None)
