@@ -342,6 +342,16 @@ def test_rare_class_with_a_holdout_file_needs_folds_members_only() -> None:
     raises_one_line(lambda: prepare_task(df, "y", folds=5), "'c' (5 rows)")
 
 
+def test_a_target_that_numbers_the_rows_is_pointed_out() -> None:
+    df = frame(40, rownames=np.arange(1, 41))
+    assert (
+        "target 'rownames' numbers the rows (1 to 40, one up each row): a model of it learns the file's order, "
+        "not the rows' contents; check that it is the column to predict"
+    ) in prepare_task(df, "rownames").notes
+    shuffled = frame(40, count=np.random.default_rng(0).permutation(40))  # unique integers, but not in file order
+    assert not any("numbers the rows" in n for n in prepare_task(shuffled, "count").notes)
+
+
 def test_identifier_target() -> None:
     df = frame(40, name=[f"person {i}" for i in range(40)])
     raises_one_line(lambda: prepare_task(df, "name"), "40 distinct values in 40 rows", "identifier")

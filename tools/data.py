@@ -698,6 +698,11 @@ def prepare_task(
     pos: Any = None
     if chosen == "regression":
         _check_regression_target(y, target, forced=task_type is not None)
+        if _counts_the_rows(y):
+            notes.append(
+                f"target {target!r} numbers the rows ({_plain(y.iloc[0])} to {_plain(y.iloc[-1])}, one up each row): "
+                "a model of it learns the file's order, not the rows' contents; check that it is the column to predict"
+            )
     else:
         classes = _check_classes(y, target, chosen, folds, split, len(frame))
         if chosen == "binary":
@@ -853,6 +858,13 @@ def _check_regression_target(y: pd.Series, target: str, *, forced: bool) -> None
     infinite = int(np.isinf(y.to_numpy(dtype=float)).sum())
     if infinite:
         raise InputError(f"target column {target!r} has {infinite} infinite values; fix or remove those rows")
+
+
+def _counts_the_rows(y: pd.Series) -> bool:
+    """Whether `y` goes up by exactly one from each row to the next: a row number (R's `rownames`,
+    an exported index), which a run would model without error and without meaning."""
+    values = y.to_numpy(dtype=float)
+    return len(values) >= 20 and _integer_valued(values) and bool(np.all(np.diff(values) == 1))
 
 
 def _check_classes(y: pd.Series, target: str, task_type: str, folds: int, split: float, n_rows: int) -> tuple[Any, ...]:
