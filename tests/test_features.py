@@ -32,6 +32,7 @@ from tandem.tools.spec import (
     RatioOp,
     SumOp,
     TextLengthOp,
+    TextTopicsOp,
     TokenCountOp,
     feature_outputs,
 )
@@ -74,6 +75,7 @@ ALL_OPS: tuple[FeatureOp, ...] = (
     GroupAggregateOp(group_by="city", column="a"),
     TextLengthOp(column="text"),
     TokenCountOp(column="text"),
+    TextTopicsOp(column="text", n_topics=2),
 )
 
 
@@ -231,6 +233,23 @@ def test_text_length_and_token_count_count_missing_as_zero(frame: pd.DataFrame) 
     out = _added((TextLengthOp(column="text"), TokenCountOp(column="text")), frame)
     assert_allclose(out["length__text"], [6, 0, 0, 3])
     assert_allclose(out["tokens__text"], [3, 0, 0, 1])
+
+
+def test_text_topics_read_what_the_training_rows_say_and_nothing_else() -> None:
+    reviews = ["great food great staff", "awful food", "great staff", "awful awful service", "service was great", None]
+    fit = pd.DataFrame({"review": reviews * 5})
+    op = TextTopicsOp(column="review", n_topics=3)
+    fe = FeatureEngineer((op,)).fit(fit)
+    assert list(fe.get_feature_names_out())[-3:] == ["topic0__review", "topic1__review", "topic2__review"]
+    out = _added((op,), fit, pd.DataFrame({"review": ["great food", "quantum chromodynamics", None]}))
+    assert np.abs(out.iloc[0]).sum() > 0.1  # words seen in training place a new row among the topics
+    assert_allclose(out.iloc[1:], 0.0)  # words never seen in training, or no text, say nothing
+    assert_allclose(fe.transform(fit).iloc[:, -3:], FeatureEngineer((op,)).fit(fit).transform(fit).iloc[:, -3:])
+    # a vocabulary too small for the topics asked: the components it has, then zeros; none: all zeros
+    three_terms = pd.DataFrame({"review": ["red blue", "red blue", "red green"]})  # red, blue, "red blue"
+    small = _added((TextTopicsOp(column="review", n_topics=10),), three_terms)
+    assert small.shape == (3, 10) and np.all(small.iloc[:, 2:] == 0.0) and np.abs(small.iloc[:, :2]).sum().sum() > 0
+    assert_allclose(_added((op,), pd.DataFrame({"review": ["one", "two", "three"]})), 0.0)
 
 
 def test_numeric_ops_coerce_text_columns() -> None:

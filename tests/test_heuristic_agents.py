@@ -321,6 +321,25 @@ def test_over_a_run_no_change_is_repeated_except_on_a_new_incumbent_of_another_f
         assert step >= 6, task  # the playbook still had ideas to play
 
 
+def test_free_text_is_read_as_topics_first_then_measured(binary_frame):
+    rng = np.random.default_rng(3)
+    words = np.array(["prompt", "late", "friendly", "rude", "clean", "dirty", "cheap", "pricey", "quiet", "noisy"])
+    frame = binary_frame.assign(note=[" ".join(rng.choice(words, 8)) + f" visit {i}" for i in range(len(binary_frame))])
+    run = Run("binary", "f1_macro", frame)
+    assert run.profile.of_kind("text") == ["note"]
+    text_moves: list[Proposal] = []
+    for _ in range(30):
+        proposal = propose(run)
+        if proposal.move == "text_and_dates":
+            text_moves.append(proposal)
+        if len(text_moves) == 2 or proposal.action == "deliver":
+            break
+        gain = proposal.move == "text_and_dates"  # the topics pay: the next text idea builds on them
+        run.play(proposal, primary=0.6 if gain else 0.5, significant=gain)
+    features = [[change.feature.model_dump()["op"] for change in p.changes] for p in text_moves]  # type: ignore[union-attr]
+    assert features == [["text_topics"], ["text_length", "token_count"]]
+
+
 def test_balanced_binary_task_gets_no_class_weights(binary_frame):
     run = Run("binary", "f1", binary_frame)
     run.play(propose(run), primary=0.5, significant=True)

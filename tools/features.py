@@ -26,6 +26,8 @@ import pandas as pd
 from pandas.api.types import is_datetime64_any_dtype, is_numeric_dtype
 from pydantic import TypeAdapter
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import PowerTransformer
 from sklearn.utils.validation import check_is_fitted
 
@@ -43,6 +45,7 @@ from tandem.tools.spec import (
     RatioOp,
     SumOp,
     TextLengthOp,
+    TextTopicsOp,
     TokenCountOp,
     feature_inputs,
     feature_outputs,
@@ -173,6 +176,8 @@ def _learn(op: FeatureOp, X: pd.DataFrame) -> Any:
             return _fit_date_parts(op, X)
         case GroupAggregateOp():
             return _fit_group_aggregate(op, X)
+        case TextTopicsOp():
+            return _fit_text_topics(op, X)
         case _:
             return None
 
@@ -203,6 +208,8 @@ def _apply(op: FeatureOp, learnt: Any, X: pd.DataFrame) -> list[Floats]:
             return [_counts(_text(X, op.column).str.len())]
         case TokenCountOp():
             return [_counts(_text(X, op.column).str.count(r"\S+"))]
+        case TextTopicsOp():
+            return _text_topics(op, learnt, X)
     raise AssertionError(op)  # pragma: no cover - the union is exhaustive
 
 
@@ -396,3 +403,48 @@ def _group_aggregate(op: GroupAggregateOp, stats: _GroupStats, X: pd.DataFrame) 
     if not stats.values.size:
         return np.full(position.shape, stats.fallback)
     return np.where(position >= 0, stats.values[position], stats.fallback)
+
+
+# --------------------------------------------------------------------------------------------
+# text_topics: TF-IDF of words and word pairs, reduced by a truncated SVD (latent semantic analysis).
+# --------------------------------------------------------------------------------------------
+
+#: The vocabulary a text column's TF-IDF keeps at most: its most frequent terms.
+TEXT_TOPICS_TERMS = 20_000
+
+
+def _documents(X: pd.DataFrame, name: str) -> list[str]:
+    return [value if isinstance(value, str) else "" for value in _text(X, name).tolist()]
+
+
+def _fit_text_topics(op: TextTopicsOp, X: pd.DataFrame) -> tuple[TfidfVectorizer, TruncatedSVD] | None:
+    """The vocabulary and the components, learnt on the training rows; None when no term appears in
+    two of them (the topics are then zero: nothing was learnt that a new row could share).
+
+    Why this and not the terms themselves: a few dozen dense columns work with every family of the
+    playbook (boosting, forests, linear models alike) and keep the design matrix small, where
+    thousands of sparse term columns would suit only the linear ones. Terms must appear in two
+    training rows (`min_df`), so a word seen once, a name or a typo, is not learnt as a topic.
+    """
+    vectorizer = TfidfVectorizer(
+        ngram_range=(1, 2), min_df=2, max_features=TEXT_TOPICS_TERMS, sublinear_tf=True, dtype=np.float64
+    )
+    try:
+        terms = vectorizer.fit_transform(_documents(X, op.column))
+    except ValueError:  # "empty vocabulary": no term appears in two training rows
+        return None
+    k = min(op.n_topics, terms.shape[1] - 1, terms.shape[0] - 1)
+    if k < 1:
+        return None
+    return vectorizer, TruncatedSVD(n_components=k, random_state=0).fit(terms)
+
+
+def _text_topics(
+    op: TextTopicsOp, learnt: tuple[TfidfVectorizer, TruncatedSVD] | None, X: pd.DataFrame
+) -> list[Floats]:
+    topics = np.zeros((len(X), op.n_topics))
+    if learnt is not None:
+        vectorizer, svd = learnt
+        found = svd.transform(vectorizer.transform(_documents(X, op.column)))
+        topics[:, : found.shape[1]] = found  # fewer components than asked when the vocabulary is small
+    return list(topics.T)

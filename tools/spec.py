@@ -111,6 +111,15 @@ class TokenCountOp(_Frozen):
     column: str
 
 
+class TextTopicsOp(_Frozen):
+    """What a free-text column says, as `n_topics` numbers: TF-IDF of its words and word pairs,
+    learnt on the training rows, reduced to its strongest components (latent semantic analysis)."""
+
+    op: Literal["text_topics"] = "text_topics"
+    column: str
+    n_topics: int = Field(default=20, ge=2, le=100)
+
+
 FeatureOp = Annotated[
     LogOp
     | PowerOp
@@ -123,7 +132,8 @@ FeatureOp = Annotated[
     | DatePartsOp
     | GroupAggregateOp
     | TextLengthOp
-    | TokenCountOp,
+    | TokenCountOp
+    | TextTopicsOp,
     Field(discriminator="op"),
 ]
 FEATURE_OPS: tuple[str, ...] = (
@@ -139,6 +149,7 @@ FEATURE_OPS: tuple[str, ...] = (
     "group_aggregate",
     "text_length",
     "token_count",
+    "text_topics",
 )
 
 
@@ -151,7 +162,7 @@ def feature_inputs(op: FeatureOp) -> tuple[str, ...]:
             return (op.left, op.right)
         case GroupAggregateOp():
             return (op.group_by, op.column)
-        case BinningOp() | DatePartsOp() | TextLengthOp() | TokenCountOp():
+        case BinningOp() | DatePartsOp() | TextLengthOp() | TokenCountOp() | TextTopicsOp():
             return (op.column,)
         case _:
             return tuple(op.columns)
@@ -184,6 +195,8 @@ def feature_outputs(op: FeatureOp) -> tuple[str, ...]:
             return (f"length__{op.column}",)
         case TokenCountOp():
             return (f"tokens__{op.column}",)
+        case TextTopicsOp():
+            return tuple(f"topic{i}__{op.column}" for i in range(op.n_topics))
     raise AssertionError(op)  # pragma: no cover - the union is exhaustive
 
 

@@ -54,6 +54,7 @@ from tandem.tools.spec import (
     SpecError,
     SumOp,
     TextLengthOp,
+    TextTopicsOp,
     TokenCountOp,
     check_against_data,
     spec_hash,
@@ -577,6 +578,15 @@ def _boosting_shape(s: _Situation) -> Iterator[Proposal]:
 def _text_and_dates(s: _Situation) -> Iterator[Proposal]:
     existing = set(s.base.features)
     for name in s.view.profile.of_kind("text"):
+        topics = TextTopicsOp(column=name)
+        if topics not in existing:
+            yield Proposal(
+                rationale=(
+                    f"{name!r} is free text: what it says can be read as {topics.n_topics} topics "
+                    "(TF-IDF of its words and word pairs, reduced by SVD, learnt on each training fold)."
+                ),
+                changes=[AddFeature(feature=topics)],
+            )
         ops: list[FeatureOp] = [TextLengthOp(column=name), TokenCountOp(column=name)]
         if not existing.issuperset(ops):
             yield Proposal(

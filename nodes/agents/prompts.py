@@ -124,6 +124,7 @@ FEATURE_OPS_TEXT = """Feature operations OP (each adds numeric columns before pr
 {"op":"log"|"power"|"missing_indicator","columns":[c,...]}; {"op":"ratio","numerator":a,"denominator":b};
 {"op":"product"|"difference","left":a,"right":b}; {"op":"sum","columns":[c,...]};
 {"op":"binning","column":c,"n_bins":5}; {"op":"date_parts"|"text_length"|"token_count","column":c};
+{"op":"text_topics","column":c,"n_topics":20};
 {"op":"group_aggregate","group_by":cat,"column":num,"agg":"mean"|"median"|"std"|"min"|"max"|"count"}"""
 
 
@@ -276,7 +277,7 @@ MOVE_TEXT: dict[str, str] = {
     "threshold": "tune the decision threshold (set_threshold tuned)",
     "high_cardinality": "use high-cardinality categoricals (use_columns role high_cardinality)",
     "boosting_schedule": "boosting: lower learning rate, more trees, subsampling (set_params)",
-    "text_and_dates": "features from text and date columns (add_feature text_length/date_parts)",
+    "text_and_dates": "features from text and date columns (add_feature text_topics/text_length/date_parts)",
     "missing_indicators": "missing-value indicators (add_feature missing_indicator)",
     "interactions": "feature interactions or a power transform of numerics (add_feature/set_preprocessing)",
     "boosting_shape": "boosting: fewer leaves, more rows per leaf, L2 (set_params)",
