@@ -36,6 +36,13 @@ from tandem.tools.pause_points import pause_point
 from tandem.tools.spec import EnsembleSpec, PipelineSpec, spec_hash
 from tandem.tools.stop_request import stop_requested
 
+# loky ends a fold worker whose memory grew by 300 MB over a task (its guard against leaks; a large
+# fit's heap is not all given back), after the task, and starts another that takes the waiting
+# folds: nothing is lost and nothing is for the user to do, but it warns on the terminal from its
+# manager thread, where a `catch_warnings` around the fit would not reach it.
+LOKY_WORKER_RESTARTED = "A worker stopped while some jobs were given to the executor"
+warnings.filterwarnings("ignore", message=LOKY_WORKER_RESTARTED, category=UserWarning)
+
 
 @dataclass(frozen=True)
 class Problem:
