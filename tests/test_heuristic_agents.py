@@ -340,6 +340,25 @@ def test_free_text_is_read_as_topics_first_then_measured(binary_frame):
     assert features == [["text_topics"], ["text_length", "token_count"]]
 
 
+def test_a_line_without_the_high_cardinality_columns_gets_them_though_another_line_has_them():
+    # 32,000 rows of an 8,000-level city once stayed out of the LightGBM line for a whole run: the
+    # linear recipe's one-hot city had made the linear line the incumbent, and the move asked only it
+    rng = np.random.default_rng(0)
+    frame = make_frame("regression").assign(city=[f"city_{i}" for i in rng.integers(0, 60, 400)])
+    run = Run("regression", "rmse", frame)
+    base = run.spec_of(0)
+    assert "city" not in base.columns.categorical + base.columns.high_cardinality  # type: ignore[union-attr]
+    tree = run.add(apply_changes(base, [SetModel(family="lightgbm", params={})], run.spec_of), primary=0.4)
+    with_city = apply_changes(base, [UseColumns(columns=("city",), role="categorical")], run.spec_of)
+    run.add(with_city, primary=0.3, significant=True)
+    scientist = HeuristicScientist(preferences={"high_cardinality": 100.0})
+    proposal = scientist.propose(run.view()).value
+    assert proposal.move == "high_cardinality" and proposal.base_experiment == tree
+    assert [c.model_dump() for c in proposal.changes] == [
+        {"change": "use_columns", "columns": ("city",), "role": "high_cardinality"}
+    ]
+
+
 def test_balanced_binary_task_gets_no_class_weights(binary_frame):
     run = Run("binary", "f1", binary_frame)
     run.play(propose(run), primary=0.5, significant=True)

@@ -513,15 +513,19 @@ def _threshold(s: _Situation) -> Iterator[Proposal]:
 
 
 def _high_cardinality(s: _Situation) -> Iterator[Proposal]:
-    used = set(s.base.columns.categorical) | set(s.base.columns.high_cardinality)
+    """Each line that does not read the high-cardinality categoricals gets them, target-encoded:
+    asked of each line's own columns, since another line (the linear recipe's one-hot columns)
+    may have taken them already."""
     many = [c.name for c in s.view.profile.usable() if c.kind == "categorical" and c.n_unique > 20]
-    unused = [c for c in many if c not in used]
-    for base_id, _ in s.lines() if unused else []:
-        yield Proposal(
-            rationale=f"High-cardinality categoricals {unused} are unused: add them with target encoding.",
-            base_experiment=base_id,
-            changes=[UseColumns(columns=tuple(unused), role="high_cardinality")],
-        )
+    for base_id, spec in s.lines():
+        used = set(spec.columns.categorical) | set(spec.columns.high_cardinality)
+        unused = [c for c in many if c not in used]
+        if unused:
+            yield Proposal(
+                rationale=f"High-cardinality categoricals {unused} are unused: add them with target encoding.",
+                base_experiment=base_id,
+                changes=[UseColumns(columns=tuple(unused), role="high_cardinality")],
+            )
     if s.base.columns.high_cardinality:
         yield Proposal(
             rationale="Frequency encoding is more robust than target encoding for rare categories.",
