@@ -856,11 +856,7 @@ def _count_duplicate_rows(df: pd.DataFrame, columns: Sequence[ColumnProfile]) ->
 
 
 def _strongest(columns: Sequence[ColumnProfile]) -> list[tuple[str, float]]:
-    candidates = [
-        col
-        for col in columns
-        if col.kind != "id" and not col.leaks_target and not col.is_constant and col.duplicate_of is None
-    ]
+    candidates = [col for col in columns if _left_out_because(col) is None]
     ranked = sorted(candidates, key=lambda col: -col.target_strength)  # stable: file order breaks ties
     return [(col.name, col.target_strength) for col in ranked[:_STRONG_TOP]]
 
