@@ -17,7 +17,7 @@ from tandem.graph.context import RunContext, context_of
 from tandem.graph.persistence import new_run_id, remember_data, run_folder, save_profile, write_json
 from tandem.graph.state import TandemState, TaskInfo, new_record
 from tandem.nodes.evaluator import evaluate_candidate, evaluation_data
-from tandem.tools.data import InputError, load_task
+from tandem.tools.data import InputError, listed_text, load_task
 from tandem.tools.metrics import METRICS
 from tandem.tools.profile import DatasetProfile, profile_dataset
 from tandem.tools.spec import Columns, ModelSpec, PipelineSpec
@@ -50,17 +50,9 @@ def baseline_spec(profile: DatasetProfile, task_type: str) -> PipelineSpec:
     )
 
 
-#: How many left-out columns a note names before it counts the rest.
-LEFT_OUT_SHOWN = 6
-
-
 def _left_out_note(profile: DatasetProfile) -> list[str]:
     left_out = profile.left_out()
-    if not left_out:
-        return []
-    more = f", … ({len(left_out)} in all)" if len(left_out) > LEFT_OUT_SHOWN else ""
-    shown = ", ".join(left_out[:LEFT_OUT_SHOWN]) + more
-    return [f"the baseline and the offline agents leave out {shown}"]
+    return [f"the baseline and the offline agents leave out {listed_text(left_out)}"] if left_out else []
 
 
 def _linear(task_type: str) -> str:

@@ -26,7 +26,7 @@ import warnings
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, cast, get_args
@@ -184,7 +184,7 @@ def _read_as_numbers_note(df: pd.DataFrame) -> str | None:
         f"{_short(name)} ({_short(cell)}{' as missing' if cell.strip().lower() in MISSING_MARKERS else ''})"
         for name, cell in examples.items()
     ]
-    return f"read text columns as numbers: {_listed_text(shown)}"
+    return f"read text columns as numbers: {listed_text(shown)}"
 
 
 #: A string column becomes categorical when it has at most this many distinct values per
@@ -818,7 +818,7 @@ def _infinities_note(df: pd.DataFrame, *, what: str) -> str | None:
     if not counts:
         return None
     shown = [f"{_short(name)} ({count})" for name, count in counts.items()]
-    return f"read {sum(counts.values())} infinite {what}values as missing: {_listed_text(shown)}"
+    return f"read {sum(counts.values())} infinite {what}values as missing: {listed_text(shown)}"
 
 
 def _drop_missing_target(df: pd.DataFrame, target: str, *, what: str) -> tuple[pd.DataFrame, int]:
@@ -992,16 +992,12 @@ def _check_spaced_labels(y: pd.Series, target: str) -> None:
     """Labels that differ only by spaces around them ("Yes " beside "Yes") are one class written two
     ways: say so, rather than learn a four-class task from a binary one. A label written with
     spaces throughout (" >50K") is a label like any other."""
-    texts = y[y.map(lambda value: isinstance(value, str))]
-    spellings: dict[str, list[str]] = {}
-    for label in sorted(texts.unique()):
-        spellings.setdefault(label.strip(), []).append(label)
-    clashes = [labels for labels in spellings.values() if len(labels) > 1]
+    clashes = _label_clashes(y, str.strip)
     if clashes:
-        rows = int(texts.isin([label for labels in clashes for label in labels if label != label.strip()]).sum())
-        listed = "; ".join(" and ".join(_short(label) for label in labels) for labels in clashes[:3])
+        rows = int(y.isin([label for labels in clashes for label in labels if label != label.strip()]).sum())
         raise InputError(
-            f"labels of {target!r} differ only by spaces around them ({listed}; {_rows(rows)} with spaces), "
+            f"labels of {target!r} differ only by spaces around them ({_listed_clashes(clashes)}; "
+            f"{_rows(rows)} with spaces), "
             "so one class is written two ways: remove the spaces in the file, then run again"
         )
 
@@ -1010,17 +1006,25 @@ def _case_clash_note(y: pd.Series, target: str) -> str | None:
     """Labels that differ only in case ("Yes" beside "yes") are kept as the classes they are written
     as (a code may mean something by its case), but nearly always they are one class typed two
     ways: say so, with the fix."""
-    spellings: dict[str, list[str]] = {}
-    for label in sorted(value for value in y.unique() if isinstance(value, str)):
-        spellings.setdefault(label.strip().casefold(), []).append(label)
-    clashes = [labels for labels in spellings.values() if len(labels) > 1]
+    clashes = _label_clashes(y, lambda label: label.strip().casefold())
     if not clashes:
         return None
-    listed = "; ".join(" and ".join(_short(label) for label in labels) for labels in clashes[:3])
     return (
-        f"labels of {target!r} that differ only in case are kept as separate classes ({listed}); "
+        f"labels of {target!r} that differ only in case are kept as separate classes ({_listed_clashes(clashes)}); "
         "if they are one class, write them alike in the file"
     )
+
+
+def _label_clashes(y: pd.Series, same: Callable[[str], str]) -> list[list[str]]:
+    """The text labels of `y` that `same` maps to one spelling, in groups of two or more (sorted)."""
+    spellings: dict[str, list[str]] = {}
+    for label in sorted(value for value in y.unique() if isinstance(value, str)):
+        spellings.setdefault(same(label), []).append(label)
+    return [labels for labels in spellings.values() if len(labels) > 1]
+
+
+def _listed_clashes(clashes: list[list[str]]) -> str:
+    return "; ".join(" and ".join(_short(label) for label in labels) for labels in clashes[:3])
 
 
 def _as_numeric_if_possible(y: pd.Series) -> pd.Series:
@@ -1081,10 +1085,11 @@ def _short(value: Any, limit: int = 40) -> str:
 
 
 def _listed(values: Iterable[Any], limit: int = 6) -> str:
-    return _listed_text([_short(v) for v in values], limit)
+    return listed_text([_short(v) for v in values], limit)
 
 
-def _listed_text(texts: Sequence[str], limit: int = 6) -> str:
+def listed_text(texts: Sequence[str], limit: int = 6) -> str:
+    """The first `limit` texts joined by commas, then how many there are in all."""
     shown = ", ".join(texts[:limit])
     return shown + (f", … ({len(texts)} in all)" if len(texts) > limit else "")
 
