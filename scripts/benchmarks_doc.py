@@ -51,12 +51,17 @@ def _pick_bench(store: ResultsStore, bench_id: str | None) -> dict[str, Any]:
         if bench is None:
             raise SystemExit(f"no bench {bench_id} in {store.path}")
         return bench
-    suite = {t.name for t in default_suite()}
     benches = [b for b in store.benches("bench") if store.results(b["bench_id"])]
     if not benches:
         raise SystemExit(f"no bench in {store.path}; run `tandem bench` first")
     # the latest bench of the whole suite; until one exists (the suite grew), the widest latest one
-    return max(benches, key=lambda b: (len(suite & {t["name"] for t in b["settings"]["tasks"]}), b["created_at"]))
+    return max(benches, key=lambda b: (_suite_tasks(b), b["created_at"]))
+
+
+def _suite_tasks(bench: dict[str, Any]) -> int:
+    """How many of the default suite's tasks a bench played: a bench of other tasks (`--tasks
+    benchmarks/unseen.toml`) must not stand in for the suite's on this page, however recent."""
+    return len({t.name for t in default_suite()} & {t["name"] for t in bench["settings"]["tasks"]})
 
 
 #: The budgets the issue's bench reports (seconds per player and task), and the seeds it needs.
@@ -78,11 +83,14 @@ def _normalised(problem: Any, player: str) -> float:
 
 
 def _seed_bench(store: ResultsStore, budget: float) -> dict[str, Any] | None:
-    """The latest bench played at this budget for every task (`--budget`), the most seeds first."""
+    """The bench played at this budget for every task (`--budget`) that covers most of the suite,
+    then has the most seeds, then is the latest."""
     fitting = [
         b for b in store.benches("bench") if b["settings"].get("budget") == budget and store.results(b["bench_id"])
     ]
-    return max(fitting, key=lambda b: (len(b["settings"].get("seeds", [])), b["created_at"]), default=None)
+    return max(
+        fitting, key=lambda b: (_suite_tasks(b), len(b["settings"].get("seeds", [])), b["created_at"]), default=None
+    )
 
 
 def _mean_at_least_as_good(group: list[Any], a: str, b: str) -> bool:

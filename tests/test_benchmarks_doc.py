@@ -59,6 +59,21 @@ def test_a_rival_missing_from_the_bench_is_judged_in_the_latest_bench_it_played(
     assert "not measured" in doc._rival_elsewhere(store, store.bench(alone), "flaml", "linear ≥ flaml", 0.9)
 
 
+def test_the_seeds_section_shows_the_suite_not_a_later_bench_of_other_tasks(doc: ModuleType, tmp_path: Path) -> None:
+    """A bench of tasks outside the suite (`--tasks benchmarks/unseen.toml`) at the same budget,
+    played later and over more seeds, must not take the suite's place on the page."""
+    wine = Task(name="wine", csv="sklearn:wine", target="target", holdout=0.25, split_seed=3)
+    other = Task(name="not_in_the_suite", csv="sklearn:iris", target="target", holdout=0.25)
+    store = ResultsStore(tmp_path)
+    suite = run_bench([wine], [PlainPlayer("linear")], seeds=[0], budget=60, results_dir=tmp_path)
+    run_bench([other], [PlainPlayer("linear")], seeds=[0, 1, 2], budget=60, results_dir=tmp_path)
+    assert doc._seed_bench(store, 60.0)["bench_id"] == suite
+    more_seeds = run_bench([wine], [PlainPlayer("linear")], seeds=[0, 1], budget=60, results_dir=tmp_path)
+    assert doc._seed_bench(store, 60.0)["bench_id"] == more_seeds
+    assert doc._pick_bench(store, None)["bench_id"] == more_seeds
+    assert doc._seed_bench(store, 300.0) is None
+
+
 def test_a_bench_that_reused_games_says_so_and_checks_the_players_it_played_again(
     doc: ModuleType, tmp_path: Path
 ) -> None:
