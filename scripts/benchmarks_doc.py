@@ -27,7 +27,7 @@ from tandem.benchmarks import league, performance_profiles
 from tandem.benchmarks.bench import bench_report, fmt, game_key, in_play_order, reuse_note, scored_problems
 from tandem.benchmarks.league import leaderboard_markdown, plot_leaderboard, standings
 from tandem.benchmarks.results_store import ResultsStore
-from tandem.benchmarks.tasks import default_suite, materialize
+from tandem.benchmarks.tasks import default_suite, load_task_file, materialize
 from tandem.graph.context import RewardConfig, RunContext
 from tandem.graph.reward_rules import compare
 from tandem.tools.data import read_table
@@ -105,11 +105,7 @@ def _mean_at_least_as_good(group: list[Any], a: str, b: str) -> bool:
 
 
 def _seeds_section(store: ResultsStore, budgets: tuple[float, ...] = SEED_BUDGETS) -> list[str]:
-    """Mean and spread per task and player over the seeds, at each budget, with AUP, wins, the mean
-    normalised score and a paired test of tandem against each player (Wilcoxon signed-rank over the
-    task × seed problems on normalised scores: a failed game scores 0)."""
-    from scipy.stats import wilcoxon  # scipy ships with scikit-learn; only this section needs it
-
+    """Mean and spread per task and player over the seeds, at each budget (`_seeds_table`)."""
     lines = ["## Seeds and budgets", ""]
     players_cmd = "tandem,linear,lightgbm,flaml,autogluon"
     for budget in budgets:
@@ -122,54 +118,97 @@ def _seeds_section(store: ResultsStore, budgets: tuple[float, ...] = SEED_BUDGET
                 "",
             ]
             continue
-        rows = in_play_order(store.results(bench["bench_id"]), bench["settings"])
-        problems, players = scored_problems(rows)
-        seeds = sorted({p.seed for p in problems})
-        note = "" if len(seeds) >= SEEDS_WANTED else f" Only {len(seeds)} seed(s): the goal asks for {SEEDS_WANTED}."
-        lines += [
-            f"Bench `{bench['bench_id']}` (`{bench['command']}`), seeds {seeds}.{note}",
-            "",
-            "Each cell is the mean of the primary holdout score over the seeds ± its sample standard deviation",
-            "(a seed is a split as well as the players' seed, except on a fixed split: see Tasks). *At least as good*",
-            "compares tandem's mean with the player's per task. The paired test is the two-sided Wilcoxon",
-            "signed-rank test over the task × seed problems on normalised scores (each score over the best",
-            "player's on that problem; a failed game scores 0; ties split between the signs).",
-            "",
-        ]
-        lines += ["| task | metric | " + " | ".join(players) + " |", "|---|---|" + "---|" * len(players)]
-        by_task = _groups(problems)
-        for task, group in by_task.items():
-            cells = []
-            for player in players:
-                values = [p.scores[player] for p in group if p.scores.get(player) is not None]
-                failed = len(group) - len(values)
-                spread = f" ± {statistics.stdev(values):.3g}" if len(values) > 1 else ""
-                cell = f"{fmt(statistics.fmean(values))}{spread}" if values else "failed"
-                cells.append(cell + (f" ({failed} failed)" if values and failed else ""))
-            arrow = "↑" if group[0].greater_is_better else "↓"
-            lines.append(f"| {task} | {group[0].metric} {arrow} | " + " | ".join(cells) + " |")
-        profiles = performance_profiles.compute_profiles(problems, players)
-        team = _tandem(players)
-        lines += ["", "| player | AUP | mean normalised score | tasks where tandem's mean is at least as good | "
-                  "paired test, tandem − player (Wilcoxon over task × seed) |", "|---|---|---|---|---|"]  # fmt: skip
-        mine = [_normalised(p, team) for p in problems]
+        lines += _seeds_table(store, bench)
+    return lines
+
+
+UNSEEN_TASKS = ROOT / "benchmarks" / "unseen.toml"
+
+
+def _unseen_section(store: ResultsStore) -> list[str]:
+    """The bench of `benchmarks/unseen.toml`: real tasks no page of tandem's was shaped on, so the
+    suite's numbers can be checked for overfitting to the suite (the widest such bench: most
+    tasks, then players, then seeds, then the latest)."""
+    names = {t.name for t in load_task_file(UNSEEN_TASKS)}
+    benches = [
+        b
+        for b in store.benches("bench")
+        if store.results(b["bench_id"]) and {t["name"] for t in b["settings"]["tasks"]} <= names
+    ]
+    lines = ["## Tasks no other page uses", ""]
+    if not benches:
+        return [*lines, "Not measured yet. Reproduce: the command at the top of `benchmarks/unseen.toml`.", ""]
+    bench = max(
+        benches,
+        key=lambda b: (
+            len(b["settings"]["tasks"]),
+            len(b["settings"].get("players", [])),
+            len(b["settings"].get("seeds", [])),
+            b["created_at"],
+        ),
+    )
+    lines += [
+        f"`benchmarks/unseen.toml`: {len(names)} real tasks with their natural targets, none of them in the suite,",
+        "the learning issue's training pool or a study, so nothing in tandem's playbook was tuned on them.",
+    ]
+    goals = _score_goals(bench_report(store, bench["bench_id"]), bench, store)
+    return [*lines, *_reuse_lines(store, bench), "", *goals, "", *_seeds_table(store, bench)]
+
+
+def _seeds_table(store: ResultsStore, bench: dict[str, Any]) -> list[str]:
+    """One bench's mean and spread per task and player over its seeds, with AUP, wins, the mean
+    normalised score and a paired test of tandem against each player (Wilcoxon signed-rank over the
+    task × seed problems on normalised scores: a failed game scores 0)."""
+    from scipy.stats import wilcoxon  # scipy ships with scikit-learn; only these sections need it
+
+    rows = in_play_order(store.results(bench["bench_id"]), bench["settings"])
+    problems, players = scored_problems(rows)
+    seeds = sorted({p.seed for p in problems})
+    note = "" if len(seeds) >= SEEDS_WANTED else f" Only {len(seeds)} seed(s): the goal asks for {SEEDS_WANTED}."
+    lines = [
+        f"Bench `{bench['bench_id']}` (`{bench['command']}`), seeds {seeds}.{note}",
+        "",
+        "Each cell is the mean of the primary holdout score over the seeds ± its sample standard deviation",
+        "(a seed is a split as well as the players' seed, except on a fixed split: see Tasks). *At least as good*",
+        "compares tandem's mean with the player's per task. The paired test is the two-sided Wilcoxon",
+        "signed-rank test over the task × seed problems on normalised scores (each score over the best",
+        "player's on that problem; a failed game scores 0; ties split between the signs).",
+        "",
+    ]
+    lines += ["| task | metric | " + " | ".join(players) + " |", "|---|---|" + "---|" * len(players)]
+    by_task = _groups(problems)
+    for task, group in by_task.items():
+        cells = []
         for player in players:
-            theirs = [_normalised(p, player) for p in problems]
-            mean_norm = statistics.fmean(theirs)
-            if player == team:
-                lines.append(f"| {player} | {profiles.aup[player]:.4f} | {mean_norm:.4f} | — | — |")
-                continue
-            wins = sum(_mean_at_least_as_good(group, team, player) for group in by_task.values())
-            diffs = [x - y for x, y in zip(mine, theirs, strict=True)]
-            if any(d != 0 for d in diffs):
-                test = wilcoxon(diffs, zero_method="zsplit")
-                paired = f"median {statistics.median(diffs):+.4f}, p = {float(test.pvalue):.3g} (n = {len(diffs)})"
-            else:
-                paired = f"identical on all {len(diffs)} problems"
-            lines.append(
-                f"| {player} | {profiles.aup[player]:.4f} | {mean_norm:.4f} | {wins} of {len(by_task)} | {paired} |"
-            )
-        lines.append("")
+            values = [p.scores[player] for p in group if p.scores.get(player) is not None]
+            failed = len(group) - len(values)
+            spread = f" ± {statistics.stdev(values):.3g}" if len(values) > 1 else ""
+            cell = f"{fmt(statistics.fmean(values))}{spread}" if values else "failed"
+            cells.append(cell + (f" ({failed} failed)" if values and failed else ""))
+        arrow = "↑" if group[0].greater_is_better else "↓"
+        lines.append(f"| {task} | {group[0].metric} {arrow} | " + " | ".join(cells) + " |")
+    profiles = performance_profiles.compute_profiles(problems, players)
+    team = _tandem(players)
+    lines += ["", "| player | AUP | mean normalised score | tasks where tandem's mean is at least as good | "
+              "paired test, tandem − player (Wilcoxon over task × seed) |", "|---|---|---|---|---|"]  # fmt: skip
+    mine = [_normalised(p, team) for p in problems]
+    for player in players:
+        theirs = [_normalised(p, player) for p in problems]
+        mean_norm = statistics.fmean(theirs)
+        if player == team:
+            lines.append(f"| {player} | {profiles.aup[player]:.4f} | {mean_norm:.4f} | — | — |")
+            continue
+        wins = sum(_mean_at_least_as_good(group, team, player) for group in by_task.values())
+        diffs = [x - y for x, y in zip(mine, theirs, strict=True)]
+        if any(d != 0 for d in diffs):
+            test = wilcoxon(diffs, zero_method="zsplit")
+            paired = f"median {statistics.median(diffs):+.4f}, p = {float(test.pvalue):.3g} (n = {len(diffs)})"
+        else:
+            paired = f"identical on all {len(diffs)} problems"
+        lines.append(
+            f"| {player} | {profiles.aup[player]:.4f} | {mean_norm:.4f} | {wins} of {len(by_task)} | {paired} |"
+        )
+    lines.append("")
     return lines
 
 
@@ -409,11 +448,11 @@ def _reuse_lines(store: ResultsStore, bench: dict[str, Any]) -> list[str]:
             before == now or (before is not None and now is not None and math.isclose(before, now, rel_tol=1e-9))
         )
     checks = "; ".join(f"{player} {sum(flags)} of {len(flags)}" for player, flags in same.items())
-    return [
-        "",
-        f"**Reused games.** {note} The players played again scored as they did there in this many of their "
-        f"games: {checks or 'none played again'}.",
-    ]
+    # players new to this bench have nothing there to be compared with
+    check = (
+        f" The players played again scored as they did there in this many of their games: {checks}." if checks else ""
+    )
+    return ["", f"**Reused games.** {note}{check}"]
 
 
 def _repeats(n_folds: int, summary: dict[str, Any]) -> str:
@@ -1032,6 +1071,7 @@ def main() -> None:
         "",
         *(["![leaderboard](img/leaderboard.png)", ""] if table else []),
         *_seeds_section(store, tuple(float(b) for b in args.seed_budgets.split(",") if b.strip())),
+        *_unseen_section(store),
         *_speed_section(speed),
     ]
     Path(args.out).write_text("\n".join(lines).rstrip() + "\n")

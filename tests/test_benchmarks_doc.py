@@ -70,8 +70,22 @@ def test_the_seeds_section_shows_the_suite_not_a_later_bench_of_other_tasks(doc:
     assert doc._seed_bench(store, 60.0)["bench_id"] == suite
     more_seeds = run_bench([wine], [PlainPlayer("linear")], seeds=[0, 1], budget=60, results_dir=tmp_path)
     assert doc._seed_bench(store, 60.0)["bench_id"] == more_seeds
-    assert doc._pick_bench(store, None)["bench_id"] == more_seeds
     assert doc._seed_bench(store, 300.0) is None
+
+
+def test_the_unseen_tasks_section_shows_only_a_bench_of_those_tasks(doc: ModuleType, tmp_path: Path) -> None:
+    """The unseen-task section judges the goals on a bench of `benchmarks/unseen.toml`'s tasks
+    alone: a suite bench is never shown there, and without a bench of those tasks it says so."""
+    store = ResultsStore(tmp_path)
+    wine = Task(name="wine", csv="sklearn:wine", target="target", holdout=0.25, split_seed=3)
+    run_bench([wine], [PlainPlayer("linear"), PlainPlayer("lightgbm")], seeds=[0], results_dir=tmp_path)
+    assert "Not measured yet" in "\n".join(doc._unseen_section(store))
+    # a stand-in for an unseen task (its name is in unseen.toml; the data is bundled with scikit-learn)
+    boston = Task(name="boston", csv="sklearn:diabetes", target="target", metric="rmse", holdout=0.25)
+    unseen = run_bench([boston], [PlainPlayer("linear"), PlainPlayer("lightgbm")], seeds=[0], results_dir=tmp_path)
+    text = "\n".join(doc._unseen_section(store))
+    assert f"Bench `{unseen}`" in text and "| boston | rmse ↓ |" in text and "| wine |" not in text
+    assert "the better plain baseline on every task" in text and "has the highest AUP" in text
 
 
 def test_a_bench_that_reused_games_says_so_and_checks_the_players_it_played_again(
