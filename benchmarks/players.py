@@ -507,7 +507,11 @@ def play_safely(player: Player, data: TaskData, *, budget: float, seed: int, wor
     """Run a player; a crash is a failed result (scored as infeasible), never the end of the bench."""
     started = time.perf_counter()
     try:
-        with warnings.catch_warnings():  # libraries' warnings would drown the one line per game
+        # Libraries' warnings would drown the one line per game. Ignoring them is not enough:
+        # scikit-learn's threaded fits (inside FLAML) reset the process's warning filters from
+        # several threads at once, and then print thousands of lines per game; recording them
+        # keeps even those off the terminal.
+        with warnings.catch_warnings(record=True):
             warnings.simplefilter("ignore")
             return player.play(data, budget=budget, seed=seed, workdir=workdir)
     except KeyboardInterrupt:

@@ -7,6 +7,9 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -27,14 +30,24 @@ from tandem.benchmarks.players import (
     AutoGluonPlayer,
     FlamlPlayer,
     PlainPlayer,
+    PlayResult,
     TandemPlayer,
     autogluon_python,
     flaml_available,
     parse_player,
     parse_players,
+    play_safely,
 )
 from tandem.benchmarks.results_store import ResultsStore
-from tandem.benchmarks.tasks import Task, default_suite, load_task_file, materialize, select_tasks, split_for_seed
+from tandem.benchmarks.tasks import (
+    Task,
+    TaskData,
+    default_suite,
+    load_task_file,
+    materialize,
+    select_tasks,
+    split_for_seed,
+)
 from tandem.tools.data import InputError, read_table
 
 # --------------------------------------------------------------------------------------------
@@ -306,6 +319,45 @@ def test_plain_players_score_the_holdout_with_the_registry(tmp_path: Path) -> No
     result = PlainPlayer("linear").play(data, budget=10, seed=0, workdir=tmp_path)
     assert result.status == "ok" and 0.9 <= result.scores["accuracy"] <= 1.0  # type: ignore[operator]
     assert set(result.scores) == {"accuracy", "f1_macro", "log_loss"}
+
+
+@dataclass(frozen=True)
+class _FilterResettingPlayer:
+    """Warns the way scikit-learn's threaded fits inside FLAML do: the process's warning filters
+    reset (as `sklearn.utils.parallel` does in each thread), then a warning from several threads."""
+
+    name: str = "noisy"
+
+    def check(self) -> None:
+        return None
+
+    def play(self, data: TaskData, *, budget: float, seed: int, workdir: Path) -> PlayResult:
+        def fit_in_a_thread() -> None:
+            warnings.resetwarnings()
+            for _ in range(50):
+                warnings.warn("`delayed` should be used with `Parallel`", UserWarning, stacklevel=1)
+
+        threads = [threading.Thread(target=fit_in_a_thread) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return PlayResult("ok", {"accuracy": 1.0})
+
+
+def test_a_game_prints_no_library_warning_even_when_a_library_resets_the_filters(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def to_the_terminal(
+        message: Warning | str, category: type[Warning], filename: str, lineno: int, *_: object
+    ) -> None:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno))
+
+    monkeypatch.setattr(warnings, "showwarning", to_the_terminal)  # as outside pytest, which records warnings
+    data = materialize(Task(name="wine", csv="sklearn:wine", target="target", metric="accuracy"), tmp_path)
+    result = play_safely(_FilterResettingPlayer(), data, budget=1, seed=0, workdir=tmp_path)
+    assert result.status == "ok"
+    assert "delayed" not in capfd.readouterr().err
 
 
 def test_flaml_player_at_a_tiny_budget(tmp_path: Path) -> None:
