@@ -100,6 +100,37 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+#: Where a checkout keeps its published results: a bench writes there, so changes there are data,
+#: not a change to the code that played.
+RESULTS_IN_CHECKOUT = "benchmarks/results"
+
+
+def code_commit(folder: Path) -> str | None:
+    """The commit of the checkout holding `folder`, with `+uncommitted changes` when tracked code
+    differs from it; None outside a git checkout. The results a bench appends to do not count: a
+    second bench before the first is committed would otherwise claim its code was uncommitted."""
+    try:
+        head, dirty = (
+            subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=5, check=False)
+            for command in (
+                ["git", "rev-parse", "--short", "HEAD"],
+                [
+                    "git",
+                    "status",
+                    "--porcelain",
+                    "--untracked-files=no",
+                    "--",
+                    ":(top)",
+                    f":(top,exclude){RESULTS_IN_CHECKOUT}",
+                ],
+            )
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = head.stdout.strip()
+    return (commit + ("+uncommitted changes" if dirty.stdout.strip() else "")) or None
+
+
 def machine_info() -> dict[str, Any]:
     """What a number was measured on: enough to tell two machines (and two versions) apart."""
     import lightgbm
@@ -120,27 +151,7 @@ def machine_info() -> dict[str, Any]:
         info["flaml"] = flaml.__version__
     except ImportError:
         info["flaml"] = None
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        commit = head.stdout.strip()
-        info["git_commit"] = (commit + ("+uncommitted changes" if dirty.stdout.strip() else "")) or None
-    except (OSError, subprocess.SubprocessError):
-        info["git_commit"] = None
+    info["git_commit"] = code_commit(Path(__file__).resolve().parent)
     return info
 
 

@@ -38,7 +38,7 @@ from tandem.benchmarks.players import (
     parse_players,
     play_safely,
 )
-from tandem.benchmarks.results_store import ResultsStore
+from tandem.benchmarks.results_store import RESULTS_IN_CHECKOUT, ResultsStore, code_commit
 from tandem.benchmarks.tasks import (
     Task,
     TaskData,
@@ -358,6 +358,30 @@ def test_a_game_prints_no_library_warning_even_when_a_library_resets_the_filters
     result = play_safely(_FilterResettingPlayer(), data, budget=1, seed=0, workdir=tmp_path)
     assert result.status == "ok"
     assert "delayed" not in capfd.readouterr().err
+
+
+def test_a_bench_names_its_commit_dirty_for_changed_code_but_not_for_the_results_it_appends_to(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True, capture_output=True
+        )
+
+    code, results = tmp_path / "benchmarks" / "players.py", tmp_path / RESULTS_IN_CHECKOUT / "results.sqlite"
+    results.parent.mkdir(parents=True)
+    code.write_text("x = 1\n")
+    results.write_bytes(b"rows")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "start")
+    commit = code_commit(code.parent)
+    assert commit is not None and "+" not in commit
+    results.write_bytes(b"rows and a bench's new rows")
+    assert code_commit(code.parent) == commit
+    code.write_text("x = 2\n")
+    assert code_commit(code.parent) == f"{commit}+uncommitted changes"
+    assert code_commit(tmp_path_factory.mktemp("not_a_checkout")) is None
 
 
 def test_flaml_player_at_a_tiny_budget(tmp_path: Path) -> None:
