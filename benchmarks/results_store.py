@@ -109,26 +109,18 @@ def code_commit(folder: Path) -> str | None:
     """The commit of the checkout holding `folder`, with `+uncommitted changes` when tracked code
     differs from it; None outside a git checkout. The results a bench appends to do not count: a
     second bench before the first is committed would otherwise claim its code was uncommitted."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=5, check=False).stdout
+
     try:
-        head, dirty = (
-            subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=5, check=False)
-            for command in (
-                ["git", "rev-parse", "--short", "HEAD"],
-                [
-                    "git",
-                    "status",
-                    "--porcelain",
-                    "--untracked-files=no",
-                    "--",
-                    ":(top)",
-                    f":(top,exclude){RESULTS_IN_CHECKOUT}",
-                ],
-            )
+        commit = git("rev-parse", "--short", "HEAD").strip()
+        dirty = git(
+            "status", "--porcelain", "--untracked-files=no", "--", ":(top)", f":(top,exclude){RESULTS_IN_CHECKOUT}"
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    commit = head.stdout.strip()
-    return (commit + ("+uncommitted changes" if dirty.stdout.strip() else "")) or None
+    return (commit + ("+uncommitted changes" if dirty.strip() else "")) or None
 
 
 def machine_info() -> dict[str, Any]:
