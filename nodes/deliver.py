@@ -38,8 +38,8 @@ from tandem.tools.data import sha256_file
 from tandem.tools.delivered_model import deliverable
 from tandem.tools.model_insight import IMPORTANCE_SECONDS, ModelInsight, holdout_insight
 from tandem.tools.pause_points import pause_point
-from tandem.tools.report import plot_rewards, plot_scores, render_report
-from tandem.tools.report_html import render_html
+from tandem.tools.report import render_report
+from tandem.tools.report_html import cv_figure, figure_png, render_html, reward_figure
 from tandem.tools.spec import parse_spec, spec_hash
 from tandem.tools.training import fit_final, load_oof, release_after_large_fit, score_holdout
 
@@ -252,9 +252,10 @@ def write_reports(
     """`report.md` with its two plots and `report.html`, from the values just written as JSON
     (cleaned as they were for the files, so the reports show exactly what the files hold).
     Without `insight` (tandem repair) the one delivery kept in `model_insight.json` is drawn."""
-    metric = summary["task"]["primary_metric"]
-    write_bytes(folder.scores_plot, plot_scores(experiments, metric))
-    write_bytes(folder.rewards_plot, plot_rewards(events))
+    task = summary["task"]
+    scores = cv_figure(experiments, task["primary_metric"], task["greater_is_better"])
+    write_bytes(folder.scores_plot, figure_png(scores))
+    write_bytes(folder.rewards_plot, figure_png(reward_figure(events)))
     images = {"scores": folder.scores_plot.name, "rewards": folder.rewards_plot.name}
     write_text(folder.report, render_report(summary, experiments, images=images))
     insight = insight if insight is not None else load_insight(folder)

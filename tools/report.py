@@ -3,22 +3,16 @@
 Rendered from values, not files: the summary, the ledger and the reward events, as the deliver
 node holds them (or as anyone reads them back from `summary.json`, `experiments.jsonl` and
 `rewards.jsonl`, so an old or a copied run can be reported again without the graph). The
-functions return the text and the PNG bytes; where they go is the caller's business.
+function returns the text; its two plots are the HTML report's figures saved as PNG files
+(`report_html.figure_png`). Where it all goes is the caller's business.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import textwrap
 from collections.abc import Mapping
-from itertools import accumulate
 from typing import Any
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 
 
 def _fmt(value: Any) -> str:
@@ -34,69 +28,9 @@ def shorten(text: str, width: int = 120) -> str:
     return textwrap.shorten(text, width=width, placeholder=" …")
 
 
-def _png(fig: Any) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def plot_scores(experiments: list[dict[str, Any]], metric: str) -> bytes:
-    """CV score per experiment with its fold spread, and the incumbent line, as a PNG."""
-    fig, ax = plt.subplots(figsize=(8, 4))
-    ok = [e for e in experiments if e["status"] == "ok" and e["cv"].get(metric) is not None]
-    ax.errorbar(
-        [e["id"] for e in ok],
-        [e["cv"][metric] for e in ok],
-        yerr=[e["cv_std"].get(metric) or 0.0 for e in ok],
-        fmt="o",
-        color="tab:blue",
-        alpha=0.7,
-        capsize=3,
-        label="candidate (mean ± fold std)",
-    )
-    by_id = {e["id"]: e for e in experiments}
-    best = [by_id[e.get("incumbent_after", e["id"])]["cv"].get(metric) for e in experiments]
-    ax.step([e["id"] for e in experiments], best, where="post", color="tab:orange", label="incumbent")
-    failed = [e["id"] for e in experiments if e["status"] != "ok"]
-    if failed and ok:
-        ax.scatter(
-            failed, [min(e["cv"][metric] for e in ok)] * len(failed), marker="x", color="tab:red", label="failed"
-        )
-    ax.set_xlabel("experiment")
-    ax.set_ylabel(f"CV {metric}")
-    ax.legend(loc="best", fontsize="small")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _png(fig)
-
-
-def plot_rewards(events: list[dict[str, Any]]) -> bytes:
-    """Cumulative reward per agent over the experiments, as a PNG."""
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    for agent, color in (("scientist", "tab:green"), ("executor", "tab:purple")):
-        mine = [e for e in events if e["agent"] == agent]
-        if mine:
-            ax.plot(
-                [e["experiment_id"] for e in mine],
-                list(accumulate(e["total"] for e in mine)),
-                marker=".",
-                color=color,
-                label=agent,
-            )
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xlabel("experiment")
-    ax.set_ylabel("cumulative reward")
-    if events:
-        ax.legend(loc="best", fontsize="small")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _png(fig)
-
-
 def render_report(summary: Mapping[str, Any], experiments: list[dict[str, Any]], *, images: Mapping[str, str]) -> str:
-    """The Markdown report; `images` names the files of `plot_scores` ("scores") and
-    `plot_rewards` ("rewards") relative to where the report is written."""
+    """The Markdown report; `images` names the PNG files of the HTML report's CV-score figure
+    ("scores") and reward figure ("rewards") relative to where the report is written."""
     task = summary["task"]
     metric = task["primary_metric"]
     base, best = summary["baseline"], summary["best"]

@@ -92,6 +92,13 @@ def _svg(fig: Figure) -> str:
     return re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.DOTALL)  # RDF namespaces only, no content
 
 
+def figure_png(fig: Figure) -> bytes:
+    """A figure as PNG bytes: the Markdown report shows the same figures as the HTML one."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
 def _plot(name: str, fig: Figure) -> str:
     """One plot, named by a `data-plot` attribute (what the browser test looks for)."""
     return f"<div class='plot' data-plot='{name}'>{_svg(fig)}</div>"
