@@ -479,6 +479,10 @@ def test_it_delivers_when_the_expected_value_of_going_on_is_too_small(binary_fra
     assert candidates_left(timed) == pytest.approx(1.5)
     assert not expected_value(timed).worth
     assert expected_value(replace(timed, seconds_left=10.0)).worth
+    # the reason names the experiment budget when it, not the time left, is what bounds the room
+    assert "room for 1 more candidate in the experiment budget" in value.reason
+    assert "experiment budget" not in expected_value(timed).reason
+    assert "experiment budget" in expected_value(replace(timed, seconds_left=10.0)).reason
 
 
 def test_a_recent_gain_makes_going_on_worth_more():

@@ -309,10 +309,16 @@ def typical_candidate_seconds(view: ScientistView) -> float:
 
 def candidates_left(view: ScientistView) -> float:
     """How many more candidates the iteration and time budgets allow (the last one is the blend)."""
-    left = float(max(view.iterations_left - 1, 0))
+    return min(_room(view).values())
+
+
+def _room(view: ScientistView) -> dict[str, float]:
+    """The candidates each budget allows: the experiments left, and the seconds left at the pace of
+    the recent candidates (when the run has a time budget)."""
+    room = {"experiments": float(max(view.iterations_left - 1, 0))}
     if view.seconds_left is not None:
-        left = min(left, max(view.seconds_left, 0.0) / typical_candidate_seconds(view))
-    return left
+        room["seconds"] = max(view.seconds_left, 0.0) / typical_candidate_seconds(view)
+    return room
 
 
 def expected_value(view: ScientistView) -> GoingOn:
@@ -325,11 +331,16 @@ def expected_value(view: ScientistView) -> GoingOn:
     """
     window = incumbent_gains(view)[-VALUE_WINDOW:]
     rate = (sum(window) + PRIOR_GAIN) / (len(window) + 1)
-    left = candidates_left(view)
+    room = _room(view)
+    left = min(room.values())
     value = rate * left
+    # Name the budget that bounds the room when it is the experiment count: a time budget left
+    # unused then says why, and which setting (--max-iters) would let the search go on.
+    bound = " in the experiment budget" if room["experiments"] < room.get("seconds", math.inf) else ""
+    candidates = "candidate" if round(left) == 1 else "candidates"
     reason = (
         f"expected gain of going on {value:.4f} (about {rate:.5f} per candidate over the last "
-        f"{len(window)} experiments, room for {left:.0f} more candidates)"
+        f"{len(window)} experiments, room for {left:.0f} more {candidates}{bound})"
     )
     return GoingOn(worth=value >= MIN_VALUE and left >= 1.0, value=value, reason=reason)
 
