@@ -25,11 +25,7 @@ from tandem.cli_learning import add_learning_commands, kept_by_training
 from tandem.cli_options import (
     RUNS_DIR_HELP,
     OneLineParser,
-    add_agent_options,
-    add_budget_options,
-    add_checkpoint_db_option,
-    add_cluster_option,
-    add_run_display_options,
+    add_running_options,
     context_changes,
     context_from,
     metrics_note,
@@ -86,11 +82,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--runs-dir", default=None, help="where run folders go (default $TANDEM_RUNS_DIR or ./runs)")
     run.add_argument("--run-id", help="name of the run folder (default: time stamp and target)")
-    add_budget_options(run, defaults=True)
-    add_agent_options(run)
-    add_run_display_options(run)
-    add_checkpoint_db_option(run, "run")
-    add_cluster_option(run)
+    add_running_options(run, "run")
 
     resume = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
     resume.add_argument("run_id")
@@ -100,11 +92,7 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue a delivered run (with a raised budget), replacing its model and report",
     )
-    add_budget_options(resume, defaults=False)
-    add_agent_options(resume)
-    add_run_display_options(resume)
-    add_checkpoint_db_option(resume, "resume")
-    add_cluster_option(resume)
+    add_running_options(resume, "resume")
 
     runs = sub.add_parser("runs", help="list runs")
     runs.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)

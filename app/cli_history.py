@@ -17,11 +17,8 @@ from typing import Any
 
 from tandem.cli_options import (
     RUNS_DIR_HELP,
-    add_agent_options,
-    add_budget_options,
     add_checkpoint_db_option,
-    add_cluster_option,
-    add_run_display_options,
+    add_running_options,
     context_changes,
     stored_context,
 )
@@ -39,11 +36,7 @@ def add_history_commands(sub: Any) -> None:
     fork.add_argument("--from", dest="checkpoint", required=True, help="a step number or checkpoint id (see history)")
     fork.add_argument("--run-id", dest="new_run_id", help="name of the new run (default RUN_ID-forkSTEP)")
     fork.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
-    add_budget_options(fork, defaults=False)
-    add_agent_options(fork)
-    add_run_display_options(fork)
-    add_checkpoint_db_option(fork, "fork")
-    add_cluster_option(fork)
+    add_running_options(fork, "fork")
 
     draw = sub.add_parser("graph", help="print the graph as Mermaid and write it as a PNG")
     draw.add_argument("-o", "--output", default="tandem-graph.png", help="PNG to write (default tandem-graph.png)")

@@ -284,6 +284,17 @@ def add_cluster_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_running_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """Every option of a command that drives a run (run, resume, fork): budgets, agents, display,
+    checkpoint database and cluster. Only `run` has defaults for the budgets; the others keep the
+    run's own unless told otherwise."""
+    add_budget_options(parser, defaults=command == "run")
+    add_agent_options(parser)
+    add_run_display_options(parser)
+    add_checkpoint_db_option(parser, command)
+    add_cluster_option(parser)
+
+
 MLFLOW_DEFAULT = "default"
 """What `--mlflow` without a URI stands for (resolved by `tandem.tracking.resolve_uri`)."""
 
