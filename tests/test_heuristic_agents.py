@@ -476,7 +476,7 @@ def test_it_delivers_when_the_expected_value_of_going_on_is_too_small(binary_fra
     assert "expected gain of going on" in proposal.rationale
     # the time budget counts too: candidates take 0.1 s here, so 0.15 s leaves room for one and a half
     timed = replace(run.view(iterations_left=30), seconds_left=0.15)
-    assert candidates_left(timed) == pytest.approx(1.5)
+    assert candidates_left(timed) == {"experiments": 29.0, "seconds": pytest.approx(1.5)}
     assert not expected_value(timed).worth
     assert expected_value(replace(timed, seconds_left=10.0)).worth
     # the reason names the experiment budget when it, not the time left, is what bounds the room

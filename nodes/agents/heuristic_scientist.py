@@ -307,14 +307,10 @@ def typical_candidate_seconds(view: ScientistView) -> float:
     return float(statistics.median(recent)) if recent else 1.0
 
 
-def candidates_left(view: ScientistView) -> float:
-    """How many more candidates the iteration and time budgets allow (the last one is the blend)."""
-    return min(_room(view).values())
-
-
-def _room(view: ScientistView) -> dict[str, float]:
-    """The candidates each budget allows: the experiments left, and the seconds left at the pace of
-    the recent candidates (when the run has a time budget)."""
+def candidates_left(view: ScientistView) -> dict[str, float]:
+    """How many more candidates each budget allows (the last one is the blend): the experiments
+    left, and the seconds left at the pace of the recent candidates (when the run has a time
+    budget). The room to go on is the smallest."""
     room = {"experiments": float(max(view.iterations_left - 1, 0))}
     if view.seconds_left is not None:
         room["seconds"] = max(view.seconds_left, 0.0) / typical_candidate_seconds(view)
@@ -331,7 +327,7 @@ def expected_value(view: ScientistView) -> GoingOn:
     """
     window = incumbent_gains(view)[-VALUE_WINDOW:]
     rate = (sum(window) + PRIOR_GAIN) / (len(window) + 1)
-    room = _room(view)
+    room = candidates_left(view)
     left = min(room.values())
     value = rate * left
     # Name the budget that bounds the room when it is the experiment count: a time budget left
