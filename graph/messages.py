@@ -236,6 +236,7 @@ REGULARISATION: dict[str, dict[str, tuple[int, float]]] = {
     "lasso": {"alpha": (+1, 1.0)},
     "elastic_net": {"alpha": (+1, 1.0)},
     "svr": {"C": (-1, 1.0)},
+    "svc": {"C": (-1, 1.0)},
     "knn": {"n_neighbors": (+1, 5)},
     "decision_tree": {"min_samples_leaf": (+1, 1)},
     "random_forest": {"min_samples_leaf": (+1, 1)},

@@ -101,6 +101,7 @@ ESTIMATOR_NAMES = {
     "lasso": (None, "Lasso"),
     "elastic_net": (None, "ElasticNet"),
     "svr": (None, "SVR"),
+    "svc": ("SVC", None),
     "knn": ("KNeighborsClassifier", "KNeighborsRegressor"),
     "decision_tree": ("DecisionTreeClassifier", "DecisionTreeRegressor"),
     "random_forest": ("RandomForestClassifier", "RandomForestRegressor"),
@@ -484,6 +485,15 @@ def test_fitted_params_reports_the_fitted_estimators_values():
     # it reads the estimator, not the spec: a changed estimator shows up
     final_estimator(model).set_params(num_leaves=31)
     assert fitted_params(model, spec)["num_leaves"] == 31
+
+
+def test_fitted_params_read_the_svc_inside_its_calibration():
+    """The verifier must see the C the Scientist asked for, not the calibration wrapper's knobs."""
+    X, y = make_frame("multiclass")
+    spec = spec_for("svc", model={"family": "svc", "params": {"C": 3.0}}, class_weight="balanced")
+    model = build_pipeline(spec, "multiclass", primary_metric="f1_macro").fit(X, y)
+    assert fitted_params(model, spec) == {"family": "svc", "C": 3.0, "class_weight": "balanced"}
+    assert type(final_estimator(model)).__name__ == "SVC"
 
 
 def test_fitted_params_through_target_transform():

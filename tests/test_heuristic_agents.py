@@ -231,6 +231,30 @@ def test_first_proposal_for_regression_also_switches_to_lightgbm():
     assert any(isinstance(c, SetModel) and c.family == "lightgbm" for c in proposal.changes)
 
 
+@pytest.mark.parametrize(
+    ("task", "primary", "n_rows", "kernel"),
+    [("regression", "rmse", 400, True), ("regression", "rmse", 2400, False), ("binary", "f1_macro", 400, False)],
+)
+def test_small_regression_data_get_a_kernel_model_after_the_tree_families(task, primary, n_rows, kernel):
+    """After the tree families, small regression data get an SVR on imputed, power-transformed
+    inputs (it takes neither missing values nor raw scales); larger data do not (its fit grows with
+    the square of the rows). Classification gets no SVC: docs/decisions.md, "An SVC family"."""
+    run = Run(task, primary, make_frame(task, n=n_rows))
+    scientist = HeuristicScientist(preferences={"alternative_family": 100.0})
+    families = []
+    for _ in range(6):
+        proposal = scientist.propose(run.view()).value
+        if proposal.move != "alternative_family":
+            break
+        spec = run.requested_spec(proposal)
+        assert isinstance(spec, PipelineSpec)
+        families.append(spec.model.family)
+        run.play(proposal, primary=0.5)
+    assert families == ["catboost", "random_forest", "extra_trees", "hist_gradient_boosting"] + ["svr"] * kernel
+    if kernel:
+        assert spec.preprocessing.numeric_imputer == "median" and spec.preprocessing.numeric_transform == "power"
+
+
 def test_skewed_positive_regression_target_gets_a_log_transform():
     run = Run("regression", "rmse", make_frame("regression"))
     assert run.profile.target.all_positive and run.profile.target.skew > 0.75

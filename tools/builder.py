@@ -23,6 +23,7 @@ from sklearn.base import (
     TransformerMixin,
     clone,
 )
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
 from sklearn.ensemble import (
     ExtraTreesClassifier,
@@ -53,7 +54,7 @@ from sklearn.preprocessing import (
     StandardScaler,
     TargetEncoder,
 )
-from sklearn.svm import SVR
+from sklearn.svm import SVC, SVR
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
@@ -375,6 +376,7 @@ _ESTIMATORS: dict[str, tuple[Any, Any]] = {
     "lasso": (None, Lasso),
     "elastic_net": (None, ElasticNet),
     "svr": (None, SVR),
+    "svc": (SVC, None),
     "knn": (KNeighborsClassifier, KNeighborsRegressor),
     "decision_tree": (DecisionTreeClassifier, DecisionTreeRegressor),
     "random_forest": (RandomForestClassifier, RandomForestRegressor),
@@ -386,6 +388,9 @@ _ESTIMATORS: dict[str, tuple[Any, Any]] = {
 _SEEDED = {"decision_tree", "random_forest", "extra_trees", "hist_gradient_boosting", "lightgbm"}
 CATBOOST_ITERATIONS = 300
 """CatBoost's own default is 1,000 iterations, slow for a search on 2 cores; a spec may set more."""
+SVC_CALIBRATION_FOLDS = 3
+"""Folds of the sigmoid calibration that gives an SVC its probabilities (scikit-learn 1.9 deprecated
+`SVC(probability=True)` for it): each costs one more fit, and each class needs this many rows."""
 
 
 def _catboost(task_type: str) -> Any:
@@ -423,6 +428,8 @@ def make_estimator(spec: PipelineSpec, task_type: str, seed: int, n_threads: int
         params.setdefault("max_iter", 5000)
     if spec.class_weight == "balanced":
         params["class_weight"] = "balanced"
+    if family == "svc":  # Platt-scaled probabilities, for soft voting, log-loss tie-breaks and ROC AUC
+        return CalibratedClassifierCV(cls(**params), method="sigmoid", cv=SVC_CALIBRATION_FOLDS, ensemble=False)
     return cls(**params)
 
 
@@ -748,6 +755,9 @@ def final_estimator(model: Any) -> Any:
             model = getattr(model, "estimator_", model.estimator)
         elif isinstance(model, _Bagged):  # the members share one spec: the first stands for all
             model = model.estimators_[0] if hasattr(model, "estimators_") else model.estimator
+        elif isinstance(model, CalibratedClassifierCV):  # ensemble=False: one model, fitted on all rows
+            fitted = getattr(model, "calibrated_classifiers_", None)
+            model = fitted[0].estimator if fitted else model.estimator
         elif isinstance(model, Pipeline):
             model = model.steps[-1][1]
         else:

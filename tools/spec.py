@@ -330,6 +330,14 @@ FAMILIES: dict[str, Family] = {
             description="RBF support-vector regression (scale the inputs)",
         ),
         Family(
+            "svc",
+            _CLS,
+            {"C": Param("float", 1e-3, 1e4, log=True)},
+            class_weight=True,
+            description="RBF support-vector classifier with Platt-scaled probabilities (scale the inputs; "
+            "its fit time grows with the square of the rows)",
+        ),
+        Family(
             "knn",
             _ALL,
             {"n_neighbors": Param("int", 1, 200), "weights": Param("choice", choices=("uniform", "distance"))},
@@ -400,6 +408,7 @@ SEARCH_SPACES: dict[str, dict[str, Param]] = {
     "lasso": _search(alpha=Param("float", 1e-5, 1e1, log=True)),
     "elastic_net": _search(alpha=Param("float", 1e-4, 1e1, log=True), l1_ratio=Param("float", 0.05, 0.95)),
     "svr": _search(C=Param("float", 1e-1, 1e3, log=True)),
+    "svc": _search(C=Param("float", 1e-1, 1e3, log=True)),
     "knn": _search(
         n_neighbors=Param("int", 2, 100, log=True), weights=Param("choice", choices=("uniform", "distance"))
     ),
