@@ -636,13 +636,7 @@ def render_html(
         f"<p class='muted'>The change that produced it: {e(best['proposal'])}</p>",
         "<h2>How the delivered model predicts</h2>",
         *_insight_section(insight),
-        "<h2>The search: cross-validation score per experiment</h2>",
-        _plot("search", cv_figure(experiments, metric, task["greater_is_better"])),
-        "<h2>Leaderboard</h2>",
-        "<p class='muted'>Every experiment, best mean CV score first; fold std is the spread over the folds.</p>",
-        _leaderboard(experiments, task, delivered=delivered, incumbent=incumbent),
-        "<h2>Experiments</h2>",
-        _ledger(experiments, metric, delivered),
+        *_search_sections(task, experiments, delivered=delivered, incumbent=incumbent),
     ]
     if feedback:
         parts += [
@@ -652,8 +646,7 @@ def render_html(
                 [[f["iteration"], f["kind"], f["proposal"], f["reason"]] for f in feedback],
             ),
         ]
-    if task.get("notes"):
-        parts += ["<h2>Notes on the data</h2><ul>", *(f"<li>{e(n)}</li>" for n in task["notes"]), "</ul>"]
+    parts += _notes_section(task)
     parts += _agent_sections(
         summary["rewards"], summary.get("reward_parts", {}), summary["tokens"], experiments, events
     )
@@ -707,19 +700,35 @@ def render_progress_html(
         _pipeline_table(top.get("spec")),
         "<h2>How the incumbent predicts (out of fold)</h2>",
         *_insight_section(insight),
+        *_search_sections(task, experiments, delivered=None, incumbent=incumbent),
+    ]
+    parts += _notes_section(task)
+    parts += _agent_sections(totals, reward_parts, tokens, experiments, events)
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _search_sections(
+    task: Mapping[str, Any], experiments: list[dict[str, Any]], *, delivered: int | None, incumbent: int
+) -> list[str]:
+    """The search as both pages show it: its curve, the leaderboard and the ledger, with the
+    delivered model (or, before delivery, the incumbent) marked in the ledger."""
+    metric = task["primary_metric"]
+    return [
         "<h2>The search: cross-validation score per experiment</h2>",
         _plot("search", cv_figure(experiments, metric, task["greater_is_better"])),
         "<h2>Leaderboard</h2>",
         "<p class='muted'>Every experiment, best mean CV score first; fold std is the spread over the folds.</p>",
-        _leaderboard(experiments, task, delivered=None, incumbent=incumbent),
+        _leaderboard(experiments, task, delivered=delivered, incumbent=incumbent),
         "<h2>Experiments</h2>",
-        _ledger(experiments, metric, incumbent),
+        _ledger(experiments, metric, incumbent if delivered is None else delivered),
     ]
-    if task.get("notes"):
-        parts += ["<h2>Notes on the data</h2><ul>", *(f"<li>{e(n)}</li>" for n in task["notes"]), "</ul>"]
-    parts += _agent_sections(totals, reward_parts, tokens, experiments, events)
-    parts.append("</body></html>")
-    return "\n".join(parts)
+
+
+def _notes_section(task: Mapping[str, Any]) -> list[str]:
+    """What reading the data noted (dropped rows, columns read as numbers…), when it noted anything."""
+    notes = task.get("notes") or []
+    return ["<h2>Notes on the data</h2><ul>", *(f"<li>{html.escape(n)}</li>" for n in notes), "</ul>"] if notes else []
 
 
 def _card(label: str, value: Any) -> str:
