@@ -118,8 +118,23 @@ def _seeds_section(store: ResultsStore, budgets: tuple[float, ...] = SEED_BUDGET
                 "",
             ]
             continue
-        lines += _seeds_table(store, bench)
+        lines += [*_suite_coverage(bench), *_seeds_table(store, bench)]
     return lines
+
+
+def _suite_coverage(bench: dict[str, Any]) -> list[str]:
+    """Which of the suite's tasks a bench left out, so a partial bench's totals are not read as
+    the whole suite's."""
+    suite = [t.name for t in default_suite()]
+    missing = [name for name in suite if name not in {t["name"] for t in bench["settings"]["tasks"]}]
+    if not missing:
+        return []
+    return [
+        f"This budget covers {len(suite) - len(missing)} of the suite's {len(suite)} tasks; not played at it yet: "
+        + ", ".join(missing)
+        + ".",
+        "",
+    ]
 
 
 UNSEEN_TASKS = ROOT / "benchmarks" / "unseen.toml"

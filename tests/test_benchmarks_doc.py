@@ -73,6 +73,19 @@ def test_the_seeds_section_shows_the_suite_not_a_later_bench_of_other_tasks(doc:
     assert doc._seed_bench(store, 300.0) is None
 
 
+def test_a_budget_that_covers_part_of_the_suite_names_the_tasks_it_left_out(doc: ModuleType, tmp_path: Path) -> None:
+    """A 300 s bench of a few tasks must not read as the whole suite's: its section says how many
+    of the suite's tasks it covers and lists the others."""
+    wine = next(t for t in default_suite() if t.name == "wine")
+    store = ResultsStore(tmp_path)
+    run_bench([wine], [PlainPlayer("linear")], seeds=[0], budget=300, results_dir=tmp_path)
+    text = "\n".join(doc._seeds_section(store, (300.0,)))
+    suite = [t.name for t in default_suite()]
+    left_out = [name for name in suite if name != "wine"]
+    assert f"covers 1 of the suite's {len(suite)} tasks; not played at it yet: {', '.join(left_out)}." in text
+    assert doc._suite_coverage({"settings": {"tasks": [{"name": name} for name in suite]}}) == []
+
+
 def test_the_unseen_tasks_section_shows_only_a_bench_of_those_tasks(doc: ModuleType, tmp_path: Path) -> None:
     """The unseen-task section judges the goals on a bench of `benchmarks/unseen.toml`'s tasks
     alone: a suite bench is never shown there, and without a bench of those tasks it says so."""
