@@ -126,7 +126,8 @@ def _suite_coverage(bench: dict[str, Any]) -> list[str]:
     """Which of the suite's tasks a bench left out, so a partial bench's totals are not read as
     the whole suite's."""
     suite = [t.name for t in default_suite()]
-    missing = [name for name in suite if name not in {t["name"] for t in bench["settings"]["tasks"]}]
+    played = {t["name"] for t in bench["settings"]["tasks"]}
+    missing = [name for name in suite if name not in played]
     if not missing:
         return []
     return [
