@@ -19,6 +19,7 @@ import math
 import re
 import shutil
 import statistics
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -118,8 +119,45 @@ def _seeds_section(store: ResultsStore, budgets: tuple[float, ...] = SEED_BUDGET
                 "",
             ]
             continue
-        lines += [*_suite_coverage(bench), *_seeds_table(store, bench)]
+        lines += [*_suite_coverage(bench), *_seeds_table(store, bench), *_budget_use(store, bench)]
     return lines
+
+
+#: What ended a tandem game, read from its stop reason (the phrases of graph/budget.py:
+#: `budget_exhausted` and of the heuristic Scientist's stop rule, `expected_value`), in this order.
+STOP_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("the experiment budget", ("iteration budget reached", "in the experiment budget")),
+    ("the time budget", ("time budget reached", "time budget nearly spent")),
+)
+SCIENTIST_STOP = "the Scientist's stop rule, with time left"
+
+
+def stop_kind(reason: str) -> str:
+    """Which budget (or the Scientist) ended a tandem run, from its stop reason. A delivery whose
+    expected gain counted the experiments left (`in the experiment budget`) was bounded by that
+    budget, not by the time."""
+    return next((kind for kind, phrases in STOP_KINDS if any(p in reason for p in phrases)), SCIENTIST_STOP)
+
+
+def _budget_use(store: ResultsStore, bench: dict[str, Any]) -> list[str]:
+    """How much of the budget each player's games took, and what ended tandem's: *at equal time*
+    holds only where tandem's runs were stopped by the time, since a run also stops at its experiment
+    budget (`--max-iters`, 40 by default, which the bench's tandem player keeps) or when its
+    Scientist delivers."""
+    games = [r for r in in_play_order(store.results(bench["bench_id"]), bench["settings"]) if r["status"] == "ok"]
+    team = [r for r in games if r["player"] == "tandem" and r["details"].get("stop_reason")]
+    if not team:
+        return []
+    walls: dict[str, list[float]] = {}
+    for row in games:
+        walls.setdefault(row["player"], []).append(float(row["wall_seconds"]))
+    medians = ", ".join(f"{player} {statistics.median(w):.0f} s" for player, w in walls.items())
+    ends = Counter(stop_kind(row["details"]["stop_reason"]) for row in team)
+    ended = "; ".join(f"{kind}: {n}" for kind, n in ends.most_common())
+    return [
+        f"**Time used.** Median wall time of a game: {medians}. What ended tandem's {len(team)} runs: {ended}.",
+        "",
+    ]
 
 
 def _suite_coverage(bench: dict[str, Any]) -> list[str]:

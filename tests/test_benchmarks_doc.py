@@ -14,6 +14,8 @@ from tandem.benchmarks.bench import Reuse, run_bench
 from tandem.benchmarks.players import PlainPlayer
 from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import Task, default_suite
+from tandem.graph.budget import budget_exhausted
+from tandem.graph.context import RunContext
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmarks_doc.py"
 
@@ -84,6 +86,47 @@ def test_a_budget_that_covers_part_of_the_suite_names_the_tasks_it_left_out(doc:
     left_out = [name for name in suite if name != "wine"]
     assert f"covers 1 of the suite's {len(suite)} tasks; not played at it yet: {', '.join(left_out)}." in text
     assert doc._suite_coverage({"settings": {"tasks": [{"name": name} for name in suite]}}) == []
+
+
+class _StoppedTandem(PlainPlayer):
+    """A stand-in for the tandem player whose games end the way tandem's runs do: the linear
+    baseline's scores, with the stop reason of its run by seed."""
+
+    reasons = (
+        str(budget_exhausted({"iteration": 40}, RunContext(max_iters=40, time_budget=None))),
+        "the Scientist delivered: Delivering the incumbent: 8 proposals in a row brought no gain; expected gain "
+        "of going on 0.0009 (about 0.00018 per candidate over the last 10 experiments, room for 5 more "
+        "candidates in the experiment budget).",
+        "time budget reached (300 s; about 15 s kept for delivery)",
+        "the Scientist delivered: Delivering the incumbent: every idea in the playbook has been tried; expected "
+        "gain of going on 0.0004 (about 0.00044 per candidate over the last 10 experiments, room for 1 more "
+        "candidates).",
+    )
+
+    @property
+    def name(self) -> str:
+        return "tandem"
+
+    def play(self, data: Any, *, budget: float, seed: int, workdir: Path) -> Any:
+        result = super().play(data, budget=budget, seed=seed, workdir=workdir)
+        result.details["stop_reason"] = self.reasons[seed]
+        return result
+
+
+def test_a_budget_section_says_what_ended_tandems_runs(doc: ModuleType, tmp_path: Path) -> None:
+    """*At equal time* holds only where tandem's runs were stopped by the time: the section counts
+    the runs its experiment budget ended (reached, or bounding the Scientist's expected gain) apart
+    from those the time or the Scientist's stop rule ended."""
+    wine = Task(name="wine", csv="sklearn:wine", target="target", holdout=0.25, split_seed=3)
+    bench_id = run_bench([wine], [_StoppedTandem("linear"), PlainPlayer("lightgbm")], seeds=[0, 1, 2, 3], budget=300,
+                         results_dir=tmp_path)  # fmt: skip
+    store = ResultsStore(tmp_path)
+    text = " ".join(doc._budget_use(store, store.bench(bench_id)))
+    assert "What ended tandem's 4 runs: the experiment budget: 2; " in text
+    assert "the time budget: 1" in text and "the Scientist's stop rule, with time left: 1." in text
+    assert "Median wall time of a game: tandem " in text and ", lightgbm " in text
+    linear_only = run_bench([wine], [PlainPlayer("linear")], seeds=[0], budget=300, results_dir=tmp_path)
+    assert doc._budget_use(store, store.bench(linear_only)) == []
 
 
 def test_the_unseen_tasks_section_shows_only_a_bench_of_those_tasks(doc: ModuleType, tmp_path: Path) -> None:
