@@ -31,6 +31,7 @@ from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import default_suite, load_task_file, materialize
 from tandem.graph.context import RewardConfig, RunContext
 from tandem.graph.reward_rules import compare
+from tandem.nodes.agents.heuristic_scientist import EXPERIMENT_BOUND
 from tandem.tools.data import read_table
 from tandem.tools.metrics import METRICS
 from tandem.tools.spec import FAMILIES
@@ -126,7 +127,7 @@ def _seeds_section(store: ResultsStore, budgets: tuple[float, ...] = SEED_BUDGET
 #: What ended a tandem game, read from its stop reason (the phrases of graph/budget.py:
 #: `budget_exhausted` and of the heuristic Scientist's stop rule, `expected_value`), in this order.
 STOP_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("the experiment budget", ("iteration budget reached", "in the experiment budget")),
+    ("the experiment budget", ("iteration budget reached", EXPERIMENT_BOUND)),
     ("the time budget", ("time budget reached", "time budget nearly spent")),
 )
 SCIENTIST_STOP = "the Scientist's stop rule, with time left"
@@ -134,8 +135,8 @@ SCIENTIST_STOP = "the Scientist's stop rule, with time left"
 
 def stop_kind(reason: str) -> str:
     """Which budget (or the Scientist) ended a tandem run, from its stop reason. A delivery whose
-    expected gain counted the experiments left (`in the experiment budget`) was bounded by that
-    budget, not by the time."""
+    expected gain counted the experiments left (`EXPERIMENT_BOUND`) was bounded by that budget, not
+    by the time."""
     return next((kind for kind, phrases in STOP_KINDS if any(p in reason for p in phrases)), SCIENTIST_STOP)
 
 
@@ -1096,7 +1097,9 @@ def main() -> None:
         "Plain players: `linear` = a scaled logistic / ridge regression with one-hot categoricals, `lightgbm` =",
         "LightGBM with default parameters, both on every column; `flaml` = FLAML AutoML searching on the",
         "task's primary metric for the same budget; `tandem` = the default team (heuristic Scientist and",
-        "Executor, no LLM, no tokens) with the budget as its working-time budget.",
+        "Executor, no LLM, no tokens) with the budget as its working-time budget and the run's default",
+        f"experiment budget ({RunContext().max_iters} experiments after the baseline), whichever ends first",
+        "(each budget's *Time used* line counts which did).",
         "",
         *_tasks_table(bench, report),
         "",

@@ -16,6 +16,7 @@ from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import Task, default_suite
 from tandem.graph.budget import budget_exhausted
 from tandem.graph.context import RunContext
+from tandem.nodes.agents.heuristic_scientist import EXPERIMENT_BOUND
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmarks_doc.py"
 
@@ -96,7 +97,7 @@ class _StoppedTandem(PlainPlayer):
         str(budget_exhausted({"iteration": 40}, RunContext(max_iters=40, time_budget=None))),
         "the Scientist delivered: Delivering the incumbent: 8 proposals in a row brought no gain; expected gain "
         "of going on 0.0009 (about 0.00018 per candidate over the last 10 experiments, room for 5 more "
-        "candidates in the experiment budget).",
+        f"candidates {EXPERIMENT_BOUND}).",
         "time budget reached (300 s; about 15 s kept for delivery)",
         "the Scientist delivered: Delivering the incumbent: every idea in the playbook has been tried; expected "
         "gain of going on 0.0004 (about 0.00044 per candidate over the last 10 experiments, room for 1 more "

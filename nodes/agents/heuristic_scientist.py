@@ -272,6 +272,9 @@ MIN_VALUE = 0.001
 """Go on while the expected total gain of the candidates the budget still allows reaches this."""
 TYPICAL_RECENT = 5
 """How many recent experiments give the typical candidate time."""
+EXPERIMENT_BOUND = "in the experiment budget"
+"""Ends a stop reason whose room to go on was the experiments left rather than the time (the
+benchmarks page counts those runs as ended by the experiment budget)."""
 
 
 @dataclass(frozen=True)
@@ -332,7 +335,7 @@ def expected_value(view: ScientistView) -> GoingOn:
     value = rate * left
     # Name the budget that bounds the room when it is the experiment count: a time budget left
     # unused then says why, and which setting (--max-iters) would let the search go on.
-    bound = " in the experiment budget" if room["experiments"] < room.get("seconds", math.inf) else ""
+    bound = f" {EXPERIMENT_BOUND}" if room["experiments"] < room.get("seconds", math.inf) else ""
     candidates = "candidate" if round(left) == 1 else "candidates"
     reason = (
         f"expected gain of going on {value:.4f} (about {rate:.5f} per candidate over the last "
