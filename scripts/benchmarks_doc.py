@@ -125,19 +125,21 @@ def _seeds_section(store: ResultsStore, budgets: tuple[float, ...] = SEED_BUDGET
 
 
 #: What ended a tandem game, read from its stop reason (the phrases of graph/budget.py:
-#: `budget_exhausted` and of the heuristic Scientist's stop rule, `expected_value`), in this order.
+#: `budget_exhausted`, nodes/scientist.py and the heuristic Scientist's stop rule, `expected_value`),
+#: the first kind whose phrase it holds.
 STOP_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("the experiment budget", ("iteration budget reached", EXPERIMENT_BOUND)),
     ("the time budget", ("time budget reached", "time budget nearly spent")),
+    ("the token budget", ("token budget reached",)),
+    ("the Scientist's stop rule, with time left", ("the Scientist delivered",)),
 )
-SCIENTIST_STOP = "the Scientist's stop rule, with time left"
 
 
 def stop_kind(reason: str) -> str:
-    """Which budget (or the Scientist) ended a tandem run, from its stop reason. A delivery whose
-    expected gain counted the experiments left (`EXPERIMENT_BOUND`) was bounded by that budget, not
-    by the time."""
-    return next((kind for kind, phrases in STOP_KINDS if any(p in reason for p in phrases)), SCIENTIST_STOP)
+    """Which budget (or the Scientist) ended a tandem run, from its stop reason; a reason none of
+    `STOP_KINDS` names is counted as such, never as one of them. A delivery whose expected gain
+    counted the experiments left (`EXPERIMENT_BOUND`) was bounded by that budget, not by the time."""
+    return next((kind for kind, phrases in STOP_KINDS if any(p in reason for p in phrases)), "another reason")
 
 
 def _budget_use(store: ResultsStore, bench: dict[str, Any]) -> list[str]:

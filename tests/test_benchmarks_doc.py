@@ -128,6 +128,10 @@ def test_a_budget_section_says_what_ended_tandems_runs(doc: ModuleType, tmp_path
     assert "Median wall time of a game: tandem " in text and ", lightgbm " in text
     linear_only = run_bench([wine], [PlainPlayer("linear")], seeds=[0], budget=300, results_dir=tmp_path)
     assert doc._budget_use(store, store.bench(linear_only)) == []
+    spent = {"iteration": 3, "tokens": {"scientist": {"input": 900, "output": 200}}}
+    token_stop = budget_exhausted(spent, RunContext(token_budget=1000, time_budget=None))
+    assert doc.stop_kind(str(token_stop)) == "the token budget"
+    assert doc.stop_kind("stopped by hand") == "another reason"
 
 
 def test_the_unseen_tasks_section_shows_only_a_bench_of_those_tasks(doc: ModuleType, tmp_path: Path) -> None:
