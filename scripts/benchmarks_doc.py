@@ -27,6 +27,7 @@ from typing import Any
 from tandem.benchmarks import league, performance_profiles
 from tandem.benchmarks.bench import bench_report, fmt, game_key, in_play_order, reuse_note, scored_problems
 from tandem.benchmarks.league import leaderboard_markdown, plot_leaderboard, standings
+from tandem.benchmarks.players import TIME_BOUND_EXPERIMENTS
 from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import default_suite, load_task_file, materialize
 from tandem.graph.context import RewardConfig, RunContext
@@ -135,6 +136,10 @@ STOP_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+#: The experiment budget as `budget_exhausted` states it when it ends a run.
+STATED_CAP = re.compile(r"iteration budget reached \((\d+) experiments?\)")
+
+
 def stop_kind(reason: str) -> str:
     """Which budget (or the Scientist) ended a tandem run, from its stop reason; a reason none of
     `STOP_KINDS` names is counted as such, never as one of them. A delivery whose expected gain
@@ -143,10 +148,11 @@ def stop_kind(reason: str) -> str:
 
 
 def _budget_use(store: ResultsStore, bench: dict[str, Any]) -> list[str]:
-    """How much of the budget each player's games took, and what ended tandem's: *at equal time*
-    holds only where tandem's runs were stopped by the time, since a run also stops at its experiment
-    budget (`--max-iters`, 40 by default, which the bench's tandem player keeps) or when its
-    Scientist delivers."""
+    """How much of the budget each player's games took, what experiment budget tandem's runs had and
+    what ended them: *at equal time* holds only where tandem's runs were stopped by the time or by
+    its Scientist, since a run also stops at its experiment budget (the bench's tandem player sets it
+    far above what the time allows, `TIME_BOUND_EXPERIMENTS`; games played before kept the run's
+    default of 40)."""
     games = [r for r in in_play_order(store.results(bench["bench_id"]), bench["settings"]) if r["status"] == "ok"]
     team = [r for r in games if r["player"] == "tandem" and r["details"].get("stop_reason")]
     if not team:
@@ -158,9 +164,23 @@ def _budget_use(store: ResultsStore, bench: dict[str, Any]) -> list[str]:
     ends = Counter(stop_kind(row["details"]["stop_reason"]) for row in team)
     ended = "; ".join(f"{kind}: {n}" for kind, n in ends.most_common())
     return [
-        f"**Time used.** Median wall time of a game: {medians}. What ended tandem's {len(team)} runs: {ended}.",
+        f"**Time used.** Median wall time of a game: {medians}. tandem's experiment budget: "
+        f"{_experiment_budget(team)}. What ended tandem's {len(team)} runs: {ended}.",
         "",
     ]
+
+
+def _experiment_budget(team: list[dict[str, Any]]) -> str:
+    """The experiment budget of tandem's games: as each game recorded it, or, for games played
+    before games recorded it, as the stop reasons of those that budget ended state it."""
+    unrecorded = [row for row in team if not row["details"].get("max_iters")]
+    caps = {int(row["details"]["max_iters"]) for row in team if row["details"].get("max_iters")} | {
+        int(found.group(1)) for row in unrecorded if (found := STATED_CAP.search(row["details"]["stop_reason"]))
+    }
+    text = " or ".join(f"{n} experiments" for n in sorted(caps)) or "not recorded"
+    if unrecorded and caps:
+        text += f" (as the runs it ended state it: {len(unrecorded)} of the {len(team)} games did not record it)"
+    return text
 
 
 def _suite_coverage(bench: dict[str, Any]) -> list[str]:
@@ -1099,9 +1119,10 @@ def main() -> None:
         "Plain players: `linear` = a scaled logistic / ridge regression with one-hot categoricals, `lightgbm` =",
         "LightGBM with default parameters, both on every column; `flaml` = FLAML AutoML searching on the",
         "task's primary metric for the same budget; `tandem` = the default team (heuristic Scientist and",
-        "Executor, no LLM, no tokens) with the budget as its working-time budget and the run's default",
-        f"experiment budget ({RunContext().max_iters} experiments after the baseline), whichever ends first",
-        "(each budget's *Time used* line counts which did).",
+        "Executor, no LLM, no tokens) with the budget as its working-time budget and an experiment budget,",
+        "whichever ends first: each budget's *Time used* line states the experiment budget its games had",
+        f"(the player's is now {TIME_BOUND_EXPERIMENTS}, far above what the time allows, where the run's",
+        f"default is {RunContext().max_iters}) and counts which budget ended them.",
         "",
         *_tasks_table(bench, report),
         "",

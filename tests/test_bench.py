@@ -27,6 +27,7 @@ from tandem.benchmarks.performance_profiles import (
 )
 from tandem.benchmarks.players import (
     AUTOGLUON_PYTHON_ENV,
+    TIME_BOUND_EXPERIMENTS,
     AutoGluonPlayer,
     FlamlPlayer,
     PlainPlayer,
@@ -300,6 +301,8 @@ def test_player_specs() -> None:
     assert isinstance(tandem, TandemPlayer)
     assert tandem.name == "tandem:max_iters=5:patience=2:price_in=0.15"
     assert tandem.context_options() == {"max_iters": 5, "patience": 2}
+    assert tandem.context("runs", 60.0).max_iters == 5
+    assert TandemPlayer().context("runs", 60.0).max_iters == TIME_BOUND_EXPERIMENTS  # the time ends a game
     assert parse_player("flaml:n_jobs=1") == FlamlPlayer(1)
     assert [p.name for p in parse_players("linear,lightgbm")] == ["linear", "lightgbm"]
     for bad, message in [

@@ -126,6 +126,10 @@ def test_a_budget_section_says_what_ended_tandems_runs(doc: ModuleType, tmp_path
     assert "What ended tandem's 4 runs: the experiment budget: 2; " in text
     assert "the time budget: 1" in text and "the Scientist's stop rule, with time left: 1." in text
     assert "Median wall time of a game: tandem " in text and ", lightgbm " in text
+    assert "tandem's experiment budget: 40 experiments (as the runs it ended state it: 4 of the 4 games" in text
+    recorded = {"max_iters": 1000, "stop_reason": "time budget reached (300 s; about 9 s kept for delivery)"}
+    assert doc._experiment_budget([{"details": recorded}]) == "1000 experiments"
+    assert doc._experiment_budget([{"details": {"stop_reason": "time budget reached (60 s)"}}]) == "not recorded"
     linear_only = run_bench([wine], [PlainPlayer("linear")], seeds=[0], budget=300, results_dir=tmp_path)
     assert doc._budget_use(store, store.bench(linear_only)) == []
     spent = {"iteration": 3, "tokens": {"scientist": {"input": 900, "output": 200}}}
