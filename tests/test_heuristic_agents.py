@@ -255,6 +255,36 @@ def test_small_regression_data_get_a_kernel_model_after_the_tree_families(task, 
         assert spec.preprocessing.numeric_imputer == "median" and spec.preprocessing.numeric_transform == "power"
 
 
+def pixel_frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    """Digits-like data: 24 intensities on one 0..16 scale, the border ones mostly 0."""
+    rng = np.random.default_rng(seed)
+    label = rng.integers(0, 3, n)
+    pixels = {f"p{i}": np.clip(rng.poisson(2 + 4 * (label == i % 3)), 0, 16) for i in range(20)}
+    border = {f"b{i}": np.where(rng.random(n) < 0.95, 0, rng.integers(1, 17, n)) for i in range(4)}
+    return pd.DataFrame({**pixels, **border, "y": np.array(["ant", "bee", "cat"])[label]})
+
+
+@pytest.mark.parametrize(("task", "shared"), [("multiclass", True), ("binary", False)])
+def test_columns_on_one_scale_get_unscaled_kernel_models_first(task, shared):
+    """On small classification data whose columns share one scale (pixels), the alternative
+    families start with an RBF SVC and distance-weighted neighbours on the raw values, since
+    standardising each column would let the mostly-0 border weigh as much as the centre; data of
+    separate measurements go straight to the tree families."""
+    run = Run(task, "f1_macro", pixel_frame() if shared else make_frame(task))
+    assert run.profile.shared_scale() is shared
+    scientist = HeuristicScientist(preferences={"alternative_family": 100.0})
+    families = []
+    for _ in range(3):
+        proposal = scientist.propose(run.view()).value
+        spec = run.requested_spec(proposal)
+        assert isinstance(spec, PipelineSpec)
+        families.append(spec.model.family)
+        if spec.model.family in {"svc", "knn"}:
+            assert spec.preprocessing.scaler == "none" and spec.preprocessing.numeric_transform == "none"
+        run.play(proposal, primary=0.5)
+    assert families == (["svc", "knn", "catboost"] if shared else ["catboost", "random_forest", "extra_trees"])
+
+
 def test_skewed_positive_regression_target_gets_a_log_transform():
     run = Run("regression", "rmse", make_frame("regression"))
     assert run.profile.target.all_positive and run.profile.target.skew > 0.75

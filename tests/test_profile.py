@@ -337,3 +337,21 @@ def test_column_lookup_and_input_errors() -> None:
         profile_dataset(frame, "colour", "regression")
     with pytest.raises(ValueError, match="no rows"):
         profile_dataset(frame.iloc[:0], "y", "binary")
+
+
+def test_shared_scale_needs_many_columns_of_one_kind_on_one_range() -> None:
+    """Pixels (or fingerprints) share a scale; a handful of columns whose ranges happen to agree,
+    columns of very different ranges, or a mix with text-like categories do not."""
+    rng = np.random.default_rng(0)
+    n = 300
+    y = rng.choice(["a", "b"], n)
+
+    def shared(columns: dict[str, Any]) -> bool:
+        return profile_dataset(pd.DataFrame({**columns, "y": y}), "y", "binary").shared_scale()
+
+    pixels = {f"p{i}": rng.integers(0, 17, n) for i in range(24)}
+    assert shared(pixels)
+    assert shared({f"f{i}": rng.integers(0, 2, n) for i in range(24)})  # yes/no fingerprint bits
+    assert not shared({f"p{i}": rng.integers(0, 17, n) for i in range(8)})  # too few to be one kind
+    assert not shared({f"x{i}": rng.normal(0, 10.0 ** (i % 5), n) for i in range(24)})  # ranges 1 to 10^4
+    assert not shared({**pixels, "town": rng.choice(["north", "south", "east"], n)})

@@ -108,6 +108,12 @@ class TargetProfile(_Frozen):
     all_positive: bool | None
 
 
+SHARED_SCALE_COLUMNS = 20
+"""Fewer columns than this are read as separate measurements, whatever their ranges."""
+SHARED_SCALE_SPAN = 0.25
+"""The median column's range, as a share of all columns' range, from which they share one scale."""
+
+
 class DatasetProfile(_Frozen):
     """The whole profile: one row per feature column, the target, and the findings worth acting on."""
 
@@ -135,6 +141,29 @@ class DatasetProfile(_Frozen):
     def usable(self) -> list[ColumnProfile]:
         """Columns a model may be trained on: not row IDs, not leaking, not constant, not duplicates."""
         return [col for col in self.columns if _left_out_because(col) is None]
+
+    def shared_scale(self) -> bool:
+        """Whether the usable columns are many measurements of one kind on one scale: pixel
+        intensities, spectra, counts of words, binary fingerprints. Such data keep their meaning in
+        raw distances, which per-column standardising destroys (a border pixel that is almost always
+        0 would weigh as much as a central one), so a kernel or neighbour model is fitted unscaled.
+
+        Judged from the columns' kinds and ranges: at least `SHARED_SCALE_COLUMNS` columns, all
+        numeric or yes/no, and the median numeric column's range at least `SHARED_SCALE_SPAN` of the
+        range all of them cover together. A few columns whose ranges happen to agree (a price, a time
+        and an income) are separate measurements, which the column count leaves out."""
+        usable = self.usable()
+        if len(usable) < SHARED_SCALE_COLUMNS or any(c.kind not in {"numeric", "boolean"} for c in usable):
+            return False
+        numeric = [c for c in usable if c.kind == "numeric"]
+        ranges = [(c.min, c.max) for c in numeric if c.min is not None and c.max is not None]
+        if len(ranges) < len(numeric):
+            return False
+        if not ranges:
+            return True  # yes/no columns only: one scale by construction
+        low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
+        spans = sorted(r[1] - r[0] for r in ranges)
+        return high > low and spans[len(spans) // 2] >= SHARED_SCALE_SPAN * (high - low)
 
     def left_out(self) -> list[str]:
         """Each column `usable` leaves out, with why, in words for the user: a column that silently
