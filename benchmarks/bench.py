@@ -240,6 +240,21 @@ def run_bench(
     return bench_id
 
 
+def games_left(store: ResultsStore, bench: dict[str, Any]) -> int:
+    """How many of the games a bench's settings name it has no row for (0: it finished, with a
+    score or a failure for each): a bench stopped midway, to be resumed, must not stand in for a
+    finished one on a results page."""
+    settings = bench["settings"]
+    done = {(r["task"], int(r["seed"]), r["player"]) for r in store.results(bench["bench_id"])}
+    wanted = {
+        (t["name"], int(seed), player)
+        for t in settings.get("tasks", [])
+        for seed in settings.get("seeds", [0])
+        for player in settings.get("players", [])
+    }
+    return len(wanted - done)
+
+
 def _check_resumable(store: ResultsStore, bench_id: str, settings: dict[str, Any]) -> None:
     """A bench is continued only with what it was started with, so its rows stay one experiment."""
     stored = store.bench(bench_id)

@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from tandem.benchmarks import league, performance_profiles
-from tandem.benchmarks.bench import bench_report, fmt, game_key, in_play_order, reuse_note, scored_problems
+from tandem.benchmarks.bench import (
+    bench_report,
+    fmt,
+    game_key,
+    games_left,
+    in_play_order,
+    reuse_note,
+    scored_problems,
+)
 from tandem.benchmarks.league import leaderboard_markdown, plot_leaderboard, standings
 from tandem.benchmarks.players import TIME_BOUND_EXPERIMENTS
 from tandem.benchmarks.results_store import ResultsStore
@@ -57,8 +65,14 @@ def _pick_bench(store: ResultsStore, bench_id: str | None) -> dict[str, Any]:
     benches = [b for b in store.benches("bench") if store.results(b["bench_id"])]
     if not benches:
         raise SystemExit(f"no bench in {store.path}; run `tandem bench` first")
-    # the latest bench of the whole suite; until one exists (the suite grew), the widest latest one
-    return max(benches, key=lambda b: (_suite_tasks(b), b["created_at"]))
+    # the latest finished bench of the whole suite; until one exists (the suite grew), the widest latest one
+    return max(benches, key=lambda b: (_finished(store, b), _suite_tasks(b), b["created_at"]))
+
+
+def _finished(store: ResultsStore, bench: dict[str, Any]) -> bool:
+    """Whether a bench played all its games: one stopped midway (to be resumed) is shown only when
+    no finished one fits."""
+    return games_left(store, bench) == 0
 
 
 def _suite_tasks(bench: dict[str, Any]) -> int:
@@ -86,13 +100,15 @@ def _normalised(problem: Any, player: str) -> float:
 
 
 def _seed_bench(store: ResultsStore, budget: float) -> dict[str, Any] | None:
-    """The bench played at this budget for every task (`--budget`) that covers most of the suite,
-    then has the most seeds, then is the latest."""
+    """The bench played at this budget for every task (`--budget`) that finished, covers most of
+    the suite, then has the most seeds, then is the latest."""
     fitting = [
         b for b in store.benches("bench") if b["settings"].get("budget") == budget and store.results(b["bench_id"])
     ]
     return max(
-        fitting, key=lambda b: (_suite_tasks(b), len(b["settings"].get("seeds", [])), b["created_at"]), default=None
+        fitting,
+        key=lambda b: (_finished(store, b), _suite_tasks(b), len(b["settings"].get("seeds", [])), b["created_at"]),
+        default=None,
     )
 
 
@@ -204,8 +220,8 @@ UNSEEN_TASKS = ROOT / "benchmarks" / "unseen.toml"
 
 def _unseen_section(store: ResultsStore) -> list[str]:
     """The bench of `benchmarks/unseen.toml`: real tasks no page of tandem's was shaped on, so the
-    suite's numbers can be checked for overfitting to the suite (the widest such bench: most
-    tasks, then players, then seeds, then the latest)."""
+    suite's numbers can be checked for overfitting to the suite (the widest such bench: finished,
+    then most tasks, then players, then seeds, then the latest)."""
     names = {t.name for t in load_task_file(UNSEEN_TASKS)}
     benches = [
         b
@@ -218,6 +234,7 @@ def _unseen_section(store: ResultsStore) -> list[str]:
     bench = max(
         benches,
         key=lambda b: (
+            _finished(store, b),
             len(b["settings"]["tasks"]),
             len(b["settings"].get("players", [])),
             len(b["settings"].get("seeds", [])),

@@ -76,6 +76,32 @@ def test_the_seeds_section_shows_the_suite_not_a_later_bench_of_other_tasks(doc:
     assert doc._seed_bench(store, 300.0) is None
 
 
+class _Stopped(PlainPlayer):
+    """A player whose first game is stopped by Ctrl-C, as a bench killed midway is."""
+
+    def play(self, data: Any, *, budget: float, seed: int, workdir: Path) -> Any:
+        raise KeyboardInterrupt
+
+
+def test_a_bench_stopped_midway_does_not_replace_a_finished_one(doc: ModuleType, tmp_path: Path) -> None:
+    """A later bench with more seeds that was stopped before its last games (to be resumed) is not
+    shown in place of a finished one, at a budget or as the page's bench, until it is finished."""
+    wine = Task(name="wine", csv="sklearn:wine", target="target", holdout=0.25, split_seed=3)
+    store = ResultsStore(tmp_path)
+    finished = run_bench([wine], [PlainPlayer("linear")], seeds=[0], budget=60, results_dir=tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench([wine], [PlainPlayer("linear"), _Stopped("lightgbm")], seeds=[0, 1], budget=60, results_dir=tmp_path)
+    stopped = store.benches("bench")[-1]
+    assert [r["player"] for r in store.results(stopped["bench_id"])] == ["linear"]
+    assert doc.games_left(store, stopped) == 3
+    assert doc._seed_bench(store, 60.0)["bench_id"] == finished
+    assert doc._pick_bench(store, None)["bench_id"] == finished
+    resumed = run_bench([wine], [PlainPlayer("linear"), PlainPlayer("lightgbm")], seeds=[0, 1], budget=60,
+                        results_dir=tmp_path, resume=stopped["bench_id"])  # fmt: skip
+    assert doc.games_left(store, store.bench(resumed)) == 0
+    assert doc._seed_bench(store, 60.0)["bench_id"] == resumed
+
+
 def test_a_budget_that_covers_part_of_the_suite_names_the_tasks_it_left_out(doc: ModuleType, tmp_path: Path) -> None:
     """A 300 s bench of a few tasks must not read as the whole suite's: its section says how many
     of the suite's tasks it covers and lists the others."""
