@@ -255,6 +255,21 @@ def games_left(store: ResultsStore, bench: dict[str, Any]) -> int:
     return len(wanted - done)
 
 
+#: Where a task's files were read from: another checkout or machine resuming the bench reads the
+#: same data from another path, which its fingerprints (data and split) check instead.
+_PATH_FIELDS = ("csv", "holdout_csv")
+
+
+def _comparable(key: str, value: Any) -> Any:
+    """A stored setting as resuming compares it: tasks without the paths of their files, since the
+    fingerprints stored with them say whether the data and splits are the same."""
+    if key != "tasks" or not isinstance(value, list):
+        return value
+    return [
+        {k: v for k, v in task.items() if not (k in _PATH_FIELDS and task.get("fingerprints") and v)} for task in value
+    ]
+
+
 def _check_resumable(store: ResultsStore, bench_id: str, settings: dict[str, Any]) -> None:
     """A bench is continued only with what it was started with, so its rows stay one experiment."""
     stored = store.bench(bench_id)
@@ -263,7 +278,7 @@ def _check_resumable(store: ResultsStore, bench_id: str, settings: dict[str, Any
         raise InputError(f"no bench {bench_id!r} to resume in {store.path} (recent benches: {known})")
     given = json.loads(json.dumps(settings, default=str))  # as stored: tuples become lists
     for key in ("tasks", "players", "seeds", "budget"):
-        if stored["settings"].get(key) != given[key]:
+        if _comparable(key, stored["settings"].get(key)) != _comparable(key, given[key]):
             raise InputError(
                 f"bench {bench_id} was started with other {key}; resume it with its own command: {stored['command']}"
             )

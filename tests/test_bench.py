@@ -226,6 +226,24 @@ def test_a_bench_over_seeds_plays_each_seed_on_its_own_split(tmp_path: Path) -> 
     assert again == bench_id and len(store.results(bench_id)) == 2  # nothing left to play
 
 
+def test_a_bench_resumes_from_another_checkout_that_reads_the_same_data_elsewhere(tmp_path: Path) -> None:
+    """A bench stores where its tasks' files were; another checkout (or machine) resuming it reads
+    the same data from its own path, and the stored fingerprints, not the path, say it is the same
+    task. Other data under the same name is refused."""
+    here, there = tmp_path / "here", tmp_path / "there"
+    for folder in (here, there):
+        folder.mkdir()
+        synthetic_frame(80, seed=1).to_csv(folder / "data.csv", index=False)
+    first = Task(name="own", csv=str(here / "data.csv"), target="label")
+    bench_id = run_bench([first], [PlainPlayer("linear")], seeds=[0, 1], results_dir=tmp_path / "store")
+    moved = Task(name="own", csv=str(there / "data.csv"), target="label")
+    again = run_bench([moved], [PlainPlayer("linear")], seeds=[0, 1], results_dir=tmp_path / "store", resume=bench_id)
+    assert again == bench_id and len(ResultsStore(tmp_path / "store").results(bench_id)) == 2
+    synthetic_frame(80, seed=2).to_csv(there / "data.csv", index=False)
+    with pytest.raises(InputError, match="started with other tasks"):
+        run_bench([moved], [PlainPlayer("linear")], seeds=[0, 1], results_dir=tmp_path / "store", resume=bench_id)
+
+
 def test_a_bench_copies_the_named_players_games_an_earlier_bench_played_on_the_same_split_seed_and_budget(
     tmp_path: Path,
 ) -> None:
