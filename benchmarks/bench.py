@@ -209,7 +209,7 @@ def run_bench(
         store.add_bench(bench_id, "bench", command, settings)
     if on_start is not None:
         on_start(bench_id)
-    done = {(r["task"], int(r["seed"]), r["player"]) for r in store.results(bench_id)}
+    done = _played(store, bench_id)
     games = [
         Game(data[(t.name, seed)], player, budget or t.budget, seed)
         for t in tasks
@@ -245,14 +245,18 @@ def games_left(store: ResultsStore, bench: dict[str, Any]) -> int:
     score or a failure for each): a bench stopped midway, to be resumed, must not stand in for a
     finished one on a results page."""
     settings = bench["settings"]
-    done = {(r["task"], int(r["seed"]), r["player"]) for r in store.results(bench["bench_id"])}
     wanted = {
         (t["name"], int(seed), player)
         for t in settings.get("tasks", [])
         for seed in settings.get("seeds", [0])
         for player in settings.get("players", [])
     }
-    return len(wanted - done)
+    return len(wanted - _played(store, bench["bench_id"]))
+
+
+def _played(store: ResultsStore, bench_id: str) -> set[tuple[str, int, str]]:
+    """(task, seed, player) of the games a bench has a row for, a score or a failure."""
+    return {(r["task"], int(r["seed"]), r["player"]) for r in store.results(bench_id)}
 
 
 #: Where a task's files were read from: another checkout or machine resuming the bench reads the

@@ -56,8 +56,8 @@ DEFAULT_PLAYERS = ("tandem", "linear", "lightgbm", "flaml")
 #: The tandem player's experiment budget unless its options set one. A bench compares players at
 #: equal *time*, and the others have no experiment count, so the run's default (40, sized for an
 #: interactive run) would stop tandem early: at 300 s it ended 21 of 39 games with a median game of
-#: 204 s. This bound is far above what a game reaches in time (at most 263 experiments at 300 s,
-#: measured), so the time, or the Scientist's own stop rule, ends every game.
+#: 204 s. This bound is far above what a game reaches in time (a few hundred experiments at 300 s on
+#: the smallest tasks), so the time, or the Scientist's own stop rule, ends every game.
 TIME_BOUND_EXPERIMENTS = 1000
 
 
