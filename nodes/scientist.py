@@ -28,6 +28,7 @@ def scientist_view(state: TandemState, context: RunContext) -> ScientistView:
         tokens_left=tokens_left(state, context),
         rewards=context.rewards,
         patience=context.patience,
+        time_budget=context.time_budget,
         feedback=tuple(state.get("feedback", [])),
         data=lambda: dev_data(state["task"], RunFolder.of(state, context))[:2],
         oof=lambda key: load_oof(RunFolder.of(state, context).cache, key),

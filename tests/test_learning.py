@@ -24,9 +24,22 @@ from tandem.graph.messages import Implementation, Proposal, Regularise
 from tandem.nodes.agents import LearnedScientist, frozen_policy, make_scientist
 from tandem.nodes.agents.base import ExecutorRequest, ScientistView
 from tandem.nodes.agents.heuristic_executor import HeuristicExecutor
-from tandem.nodes.agents.heuristic_scientist import DEFAULT_PREFERENCES, MOVE_NAMES, HeuristicScientist
+from tandem.nodes.agents.heuristic_scientist import (
+    DEFAULT_PREFERENCES,
+    MOVE_NAMES,
+    HeuristicScientist,
+    typical_candidate_seconds,
+)
 from tandem.nodes.agents.learned_executor import LearnedFilling, executor_context, executor_transitions, learn_executor
-from tandem.nodes.agents.learned_scientist import FEATURES, learn, new_policy, transitions
+from tandem.nodes.agents.learned_scientist import (
+    FEATURES,
+    SearchState,
+    context_vectors,
+    learn,
+    new_policy,
+    shared_features,
+    transitions,
+)
 from tandem.nodes.verifier import verify
 from tandem.stopping import STOP_SECONDS
 from tandem.tools.bandit import LinearBandit
@@ -227,6 +240,48 @@ def test_untrained_policy_plays_the_playbook_and_runs_record_its_hash(csv: Path,
     assert HeuristicScientist().order_moves(view) == sorted(MOVE_NAMES, key=lambda m: -DEFAULT_PREFERENCES[m])
     first = LearnedScientist(taught).propose(view).value
     assert first.move == "alternative_family"
+
+
+def test_budget_features_say_what_the_binding_budget_leaves_in_the_range_policies_learnt_in(csv: Path, tmp_path: Path):
+    """A bench's player has 1000 experiments and a time budget: by the count alone it would look at
+    the start of its run all along, with more experiments left than any training episode had."""
+    runs = tmp_path / "runs"
+    run_task(
+        csv, "price $", context=RunContext(runs_dir=str(runs), max_iters=4, time_budget=None, n_jobs=1), run_id="r"
+    )
+    view = _view_of(runs / "r")
+    ledger = [json.loads(x) for x in (runs / "r" / "experiments.jsonl").read_text().splitlines()]
+    done, pace = len(ledger) - 1, typical_candidate_seconds(ledger)
+    spent = sum(r["fit_seconds"] or 0.0 for r in ledger)
+    progress, log_left = FEATURES.index("progress"), FEATURES.index("log_iterations_left")
+
+    def budget(iterations_left: int, time_budget: float | None) -> tuple[float, float]:
+        state = SearchState(
+            view.task, view.profile, ledger, ledger[-1]["incumbent_after"], iterations_left, 8, time_budget
+        )
+        features = shared_features(state)
+        return features[progress], features[log_left]
+
+    assert budget(10, None) == pytest.approx((done / (done + 10), np.log1p(10) / np.log1p(40)))
+    assert budget(1000, None)[1] == 1.0  # no value above what 40 experiments left shows
+    assert budget(1000, spent) == (1.0, 0.0)  # the time is used up, whatever the count says
+    assert budget(1000, spent + 5 * pace) == pytest.approx((done / (done + 5), np.log1p(5) / np.log1p(40)))
+    assert budget(3, spent + 5 * pace) == budget(3, None)  # the count binds first
+
+    # a ledger replayed for learning gives the features the Scientist computed in the run
+    time_budget = spent + 2 * pace
+    steps = transitions(view.task, view.profile, ledger, 1000, 8, time_budget=time_budget)
+    played = [i for i in range(1, len(ledger)) if ledger[i]["move"] in MOVE_NAMES]
+    for i, (move, context, _) in zip(played, steps, strict=True):
+        before = replace(
+            view,
+            ledger=ledger[:i],
+            incumbent=ledger[i - 1]["incumbent_after"],
+            iterations_left=1000 - (i - 1),
+            time_budget=time_budget,
+        )
+        assert context == context_vectors(SearchState.of(before))[move]
+    assert steps[-1][1][progress] > steps[0][1][progress]
 
 
 def test_same_seed_and_policy_give_the_same_ledger_across_a_kill_and_resume(csv: Path, tmp_path: Path):

@@ -46,6 +46,8 @@ class ScientistView:
     tokens_left: int | None
     rewards: RewardConfig
     patience: int
+    time_budget: float | None = None
+    """The run's time budget in seconds (None: bounded by experiments only)."""
     data: Callable[[], tuple[pd.DataFrame, pd.Series]] | None = None
     """The development rows (features, target), loaded on demand for analysis; never the holdout."""
     feedback: tuple[HumanFeedback, ...] = ()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -304,9 +304,9 @@ def incumbent_gains(view: ScientistView) -> list[float]:
     return gains
 
 
-def typical_candidate_seconds(view: ScientistView) -> float:
+def typical_candidate_seconds(ledger: Sequence[ExperimentRecord]) -> float:
     """The median time of the recent candidates (cached ones excluded: they cost nothing)."""
-    recent = [r["fit_seconds"] for r in view.ledger[-TYPICAL_RECENT:] if r["fit_seconds"] and r["fit_seconds"] > 0]
+    recent = [r["fit_seconds"] for r in ledger[-TYPICAL_RECENT:] if r["fit_seconds"] and r["fit_seconds"] > 0]
     return float(statistics.median(recent)) if recent else 1.0
 
 
@@ -316,7 +316,7 @@ def candidates_left(view: ScientistView) -> dict[str, float]:
     budget). The room to go on is the smallest."""
     room = {"experiments": float(max(view.iterations_left - 1, 0))}
     if view.seconds_left is not None:
-        room["seconds"] = max(view.seconds_left, 0.0) / typical_candidate_seconds(view)
+        room["seconds"] = max(view.seconds_left, 0.0) / typical_candidate_seconds(view.ledger)
     return room
 
 
@@ -348,7 +348,7 @@ def _last_step(view: ScientistView) -> bool:
     """The last candidate the budget allows: time for the final blend."""
     if view.iterations_left <= 1:
         return True
-    return view.seconds_left is not None and view.seconds_left < 2.0 * typical_candidate_seconds(view)
+    return view.seconds_left is not None and view.seconds_left < 2.0 * typical_candidate_seconds(view.ledger)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -898,7 +898,7 @@ def _bag(s: _Situation) -> Iterator[Proposal]:
     for base_id, spec in s.lines():
         if spec.bagging is not None or spec.threshold != "default" or FAMILIES[spec.model.family].linear:
             continue  # a linear model barely varies between folds: nothing to average away
-        seconds = view.ledger[base_id]["fit_seconds"] or typical_candidate_seconds(view)
+        seconds = view.ledger[base_id]["fit_seconds"] or typical_candidate_seconds(view.ledger)
         if view.seconds_left is not None and seconds * folds > BAG_COST_SHARE * view.seconds_left:
             continue
         yield Proposal(

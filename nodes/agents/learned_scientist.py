@@ -21,7 +21,13 @@ import numpy as np
 
 from tandem.graph.state import ExperimentRecord, TaskInfo
 from tandem.nodes.agents.base import ScientistView
-from tandem.nodes.agents.heuristic_scientist import _MOVES, DEFAULT_PREFERENCES, MOVE_NAMES, HeuristicScientist
+from tandem.nodes.agents.heuristic_scientist import (
+    _MOVES,
+    DEFAULT_PREFERENCES,
+    MOVE_NAMES,
+    HeuristicScientist,
+    typical_candidate_seconds,
+)
 from tandem.tools.bandit import MODES, LinearBandit, Mode
 from tandem.tools.data import InputError
 from tandem.tools.metrics import reward_scale
@@ -89,10 +95,33 @@ class SearchState:
     incumbent: int
     iterations_left: int
     patience: int
+    time_budget: float | None = None
 
     @classmethod
     def of(cls, view: ScientistView) -> SearchState:
-        return cls(view.task, view.profile, view.ledger, view.incumbent, view.iterations_left, view.patience)
+        return cls(
+            view.task, view.profile, view.ledger, view.incumbent, view.iterations_left, view.patience, view.time_budget
+        )
+
+
+HORIZON = 40
+"""The experiments left at which `log_iterations_left` reaches 1 and stays: the run default's
+budget, above the policies' training budgets, so a run bounded by time (a bench's player has 1000
+experiments) shows the policy no value it never saw."""
+
+
+def experiments_left(state: SearchState) -> float:
+    """How many more experiments the run's budgets allow: the experiments left, and with a time
+    budget, the seconds the ledger's experiments have not used, at their recent pace; the smaller.
+
+    Read from the ledger, not the clock, so a ledger replayed for learning (`transitions`) gives the
+    features the run saw, and a resumed run proposes what it would have.
+    """
+    left = float(max(state.iterations_left, 0))
+    if state.time_budget:
+        spent = sum(float(record["fit_seconds"] or 0.0) for record in state.ledger)
+        left = min(left, max(state.time_budget - spent, 0.0) / typical_candidate_seconds(state.ledger))
+    return left
 
 
 def shared_features(state: SearchState) -> list[float]:
@@ -106,7 +135,7 @@ def shared_features(state: SearchState) -> list[float]:
     skew = float(np.clip(target.skew or 0.0, -5.0, 5.0)) / 5.0 if task["task_type"] == "regression" else 0.0
     imbalance = 1.0 - float(target.imbalance_ratio or 1.0) if task["task_type"] != "regression" else 0.0
     done = len(ledger) - 1
-    total = max(done + state.iterations_left, 1)
+    left = experiments_left(state)
     incumbent = ledger[state.incumbent]["spec"] or {}
     family = incumbent.get("model", {}).get("family") if incumbent.get("kind") == "pipeline" else None
     linear = family is not None and family in FAMILIES and FAMILIES[family].linear
@@ -125,8 +154,8 @@ def shared_features(state: SearchState) -> list[float]:
         float(task["task_type"] == "regression"),
         float(task["task_type"] == "binary"),
         float(task["task_type"] == "multiclass"),
-        done / total,
-        math.log1p(max(state.iterations_left, 0)) / math.log1p(40),
+        done / max(done + left, 1.0),
+        math.log1p(min(left, HORIZON)) / math.log1p(HORIZON),
         float(linear),
         float(family is not None and not linear),
         float(family is None),
@@ -293,7 +322,9 @@ def transitions(
         if not move or move not in MOVE_NAMES:
             continue
         before = ledger[:i]
-        state = SearchState(task, profile, before, before[-1]["incumbent_after"], max_iters - (i - 1), patience)
+        state = SearchState(
+            task, profile, before, before[-1]["incumbent_after"], max_iters - (i - 1), patience, time_budget
+        )
         context = shared_features(state) + move_features(state, move)
         signal = normalised_reward(ledger, record, "scientist", metric) - time_cost(
             record, time_budget, max_iters, time_price
