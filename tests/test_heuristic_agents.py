@@ -572,6 +572,26 @@ def test_tuning_is_a_seeded_search_replayed_from_the_ledger(binary_frame):
     assert all(r["move"] == "tune" for r in run.ledger[4:])
 
 
+def test_a_study_whose_anchor_moves_asks_new_points_not_the_old_studys(binary_frame):
+    """A new best experiment of the family (not a trial) anchors a new study from the same seed, so
+    its first points are the old study's, tried on the family already. They are asked again
+    elsewhere; before, the search proposed nothing and the run delivered with most of its time
+    left (the 300 s bench's wage games: 56 experiments, about 240 s unused)."""
+    run = _single_family_stall(binary_frame)
+    for _ in range(2):
+        trial = propose(run, patience=3, iterations_left=30)
+        assert trial.move == "tune" and trial.base_experiment == 0
+        run.play(trial, primary=0.4)
+    better = Proposal(
+        rationale="power", changes=[SetPreprocessing(settings={"numeric_transform": "power"})], base_experiment=0
+    )
+    anchor = run.play(better, primary=run.ledger[0]["primary"] + 0.001)  # the family's best, not significant
+    asked = [r["changes"][0]["params"] for r in run.ledger if r["move"] == "tune"]
+    proposal = propose(run, patience=3, iterations_left=30)
+    assert proposal.move == "tune" and proposal.base_experiment == anchor
+    assert proposal.changes[0].params not in asked  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("n_rows", [400, 2400])
 def test_the_search_turns_to_the_runner_up_family_once_the_best_ones_share_is_spent_unless_data_are_small(n_rows):
     """A linear model's one-parameter space gets its share (5 trials), then the runner-up's nine

@@ -437,15 +437,25 @@ def _study(s: _Situation, family: str) -> _Study | None:
 
 
 def _trial(s: _Situation, study: _Study) -> Iterator[Proposal]:
-    """The study's next point, unless every point asked is already in the ledger."""
+    """The study's next point, unless every point asked is already in the ledger.
+
+    A point is asked again elsewhere when `_first_new` would skip it: its spec is in the ledger, or
+    its parameters were tried on another model of the family (`repeats_a_change`). The second
+    matters when the anchor moves: the new anchor's study starts from the same seed, so its first
+    points are the old study's, and skipping them without asking again ended runs with most of
+    their time left ("every idea in the playbook has been tried").
+    """
     view = s.view
     base = view.spec_of(study.anchor)
     assert isinstance(base, PipelineSpec)
-    tried = view.tried_hashes
+    tried, tried_on = view.tried_hashes, tried_families(view)
 
     def repeats(params: dict[str, Any]) -> bool:
+        change = SetParams(params=params)
+        if repeats_a_change(view, tried_on, [change.model_dump(mode="json")], study.anchor, s.base_id):
+            return True
         try:
-            return spec_hash(apply_changes(base, [SetParams(params=params)], view.spec_of)) in tried
+            return spec_hash(apply_changes(base, [change], view.spec_of)) in tried
         except (SpecError, ValueError):
             return True
 
