@@ -40,7 +40,7 @@ from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import default_suite, load_task_file, materialize
 from tandem.graph.context import RewardConfig, RunContext
 from tandem.graph.reward_rules import compare
-from tandem.nodes.agents.heuristic_scientist import EXPERIMENT_BOUND
+from tandem.nodes.agents.heuristic_scientist import EXPERIMENT_BOUND, MIN_VALUE
 from tandem.tools.data import read_table
 from tandem.tools.metrics import METRICS
 from tandem.tools.spec import FAMILIES
@@ -156,10 +156,21 @@ STOP_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 STATED_CAP = re.compile(r"iteration budget reached \((\d+) experiments?\)")
 
 
+#: The expected value of going on as the Scientist's stop rule states it (`expected_value`).
+GOING_ON = re.compile(r"expected gain of going on (\d+\.\d+)")
+
+NO_NEW_IDEA = "no new idea, with going on still worth it"
+
+
 def stop_kind(reason: str) -> str:
     """Which budget (or the Scientist) ended a tandem run, from its stop reason; a reason none of
     `STOP_KINDS` names is counted as such, never as one of them. A delivery whose expected gain
-    counted the experiments left (`EXPERIMENT_BOUND`) was bounded by that budget, not by the time."""
+    counted the experiments left (`EXPERIMENT_BOUND`) was bounded by that budget, not by the time,
+    unless going on was still worth it (above `MIN_VALUE`, as stated to 4 decimals): then the
+    Scientist had no new idea to try, whatever budget was left."""
+    going_on = GOING_ON.search(reason)
+    if going_on and float(going_on.group(1)) > MIN_VALUE:
+        return NO_NEW_IDEA
     return next((kind for kind, phrases in STOP_KINDS if any(p in reason for p in phrases)), "another reason")
 
 

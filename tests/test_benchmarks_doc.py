@@ -162,6 +162,14 @@ def test_a_budget_section_says_what_ended_tandems_runs(doc: ModuleType, tmp_path
     token_stop = budget_exhausted(spent, RunContext(token_budget=1000, time_budget=None))
     assert doc.stop_kind(str(token_stop)) == "the token budget"
     assert doc.stop_kind("stopped by hand") == "another reason"
+    # the 300 s bench's wage games: the search had nothing new to propose with 943 experiments left
+    worth = (
+        "the Scientist delivered: Delivering the incumbent: every idea in the playbook has been tried; expected gain"
+    )
+    worth += " of going on 0.1865 (about 0.00020 per candidate over the last 10 experiments, room for 943 more"
+    assert doc.stop_kind(worth + " candidates in the experiment budget).") == doc.NO_NEW_IDEA
+    spent_room = worth.replace("0.1865", "0.0010") + " candidates in the experiment budget)."
+    assert doc.stop_kind(spent_room) == "the experiment budget"  # not worth going on: the room decided
 
 
 def test_the_unseen_tasks_section_shows_only_a_bench_of_those_tasks(doc: ModuleType, tmp_path: Path) -> None:
