@@ -12,9 +12,10 @@ as much as another in five times the seconds looks as good. In a semi-Markov dec
 judged by its reward per unit of time, an action's value is its reward less the average reward
 rate times its duration (Schwartz 1993's R-learning; Das et al. 1999's SMART): ρ·τ is what the
 same time would have earned on average. Here time is counted in iterations' shares of the run's
-time budget (`time_budget / max_iters` seconds), so the rate does not depend on the machine:
+time budget (the budget over the iterations it allowed: `max_iters`, or fewer at the run's pace;
+nodes/agents/learned_scientist.py `iteration_share`), so the rate does not depend on the machine:
 
-    ρ = Σ r / Σ τ,    r a move's normalised reward, τ its evaluation seconds / (time_budget / max_iters)
+    ρ = Σ r / Σ τ,    r a move's normalised reward, τ its evaluation seconds / one iteration's share
 
 over every move of the given runs, and `--time-price ρ` prices each move at ρ·τ
 (nodes/agents/learned_scientist.py `time_cost`). The page also gives each move's reward per share
@@ -36,7 +37,7 @@ import numpy as np
 from tandem.benchmarks.learning import run_steps
 from tandem.graph.persistence import RunFolder, load_run_config
 from tandem.nodes.agents.heuristic_scientist import MOVE_NAMES
-from tandem.nodes.agents.learned_scientist import time_cost
+from tandem.nodes.agents.learned_scientist import iteration_share, time_cost
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,9 +50,9 @@ def moves_of(run_dir: Path) -> list[tuple[str, float, float]]:
     steps, _ = run_steps(run_dir)
     ledger = [json.loads(line) for line in (run_dir / "experiments.jsonl").read_text().splitlines() if line]
     moved = [r for r in ledger[1:] if r["move"] in MOVE_NAMES]  # what `transitions` learns from, in order
+    share = iteration_share(ledger, context.time_budget, context.max_iters)
     return [
-        (move, reward, time_cost(record, context.time_budget, context.max_iters, 1.0))
-        for (move, _, reward), record in zip(steps, moved, strict=True)
+        (move, reward, time_cost(record, share, 1.0)) for (move, _, reward), record in zip(steps, moved, strict=True)
     ]
 
 

@@ -35,6 +35,7 @@ from tandem.nodes.agents.learned_scientist import (
     FEATURES,
     SearchState,
     context_vectors,
+    iteration_share,
     learn,
     new_policy,
     shared_features,
@@ -282,6 +283,17 @@ def test_budget_features_say_what_the_binding_budget_leaves_in_the_range_policie
         )
         assert context == context_vectors(SearchState.of(before))[move]
     assert steps[-1][1][progress] > steps[0][1][progress]
+
+    # a price on time counts seconds in shares of the iterations the budget allowed: with 1000
+    # experiments the time binds, and an experiment of the run's mean seconds costs one share
+    # (not 1000 / 2 shares of a budget split by the experiment count)
+    mean = sum(r["fit_seconds"] or 0.0 for r in ledger[1:]) / (len(ledger) - 1)
+    assert iteration_share(ledger, time_budget, 1000) == pytest.approx(mean)
+    assert iteration_share(ledger, time_budget, 2) == time_budget / 2  # the count binds: as before
+    assert iteration_share(ledger, None, 1000) is None
+    priced = transitions(view.task, view.profile, ledger, 1000, 8, time_budget=time_budget, time_price=1.0)
+    expected = [np.clip(r - ledger[i]["fit_seconds"] / mean, -5, 5) for i, (*_, r) in zip(played, steps, strict=True)]
+    assert [r for *_, r in priced] == pytest.approx(expected)
 
 
 def test_same_seed_and_policy_give_the_same_ledger_across_a_kill_and_resume(csv: Path, tmp_path: Path):

@@ -284,17 +284,35 @@ class LearnedScientist(HeuristicScientist):
         ]
 
 
-def time_cost(record: ExperimentRecord, time_budget: float | None, max_iters: int, price: float) -> float:
+def iteration_share(ledger: Sequence[ExperimentRecord], time_budget: float | None, max_iters: int) -> float | None:
+    """The seconds of one iteration's share of a finished run's time budget, or None without one:
+    the time budget over the iterations it allowed, the fewer of `max_iters` and the budget at the
+    run's own pace (its mean evaluation seconds per experiment after the baseline).
+
+    Why not `time_budget / max_iters` alone: a bench run is bounded by time with `max_iters` 1000,
+    so that share (0.06 s of 60 s) priced its moves 50 to 250 times higher than an episode whose
+    iterations spend the budget. Where the experiment count binds (the training episodes), the
+    share is the same as before; where the time binds, an experiment of the run's mean cost is one
+    share.
+    """
+    if not time_budget:
+        return None
+    seconds = [float(r.get("fit_seconds") or 0.0) for r in ledger[1:]]
+    pace = sum(seconds) / len(seconds) if seconds else 0.0
+    return max(time_budget / max(max_iters, 1), pace)
+
+
+def time_cost(record: ExperimentRecord, share: float | None, price: float) -> float:
     """What an experiment's evaluation time costs in the learning signal: `price` for every
-    iteration's share of the run's time budget (`time_budget / max_iters` seconds) it used.
+    iteration's share of the run's time budget (`iteration_share`, `share` seconds) it used.
 
     Why: the reward pays gains and tokens but not compute, so a bandit cannot see that a move
     which earns as much as another in five times the seconds leaves the rest of the budget four
     moves fewer. A run without a time budget pays no price (its seconds buy nothing else).
     """
-    if not price or not time_budget:
+    if not price or not share:
         return 0.0
-    return price * float(record.get("fit_seconds") or 0.0) / (time_budget / max(max_iters, 1))
+    return price * float(record.get("fit_seconds") or 0.0) / share
 
 
 def transitions(
@@ -315,6 +333,7 @@ def transitions(
     playbook's, can be learnt from afterwards (off-policy: the moves it chose, the rewards they got).
     """
     metric = task["primary_metric"]
+    share = iteration_share(ledger, time_budget, max_iters)
     out: list[tuple[str, list[float], float]] = []
     for i in range(1, len(ledger)):
         record = ledger[i]
@@ -326,9 +345,7 @@ def transitions(
             task, profile, before, before[-1]["incumbent_after"], max_iters - (i - 1), patience, time_budget
         )
         context = shared_features(state) + move_features(state, move)
-        signal = normalised_reward(ledger, record, "scientist", metric) - time_cost(
-            record, time_budget, max_iters, time_price
-        )
+        signal = normalised_reward(ledger, record, "scientist", metric) - time_cost(record, share, time_price)
         out.append((move, context, float(np.clip(signal, -REWARD_CLIP, REWARD_CLIP))))
     return out
 
@@ -336,8 +353,8 @@ def transitions(
 def normalisation(time_price: float = 0.0, signal_clip: float = REWARD_CLIP) -> str:
     """The learning signal in words, for a policy file's provenance."""
     price = (
-        f", less {time_price} for every iteration's share of the run's time budget the experiment's "
-        "evaluation took (no price without a time budget)"
+        f", less {time_price} for every iteration's share of the run's time budget (the budget over the "
+        "iterations it allowed at the run's pace) the experiment's evaluation took (no price without a time budget)"
         if time_price
         else ""
     )
