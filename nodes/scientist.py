@@ -29,6 +29,7 @@ def scientist_view(state: TandemState, context: RunContext) -> ScientistView:
         rewards=context.rewards,
         patience=context.patience,
         time_budget=context.time_budget,
+        small_data_rows=context.small_data_rows,
         feedback=tuple(state.get("feedback", [])),
         data=lambda: dev_data(state["task"], RunFolder.of(state, context))[:2],
         oof=lambda key: load_oof(RunFolder.of(state, context).cache, key),

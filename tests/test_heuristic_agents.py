@@ -558,6 +558,28 @@ def test_a_recent_gain_makes_going_on_worth_more():
     assert value.worth
 
 
+def test_on_small_data_only_a_significant_gain_makes_going_on_worth_it():
+    """The best CV score of many candidates on a few hundred rows rises by chance: ten experiments
+    in a row without a significant gain end a small-data search, whatever the budget left."""
+    climbing = [
+        {"primary": 0.70 + 0.002 * i, "status": "ok", "fit_seconds": 1.0, "significant": False} for i in range(11)
+    ]
+
+    def view(ledger: list[dict], n_dev_rows: int) -> SimpleNamespace:
+        task = {"primary_metric": "accuracy", "greater_is_better": True, "n_dev_rows": n_dev_rows}
+        return SimpleNamespace(task=task, iterations_left=500, seconds_left=None, ledger=ledger, small_data_rows=1000)
+
+    small = expected_value(view(climbing, 300))  # type: ignore[arg-type]
+    assert not small.worth and small.value == 0.0
+    assert "300 development rows" in small.reason and "none of the last 10 experiments" in small.reason
+    # the same ledger on more rows: its steady gains are worth going on for
+    assert expected_value(view(climbing, 5000)).worth  # type: ignore[arg-type]
+    # one significant gain in the window, or a window not yet full, keeps the rule as it was
+    recent = [*climbing[:-1], {**climbing[-1], "significant": True}]
+    assert expected_value(view(recent, 300)).worth  # type: ignore[arg-type]
+    assert expected_value(view(climbing[:10], 300)).worth  # type: ignore[arg-type]
+
+
 def test_tuning_is_a_seeded_search_replayed_from_the_ledger(binary_frame):
     run = _single_family_stall(binary_frame)
     seen = []
@@ -592,12 +614,13 @@ def test_a_study_whose_anchor_moves_asks_new_points_not_the_old_studys(binary_fr
     assert proposal.changes[0].params not in asked  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("n_rows", [400, 2400])
+@pytest.mark.parametrize("n_rows", [1200, 2400])
 def test_the_search_turns_to_the_runner_up_family_once_the_best_ones_share_is_spent_unless_data_are_small(n_rows):
     """A linear model's one-parameter space gets its share (5 trials), then the runner-up's nine
     parameters are searched instead of asking for the same C again and again; on small data
     (under SMALL_DEV_ROWS) the best family keeps the search, since every extra family's trials are
-    more candidates picked on the same few folds."""
+    more candidates picked on the same few folds. (Under `small_data_rows`, 1000, a search this
+    long without a significant gain would have stopped: `small_data_stalled`.)"""
     run = _single_family_stall(make_frame("binary", n=n_rows))  # logistic: the baseline and three values of C
     run.play(
         Proposal(rationale="trees", changes=[SetModel(family="lightgbm", params={})], base_experiment=0), primary=0.3

@@ -15,7 +15,7 @@ from typing import Generic, Protocol, TypeVar
 import numpy as np
 import pandas as pd
 
-from tandem.graph.context import RewardConfig
+from tandem.graph.context import RewardConfig, RunContext
 from tandem.graph.messages import Implementation, Proposal, SpecResolver
 from tandem.graph.state import ExperimentRecord, HumanFeedback, TaskInfo, TokenUsage
 from tandem.tools.profile import DatasetProfile
@@ -52,6 +52,9 @@ class ScientistView:
     """The development rows (features, target), loaded on demand for analysis; never the holdout."""
     feedback: tuple[HumanFeedback, ...] = ()
     """What humans said when they rejected a proposal or a delivery (approval gates), oldest first."""
+    small_data_rows: int = RunContext.small_data_rows
+    """Below this many development rows the run delivers a blend chosen on the out-of-fold
+    predictions (`RunContext.small_data_rows`), and its search stops sooner (`expected_value`)."""
     oof: Callable[[str], np.ndarray | None] | None = None
     """A candidate's out-of-fold predictions by spec hash, shape (repeats, development rows,
     columns), in the row order of `data`; None when not saved (ensemble selection reads them)."""
