@@ -290,8 +290,8 @@ def iteration_share(ledger: Sequence[ExperimentRecord], time_budget: float | Non
     run's own pace (its mean evaluation seconds per experiment after the baseline).
 
     Why not `time_budget / max_iters` alone: a bench run is bounded by time with `max_iters` 1000,
-    so that share (0.06 s of 60 s) priced its moves 50 to 250 times higher than an episode whose
-    iterations spend the budget. Where the experiment count binds (the training episodes), the
+    so that share (0.06 s of 60 s) priced the 60 s bench's moves 11 to 84 times (median 26) higher
+    than a share of the iterations the run could make. Where the experiment count binds (the training episodes), the
     share is the same as before; where the time binds, an experiment of the run's mean cost is one
     share.
     """
