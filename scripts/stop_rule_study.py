@@ -28,6 +28,7 @@ import json
 import platform
 import sys
 import time
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,11 +36,10 @@ from typing import Any, cast
 
 import numpy as np
 from scipy.stats import binomtest
-from selection_study import RunHoldout, load_run
+from selection_study import RunHoldout, caruana, load_run
 
 from tandem.benchmarks.results_store import ResultsStore
 from tandem.graph.context import RunContext
-from tandem.graph.reward_rules import small_data_blend
 from tandem.nodes.agents.base import ScientistView
 from tandem.nodes.agents.heuristic_scientist import VALUE_WINDOW, small_data_stalled
 from tandem.tools.metrics import METRICS
@@ -62,14 +62,9 @@ def stop_point(run: RunHoldout) -> int | None:
 
 
 def delivered_from(run: RunHoldout, k: int) -> float:
-    """The holdout score of what delivery would choose from the first `k` experiments."""
-    ledger = run.ledger[:k]
-    by_hash = {r["spec_hash"]: r["id"] for r in ledger if r["spec_hash"]}
-    blend = small_data_blend(ledger, lambda key: run.oof.get(by_hash.get(key, -1)), run.y_dev, run.problem)
-    if blend is None:
-        return run.single(ledger[-1]["incumbent_after"])
-    weights = np.asarray(blend.weights) / sum(blend.weights)
-    return run.score(sum(w * run.proba[i] for w, i in zip(weights, blend.member_ids, strict=True)))
+    """The holdout score of what delivery would choose from the first `k` experiments: selection
+    study's Caruana rule on the ledger as it stood then (its incumbent, the one of experiment k-1)."""
+    return caruana(per_family=True)(replace(run, ledger=run.ledger[:k], incumbent=run.ledger[k - 1]["incumbent_after"]))
 
 
 def study(run: RunHoldout, folder: Path) -> dict[str, Any]:

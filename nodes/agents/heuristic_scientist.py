@@ -365,7 +365,7 @@ def small_data_stalled(view: ScientistView) -> bool:
 
     Why significance and not the best CV score: on a few hundred rows every extra candidate scored
     on the same folds is another draw whose best rises by chance (the winner's curse), and the
-    prior of `expected_value` kept 300 s runs going for 100 to 280 candidates. Replayed on the
+    prior of `expected_value` kept 300 s runs going for up to 280 candidates. Replayed on the
     benches' small-data ledgers, the blend delivered where this first held scored on the holdout
     as well as the one delivered at the end or better, in all but one run (docs/stop-rule-study.md).
     """
