@@ -99,22 +99,34 @@ class Reuse:
     """Games an earlier bench already played, copied instead of played again (`--reuse`).
 
     Why: after a change to tandem, its rivals' games are what they were (same code, same split,
-    same seed, same budget), and AutoGluon and FLAML spend the whole budget on every game. A game
-    is reused only when the earlier bench played the same player on the same data and split
-    (the task's fingerprint), seed and budget; the copy names the row it came from.
+    same seed, same budget), and AutoGluon and FLAML spend the whole budget on every game; and a
+    change that touches only some tasks (say, small data) need not replay tandem on the others.
+    A game is reused only when the earlier bench played the same player on the same data and
+    split (the task's fingerprint), seed and budget; the copy names the row it came from.
+    `tasks` (empty: all) limits the copies to those tasks.
     """
 
     bench_id: str
     players: tuple[str, ...]
+    tasks: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> Reuse:
-        """`BENCH_ID:player,player` (bench ids have no colon; player names no comma)."""
-        bench_id, _, names = text.partition(":")
-        players = tuple(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
-        if not bench_id.strip() or not players:
-            raise InputError(f"--reuse takes BENCH_ID:PLAYER[,PLAYER...], e.g. bench-...:flaml,autogluon; got {text!r}")
-        return cls(bench_id.strip(), players)
+        """`BENCH_ID:player,player[:task,task]` (bench ids have no colon; names no comma)."""
+        bench_id, players, tasks, *rest = [*text.split(":"), "", ""]
+
+        def names(part: str) -> tuple[str, ...]:
+            return tuple(dict.fromkeys(n.strip() for n in part.split(",") if n.strip()))
+
+        if not bench_id.strip() or not names(players) or any(part.strip() for part in rest):
+            raise InputError(
+                "--reuse takes BENCH_ID:PLAYER[,PLAYER...][:TASK[,TASK...]], e.g. bench-...:flaml,autogluon "
+                f"or bench-...:tandem:house_prices,adult_income; got {text!r}"
+            )
+        return cls(bench_id.strip(), names(players), names(tasks))
+
+    def covers(self, player: str, task: str) -> bool:
+        return player in self.players and (not self.tasks or task in self.tasks)
 
 
 GameKey = tuple[str, str, int, float]
@@ -125,28 +137,56 @@ def game_key(row: dict[str, Any]) -> GameKey:
     return (row["player"], row["fingerprint"], int(row["seed"]), float(row["budget"]))
 
 
-def _reusable(
-    store: ResultsStore, reuse: Reuse, players: Sequence[str]
-) -> tuple[dict[str, Any], dict[GameKey, dict[str, Any]]]:
-    """The earlier bench's record for this bench's settings, and its rows of the reused players by game."""
+def _reuse_source(store: ResultsStore, reuse: Reuse, players: Sequence[str], tasks: Sequence[str]) -> dict[str, Any]:
+    """The stored bench a `--reuse` names, once its players and tasks are checked against both benches."""
     source = store.bench(reuse.bench_id)
     if source is None or source["kind"] != "bench":
         known = ", ".join(b["bench_id"] for b in store.benches("bench")[-5:]) or "none"
         raise InputError(f"no bench {reuse.bench_id!r} to reuse games from in {store.path} (recent benches: {known})")
+    theirs = source["settings"]["players"]
     for name in reuse.players:
         if name not in players:
             raise InputError(f"--reuse names {name!r}, which is not among this bench's players ({', '.join(players)})")
-        if name not in source["settings"]["players"]:
+        if name not in theirs:
             raise InputError(
-                f"bench {reuse.bench_id} has no games of {name!r} to reuse "
-                f"(its players: {', '.join(source['settings']['players'])})"
+                f"bench {reuse.bench_id} has no games of {name!r} to reuse (its players: {', '.join(theirs)})"
             )
-    record = {
-        "bench_id": reuse.bench_id,
-        "players": list(reuse.players),
-        "git_commit": source["machine"].get("git_commit"),
-    }
-    return record, {game_key(r): r for r in store.results(reuse.bench_id) if r["player"] in reuse.players}
+    for task in reuse.tasks:
+        if task not in tasks:
+            raise InputError(f"--reuse names task {task!r}, which is not among this bench's tasks ({', '.join(tasks)})")
+    return source
+
+
+def _reusable(
+    store: ResultsStore, reuses: Sequence[Reuse], players: Sequence[str], tasks: Sequence[str]
+) -> tuple[list[dict[str, Any]], dict[GameKey, dict[str, Any]]]:
+    """The earlier benches' records for this bench's settings, and their rows of the reused games by game.
+
+    Two `--reuse` that could copy the same player's game on the same task are refused: which one
+    a game came from must not depend on their order."""
+    records: list[dict[str, Any]] = []
+    rows: dict[GameKey, dict[str, Any]] = {}
+    for i, reuse in enumerate(reuses):
+        source = _reuse_source(store, reuse, players, tasks)
+        for other in reuses[:i]:
+            both = [(p, t) for p in reuse.players for t in tasks if reuse.covers(p, t) and other.covers(p, t)]
+            if both:
+                raise InputError(
+                    f"two --reuse would copy the games of {both[0][0]!r} on {both[0][1]!r} "
+                    f"({other.bench_id} and {reuse.bench_id}); give each player and task one source"
+                )
+        commit = source["machine"].get("git_commit")
+        records.append(
+            {"bench_id": reuse.bench_id, "players": [*reuse.players], "tasks": [*reuse.tasks], "git_commit": commit}
+        )
+        rows |= {game_key(r): r for r in store.results(reuse.bench_id) if reuse.covers(r["player"], r["task"])}
+    return records, rows
+
+
+def reuse_records(settings: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """A bench's `--reuse` sources as stored (a single record, before a bench could name several)."""
+    reuse = (settings or {}).get("reuse") or []
+    return [reuse] if isinstance(reuse, dict) else list(reuse)
 
 
 def _copy_row(store: ResultsStore, bench_id: str, row: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +210,7 @@ def run_bench(
     on_result: ResultHandler | None = None,
     cluster: Client | None = None,
     resume: str | None = None,
-    reuse: Reuse | None = None,
+    reuse: Sequence[Reuse] = (),
     on_start: Callable[[str], None] | None = None,
 ) -> str:
     """Play every player on every task and seed; returns the bench id (its rows are in the store).
@@ -180,7 +220,7 @@ def run_bench(
     With `cluster` the games are Dask tasks, gathered as they finish; only this process writes
     the store. `resume` continues a stored bench (a coordinator that was killed): the same tasks,
     players, seeds and budget, and only the games the store does not hold yet are played.
-    `reuse` copies the games an earlier bench played of some players (Reuse) instead of playing them.
+    `reuse` copies the games earlier benches played of some players (Reuse) instead of playing them.
     """
     if budget is not None and not budget > 0:
         raise InputError(f"--budget must be a positive number of seconds, got {budget!r}")
@@ -199,8 +239,8 @@ def run_bench(
         "budget": budget,
     }
     reusable: dict[GameKey, dict[str, Any]] = {}
-    if reuse is not None:
-        settings["reuse"], reusable = _reusable(store, reuse, [p.name for p in players])
+    if reuse:
+        settings["reuse"], reusable = _reusable(store, reuse, [p.name for p in players], [t.name for t in tasks])
     if resume is not None:
         bench_id = resume
         _check_resumable(store, bench_id, settings)
@@ -422,16 +462,20 @@ def bench_report(store: ResultsStore, bench_id: str, out_dir: str | Path | None 
 
 
 def reuse_note(bench: dict[str, Any] | None, rows: Sequence[dict[str, Any]]) -> str:
-    """A paragraph naming the games a bench copied from an earlier one (nothing when it played all)."""
-    reuse = ((bench or {}).get("settings") or {}).get("reuse")
-    if not reuse:
+    """A paragraph naming the games a bench copied from earlier ones (nothing when it played all)."""
+    sources = reuse_records((bench or {}).get("settings"))
+    if not sources:
         return ""
     copied = sum(1 for r in rows if "reused_from" in (r.get("details") or {}))
+    where = "; ".join(
+        f"of {', '.join(s['players'])}{' on ' + ', '.join(s['tasks']) if s.get('tasks') else ''} from bench "
+        f"`{s['bench_id']}` (tandem commit {s.get('git_commit') or 'unknown'})"
+        for s in sources
+    )
     return (
-        f"{copied} of this bench's {len(rows)} games were not played again: the games of "
-        f"{', '.join(reuse['players'])} that bench `{reuse['bench_id']}` (tandem commit "
-        f"{reuse.get('git_commit') or 'unknown'}) played on the same data, split, seed and budget are copied from "
-        "it (`tandem bench --reuse`), and each copy names its row there (`details.reused_from`)."
+        f"{copied} of this bench's {len(rows)} games were not played again: the games {where}, played on the "
+        "same data, split, seed and budget, are copied (`tandem bench --reuse`), and each copy names its row "
+        "there (`details.reused_from`)."
     )
 
 

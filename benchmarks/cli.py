@@ -85,10 +85,12 @@ def add_bench_commands(sub: Any) -> None:
     )
     bench.add_argument(
         "--reuse",
-        metavar="BENCH_ID:PLAYERS",
-        help="copy these players' games from an earlier bench instead of playing them again, where it "
-        "played the same data, split, seed and budget (e.g. after a change to tandem, "
-        "--reuse bench-...:flaml,autogluon); the others are played",
+        metavar="BENCH_ID:PLAYERS[:TASKS]",
+        action="append",
+        default=[],
+        help="copy these players' games (on these tasks; default all) from an earlier bench instead of "
+        "playing them again, where it played the same data, split, seed and budget (e.g. after a change "
+        "to tandem, --reuse bench-...:flaml,autogluon); the others are played. Give it once per source",
     )
 
     league = sub.add_parser("league", help="play matchmade head-to-head matches and update Elo ratings")
@@ -143,8 +145,9 @@ def _command(args: argparse.Namespace, extra: tuple[str, ...] = ()) -> str:
     parts = ["tandem", args.command]
     for name in ("tasks", "players", "budget", "policy", "results_dir", "cluster", *extra):
         value = getattr(args, name, None)
-        if value is not None and value is not False:
-            parts += [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])
+        for one in value if isinstance(value, list) else [value]:  # a repeatable option, once per value
+            if one is not None and one is not False:
+                parts += [f"--{name.replace('_', '-')}"] + ([] if one is True else [str(one)])
     parts += ["--seeds", ",".join(map(str, args.seeds))]
     return " ".join(shlex.quote(p) for p in parts)
 
@@ -200,7 +203,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args = _stored_command(ResultsStore(results_dir), args)
     tasks = select_tasks(args.tasks)
     players = with_policy(parse_players(args.players), args.policy)
-    reuse = Reuse.parse(args.reuse) if args.reuse else None
+    reuse = [Reuse.parse(text) for text in args.reuse]
     if not args.players and not flaml_available():
         print("note: FLAML is not installed, so it does not play; pip install 'tandem-ml[bench]' to add it")
     print(

@@ -32,6 +32,7 @@ from tandem.benchmarks.bench import (
     games_left,
     in_play_order,
     reuse_note,
+    reuse_records,
     scored_problems,
 )
 from tandem.benchmarks.league import leaderboard_markdown, plot_leaderboard, standings
@@ -543,7 +544,8 @@ def _reuse_lines(store: ResultsStore, bench: dict[str, Any]) -> list[str]:
     note = reuse_note(bench, rows)
     if not note:
         return []
-    earlier = {game_key(r): r["score"] for r in store.results(bench["settings"]["reuse"]["bench_id"])}
+    sources = [source["bench_id"] for source in reuse_records(bench["settings"])]
+    earlier = {game_key(r): r["score"] for source in sources for r in store.results(source)}
     same: dict[str, list[bool]] = {}
     for r in rows:
         if "reused_from" in (r["details"] or {}) or game_key(r) not in earlier:

@@ -17,7 +17,7 @@ import pytest
 from conftest import synthetic_frame
 from sklearn.model_selection import train_test_split
 
-from tandem.benchmarks.bench import Reuse, bench_report, run_bench, scored_problems
+from tandem.benchmarks.bench import Reuse, bench_report, reuse_note, run_bench, scored_problems
 from tandem.benchmarks.performance_profiles import (
     ScoredProblem,
     aup,
@@ -253,7 +253,7 @@ def test_a_bench_copies_the_named_players_games_an_earlier_bench_played_on_the_s
     first = run_bench([wine], players, seeds=[0, 1], budget=60, results_dir=tmp_path)
     earlier = {(r["player"], r["seed"]): r for r in store.results(first)}
     second = run_bench(
-        [wine], players, seeds=[0, 1, 2], budget=60, results_dir=tmp_path, reuse=Reuse.parse(f"{first}:lightgbm")
+        [wine], players, seeds=[0, 1, 2], budget=60, results_dir=tmp_path, reuse=[Reuse.parse(f"{first}:lightgbm")]
     )
     rows = {(r["player"], r["seed"]): r for r in store.results(second)}
     assert len(rows) == 6
@@ -264,17 +264,56 @@ def test_a_bench_copies_the_named_players_games_an_earlier_bench_played_on_the_s
         assert {k: copy[k] for k in same} == {k: source[k] for k in same}
     played = [rows[("lightgbm", 2)], *(rows[("linear", s)] for s in (0, 1, 2))]  # new split, or not named
     assert not any("reused_from" in r["details"] for r in played)
-    assert store.bench(second)["settings"]["reuse"]["bench_id"] == first
+    assert [r["bench_id"] for r in store.bench(second)["settings"]["reuse"]] == [first]
     bench_report(store, second)
-    note = f"2 of this bench's 6 games were not played again: the games of lightgbm that bench `{first}`"
+    note = f"2 of this bench's 6 games were not played again: the games of lightgbm from bench `{first}`"
     assert note in (tmp_path / second / "report.md").read_text()
     bench_report(store, first)
     assert "not played again" not in (tmp_path / first / "report.md").read_text()
 
     other_budget = run_bench(
-        [wine], players, seeds=[0], budget=30, results_dir=tmp_path, reuse=Reuse.parse(f"{first}:lightgbm")
+        [wine], players, seeds=[0], budget=30, results_dir=tmp_path, reuse=[Reuse.parse(f"{first}:lightgbm")]
     )
     assert not any("reused_from" in r["details"] for r in store.results(other_budget))
+
+
+def test_reuse_from_several_benches_can_be_limited_to_some_tasks(tmp_path: Path) -> None:
+    """After a change that touches some tasks only, the changed player plays those again and its
+    other games, like the rivals' everywhere, are copied, each from the bench it names."""
+    wine = Task(name="wine", csv="sklearn:wine", target="target", holdout=0.25, split_seed=1)
+    iris = Task(name="iris", csv="sklearn:iris", target="target", holdout=0.25, split_seed=1)
+    players = [PlainPlayer("linear"), PlainPlayer("lightgbm")]
+    store = ResultsStore(tmp_path)
+    first = run_bench([wine, iris], players, seeds=[0], budget=60, results_dir=tmp_path)
+    only_linear = run_bench([wine, iris], players[:1], seeds=[0], budget=60, results_dir=tmp_path)
+    reuse = [Reuse.parse(f"{only_linear}:linear"), Reuse.parse(f"{first}:lightgbm:wine")]
+    second = run_bench([wine, iris], players, seeds=[0], budget=60, results_dir=tmp_path, reuse=reuse)
+    source = {(r["task"], r["player"]): r.get("details", {}).get("reused_from", {}) for r in store.results(second)}
+    assert {key: where.get("bench_id") for key, where in source.items()} == {
+        ("wine", "linear"): only_linear,
+        ("iris", "linear"): only_linear,
+        ("wine", "lightgbm"): first,
+        ("iris", "lightgbm"): None,  # not among the tasks the reuse names: played again
+    }
+    stored = store.bench(second)["settings"]["reuse"]
+    assert [(r["bench_id"], r["players"], r["tasks"]) for r in stored] == [
+        (only_linear, ["linear"], []),
+        (first, ["lightgbm"], ["wine"]),
+    ]
+    note = reuse_note(store.bench(second), store.results(second))
+    assert note.startswith("3 of this bench's 4 games were not played again")
+    assert f"of linear from bench `{only_linear}`" in note and f"of lightgbm on wine from bench `{first}`" in note
+
+    with pytest.raises(InputError, match="two --reuse would copy the games of 'lightgbm' on 'wine'"):
+        run_bench(
+            [wine, iris],
+            players,
+            results_dir=tmp_path,
+            reuse=[Reuse.parse(f"{first}:lightgbm"), Reuse.parse(f"{first}:linear,lightgbm:wine")],
+        )
+    with pytest.raises(InputError, match="task 'titanic', which is not among this bench's tasks"):
+        run_bench([wine], players, results_dir=tmp_path, reuse=[Reuse.parse(f"{first}:lightgbm:titanic")])
+    assert len(store.benches("bench")) == 3  # refused before the bench was stored
 
 
 @pytest.mark.parametrize(
@@ -283,6 +322,7 @@ def test_a_bench_copies_the_named_players_games_an_earlier_bench_played_on_the_s
         ("bench-19990101-000000-abcdef:lightgbm", "no bench 'bench-19990101-000000-abcdef' to reuse"),
         ("{first}:flaml", "'flaml', which is not among this bench's players"),
         ("{first}", "--reuse takes BENCH_ID:PLAYER"),
+        ("{first}:linear:wine:extra", "--reuse takes BENCH_ID:PLAYER"),
     ],
 )
 def test_a_bad_reuse_is_refused_before_any_game(tmp_path: Path, text: str, message: str) -> None:
@@ -290,13 +330,13 @@ def test_a_bad_reuse_is_refused_before_any_game(tmp_path: Path, text: str, messa
     first = run_bench([wine], [PlainPlayer("linear")], results_dir=tmp_path)
     before = len(ResultsStore(tmp_path).results())
     with pytest.raises(InputError, match=message):
-        run_bench([wine], [PlainPlayer("linear")], results_dir=tmp_path, reuse=Reuse.parse(text.format(first=first)))
+        run_bench([wine], [PlainPlayer("linear")], results_dir=tmp_path, reuse=[Reuse.parse(text.format(first=first))])
     with pytest.raises(InputError, match="has no games of 'lightgbm'"):
         run_bench(
             [wine],
             [PlainPlayer("lightgbm")],
             results_dir=tmp_path,
-            reuse=Reuse.parse(f"{first}:lightgbm"),
+            reuse=[Reuse.parse(f"{first}:lightgbm")],
         )
     assert len(ResultsStore(tmp_path).results()) == before
 

@@ -194,10 +194,10 @@ def test_a_bench_that_reused_games_says_so_and_checks_the_players_it_played_agai
     players = [PlainPlayer("linear"), PlainPlayer("lightgbm")]
     store = ResultsStore(tmp_path)
     first = run_bench([wine], players, seeds=[0, 1], results_dir=tmp_path)
-    second = run_bench([wine], players, seeds=[0, 1], results_dir=tmp_path, reuse=Reuse.parse(f"{first}:lightgbm"))
+    second = run_bench([wine], players, seeds=[0, 1], results_dir=tmp_path, reuse=[Reuse.parse(f"{first}:lightgbm")])
     text = " ".join(doc._reuse_lines(store, store.bench(second)))
     assert (
-        f"**Reused games.** 2 of this bench's 4 games were not played again: the games of lightgbm that bench `{first}`"
+        f"**Reused games.** 2 of this bench's 4 games were not played again: the games of lightgbm from bench `{first}`"
         in text
     )
     assert "in this many of their games: linear 2 of 2." in text  # the same split gives the plain model the same score
