@@ -126,6 +126,7 @@ class Reuse:
         return cls(bench_id.strip(), names(players), names(tasks))
 
     def covers(self, player: str, task: str) -> bool:
+        """Whether this reuse copies `player`'s games on `task`."""
         return player in self.players and (not self.tasks or task in self.tasks)
 
 

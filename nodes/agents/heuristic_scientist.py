@@ -515,15 +515,15 @@ def _trial(s: _Situation, study: _Study) -> Iterator[Proposal]:
 
 
 def _stronger_family(s: _Situation) -> Iterator[Proposal]:
-    if s.base.model.family in TREES:
-        return
-    lgbm: dict[str, Any] = {}
-    if s.small_data:  # few rows: shallower trees and a gentler rate generalise better
-        lgbm = {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 10}
-    yield Proposal(
-        rationale="Gradient boosting captures non-linear effects and interactions the linear baseline cannot.",
-        changes=[SetModel(family="lightgbm", params=lgbm), SetPreprocessing(settings={"numeric_imputer": "none"})],
-    )
+    if s.base.model.family not in TREES:
+        lgbm: dict[str, Any] = {}
+        if s.small_data:  # few rows: shallower trees and a gentler rate generalise better
+            lgbm = {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 10}
+        yield Proposal(
+            rationale="Gradient boosting captures non-linear effects and interactions the linear baseline cannot.",
+            changes=[SetModel(family="lightgbm", params=lgbm), SetPreprocessing(settings={"numeric_imputer": "none"})],
+        )
+    yield from _unscaled_kernels(s)
 
 
 def _target_transform(s: _Situation) -> Iterator[Proposal]:
@@ -771,7 +771,6 @@ def _outlier_rows(s: _Situation) -> Iterator[Proposal]:
 def _alternative_family(s: _Situation) -> Iterator[Proposal]:
     tree_prep = SetPreprocessing(settings={"numeric_imputer": "median", "scaler": "none"})
     forest = {"n_estimators": 400, "min_samples_leaf": 2, "max_features": 0.5}
-    yield from _unscaled_kernels(s)
     yield Proposal(
         rationale="CatBoost's ordered boosting on symmetric trees overfits less than LightGBM on small, "
         "noisy data, and handles missing values itself.",
@@ -810,7 +809,8 @@ def _unscaled_kernels(s: _Situation) -> Iterator[Proposal]:
     pixels, spectra, fingerprints) are where an RBF SVC and nearest neighbours beat trees, on the
     raw distances (docs/decisions.md, "An SVC family": on digits, 5-fold macro-F1 0.989 for an
     unscaled SVC and 0.986 for 5 distance-weighted neighbours, against 0.981 and 0.976 standardised).
-    First among the alternatives, as they cost seconds."""
+    Proposed as stronger families, right after LightGBM: they cost seconds, and as the last of the
+    alternatives a 60 s run reached them or not depending on how fast its LightGBM fits ran."""
     if s.task_type == "regression" or not s.small_data or not s.view.profile.shared_scale():
         return
     raw = SetPreprocessing(settings={"numeric_imputer": "median", "scaler": "none", "numeric_transform": "none"})
