@@ -18,6 +18,7 @@ from conftest import synthetic_frame
 from sklearn.model_selection import train_test_split
 
 from tandem.benchmarks.bench import Reuse, bench_report, reuse_note, run_bench, scored_problems
+from tandem.benchmarks.cli import _command
 from tandem.benchmarks.performance_profiles import (
     ScoredProblem,
     aup,
@@ -49,6 +50,7 @@ from tandem.benchmarks.tasks import (
     select_tasks,
     split_for_seed,
 )
+from tandem.cli import make_parser
 from tandem.tools.data import InputError, read_table
 
 # --------------------------------------------------------------------------------------------
@@ -565,3 +567,14 @@ def test_the_store_names_the_run_folders_of_a_bench_s_scored_tandem_games_where_
         row = {"bench_id": bench, "task": task, "seed": seed, "player": player, "status": status}
         store.add_result({**common, **row, "details": {"run_dir": folder}})
     assert store.tandem_runs("bench-a") == [("wine", 0, tmp_path.resolve() / "runs" / "wine-s0")]
+
+
+def test_the_stored_bench_command_repeats_each_reuse_source() -> None:
+    """The command a bench stores (the page's Reproduce line, and what `--resume` re-parses) names
+    every `--reuse` it was given, in order."""
+    argv = ["bench", "--tasks", "wine,iris", "--reuse", "bench-a:linear", "--reuse", "bench-b:tandem:wine"]
+    args = make_parser().parse_args(argv)
+    assert args.reuse == ["bench-a:linear", "bench-b:tandem:wine"]
+    command = _command(args, ("reuse",))
+    assert "--reuse bench-a:linear --reuse bench-b:tandem:wine" in command
+    assert make_parser().parse_args(command.split()[1:]).reuse == args.reuse
