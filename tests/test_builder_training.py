@@ -943,3 +943,36 @@ def test_catboost_is_seeded_quiet_and_balances_classes_its_own_way(tmp_path, mon
     assert list(tmp_path.iterdir()) == []
     default = build_pipeline(spec_for("catboost", model={"family": "catboost"}), "regression", primary_metric="rmse")
     assert final_estimator(default).get_params()["iterations"] == 300
+
+
+def test_settings_that_reach_no_column_do_not_make_a_new_experiment():
+    """Specs differing only in settings the builder never reads build the same model, so they
+    hash the same (a Scientist would otherwise score one model twice); a setting that does reach
+    a column keeps them apart."""
+    X, y = make_frame("binary")
+    numeric_only = {"columns": {"numeric": NUMERIC}, "model": {"family": "logistic"}}
+    power = {"numeric_transform": "power"}
+    idle = {
+        **power,
+        "onehot_min_frequency": 5,
+        "categorical_encoder": "ordinal",
+        "high_cardinality_encoder": "frequency",
+        "scaler": "robust",  # the Yeo-Johnson step standardises; no scaler runs after it
+    }
+    plain, padded = (parse_spec({**numeric_only, "preprocessing": p}) for p in (power, idle))
+    assert spec_hash(plain) == spec_hash(padded)
+    probas = [
+        build_pipeline(spec, "binary", primary_metric="f1_macro").fit(X, y).predict_proba(X) for spec in (plain, padded)
+    ]
+    np.testing.assert_allclose(probas[0], probas[1])
+
+    with_categories = {**numeric_only, "columns": {"numeric": NUMERIC, "categorical": CATEGORICAL}}
+    pooled = parse_spec({**with_categories, "preprocessing": {"onehot_min_frequency": 5}})
+    assert spec_hash(pooled) != spec_hash(parse_spec(with_categories))
+    ordinal = {"categorical_encoder": "ordinal"}
+    assert spec_hash(parse_spec({**with_categories, "preprocessing": {**ordinal, "onehot_min_frequency": 5}})) == (
+        spec_hash(parse_spec({**with_categories, "preprocessing": ordinal}))
+    )
+    assert spec_hash(parse_spec({**numeric_only, "preprocessing": {"scaler": "robust"}})) != spec_hash(
+        parse_spec(numeric_only)
+    )

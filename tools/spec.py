@@ -552,13 +552,38 @@ def parse_spec(data: dict[str, Any] | PipelineSpec | EnsembleSpec) -> PipelineSp
         raise SpecError(_explain(exc)) from None
 
 
+_PREPROCESSING_DEFAULTS = Preprocessing().model_dump(mode="json")
+
+
+def _without_idle_settings(pipeline: dict[str, Any]) -> None:
+    """Reset, in a dumped pipeline, the preprocessing settings the builder never reads for it.
+
+    Why: a setting that reaches no column changes no model, so two specs differing only in it
+    must be one experiment; otherwise a Scientist re-runs a model it has scored (a linear recipe
+    pooling rare levels on data with no categorical column repeated the power-transformed model)."""
+    prep, columns = pipeline["preprocessing"], pipeline["columns"]
+    idle = set()
+    if not columns["categorical"]:
+        idle |= {"categorical_encoder", "onehot_min_frequency"}
+    elif prep["categorical_encoder"] != "onehot":
+        idle.add("onehot_min_frequency")
+    if not columns["high_cardinality"]:
+        idle.add("high_cardinality_encoder")
+    if prep["numeric_transform"] == "power":  # the Yeo-Johnson step standardises; no scaler follows it
+        idle.add("scaler")
+    for name in idle:
+        prep[name] = _PREPROCESSING_DEFAULTS[name]
+
+
 def spec_hash(spec: PipelineSpec | EnsembleSpec) -> str:
-    """Canonical hash: identical pipelines (defaults included, key order ignored) hash the same."""
+    """Canonical hash: pipelines that build the same model (defaults included, key order and
+    settings that reach no column ignored) hash the same."""
     payload = spec.model_dump(mode="json", exclude={"member_ids"} if spec.kind == "ensemble" else None)
     for pipeline in payload["members"] if spec.kind == "ensemble" else [payload]:
         for optional in ("row_filter", "bagging"):  # specs without one hash as before the field existed
             if pipeline.get(optional) is None:
                 pipeline.pop(optional, None)
+        _without_idle_settings(pipeline)
     if spec.kind == "pipeline":
         payload["features"] = sorted(payload["features"], key=lambda f: json.dumps(f, sort_keys=True))
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))

@@ -721,10 +721,11 @@ def _linear_recipe(s: _Situation) -> Iterator[Proposal]:
         return
     profile = s.view.profile
     categorical = [c.name for c in profile.usable() if c.kind == "categorical"]
-    changes: list[Any] = [
-        SetPreprocessing(settings={"numeric_transform": "power", "onehot_min_frequency": 5}),
-        UseColumns(columns=tuple(categorical), role="categorical"),
-    ]
+    settings: dict[str, Any] = {"numeric_transform": "power"}
+    changes: list[Any] = [SetPreprocessing(settings=settings)]
+    if categorical:
+        settings["onehot_min_frequency"] = 5
+        changes.append(UseColumns(columns=tuple(categorical), role="categorical"))
     target = profile.target
     if s.task_type == "regression" and target.all_positive and (target.skew or 0.0) > 0.75:
         changes.append(SetTargetTransform(transform="log"))
@@ -732,7 +733,7 @@ def _linear_recipe(s: _Situation) -> Iterator[Proposal]:
         rationale="A linear model wants evenly spread inputs (power transform), every categorical one-hot "
         "(rare levels pooled) and, for a skewed positive target, a log target — together.",
         base_experiment=linear_id,
-        changes=changes if categorical else [c for c in changes if not isinstance(c, UseColumns)],
+        changes=changes,
     )
 
 
