@@ -898,3 +898,24 @@ def test_skewed_regression_target_gets_a_training_only_row_filter():
         if proposal.action == "deliver":
             break
         flat.play(proposal, primary=flat.ledger[-1]["primary"])
+
+
+@pytest.mark.parametrize("with_categories", [True, False])
+def test_the_linear_recipe_pools_rare_levels_only_where_there_are_categorical_columns(with_categories: bool):
+    """Pooling rare levels is part of the recipe when some column is one-hot encoded; without one
+    it would reach no column (and the spec hash ignores it), so it is not asked for."""
+    frame = make_frame("binary") if with_categories else make_frame("binary").drop(columns="colour")
+    run = Run("binary", "f1_macro", frame)
+    for step in range(12):
+        proposal = propose(run, patience=100, iterations_left=50)
+        if proposal.move == "linear_recipe":
+            break
+        run.play(proposal, primary=0.6 - 0.01 * step)
+    else:
+        pytest.fail("the linear recipe was never proposed")
+    settings = next(c.settings for c in proposal.changes if isinstance(c, SetPreprocessing))
+    expected = (
+        {"numeric_transform": "power", "onehot_min_frequency": 5} if with_categories else {"numeric_transform": "power"}
+    )
+    assert settings == expected
+    assert any(isinstance(c, UseColumns) for c in proposal.changes) == with_categories

@@ -721,10 +721,9 @@ def _linear_recipe(s: _Situation) -> Iterator[Proposal]:
         return
     profile = s.view.profile
     categorical = [c.name for c in profile.usable() if c.kind == "categorical"]
-    settings: dict[str, Any] = {"numeric_transform": "power"}
-    changes: list[Any] = [SetPreprocessing(settings=settings)]
+    pooled = {"onehot_min_frequency": 5} if categorical else {}  # without one-hot columns it would do nothing
+    changes: list[Any] = [SetPreprocessing(settings={"numeric_transform": "power", **pooled})]
     if categorical:
-        settings["onehot_min_frequency"] = 5
         changes.append(UseColumns(columns=tuple(categorical), role="categorical"))
     target = profile.target
     if s.task_type == "regression" and target.all_positive and (target.skew or 0.0) > 0.75:
