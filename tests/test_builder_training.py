@@ -455,9 +455,36 @@ def test_a_tuned_threshold_on_a_cached_model_is_scored_without_training(tmp_path
     flipped.iloc[first_fold] = np.where(y.iloc[first_fold] == "yes", "no", "yes")
     outputs = training._threshold_from_cache(tuned, flipped, folds, problem, tmp_path)
     assert outputs is not None and outputs[0][2]["threshold"] == result.fitted_params["threshold"]
-    # without the base's cached predictions it is trained, with scikit-learn's inner tuning
+    # without the base's cached predictions there is nothing to choose the threshold from
     assert training._threshold_from_cache(tuned, y, folds, problem, tmp_path / "empty") is None
     assert training._threshold_from_cache(base, y, folds, problem, tmp_path) is None
+
+
+def test_a_tuned_threshold_on_a_new_model_costs_one_fit_per_fold(tmp_path, monkeypatch):
+    """A change to an incumbent with a tuned threshold (a new family, a feature) keeps the threshold:
+    its model is cross-validated once at the default threshold and the threshold is chosen from that
+    model's out-of-fold predictions, as for a threshold proposed on an evaluated experiment; no
+    scikit-learn inner tuning (3 more fits per fold) while searching."""
+    X, y = make_frame("binary", 240)
+    problem = Problem("binary", ("f1", "log_loss"), "f1", classes=("no", "yes"), positive_class="yes")
+    folds = np.stack([np.arange(240) % 3, (np.arange(240) // 3) % 3])
+    tuned = spec_for("logistic", class_weight="none").model_copy(update={"threshold": "tuned"})
+    fits = []
+    original = training._fit_fold
+    monkeypatch.setattr(training, "_fit_fold", lambda *args: fits.append(args[0]) or original(*args))
+    direct = evaluate_spec(tuned, X, y, folds, problem, cache_dir=tmp_path / "direct", n_jobs=1)
+    assert direct.status == "ok" and len(fits) == 6 and {f.threshold for f in fits} == {"default"}
+    # the model at the default threshold is a cached candidate of its own, ready for the next change
+    model = tuned.model_copy(update={"threshold": "default"})
+    assert (tmp_path / "direct" / f"{spec_hash(model)}.json").exists()
+    # the same verdict as scoring the model first and proposing the threshold on it
+    evaluate_spec(model, X, y, folds, problem, cache_dir=tmp_path / "stepwise", n_jobs=1)
+    stepwise = evaluate_spec(tuned, X, y, folds, problem, cache_dir=tmp_path / "stepwise", n_jobs=1)
+    assert stepwise.fold_scores == direct.fold_scores and stepwise.fitted_params == direct.fitted_params
+    # a model that cannot be trained makes the tuned spec fail with the model's reason, not crash
+    broken = tuned.model_copy(update={"columns": tuned.columns.model_copy(update={"numeric": ("no_such_column",)})})
+    failed = evaluate_spec(broken, X, y, folds, problem, cache_dir=tmp_path / "broken", n_jobs=1)
+    assert failed.status == "failed" and "no_such_column" in (failed.error or "")
 
 
 def test_voting_weights_are_applied():
