@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import joblib
 import numpy as np
@@ -419,9 +419,9 @@ def evaluate_spec(
             result = _collect(key, from_cache, folds, problem, time.perf_counter() - started, cache_dir)
             _save_result(cached, result)
             return result
-        if _tunes_threshold(spec, problem):
-            return _threshold_on_its_model(
-                spec,
+        if _tunes_threshold(spec, problem):  # its model first, at the default threshold, with no pruner
+            model = evaluate_spec(
+                spec.model_copy(update={"threshold": "default"}),
                 X,
                 y,
                 folds,
@@ -433,6 +433,7 @@ def evaluate_spec(
                 progress=progress,
                 mapped_from=mapped_from,
             )
+            return _threshold_on_its_model(spec, model, y, folds, problem, cache_dir, started)
     n_threads = 1
     if folds_in_process(int((folds[0] != 0).sum()), X.shape[1], n_jobs, memory_limit):
         n_jobs, n_threads = 1, n_jobs  # joblib runs n_jobs=1 in this process, without a pool
@@ -600,27 +601,23 @@ THRESHOLD_GRID = 100
 """Thresholds tried between the lowest and highest score, as TunedThresholdClassifierCV's default."""
 
 
-def _tunes_threshold(spec: PipelineSpec | EnsembleSpec, problem: Problem) -> bool:
+def _tunes_threshold(spec: PipelineSpec | EnsembleSpec, problem: Problem) -> TypeGuard[PipelineSpec]:
     return isinstance(spec, PipelineSpec) and spec.threshold == "tuned" and problem.task_type == "binary"
 
 
 def _threshold_on_its_model(
     spec: PipelineSpec,
-    X: pd.DataFrame,
+    model: CandidateResult,
     y: pd.Series,
-    folds: np.ndarray,  # one row per repeat, as `evaluate_spec` holds them
+    folds: np.ndarray,
     problem: Problem,
-    *,
     cache_dir: Path,
-    time_limit: float | None,
-    n_jobs: int,
-    memory_limit: int | None,
-    progress: Callable[[int, int], None] | None,
-    mapped_from: Path | None,
+    started: float,
 ) -> CandidateResult:
-    """A tuned threshold whose model has not been cross-validated yet: the model at the default
-    threshold first (cached like any candidate), then the threshold from its out-of-fold
-    predictions (`_threshold_from_cache`), so the spec costs one fit per fold, not four.
+    """A tuned threshold whose model had not been cross-validated: `evaluate_spec` has just
+    evaluated the model at the default threshold (`model`, cached like any candidate), and the
+    threshold comes from its out-of-fold predictions (`_threshold_from_cache`), so the spec costs
+    one fit per fold, not four. `started`: when the spec's evaluation began.
 
     Why: a tuned threshold that became the incumbent is inherited by every change made to it, a
     new family included, and scikit-learn's inner tuning (3 more fits per fold) made each of those
@@ -630,20 +627,6 @@ def _threshold_on_its_model(
     model's default-threshold folds are not.
     """
     key = spec_hash(spec)
-    started = time.perf_counter()
-    model = evaluate_spec(
-        spec.model_copy(update={"threshold": "default"}),
-        X,
-        y,
-        folds,
-        problem,
-        cache_dir=cache_dir,
-        time_limit=time_limit,
-        n_jobs=n_jobs,
-        memory_limit=memory_limit,
-        progress=progress,
-        mapped_from=mapped_from,
-    )
     outputs = _threshold_from_cache(spec, y, folds, problem, cache_dir) if model.status == "ok" else None
     if outputs is None:
         why = model.error or "its out-of-fold predictions are not finite"
@@ -665,7 +648,7 @@ def _threshold_from_cache(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[FoldOutput] | None:
     """The folds of a tuned decision threshold from its base model's cached out-of-fold
-    predictions, or None when they are missing (then the spec is trained like any candidate).
+    predictions, or None when they are missing (then `evaluate_spec` evaluates the model first).
 
     A tuned threshold leaves the model as it is and moves only the cut between the classes, so
     it needs no training once the model's out-of-fold probabilities are known. For each fold the
