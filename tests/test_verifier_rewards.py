@@ -668,6 +668,30 @@ def test_the_time_budget_keeps_what_refitting_the_delivered_models_should_take()
     assert cheap == pytest.approx(40.0 - DELIVERY_OVERHEAD_SECONDS - refits["baseline"])
 
 
+def test_the_reserve_for_a_tuned_threshold_counts_its_refit_with_inner_tuning() -> None:
+    """A tuned threshold is scored from its model's cached predictions (no training, near 0 s) but
+    refit with TunedThresholdClassifierCV, 3 inner fits and a last one on every row."""
+    from tandem.graph.budget import DELIVERY_OVERHEAD_SECONDS, TUNED_THRESHOLD_REFITS, delivery_seconds
+    from tandem.graph.context import RunContext
+
+    context = RunContext(time_budget=60.0, max_iters=50, n_jobs=3)
+    model = _timed_record(1, 20.0, "lightgbm")
+    tuned = {**_timed_record(2, 0.05, "lightgbm", threshold="tuned"), "base_experiment": 1}
+    featured = {**_timed_record(3, 20.0, "lightgbm", threshold="tuned", features=["f"]), "base_experiment": 2}
+    blend = {**_timed_record(4, 0.01), "spec": {"kind": "ensemble", "member_ids": [2, 3]}}
+    ledger = [_timed_record(0, 1.5), model, tuned, featured, blend]
+    baseline, one_refit = 1.5 / 4, 20.0 / 4  # 15 fits, 3 at a time, on 5/4 of a fold's rows
+
+    def reserve(incumbent: int) -> float:
+        return delivery_seconds(_timed_state(ledger, 0.0, incumbent=incumbent), context)
+
+    # the threshold move's own 0.05 s say nothing of its model: #1's time is read, and tuned thrice
+    assert reserve(2) == pytest.approx(DELIVERY_OVERHEAD_SECONDS + baseline + TUNED_THRESHOLD_REFITS * one_refit)
+    assert reserve(3) == pytest.approx(DELIVERY_OVERHEAD_SECONDS + baseline + TUNED_THRESHOLD_REFITS * one_refit)
+    # a blend refits its members at the default threshold: once each
+    assert reserve(4) == pytest.approx(DELIVERY_OVERHEAD_SECONDS + baseline + 2 * one_refit)
+
+
 def test_a_row_filter_is_verified_like_any_other_change():
     base = parse_spec({"columns": {"numeric": ["age", "fare"]}, "model": {"family": "ridge"}})
     asked = SetRowFilter(row_filter=RowFilter(method="target_residual", share=0.02))
