@@ -124,12 +124,17 @@ def _mean_at_least_as_good(group: list[Any], a: str, b: str) -> bool:
     return gap >= 0 if group[0].greater_is_better else gap <= 0
 
 
-def _seeds_section(store: ResultsStore, budgets: tuple[float, ...] = SEED_BUDGETS) -> list[str]:
-    """Mean and spread per task and player over the seeds, at each budget (`_seeds_table`)."""
+def _seeds_section(
+    store: ResultsStore, budgets: tuple[float, ...] = SEED_BUDGETS, page_bench: dict[str, Any] | None = None
+) -> list[str]:
+    """Mean and spread per task and player over the seeds, at each budget (`_seeds_table`). At the
+    page's own bench's budget, that bench: a later one at the same budget (a change measured on a
+    branch and not merged) must not speak for the code the page describes."""
     lines = ["## Seeds and budgets", ""]
     players_cmd = "tandem,linear,lightgbm,flaml,autogluon"
     for budget in budgets:
-        bench = _seed_bench(store, budget)
+        pinned = page_bench is not None and page_bench["settings"].get("budget") == budget
+        bench = page_bench if pinned else _seed_bench(store, budget)
         lines += [f"### {budget:g} s per task", ""]
         if bench is None:
             lines += [
@@ -1180,7 +1185,7 @@ def main() -> None:
         leaderboard_markdown(table) if table else "No matches played yet.",
         "",
         *(["![leaderboard](img/leaderboard.png)", ""] if table else []),
-        *_seeds_section(store, tuple(float(b) for b in args.seed_budgets.split(",") if b.strip())),
+        *_seeds_section(store, tuple(float(b) for b in args.seed_budgets.split(",") if b.strip()), bench),
         *_unseen_section(store),
         *_speed_section(speed),
     ]

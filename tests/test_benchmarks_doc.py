@@ -74,6 +74,9 @@ def test_the_seeds_section_shows_the_suite_not_a_later_bench_of_other_tasks(doc:
     more_seeds = run_bench([wine], [PlainPlayer("linear")], seeds=[0, 1], budget=60, results_dir=tmp_path)
     assert doc._seed_bench(store, 60.0)["bench_id"] == more_seeds
     assert doc._seed_bench(store, 300.0) is None
+    # the page's own bench (`--bench-id`) is shown at its budget, whatever was played after it
+    pinned = "\n".join(doc._seeds_section(store, (60.0,), store.bench(suite)))
+    assert f"Bench `{suite}`" in pinned and more_seeds not in pinned
 
 
 class _Stopped(PlainPlayer):
