@@ -71,8 +71,8 @@ def refit_seconds(
     if spec.get("kind") == "ensemble":
         members = [i for i in spec.get("member_ids") or () if 0 <= i < len(ledger)]
         return sum(refit_seconds(ledger[i], ledger, n_jobs, folds, member=True) for i in members)
-    seconds = _model_refit_seconds(record, n_jobs, folds)
-    if spec.get("threshold", "default") == "default":
+    seconds, threshold = _model_refit_seconds(record, n_jobs, folds), spec.get("threshold", "default")
+    if threshold == "default":
         return seconds
     base_id = record.get("base_experiment")
     if (
@@ -81,7 +81,7 @@ def refit_seconds(
         and ledger[base_id]["spec"] == {**spec, "threshold": "default"}
     ):
         seconds = max(seconds, _model_refit_seconds(ledger[base_id], n_jobs, folds))
-    return seconds if member or spec.get("threshold") != "tuned" else TUNED_THRESHOLD_REFITS * seconds
+    return seconds if member or threshold != "tuned" else TUNED_THRESHOLD_REFITS * seconds
 
 
 def _model_refit_seconds(record: ExperimentRecord, n_jobs: int, folds: int) -> float:
