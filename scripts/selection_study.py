@@ -7,7 +7,8 @@ holdout, and compares the delivery rules one could have applied to the same ledg
 
 - the rule tandem applies now, Caruana's greedy ensemble selection over a pool of single pipelines,
   each family's best first (`graph/reward_rules.py: small_data_blend`), computed from predictions (no
-  ledger entry needed), and the same over the best by score alone, the rule before;
+  ledger entry needed), the same over the best by score alone, the rule before, and the same with
+  a pool at the default threshold only, the rule before a tuned threshold's experiment stood for its model;
 - the rules tandem applied before, kept here to be compared: an average of the experiments within
   fold noise of the best, else the simplest of them (`average_within_noise`), the same kept only if
   it beats the baseline significantly on the folds, else the baseline (`guarded`), a variant of that
@@ -70,6 +71,8 @@ REFERENCE = "simplest within noise"
 """The rule every other one is counted against by default (wins, ties, losses): tandem's first."""
 CARUANA_BY_SCORE = "Caruana, pool by score alone"
 """The rule tandem applied from 2026-12-03 until the pool kept a place for each family's best."""
+CARUANA_DEFAULT_THRESHOLD = "Caruana, pool at the default threshold"
+"""The rule tandem applied until a tuned threshold's experiment stood for its model in the pool."""
 NESTED_SIGNIFICANT = "Caruana if nested CV beats #0 significantly"
 NESTED_MEAN = "Caruana if nested CV beats #0 on the mean"
 GUARDED = "guarded by #0"
@@ -272,13 +275,20 @@ def average_of_best(k: int) -> Callable[[RunHoldout], float]:
     return rule
 
 
-def caruana(per_family: bool) -> Callable[[RunHoldout], float]:
+def caruana(per_family: bool, thresholds: bool = True) -> Callable[[RunHoldout], float]:
     """`small_data_blend` on this ledger, scored from its members' holdout predictions (else the
-    incumbent); `per_family` as there (False: the pool of the best by score alone, the rule before)."""
+    incumbent); `per_family` as there (False: the pool of the best by score alone, the rule before);
+    `thresholds=False` leaves experiments with a tuned or fixed threshold out of the pool, as the
+    rule did until they stood for their models."""
 
     def rule(run: RunHoldout) -> float:
         by_hash = {r["spec_hash"]: run.oof[r["id"]] for r in run.ledger if r["id"] in run.oof}
-        spec = small_data_blend(run.ledger, by_hash.get, run.y_dev, run.problem, per_family=per_family)  # type: ignore[arg-type]
+
+        def at_default(r: dict[str, Any]) -> bool:
+            return (r["spec"] or {}).get("threshold", "default") == "default"
+
+        ledger = [r if thresholds or at_default(r) else {**r, "status": "left out"} for r in run.ledger]
+        spec = small_data_blend(ledger, by_hash.get, run.y_dev, run.problem, per_family=per_family)  # type: ignore[arg-type]
         if spec is None:
             return run.single(run.incumbent)
         members = [run.proba[i] for i in spec.member_ids]
@@ -346,6 +356,7 @@ RULES: dict[str, Callable[[RunHoldout], float]] = {
     "delivered": lambda run: run.single(run.delivered),
     "Caruana (tandem's rule now)": caruana(per_family=True),
     CARUANA_BY_SCORE: caruana(per_family=False),
+    CARUANA_DEFAULT_THRESHOLD: caruana(per_family=True, thresholds=False),
     "average within noise": lambda run: run.single(average_within_noise(run)),
     GUARDED: lambda run: run.single(guarded(run)),
     "guarded, log-loss evidence": lambda run: run.single(guarded_proper(run)),
@@ -445,12 +456,15 @@ def render(groups: list[str], sections: list[list[str]], seconds: float, flags: 
         "`small_data_blend` (Caruana's greedy ensemble selection over the out-of-fold predictions of a pool of "
         "single pipelines, each model family's best first: what tandem delivers since 2026-12-04) to the same "
         "ledger, and *Caruana, pool by score alone* the same over the 8 best by CV (what it delivered from "
-        "2026-12-03); *average within noise* is the "
+        "2026-12-03); *Caruana, pool at the default threshold* leaves out of the pool the experiments with a "
+        "tuned or fixed decision threshold, which since 2026-12-07 stand for their models (a soft vote "
+        "averages probabilities, which a threshold leaves as they are); *average within noise* is the "
         "rule before (an average within fold noise of the best, else the simplest model), and *guarded by #0* "
         "keeps that choice only if it beats the baseline #0 significantly on the folds, else the baseline (what "
         "tandem delivered on 2026-12-02; *guarded, log-loss evidence* also keeps it, on a discrete primary "
         "metric, when it is ahead there and significantly better on log-loss); "
-        "Caruana and the averages are blends of the best single pipelines (default threshold, no bag) computed "
+        "Caruana and the averages are blends of the best single pipelines (no bag; the averages at the default "
+        "threshold) computed "
         "from predictions, whether or not the run proposed them. The holdout never reaches a run; it is read "
         "here only to judge the rules afterwards.",
         "",
