@@ -99,15 +99,12 @@ def delivery_seconds(state: TandemState, context: RunContext) -> float:
     if not ledger:
         return DELIVERY_OVERHEAD_SECONDS
     task, incumbent = state["task"], state.get("incumbent", 0)
-    alone = {0, incumbent}  # refit as they are
-    members: set[int] = set()  # a blend's, refit at the default threshold
+    delivered = {0, incumbent}
     if task["n_dev_rows"] < context.small_data_rows:
         named = np.empty(0)  # the pool's ids, without loading anyone's predictions
         pool = blend_pool(blend_candidates(ledger), lambda _: named, greater_is_better=task["greater_is_better"])
-        members = set(pool)
-    refits = sum(
-        refit_seconds(ledger[i], ledger, context.n_jobs, task["folds"], member=i not in alone) for i in alone | members
-    )
+        delivered |= set(pool)
+    refits = sum(refit_seconds(ledger[i], ledger, context.n_jobs, task["folds"]) for i in delivered)
     return DELIVERY_OVERHEAD_SECONDS + refits
 
 

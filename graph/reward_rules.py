@@ -7,7 +7,6 @@ oscillation earns nothing because each candidate is compared with the best so fa
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -125,8 +124,8 @@ def small_data_blend(
 
     On small data the best of tens of candidates scored on the same folds is picked optimistically
     (the winner's curse), and no single model's CV lead can be trusted. A blend chosen greedily on
-    the out-of-fold predictions of a pool of the best single pipelines (`blend_pool`; their
-    probabilities, no bag: what a soft vote averages) has less variance than any one of them; the
+    the out-of-fold predictions of a pool of the best single pipelines (`blend_pool`; default
+    threshold, no bag: what a soft vote averages) has less variance than any one of them; the
     holdouts of bench runs, scored under each rule, are the evidence (docs/decisions.md, "What is
     delivered"). `oof` maps a spec hash to its saved out-of-fold predictions (None when none were saved).
     `per_family=False` pools the best by score alone, the rule before (kept for scripts/selection_study.py).
@@ -145,30 +144,17 @@ def small_data_blend(
 
 
 def blend_candidates(ledger: Sequence[ExperimentRecord]) -> list[ExperimentRecord]:
-    """The experiments a small-data blend may take: single pipelines without a bag that were scored.
-
-    A decision threshold is no reason to leave a pipeline out. A soft vote averages its members'
-    probabilities, and a threshold leaves those as they are (a tuned threshold's saved out-of-fold
-    predictions are its model's), so a tuned or fixed threshold's experiment stands for its model
-    at the default threshold (the blend's members are built there). Once the threshold move has
-    tuned the incumbent, every later experiment inherits it: on titanic at 60 s, 14 of the 21
-    experiments of one seed and 15 of the 22 of another, the feature-engineered lines among them,
-    could not reach the blend. `blend_pool` keeps one experiment per model.
-    """
+    """The experiments a small-data blend may take: plain pipelines (default threshold, no bag:
+    what a soft vote averages) that were scored."""
     return [
         r
         for r in ledger
         if r["status"] == "ok"
         and r["spec_hash"]
         and (spec := r["spec"] or {}).get("kind") == "pipeline"
+        and spec.get("threshold") == "default"
         and not spec.get("bagging")
     ]
-
-
-def model_key(record: ExperimentRecord) -> str:
-    """What identifies an experiment's model whatever its decision threshold: two experiments
-    with the same key (the threshold move and its base) have the same probabilities."""
-    return json.dumps({**(record["spec"] or {}), "threshold": "default"}, sort_keys=True)
 
 
 def blend_pool(
@@ -187,29 +173,23 @@ def blend_pool(
     pool of the best `size` by score with near-copies of it. On a Credit balance run (320 rows) the
     8 best were 8 ridge models, CatBoost ranked 9th, and the ridge-only blend scored a CV RMSE of
     81.5 where the search's own ridge + CatBoost ensembles had 70.5 to 73.3.
-    One experiment per model (`model_key`), the best-scored: a model and its tuned threshold
-    would otherwise take two places with the same predictions.
     """
     sign = 1.0 if greater_is_better else -1.0
     ranked = sorted(candidates, key=lambda r: (-sign * (r["primary"] or 0.0), r["id"]))
     family = {r["id"]: str(((r["spec"] or {}).get("model") or {}).get("family")) for r in ranked}
     missing: set[int] = set()  # asked once: no saved predictions
     pool: dict[int, np.ndarray] = {}
-    models: set[str] = set()
     for one_per_family in (True, False) if per_family else (False,):
         for record in ranked:
-            i, model = record["id"], model_key(record)
+            i = record["id"]
             if len(pool) == size:
                 return pool
-            if i in pool or i in missing or model in models:
-                continue
-            if one_per_family and family[i] in {family[j] for j in pool}:
+            if i in pool or i in missing or (one_per_family and family[i] in {family[j] for j in pool}):
                 continue
             if (predictions := oof(record["spec_hash"] or "")) is None:
                 missing.add(i)
             else:
                 pool[i] = predictions
-                models.add(model)
     return pool
 
 

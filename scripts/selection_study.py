@@ -8,7 +8,7 @@ holdout, and compares the delivery rules one could have applied to the same ledg
 - the rule tandem applies now, Caruana's greedy ensemble selection over a pool of single pipelines,
   each family's best first (`graph/reward_rules.py: small_data_blend`), computed from predictions (no
   ledger entry needed), the same over the best by score alone, the rule before, and the same with
-  a pool at the default threshold only, the rule before a tuned threshold's experiment stood for its model;
+  experiments of a tuned or fixed threshold standing in the pool for their models, not adopted;
 - the rules tandem applied before, kept here to be compared: an average of the experiments within
   fold noise of the best, else the simplest of them (`average_within_noise`), the same kept only if
   it beats the baseline significantly on the folds, else the baseline (`guarded`), a variant of that
@@ -67,12 +67,14 @@ ROOT = Path(__file__).resolve().parents[1]
 NOISE_T = 1.0
 SMALL_DATA_ROWS = RunContext().small_data_rows
 DEFAULT_OUT = ROOT / "docs" / "selection-study.md"
+RUN_FILES = ("summary.json", "run.json", "experiments.jsonl", "split.json")
+"""What `load_run` reads from a run folder (a copied results folder may keep only some of them)."""
 REFERENCE = "simplest within noise"
 """The rule every other one is counted against by default (wins, ties, losses): tandem's first."""
 CARUANA_BY_SCORE = "Caruana, pool by score alone"
 """The rule tandem applied from 2026-12-03 until the pool kept a place for each family's best."""
-CARUANA_DEFAULT_THRESHOLD = "Caruana, pool at the default threshold"
-"""The rule tandem applied until a tuned threshold's experiment stood for its model in the pool."""
+CARUANA_THRESHOLDS = "Caruana, thresholded experiments in the pool"
+"""A rule measured and not adopted (docs/decisions.md, "What is delivered")."""
 NESTED_SIGNIFICANT = "Caruana if nested CV beats #0 significantly"
 NESTED_MEAN = "Caruana if nested CV beats #0 on the mean"
 GUARDED = "guarded by #0"
@@ -275,19 +277,17 @@ def average_of_best(k: int) -> Callable[[RunHoldout], float]:
     return rule
 
 
-def caruana(per_family: bool, thresholds: bool = True) -> Callable[[RunHoldout], float]:
+def caruana(per_family: bool, thresholds: bool = False) -> Callable[[RunHoldout], float]:
     """`small_data_blend` on this ledger, scored from its members' holdout predictions (else the
-    incumbent); `per_family` as there (False: the pool of the best by score alone, the rule before);
-    `thresholds=False` leaves experiments with a tuned or fixed threshold out of the pool, as the
-    rule did until they stood for their models."""
+    incumbent); `per_family` as there (False: the pool of the best by score alone, the rule before).
+
+    `thresholds=True` is the rule measured and not adopted on 2026-12-07: an experiment with a tuned
+    or fixed threshold stands in the pool for its model (whose probabilities a soft vote averages,
+    and which its refit predicts), one experiment per model, the best-scored."""
 
     def rule(run: RunHoldout) -> float:
         by_hash = {r["spec_hash"]: run.oof[r["id"]] for r in run.ledger if r["id"] in run.oof}
-
-        def at_default(r: dict[str, Any]) -> bool:
-            return (r["spec"] or {}).get("threshold", "default") == "default"
-
-        ledger = [r if thresholds or at_default(r) else {**r, "status": "left out"} for r in run.ledger]
+        ledger = _models_at_default_threshold(run) if thresholds else run.ledger
         spec = small_data_blend(ledger, by_hash.get, run.y_dev, run.problem, per_family=per_family)  # type: ignore[arg-type]
         if spec is None:
             return run.single(run.incumbent)
@@ -295,6 +295,24 @@ def caruana(per_family: bool, thresholds: bool = True) -> Callable[[RunHoldout],
         return run.score(np.average(members, axis=0, weights=spec.weights))
 
     return rule
+
+
+def _models_at_default_threshold(run: RunHoldout) -> list[dict[str, Any]]:
+    """The ledger with every single pipeline's threshold set to the default (its saved predictions
+    and score kept), and each model's experiments but the best-scored left out."""
+    sign = 1.0 if METRICS[run.metric].greater_is_better else -1.0
+    ledger = [
+        {**r, "spec": {**r["spec"], "threshold": "default"}} if (r["spec"] or {}).get("kind") == "pipeline" else r
+        for r in run.ledger
+    ]
+    best: dict[str, dict[str, Any]] = {}
+    for r in ledger:
+        if r["status"] == "ok" and r["spec"]:
+            model = json.dumps(r["spec"], sort_keys=True)
+            if model not in best or sign * r["primary"] > sign * best[model]["primary"]:
+                best[model] = r
+    kept = {r["id"] for r in best.values()}
+    return [r if r["id"] in kept or r["status"] != "ok" else {**r, "status": "left out"} for r in ledger]
 
 
 def nested_caruana_folds(run: RunHoldout) -> list[float] | None:
@@ -356,7 +374,7 @@ RULES: dict[str, Callable[[RunHoldout], float]] = {
     "delivered": lambda run: run.single(run.delivered),
     "Caruana (tandem's rule now)": caruana(per_family=True),
     CARUANA_BY_SCORE: caruana(per_family=False),
-    CARUANA_DEFAULT_THRESHOLD: caruana(per_family=True, thresholds=False),
+    CARUANA_THRESHOLDS: caruana(per_family=True, thresholds=True),
     "average within noise": lambda run: run.single(average_within_noise(run)),
     GUARDED: lambda run: run.single(guarded(run)),
     "guarded, log-loss evidence": lambda run: run.single(guarded_proper(run)),
@@ -384,7 +402,7 @@ def _section(
     lines = [f"## {title}", ""]
     if missing:
         lines += [
-            f"{len(missing)} tandem runs of these benches are left out: their run folders are gone "
+            f"{len(missing)} tandem runs of these benches are left out: their run folders are gone or incomplete "
             f"({', '.join(sorted(set(missing)))}).",
             "",
         ]
@@ -440,7 +458,9 @@ def _against(runs: list[RunHoldout], scores: dict[str, dict[str, float]], refere
     return lines
 
 
-def render(groups: list[str], sections: list[list[str]], seconds: float, flags: str, max_dev_rows: int) -> str:
+def render(
+    groups: list[str], sections: list[list[str]], seconds: float, flags: str, max_dev_rows: int, tasks: str | None
+) -> str:
     """The page; `flags` are the command's options besides the benches, as the page should show them."""
     lines = [
         "# Which experiment a small-data run should deliver, judged on holdouts",
@@ -449,22 +469,23 @@ def render(groups: list[str], sections: list[list[str]], seconds: float, flags: 
         f"{flags}` "
         f"({date.today().isoformat()}, {platform.machine()}, {seconds / 60:.1f} min). Do not edit by hand.",
         "",
-        f"The tandem runs of each group of benches with fewer than {max_dev_rows:,} development rows (small "
+        f"The tandem runs{f' on {tasks}' if tasks else ''} of each group of benches with fewer than "
+        f"{max_dev_rows:,} development rows (small "
         f"data, where the rules apply, is under {SMALL_DATA_ROWS:,}): every successful experiment of each ledger "
         "refit on the run's development part and scored on its holdout, so each row compares the rules on the "
         "same ledger. *delivered* is what the run delivered under the code of its bench; *Caruana* applies "
         "`small_data_blend` (Caruana's greedy ensemble selection over the out-of-fold predictions of a pool of "
         "single pipelines, each model family's best first: what tandem delivers since 2026-12-04) to the same "
         "ledger, and *Caruana, pool by score alone* the same over the 8 best by CV (what it delivered from "
-        "2026-12-03); *Caruana, pool at the default threshold* leaves out of the pool the experiments with a "
-        "tuned or fixed decision threshold, which since 2026-12-07 stand for their models (a soft vote "
-        "averages probabilities, which a threshold leaves as they are); *average within noise* is the "
+        "2026-12-03); *Caruana, thresholded experiments in the pool* lets an experiment with a tuned or fixed "
+        "decision threshold stand in the pool for its model (a soft vote averages probabilities, which a "
+        "threshold leaves as they are; one experiment per model), measured on 2026-12-07 and not adopted; "
+        "*average within noise* is the "
         "rule before (an average within fold noise of the best, else the simplest model), and *guarded by #0* "
         "keeps that choice only if it beats the baseline #0 significantly on the folds, else the baseline (what "
         "tandem delivered on 2026-12-02; *guarded, log-loss evidence* also keeps it, on a discrete primary "
         "metric, when it is ahead there and significantly better on log-loss); "
-        "Caruana and the averages are blends of the best single pipelines (no bag; the averages at the default "
-        "threshold) computed "
+        "Caruana and the averages are blends of the best single pipelines (default threshold, no bag) computed "
         "from predictions, whether or not the run proposed them. The holdout never reaches a run; it is read "
         "here only to judge the rules afterwards.",
         "",
@@ -501,11 +522,17 @@ def main(argv: list[str] | None = None) -> int:
         choices=[name for name in RULES if name != "oracle (holdout)"],
         help=f"the rule the others are counted against, run by run (default: {REFERENCE})",
     )
+    parser.add_argument(
+        "--tasks",
+        help="comma-separated task names: study only their runs (a rule that differs on a few tasks, such as "
+        "binary classification with a threshold-dependent metric, need not refit the rest)",
+    )
     parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--out", default=str(DEFAULT_OUT))
     args = parser.parse_args(argv)
     started = time.perf_counter()
     store = ResultsStore(args.results_dir)
+    tasks = set(args.tasks.split(",")) if args.tasks else None
     sections = []
     all_runs: list[RunHoldout] = []
     all_scores: dict[str, dict[str, float]] = {}
@@ -517,11 +544,13 @@ def main(argv: list[str] | None = None) -> int:
             if not games:
                 sys.exit(f"selection_study: no tandem games of bench {bench} in {store.path}")
             for task, seed, folder in sorted(games):
-                if not (folder / "summary.json").exists():
+                if tasks and task not in tasks:
+                    continue
+                if not all((folder / name).exists() for name in RUN_FILES):
                     if not args.skip_missing:
                         sys.exit(
-                            f"selection_study: run folder {folder} is missing; play bench {bench} again to "
-                            "study it, or pass --skip-missing"
+                            f"selection_study: run folder {folder} is missing or lacks one of {', '.join(RUN_FILES)}; "
+                            f"play bench {bench} again to study it, or pass --skip-missing"
                         )
                     missing.append(task)
                     continue
@@ -541,13 +570,14 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - started
     flags = f" --max-dev-rows {args.max_dev_rows}" if args.max_dev_rows != SMALL_DATA_ROWS else ""
     flags += " --skip-missing" if args.skip_missing else ""
+    flags += f" --tasks {args.tasks}" if args.tasks else ""
     if Path(args.results_dir).resolve() != ROOT / "benchmarks" / "results":
         flags += f" --results-dir {args.results_dir}"  # a store of A/B benches, kept out of the published one
     flags += f' --reference "{args.reference}"' if args.reference != REFERENCE else ""  # names hold no " $ `
     out = Path(args.out).resolve()
     if out != DEFAULT_OUT:
         flags += f" --out {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}"
-    Path(args.out).write_text(render(args.bench, sections, seconds, flags, args.max_dev_rows))
+    Path(args.out).write_text(render(args.bench, sections, seconds, flags, args.max_dev_rows, args.tasks))
     print(f"wrote {args.out}")
     return 0
 

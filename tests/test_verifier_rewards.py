@@ -518,8 +518,8 @@ def _pipeline(i: int, rmse: float, **spec: object) -> dict:
 
 
 def test_small_data_blend_is_caruanas_selection_over_the_best_plain_pipelines() -> None:
-    """The pool is the best ENSEMBLE_POOL single pipelines with saved predictions; a bag, an
-    ensemble or a failed experiment is not a member, however well it scores."""
+    """The pool is the best ENSEMBLE_POOL single pipelines with saved predictions; a tuned threshold,
+    a bag, an ensemble or a failed experiment is not a member, however well it scores."""
     from tandem.graph.reward_rules import small_data_blend
     from tandem.tools.ensemble_selection import ENSEMBLE_POOL, select_ensemble
     from tandem.tools.spec import spec_hash
@@ -532,7 +532,7 @@ def test_small_data_blend_is_caruanas_selection_over_the_best_plain_pipelines() 
     oofs = {f"h{i}": (y + rng.normal(scale=0.5 + i / 20, size=300)).reshape(1, -1, 1) for i in range(12)}
     perfect = y.reshape(1, -1, 1)
     ledger += [
-        {**_pipeline(12, rmse=0.0), "status": "timeout"},
+        {**_pipeline(12, rmse=0.0), "spec": {**_pipeline(12, 0.0)["spec"], "threshold": 0.3}},
         _pipeline(13, rmse=0.0, bagging={"folds": 5, "repeats": 1}),
         {**_pipeline(14, rmse=0.0), "spec": {"kind": "ensemble", "members": [], "method": "voting"}},
         {**_pipeline(15, rmse=0.0), "status": "failed"},
@@ -560,39 +560,6 @@ def test_small_data_blend_is_caruanas_selection_over_the_best_plain_pipelines() 
     assert small_data_blend(ledger[:2], copies.get, y, problem) is None  # type: ignore[arg-type]
 
 
-def test_a_thresholds_experiment_stands_for_its_model_in_the_blend_pool() -> None:
-    """A soft vote averages probabilities, which a decision threshold leaves as they are: an
-    experiment with a tuned threshold (a feature-engineered line that inherited the threshold
-    move's) may join a small-data blend, and a model takes one place in the pool whatever its
-    threshold, the best-scored experiment's."""
-    from tandem.graph.reward_rules import blend_candidates, blend_pool, small_data_blend
-    from tandem.tools.training import Problem
-
-    model = {"family": "logistic", "params": {"C": 1.0}}
-
-    def record(i: int, accuracy: float, **spec: object) -> dict:
-        full = {"kind": "pipeline", "columns": {"numeric": ["a"]}, "model": model, "threshold": "default", **spec}
-        return {"id": i, "status": "ok", "spec": full, "spec_hash": f"h{i}", "primary": accuracy}
-
-    ledger = [
-        record(0, 0.70),
-        record(1, 0.80, threshold="tuned"),  # the threshold move: #0's model
-        record(2, 0.75, threshold="tuned", features=[{"op": "log", "columns": ["a"]}]),  # a line after it
-        record(3, 0.90, threshold="tuned", bagging={"folds": 5, "repeats": 1}),
-    ]
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, size=400)
-    truth = np.stack([1.0 - y, y], axis=1).astype(float)
-    noisy = [np.clip(truth + rng.normal(scale=0.45, size=truth.shape), 0.01, 0.99) for _ in range(2)]
-    oofs = {"h0": noisy[0], "h1": noisy[0], "h2": noisy[1], "h3": truth}
-    saved = {key: (a / a.sum(axis=1, keepdims=True))[None] for key, a in oofs.items()}
-    assert [r["id"] for r in blend_candidates(ledger)] == [0, 1, 2]  # a bag is still left out
-    assert sorted(blend_pool(blend_candidates(ledger), saved.get, greater_is_better=True)) == [1, 2]
-    problem = Problem("binary", ("accuracy", "log_loss"), "accuracy", classes=(0, 1), positive_class=1)
-    blend = small_data_blend(ledger, saved.get, y, problem)  # type: ignore[arg-type]
-    assert blend is not None and sorted(blend.member_ids) == [1, 2]
-
-
 def test_the_blend_pool_keeps_a_place_for_every_familys_best() -> None:
     """Nine ridge models outscore CatBoost and LightGBM: the pool still holds each family's best
     (CatBoost's from its second-best run when the best saved no predictions), and the ridge models
@@ -600,8 +567,7 @@ def test_the_blend_pool_keeps_a_place_for_every_familys_best() -> None:
     from tandem.graph.reward_rules import blend_pool
 
     def record(i: int, family: str, rmse: float) -> dict:
-        model = {"family": family, "params": {"alpha": i}}
-        return {**_pipeline(i, rmse), "spec": {**_pipeline(i, rmse)["spec"], "model": model}}
+        return {**_pipeline(i, rmse), "spec": {**_pipeline(i, rmse)["spec"], "model": {"family": family, "params": {}}}}
 
     ridges = [record(i, "ridge", 1.0 + i / 100) for i in range(9)]
     others = [record(9, "catboost", 2.0), record(10, "catboost", 2.1), record(11, "lightgbm", 3.0)]
@@ -724,9 +690,6 @@ def test_the_reserve_for_a_tuned_threshold_counts_its_refit_with_inner_tuning() 
     assert reserve(3) == pytest.approx(DELIVERY_OVERHEAD_SECONDS + baseline + TUNED_THRESHOLD_REFITS * one_refit)
     # a blend refits its members at the default threshold: once each
     assert reserve(4) == pytest.approx(DELIVERY_OVERHEAD_SECONDS + baseline + 2 * one_refit)
-    # on small data the blend's pool holds #1 and #3 (#2 is #1's model): members, refit once each
-    small = _timed_state(ledger, 0.0, dev_rows=300, incumbent=0)
-    assert delivery_seconds(small, context) == pytest.approx(DELIVERY_OVERHEAD_SECONDS + baseline + 2 * one_refit)
 
 
 def test_a_row_filter_is_verified_like_any_other_change():

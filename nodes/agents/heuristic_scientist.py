@@ -34,7 +34,6 @@ from tandem.graph.messages import (
     apply_changes,
 )
 from tandem.graph.persistence import problem_of
-from tandem.graph.reward_rules import blend_candidates, model_key
 from tandem.graph.state import ExperimentRecord
 from tandem.nodes.agents.base import AgentReply, ScientistView
 from tandem.tools.ensemble_selection import ENSEMBLE_POOL, select_ensemble
@@ -879,16 +878,12 @@ def _average_of_best(s: _Situation, ranked: list[ExperimentRecord]) -> Iterator[
 
     Caruana's greedy weights are fitted to the out-of-fold predictions, and on a few hundred rows
     they fit noise as well; equal weights have nothing to fit. docs/selection-study.md compares
-    the two, and the single models, on the holdouts of bench runs. The members are the blend's
-    candidates (`blend_candidates`: a tuned threshold's experiment stands for its model, a bag is
-    left out), one per model, and every member's predictions are cached, so scoring it trains nothing.
+    the two, and the single models, on the holdouts of bench runs. Members
+    with a tuned or fixed threshold or a bag are left out (a soft vote averages probabilities at
+    the default threshold), and every member's predictions are cached, so scoring it trains nothing.
     """
-    candidates = {r["id"] for r in blend_candidates(ranked)}
-    models: dict[str, ExperimentRecord] = {}
-    for record in ranked:
-        if record["id"] in candidates:
-            models.setdefault(model_key(record), record)
-    members = list(models.values())[:AVERAGE_SIZE]
+    plain = [r for r in ranked if (spec := r["spec"] or {}).get("threshold") == "default" and not spec.get("bagging")]
+    members = plain[:AVERAGE_SIZE]
     if len(members) < 2:
         return
     yield Proposal(
