@@ -74,7 +74,7 @@ REFERENCE = "simplest within noise"
 CARUANA_BY_SCORE = "Caruana, pool by score alone"
 """The rule tandem applied from 2026-12-03 until the pool kept a place for each family's best."""
 CARUANA_THRESHOLDS = "Caruana, thresholded experiments in the pool"
-"""A rule measured and not adopted (docs/decisions.md, "What is delivered")."""
+"""A rule measured and not adopted (docs/decisions.md, "Thresholded experiments in the pool")."""
 NESTED_SIGNIFICANT = "Caruana if nested CV beats #0 significantly"
 NESTED_MEAN = "Caruana if nested CV beats #0 on the mean"
 GUARDED = "guarded by #0"
@@ -543,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
             games = store.tandem_runs(bench)
             if not games:
                 sys.exit(f"selection_study: no tandem games of bench {bench} in {store.path}")
+            if tasks and not tasks & {task for task, _, _ in games}:
+                sys.exit(f"selection_study: bench {bench} has no tandem game on {', '.join(sorted(tasks))}")
             for task, seed, folder in sorted(games):
                 if tasks and task not in tasks:
                     continue
