@@ -60,7 +60,7 @@ from tandem.tools.builder import predict
 from tandem.tools.data import read_table_hashed
 from tandem.tools.ensemble_selection import blend_score, select_ensemble
 from tandem.tools.metrics import METRICS, Predictions
-from tandem.tools.spec import complexity, parse_spec
+from tandem.tools.spec import complexity, parse_spec, spec_hash
 from tandem.tools.training import DISCRETE_METRICS, TIE_BREAK_METRIC, Problem, fit_final, load_oof
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -308,7 +308,7 @@ def _models_at_default_threshold(run: RunHoldout) -> list[dict[str, Any]]:
     best: dict[str, dict[str, Any]] = {}
     for r in ledger:
         if r["status"] == "ok" and r["spec"]:
-            model = json.dumps(r["spec"], sort_keys=True)
+            model = spec_hash(parse_spec(r["spec"]))  # the same model whatever its idle settings
             if model not in best or sign * r["primary"] > sign * best[model]["primary"]:
                 best[model] = r
     kept = {r["id"] for r in best.values()}
