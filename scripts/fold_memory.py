@@ -9,7 +9,7 @@ part is not an allocation of the fold: its pages are shared by the run's process
 workers, and the page states its size apart.
 
     .venv/bin/pip install memray        # not a dependency of tandem: only this script uses it
-    .venv/bin/python scripts/speed.py scaling --sizes 1000000     # a 1M-row run to look into
+    .venv/bin/python scripts/speed.py scaling --sizes 1000000     # a 1M-row run (re-measures speed.json's)
     .venv/bin/python scripts/fold_memory.py RUN_FOLDER --experiment 3 --out docs/fold-memory.md
 """
 
