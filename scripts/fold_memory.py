@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from tandem.graph.persistence import RunFolder, dev_data, problem_of
+from tandem.graph.persistence import RunFolder, data_path, dev_data, problem_of
 from tandem.tools.data import sha256_file
 from tandem.tools.spec import parse_spec
 from tandem.tools.training import _fit_fold, fold_assignment
@@ -64,7 +64,7 @@ def measure(folder: Path, experiment: int, fold: int) -> dict[str, Any]:
 
     run = RunFolder(folder)
     task = json.loads(run.summary.read_text())["task"]
-    task["csv_sha256"] = sha256_file(task["csv_path"])  # the summary leaves out what the state checks the file by
+    task["csv_sha256"] = sha256_file(data_path(task, run))  # the summary leaves out the hash the data is checked by
     records = [json.loads(line) for line in run.experiments.read_text().splitlines() if line]
     record = next((r for r in records if r["id"] == experiment), None)
     if record is None or not record.get("spec"):
