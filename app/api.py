@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import os
 import shutil
 import tempfile
@@ -506,7 +505,7 @@ def experiment_model(
     path = folder.path / "models" / f"experiment-{experiment}.joblib"
     meta_path = path.with_suffix(".json")
     expected = {"experiment_id": experiment, "spec_hash": record["spec_hash"], "csv_sha256": task["csv_sha256"]}
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta = run_listing.json_object(run_listing.read_json(meta_path))  # damaged: refit, as when it disagrees
     if path.is_file() and {k: meta.get(k) for k in expected} == expected:
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() == meta.get("sha256"):

@@ -281,7 +281,8 @@ COMMANDS.update(LEARNING_COMMANDS)
 
 
 def os_error_line(exc: OSError | sqlite3.OperationalError, resume: str, runs_dir: Path) -> str:
-    """One line for a failed write or read: what, where, and how to go on.
+    """One line for a failed write or read: what, where, and how to go on (`resume`: the command
+    that continues the run, or for a command that only reads, itself).
 
     Every file of a run is written atomically (`graph.persistence.atomic_file`) and every
     checkpoint in a SQLite transaction, so a full disk or another OS error mid-run leaves the last
@@ -342,7 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_PROVIDER
     except (OSError, sqlite3.OperationalError) as exc:
         runs_dir = Path(getattr(args, "runs_dir", None) or default_runs_dir())
-        print(f"tandem: {os_error_line(exc, resume_command(args), runs_dir)}", file=sys.stderr)
+        again = resume_command(args) if args.command in ("run", "resume", "fork") else f"tandem {args.command}"
+        print(f"tandem: {os_error_line(exc, again, runs_dir)}", file=sys.stderr)
         return EXIT_OS
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGINT or SIGTERM sent to this process (tandem.stopping)
         what, kept = stop_farewell(args)

@@ -14,13 +14,20 @@ time: `tandem leaderboard` starts as fast as `tandem runs`.
 
 from __future__ import annotations
 
-import json
-import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypedDict
 
-from tandem.run_listing import plain_number, run_path, table
+from tandem.run_listing import (
+    finite_number,
+    json_list,
+    json_object,
+    plain_number,
+    read_json,
+    read_ledger,
+    run_path,
+    table,
+)
 
 TOP_PARAMS = 4
 """Model parameters shown per row; the rest are in the ledger."""
@@ -66,13 +73,13 @@ def leaderboard(run_id: str, runs_dir: str | Path | None = None) -> list[Leaderb
 
 def leaderboard_of_folder(folder: Path) -> list[LeaderboardRow]:
     """`leaderboard` for a run folder given by its path."""
-    ledger = _ledger(folder)
-    summary = _json(folder / "summary.json")
-    task = summary.get("task") if isinstance(summary, dict) else None
-    scored = [r for r in ledger if r.get("status") == "ok" and _number(r.get("primary")) is not None]
+    ledger = read_ledger(folder)
+    summary = read_json(folder / "summary.json")
+    task = json_object(summary).get("task")
+    scored = [r for r in ledger if r.get("status") == "ok" and finite_number(r.get("primary")) is not None]
     metric = _primary_metric(task, scored)
     higher = _greater_is_better(task, metric)
-    delivered = ((summary or {}).get("best") or {}).get("experiment_id") if isinstance(summary, dict) else None
+    delivered = json_object(json_object(summary).get("best")).get("experiment_id")
     order = sorted(scored, key=lambda r: ((-1 if higher else 1) * float(r["primary"]), int(r["id"])))
     scored_ids = {int(r["id"]) for r in scored}
     rest = sorted((r for r in ledger if int(r["id"]) not in scored_ids), key=lambda r: int(r["id"]))
@@ -81,7 +88,8 @@ def leaderboard_of_folder(folder: Path) -> list[LeaderboardRow]:
 
 
 def _row(folder: Path, record: dict[str, Any], metric: str, rank: int | None, delivered: Any) -> LeaderboardRow:
-    folds = [v for v in ((record.get("fold_scores") or {}).get(metric) or []) if _number(v) is not None]
+    scores = json_list(json_object(record.get("fold_scores")).get(metric))
+    folds = [float(v) for v in scores if finite_number(v) is not None]
     timing = _timing(folder, record.get("spec_hash"))
     family, params = describe_spec(record.get("spec"))
     return LeaderboardRow(
@@ -90,14 +98,14 @@ def _row(folder: Path, record: dict[str, Any], metric: str, rank: int | None, de
         family=family,
         params=params,
         metric=metric,
-        cv=_number(record.get("primary")) if rank is not None else None,
-        cv_std=_number((record.get("cv_std") or {}).get(metric)) if rank is not None else None,
+        cv=finite_number(record.get("primary")) if rank is not None else None,
+        cv_std=finite_number(json_object(record.get("cv_std")).get(metric)) if rank is not None else None,
         fold_min=min(folds) if folds else None,
         fold_max=max(folds) if folds else None,
         folds=len(folds),
-        fit_seconds=_number(timing.get("fold_fit_seconds")),
-        predict_seconds=_number(timing.get("fold_predict_seconds")),
-        cv_seconds=float(record.get("fit_seconds") or 0.0),
+        fit_seconds=finite_number(timing.get("fold_fit_seconds")),
+        predict_seconds=finite_number(timing.get("fold_predict_seconds")),
+        cv_seconds=finite_number(record.get("fit_seconds")) or 0.0,
         status=str(record.get("status") or "?"),
         delivered=record.get("id") == delivered,
         proposal=str(record.get("proposal") or ""),
@@ -109,16 +117,17 @@ def describe_spec(spec: Any) -> tuple[str, str]:
     if not isinstance(spec, dict):
         return "–", ""
     if spec.get("kind") == "ensemble" or "members" in spec:
-        members = [str((m.get("model") or {}).get("family", "?")) for m in spec.get("members") or []]
-        ids = spec.get("member_ids") or []
+        models = [json_object(json_object(m).get("model")) for m in json_list(spec.get("members"))]
+        members = [str(model.get("family", "?")) for model in models]
+        ids = json_list(spec.get("member_ids"))
         parts = [f"method={spec.get('method', 'voting')}"]
         if ids:
             parts.append("members=" + "+".join(f"#{i}" for i in ids))
-        if spec.get("weights"):
+        if json_list(spec.get("weights")):
             parts.append("weights=" + "/".join(_short(w) for w in spec["weights"]))
         return f"ensemble({'+'.join(members)})", ", ".join(parts)
-    model = spec.get("model") or {}
-    params = [f"{k}={_short(v)}" for k, v in sorted((model.get("params") or {}).items())]
+    model = json_object(spec.get("model"))
+    params = [f"{k}={_short(v)}" for k, v in sorted(json_object(model.get("params")).items())]
     shown = params[:TOP_PARAMS] + ([f"+{len(params) - TOP_PARAMS} more"] if len(params) > TOP_PARAMS else [])
     settings = {
         "class_weight": spec.get("class_weight", "none"),
@@ -128,9 +137,9 @@ def describe_spec(spec: Any) -> tuple[str, str]:
     shown += [f"{k}={_short(v)}" for k, v in settings.items() if v not in ("none", "default", None)]
     defaults = _preprocessing_defaults()
     shown += [
-        f"{k}={_short(v)}" for k, v in sorted((spec.get("preprocessing") or {}).items()) if defaults.get(k, v) != v
+        f"{k}={_short(v)}" for k, v in sorted(json_object(spec.get("preprocessing")).items()) if defaults.get(k, v) != v
     ]
-    if spec.get("features"):
+    if json_list(spec.get("features")):
         shown.append(f"features+{len(spec['features'])}")
     if isinstance(spec.get("row_filter"), dict):
         shown.append(f"row_filter={spec['row_filter'].get('method', '?')}")
@@ -189,7 +198,7 @@ def _primary_metric(task: Any, scored: list[dict[str, Any]]) -> str:
     if isinstance(task, dict) and task.get("primary_metric"):
         return str(task["primary_metric"])
     for record in scored:
-        cv = record.get("cv") or {}
+        cv = json_object(record.get("cv"))
         if cv:
             return str(next(iter(cv)))
     return "score"
@@ -208,37 +217,8 @@ def _timing(folder: Path, spec_hash: Any) -> dict[str, Any]:
     """The fold timings of a candidate, from its cached evaluation (empty when not recorded)."""
     if not isinstance(spec_hash, str) or not spec_hash.isalnum():
         return {}
-    found = _json(folder / "cache" / f"{spec_hash}.json")
+    found = read_json(folder / "cache" / f"{spec_hash}.json")
     return found if isinstance(found, dict) else {}
-
-
-def _ledger(folder: Path) -> list[dict[str, Any]]:
-    try:
-        lines = (folder / "experiments.jsonl").read_text().splitlines()
-    except OSError:
-        return []
-    rows = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue  # a torn last line of a killed run
-        if isinstance(row, dict) and isinstance(row.get("id"), int):
-            rows.append(row)
-    return rows
-
-
-def _json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _short(value: Any) -> str:

@@ -10,6 +10,7 @@ paths say the same thing about a run.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Collection
@@ -29,7 +30,8 @@ class RunRow(TypedDict):
 
     run_id: str
     status: str
-    """"delivered" (or the summary's own status), or "stopped" when no summary was written yet."""
+    """"delivered" (or the summary's own status), "stopped" when no summary was written yet, or
+    "damaged" when its run.json or summary.json cannot be read."""
     target: str | None
     csv: str
     primary_metric: str | None
@@ -62,15 +64,38 @@ def run_path(run_id: str, runs_dir: str | Path | None = None) -> Path:
     return root / run_id
 
 
-def _json(path: Path) -> Any:
-    """A JSON file's content, or None when it is missing or damaged (listing never fails on one run)."""
+def read_json(path: Path) -> Any:
+    """A JSON file's content, or None when it is missing or damaged (listing never fails on one run).
+
+    This and the readers below take a run folder's files as untrusted: whatever they hold, a
+    command that only looks at runs shows what it can and never fails on a wrong type."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
 
-def _ledger(folder: Path) -> list[dict[str, Any]]:
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def finite_number(value: Any) -> float | None:
+    """A finite number from a JSON file, else None (true and false are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def json_object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def json_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def read_ledger(folder: Path) -> list[dict[str, Any]]:
+    """A run's experiments (`experiments.jsonl`): the records that are objects with a whole-number id."""
     rows = []
     try:
         lines = (folder / "experiments.jsonl").read_text().splitlines()
@@ -81,57 +106,58 @@ def _ledger(folder: Path) -> list[dict[str, Any]]:
             row = json.loads(line)
         except ValueError:
             continue  # a torn last line of a killed run
-        if isinstance(row, dict):
+        if isinstance(row, dict) and isinstance(row.get("id"), int):
             rows.append(row)
     return rows
 
 
-def _row(folder: Path) -> RunRow | None:
-    config = _json(folder / "run.json")
-    if not isinstance(config, dict):
-        return None
-    request = config.get("request") or {}
-    summary = _json(folder / "summary.json")
+def _row(folder: Path) -> RunRow:
+    """A run's line, from whatever of its files can be read: a run whose files are damaged is
+    listed as such, never left out and never the reason the whole listing fails."""
+    config = read_json(folder / "run.json")
+    request = json_object(json_object(config).get("request"))
+    summary = read_json(folder / "summary.json")
     times = [p.stat().st_mtime for p in (folder / n for n in ("run.json", "experiments.jsonl", "summary.json"))
              if p.exists()]  # fmt: skip
+    metric = _text(request.get("primary_metric"))
+    best_cv = best_holdout = seconds = None
     if isinstance(summary, dict) and isinstance(summary.get("task"), dict):
-        metric = summary["task"].get("primary_metric")
-        best = summary.get("best") or {}
-        return RunRow(
-            run_id=folder.name,
-            status=str(summary.get("status", "delivered")),
-            target=request.get("target"),
-            csv=Path(request.get("csv_path") or "").name,
-            primary_metric=metric,
-            best_cv=(best.get("cv") or {}).get(metric),
-            best_holdout=(best.get("holdout") or {}).get(metric),
-            experiments=int(summary.get("experiments") or summary.get("iterations", 0) + 1),
-            seconds=summary.get("seconds_spent"),
-            updated=max(times),
-        )
-    ledger = _ledger(folder)
-    ok = [r for r in ledger if r.get("status") == "ok" and isinstance(r.get("primary"), float)]
-    incumbent = ledger[-1].get("incumbent_after") if ledger else None
-    best_cv = next((r["primary"] for r in ok if r.get("id") == incumbent), None)
+        status = _text(summary.get("status")) or "delivered"
+        metric = _text(summary["task"].get("primary_metric"))
+        best = json_object(summary.get("best"))
+        best_cv = finite_number(json_object(best.get("cv")).get(metric)) if metric else None
+        best_holdout = finite_number(json_object(best.get("holdout")).get(metric)) if metric else None
+        experiments = summary.get("experiments")
+        if not isinstance(experiments, int):
+            iterations = summary.get("iterations")
+            experiments = iterations + 1 if isinstance(iterations, int) else len(read_ledger(folder))
+        seconds = finite_number(summary.get("seconds_spent"))
+    else:  # no summary yet, or one that cannot be read
+        status = "damaged" if (folder / "summary.json").exists() else "stopped"
+        ledger = read_ledger(folder)
+        ok = [r for r in ledger if r.get("status") == "ok" and isinstance(r.get("primary"), float)]
+        incumbent = ledger[-1].get("incumbent_after") if ledger else None
+        best_cv = next((finite_number(r["primary"]) for r in ok if r.get("id") == incumbent), None)
+        experiments = len(ledger)
+        seconds = sum(finite_number(r.get("fit_seconds")) or 0.0 for r in ledger) if ledger else None
     return RunRow(
         run_id=folder.name,
-        status="stopped",
-        target=request.get("target"),
-        csv=Path(request.get("csv_path") or "").name,
-        primary_metric=request.get("primary_metric"),
+        status=status if isinstance(config, dict) else "damaged",
+        target=_text(request.get("target")),
+        csv=Path(_text(request.get("csv_path")) or "").name,
+        primary_metric=metric,
         best_cv=best_cv,
-        best_holdout=None,
-        experiments=len(ledger),
-        seconds=sum(float(r.get("fit_seconds") or 0.0) for r in ledger) if ledger else None,
-        updated=max(times),
+        best_holdout=best_holdout,
+        experiments=experiments,
+        seconds=seconds,
+        updated=max(times, default=0.0),
     )
 
 
 def list_runs(runs_dir: str | Path | None = None) -> list[RunRow]:
     """Every run in a runs folder, oldest first (by name: default names start with the time)."""
     root = Path(runs_dir or default_runs_dir())
-    rows = (_row(run_json.parent) for run_json in sorted(root.glob("*/run.json")))
-    return [row for row in rows if row is not None]
+    return [_row(run_json.parent) for run_json in sorted(root.glob("*/run.json"))]
 
 
 def load_summary(run_id: str, runs_dir: str | Path | None = None) -> dict[str, Any]:
@@ -141,14 +167,72 @@ def load_summary(run_id: str, runs_dir: str | Path | None = None) -> dict[str, A
         raise InputError(f"run {run_id!r} has not delivered yet; continue it with: tandem resume {run_id}")
     try:
         summary = json.loads((folder / "summary.json").read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except OSError as exc:  # a folder, unreadable
+        summary = exc.strerror or type(exc).__name__
+    except ValueError:  # not text, not JSON
         summary = None
-    if not isinstance(summary, dict):
+    if isinstance(summary, str):
+        problem: str | None = summary
+    else:
+        problem = "not a JSON object" if not isinstance(summary, dict) else _summary_damage(summary)
+    if problem:
         raise InputError(
-            f"run {run_id}: summary.json is damaged (not a JSON object); "
+            f"run {run_id}: summary.json is damaged ({problem}); "
             f"rebuild it from the checkpoints with: tandem repair {run_id}"
         )
     return summary
+
+
+#: The fields `summary_text` shows and the JSON type each must have (nested objects as dicts).
+_SUMMARY_SHAPE: dict[str, Any] = {
+    "status": str,
+    "stop_reason": str,
+    "iterations": int,
+    "task": {"task_type": str, "target": str, "primary_metric": str, "metrics": list},
+    "best": {"experiment_id": int, "proposal": str, "cv": dict, "holdout": dict},
+    "baseline": {"cv": dict, "holdout": dict},
+}
+_KINDS = {str: "text", int: "a whole number", list: "a list", dict: "an object"}
+
+
+def _shape_damage(value: Any, expected: Any, where: str) -> str | None:
+    if isinstance(expected, dict):
+        if not isinstance(value, dict):
+            return f"{where or 'it'} is not an object"
+        for key, inner in expected.items():
+            if problem := _shape_damage(value.get(key), inner, f"{where}.{key}" if where else key):
+                return problem
+        return None
+    if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
+        return None
+    return f"{where} is missing" if value is None else f"{where} is not {_KINDS[expected]}"
+
+
+def _summary_damage(summary: dict[str, Any]) -> str | None:
+    """The first field of a summary that `summary_text` could not show, or None: a summary.json
+    may have been edited, truncated or written by another program, and `tandem show` must then say
+    which field is wrong rather than fail on it."""
+    if problem := _shape_damage(summary, _SUMMARY_SHAPE, ""):
+        return problem
+    if not all(isinstance(m, str) for m in summary["task"]["metrics"]):
+        return "task.metrics is not a list of metric names"
+    if (
+        "seconds_spent" in summary
+        and summary["seconds_spent"] is not None
+        and finite_number(summary["seconds_spent"]) is None
+    ):
+        return "seconds_spent is not a finite number"
+    for name in ("rewards", "tokens", "agents", "artifacts"):
+        if not isinstance(summary.get(name) or {}, dict):
+            return f"{name} is not an object"
+    if not all(finite_number(v) is not None for v in (summary.get("rewards") or {}).values()):
+        return "rewards holds a value that is not a number"
+    for name in ("tokens", "agents"):
+        if not all(isinstance(v, dict) for v in (summary.get(name) or {}).values()):
+            return f"{name} holds a value that is not an object"
+    if not all(isinstance(v, str) for v in (summary.get("artifacts") or {}).values()):
+        return "artifacts holds a value that is not a file name"
+    return None
 
 
 #: The run-context budgets whose raise lets `tandem resume` continue a finished run.
@@ -157,7 +241,7 @@ BUDGETS = ("max_iters", "time_budget", "token_budget")
 
 def experiments_done(run_id: str, runs_dir: str | Path | None = None) -> int:
     """Experiments in a run's ledger, the baseline included (0 before setup)."""
-    return len(_ledger(run_path(run_id, runs_dir)))
+    return len(read_ledger(run_path(run_id, runs_dir)))
 
 
 def finished_hint(run_id: str, runs_dir: str | Path | None = None) -> str | None:
@@ -168,18 +252,17 @@ def finished_hint(run_id: str, runs_dir: str | Path | None = None) -> str | None
     that stopped it, what it used, and the options that continue it (or a fork that keeps it).
     """
     folder = run_path(run_id, runs_dir)
-    summary = _json(folder / "summary.json")
+    summary = read_json(folder / "summary.json")
     if not isinstance(summary, dict):
         return None
-    config = _json(folder / "run.json") or {}
-    context = config.get("context") or {}
-    done = int(summary.get("iterations") or 0)
-    seconds = summary.get("seconds_spent")
-    more_iters = max(int(context.get("max_iters") or done), done) + 5
-    more_time = max(float(context.get("time_budget") or 0.0), float(seconds or 0.0)) * 2 or 600.0
-    used = f"{done} experiments" + (f" in {duration(seconds)}" if isinstance(seconds, int | float) else "")
+    context = json_object(json_object(read_json(folder / "run.json")).get("context"))
+    done = int(finite_number(summary.get("iterations")) or 0)
+    seconds = finite_number(summary.get("seconds_spent"))
+    more_iters = max(int(finite_number(context.get("max_iters")) or done), done) + 5
+    more_time = max(finite_number(context.get("time_budget")) or 0.0, seconds or 0.0) * 2 or 600.0
+    used = f"{done} experiments" + (f" in {duration(seconds)}" if seconds is not None else "")
     return (
-        f"run {run_id} is finished: {summary.get('stop_reason') or 'delivered'}, after {used}. "
+        f"run {run_id} is finished: {shown(summary.get('stop_reason') or 'delivered')}, after {used}. "
         f"To continue it, raise its budget: tandem resume {run_id} --max-iters {more_iters} --force "
         f"(or --time-budget {more_time:.0f} --force; it replaces this model and report), or keep this model and "
         f"continue in a new run: tandem history {run_id}, then tandem fork {run_id} --from STEP "
@@ -256,12 +339,12 @@ def model_text(spec: Any) -> str:
     if not isinstance(spec, dict):
         return "(no spec recorded)"
     if spec.get("kind") == "ensemble":
-        members = [model_text(m).split(" on ", 1)[0] for m in spec.get("members") or []]
-        ids = spec.get("member_ids") or ()
+        members = [model_text(m).split(" on ", 1)[0] for m in json_list(spec.get("members"))]
+        ids = json_list(spec.get("member_ids"))
         named = [f"#{i} {m}" for i, m in zip(ids, members, strict=True)] if len(ids) == len(members) else members
         return f"{spec.get('method', 'voting')} blend of {len(members)} models: " + "; ".join(named)
-    model = spec.get("model") or {}
-    params = model.get("params") or {}
+    model = json_object(spec.get("model"))
+    params = json_object(model.get("params"))
     text = str(model.get("family", "?")) + (
         "(" + ", ".join(f"{k}={v}" for k, v in sorted(params.items())) + ")" if params else ""
     )
@@ -270,17 +353,17 @@ def model_text(spec: Any) -> str:
         for name, plain in (("target_transform", "none"), ("class_weight", "none"), ("threshold", "default"))
         if spec.get(name) not in (None, plain)
     ]
-    transform = (spec.get("preprocessing") or {}).get("numeric_transform")
+    transform = json_object(spec.get("preprocessing")).get("numeric_transform")
     if transform and transform != "none":
         notes.append(f"{transform} transform of numeric columns")
-    if spec.get("features"):
-        count = len(spec["features"])
+    if json_list(spec.get("features")):
+        count = len(json_list(spec.get("features")))
         notes.append(f"{count} engineered feature{'s' if count > 1 else ''}")
     if spec.get("row_filter"):
         notes.append("outlying training rows filtered")
     if spec.get("bagging"):
         notes.append("bagged fold models")
-    columns = sum(len(v) for v in (spec.get("columns") or {}).values() if isinstance(v, list))
+    columns = sum(len(v) for v in json_object(spec.get("columns")).values() if isinstance(v, list))
     return text + (f", {', '.join(notes)}" if notes else "") + (f" on {columns} columns" if columns else "")
 
 
@@ -289,7 +372,7 @@ def summary_text(summary: dict[str, Any], folder: Path) -> str:
     task, best, base = summary["task"], summary["best"], summary["baseline"]
     metric = task["primary_metric"]
     lines = [
-        f"run {summary['run_id']}: {summary['status']} after {summary['iterations']} experiments"
+        f"run {folder.name}: {summary['status']} after {summary['iterations']} experiments"
         + (f" in {duration(summary.get('seconds_spent'))}" if summary.get("seconds_spent") is not None else ""),
         f"stopped: {summary['stop_reason']}",
         f"task: {task['task_type']} on {task['target']!r} ({Path(task.get('csv_path') or '').name}), "
@@ -324,5 +407,5 @@ def summary_text(summary: dict[str, Any], folder: Path) -> str:
     artifacts = summary.get("artifacts") or {}
     report = folder / artifacts.get("report_html", artifacts.get("report", "report.html"))
     lines.append(f"report: {report}")
-    lines.append(f"next: tandem predict {summary['run_id']} new.csv")
+    lines.append(f"next: tandem predict {folder.name} new.csv")
     return "\n".join(lines)

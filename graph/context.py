@@ -6,6 +6,7 @@ LangGraph does not checkpoint the runtime context, so a run stores its context i
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -16,6 +17,8 @@ from tandem.tools.errors import InputError
 from tandem.tools.policy_file import PLAYBOOK, policy_hash, policy_path
 
 if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+
     from tandem.tools.data import LoadedTask
 
 AgentKind = Literal["heuristic", "llm"]
@@ -193,14 +196,29 @@ class RunContext:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunContext:
+    def from_dict(cls, data: Mapping[str, Any]) -> RunContext:
+        """The context `to_dict` stored (run.json), each field's type checked, or an `InputError`
+        naming the first field that is wrong: a run folder may come from someone else, and a
+        budget stored as text would otherwise fail deep inside a resumed run, far from its cause."""
         known = {f.name for f in fields(cls)} - TRANSIENT_FIELDS
         values = {k: v for k, v in data.items() if k in known}
-        if isinstance(values.get("rewards"), dict):
-            values["rewards"] = RewardConfig(**values["rewards"])
-        if "python_models" in values:
-            values["python_models"] = tuple(values["python_models"])
-        return cls(**values)
+        from pydantic import ValidationError  # half a second: not on the CLI's start-up path
+
+        try:
+            return _context_adapter().validate_python(values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "context"
+            raise InputError(f"its setting {where} is not valid ({first['msg']})") from None
+
+
+@functools.cache
+def _context_adapter() -> TypeAdapter[RunContext]:
+    """pydantic's validator of the dataclass, built once (a fraction of a second) when a stored
+    context is first read, not when the CLI starts."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(RunContext)
 
 
 #: Fields that live only in the process that runs the graph.

@@ -25,6 +25,7 @@ import re
 import secrets
 import shutil
 import sqlite3
+import stat
 import tempfile
 import time
 from collections import OrderedDict
@@ -136,7 +137,7 @@ def save_run_config(folder: RunFolder, request: Mapping[str, Any], context: RunC
     is found, and `load_run_config` says so.
     """
     folder.path.mkdir(parents=True, exist_ok=True)
-    kept = json.loads(folder.run_json.read_text()) if folder.run_json.exists() else {}
+    kept = read_run_json(folder) if folder.run_json.exists() else {}
     stored = {k: v for k, v in context.to_dict().items() if k != "runs_dir"}
     write_json(
         folder.run_json,
@@ -144,11 +145,42 @@ def save_run_config(folder: RunFolder, request: Mapping[str, Any], context: RunC
     )
 
 
+def read_run_json(folder: RunFolder) -> dict[str, Any]:
+    """A run's `run.json` as a JSON object, or `DamagedRun` saying what is wrong with it, in one
+    line: a run folder may come from someone else, and every command that opens a run reads it."""
+    try:
+        data = json.loads(folder.run_json.read_text())
+    except (OSError, ValueError) as exc:  # missing, a folder, not text, not JSON
+        raise DamagedRun(_run_json_damage(folder, _reason(exc))) from None
+    if not isinstance(data, dict):
+        raise DamagedRun(_run_json_damage(folder, "not a JSON object"))
+    return data
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong with a file, in a few words (an OSError's own text, without the path)."""
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return " ".join(text.split())[:200] or type(exc).__name__
+
+
+def _run_json_damage(folder: RunFolder, reason: str) -> str:
+    return (
+        f"run {folder.run_id}: {folder.run_json.name} is damaged ({reason}); it holds the run's request and "
+        "settings, which the checkpoints do not: restore it from a copy of the folder"
+    )
+
+
 def load_run_config(folder: RunFolder) -> tuple[dict[str, Any], RunContext]:
     """The request and context of a run, the context pointing at where the folder is now."""
-    data = json.loads(folder.run_json.read_text())
-    context = RunContext.from_dict({**data["context"], "runs_dir": str(folder.path.parent)})
-    return data["request"], replace(context, run_id=folder.run_id)
+    data = read_run_json(folder)
+    request, stored = data.get("request"), data.get("context")
+    if not isinstance(request, dict) or not isinstance(stored, dict):
+        raise DamagedRun(_run_json_damage(folder, "its request or context is not a JSON object"))
+    try:
+        context = RunContext.from_dict({**stored, "runs_dir": str(folder.path.parent)})
+    except InputError as exc:
+        raise DamagedRun(_run_json_damage(folder, str(exc))) from None
+    return request, replace(context, run_id=folder.run_id)
 
 
 def run_thread(folder: RunFolder) -> str:
@@ -157,7 +189,13 @@ def run_thread(folder: RunFolder) -> str:
     That is the folder's name, except in a folder copied or renamed and not yet resumed; the
     first resume makes the new name its id (`adopt_copy`).
     """
-    return str(json.loads(folder.run_json.read_text()).get("run_id") or folder.run_id)
+    return recorded_run_id(read_run_json(folder), folder)
+
+
+def recorded_run_id(data: Mapping[str, Any], folder: RunFolder) -> str:
+    """The run id a `run.json` records, or the folder's name when it records none it could be."""
+    recorded = data.get("run_id")
+    return recorded if isinstance(recorded, str) and RUN_ID_RULE.fullmatch(recorded) else folder.run_id
 
 
 def adopt_copy(folder: RunFolder) -> str | None:
@@ -168,12 +206,13 @@ def adopt_copy(folder: RunFolder) -> str | None:
     A kill between the two steps leaves checkpoints already renamed and `run.json` not yet:
     calling this again finishes the job.
     """
-    data = json.loads(folder.run_json.read_text())
-    old = str(data.get("run_id") or folder.run_id)
+    data = read_run_json(folder)
+    old = recorded_run_id(data, folder)
     if old == folder.run_id:
         return None
     _rename_thread(folder.checkpoints, old, folder.run_id)
-    request = {**data.get("request", {}), "run_id": folder.run_id}
+    recorded = data.get("request")
+    request = {**(recorded if isinstance(recorded, dict) else {}), "run_id": folder.run_id}
     write_json(folder.run_json, {**data, "run_id": folder.run_id, "request": request, "copied_from": old})
     return old
 
@@ -202,6 +241,15 @@ def open_checkpointer(folder: RunFolder) -> SqliteSaver:
     """A SQLite checkpointer for one run (its own file, so a run folder is self-contained),
     reading with `CheckpointSerializer`: a run folder may come from someone else."""
     folder.path.mkdir(parents=True, exist_ok=True)
+    for path in (
+        folder.checkpoints,
+        *(folder.path / f"{folder.checkpoints.name}{s}" for s in ("-wal", "-shm", "-journal")),
+    ):
+        if path.is_symlink():  # SQLite would follow it, and create or change the file it points at
+            raise DamagedRun(
+                f"run {folder.run_id}: {path.name} is a link; a run's checkpoints are read and written in its own "
+                "folder only: put the file itself there"
+            )
     # CommitPause: a commit that a crash test can stop at (tools/pause_points.py); off by default.
     conn = sqlite3.connect(folder.checkpoints, check_same_thread=False, factory=CommitPause)
     return SqliteSaver(conn, serde=CheckpointSerializer(folder))
@@ -512,7 +560,16 @@ def run_lock(folder: RunFolder) -> Iterator[None]:
     ends, so a crashed run never stays locked. The holder writes its pid into the file, for the
     message the next process prints. The file itself stays (removing it would race).
     """
-    fd = os.open(folder.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # never through a link: the holder truncates the file it opens
+        fd = os.open(folder.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        raise DamagedRun(
+            f"run {folder.run_id}: {folder.lock.name} cannot be opened as the run's lock file ({_reason(exc)}); "
+            "it is a link or not a plain file: remove it"
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DamagedRun(f"run {folder.run_id}: {folder.lock.name} is not a plain file: remove it")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -23,7 +23,6 @@ psycopg and `langgraph-checkpoint-postgres` are the optional extra `postgres`
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +31,15 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
-from tandem.graph.persistence import CheckpointSerializer, RunFolder, UnsafeCheckpoint, open_checkpointer, write_json
+from tandem.graph.persistence import (
+    CheckpointSerializer,
+    RunFolder,
+    UnsafeCheckpoint,
+    open_checkpointer,
+    read_run_json,
+    recorded_run_id,
+    write_json,
+)
 from tandem.tools.data import InputError
 
 if TYPE_CHECKING:  # the optional extra: imported for the type checker only
@@ -66,8 +73,14 @@ def public_location(text: str) -> str:
     netloc = parts.hostname or ""
     if ":" in netloc:
         netloc = f"[{netloc}]"  # an IPv6 address
-    if parts.port:
-        netloc += f":{parts.port}"
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        raise CheckpointDatabaseError(
+            f"the port of checkpoint database {_shown(text)!r} is not a number from 1 to 65535"
+        ) from None
+    if port:
+        netloc += f":{port}"
     if parts.username:
         netloc = f"{quote(unquote(parts.username), safe='')}@{netloc}"
     kept = urlencode([(k, v) for k, v in query if k != "password"])
@@ -94,7 +107,7 @@ def recorded_location(folder: RunFolder) -> str | None:
     """Where a run's checkpoints live, as its `run.json` records it (None: SQLite in the folder)."""
     if not folder.run_json.exists():
         return None
-    value = json.loads(folder.run_json.read_text()).get(RUN_JSON_KEY)
+    value = read_run_json(folder).get(RUN_JSON_KEY)
     return public_location(value) if isinstance(value, str) and value else None
 
 
@@ -107,8 +120,7 @@ def relocate(folder: RunFolder, given: str) -> str:
     """Record in `run.json` that a run's checkpoints are now found at `given` (a database moved
     to another host); the password is not written."""
     location = public_location(given)
-    data = json.loads(folder.run_json.read_text())
-    write_json(folder.run_json, {**data, RUN_JSON_KEY: location})
+    write_json(folder.run_json, {**read_run_json(folder), RUN_JSON_KEY: location})
     return location
 
 
@@ -235,6 +247,6 @@ def adopt_copy_thread(folder: RunFolder) -> None:
     location = recorded_location(folder)
     if location is None or not folder.run_json.exists():
         return
-    old = str(json.loads(folder.run_json.read_text()).get("run_id") or folder.run_id)
+    old = recorded_run_id(read_run_json(folder), folder)
     if old != folder.run_id:
         copy_thread(location, old, folder.run_id)

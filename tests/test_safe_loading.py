@@ -17,6 +17,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import joblib
 import ormsgpack
@@ -174,6 +175,126 @@ def test_a_half_truncated_checkpoint_database_is_named_in_one_line(
         line = one_line_error(capsys)
         assert "checkpoints.sqlite is damaged" in line and "tandem repair d --salvage" in line
     assert len(database.read_bytes()) == len(data) // 2  # not "repaired" by being rewritten
+
+
+# ---------------------------------------------------------------------------------------------
+# Links out of the folder, and files of the wrong shape
+# ---------------------------------------------------------------------------------------------
+
+
+def test_links_out_of_a_run_folder_are_refused_and_what_they_point_at_is_left_alone(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The lock is truncated by whoever takes it and SQLite creates what its path names: through
+    a link planted in the folder, either would write a file of the user's anywhere."""
+    victim = tmp_path / "notes.txt"
+    victim.write_text("a file of the user's\n")
+    (run / "run.lock").unlink(missing_ok=True)
+    (run / "run.lock").symlink_to(victim)
+    for command in (["repair", "d"], ["resume", "d", "--force"], ["repair", "d", "--salvage"]):
+        assert main([*command, "--runs-dir", str(run.parent)]) == 2
+        assert "run.lock" in one_line_error(capsys)
+    assert victim.read_text() == "a file of the user's\n"
+
+    (run / "run.lock").unlink()
+    elsewhere = tmp_path / "created.sqlite"
+    (run / "checkpoints.sqlite").rename(tmp_path / "moved.sqlite")
+    (run / "checkpoints.sqlite").symlink_to(elsewhere)
+    assert main(["history", "d", "--runs-dir", str(run.parent)]) == 2
+    assert "checkpoints.sqlite is a link" in one_line_error(capsys)
+    assert not elsewhere.exists()
+
+
+def _edit(path: Path, change: Any) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))  # NaN as the bare word NaN, which Python's json reads back
+
+
+SUMMARIES = {
+    "empty": (lambda s: s.clear(), "status is missing"),
+    "seconds as NaN": (lambda s: s.update(seconds_spent=float("nan")), "seconds_spent is not a finite number"),
+    "seconds as text": (lambda s: s.update(seconds_spent="7.8"), "seconds_spent is not a finite number"),
+    "best as a list": (lambda s: s.update(best=[]), "best is not an object"),
+    "metric as a list": (lambda s: s["task"].update(primary_metric=["f1"]), "task.primary_metric is not text"),
+    "iterations as text": (lambda s: s.update(iterations="x"), "iterations is not a whole number"),
+    "rewards as text": (lambda s: s.update(rewards={"scientist": "a lot"}), "rewards holds a value"),
+}
+
+
+@pytest.mark.parametrize("case", SUMMARIES)
+def test_a_summary_of_the_wrong_shape_is_named_in_one_line_and_the_run_is_still_listed(
+    run: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    change, said = SUMMARIES[case]
+    _edit(run / "summary.json", change)
+    assert main(["show", "d", "--runs-dir", str(run.parent)]) == 2
+    line = one_line_error(capsys)
+    assert f"summary.json is damaged ({said}" in line and "tandem repair d" in line
+    assert main(["runs", "--runs-dir", str(run.parent)]) == 0
+    assert re.search(r"^\S+ \S+\s+d\s+(delivered|damaged)\s", capsys.readouterr().out, re.MULTILINE)
+    assert main(["leaderboard", "d", "--runs-dir", str(run.parent)]) == 0
+    assert "#0" in capsys.readouterr().out
+
+
+RUN_JSONS = {
+    "garbled": lambda path: path.write_text('{"run_id": "d", "requ'),
+    "a list": lambda path: path.write_text("[]"),
+    "request as text": lambda path: _edit(path, lambda d: d.update(request="oops")),
+    "no context": lambda path: _edit(path, lambda d: d.pop("context")),
+    "approve unknown": lambda path: _edit(path, lambda d: d["context"].update(approve="sometimes")),
+    "max_iters as a word": lambda path: _edit(path, lambda d: d["context"].update(max_iters="many")),
+}
+
+
+@pytest.mark.parametrize("case", RUN_JSONS)
+def test_a_run_json_of_the_wrong_shape_is_named_in_one_line_by_every_command_that_opens_the_run(
+    run: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    RUN_JSONS[case](run / "run.json")
+    checkpoints = (run / "checkpoints.sqlite").read_bytes()
+    for command in (["history", "d"], ["resume", "d", "--max-iters", "5", "--force"], ["repair", "d"]):
+        assert main([*command, "--runs-dir", str(run.parent)]) == 2
+        line = one_line_error(capsys)
+        assert "run d: run.json is damaged" in line, line
+    assert main(["runs", "--runs-dir", str(run.parent)]) == 0
+    assert re.search(r"\sd\s+(delivered|damaged)\s", capsys.readouterr().out)
+    assert (run / "checkpoints.sqlite").read_bytes() == checkpoints
+
+
+def test_a_ledger_of_the_wrong_shape_still_gives_a_leaderboard(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ledger = run / "experiments.jsonl"
+    rows = [json.loads(line) for line in ledger.read_text().splitlines()]
+    rows[0].update(spec={"model": "lgbm", "features": 3}, fit_seconds="1.2s", fold_scores=[0.5], cv_std="x")
+    rows.append({"id": "seven", "status": "ok"})
+    ledger.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert main(["leaderboard", "d", "--runs-dir", str(run.parent)]) == 0
+    assert "#0" in capsys.readouterr().out
+    assert main(["runs", "--runs-dir", str(run.parent)]) == 0
+
+
+def test_a_copied_run_is_shown_under_its_own_name_and_a_bad_database_port_is_one_line(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copytree(run, run.parent / "e")
+    assert main(["show", "e", "--runs-dir", str(run.parent)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("run e: ") and "next: tandem predict e new.csv" in out
+    database = "postgresql://tandem@localhost:99999/runs"
+    assert main(["history", "d", "--runs-dir", str(run.parent), "--checkpoint-db", database]) == 2
+    assert "is not a number from 1 to 65535" in one_line_error(capsys)
+
+
+def test_a_damaged_model_record_means_refit_not_a_crash(
+    run: Path, penguins: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["predict", "d", str(penguins), "--experiment", "0", "--runs-dir", str(run.parent)]
+    assert main([*args, "-o", str(tmp_path / "first.csv")]) == 0
+    record = run / "models" / "experiment-0.json"
+    record.write_text('{"experiment_id": 0, "spec')
+    assert main([*args, "-o", str(tmp_path / "second.csv")]) == 0
+    assert (tmp_path / "first.csv").read_bytes() == (tmp_path / "second.csv").read_bytes()
+    assert json.loads(record.read_text())["experiment_id"] == 0  # written again, whole
 
 
 def files_of(folder: Path) -> dict[str, bytes]:

@@ -94,7 +94,11 @@ class Split:
         return np.asarray([self.fold_of_dev, *self.repeat_folds], dtype=int)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self)))
+        """Written beside `path` and renamed over it: never half a file, and never through a link
+        someone left at `path` (a run folder may come from someone else)."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: Path) -> Split:
