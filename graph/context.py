@@ -93,7 +93,8 @@ class RunContext:
     candidate_time_limit: float | None = 300.0
     """Seconds one candidate's cross-validation may take."""
     n_jobs: int = 2
-    """Parallel fold fits (joblib)."""
+    """Parallel fold fits (joblib). Negative counts back from the cores, as in scikit-learn: -1
+    means all of them, -2 all but one; the count is resolved when the context is made."""
     memory_limit: int | None = None
     """Bytes the run's process and its fold workers should stay within; None: no limit. When `n_jobs`
     parallel fold fits would pass it (estimated from the data's size, tools/training.py:
@@ -152,6 +153,10 @@ class RunContext:
     def __post_init__(self) -> None:
         if self.approve not in get_args(ApprovalMode):  # Studio and Python pass plain strings
             raise ValueError(f"approve must be one of {', '.join(get_args(ApprovalMode))}, not {self.approve!r}")
+        if self.n_jobs == 0:
+            raise InputError("n_jobs must be a number of parallel fits (1 or more), or -1 for every core")
+        if self.n_jobs < 0:  # frozen dataclass: set once, here
+            object.__setattr__(self, "n_jobs", max(1, (os.cpu_count() or 1) + 1 + self.n_jobs))
         if self.policy != PLAYBOOK and self.policy_hash is None:  # frozen dataclass: set once, here
             object.__setattr__(self, "policy", policy_path(self.policy))
             object.__setattr__(self, "policy_hash", policy_hash(self.policy))

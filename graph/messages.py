@@ -22,6 +22,7 @@ from tandem.tools.spec import (
     FAMILIES,
     AnySpec,
     Bagging,
+    BlendWeights,
     Columns,
     EnsembleSpec,
     FeatureOp,
@@ -214,7 +215,7 @@ class BuildEnsemble(_Change):
     change: Literal["build_ensemble"] = "build_ensemble"
     experiment_ids: tuple[int, ...] = Field(min_length=2, max_length=8)
     method: Literal["voting", "stacking"] = "voting"
-    weights: tuple[float, ...] | None = None
+    weights: BlendWeights = None
 
     def apply(self, spec: PipelineSpec, resolve: SpecResolver) -> EnsembleSpec:
         members: list[PipelineSpec] = []

@@ -944,6 +944,27 @@ def test_row_filters_with_a_target_transform_and_on_classifiers():
         assert (pred.y_pred == labels).mean() > 0.9
 
 
+def test_a_row_filter_never_drops_every_row_of_a_class():
+    """Outlying rows are often a rare class's: the filter keeps a class it would empty, so the
+    model still gives every class of the task a probability."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(100, 2)), columns=["a", "b"])
+    labels = pd.Series(["x"] * 49 + ["y"] * 49 + ["z"] * 2)
+    X.loc[98:, ["a", "b"]] = 40.0  # the rare class's rows are the most outlying ones
+    spec = parse_spec(
+        {
+            "columns": {"numeric": ["a", "b"]},
+            "model": {"family": "logistic"},
+            "row_filter": {"method": "isolation_forest", "share": 0.02},
+        }
+    )
+    assert not training_rows_kept(X, labels, spec.row_filter, ("a", "b"), 0)[98:].any()  # what the filter finds
+    fitted = build_pipeline(spec, "multiclass", primary_metric="f1_macro").fit(X, labels)
+    assert list(fitted.classes_) == ["x", "y", "z"]
+    pred = predict(fitted, X, "multiclass", ("x", "y", "z"), None)
+    assert pred.proba is not None and pred.proba.shape == (100, 3)
+
+
 def test_row_filter_spec_rules_and_hash():
     base = {"columns": {"numeric": ["a", "b"]}, "model": {"family": "logistic"}}
     # a spec without a filter hashes as before the field existed (run caches stay valid)

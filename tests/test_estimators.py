@@ -8,6 +8,7 @@ checks a cross-validated search cannot honour named, with their reason, by `expe
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -144,6 +145,16 @@ def test_parameters_follow_the_scikit_learn_rules(fast_runs: dict[str, object]) 
     with pytest.raises(ValueError, match=r"holdout must lie in \(0, 0.9\]"):
         TandemClassifier(**{**fast_runs, "holdout": 1.0}).fit(np.zeros((40, 2)), [0, 1] * 20)
     assert not Path(fast_runs["runs_dir"]).exists()  # type: ignore[arg-type]  # refused before any run folder
+
+
+def test_n_jobs_counts_back_from_the_cores_as_in_scikit_learn() -> None:
+    """`n_jobs=-1` is every core, as users of scikit-learn's estimators write it: resolved when the
+    context is made, so the fold time limits and the memory limit see a real count of workers."""
+    cores = os.cpu_count() or 1
+    assert RunContext(n_jobs=-1).n_jobs == cores and RunContext(n_jobs=-2).n_jobs == max(1, cores - 1)
+    assert RunContext(n_jobs=-100).n_jobs == 1 and RunContext(n_jobs=3).n_jobs == 3
+    with pytest.raises(InputError, match="n_jobs must be"):
+        RunContext(n_jobs=0)
 
 
 def test_runs_go_to_tandem_runs_dir_else_the_user_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from tandem.api import run_task
 from tandem.graph.context import RunContext
 from tandem.graph.messages import (
     AddFeature,
+    BuildEnsemble,
     Implementation,
     Proposal,
     SetModel,
@@ -73,6 +74,15 @@ def test_an_implementation_survives_the_checkpointer_and_is_read_back_typed() ->
     data = stored(implementation_data(implementation))
     TypeAdapter(ImplementationData).validate_python(data)
     assert implementation_of({"implementation": data}) == implementation
+
+
+@pytest.mark.parametrize("weights", [(0.0, 0.0), (1.0, -1.0)])
+def test_a_blend_proposal_whose_weights_average_to_nothing_is_invalid(weights: tuple[float, ...]) -> None:
+    """An LLM's `build_ensemble` is read through the same rule as the spec it becomes
+    (tools/spec.py: BlendWeights): refused as an invalid answer, never handed to the evaluator."""
+    with pytest.raises(ValidationError, match="non-negative, with a positive sum"):
+        BuildEnsemble(experiment_ids=(1, 2), weights=weights)
+    assert BuildEnsemble(experiment_ids=(1, 2), weights=(0.0, 1.0)).weights == (0.0, 1.0)
 
 
 def test_without_a_proposal_the_reader_says_so() -> None:

@@ -301,6 +301,15 @@ def test_ensemble_weights_must_match_members():
         parse_spec({"members": [pipeline(), pipeline()], "weights": [1, 1, 1]})
     ok = parse_spec({"members": [pipeline(), pipeline()], "weights": [0.7, 0.3]})
     assert ok.weights == (0.7, 0.3)
+    assert parse_spec({"members": [pipeline(), pipeline()], "weights": [0, 2]}).weights == (0.0, 2.0)
+
+
+@pytest.mark.parametrize("weights", [[0, 0], [1, -1], [1, float("nan")]])
+def test_blend_weights_that_average_to_nothing_are_refused(weights: list[float]) -> None:
+    """A weighted average whose weights sum to zero has no value: refused when the spec is read,
+    not found by the evaluator dividing by zero (tests/test_messages.py: the proposal too)."""
+    with pytest.raises(SpecError, match="non-negative, with a positive sum"):
+        parse_spec({"members": [pipeline(), pipeline()], "weights": weights})
 
 
 def test_ensemble_members_are_validated():

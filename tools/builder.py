@@ -247,9 +247,12 @@ class _RowFiltered(MetaEstimatorMixin, BaseEstimator):
         self.numeric = numeric
         self.seed = seed
 
-    def fit(self, X: pd.DataFrame, y: Any) -> _RowFiltered:
+    def _rows_kept(self, X: pd.DataFrame, y: Any) -> np.ndarray:
         assert self.row_filter is not None
-        keep = training_rows_kept(X, y, self.row_filter, self.numeric, self.seed)
+        return training_rows_kept(X, y, self.row_filter, self.numeric, self.seed)
+
+    def fit(self, X: pd.DataFrame, y: Any) -> _RowFiltered:
+        keep = self._rows_kept(X, y)
         self.kept_ = keep
         y_kept = y[keep] if isinstance(y, np.ndarray) else pd.Series(y).iloc[np.flatnonzero(keep)]
         self.estimator_ = clone(self.estimator).fit(pd.DataFrame(X).iloc[np.flatnonzero(keep)], y_kept)
@@ -266,6 +269,16 @@ class RowFilteredRegressor(RegressorMixin, _RowFiltered):
 
 class RowFilteredClassifier(ClassifierMixin, _RowFiltered):
     """A classifier trained without the outlying training rows (docs/decisions.md, "Row filters")."""
+
+    def _rows_kept(self, X: pd.DataFrame, y: Any) -> np.ndarray:
+        """The filter's rows, and every row of a class it would leave without any.
+
+        Why: the rows a filter finds most outlying are often a rare class's, and a model trained
+        without a class can give it no probability; the filter is there to drop odd rows, not a
+        class the task has to predict."""
+        keep = super()._rows_kept(X, y)
+        labels = np.asarray(y)
+        return keep | np.isin(labels, np.setdiff1d(labels, labels[keep]))
 
     def fit(self, X: pd.DataFrame, y: Any) -> RowFilteredClassifier:
         super().fit(X, y)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 TaskType = Literal["binary", "multiclass", "regression"]
 CLASSIFICATION: frozenset[str] = frozenset({"binary", "multiclass"})
@@ -517,13 +518,24 @@ class PipelineSpec(_Frozen):
         return self
 
 
+def _blend_weights(weights: tuple[float, ...] | None) -> tuple[float, ...] | None:
+    if weights is not None and (not all(math.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0):
+        raise ValueError("blend weights must be finite and non-negative, with a positive sum")
+    return weights
+
+
+BlendWeights = Annotated[tuple[float, ...] | None, AfterValidator(_blend_weights)]
+"""A blend's member weights (None: equal). Checked where a proposal or spec is read, since a
+weighted average with weights that sum to zero has no value to score."""
+
+
 class EnsembleSpec(_Frozen):
     """A soft-voting or stacking blend of complete member pipelines (earlier experiments)."""
 
     kind: Literal["ensemble"] = "ensemble"
     method: Literal["voting", "stacking"] = "voting"
     members: tuple[PipelineSpec, ...] = Field(min_length=2, max_length=8)
-    weights: tuple[float, ...] | None = None
+    weights: BlendWeights = None
     member_ids: tuple[int, ...] = ()
 
     @model_validator(mode="after")
