@@ -90,9 +90,19 @@ class Standing:
 
 
 def replay(matches: Sequence[dict[str, Any]], start: float = START_RATING) -> dict[str, Standing]:
-    """The ladder after playing `matches` in order, each with its own stored K."""
+    """The ladder after playing `matches` in order, each with its own stored K.
+
+    A match between two stored games already matched counts once: leagues reuse stored results,
+    and the same two games drawn again give the same outcome, which is not new evidence (an
+    earlier schedule drew with replacement, and 160 matches held 119 distinct pairs of games)."""
     table: dict[str, Standing] = {}
+    counted: set[frozenset[int]] = set()
     for m in matches:
+        if m.get("result_a") is not None and m.get("result_b") is not None:
+            games = frozenset((int(m["result_a"]), int(m["result_b"])))
+            if games in counted:
+                continue
+            counted.add(games)
         a = table.setdefault(m["player_a"], Standing(m["player_a"], start))
         b = table.setdefault(m["player_b"], Standing(m["player_b"], start))
         a.rating, b.rating = elo_update(a.rating, b.rating, float(m["outcome"]), float(m["k"]))
@@ -106,9 +116,14 @@ def replay(matches: Sequence[dict[str, Any]], start: float = START_RATING) -> di
 
 
 def pair_up(
-    players: Sequence[str], ratings: dict[str, float], rng: random.Random, closest: int = CLOSEST
+    players: Sequence[str],
+    ratings: dict[str, float],
+    rng: random.Random,
+    closest: int = CLOSEST,
+    can_meet: Callable[[str, str], bool] = lambda a, b: True,
 ) -> list[tuple[str, str]]:
-    """One round of matchmaking: first in the queue vs a random one of the `closest` nearest ratings."""
+    """One round of matchmaking: first in the queue vs a random one of the `closest` nearest ratings
+    among those it `can_meet` (a player who can meet none left in the queue sits the round out)."""
     if closest < 1:
         raise InputError("--closest must be at least 1")
     queue = list(players)
@@ -116,11 +131,32 @@ def pair_up(
     pairs = []
     while len(queue) >= 2:
         first = queue.pop(0)
-        nearest = sorted(queue, key=lambda p: abs(ratings.get(p, START_RATING) - ratings.get(first, START_RATING)))
+        options = [p for p in queue if can_meet(first, p)]
+        if not options:
+            continue
+        nearest = sorted(options, key=lambda p: abs(ratings.get(p, START_RATING) - ratings.get(first, START_RATING)))
         opponent = rng.choice(nearest[:closest])
         queue.remove(opponent)
         pairs.append((first, opponent))
     return pairs
+
+
+class _Unmet:
+    """The games (task data, seed, budget) on which two players have not met yet: a second match on
+    the same two stored games would repeat an outcome already counted (`replay`)."""
+
+    def __init__(self, history: Sequence[dict[str, Any]], games: list[tuple[TaskData, int, float]]) -> None:
+        self.met = {
+            (frozenset((m["player_a"], m["player_b"])), m["fingerprint"], m["seed"], m["budget"]) for m in history
+        }
+        self.games = games
+
+    def __call__(self, a: str, b: str) -> list[tuple[TaskData, int]]:
+        pair = frozenset((a, b))
+        return [(d, seed) for d, seed, budget in self.games if (pair, d.fingerprint, seed, budget) not in self.met]
+
+    def any(self, a: str, b: str) -> bool:
+        return bool(self(a, b))
 
 
 MatchHandler = Callable[[dict[str, Any]], None]
@@ -241,11 +277,10 @@ def run_league(
         history = store.matches()
         rng = random.Random(f"{rng_seed}/{len(history)}")
         ratings = {name: s.rating for name, s in replay(history).items()}
+        unmet = _Unmet(history, [(data[(t.name, s)], s, float(budget or t.budget)) for t in tasks for s in seeds])
         draws = []
-        for name_a, name_b in pair_up(list(by_name), ratings, rng, closest):
-            task = rng.choice(list(tasks))
-            seed = rng.choice(list(seeds))
-            d = data[(task.name, seed)]
+        for name_a, name_b in pair_up(list(by_name), ratings, rng, closest, unmet.any):
+            d, seed = rng.choice(unmet(name_a, name_b))
             draws.append((name_a, name_b, d, seed, budget or d.task.budget))
         results = _round_results(store, league_id, draws, by_name, fresh, cluster)
         for name_a, name_b, d, seed, match_budget in draws:

@@ -43,6 +43,15 @@ def test_elo_on_a_small_history_by_hand() -> None:
     assert table["A"].win_rate == 1.0 and table["C"].win_rate == 0.0
 
 
+def test_a_match_on_two_games_already_matched_counts_once() -> None:
+    """Leagues reuse stored games: the same two games drawn again repeat an outcome, not evidence."""
+    once = [{"id": 1, "player_a": "A", "player_b": "B", "outcome": 1.0, "k": 32, "result_a": 10, "result_b": 11}]
+    again = {**once[0], "id": 2, "player_a": "B", "player_b": "A", "outcome": 0.0, "result_a": 11, "result_b": 10}
+    other = {**once[0], "id": 3, "result_b": 12}  # B's game on another task or seed: a match of its own
+    assert replay([*once, again])["A"].rating == replay(once)["A"].rating == 1216.0
+    assert replay([*once, again])["A"].games == 1 and replay([*once, again, other])["A"].games == 2
+
+
 def test_expected_score_and_update() -> None:
     assert expected_score(1200, 1200) == 0.5
     assert expected_score(1600, 1200) == pytest.approx(1 / (1 + 10**-1))
@@ -103,7 +112,8 @@ def test_bench_league_and_leaderboard_end_to_end(tmp_path: Path, capsys: pytest.
 
     assert main(["league", *common, "--rounds", "3", "--rng-seed", "1"]) == 0
     out = capsys.readouterr().out
-    assert out.count("match #") == 3 and "| rank | player | Elo |" in out
+    # two tasks, one seed: the third round would repeat a match the stored games already decided
+    assert out.count("match #") == 2 and "| rank | player | Elo |" in out
     assert len(store.results()) == len(rows)  # every match reused the bench's stored results
     matches = store.matches()
     rating = {"tandem:max_iters=1": 1200.0, "lightgbm": 1200.0}
@@ -210,7 +220,7 @@ def test_league_players_dir_joins_between_rounds_and_watch_resumes(
     (folder / "bad.json").write_text("[]")
     results = tmp_path / "results"
     common = ["--tasks", str(_penguins(tmp_path)), "--players", "tandem:max_iters=1,linear", "--budget", "20"]
-    common += ["--results-dir", str(results), "--players-dir", str(folder), "--seeds", "0"]
+    common += ["--results-dir", str(results), "--players-dir", str(folder), "--seeds", "0,1,2"]
     assert main(["league", *common, "--rounds", "2"]) == 0
     out = capsys.readouterr().out
     assert out.count("skipped bad.json") == 1 and out.count("match #") == 2
