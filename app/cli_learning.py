@@ -76,7 +76,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"training on {len(tasks)} task(s): {', '.join(t.name for t in tasks)}; writing {args.out}")
 
     def progress(result: EpisodeResult, policy: dict[str, Any], running_mean: float) -> None:
-        done = policy["provenance"]["episodes"]
+        provenance = policy["provenance"]
+        done = provenance.get("episodes", 0) + len(provenance.get("failed_episodes", []))
         width = 24
         filled = int(width * min(done / args.episodes, 1.0))
         bar = "#" * filled + "-" * (width - filled)
@@ -113,8 +114,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         return EXIT_WORKER_KILLED
     provenance = policy["provenance"]
+    lost = len(provenance.get("failed_episodes", []))
     print(
-        f"wrote {args.out}: {provenance['episodes']} episodes, {provenance['steps']} moves, hash {policy['hash'][:12]}"
+        f"wrote {args.out}: {provenance.get('episodes', 0)} episodes, {provenance.get('steps', 0)} moves"
+        + (f" ({lost} failed episodes not learnt from)" if lost else "")
+        + f", hash {policy['hash'][:12]}"
     )
     return 0
 

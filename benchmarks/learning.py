@@ -295,7 +295,8 @@ def train(
     work.mkdir(parents=True, exist_ok=True)
     order = np.random.default_rng(seed).permutation(10 * len(tasks) * (episodes // len(tasks) + 1))
     rewards: list[float] = list(policy.get("provenance", {}).get("episode_rewards", []))
-    done = int(policy.get("provenance", {}).get("episodes", 0))
+    failed: list[dict[str, Any]] = list(policy.get("provenance", {}).get("failed_episodes", []))
+    done = int(policy.get("provenance", {}).get("episodes", 0)) + len(failed)  # places in the schedule
     while done < episodes:
         batch = range(done, min(done + workers, episodes))
         snapshot = work / "snapshot.json"
@@ -314,27 +315,31 @@ def train(
             )
         seconds = time.perf_counter() - started
         for result in sorted(results, key=lambda r: r.index):
-            policy = learn_executor(learn(policy, result.steps), result.executor_steps)
-            mean = float(np.mean([r for *_, r in result.steps])) if result.steps else 0.0
-            rewards.append(round(mean, 6))
-            policy = _with_provenance(
-                policy,
-                tasks=[result.task],
-                seeds=[result.seed],
-                budgets=[[max_iters, time_budget]],
-                episodes=1,
-                steps=len(result.steps),
-                trained_seconds=seconds / len(results),
-                episode_rewards=rewards,
-                method_note="Thompson sampling during training, greedy on the posterior mean in a run",
-            )
+            if result.error is not None:  # lost, not retried, and not counted as learnt from
+                failed.append({"task": result.task, "seed": result.seed, "error": result.error[:300]})
+                policy = _with_provenance(policy, failed_episodes=failed, trained_seconds=seconds / len(results))
+            else:
+                policy = learn_executor(learn(policy, result.steps), result.executor_steps)
+                mean = float(np.mean([r for *_, r in result.steps])) if result.steps else 0.0
+                rewards.append(round(mean, 6))
+                policy = _with_provenance(
+                    policy,
+                    tasks=[result.task],
+                    seeds=[result.seed],
+                    budgets=[[max_iters, time_budget]],
+                    episodes=1,
+                    steps=len(result.steps),
+                    trained_seconds=seconds / len(results),
+                    episode_rewards=rewards,
+                    method_note="Thompson sampling during training, greedy on the posterior mean in a run",
+                )
             policy = {**policy, "mode": "greedy"}
             policy.pop("explore_seed", None)
             write_policy(out, policy)
             if not keep_runs and result.run_dir:
                 shutil.rmtree(result.run_dir, ignore_errors=True)
             if on_episode:
-                on_episode(result, policy, float(np.mean(rewards)))
+                on_episode(result, policy, float(np.mean(rewards)) if rewards else 0.0)
         done = batch.stop
     return read_policy(out)
 

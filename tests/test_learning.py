@@ -8,6 +8,7 @@ import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -330,6 +331,34 @@ def test_training_pool_is_real_offline_data_and_holds_out_every_evaluation_task(
         load_pool(bad)
     with pytest.raises(InputError, match="unknown training task"):
         select_pool("nope")
+
+
+def test_a_failed_episode_is_recorded_as_lost_not_as_learnt_from(tmp_path: Path, monkeypatch, capsys) -> None:
+    """An episode that raised taught nothing: the policy file must not count it among its episodes,
+    its tasks or its rewards, and a resumed training goes on after it rather than replaying it."""
+    import tandem.benchmarks.learning as learning
+
+    real = learning._play
+
+    def first_one_fails(index: int, *args: Any) -> Any:
+        if index == 0:
+            raise RuntimeError("a worker ran out of disk")
+        return real(index, *args)
+
+    monkeypatch.setattr(learning, "_play", first_one_fails)
+    monkeypatch.setenv("TANDEM_RUNS_DIR", str(tmp_path / "runs"))
+    out = tmp_path / "p.json"
+    args = ["train", "--tasks", "iris", "--out", str(out), "--max-iters", "2", "--workers", "1"]
+    assert main([*args, "--episodes", "2"]) == 0
+    provenance = read_policy(out)["provenance"]
+    assert provenance["episodes"] == 1 and len(provenance["seeds"]) == 1 and len(provenance["episode_rewards"]) == 1
+    (lost,) = provenance["failed_episodes"]
+    assert lost["task"] == "iris" and lost["error"] == "RuntimeError: a worker ran out of disk"
+    out_text = capsys.readouterr().out
+    assert "1/2 iris" in out_text and "FAILED" in out_text and "(1 failed episodes not learnt from)" in out_text
+    assert main([*args, "--episodes", "3"]) == 0  # one more place in the schedule, not the lost one again
+    again = read_policy(out)["provenance"]
+    assert again["episodes"] == 2 and len(again["failed_episodes"]) == 1
 
 
 def test_train_resumes_learn_reads_runs_and_run_uses_the_policy(tmp_path: Path, monkeypatch, capsys):
