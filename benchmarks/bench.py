@@ -11,6 +11,7 @@ bench — the same function `--report BENCH_ID` and the docs generator use.
 
 from __future__ import annotations
 
+import collections
 import csv
 import json
 import math
@@ -31,7 +32,7 @@ from tandem.benchmarks.performance_profiles import (
     plot_profiles,
 )
 from tandem.benchmarks.players import PlainPlayer, Player, PlayResult, play_safely
-from tandem.benchmarks.results_store import ResultsStore
+from tandem.benchmarks.results_store import ResultsStore, code_commit
 from tandem.benchmarks.tasks import Task, TaskData, materialize
 from tandem.tools.data import InputError
 from tandem.tools.metrics import METRICS
@@ -68,8 +69,8 @@ def play_and_store(
     if result is None:
         result = play_safely(player, data, budget=budget, seed=seed, workdir=store.dir)
     score = result.scores.get(data.primary_metric) if result.status == "ok" else None
-    if result.status == "ok" and score is None:
-        result.error = f"the holdout {data.primary_metric} could not be computed"
+    if result.status == "ok" and score is None:  # a game without a score is lost, not finished
+        result.status, result.error = "failed", f"the holdout {data.primary_metric} could not be computed"
     row = {
         "bench_id": bench_id,
         "task": data.task.name,
@@ -88,7 +89,7 @@ def play_and_store(
         "tokens_out": result.tokens_out,
         "cost_usd": result.cost_usd,
         "error": result.error,
-        "details": result.details,
+        "details": {**result.details, "commit": code_commit(Path(__file__).resolve().parent)},
     }
     row["id"] = store.add_result(row)
     return row
@@ -130,12 +131,14 @@ class Reuse:
         return player in self.players and (not self.tasks or task in self.tasks)
 
 
-GameKey = tuple[str, str, int, float]
+GameKey = tuple[str, str, str, int, float]
 
 
 def game_key(row: dict[str, Any]) -> GameKey:
-    """What makes two stored games the same game: player, data and split (fingerprint), seed, budget."""
-    return (row["player"], row["fingerprint"], int(row["seed"]), float(row["budget"]))
+    """What makes two stored games the same game: player, data and split (fingerprint), the metric
+    it is scored on, seed, budget. The metric is part of it because the fingerprint is of the data
+    alone: a task whose metric changed is a new game, and a copy would compare F1 with accuracy."""
+    return (row["player"], row["fingerprint"], row["metric"], int(row["seed"]), float(row["budget"]))
 
 
 def _reuse_source(store: ResultsStore, reuse: Reuse, players: Sequence[str], tasks: Sequence[str]) -> dict[str, Any]:
@@ -190,10 +193,11 @@ def reuse_records(settings: dict[str, Any] | None) -> list[dict[str, Any]]:
     return [reuse] if isinstance(reuse, dict) else list(reuse)
 
 
-def _copy_row(store: ResultsStore, bench_id: str, row: dict[str, Any]) -> dict[str, Any]:
-    """Store an earlier game's row as this bench's, saying where it came from."""
+def _copy_row(store: ResultsStore, bench_id: str, row: dict[str, Any], *, task: str) -> dict[str, Any]:
+    """Store an earlier game's row as this bench's, under this bench's name for its task (the same
+    data may have had another name there), saying where it came from."""
     copy = {k: v for k, v in row.items() if k not in ("id", "created_at", "bench_id")}
-    copy["bench_id"] = bench_id
+    copy["bench_id"], copy["task"] = bench_id, task
     source = {"bench_id": row["bench_id"], "result_id": row["id"]}
     copy["details"] = {**(row.get("details") or {}), "reused_from": source}
     copy["id"] = store.add_result(copy)
@@ -260,11 +264,12 @@ def run_bench(
     ]
     to_play = []
     for game in games:
-        earlier = reusable.get((game.player.name, game.data.fingerprint, game.seed, float(game.budget)))
+        key = (game.player.name, game.data.fingerprint, game.data.primary_metric, game.seed, float(game.budget))
+        earlier = reusable.get(key)
         if earlier is None:
             to_play.append(game)
             continue
-        row = _copy_row(store, bench_id, earlier)
+        row = _copy_row(store, bench_id, earlier, task=game.data.task.name)
         if on_result is not None:
             on_result(row)
 
@@ -451,7 +456,7 @@ def bench_report(store: ResultsStore, bench_id: str, out_dir: str | Path | None 
     folder.mkdir(parents=True, exist_ok=True)
     plot_profiles(profiles, folder / "profiles.png", title=f"tandem bench {bench_id}")
     markdown = results_markdown(rows, profiles, image="profiles.png")
-    note = reuse_note(stored, rows)
+    note = reuse_note(store, stored, rows)
     (folder / "report.md").write_text(f"# {bench_id}\n\n" + (note + "\n\n" if note else "") + markdown)
     with (folder / "results.csv").open("w", newline="") as fh:
         fields = ["id", "task", "seed", "player", "metric", "status", "score", "wall_seconds", "tokens_in",
@@ -462,21 +467,49 @@ def bench_report(store: ResultsStore, bench_id: str, out_dir: str | Path | None 
     return BenchReport(bench_id, rows, profiles, markdown)
 
 
-def reuse_note(bench: dict[str, Any] | None, rows: Sequence[dict[str, Any]]) -> str:
-    """A paragraph naming the games a bench copied from earlier ones (nothing when it played all)."""
+def played_as(store: ResultsStore, row: dict[str, Any]) -> dict[str, Any]:
+    """The row of the game as it was played: a copied row's source, through copies of copies."""
+    seen: set[int] = set()
+    while (source := (row.get("details") or {}).get("reused_from")) and source.get("result_id") not in seen:
+        seen.add(source["result_id"])
+        earlier = store.result(int(source["result_id"]))
+        if earlier is None:
+            break
+        row = earlier
+    return row
+
+
+def played_at(store: ResultsStore, row: dict[str, Any]) -> str:
+    """The tandem commit a game was played at: its own record, or (rows stored before games
+    recorded it) the commit its bench was started at."""
+    origin = played_as(store, row)
+    commit = (origin.get("details") or {}).get("commit")
+    if commit is None:
+        bench = store.bench(origin["bench_id"]) or {}
+        commit = (bench.get("machine") or {}).get("git_commit")
+    return str(commit or "unknown")
+
+
+def reuse_note(store: ResultsStore, bench: dict[str, Any] | None, rows: Sequence[dict[str, Any]]) -> str:
+    """A paragraph naming the games a bench copied from earlier ones (nothing when it played all):
+    which benches the copies were taken from, and the commits at which those games were played,
+    following copies of copies to the game itself."""
     sources = reuse_records((bench or {}).get("settings"))
     if not sources:
         return ""
-    copied = sum(1 for r in rows if "reused_from" in (r.get("details") or {}))
+    copied = [r for r in rows if "reused_from" in (r.get("details") or {})]
+    taken = collections.Counter(r["details"]["reused_from"]["bench_id"] for r in copied)
     where = "; ".join(
         f"of {', '.join(s['players'])}{' on ' + ', '.join(s['tasks']) if s.get('tasks') else ''} from bench "
-        f"`{s['bench_id']}` (tandem commit {s.get('git_commit') or 'unknown'})"
+        f"`{s['bench_id']}` ({taken[s['bench_id']]} games)"
         for s in sources
     )
+    commits = collections.Counter(played_at(store, r) for r in copied)
+    at = ", ".join(f"{commit} ({n})" for commit, n in commits.most_common())
     return (
-        f"{copied} of this bench's {len(rows)} games were not played again: the games {where}, played on the "
-        "same data, split, seed and budget, are copied (`tandem bench --reuse`), and each copy names its row "
-        "there (`details.reused_from`)."
+        f"{len(copied)} of this bench's {len(rows)} games were not played again: the games {where}, played on the "
+        "same data, split, metric, seed and budget, are copied (`tandem bench --reuse`), and each copy names its "
+        f"row there (`details.reused_from`). The copied games were played at tandem commit {at}."
     )
 
 

@@ -113,15 +113,30 @@ def _seed_bench(store: ResultsStore, budget: float) -> dict[str, Any] | None:
     )
 
 
+def _scored(problem: Any, player: str) -> bool:
+    value = problem.scores.get(player)
+    return value is not None and math.isfinite(value)
+
+
+def _paired_gap(group: list[Any], a: str, b: str) -> float | None:
+    """How far player a's mean score is better than b's over the seeds of one task that both scored
+    on (in the metric's better direction), so that two means are never of different splits; minus
+    infinity when a failed a seed b scored on, None when b scored on none."""
+    if any(_scored(p, b) and not _scored(p, a) for p in group):
+        return -math.inf
+    both = [p for p in group if _scored(p, a) and _scored(p, b)]
+    if not both:
+        return None
+    gap = statistics.fmean(p.scores[a] for p in both) - statistics.fmean(p.scores[b] for p in both)
+    return gap if group[0].greater_is_better else -gap
+
+
 def _mean_at_least_as_good(group: list[Any], a: str, b: str) -> bool:
-    """Whether player a's mean score over the seeds of one task is at least player b's (a player
-    with no score at all loses; b with none loses to any a that has one)."""
-    mine = [p.scores[a] for p in group if p.scores.get(a) is not None]
-    theirs = [p.scores[b] for p in group if p.scores.get(b) is not None]
-    if not mine or not theirs:
-        return bool(mine)
-    gap = statistics.fmean(mine) - statistics.fmean(theirs)
-    return gap >= 0 if group[0].greater_is_better else gap <= 0
+    """Whether player a's mean score over the seeds of one task is at least player b's, on the seeds
+    both scored on (a player that failed a seed the other scored on loses; b with no score at all
+    loses to any a that has one)."""
+    gap = _paired_gap(group, a, b)
+    return any(_scored(p, a) for p in group) if gap is None else gap >= 0
 
 
 def _seeds_section(
@@ -269,7 +284,7 @@ def _unseen_section(store: ResultsStore) -> list[str]:
 def _seeds_table(store: ResultsStore, bench: dict[str, Any]) -> list[str]:
     """One bench's mean and spread per task and player over its seeds, with AUP, wins, the mean
     normalised score and a paired test of tandem against each player (Wilcoxon signed-rank over the
-    task × seed problems on normalised scores: a failed game scores 0)."""
+    tasks, on each task's mean difference of normalised scores over its seeds: a failed game scores 0)."""
     from scipy.stats import wilcoxon  # scipy ships with scikit-learn; only these sections need it
 
     rows = in_play_order(store.results(bench["bench_id"]), bench["settings"])
@@ -282,8 +297,10 @@ def _seeds_table(store: ResultsStore, bench: dict[str, Any]) -> list[str]:
         "Each cell is the mean of the primary holdout score over the seeds ± its sample standard deviation",
         "(a seed is a split as well as the players' seed, except on a fixed split: see Tasks). *At least as good*",
         "compares tandem's mean with the player's per task. The paired test is the two-sided Wilcoxon",
-        "signed-rank test over the task × seed problems on normalised scores (each score over the best",
-        "player's on that problem; a failed game scores 0; ties split between the signs).",
+        "signed-rank test over the tasks, on each task's mean difference of normalised scores over its",
+        "seeds (each score over the best player's on that task and seed; a failed game scores 0; ties",
+        "split between the signs): a task's seeds share its data, and on a fixed split its plain players",
+        "score the same on every seed, so they are not independent samples.",
         "",
     ]
     lines += ["| task | metric | " + " | ".join(players) + " |", "|---|---|" + "---|" * len(players)]
@@ -301,21 +318,21 @@ def _seeds_table(store: ResultsStore, bench: dict[str, Any]) -> list[str]:
     profiles = performance_profiles.compute_profiles(problems, players)
     team = _tandem(players)
     lines += ["", "| player | AUP | mean normalised score | tasks where tandem's mean is at least as good | "
-              "paired test, tandem − player (Wilcoxon over task × seed) |", "|---|---|---|---|---|"]  # fmt: skip
-    mine = [_normalised(p, team) for p in problems]
+              "paired test, tandem − player (Wilcoxon over tasks) |", "|---|---|---|---|---|"]  # fmt: skip
     for player in players:
-        theirs = [_normalised(p, player) for p in problems]
-        mean_norm = statistics.fmean(theirs)
+        mean_norm = statistics.fmean(_normalised(p, player) for p in problems)
         if player == team:
             lines.append(f"| {player} | {profiles.aup[player]:.4f} | {mean_norm:.4f} | — | — |")
             continue
         wins = sum(_mean_at_least_as_good(group, team, player) for group in by_task.values())
-        diffs = [x - y for x, y in zip(mine, theirs, strict=True)]
+        diffs = [
+            statistics.fmean(_normalised(p, team) - _normalised(p, player) for p in group) for group in by_task.values()
+        ]
         if any(d != 0 for d in diffs):
             test = wilcoxon(diffs, zero_method="zsplit")
-            paired = f"median {statistics.median(diffs):+.4f}, p = {float(test.pvalue):.3g} (n = {len(diffs)})"
+            paired = f"median {statistics.median(diffs):+.4f}, p = {float(test.pvalue):.3g} (n = {len(diffs)} tasks)"
         else:
-            paired = f"identical on all {len(diffs)} problems"
+            paired = f"identical on all {len(diffs)} tasks"
         lines.append(
             f"| {player} | {profiles.aup[player]:.4f} | {mean_norm:.4f} | {wins} of {len(by_task)} | {paired} |"
         )
@@ -333,12 +350,6 @@ def _verdict(ok: bool) -> str:
 
 FLAML_SHARE = 0.9
 """Issue 11: at least FLAML at equal time on 90% of tasks."""
-
-
-def _task_mean(group: list[Any], player: str) -> float | None:
-    """A player's mean holdout score over the seeds of one task (None when it scored on none)."""
-    values = [p.scores[player] for p in group if p.scores.get(player) is not None and math.isfinite(p.scores[player])]
-    return statistics.fmean(values) if values else None
 
 
 def _share(groups: dict[str, list[Any]], team: str, rival: str, share: float) -> tuple[str, bool]:
@@ -399,15 +410,12 @@ def _score_goals(report: Any, bench: dict[str, Any], store: ResultsStore) -> lis
     lines = ["| goal | measured | verdict |", "|---|---|---|"]
     shortfalls, judged = [], 0
     for task, group in groups.items():
-        plain = [m for m in (_task_mean(group, p) for p in ("linear", "lightgbm")) if m is not None]
-        if not plain:
+        gaps = [g for g in (_paired_gap(group, team, p) for p in ("linear", "lightgbm")) if g is not None]
+        if not gaps:
             continue
         judged += 1
-        better, mine = group[0].greater_is_better, _task_mean(group, team)
-        best_plain = max(plain) if better else min(plain)
-        gap = math.nan if mine is None else (mine - best_plain if better else best_plain - mine)
-        if not gap >= 0:
-            shortfalls.append(f"{task}: {gap:+.4g} {group[0].metric}")
+        if (gap := min(gaps)) < 0:
+            shortfalls.append(f"{task}: {gap:+.4g} {group[0].metric}" if math.isfinite(gap) else f"{task}: failed")
     lines.append(
         f"| {team} ≥ the better plain baseline on every task{over} | {judged - len(shortfalls)}/{judged} tasks"
         f"{'; short on ' + ', '.join(shortfalls) if shortfalls else ''} | {_verdict(not shortfalls and judged > 0)} |"
@@ -546,7 +554,7 @@ def _reuse_lines(store: ResultsStore, bench: dict[str, Any]) -> list[str]:
     which, and how the players it played again compare with their games there, on the same data,
     split, seed and budget (a deterministic player with unchanged code scores the same)."""
     rows = store.results(bench["bench_id"])
-    note = reuse_note(bench, rows)
+    note = reuse_note(store, bench, rows)
     if not note:
         return []
     sources = [source["bench_id"] for source in reuse_records(bench["settings"])]

@@ -17,7 +17,7 @@ import pytest
 from conftest import synthetic_frame
 from sklearn.model_selection import train_test_split
 
-from tandem.benchmarks.bench import Reuse, bench_report, reuse_note, run_bench, scored_problems
+from tandem.benchmarks.bench import Reuse, bench_report, played_as, reuse_note, run_bench, scored_problems
 from tandem.benchmarks.cli import _command
 from tandem.benchmarks.performance_profiles import (
     ScoredProblem,
@@ -302,9 +302,21 @@ def test_reuse_from_several_benches_can_be_limited_to_some_tasks(tmp_path: Path)
         (only_linear, ["linear"], []),
         (first, ["lightgbm"], ["wine"]),
     ]
-    note = reuse_note(store.bench(second), store.results(second))
+    note = reuse_note(store, store.bench(second), store.results(second))
     assert note.startswith("3 of this bench's 4 games were not played again")
-    assert f"of linear from bench `{only_linear}`" in note and f"of lightgbm on wine from bench `{first}`" in note
+    assert f"of linear from bench `{only_linear}` (2 games)" in note
+    assert f"of lightgbm on wine from bench `{first}` (1 games)" in note
+    commit = store.bench(first)["machine"]["git_commit"]
+    assert note.endswith(f"played at tandem commit {commit} (3).")
+    assert all(r["details"]["commit"] == commit for r in store.results(first))  # each game says what played it
+
+    # a copy of a copy is traced to the game as played: its commit, not the bench it was copied from
+    third = run_bench(
+        [wine], players[:1], seeds=[0], budget=60, results_dir=tmp_path, reuse=[Reuse.parse(f"{second}:linear")]
+    )
+    (copy,) = store.results(third)
+    assert copy["details"]["reused_from"]["bench_id"] == second
+    assert played_as(store, copy)["bench_id"] == only_linear
 
     with pytest.raises(InputError, match="two --reuse would copy the games of 'lightgbm' on 'wine'"):
         run_bench(
@@ -315,7 +327,7 @@ def test_reuse_from_several_benches_can_be_limited_to_some_tasks(tmp_path: Path)
         )
     with pytest.raises(InputError, match="task 'titanic', which is not among this bench's tasks"):
         run_bench([wine], players, results_dir=tmp_path, reuse=[Reuse.parse(f"{first}:lightgbm:titanic")])
-    assert len(store.benches("bench")) == 3  # refused before the bench was stored
+    assert len(store.benches("bench")) == 4  # refused before the bench was stored
 
 
 @pytest.mark.parametrize(
@@ -510,6 +522,21 @@ def test_the_suite_has_twenty_tasks_disjoint_from_the_training_pool_and_lists_th
         timeout=120,
     ).stdout
     assert all(f"{t.name} " in listed for t in suite)
+
+
+def test_the_unseen_tasks_share_no_data_with_the_suite_the_training_pool_or_a_study() -> None:
+    """The page's check for overfitting to the suite holds only if no unseen task is suite (or
+    training, or study) data under another name: it once held the suite's credit_default as
+    'default'."""
+    from tandem.benchmarks.learning import load_pool
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    unseen = load_task_file(folder / "unseen.toml")
+    others = [t for name in ("suite", "text", "wide") for t in load_task_file(folder / f"{name}.toml")]
+    pool = load_pool()
+    assert len(unseen) >= 9
+    assert not {t.csv for t in unseen} & ({t.csv for t in others} | {p.source for p in pool})
+    assert not {t.name for t in unseen} & ({t.name for t in others} | {p.name for p in pool})
 
 
 def test_a_task_from_an_installed_wheel_drops_its_columns(tmp_path: Path) -> None:

@@ -4,8 +4,9 @@ bench's stored settings (nothing typed by hand)."""
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -205,6 +206,35 @@ def test_a_bench_that_reused_games_says_so_and_checks_the_players_it_played_agai
     )
     assert "in this many of their games: linear 2 of 2." in text  # the same split gives the plain model the same score
     assert doc._reuse_lines(store, store.bench(first)) == []
+
+
+def test_means_are_compared_on_the_seeds_both_players_scored_and_the_paired_test_counts_tasks(
+    doc: ModuleType, tmp_path: Path
+) -> None:
+    """Two means over different seeds would compare different splits; and a task's seeds share its
+    data, so the paired test has one sample per task, not per task and seed."""
+
+    def problem(scores: dict[str, float | None], higher: bool = True) -> SimpleNamespace:
+        return SimpleNamespace(scores=scores, greater_is_better=higher)
+
+    failed_once = [problem({"tandem": 0.9, "linear": 0.8}), problem({"tandem": None, "linear": 0.8})]
+    assert doc._paired_gap(failed_once, "tandem", "linear") == -math.inf
+    assert not doc._mean_at_least_as_good(failed_once, "tandem", "linear")
+    rival_failed = [problem({"tandem": 0.7, "linear": 0.8}), problem({"tandem": 0.95, "linear": None})]
+    assert doc._paired_gap(rival_failed, "tandem", "linear") == pytest.approx(-0.1)  # seed 0 alone, not 0.825 - 0.8
+    lower = [problem({"tandem": 3.0, "linear": 4.0}, higher=False)]
+    assert doc._paired_gap(lower, "tandem", "linear") == pytest.approx(1.0)
+    assert doc._mean_at_least_as_good([problem({"tandem": 1.0, "linear": None})], "tandem", "linear")
+
+    wine = Task(name="wine", csv="sklearn:wine", target="target", holdout=0.25, split_seed=3)
+    iris = Task(name="iris", csv="sklearn:iris", target="target", holdout=0.25, split_seed=3)
+    bench = run_bench(
+        [wine, iris], [PlainPlayer("linear"), PlainPlayer("lightgbm")], seeds=[0, 1], results_dir=tmp_path
+    )
+    store = ResultsStore(tmp_path)
+    text = "\n".join(doc._seeds_table(store, store.bench(bench)))
+    assert "(Wilcoxon over tasks)" in text
+    assert "(n = 2 tasks)" in text or "identical on all 2 tasks" in text
 
 
 def test_notes_on_missed_goals_survive_a_regeneration_without_the_run_folders(doc: ModuleType, tmp_path: Path) -> None:
