@@ -14,11 +14,13 @@ pairwise matches, and its history is a public record anyone can replay. The rule
 - **Elo.** Every player starts at 1200. With E_A = 1 / (1 + 10^((R_B − R_A) / 400)) and S_A = 1,
   0.5 or 0, R_A' = R_A + K (S_A − E_A) and R_B' = R_B + K ((1 − S_A) − (1 − E_A)); K = 32 by
   default and stored with every match. Ratings are never stored as state: they are the replay of
-  the match history in the order played, so the ladder always agrees with its history.
+  the match history in the order played, so the ladder always agrees with its history. A match
+  on two stored games already matched repeats their outcome and is not counted again.
 - **Matchmaking.** Each round shuffles the players into a queue; the first player in the queue
   meets a random opponent among the `closest` (default 3) players still queued with the nearest
-  ratings; both leave the queue; repeat until fewer than two remain. The task and the seed of a
-  match are drawn at random from the league's tasks and seeds.
+  ratings that it has not yet met on every task and seed (with none, it sits the round out); both
+  leave the queue; repeat until fewer than two remain. The task and the seed of a match are drawn
+  at random from those on which the two have not met.
 """
 
 from __future__ import annotations
