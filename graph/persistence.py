@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -563,6 +564,8 @@ def run_lock(folder: RunFolder) -> Iterator[None]:
     try:  # never through a link: the holder truncates the file it opens
         fd = os.open(folder.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            raise  # a full disk, no permission: said as such by the command line
         raise DamagedRun(
             f"run {folder.run_id}: {folder.lock.name} cannot be opened as the run's lock file ({_reason(exc)}); "
             "it is a link or not a plain file: remove it"
