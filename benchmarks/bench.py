@@ -498,10 +498,18 @@ def reuse_note(store: ResultsStore, bench: dict[str, Any] | None, rows: Sequence
     if not sources:
         return ""
     copied = [r for r in rows if "reused_from" in (r.get("details") or {})]
-    taken = collections.Counter(r["details"]["reused_from"]["bench_id"] for r in copied)
+
+    def taken(source: dict[str, Any]) -> int:
+        return sum(
+            r["details"]["reused_from"]["bench_id"] == source["bench_id"]
+            and r["player"] in source["players"]
+            and (not source.get("tasks") or r["task"] in source["tasks"])
+            for r in copied
+        )
+
     where = "; ".join(
         f"of {', '.join(s['players'])}{' on ' + ', '.join(s['tasks']) if s.get('tasks') else ''} from bench "
-        f"`{s['bench_id']}` ({taken[s['bench_id']]} games)"
+        f"`{s['bench_id']}` ({taken(s)} games)"
         for s in sources
     )
     commits = collections.Counter(played_at(store, r) for r in copied)
