@@ -343,7 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_PROVIDER
     except (OSError, sqlite3.OperationalError) as exc:
         runs_dir = Path(getattr(args, "runs_dir", None) or default_runs_dir())
-        again = resume_command(args) if args.command in ("run", "resume", "fork") else f"tandem {args.command}"
+        given = shlex.join(["tandem", *(sys.argv[1:] if argv is None else argv)])
+        again = resume_command(args) if args.command in ("run", "resume", "fork") else given
         print(f"tandem: {os_error_line(exc, again, runs_dir)}", file=sys.stderr)
         return EXIT_OS
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGINT or SIGTERM sent to this process (tandem.stopping)

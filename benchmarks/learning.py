@@ -313,11 +313,11 @@ def train(
             results = Parallel(n_jobs=min(workers, len(batch)), backend="loky")(
                 delayed(play_episode)(*a) for a in arguments
             )
-        seconds = time.perf_counter() - started
+        seconds = (time.perf_counter() - started) / len(results)  # each episode's share of the batch
         for result in sorted(results, key=lambda r: r.index):
             if result.error is not None:  # lost, not retried, and not counted as learnt from
                 failed.append({"task": result.task, "seed": result.seed, "error": result.error[:300]})
-                policy = _with_provenance(policy, failed_episodes=failed, trained_seconds=seconds / len(results))
+                policy = _with_provenance(policy, failed_episodes=failed, trained_seconds=seconds)
             else:
                 policy = learn_executor(learn(policy, result.steps), result.executor_steps)
                 mean = float(np.mean([r for *_, r in result.steps])) if result.steps else 0.0
@@ -329,7 +329,7 @@ def train(
                     budgets=[[max_iters, time_budget]],
                     episodes=1,
                     steps=len(result.steps),
-                    trained_seconds=seconds / len(results),
+                    trained_seconds=seconds,
                     episode_rewards=rewards,
                     method_note="Thompson sampling during training, greedy on the posterior mean in a run",
                 )

@@ -207,7 +207,7 @@ class RunContext:
         budget stored as text would otherwise fail deep inside a resumed run, far from its cause."""
         known = {f.name for f in fields(cls)} - TRANSIENT_FIELDS
         values = {k: v for k, v in data.items() if k in known}
-        from pydantic import ValidationError  # half a second: not on the CLI's start-up path
+        from pydantic import ValidationError  # pydantic's import is heavy: not on the CLI's start-up path
 
         try:
             return _context_adapter().validate_python(values)

@@ -513,3 +513,17 @@ def test_an_injected_enospc_in_a_file_write_is_one_line_exit_3(
     assert (run / "experiments.jsonl").read_bytes() == ledger
     monkeypatch.undo()
     assert main(["history", "d", "--runs-dir", str(run.parent)]) == 0  # resuming after is the tmpfs test's
+
+
+def test_an_os_error_in_a_read_only_command_suggests_that_command_again_not_resume(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`history` only reads: the hint after an OS error is the command as typed, options and all, so
+    pasting it back retries the read, and nothing offers to resume (which would train)."""
+    (run / "experiments.jsonl").unlink()
+    (run / "experiments.jsonl").mkdir()  # reading it fails with EISDIR, an OS error root cannot bypass
+    argv = ["history", "d", "--runs-dir", str(run.parent)]
+    assert main(argv) == 3
+    line = one_line_error(capsys)
+    assert line.endswith(f"run `tandem history d --runs-dir {run.parent}`"), line
+    assert "resume" not in line
