@@ -42,9 +42,9 @@ from tandem.graph.persistence import (
     check_profile,
     check_run_id,
     dev_data,
-    empty_checkpoints,
     json_clean,
     load_run_config,
+    lost_checkpoints,
     new_run_folder,
     new_run_id,
     problem_of,
@@ -92,10 +92,11 @@ def run_config(thread_id: str, context: RunContext) -> RunnableConfig:
 
 
 @contextmanager
-def open_run(folder: RunFolder, checkpoint_db: str | None = None) -> Iterator[TandemGraph]:
+def open_run(folder: RunFolder, checkpoint_db: str | None = None, *, create: bool = True) -> Iterator[TandemGraph]:
     """The compiled graph bound to the run's own checkpointer (closed on exit): the SQLite file in
-    its folder, or the PostgreSQL database `run.json` records (or `checkpoint_db`, graph/postgres_checkpoints.py)."""
-    saver = open_saver(folder, checkpoint_db)
+    its folder, or the PostgreSQL database `run.json` records (or `checkpoint_db`, graph/postgres_checkpoints.py).
+    A command that only reads a run passes `create=False`: a lost SQLite file is then named as such."""
+    saver = open_saver(folder, checkpoint_db, create=create)
     try:
         yield build_graph(checkpointer=saver)
     finally:
@@ -237,7 +238,7 @@ def resume_run(
             context = replace(context, **overrides)
         context = with_chat_models(context, scientist=scientist_model, executor=executor_model)
         check_llm_setup(context)
-        with open_run(folder) as graph:
+        with open_run(folder, create=force) as graph:
             config = run_config(run_thread(folder), context)
             snapshot = graph.get_state(config)
             # `next` leaves out a task whose writes were saved just before a kill, so "nothing left
@@ -248,7 +249,7 @@ def resume_run(
             if delivered and not force and (reopen is not None or not snapshot.values):
                 raise InputError(_delivered(folder, has_checkpoints=bool(snapshot.values)))
             if not snapshot.values and run_started(folder) and not force:
-                raise empty_checkpoints(folder)  # never a silent restart from scratch
+                raise lost_checkpoints(folder)  # never a silent restart from scratch
             if snapshot.values and not force:
                 check_ledger(folder, list(snapshot.values.get("ledger", [])))
             check_profile(folder, snapshot.values)  # before any step needs it, not in the middle of one
@@ -264,12 +265,12 @@ def resume_run(
 
 def _delivered(folder: RunFolder, *, has_checkpoints: bool) -> str:
     """Why a delivered run is not resumed without --force, and what to do instead."""
-    what = (
-        "continuing it would replace its model, summary and report"
-        if has_checkpoints
-        else "its checkpoints are gone, so resuming would start it again from scratch over its model and report"
-    )
-    return f"run {folder.run_id!r} was delivered and {what}; pass --force to do so, or fork it (tandem fork)"
+    if has_checkpoints:
+        what, instead = "continuing it would replace its model, summary and report", ", or fork it (tandem fork)"
+    else:  # nothing to fork from; its model still predicts
+        what = "its checkpoints are gone, so resuming would start it again from scratch over its model and report"
+        instead = ""
+    return f"run {folder.run_id!r} was delivered and {what}; pass --force to do so{instead}"
 
 
 def _reopen_point(graph: TandemGraph, config: RunnableConfig, context: RunContext) -> StateSnapshot | None:
@@ -491,7 +492,7 @@ def experiment_model(
     folder = find_run(run_id, runs_dir)
     _, context = load_run_config(folder)
     check_database(folder)
-    with open_run(folder) as graph:
+    with open_run(folder, create=False) as graph:
         values = graph.get_state(run_config(run_thread(folder), context)).values
     task, ledger = values.get("task"), list(values.get("ledger") or [])
     ok = [r["id"] for r in ledger if r.get("status") == "ok"]
@@ -616,7 +617,7 @@ def run_history(
     folder = find_run(run_id, runs_dir)
     _, context = load_run_config(folder)
     check_database(folder)
-    with open_run(folder, checkpoint_db) as graph:
+    with open_run(folder, checkpoint_db, create=False) as graph:
         chain = lineage(graph, run_config(run_thread(folder), context))
     _check_opened(folder, chain)
     return [describe_checkpoint(s, chain[i - 1] if i else None) for i, s in enumerate(chain)]
@@ -626,7 +627,7 @@ def _check_opened(folder: RunFolder, chain: list[StateSnapshot]) -> None:
     """After reading a run's checkpoints: refuse lost checkpoints and a ledger file that disagrees."""
     if not chain:
         if run_started(folder):
-            raise empty_checkpoints(folder)
+            raise lost_checkpoints(folder)
         return
     check_ledger(folder, list(chain[-1].values.get("ledger", [])))
 
@@ -645,10 +646,10 @@ def repair_run(run_id: str, runs_dir: str | Path | None = None) -> list[str]:
     with run_lock(folder):
         check_database(folder)
         request, context = load_run_config(folder)
-        with open_run(folder) as graph:
+        with open_run(folder, create=False) as graph:
             values = graph.get_state(run_config(run_thread(folder), context)).values
         if not values:
-            raise empty_checkpoints(folder) if run_started(folder) else DamagedRun(f"run {run_id}: no checkpoints yet")
+            raise lost_checkpoints(folder) if run_started(folder) else DamagedRun(f"run {run_id}: no checkpoints yet")
         ledger, events = list(values.get("ledger", [])), list(values.get("reward_events", []))
         write_jsonl(folder.experiments, ledger)
         write_jsonl(folder.rewards, events)
@@ -711,7 +712,7 @@ def fork_run(
     )
     check_llm_setup(context)
     check_database(source)
-    with open_run(source) as graph:
+    with open_run(source, create=False) as graph:
         chain = lineage(graph, run_config(run_thread(source), context))
         _check_opened(source, chain)
         snapshot = _pick(chain, checkpoint)

@@ -238,9 +238,15 @@ def _rename_thread(database: Path, old: str, new: str) -> None:
         conn.close()
 
 
-def open_checkpointer(folder: RunFolder) -> SqliteSaver:
+def open_checkpointer(folder: RunFolder, *, create: bool = True) -> SqliteSaver:
     """A SQLite checkpointer for one run (its own file, so a run folder is self-contained),
-    reading with `CheckpointSerializer`: a run folder may come from someone else."""
+    reading with `CheckpointSerializer`: a run folder may come from someone else.
+
+    Without `create`, a started run whose file is gone is refused (`lost_checkpoints`): opening
+    it would create it empty, and a command that only reads would then call the loss "empty"
+    and leave an empty database behind."""
+    if not create and not folder.checkpoints.exists() and run_started(folder):
+        raise lost_checkpoints(folder, missing=True)
     folder.path.mkdir(parents=True, exist_ok=True)
     for path in (
         folder.checkpoints,
@@ -502,11 +508,13 @@ def run_started(folder: RunFolder) -> bool:
     return any(p.exists() for p in (folder.split, folder.experiments, folder.summary))
 
 
-def empty_checkpoints(folder: RunFolder) -> DamagedRun:
+def lost_checkpoints(folder: RunFolder, *, missing: bool = False) -> DamagedRun:
+    """A started run whose checkpoints are gone: the file deleted (`missing`) or emptied."""
+    state, restore = ("missing", "restore it from a copy of the folder, ") if missing else ("empty", "")
     return DamagedRun(
-        f"run {folder.run_id}: {folder.checkpoints.name} is empty although the run had started, so its "
-        "checkpoints are lost; continuing would start it again from scratch: start a new run, or pass --force "
-        "to tandem resume to start this one again in place"
+        f"run {folder.run_id}: {folder.checkpoints.name} is {state} although the run had started, so its "
+        f"checkpoints are lost; continuing would start it again from scratch: {restore}start a new run, or pass "
+        "--force to tandem resume to start this one again in place"
     )
 
 

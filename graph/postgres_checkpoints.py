@@ -173,12 +173,13 @@ class DatabaseSerializer(CheckpointSerializer):
         )
 
 
-def open_saver(folder: RunFolder, location: str | None = None) -> BaseCheckpointSaver[Any]:
+def open_saver(folder: RunFolder, location: str | None = None, *, create: bool = True) -> BaseCheckpointSaver[Any]:
     """The checkpointer of a run: PostgreSQL at `location` (a connection string; default: where
-    `run.json` says), else the run folder's SQLite file. Close it with `close_saver`."""
+    `run.json` says), else the run folder's SQLite file, which only a command that writes the run
+    may `create` (`open_checkpointer`). Close it with `close_saver`."""
     location = public_location(location) if location else recorded_location(folder)
     if location is None:
-        return open_checkpointer(folder)
+        return open_checkpointer(folder, create=create)
     conn = connect(location)
     return _saver(conn, folder)
 

@@ -406,6 +406,7 @@ def test_a_delivered_run_is_not_overwritten_by_a_resume_without_force(
     assert main(["resume", "d", "--runs-dir", str(runs), "--max-iters", "3"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "checkpoints are gone" in err[0] and "--force" in err[0]
+    assert "fork" not in err[0]  # a fork starts from a checkpoint: there is none to offer
     assert {name: (folder / name).read_bytes() for name in artifacts} == kept
 
     assert main(["resume", "d", "--runs-dir", str(runs), "--force", "--max-iters", "2"]) == 0

@@ -162,6 +162,29 @@ def test_an_emptied_checkpoint_database_never_restarts_a_run_silently(
     assert not (run / "summary.json").exists()
 
 
+def test_a_deleted_checkpoint_database_is_named_missing_by_every_command_and_not_recreated(
+    run: Path, capsys: pytest.CaptureFixture[str], penguins: Path
+) -> None:
+    """Opening SQLite creates a missing file: a command that only reads would then have called the
+    loss "empty" (or, for `predict --experiment`, "no trained experiment yet") and left an empty
+    database behind, which a later `resume` could take for a run never started."""
+    (run / "summary.json").unlink()  # an undelivered run, so `resume` reaches its checkpoints
+    for name in ("checkpoints.sqlite", "checkpoints.sqlite-wal", "checkpoints.sqlite-shm"):
+        (run / name).unlink(missing_ok=True)
+    commands = (
+        ["resume", "d"],
+        ["history", "d"],
+        ["repair", "d"],
+        ["fork", "d", "--from", "3"],
+        ["predict", "d", str(penguins), "--experiment", "0"],
+    )
+    for command in commands:
+        assert main([*command, "--runs-dir", str(run.parent)]) == 2, command
+        line = one_line_error(capsys)
+        assert "checkpoints.sqlite is missing" in line and "restore it from a copy" in line, line
+        assert not (run / "checkpoints.sqlite").exists(), command
+
+
 def test_a_half_truncated_checkpoint_database_is_named_in_one_line(
     run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
