@@ -12,7 +12,7 @@ from tandem.graph.messages import Implementation, implementation_data, proposal_
 from tandem.graph.persistence import RunFolder, dev_data, problem_of, profile_of
 from tandem.graph.state import TandemState
 from tandem.nodes.agents import ExecutorRequest, make_executor
-from tandem.tools.training import dry_run
+from tandem.tools.training import dry_run, fold_training_rows
 
 
 @timed
@@ -30,7 +30,7 @@ def executor(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]
     except ValueError as exc:
         return {"implementation": implementation_data(Implementation(error=str(exc)))}
     folder = RunFolder.of(state, context)
-    X, y, _ = dev_data(state["task"], folder)
+    X, y, folds = dev_data(state["task"], folder)
     problem = problem_of(state["task"])
     request = ExecutorRequest(
         task=state["task"],
@@ -47,6 +47,7 @@ def executor(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]
             time_limit=candidate_seconds(state, context),  # a dry run too stops when the budget does
             n_jobs=context.n_jobs,
             memory_limit=context.memory_limit,
+            fold_rows=fold_training_rows(folds),
         ),
         rewards=context.rewards,
     )

@@ -160,6 +160,30 @@ def _fold_view(X: pd.DataFrame, rows: np.ndarray) -> tuple[bool, bool, float]:
     return _is_mapped(X["x"].to_numpy()), _is_mapped(X["colour"].cat.codes.to_numpy()), float(X["x"].iloc[rows].sum())
 
 
+def test_the_dry_run_and_the_folds_size_their_memory_decision_on_the_same_rows(
+    tmp_path: Path, runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a memory limit the Executor's dry run and the candidate's folds each decide whether
+    to fit in a pool or in this process: on the rows a fold fits (about 4/5 of the development
+    part), or near the limit the dry run would take the other branch than the folds it checks."""
+    from tandem.tools import training
+
+    path, _ = _written(tmp_path, n=600)
+    sized: list[int] = []
+    decide = training.folds_in_process
+
+    def recorded(n_rows: int, *rest: Any) -> bool:
+        sized.append(n_rows)
+        return decide(n_rows, *rest)
+
+    monkeypatch.setattr(training, "folds_in_process", recorded)
+    context = RunContext(runs_dir=str(runs_dir), max_iters=2, n_jobs=2, memory_limit=64 * 2**30)
+    summary = run_task(str(path), "target", run_id="d", context=context)
+    n_dev = summary["task"]["n_dev_rows"]
+    assert len(sized) >= 4  # the baseline's folds, then each step's dry run and folds
+    assert set(sized) == {n_dev - n_dev // 5}, (sized, n_dev)  # 5 folds: one left out, never all the rows
+
+
 def test_after_setup_nothing_keeps_the_table_a_run_read(
     tmp_path: Path, runs_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -370,6 +370,12 @@ def folds_in_process(n_rows: int, n_columns: int, n_jobs: int, memory_limit: int
     return in_use + n_jobs * (fold_fit_bytes(n_rows, n_columns) + WORKER_BYTES) > memory_limit
 
 
+def fold_training_rows(folds: np.ndarray) -> int:
+    """The rows one fold's model is fitted on (the first repeat's fold 0 left out): what a fold's
+    memory is sized on (`folds_in_process`), by cross-validation and the dry run alike."""
+    return int((np.atleast_2d(folds)[0] != 0).sum())
+
+
 def evaluate_spec(
     spec: PipelineSpec | EnsembleSpec,
     X: pd.DataFrame,
@@ -439,7 +445,7 @@ def evaluate_spec(
             )
             return _threshold_on_its_model(spec, model, y, folds, problem, cache_dir, started)
     n_threads = 1
-    if folds_in_process(int((folds[0] != 0).sum()), X.shape[1], n_jobs, memory_limit):
+    if folds_in_process(fold_training_rows(folds), X.shape[1], n_jobs, memory_limit):
         n_jobs, n_threads = 1, n_jobs  # joblib runs n_jobs=1 in this process, without a pool
     fold_timeout = None
     if time_limit is not None and n_jobs != 1:  # a fit may take its share of one repeat; the whole is checked below
@@ -800,6 +806,7 @@ def dry_run(
     time_limit: float | None = None,
     n_jobs: int = 2,
     memory_limit: int | None = None,
+    fold_rows: int | None = None,
 ) -> str | None:
     """Fit a spec on a small sample of every class and predict; return the error, or None if it runs.
 
@@ -811,6 +818,8 @@ def dry_run(
     are fitted in this process (`n_jobs` = 1, or `folds_in_process` for `memory_limit`), so is
     the dry run: its limit could not be kept by the folds that follow it, and a pool started only
     for it costs each run two interpreters' start-up (3 s of a 6-step penguins run at `n_jobs` = 1).
+    `fold_rows` (`fold_training_rows` of the run's folds; default all of `X`) makes that decision
+    on the rows the folds will fit, so the two agree.
     """
     shuffled = y.iloc[np.random.default_rng(problem.seed).permutation(len(y))]
     if problem.task_type == "regression":
@@ -818,7 +827,8 @@ def dry_run(
     else:
         per_class = max(10, n_rows // max(1, len(problem.classes)))
         sample = shuffled.groupby(shuffled, observed=True).head(per_class).index
-    if time_limit is None or n_jobs == 1 or folds_in_process(len(X), X.shape[1], n_jobs, memory_limit):
+    in_process = folds_in_process(len(X) if fold_rows is None else fold_rows, X.shape[1], n_jobs, memory_limit)
+    if time_limit is None or n_jobs == 1 or in_process:
         with threadpool_limits(limits=max(1, n_jobs)):  # the threads the folds here get (`_within_threads`)
             return _dry_fit(spec, X.loc[sample], y.loc[sample], problem)
     try:
