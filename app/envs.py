@@ -19,6 +19,7 @@ Needs the `rl` extra: pip install 'tandem-ml[rl]'.
 from __future__ import annotations
 
 import json
+import shutil
 import string
 import tempfile
 import uuid
@@ -67,6 +68,12 @@ def _feature_space() -> spaces.Box:
     return spaces.Box(low=-10.0, high=10.0, shape=(len(SHARED_FEATURES),), dtype=np.float32)
 
 
+def _check_render_mode(render_mode: str | None, metadata: dict[str, Any]) -> str | None:
+    if render_mode is not None and render_mode not in metadata["render_modes"]:
+        raise ValueError(f"render_mode={render_mode!r}: this environment renders {metadata['render_modes']} or nothing")
+    return render_mode
+
+
 class _Session:
     """One tandem run driven step by step: the compiled graph, paused before the acting agents' nodes."""
 
@@ -77,7 +84,13 @@ class _Session:
         if unknown:
             raise TypeError(f"unknown run option(s) {', '.join(unknown)}; use the run context's fields")
         self.seed = int(options.pop("seed", 0))
+        if options.get("approve", "never") != "never":
+            # a human gate pauses the graph where no agent acts: the episode could never end
+            raise ValueError(
+                f"approve={options['approve']!r}: an environment's steps are the agents' actions; use 'never'"
+            )
         self.workdir = tempfile.mkdtemp(prefix="tandem-env-")
+        self.owns_runs_dir = "runs_dir" not in options  # a runs_dir given by the caller keeps every episode's folder
         options.setdefault("runs_dir", self.workdir)
         options.setdefault("time_budget", None)  # steps, not seconds, unless asked: reproducible episodes
         options.setdefault("n_jobs", 1)
@@ -85,15 +98,33 @@ class _Session:
         self.request: dict[str, Any] = {"csv_path": str(Path(csv_path).expanduser().resolve()), "target": target}
         self.request.update(task_options)
         self.pause_before = list(pause_before)
-        self.graph = build_graph(checkpointer=InMemorySaver())
+        self.saver = InMemorySaver()
+        self.graph = build_graph(checkpointer=self.saver)
         self.config: RunnableConfig = {}
         self.values: dict[str, Any] = {}
+        self.run_id: str | None = None
 
     def reset(self, seed: int | None) -> None:
-        run_id = f"env-{uuid.uuid4().hex[:10]}"
+        self.forget()
+        run_id = self.run_id = f"env-{uuid.uuid4().hex[:10]}"
         self.config = {"configurable": {"thread_id": run_id}, "recursion_limit": 10 * self.context.max_iters + 50}
         request = {**self.request, "seed": self.seed if seed is None else int(seed), "run_id": run_id}
         self._go(request)
+
+    def forget(self) -> None:
+        """Drop the last episode: its checkpoints (held in memory) and, unless the caller chose the
+        runs folder, its run folder; a training loop resets thousands of times."""
+        if self.run_id is None:
+            return
+        self.saver.delete_thread(self.run_id)
+        if self.owns_runs_dir:
+            shutil.rmtree(Path(self.workdir) / self.run_id, ignore_errors=True)
+        self.run_id, self.values = None, {}
+
+    def close(self) -> None:
+        self.forget()
+        if self.owns_runs_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _go(self, graph_input: Any) -> None:
         self.graph.invoke(graph_input, self.config, context=self.context, interrupt_before=self.pause_before)
@@ -163,7 +194,7 @@ def parse_proposal(text: Any) -> Proposal:
     """A Scientist action: a Proposal as JSON; anything else is a failed proposal (penalised)."""
     try:
         return Proposal.model_validate_json(text if isinstance(text, str | bytes) else json.dumps(text))
-    except (ValidationError, ValueError, TypeError) as exc:
+    except (ValidationError, ValueError, TypeError, RecursionError) as exc:  # RecursionError: "[[[[…" nested deep
         reason = " ".join(str(exc).split())[:300]
         return Proposal(rationale="invalid action", failure=f"the action is not a Proposal: {reason}")
 
@@ -173,7 +204,7 @@ def parse_implementation(text: Any) -> Implementation:
     try:
         data = json.loads(text) if isinstance(text, str | bytes) else text
         return Implementation(spec=parse_spec(data))
-    except (ValidationError, ValueError, TypeError) as exc:
+    except (ValidationError, ValueError, TypeError, RecursionError) as exc:  # RecursionError: "[[[[…" nested deep
         return Implementation(error=f"the action is not a spec: {' '.join(str(exc).split())[:300]}")
 
 
@@ -184,8 +215,8 @@ class raw_env(AECEnv):
 
     def __init__(self, csv_path: str | Path, target: str, render_mode: str | None = None, **run_options: Any):
         super().__init__()
+        self.render_mode = _check_render_mode(render_mode, self.metadata)
         self.session = _Session(csv_path, target, ("scientist", "executor"), dict(run_options))
-        self.render_mode = render_mode
         self.possible_agents = list(AGENTS)
         self.observation_spaces = {
             a: spaces.Dict({"text": _text_space(), "features": _feature_space()}) for a in AGENTS
@@ -214,9 +245,8 @@ class raw_env(AECEnv):
             proposal = self.session.values["proposal"]
             base_id = proposal.get("base_experiment")
             base_id = self.session.values["incumbent"] if base_id is None else base_id
-            base = (
-                self.session.values["ledger"][base_id]["spec"] if base_id < len(self.session.values["ledger"]) else None
-            )
+            ledger = self.session.values["ledger"]
+            base = ledger[base_id]["spec"] if 0 <= base_id < len(ledger) else None
             text = f"PROPOSAL {json.dumps(proposal)}\nBASE SPEC {json.dumps(base)}\n{text}"
         return {"text": _printable(text), "features": self.session.features()}
 
@@ -249,7 +279,7 @@ class raw_env(AECEnv):
         return summarize(self.session.view())
 
     def close(self) -> None:
-        pass
+        self.session.close()
 
 
 def env(csv_path: str | Path, target: str, **run_options: Any) -> AECEnv:
@@ -280,8 +310,8 @@ class ScientistEnv(gymnasium.Env[np.ndarray, np.int64]):
     def __init__(self, csv_path: str | Path, target: str, render_mode: str | None = None, **run_options: Any):
         options = dict(run_options)
         options.setdefault("patience", 10_000)  # the agent, not the playbook's patience, decides when to stop
+        self.render_mode = _check_render_mode(render_mode, self.metadata)
         self.session = _Session(csv_path, target, ("scientist",), options)
-        self.render_mode = render_mode
         self.moves = MOVE_NAMES
         self.action_space = spaces.Discrete(len(self.moves))
         self.observation_space = _feature_space()
@@ -291,9 +321,14 @@ class ScientistEnv(gymnasium.Env[np.ndarray, np.int64]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self.session.reset(seed)
+        self.episode_over = False
         return self.session.features(), {"moves": list(self.moves)}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self.episode_over:  # going on would run past the budget and deliver the episode again
+            raise gymnasium.error.ResetNeeded("the episode is over (terminated or truncated): call reset()")
+        if not self.action_space.contains(action):
+            raise gymnasium.error.InvalidAction(f"action {action!r} is not in {self.action_space}")
         move = self.moves[int(action)]
         proposal = _OneMove(move).propose(self.session.view()).value
         if proposal.action == "deliver":  # nothing new of this kind here (the last step's blend is kept)
@@ -303,11 +338,16 @@ class ScientistEnv(gymnasium.Env[np.ndarray, np.int64]):
         reward = self.session.last_rewards(experiment_id).get("scientist", 0.0)
         over = self.session.over
         terminated = over and self.session.delivered_by_scientist()
+        self.episode_over = over
         info = {"move": move, "stop_reason": self.session.values.get("stop_reason")}
         return self.session.features(), reward, terminated, over and not terminated, info
 
     def render(self) -> str | None:
         return summarize(self.session.view()) if self.render_mode == "ansi" else None
+
+    def close(self) -> None:
+        self.session.close()
+        super().close()
 
 
 gymnasium.register(id="tandem/Scientist-v0", entry_point="tandem.envs:ScientistEnv")

@@ -325,7 +325,7 @@ class Proposal(BaseModel):
     action: Literal["experiment", "deliver"] = "experiment"
     rationale: str = Field(max_length=2000)
     changes: list[Change] = Field(default_factory=list)
-    base_experiment: int | None = Field(default=None, description="experiment to change; None = the incumbent")
+    base_experiment: int | None = Field(default=None, ge=0, description="experiment to change; None = the incumbent")
     move: str | None = Field(default=None, description="the kind of idea, for learning which kinds pay")
     failure: str | None = Field(
         default=None, description="set by the agent, not the model: why no valid proposal could be produced"

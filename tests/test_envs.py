@@ -61,3 +61,44 @@ def test_gymnasium_scientist_env_is_registered_and_passes_check_env(csv: Path):
     _, reward, terminated, _truncated, step_info = env.step(0)
     assert step_info["move"] == "stronger_family" and isinstance(reward, float)
     assert not terminated
+
+
+def test_aec_env_turns_any_action_in_its_space_into_a_step_and_owns_its_folders(csv: Path):
+    """Actions the Text space holds but no parser expected (JSON nested past Python's recursion
+    limit, an experiment id below 0) are failed steps, not crashes; each reset forgets the last
+    episode (its checkpoints and run folder) and close() removes what the env made."""
+    env = tandem.envs.raw_env(csv_path=csv, target="label", max_iters=3, folds=3)
+    env.reset(seed=0)
+    first = Path(env.session.workdir) / str(env.session.run_id)
+    assert first.is_dir()
+    env.step(json.dumps({"rationale": "r", "base_experiment": -2}))  # no experiment -2: an invalid proposal
+    assert env.observation_space("executor").contains(env.observe("executor"))
+    assert env.session.values["proposal"]["failure"] is not None
+    env.step("[" * 5000)
+    assert "not a spec" in env.session.values["implementation"]["error"]
+    assert env.session.values["ledger"][-1]["status"] != "ok"
+    env.step("{" * 5000)
+    assert env.agent_selection == "executor"
+    env.reset(seed=1)
+    assert not first.exists() and list(env.session.saver.storage) == [env.session.run_id]
+    workdir = Path(env.session.workdir)
+    env.close()
+    assert not workdir.exists()
+    with pytest.raises(ValueError, match="approve"):
+        tandem.envs.raw_env(csv_path=csv, target="label", approve="delivery")  # a gate no agent could pass
+    with pytest.raises(ValueError, match="render_mode"):
+        tandem.envs.raw_env(csv_path=csv, target="label", render_mode="human")
+
+
+def test_gymnasium_scientist_env_refuses_actions_outside_its_space_and_steps_after_the_end(csv: Path):
+    env = tandem.envs.ScientistEnv(csv_path=str(csv), target="label", max_iters=1, folds=3)
+    env.reset(seed=0)
+    with pytest.raises(gymnasium.error.InvalidAction):
+        env.step(-1)  # not the last move, as an index would take it
+    _, _, terminated, truncated, _ = env.step(1)
+    assert truncated and not terminated
+    with pytest.raises(gymnasium.error.ResetNeeded):
+        env.step(0)  # would run past the budget and deliver again
+    env.reset(seed=0)
+    env.step(0)
+    env.close()
