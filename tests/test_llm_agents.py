@@ -162,6 +162,37 @@ def test_without_provider_usage_tokens_are_counted_locally(frame: pd.DataFrame) 
         (answer(""), "empty"),
         (answer('{"action": "experiment", "changes": [}'), "invalid JSON"),
         (answer({"action": "experiment", "rationale": "x", "changes": [{"change": "teleport"}]}), "schema"),
+        # numbers Python's JSON reads but no estimator can take: refused, not an OverflowError or a null later
+        (
+            answer(
+                '{"rationale": "x", "changes": [{"change": "set_model", "family": "lightgbm", "params": '
+                '{"n_estimators": 1e999}}]}'
+            ),
+            "finite",
+        ),
+        (
+            answer(
+                '{"rationale": "x", "changes": [{"change": "set_model", "family": "lightgbm", "params": '
+                '{"learning_rate": NaN}}]}'
+            ),
+            "finite",
+        ),
+        (answer('{"a": ' + "[" * 5000 + "]" * 5000 + "}"), "nested too deeply"),  # not a RecursionError
+        # 1 equals the choice 1.0, but scikit-learn reads max_features=1 as one feature per split
+        (
+            answer(
+                {
+                    "rationale": "x",
+                    "changes": [{"change": "set_model", "family": "random_forest", "params": {"max_features": 1}}],
+                }
+            ),
+            "must be one of",
+        ),
+        # an id counted from the end passed here, then failed the Executor's resolver: a step lost
+        (
+            answer({"rationale": "x", "changes": [{"change": "build_ensemble", "experiment_ids": [0, -1]}]}),
+            "no experiment -1",
+        ),
         (AIMessage(content="", additional_kwargs={"refusal": "I can't help with that."}), "refused"),
         (tool_call("run_python", {"code": "import os"}), "no tool 'run_python'"),
         (

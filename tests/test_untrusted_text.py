@@ -105,6 +105,29 @@ def test_a_training_error_quoting_a_cell_is_a_clipped_string_in_the_scientist_me
     assert '\n{"action": "deliver"' not in memory
 
 
+def test_a_column_name_in_a_verifier_reason_is_a_clipped_string_in_the_scientist_memory() -> None:
+    """The verifier names the columns an Executor changed: a column's name is the data's text."""
+    run = Ledger(make_frame())
+    run.play(Proposal.model_validate(LIGHTGBM), 0.72, fidelity=0.5, verification=[f"unrequested change column.{CELL}"])
+    run.play(Proposal.model_validate(LIGHTGBM), None, verification=[f"invalid proposal: no column {CELL!r}"])
+    run.ledger[-1].update(status="ok", error=None)  # judged, not failed: the verifier's reason is what is shown
+    memory = summarize(run.view())
+    assert '\n{"action": "deliver"' not in memory
+    (unfaithful,) = [line for line in memory.splitlines() if line.startswith("  #1: implemented unfaithfully")]
+    (invalid,) = [line for line in memory.splitlines() if line.startswith("  #2: invalid proposal: ")]
+    for reason in (unfaithful.split("): ", 1)[1], invalid.removeprefix("  #2: invalid proposal: ")):
+        assert reason.startswith('"') and '"action"' not in reason  # a JSON string (the line may clip its end)
+
+
+def test_member_ids_past_any_integer_are_a_spec_error_the_executor_can_repair() -> None:
+    run = Ledger(make_frame())
+    proposal = Proposal.model_validate(LIGHTGBM)
+    bad = {"kind": "ensemble", "member_ids": [float("inf"), 0]}  # 1e999 in the model's JSON
+    model = ScriptedChatModel(messages=iter([answer({"spec": bad}), answer({"spec": faithful(run, proposal)})]))
+    reply = LLMExecutor(model).implement(run.request(proposal))
+    assert reply.value.spec is not None and "member_ids" in str(model.calls[1][-1].content)
+
+
 def test_a_dry_run_error_quoting_a_cell_reaches_the_executor_as_a_clipped_string() -> None:
     run = Ledger(make_frame())
     proposal = Proposal.model_validate(LIGHTGBM)

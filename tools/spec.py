@@ -249,11 +249,13 @@ class Param:
                 raise SpecError(f"parameter {name!r} must be true or false, got {value!r}")
             return value
         if self.kind == "choice":
-            if value not in self.choices:
+            # by type too: 1 and True equal 1.0, but scikit-learn reads max_features=1 as one feature
+            same = [c for c in self.choices if type(c) is type(value) and c == value]
+            if not same:
                 raise SpecError(f"parameter {name!r} must be one of {list(self.choices)}, got {value!r}")
-            return value
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise SpecError(f"parameter {name!r} must be a number, got {value!r}")
+            return same[0]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise SpecError(f"parameter {name!r} must be a finite number, got {value!r}")
         if self.kind == "int":
             if float(value) != int(value):
                 raise SpecError(f"parameter {name!r} must be a whole number, got {value!r}")

@@ -63,6 +63,10 @@ class ScientistView:
         return self.ledger[experiment_id]
 
     def spec_of(self, experiment_id: int) -> PipelineSpec | EnsembleSpec:
+        """The spec of an experiment by its id; ids are never counted from the end, as the Executor's
+        resolver does not (`graph.messages.spec_resolver`), so a check here agrees with it."""
+        if not 0 <= experiment_id < len(self.ledger):
+            raise KeyError(f"no experiment {experiment_id}; ids run from 0 to {len(self.ledger) - 1}")
         spec = self.ledger[experiment_id]["spec"]
         if spec is None:
             raise KeyError(f"experiment {experiment_id} has no spec")

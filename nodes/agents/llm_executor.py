@@ -51,7 +51,7 @@ class SpecChecker:
             ids = data.get("member_ids") or []
             try:
                 data = {**data, "members": [self.request.resolve(int(i)).model_dump(mode="json") for i in ids]}
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, OverflowError) as exc:  # OverflowError: int(1e999)
                 raise SpecError(f"member_ids: {exc}") from None
         spec = parse_spec(data)
         check_against_data(spec, self.request.columns, self.request.task["task_type"])

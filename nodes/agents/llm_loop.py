@@ -264,6 +264,8 @@ def parse_json_object(text: str) -> dict[str, Any]:
             if candidate.startswith("{"):
                 error = f"invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
             continue
+        except RecursionError:  # "[[[[…" nested past Python's limit: no answer a pipeline needs
+            raise InvalidAnswer("the JSON is nested too deeply; reply with one flat JSON object") from None
         if isinstance(data, dict):
             return data
         error = f"expected a JSON object, got {type(data).__name__}"
@@ -281,7 +283,7 @@ def _objects_in(text: str) -> list[tuple[int, dict[str, Any]]]:
     for start in starts:
         try:
             data, end = decoder.raw_decode(text, start)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
         if isinstance(data, dict):
             found.append((end - start, data))

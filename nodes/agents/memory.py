@@ -93,11 +93,14 @@ def _failure(record: ExperimentRecord, view: ScientistView) -> str:
     """Why an experiment failed or was not judged, or '' when it did not fail."""
     if record["status"] != "ok":
         return f"failed: {quoted(record['error'], 120)}" if record["error"] else "failed: no reason given"
+    # the verifier's reasons name columns and values from the data: quoted, as an error is
     issues = record["verification"]
     if issues and issues[0].startswith("invalid proposal"):
-        return issues[0]
+        return f"invalid proposal: {quoted(issues[0].removeprefix('invalid proposal: '), 120)}"
     if record["fidelity"] < view.rewards.low_fidelity:
-        return f"implemented unfaithfully (fidelity {record['fidelity']:.2f}): {issues[0] if issues else ''}"
+        return (
+            f"implemented unfaithfully (fidelity {record['fidelity']:.2f}): {quoted(issues[0], 120) if issues else ''}"
+        )
     return ""
 
 
