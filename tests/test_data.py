@@ -561,3 +561,31 @@ def test_adult_income_target_is_binary() -> None:
     assert task.classes == (0, 1)
     assert task.positive_class == 1  # the minority class: 24% of the rows earn above 50K
     assert round(float((frame["income >50K"] == 1).mean()), 2) == 0.24
+
+
+def test_a_constant_regression_target_is_refused_like_a_one_class_target() -> None:
+    df = pd.DataFrame({"a": np.arange(60.0), "y": 2.5})
+    raises_one_line(lambda: prepare_task(df, "y"), "'y' has one value (2.5)", "choose another target")
+    raises_one_line(lambda: prepare_task(df.assign(y=7), "y", task_type="regression"), "one value (7)")
+
+
+def test_holdout_labels_read_as_numbers_match_the_datas_text_labels(tmp_path: Path) -> None:
+    """The data's labels "1", "2", "a" are text; a holdout holding only "1" and "2" reads as numbers."""
+    data = write(tmp_path, "data.csv", "x,y\n" + "".join(f"{i},{'12a'[i % 3]}\n" for i in range(60)))
+    hold = write(tmp_path, "hold.csv", "x,y\n" + "".join(f"{i},{'12'[i % 2]}\n" for i in range(20)))
+    task = prepare_task(read_table(data), "y", holdout_frame=read_table(hold))
+    assert task.classes == ("1", "2", "a") and task.holdout is not None
+    assert task.holdout["y"].tolist() == ["1", "2"] * 10
+
+
+def test_a_header_in_decomposed_unicode_matches_the_target_as_typed(tmp_path: Path) -> None:
+    """macOS may write "café" as "cafe" + a combining accent: the same name to the eye and to the user."""
+    path = write(tmp_path, "data.csv", "x,cafe\u0301\n" + "".join(f"{i},{i % 2}\n" for i in range(40)))
+    assert read_table(path).columns.tolist() == ["x", "caf\u00e9"]
+    for typed in ("caf\u00e9", "cafe\u0301"):
+        assert prepare_task(read_table(path), typed).target == "caf\u00e9"
+
+
+def test_a_huge_fold_count_is_refused_at_once() -> None:
+    df = pd.DataFrame({"a": np.arange(60.0), "y": np.arange(60.0) % 7})
+    raises_one_line(lambda: prepare_task(df, "y", folds=10**9), "needs at least 1250000000 rows")

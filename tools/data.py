@@ -22,6 +22,7 @@ import io
 import lzma
 import math
 import re
+import unicodedata
 import warnings
 import zipfile
 import zlib
@@ -444,8 +445,10 @@ def _raw_header(text: str, delimiter: str) -> list[str]:
 
 
 def _clean_names(names: list[str]) -> list[str]:
-    """Strip surrounding whitespace (and a BOM that survived a non-UTF-8 decode) from header names."""
-    cleaned = [n.strip() for n in names]
+    """Strip surrounding whitespace (and a BOM that survived a non-UTF-8 decode) from header names,
+    in Unicode's composed form (NFC): a header written on macOS may spell "café" as "cafe" plus an
+    accent, which looks the same as the name a user types and would not match it."""
+    cleaned = [unicodedata.normalize("NFC", n.strip()) for n in names]
     if cleaned:
         cleaned[0] = cleaned[0].removeprefix("\ufeff").removeprefix("ï»¿").strip()
     return cleaned
@@ -666,6 +669,8 @@ def prepare_task(
     separate `holdout_frame` it is ignored. Raises `InputError`.
     """
     notes: list[str] = []
+    if target not in df.columns:  # header names are read composed (`_clean_names`): "café" typed either way
+        target = unicodedata.normalize("NFC", target)
     _check_folds_and_holdout(folds, holdout, holdout_frame is not None)
     _check_columns(df, target)
     read_as_numbers = _read_as_numbers_note(df)
@@ -834,7 +839,9 @@ def _drop_missing_target(df: pd.DataFrame, target: str, *, what: str) -> tuple[p
 
 def _min_rows(folds: int, split: float) -> int:
     """Smallest row count whose development part (after sklearn's ceil'd holdout) has `folds` rows."""
-    n = folds
+    # n - ceil(n * split) never decreases as n grows and stays below `folds` up to folds / (1 - split) - 2,
+    # so the search starts there: counting up from `folds` took a minute for folds = 10**9
+    n = max(folds, int(folds / (1.0 - split)) - 2)
     while n - math.ceil(n * split) < folds:
         n += 1
     return n
@@ -858,6 +865,10 @@ def _check_regression_target(y: pd.Series, target: str, *, forced: bool) -> None
     infinite = int(np.isinf(y.to_numpy(dtype=float)).sum())
     if infinite:
         raise InputError(f"target column {target!r} has {infinite} infinite values; fix or remove those rows")
+    if y.nunique() == 1:  # nothing to learn, and R² is undefined on every fold
+        raise InputError(
+            f"target column {target!r} has one value ({_plain(y.iloc[0])!r}) in every row; choose another target"
+        )
 
 
 def _counts_the_rows(y: pd.Series) -> bool:
@@ -970,6 +981,10 @@ def _check_holdout_frame(
             _check_non_negative(y, target, "the holdout file")
     else:
         y = _integer_labels(y)
+        if any(isinstance(c, str) for c in classes) and ptypes.is_numeric_dtype(y.dtype):
+            # the data's labels are text ("1", "2", "a"): a holdout of only "1" and "2" read as numbers is
+            # the same labels, compared as the text the data holds
+            y = y.map(lambda v: str(_plain(v)))
         known = set(classes)
         unseen = Counter(_plain(v) for v in y if _plain(v) not in known)
         if unseen:
