@@ -477,6 +477,32 @@ def predict_file(
     return result
 
 
+def check_output_path(
+    output: str | Path, *, csv_path: str | Path, run_id: str, runs_dir: str | Path | None = None
+) -> None:
+    """Refuse, before any prediction, a destination that would destroy data or cannot be written:
+    the file being predicted, the run's own data file, a file of the run folder (which tandem
+    manages), a folder, or a path in a folder that does not exist. Raises `InputError` (one line)."""
+    out = Path(output).expanduser()
+    where = out.resolve()
+    folder = find_run(run_id, runs_dir)
+    request, _ = load_run_config(folder)
+    precious = {
+        Path(csv_path).expanduser().resolve(): "the file being predicted",
+        Path(str(request.get("csv_path") or csv_path)).expanduser().resolve(): "the run's data file",
+    }
+    if where in precious:
+        raise InputError(f"output {out} is {precious[where]}: the predictions would replace it; choose another path")
+    if folder.path.resolve() in where.parents:
+        raise InputError(
+            f"output {out} is inside run folder {folder.path}, whose files tandem manages; write elsewhere"
+        )
+    if where.is_dir():
+        raise InputError(f"output {out} is a folder; give a file path, such as {out / 'predictions.csv'}")
+    if not where.parent.is_dir():
+        raise InputError(f"output {out}: folder {out.parent} does not exist; create it or choose another path")
+
+
 def experiment_model(
     run_id: str, experiment: int, runs_dir: str | Path | None = None
 ) -> tuple[DeliveredModel, dict[str, Any]]:

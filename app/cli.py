@@ -234,8 +234,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from tandem.api import predict_file, write_predictions  # pandas and the model: CLI start-up time
+    from tandem.api import check_output_path, predict_file, write_predictions  # pandas and the model: start-up time
 
+    if args.output:
+        check_output_path(args.output, csv_path=args.csv, run_id=args.run_id, runs_dir=args.runs_dir)
     result = predict_file(args.run_id, args.csv, args.runs_dir, keep=args.keep, experiment=args.experiment)
     predictions = result.predictions
     if args.output:

@@ -232,6 +232,45 @@ def test_predict_with_a_bad_value_exits_2_with_one_line(
     assert f"column '{numeric}'" in err and "'n/a?'" in err and "row 2" in err
 
 
+def test_an_output_path_that_would_destroy_data_or_cannot_be_written_is_refused_before_predicting(
+    run: Path, data_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-o` the file being predicted replaced the user's data with predictions (exit 0)."""
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(data_csv.read_bytes())
+    cases = {
+        str(copy): "is the file being predicted",
+        str(data_csv): "is the run's data file",  # and the file being predicted
+        str(run / "summary.json"): "inside run folder",
+        str(tmp_path): "is a folder",
+        str(tmp_path / "nope" / "x.csv"): "does not exist",
+    }
+    for output, fragment in cases.items():
+        predicted = copy if output != str(data_csv) else data_csv
+        code, out, err = _cli(capsys, "predict", "c1", str(predicted), "-o", output, "--runs-dir", str(run.parent))
+        assert code == 2 and out == "" and err.count("\n") == 1 and fragment in err, (output, err)
+    assert copy.read_bytes() == data_csv.read_bytes() and json.loads((run / "summary.json").read_text())
+    other = tmp_path / "other.csv"  # the run's data file as the output of another file's predictions
+    other.write_bytes(data_csv.read_bytes())
+    code, _, err = _cli(capsys, "predict", "c1", str(other), "-o", str(data_csv), "--runs-dir", str(run.parent))
+    assert code == 2 and "the run's data file" in err
+
+
+def test_a_kept_column_named_like_an_output_column_is_refused_not_overwritten(run: Path, data_csv: Path) -> None:
+    model = joblib.load(run / "model.joblib")
+    task = json.loads((run / "summary.json").read_text())["task"]
+    frame = read_table(data_csv).assign(proba_yes="an ID the user keeps")
+    with pytest.raises(InputError, match="'proba_yes', which the output uses"):
+        predict_frame(model, frame, task, keep=["proba_yes"])
+
+
+def test_a_date_where_training_had_numbers_is_refused_like_text() -> None:
+    dates = pd.Series(pd.to_datetime(["2020-01-01", "2021-06-30"]), index=[0, 0])  # a repeated index, too
+    with pytest.raises(FrameError, match=r"column 'x' must hold numbers.*row 0 holds '2020-01-01"):
+        coerce_column(dates, "float64", "x")
+    assert coerce_column(pd.Series(pd.to_datetime([None, None])), "float64", "x").isna().all()
+
+
 def test_predict_keeps_id_columns_and_scores_a_file_with_the_target(
     run: Path, data_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

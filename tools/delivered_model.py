@@ -265,16 +265,20 @@ def _texts(column: pd.Series) -> pd.Series:
 
 
 def _reject(column: pd.Series, bad: pd.Series, name: str, kind: str) -> FrameError:
-    rows = list(column.index[bad.to_numpy(dtype=bool)])
-    value = column.loc[rows[0]]
-    others = f" and {len(rows) - 1} more rows" if len(rows) > 1 else ""
+    positions = np.flatnonzero(bad.to_numpy(dtype=bool))  # by position: a frame's index may repeat labels
+    first, value = column.index[positions[:1]].tolist()[0], column.iloc[positions[0]]  # as Python, not numpy
+    others = f" and {len(positions) - 1} more rows" if len(positions) > 1 else ""
     return FrameError(
-        f"column {name!r} must hold {kind}, as in training, but row {rows[0]!r} holds {str(value)[:40]!r}{others}; "
+        f"column {name!r} must hold {kind}, as in training, but row {first!r} holds {str(value)[:40]!r}{others}; "
         "fix those cells or leave them blank"
     )
 
 
 def _as_numbers(column: pd.Series, name: str) -> pd.Series:
+    if ptypes.is_datetime64_any_dtype(column) or isinstance(column.dtype, pd.PeriodDtype):
+        if bool(column.notna().any()):  # nanoseconds since 1970 are not the measurement trained on
+            raise _reject(column, column.notna(), name, "numbers")
+        return pd.Series(np.nan, index=column.index, dtype="float64")
     if ptypes.is_bool_dtype(column):
         return column.astype("float64")
     if ptypes.is_numeric_dtype(column):
@@ -390,8 +394,10 @@ def predict_frame(
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise InputError(f"the model could not predict these rows: {type(exc).__name__}: {first}") from None
     out = pd.DataFrame({name: frame[label] for name, label in kept.items()}, index=frame.index)
-    if "prediction" in out.columns:
-        raise InputError("a kept column is called 'prediction', which the output uses; rename it in the file")
+    produced = ["prediction", *(f"proba_{label}" for label in classes if pred.proba is not None)]
+    clash = [name for name in produced if name in out.columns]
+    if clash:  # the kept column would be overwritten: an ID column lost without a word
+        raise InputError(f"a kept column is called {clash[0]!r}, which the output uses; rename it in the file")
     out["prediction"] = pred.y_pred
     if pred.proba is not None:
         for i, label in enumerate(classes):
