@@ -589,3 +589,29 @@ def test_a_header_in_decomposed_unicode_matches_the_target_as_typed(tmp_path: Pa
 def test_a_huge_fold_count_is_refused_at_once() -> None:
     df = pd.DataFrame({"a": np.arange(60.0), "y": np.arange(60.0) % 7})
     raises_one_line(lambda: prepare_task(df, "y", folds=10**9), "needs at least 1250000000 rows")
+
+
+def test_a_class_pandas_reads_as_missing_is_named_in_the_note(tmp_path: Path) -> None:
+    """ "None" is a severity and "NA" a region here, but pandas reads both as missing."""
+    path = write(
+        tmp_path, "s.csv", "a,severity\n" + "".join(f"{i},{('Low', 'High', 'None')[i % 3]}\n" for i in range(60))
+    )
+    task = prepare_task(read_table(path), "severity")
+    assert task.classes == ("High", "Low")
+    (note,) = [n for n in task.notes if n.startswith("dropped 20 rows with a missing target")]
+    assert "None" in note and "if one is a class, write it another way" in note
+
+
+def test_repeated_names_past_the_sniffed_head_of_a_very_wide_header_are_refused(tmp_path: Path) -> None:
+    names = [f"column_{i:05d}" for i in range(7000)] + ["column_06999", "y"]  # about 91 KB of header
+    rows = "".join(",".join(["1"] * 7001 + [str(i % 2)]) + "\n" for i in range(20))
+    path = write(tmp_path, "wide.csv", ",".join(names) + "\n" + rows)
+    raises_one_line(lambda: read_table(path), "duplicate column names", "'column_06999' (x2)")
+
+
+@pytest.mark.parametrize("first_line", ["sep=;", '"sep=;"', "\ufeffsep=;"])
+def test_excels_sep_line_names_the_delimiter_and_is_not_the_header(tmp_path: Path, first_line: str) -> None:
+    rows = "".join(f"{i};{i},5;{i % 2}\n" for i in range(12))
+    df = read_table(write(tmp_path, "excel.csv", f"{first_line}\nid;w;y\n{rows}"))
+    assert df.columns.tolist() == ["id", "w", "y"] and len(df) == 12
+    assert df["w"].tolist()[:2] == [0.5, 1.5]  # the decimal comma still sniffed on the rows after it

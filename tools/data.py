@@ -128,11 +128,18 @@ def read_table_hashed(path: str | Path, *, keep: Iterable[str] = ()) -> tuple[pd
     if not text.strip():
         raise InputError(f"{p} is empty (no column names); export the data again with a header row")
 
-    delimiter = _sniff_delimiter(text)
+    # Excel's "sep=;" first line names the delimiter; the header is the line after it
+    excel_sep = re.match(r'\ufeff?"?sep=([,;\t|])"?[ \t]*(?:\r\n|\n|\r|$)', text)
+    skip = 1 if excel_sep else 0
+    if excel_sep:
+        text = text[excel_sep.end() :]
+    delimiter = excel_sep.group(1) if excel_sep else _sniff_delimiter(text)
     header = _raw_header(text, delimiter)
     _check_duplicate_names(p, header)
     decimal = _sniff_decimal(text, delimiter)
-    df, sha256 = _parse(p, compression, delimiter, decimal, encodings)
+    df, sha256 = _parse(p, compression, delimiter, decimal, encodings, skip)
+    if len(header) < df.shape[1]:  # a header longer than the sniffed head: pandas renamed its repeats ("a.1")
+        _check_duplicate_names(p, _whole_header(p, compression, delimiter, encodings[0], skip))
 
     df.columns = _clean_names([str(c) for c in df.columns])
     blank = [c for c, raw in zip(df.columns, _padded(header, len(df.columns)), strict=True) if not raw.strip()]
@@ -439,6 +446,15 @@ def _sniff_decimal(text: str, delimiter: str) -> str:
     return "," if comma and not point else "."
 
 
+def _whole_header(p: Path, compression: Compression | None, delimiter: str, encoding: str, skip: int) -> list[str]:
+    """The header's names as written, read as a data row so that pandas does not rename repeats."""
+    first = pd.read_csv(
+        p, sep=delimiter, header=None, nrows=1, dtype=str, keep_default_na=False, compression=compression,
+        encoding=encoding, encoding_errors="replace", skiprows=skip,
+    )  # fmt: skip
+    return [str(v) for v in first.iloc[0]] if len(first) else []
+
+
 def _raw_header(text: str, delimiter: str) -> list[str]:
     rows = _sample_rows(text, delimiter)
     return rows[0] if rows else []
@@ -498,7 +514,7 @@ class _HashingReader(io.RawIOBase):
 
 
 def _parse(
-    p: Path, compression: Compression | None, delimiter: str, decimal: str, encodings: Sequence[str]
+    p: Path, compression: Compression | None, delimiter: str, decimal: str, encodings: Sequence[str], skip: int = 0
 ) -> tuple[pd.DataFrame, str]:
     """Run pandas' C parser, falling back to the next encoding when the bytes do not decode; return
     the frame and the SHA-256 of the file's bytes, hashed as the parser reads them.
@@ -531,6 +547,7 @@ def _parse(
                     engine="c",
                     low_memory=False,
                     index_col=False,  # never silently turn the first column into the index
+                    skiprows=skip,  # Excel's "sep=" line
                 )
                 if compression != "zip":
                     sha256 = hashing.hexdigest()
@@ -693,6 +710,9 @@ def prepare_task(
     inferred = infer_task_type(y)
     chosen: TaskType = cast(TaskType, task_type) if task_type is not None else inferred
     if chosen in CLASSIFICATION:
+        if dropped:  # pandas reads these spellings as missing: a class "None" or "NA" (North America) is lost
+            note = notes.index(f"dropped {dropped} rows with a missing target {target!r}")
+            notes[note] += " (empty, or written NA, N/A, None, null or NaN: if one is a class, write it another way)"
         y = _integer_labels(y)
         cased = _case_clash_note(y, target)
         if cased:
