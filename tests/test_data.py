@@ -615,3 +615,15 @@ def test_excels_sep_line_names_the_delimiter_and_is_not_the_header(tmp_path: Pat
     df = read_table(write(tmp_path, "excel.csv", f"{first_line}\nid;w;y\n{rows}"))
     assert df.columns.tolist() == ["id", "w", "y"] and len(df) == 12
     assert df["w"].tolist()[:2] == [0.5, 1.5]  # the decimal comma still sniffed on the rows after it
+
+
+def test_a_semicolon_file_with_decimal_commas_reads_points_between_digit_groups_as_thousands(tmp_path: Path) -> None:
+    """One "1.001" (a thousand and one, grouped) made the whole file's "1,5" text, and itself 1.001."""
+    rows = "".join(f"{i + 1}.00{i % 10};{i},5;{i % 2}\n" for i in range(12))
+    df = read_table(write(tmp_path, "eu.csv", "pop;w;y\n" + rows))
+    assert df["pop"].tolist()[:3] == [1000.0, 2001.0, 3002.0] and df["w"].tolist()[:2] == [0.5, 1.5]
+    # without a decimal comma anywhere, a point is a decimal point, as before
+    plain = read_table(
+        write(tmp_path, "pt.csv", "pop;w;y\n" + "".join(f"{i + 1}.00{i % 10};{i};1\n" for i in range(12)))
+    )
+    assert plain["pop"].tolist()[:2] == [1.0, 2.001]

@@ -437,12 +437,17 @@ def _sniff_delimiter(text: str) -> str:
 
 
 def _sniff_decimal(text: str, delimiter: str) -> str:
-    """',' when a semicolon file writes decimals the European way (1,5) and never with a point."""
+    """',' when a semicolon file writes decimals the European way (1,5) and never with a point.
+
+    A point between groups of three digits ("1.001", "12.500,75") is the European thousands
+    separator, not a decimal point: such cells do not vote for '.', and are then read as the
+    formatted numbers they are (`parse_formatted_numbers`, with a note)."""
     if delimiter != ";":
         return "."
     cells = [c.strip() for row in _sample_rows(text, delimiter)[1:] for c in row]
-    comma = sum(bool(re.fullmatch(r"[-+]?\d+,\d+", c)) for c in cells)
-    point = sum(bool(re.fullmatch(r"[-+]?\d*\.\d+", c)) for c in cells)
+    grouped = re.compile(r"[-+]?[1-9]\d{0,2}(?:\.\d{3})+")
+    comma = sum(bool(re.fullmatch(r"[-+]?\d+,\d+", c) or re.fullmatch(grouped.pattern + r",\d+", c)) for c in cells)
+    point = sum(bool(re.fullmatch(r"[-+]?\d*\.\d+", c)) and not grouped.fullmatch(c) for c in cells)
     return "," if comma and not point else "."
 
 
