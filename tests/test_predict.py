@@ -264,6 +264,17 @@ def test_a_kept_column_named_like_an_output_column_is_refused_not_overwritten(ru
         predict_frame(model, frame, task, keep=["proba_yes"])
 
 
+def test_rows_with_no_values_at_all_are_predicted_with_a_note(run: Path, data_csv: Path) -> None:
+    model = joblib.load(run / "model.joblib")
+    task = json.loads((run / "summary.json").read_text())["task"]
+    frame = read_table(data_csv).iloc[:5]
+    blank = pd.concat([frame, frame.iloc[:2].map(lambda _: np.nan)], ignore_index=True)
+    result = predict_frame(model, blank, task)
+    assert len(result.predictions) == 7
+    assert any(note.startswith("2 rows have no values at all") for note in result.notes)
+    assert not any("no values" in note for note in predict_frame(model, frame, task).notes)
+
+
 def test_a_date_where_training_had_numbers_is_refused_like_text() -> None:
     dates = pd.Series(pd.to_datetime(["2020-01-01", "2021-06-30"]), index=[0, 0])  # a repeated index, too
     with pytest.raises(FrameError, match=r"column 'x' must hold numbers.*row 0 holds '2020-01-01"):

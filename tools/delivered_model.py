@@ -403,6 +403,13 @@ def predict_frame(
         for i, label in enumerate(classes):
             out[f"proba_{label}"] = pred.proba[:, i]
     scores, n_scored, notes = _scores(frame, pred, task)
+    blank = int(frame.isna().all(axis=1).sum())
+    if blank:  # a spreadsheet's trailing empty rows: predicted, but from nothing
+        notes = (
+            *notes,
+            f"{blank} rows have no values at all (a spreadsheet's empty rows?): their predictions are the "
+            "model's answer for a row it knows nothing about; remove those rows",
+        )
     return PredictionResult(predictions=out, scores=scores, n_scored=n_scored, notes=notes)
 
 
