@@ -209,11 +209,15 @@ def executor_reward(
 ) -> RewardEvent:
     """+ fidelity × max(gain, 0); − mismatch when unfaithful; − failure when it does not run; − tokens.
 
-    An invalid proposal is not the Executor's fault: it then pays only for its tokens.
+    An invalid proposal is not the Executor's fault: it then pays only for its tokens. The gain is
+    paid only for a candidate that replaces the incumbent (`Comparison.better`): one that loses a
+    near-tie on log-loss (`judge`) would otherwise be paid each time the old incumbent is proposed
+    again, the oscillation DESIGN.md says earns nothing. A gain that is not a number pays nothing.
     """
     judged = proposal_valid
+    paid = not failed and comparison is not None and comparison.better and math.isfinite(comparison.gain)
     parts = {
-        "gain": 0.0 if failed or comparison is None else fidelity * max(comparison.gain, 0.0),
+        "gain": fidelity * max(comparison.gain, 0.0) if paid and comparison is not None else 0.0,
         "mismatch": -config.mismatch_penalty if judged and fidelity < config.low_fidelity else 0.0,
         "failure": -config.failure_penalty if judged and failed else 0.0,
         "tokens": -config.token_cost * tokens,
@@ -236,7 +240,9 @@ def scientist_reward(
     faithful = proposal_valid and fidelity >= config.low_fidelity and not failed and comparison is not None
     parts = {
         "invalid": 0.0 if proposal_valid else -config.failure_penalty,
-        "gain": comparison.gain if faithful and comparison and comparison.significant else 0.0,
+        "gain": comparison.gain
+        if faithful and comparison and comparison.significant
+        else 0.0,  # finite when significant
         "insignificant": -config.insignificant_penalty
         if faithful and comparison and not comparison.significant
         else 0.0,

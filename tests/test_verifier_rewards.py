@@ -337,6 +337,28 @@ def test_a_tie_on_a_discrete_metric_goes_to_the_lower_log_loss():
     assert same.better and same.tie_break is None and abs(same.t_stat) < 1.0
 
 
+def test_a_candidate_that_loses_the_tie_break_pays_the_executor_nothing_however_often_it_returns():
+    """F1 slightly up, log-loss worse: the old incumbent proposed again after losing its place to
+    a sharper model is not the new incumbent, so its positive F1 "gain" is no gain (DESIGN.md:
+    a worse-then-better oscillation earns nothing)."""
+    old = _scores([0.80, 0.82, 0.78, 0.80, 0.80], [0.40] * 5)
+    sharper = _scores([0.79, 0.80, 0.79, 0.81, 0.79], [0.35] * 5)
+    assert judge("f1_macro", sharper, old, CONFIG).better  # it takes the incumbent's place
+    again = judge("f1_macro", old, sharper, CONFIG)
+    assert again.gain > 0 and not again.better
+    event = executor_reward(3, fidelity=1.0, comparison=again, failed=False, tokens=0, config=CONFIG)
+    assert event["parts"]["gain"] == 0.0
+
+
+def test_a_gain_that_is_not_a_number_pays_nothing():
+    """A model whose predictions overflow scores NaN on a fold and still runs: no NaN reward."""
+    nan = compare("rmse", [1.0, float("nan"), 1.0], [2.0, 2.0, 2.0], CONFIG)
+    assert math.isnan(nan.gain)
+    for reward in (executor_reward, scientist_reward):
+        event = reward(3, fidelity=1.0, comparison=nan, failed=False, tokens=0, config=CONFIG)
+        assert all(math.isfinite(v) for v in event["parts"].values()) and math.isfinite(event["total"])
+
+
 def test_a_clear_gain_or_a_continuous_metric_ignores_the_log_loss():
     incumbent = _scores([0.70, 0.72, 0.68, 0.71, 0.69], [0.50] * 5)
     clear = _scores([0.75, 0.77, 0.73, 0.76, 0.74], [0.60] * 5)  # better F1 on every fold, worse log-loss
@@ -398,8 +420,8 @@ def test_mismatched_fold_counts_raise():
 # rewards
 # --------------------------------------------------------------------------------------------
 
-SIGNIFICANT = Comparison(gain=0.03, t_stat=4.0, significant=True)
-INSIGNIFICANT = Comparison(gain=0.004, t_stat=0.5, significant=False)
+SIGNIFICANT = Comparison(gain=0.03, t_stat=4.0, significant=True, better=True)
+INSIGNIFICANT = Comparison(gain=0.004, t_stat=0.5, significant=False, better=True)
 WORSE = Comparison(gain=-0.02, t_stat=-3.0, significant=False)
 
 

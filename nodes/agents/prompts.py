@@ -176,7 +176,7 @@ def _rewards_scientist(r: RewardConfig) -> str:
 
 def _rewards_executor(r: RewardConfig) -> str:
     return (
-        "Your reward per step: + fidelity x the gain (when positive); "
+        "Your reward per step: + fidelity x the gain (when positive and the result becomes the best model); "
         f"-{r.mismatch_penalty:g} when fidelity is below {r.low_fidelity:g}; "
         f"-{r.failure_penalty:g} when your spec does not run; -{r.token_cost:g} per token you spend. "
         "The environment measures fidelity itself: it applies the proposal's changes to the base spec and compares "
