@@ -208,7 +208,11 @@ def build_summary(
 
 
 def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-    """Refit, score the holdout, save the model and write summary, ledger and report."""
+    """Refit, score the holdout, save the model and write summary, ledger and report.
+
+    Delivery's seconds are the run's too (the time budget keeps them for it): they are added to
+    `seconds_spent`, in the summary as in the state, up to the summary's writing."""
+    started = time.perf_counter()
     context = context_of(runtime)
     folder = RunFolder.of(state, context)
     stop_reason = state.get("stop_reason") or "delivered"
@@ -228,6 +232,8 @@ def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     with atomic_file(folder.model) as fh:
         joblib.dump(model, fh)
     pause_point("delivery")  # a test hook, off by default (tools/pause_points.py)
+    spent = round(time.perf_counter() - started, 4)
+    state = {**state, "seconds_spent": state.get("seconds_spent", 0.0) + spent}  # type: ignore[typeddict-item]
     summary = build_summary(state, folder, holdout, stop_reason, delivered=chosen)
     summary["model_sha256"] = sha256_file(folder.model)  # predict loads the model only if it still matches
     summary.update(agents_summary(context, summary["tokens"]))  # kinds, models, $ with a price table
@@ -238,7 +244,12 @@ def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     if insight is not None:
         save_insight(folder, insight)
     write_reports(folder, json_clean(summary), json_clean(list(ledger)), json_clean(events), json_clean(insight))
-    update: dict[str, Any] = {"status": "delivered", "stop_reason": stop_reason, "delivered": summary}
+    update: dict[str, Any] = {
+        "status": "delivered",
+        "stop_reason": stop_reason,
+        "delivered": summary,
+        "seconds_spent": spent,  # added to the state's by its reducer
+    }
     return update if blend is None else {**update, "ledger": [blend]}
 
 

@@ -9,7 +9,7 @@ from what the search has seen (`nodes.reports`), so a running or killed run has 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from langgraph.runtime import Runtime
 
@@ -19,13 +19,28 @@ from tandem.graph.messages import Implementation, implementation_data, proposal_
 from tandem.graph.persistence import RunFolder, write_jsonl
 from tandem.graph.reward_rules import executor_reward, judge, scientist_reward, token_count
 from tandem.graph.routing import review_required
-from tandem.graph.state import TandemState, TokenUsage, new_record
+from tandem.graph.state import ExperimentRecord, TandemState, TokenUsage, new_record
 from tandem.nodes.evaluator import evaluation_data
 from tandem.nodes.reports import write_progress_report
 from tandem.nodes.verifier import verdict
 from tandem.tools.training import CandidateResult
 
 NO_TOKENS = TokenUsage(input=0, output=0)
+
+
+def after_step(state: TandemState, record: ExperimentRecord) -> TandemState:
+    """The state a budget is checked on after a step: its experiment in the ledger and the incumbent
+    it leaves. Checked on the state before it, the time kept for delivery ignored the model just
+    scored, even when it became the incumbent that delivery must refit."""
+    return cast(
+        TandemState,
+        {
+            **state,
+            "iteration": record["iteration"],
+            "ledger": [*state["ledger"], record],
+            "incumbent": record["incumbent_after"],
+        },
+    )
 
 
 @timed
@@ -95,8 +110,7 @@ def reward(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     folder = RunFolder.of(state, context)
     write_jsonl(folder.experiments, [*ledger, record])
     write_jsonl(folder.rewards, [*state.get("reward_events", []), *events])
-    spent = {**state, "iteration": record["iteration"]}
-    stop_reason = budget_exhausted(spent, context)  # type: ignore[arg-type]
+    stop_reason = budget_exhausted(after_step(state, record), context)
     waits = review_required(context.approve, delivering=stop_reason is not None)
     write_progress_report(
         folder,

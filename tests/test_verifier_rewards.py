@@ -736,3 +736,38 @@ def test_a_row_filter_is_verified_like_any_other_change():
     sneaky = apply_changes(base, unasked.changes, lambda i: base).model_copy(update={"row_filter": asked.row_filter})
     extra = check_regression(unasked, sneaky)
     assert extra["fidelity"] < 1.0 and any("unrequested change row_filter" in i for i in extra["issues"])
+
+
+def test_the_budget_after_a_step_keeps_time_to_refit_the_model_that_step_made_the_incumbent() -> None:
+    """100 of 120 s spent on a quick baseline; the step's 80 s model becomes the incumbent: the search
+    stops now, while its refit still fits, not one step later."""
+    from tandem.graph.budget import budget_exhausted
+    from tandem.graph.context import RunContext
+    from tandem.nodes.reward import after_step
+
+    context = RunContext(time_budget=120.0, max_iters=50, n_jobs=1)
+    before = _timed_state([_timed_record(0, 2.0)], 100.0)
+    record = {**_timed_record(1, 80.0 * 15 / 5 * 4, "catboost"), "iteration": 1, "incumbent_after": 1}
+    assert budget_exhausted({**before, "iteration": 1}, context) is None  # what the node used to check
+    reason = budget_exhausted(after_step(before, record), context)  # type: ignore[arg-type]
+    assert reason is not None and "kept for delivery" in reason
+
+
+def test_delivery_s_seconds_are_spent_from_the_run_s_clock_in_the_state_and_the_summary(tmp_path: Path) -> None:
+    """The time budget keeps seconds for delivery, and `--time-budget` is working seconds for the
+    search and delivery: what delivery takes is counted, not left out of `seconds_spent`."""
+    from conftest import synthetic_frame
+
+    from tandem.api import lineage, open_run, run_config, run_task
+    from tandem.graph.context import RunContext
+    from tandem.graph.persistence import RunFolder, run_thread
+
+    synthetic_frame(n=200, seed=3).to_csv(tmp_path / "data.csv", index=False)
+    context = RunContext(runs_dir=str(tmp_path / "runs"), max_iters=1, n_jobs=1)
+    summary = run_task(tmp_path / "data.csv", "label", run_id="r", folds=3, context=context)
+    folder = RunFolder(tmp_path / "runs" / "r")
+    with open_run(folder) as graph:
+        chain = lineage(graph, run_config(run_thread(folder), context))
+    searched, delivered = chain[-2].values["seconds_spent"], chain[-1].values["seconds_spent"]
+    assert chain[-2].next == ("deliver",) and delivered > searched + 0.05  # a refit and a report take time
+    assert summary["seconds_spent"] == pytest.approx(delivered, abs=0.01)
