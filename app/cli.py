@@ -78,7 +78,10 @@ def make_parser() -> argparse.ArgumentParser:
         "--folds", type=number(int, at_least=2), default=5, help="cross-validation folds on the development part"
     )
     run.add_argument(
-        "--seed", type=number(int, at_least=0), default=0, help="seeds the split, the folds and the models"
+        "--seed",
+        type=number(int, at_least=0, at_most=2**32 - 1),
+        default=0,
+        help="seeds the split, the folds and the models",
     )
     run.add_argument("--runs-dir", default=None, help="where run folders go (default $TANDEM_RUNS_DIR or ./runs)")
     run.add_argument("--run-id", help="name of the run folder (default: time stamp and target)")
@@ -282,9 +285,12 @@ COMMANDS["repair"] = _cmd_repair
 COMMANDS.update(LEARNING_COMMANDS)
 
 
-def os_error_line(exc: OSError | sqlite3.OperationalError, resume: str, runs_dir: Path) -> str:
+def os_error_line(
+    exc: OSError | sqlite3.OperationalError, resume: str, runs_dir: Path, database: str = "checkpoints.sqlite"
+) -> str:
     """One line for a failed write or read: what, where, and how to go on (`resume`: the command
-    that continues the run, or for a command that only reads, itself).
+    that continues the run, or for a command that only reads, itself; `database`: the SQLite file
+    the command writes, which SQLite's errors do not name).
 
     Every file of a run is written atomically (`graph.persistence.atomic_file`) and every
     checkpoint in a SQLite transaction, so a full disk or another OS error mid-run leaves the last
@@ -292,7 +298,7 @@ def os_error_line(exc: OSError | sqlite3.OperationalError, resume: str, runs_dir
     SQLite often reports a full disk as a "disk I/O error", so the free space is looked at too.
     """
     if isinstance(exc, sqlite3.OperationalError):
-        where, full = "checkpoints.sqlite", "full" in str(exc) or _nearly_full(runs_dir)
+        where, full = database, "full" in str(exc) or _nearly_full(runs_dir)
         reason = str(exc)
     else:
         where = Path(str(exc.filename)).name if exc.filename else "a run file"
@@ -347,7 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs_dir = Path(getattr(args, "runs_dir", None) or default_runs_dir())
         given = shlex.join(["tandem", *(sys.argv[1:] if argv is None else argv)])
         again = resume_command(args) if args.command in ("run", "resume", "fork") else given
-        print(f"tandem: {os_error_line(exc, again, runs_dir)}", file=sys.stderr)
+        database = "results.sqlite" if args.command in ("bench", "league", "elo") else "checkpoints.sqlite"
+        print(f"tandem: {os_error_line(exc, again, runs_dir, database)}", file=sys.stderr)
         return EXIT_OS
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGINT or SIGTERM sent to this process (tandem.stopping)
         what, kept = stop_farewell(args)

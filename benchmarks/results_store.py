@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tandem.tools.errors import InputError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS benches (
     bench_id TEXT PRIMARY KEY,
@@ -147,6 +149,27 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+_ASIDE = "move it aside or give another --results-dir"
+
+
+def _lacking_columns(conn: sqlite3.Connection) -> str:
+    """The columns `SCHEMA` defines that the store's tables lack ('' when none): a table that
+    already existed is kept as it is by CREATE TABLE IF NOT EXISTS, whatever its columns."""
+    expected = sqlite3.connect(":memory:")
+    try:
+        expected.executescript(SCHEMA)
+        lacking = []
+        for table in ("benches", "results", "matches"):
+            want = [row[1] for row in expected.execute(f"PRAGMA table_info({table})")]
+            have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            missing = [c for c in want if c not in have]
+            if missing:
+                lacking.append(f"table {table} lacks {', '.join(missing)}")
+        return "; ".join(lacking)
+    finally:
+        expected.close()
+
+
 class ResultsStore:
     """Append-only access to `results.sqlite` in a results folder."""
 
@@ -154,8 +177,17 @@ class ResultsStore:
         self.dir = Path(results_dir).expanduser().resolve()
         self.path = self.dir / "results.sqlite"
         self.dir.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            conn.executescript(SCHEMA + "".join(APPEND_ONLY.format(table=t) for t in ("benches", "results", "matches")))
+        try:
+            with self._connect() as conn:
+                triggers = "".join(APPEND_ONLY.format(table=t) for t in ("benches", "results", "matches"))
+                conn.executescript(SCHEMA + triggers)
+                lacking = _lacking_columns(conn)
+        except sqlite3.OperationalError:
+            raise  # locked, read-only, a full disk: the command says so as an OS error
+        except sqlite3.DatabaseError as exc:  # not SQLite at all, or damaged
+            raise InputError(f"{self.path} is not a readable results store ({exc}); {_ASIDE}") from None
+        if lacking:  # a database of another program, or of another shape, that happens to have the name
+            raise InputError(f"{self.path} is not tandem's results store: {lacking}; {_ASIDE}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

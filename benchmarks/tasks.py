@@ -117,13 +117,23 @@ class TaskData:
 
 _KNOWN_KEYS = {f.name for f in fields(Task)}
 
+TASK_NAME = re.compile(r"[A-Za-z0-9._-]+")
+"""A task's name is part of run ids and work folders (`graph.persistence.check_run_id`)."""
+MAX_SEED = 2**32 - 1
+"""The largest seed scikit-learn's splitters take."""
+MAX_BENCH_SEEDS = 10**6
+"""The largest bench seed (`--seeds`): a task's split seed plus it must stay within `MAX_SEED`."""
+
 
 def load_task_file(path: str | Path) -> list[Task]:
     """Tasks of a TOML or YAML file: a `tasks` list, or one task at the top level. Raises `InputError`."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise InputError(f"no such task file: {p}")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"task file {p}: not UTF-8 text; save it as UTF-8") from None
     try:
         if p.suffix.lower() == ".toml":
             data: Any = tomllib.loads(text)
@@ -133,13 +143,21 @@ def load_task_file(path: str | Path) -> list[Task]:
             data = yaml.safe_load(text)
         else:
             raise InputError(f"task file {p.name}: use a .toml, .yaml or .yml file")
-    except (tomllib.TOMLDecodeError, ValueError) as exc:
-        raise InputError(f"task file {p}: cannot parse it: {' '.join(str(exc).split())}") from None
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as exc:  # RecursionError: "[[[[…" nested deep
+        raise InputError(f"task file {p}: cannot parse it: {' '.join(str(exc).split())[:300]}") from None
     except Exception as exc:  # yaml.YAMLError and friends
         if exc.__class__.__module__.startswith("yaml"):
             raise InputError(f"task file {p}: cannot parse it: {' '.join(str(exc).split())}") from None
         raise
-    entries = data.get("tasks") if isinstance(data, dict) and "tasks" in data else [data]
+    if isinstance(data, dict) and "tasks" in data:
+        beside = sorted(str(k) for k in data if k != "tasks")
+        if beside:  # a 'budget' above the tasks would otherwise be ignored without a word
+            raise InputError(f"task file {p}: keys beside 'tasks' ({', '.join(beside)}) belong inside each task")
+        entries = data["tasks"]
+    elif isinstance(data, list):
+        raise InputError(f"task file {p}: put the list of tasks under a 'tasks' key")
+    else:
+        entries = [data]
     if not isinstance(entries, list) or not entries:
         raise InputError(f"task file {p}: expected a 'tasks' list (or one task's keys at the top level)")
     tasks = [_task_from(entry, p, i) for i, entry in enumerate(entries)]
@@ -154,13 +172,18 @@ def _task_from(entry: Any, path: Path, index: int) -> Task:
     where = f"task file {path}, task {index + 1}"
     if not isinstance(entry, dict):
         raise InputError(f"{where}: expected a table of keys (name, csv, target, ...)")
-    unknown = sorted(set(entry) - _KNOWN_KEYS)
+    unknown = sorted(str(k) for k in set(entry) - _KNOWN_KEYS)  # YAML keys may be numbers
     if unknown:
         raise InputError(f"{where}: unknown keys {', '.join(unknown)}; known keys: {', '.join(sorted(_KNOWN_KEYS))}")
     for key in ("csv", "target"):
         if not isinstance(entry.get(key), str) or not entry[key].strip():
             raise InputError(f"{where}: '{key}' is required (a string)")
     name = str(entry.get("name") or Path(str(entry["csv"]).split(":")[-1]).name.split(".")[0])
+    if not TASK_NAME.fullmatch(name):  # it names run folders and work folders: no spaces, no '/'
+        raise InputError(
+            f"{where}: task name {name!r} may hold only letters, digits, '.', '_' and '-'"
+            + ("" if entry.get("name") else " (it comes from the file name: give the task a 'name')")
+        )
     where = f"task file {path}, task {name!r}"
     values: dict[str, Any] = dict(entry, name=name)
     values["csv"] = _resolve_source(str(entry["csv"]), path.parent, where)
@@ -176,6 +199,8 @@ def _task_from(entry: Any, path: Path, index: int) -> Task:
     if not isinstance(drop, list | tuple) or not all(isinstance(c, str) for c in drop):
         raise InputError(f"{where}: 'drop' must be a list of column names")
     values["drop"] = tuple(drop)
+    if entry["target"] in values["drop"]:
+        raise InputError(f"{where}: 'drop' names the target {entry['target']!r}; drop only feature columns")
     if entry.get("metric") is not None:
         values["metric"] = str(entry["metric"]).strip().lower()
     for metric in ([values["metric"]] if values.get("metric") else []) + list(values["metrics"]):
@@ -183,7 +208,7 @@ def _task_from(entry: Any, path: Path, index: int) -> Task:
             raise InputError(f"{where}: unknown metric {metric!r}; choose from {', '.join(METRICS)}")
     _check_number(values, "budget", where, low=0.0, integer=False)
     _check_number(values, "holdout", where, low=0.0, high=1.0, integer=False)
-    _check_number(values, "split_seed", where, low=-1, integer=True)
+    _check_number(values, "split_seed", where, low=-1, high=MAX_SEED - MAX_BENCH_SEEDS, integer=True)
     _check_number(values, "folds", where, low=1, integer=True)
     if not isinstance(values.get("fixed_split", False), bool):
         raise InputError(f"{where}: 'fixed_split' must be true or false")
@@ -201,6 +226,11 @@ def _check_number(
         return
     value = values[key]
     ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+    if ok_type and not integer and not isinstance(value, bool):
+        try:
+            value = float(value)  # a YAML integer of 400 digits does not fit a float
+        except OverflowError:
+            value = math.inf
     if isinstance(value, bool) or not ok_type or not low < value < high:
         kind = "a whole number" if integer else "a number"
         bounds = f"above {low:g}" + (f" and below {high:g}" if math.isfinite(high) else "")
@@ -247,18 +277,23 @@ def select_tasks(spec: str | None) -> list[Task]:
     if not spec or spec.strip() == "default":
         return list(suite.values())
     chosen: dict[str, Task] = {}
+
+    def add(task: Task, item: str) -> None:  # the same suite task twice is one task; two of a name are a clash
+        if chosen.get(task.name, task) is not task:
+            raise InputError(f"two tasks are named {task.name!r}; rename one in {item}")
+        chosen[task.name] = task
+
     for item in (s.strip() for s in spec.split(",")):
         if not item:
             continue
         if item == "default":
-            chosen.update(suite)
+            for task in suite.values():
+                add(task, "your task file")
         elif item in suite:
-            chosen[item] = suite[item]
+            add(suite[item], "your task file")
         elif item.endswith((".toml", ".yaml", ".yml")):
             for task in load_task_file(item):
-                if task.name in chosen:
-                    raise InputError(f"two tasks are named {task.name!r}; rename one in {item}")
-                chosen[task.name] = task
+                add(task, item)
         else:
             raise InputError(
                 f"unknown task {item!r}: name one of the default suite ({', '.join(suite)}) or a .toml/.yaml task file"

@@ -135,6 +135,11 @@ def test_toml_and_yaml_task_files(tmp_path: Path) -> None:
             "unique",
         ),
         ("[[tasks]\n", "cannot parse"),
+        ('budget = 5\n[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\n', "keys beside 'tasks' .budget."),
+        ('[[tasks]]\nname = "my wine"\ncsv = "sklearn:wine"\ntarget = "target"\n', "may hold only letters"),
+        ('[[tasks]]\nname = "../x"\ncsv = "sklearn:wine"\ntarget = "target"\n', "may hold only letters"),
+        ('[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\ndrop = ["target"]\n', "'drop' names the target"),
+        ('[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\nsplit_seed = 4294967296\n', "'split_seed' must be"),
     ],
 )
 def test_bad_task_files_say_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
@@ -142,6 +147,33 @@ def test_bad_task_files_say_what_is_wrong(tmp_path: Path, text: str, message: st
     path.write_text(text)
     with pytest.raises(InputError, match=message):
         load_task_file(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("tasks:\n  - {csv: 'sklearn:wine', target: target, 1: x, foo: y}\n", "unknown keys 1, foo"),
+        ("tasks:\n  - {csv: 'sklearn:wine', target: target, budget: 1" + "0" * 400 + "}\n", "'budget' must be"),
+        ("tasks: " + "[" * 3000 + "]" * 3000 + "\n", "cannot parse"),
+        ("- {csv: 'sklearn:wine', target: target}\n", "under a 'tasks' key"),
+    ],
+)
+def test_hostile_yaml_task_files_are_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=message):
+        load_task_file(path)
+    path.write_bytes('csv: "sklearn:wine"\ntarget: target\nname: caf\xe9\n'.encode("latin-1"))
+    with pytest.raises(InputError, match="not UTF-8"):
+        load_task_file(path)
+
+
+def test_a_task_file_s_task_never_silently_replaces_the_suite_s_task_of_that_name(tmp_path: Path) -> None:
+    (tmp_path / "w.yaml").write_text("tasks:\n  - {name: wine, csv: 'sklearn:iris', target: target}\n")
+    for spec in ("w.yaml,wine", "w.yaml,default", "wine,w.yaml", "default,w.yaml"):
+        with pytest.raises(InputError, match="two tasks are named 'wine'"):
+            select_tasks(spec.replace("w.yaml", str(tmp_path / "w.yaml")))
+    assert [t.name for t in select_tasks("wine,wine")] == ["wine"]
 
 
 def test_selecting_tasks_by_name_and_file(tmp_path: Path) -> None:
@@ -576,6 +608,24 @@ def test_results_store_is_append_only(tmp_path: Path) -> None:
             with pytest.raises(sqlite3.DatabaseError, match="append-only"):
                 conn.execute(sql)
     assert store.results()[: len(rows_before)] == rows_before
+
+
+def test_a_results_sqlite_that_is_not_a_results_store_is_one_line_for_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tandem.cli import main
+
+    garbled, foreign = tmp_path / "garbled", tmp_path / "foreign"
+    garbled.mkdir()
+    (garbled / "results.sqlite").write_text("not a database at all, " * 100)
+    foreign.mkdir()
+    with sqlite3.connect(foreign / "results.sqlite") as conn:
+        conn.execute("CREATE TABLE matches (id INTEGER PRIMARY KEY)")  # another program's table of that name
+    for folder, fragment in ((garbled, "is not a readable results store"), (foreign, "table matches lacks")):
+        assert main(["elo", "--results-dir", str(folder)]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert fragment in line and "move it aside" in line
+    assert (garbled / "results.sqlite").read_text().startswith("not a database")  # left as it was
 
 
 def test_the_store_names_the_run_folders_of_a_bench_s_scored_tandem_games_where_it_keeps_them(tmp_path: Path) -> None:

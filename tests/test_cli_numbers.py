@@ -32,6 +32,7 @@ BAD = [
     ("--folds", "1"),
     ("--seed", "-1"),
     ("--seed", "x"),
+    ("--seed", "4294967296"),  # past what scikit-learn's splitters take
     ("--temperature", "-0.1"),
     ("--temperature", "3"),
     ("--request-timeout", "0"),
@@ -120,6 +121,7 @@ OTHER_COMMANDS = [
     ["league", "--k", "-1"],
     ["league", "--tolerance", "nan"],
     ["bench", "--seeds", "1,-4"],
+    ["bench", "--seeds", "0,4294967296"],
     ["bench", "--budget", "0"],
 ]
 
