@@ -153,6 +153,8 @@ class RunContext:
     def __post_init__(self) -> None:
         if self.approve not in get_args(ApprovalMode):  # Studio and Python pass plain strings
             raise ValueError(f"approve must be one of {', '.join(get_args(ApprovalMode))}, not {self.approve!r}")
+        if self.max_iters < 1:  # setup goes straight to the Scientist: 0 would still run one experiment
+            raise InputError(f"max_iters must be 1 or more, got {self.max_iters}")
         if self.n_jobs == 0:
             raise InputError("n_jobs must be a number of parallel fits (1 or more), or -1 for every core")
         if self.n_jobs < 0:  # frozen dataclass: set once, here

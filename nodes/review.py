@@ -120,6 +120,10 @@ def review(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
         reason=verdict.reason,
     )
     update: dict[str, Any] = {"review": answer, "feedback": [feedback]}
-    if asked["can_continue"]:
+    if asked["kind"] == "proposal":
+        # a rejected proposal goes back to the Scientist without passing the reward node, where budgets
+        # are checked: checked here, so rejections cannot spend tokens or time past the budget
+        update["stop_reason"] = budget_exhausted(state, context_of(runtime))
+    elif asked["can_continue"]:
         update["stop_reason"] = None
     return update

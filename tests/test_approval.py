@@ -179,3 +179,16 @@ def test_the_cli_asks_at_the_terminal(penguins: Path, tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "t" / "summary.json").read_text())
     assert summary["feedback"][0]["reason"] == "simpler models only"
     assert "Delivered experiment" in process.stdout  # stdout is a pipe: the plain lines
+
+
+def test_rejecting_proposals_cannot_spend_past_the_budget(penguins: Path, tmp_path: Path) -> None:
+    """A rejected proposal goes back to the Scientist without passing the reward node, where budgets
+    are checked: with the budget spent, the gate now turns to the delivery instead of asking the
+    Scientist (an LLM's tokens, a step's seconds) again and again."""
+    paused = run_task(penguins, "species", run_id="r", context=context(tmp_path, max_iters=3, approve="proposals"))
+    assert paused["status"] == "paused" and paused["question"]["kind"] == "proposal"
+    spent = resume_run("r", runs_dir=tmp_path, time_budget=0.001, answer={"approve": False, "reason": "no"})
+    assert spent["status"] == "paused" and spent["question"]["kind"] == "delivery"
+    assert spent["question"]["can_continue"] is False and "time budget" in spent["question"]["stop_reason"]
+    done = resume_run("r", runs_dir=tmp_path, answer=True)
+    assert done["status"] == "delivered" and done["iterations"] == 0

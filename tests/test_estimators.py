@@ -157,6 +157,11 @@ def test_n_jobs_counts_back_from_the_cores_as_in_scikit_learn() -> None:
         RunContext(n_jobs=0)
 
 
+def test_max_iters_below_one_is_refused_not_run_as_one_experiment() -> None:
+    with pytest.raises(InputError, match="max_iters must be 1 or more, got 0"):
+        RunContext(max_iters=0)
+
+
 def test_runs_go_to_tandem_runs_dir_else_the_user_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TANDEM_RUNS_DIR", str(tmp_path / "mine"))
     assert default_runs_dir() == (tmp_path / "mine").resolve()

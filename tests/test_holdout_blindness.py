@@ -302,7 +302,7 @@ def assert_blind(first: Run, second: Run, team: str) -> None:
 def penguins_holdout_rows(penguins: Path, tmp_path_factory: pytest.TempPathFactory) -> list[int]:
     """The holdout rows of penguins' internal split (seed 0, 20%), as a run records them."""
     runs = tmp_path_factory.mktemp("split")
-    run_task(penguins, "species", run_id="s", context=RunContext(runs_dir=str(runs), max_iters=0, n_jobs=1))
+    run_task(penguins, "species", run_id="s", context=RunContext(runs_dir=str(runs), max_iters=1, n_jobs=1))
     rows: list[int] = json.loads((runs / "s" / "holdout_rows.json").read_text())["rows"]
     return rows
 
