@@ -120,6 +120,49 @@ def test_policy_file_round_trip_and_refusals(tmp_path: Path):
         RunContext(policy=str(tmp_path / "missing.json"))
 
 
+def _rehashed(path: Path, change: Any) -> Path:
+    """The shipped policy changed by `change(data)` and stamped with a valid hash, as anyone can."""
+    data = json.loads(SHIPPED_POLICY.read_text())
+    change(data)
+    write_policy(path, data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (lambda d: d.update(bandit={}), "bandit: the bandit is not of the shape"),
+        (lambda d: d["bandit"].update(arms=3), "bandit: the bandit is not of the shape"),
+        (lambda d: d["bandit"].update(dim=2), "do not match dimension 2"),
+        (lambda d: d["bandit"].update(ridge=0), "ridge and noise must be positive"),
+        (
+            lambda d: d["bandit"]["models"][next(iter(d["bandit"]["models"]))]["A"][0].__setitem__(0, -5.0),
+            "positive definite",
+        ),
+        (lambda d: d["executor"]["bandit"].update(noise=-1), "executor.bandit: ridge and noise"),
+        (lambda d: d.update(provenance=[]), "'provenance' and 'executor' must be objects"),
+    ],
+)
+def test_a_rehashed_policy_of_the_wrong_shape_is_one_line_not_a_traceback_or_a_wrong_ranking(
+    tmp_path: Path, change: Any, fragment: str
+) -> None:
+    """The hash proves a file whole, not that tandem wrote it: its statistics are checked on reading,
+    before a run, a bench or a league (`--players-dir` skips such a file) plays it."""
+    path = _rehashed(tmp_path / "p.json", change)
+    with pytest.raises(InputError, match="policy file .*" + fragment.replace("(", r"\(")):
+        RunContext(policy=str(path))
+
+
+def test_nan_and_deep_nesting_in_a_policy_file_are_refused(tmp_path: Path) -> None:
+    first_arm = lambda d: d["bandit"]["models"][next(iter(d["bandit"]["models"]))]  # noqa: E731
+    path = _rehashed(tmp_path / "nan.json", lambda d: first_arm(d)["b"].__setitem__(0, float("nan")))
+    with pytest.raises(InputError, match="NaN is not a number a policy holds"):
+        read_policy(path)
+    (tmp_path / "deep.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(InputError, match="not JSON"):
+        read_policy(tmp_path / "deep.json")
+
+
 def test_a_policy_keeps_its_features_and_clip_in_learning_and_in_play(tmp_path: Path):
     used = ("bias", "regression", "move_played")
     policy = new_policy(features_used=used, signal_clip=1.0)

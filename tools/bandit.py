@@ -142,21 +142,29 @@ class LinearBandit:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LinearBandit:
-        arms = tuple(str(a) for a in data["arms"])
-        dim = int(data["dim"])
-        models = {
-            arm: LinearArm(A=np.asarray(m["A"], dtype=float), b=np.asarray(m["b"], dtype=float), n=int(m["n"]))
-            for arm, m in data["models"].items()
-        }
+    def from_dict(cls, data: Any) -> LinearBandit:
+        """The bandit `to_dict` wrote; anything else (a file may come from someone else) is a
+        `ValueError` saying what is wrong, never a wrong ranking: every number finite, every A
+        symmetric positive definite (its posterior exists), the shapes those of `dim`."""
+        try:
+            arms = tuple(str(a) for a in data["arms"])
+            dim = int(data["dim"])
+            settings = {key: float(data[key]) for key in ("ridge", "noise", "alpha")}
+            models = {
+                str(arm): LinearArm(A=np.asarray(m["A"], dtype=float), b=np.asarray(m["b"], dtype=float), n=int(m["n"]))
+                for arm, m in data["models"].items()
+            }
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise ValueError(f"the bandit is not of the shape tandem writes ({type(exc).__name__}: {exc})") from None
+        if not all(math.isfinite(v) and v > 0 for v in (settings["ridge"], settings["noise"])) or not (
+            math.isfinite(settings["alpha"]) and settings["alpha"] >= 0
+        ):
+            raise ValueError(f"ridge and noise must be positive and alpha at least 0, got {settings}")
         for arm, m in models.items():
             if m.A.shape != (dim, dim) or m.b.shape != (dim,):
                 raise ValueError(f"arm {arm!r}: statistics do not match dimension {dim}")
-        return cls(
-            arms=arms,
-            dim=dim,
-            ridge=float(data["ridge"]),
-            noise=float(data["noise"]),
-            alpha=float(data["alpha"]),
-            models=models,
-        )
+            if not (np.isfinite(m.A).all() and np.isfinite(m.b).all()) or m.n < 0:
+                raise ValueError(f"arm {arm!r}: its statistics hold a non-finite number or a negative count")
+            if not np.allclose(m.A, m.A.T) or np.linalg.eigvalsh(m.A).min() <= 0:
+                raise ValueError(f"arm {arm!r}: its matrix A is not symmetric positive definite")
+        return cls(arms=arms, dim=dim, models=models, **settings)

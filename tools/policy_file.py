@@ -72,16 +72,35 @@ def read_policy(path: str | Path) -> dict[str, Any]:
     if not source.is_file():
         raise InputError(f"no such policy file: {source} (or use --policy {PLAYBOOK} or --policy {LEARNED})")
     try:
-        data = json.loads(source.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"policy file {source}: not JSON ({' '.join(str(exc).split())})") from None
+        data = json.loads(source.read_text(encoding="utf-8"), parse_constant=_no_constant)
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: "[[[[…" nested deep
+        raise InputError(f"policy file {source}: not JSON ({' '.join(str(exc).split())[:200]})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InputError(f'policy file {source}: not a tandem policy (no "format": "{FORMAT}")')
     if data.get("version") != VERSION:
         raise InputError(f"policy file {source}: version {data.get('version')!r}, this tandem reads version {VERSION}")
     if data.get("hash") != content_hash(data):
         raise InputError(f"policy file {source}: its hash does not match its content (edited by hand?)")
+    # the hash says the file is whole, not that it came from tandem: anyone can recompute it
+    import numpy as np  # not on the CLI's start-up path
+
+    from tandem.tools.bandit import LinearBandit
+
+    parts = {"bandit": data.get("bandit"), "executor.bandit": (data.get("executor") or {}).get("bandit")}
+    if not isinstance(data.get("provenance", {}), dict) or not isinstance(data.get("executor", {}), dict):
+        raise InputError(f"policy file {source}: 'provenance' and 'executor' must be objects")
+    for name, part in parts.items():
+        if part is not None:
+            try:
+                LinearBandit.from_dict(part)
+            except (ValueError, np.linalg.LinAlgError) as exc:
+                raise InputError(f"policy file {source}: {name}: {exc}") from None
     return data
+
+
+def _no_constant(name: str) -> Any:
+    """Python's JSON reads NaN and Infinity; a policy's statistics are finite or not a policy."""
+    raise ValueError(f"{name} is not a number a policy holds")
 
 
 def policy_hash(spec: str) -> str | None:
