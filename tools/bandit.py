@@ -167,4 +167,6 @@ class LinearBandit:
                 raise ValueError(f"arm {arm!r}: its statistics hold a non-finite number or a negative count")
             if not np.allclose(m.A, m.A.T) or np.linalg.eigvalsh(m.A).min() <= 0:
                 raise ValueError(f"arm {arm!r}: its matrix A is not symmetric positive definite")
-        return cls(arms=arms, dim=dim, models=models, **settings)
+        return cls(
+            arms=arms, dim=dim, ridge=settings["ridge"], noise=settings["noise"], alpha=settings["alpha"], models=models
+        )
