@@ -37,7 +37,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tandem.graph.assembly import TandemGraph, build_graph
-from tandem.graph.context import RunContext
+from tandem.graph.context import TRANSIENT_FIELDS, RunContext
 from tandem.tools.tokens import load_prices
 
 STUDIO_ORIGIN = "https://smith.langchain.com"
@@ -109,6 +109,16 @@ class ServerContext(RunContext):
     chat_models: dict[str, Any] | None = field(init=False, default=None, compare=False, hash=False, repr=False)
     run_id: str | None = field(init=False, default=None)
     task_data: Any = field(init=False, default=None, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """A request's context is JSON from Studio, not typed Python: each field it may set is checked
+        as a stored run.json is (`RunContext.from_dict`), and `rewards` becomes a `RewardConfig`. A
+        wrong type is one line naming the field before setup, not a TypeError steps into the run."""
+        chosen = {f.name: getattr(self, f.name) for f in fields(self) if f.init and f.name not in TRANSIENT_FIELDS}
+        checked = RunContext.from_dict(chosen)
+        for name in chosen:  # frozen: set once, here
+            object.__setattr__(self, name, getattr(checked, name))
+        super().__post_init__()
 
     @classmethod
     def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> Any:

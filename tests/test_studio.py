@@ -32,7 +32,7 @@ import pytest
 from openai_stub import OpenAIStub
 from scripted_models import competent_scientist
 
-from tandem.graph.context import RunContext
+from tandem.graph.context import RewardConfig, RunContext
 from tandem.tools.data import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -385,6 +385,12 @@ def test_server_context_takes_paths_endpoint_and_models_from_the_environment(
     for field_name in ("base_url", "runs_dir", "data_dir", "model", "chat_models"):
         with pytest.raises(TypeError):
             ServerContext(**{field_name: "x"})
+    # a request's context is JSON: checked field by field before setup, not a TypeError steps into the run
+    sent = ServerContext(rewards={"token_cost": 0}, max_iters="5")  # type: ignore[arg-type]
+    assert isinstance(sent.rewards, RewardConfig) and sent.rewards.token_cost == 0 and sent.max_iters == 5
+    for wrong, name in (({"time_budget": "abc"}, "time_budget"), ({"patience": None}, "patience")):
+        with pytest.raises(InputError, match=f"its setting {name} is not valid"):
+            ServerContext(**wrong)
 
     def scope(host: str, **extra: Any) -> dict[str, Any]:
         headers = [(b"host", host.encode())] + [(k.encode(), v.encode()) for k, v in extra.items()]
