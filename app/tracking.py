@@ -186,9 +186,11 @@ class Tracker:
         mlflow = self._mlflow = import_mlflow()
         if self.uri == DEFAULT_URI:
             self.uri = mlflow.get_tracking_uri()  # $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db
-        self._client = mlflow.MlflowClient(tracking_uri=self.uri)
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
         try:
+            # the client sets up its store here: a file path MLflow no longer takes, an unknown scheme,
+            # a file that is not a database all fail in this call, not in the first request
+            self._client = mlflow.MlflowClient(tracking_uri=self.uri)
             with _few_retries():
                 experiment = self._client.get_experiment_by_name(name)
                 if experiment is None:

@@ -245,6 +245,23 @@ def test_without_the_extra_mlflow_is_one_line_and_exit_2(
     assert not runs.exists()  # refused before any work
 
 
+@pytest.mark.parametrize("uri", ["unknown-scheme://x", "sqlite:///{tmp}/notadb.txt", "{tmp}/mlruns"])
+def test_a_store_mlflow_cannot_open_is_one_line_and_exit_2_before_any_work(
+    penguins: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], uri: str
+) -> None:
+    """MLflow sets up its store in the client's constructor: an unknown scheme, a file that is not a
+    database, a plain folder (MLflow 3 no longer takes file stores by default) fail there."""
+    (tmp_path / "notadb.txt").write_text("not a database " * 100)
+    runs = tmp_path / "runs"
+    given = uri.format(tmp=tmp_path)
+    code = main(["run", str(penguins), "--target", "species", "--runs-dir", str(runs), "--mlflow", given, "--plain"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in out + err
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"tandem: cannot log to MLflow at {given}: ")
+    assert not runs.exists()  # refused before any work
+
+
 def test_which_store_the_option_and_the_environment_choose(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_uri(None) is None  # no option, no environment: no tracking
     assert resolve_uri(DEFAULT_URI) == DEFAULT_URI  # --mlflow alone: MLflow's default store
