@@ -258,6 +258,8 @@ def resume_run(
             if reopen is not None:
                 _reopen(graph, reopen)
                 answer = NO_ANSWER  # the gate it was paused at is gone: the search goes on
+            elif force and delivered and snapshot.values and not snapshot.tasks:
+                _redeliver(graph, config)  # nothing left to search: --force delivers again
             started = bool(snapshot.values)
         graph_input = None if started else cast(TaskRequest, request)
         return _drive(folder, graph_input, context, on_update, on_event, on_approval, answer)
@@ -297,6 +299,18 @@ def _reopen(graph: TandemGraph, snapshot: StateSnapshot) -> None:
     so routing goes back to the Scientist."""
     reopened = cast(RunnableConfig, {**snapshot.config, "metadata": {"tandem": "reopened: budget raised"}})
     graph.update_state(reopened, {"stop_reason": None}, as_node="reward")
+
+
+def _redeliver(graph: TandemGraph, config: RunnableConfig) -> None:
+    """Go back to the run's last checkpoint before delivery, so that delivery runs again: the
+    refit, the holdout scores, the model file and its recorded SHA-256, the reports. What
+    `resume --force` means for a delivered run with no budget raised: its model damaged or
+    replaced, or delivered by an older tandem that recorded no hash."""
+    for snapshot in graph.get_state_history(config):
+        if snapshot.next == ("deliver",):
+            again = cast(RunnableConfig, {**snapshot.config, "metadata": {"tandem": "redelivered: resume --force"}})
+            graph.update_state(again, {}, as_node="reward")  # routing: a stop reason is set, so deliver
+            return
 
 
 def _reopen_if_budget_allows(graph: TandemGraph, config: RunnableConfig, context: RunContext) -> bool:

@@ -213,8 +213,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
             checkpoint_db=args.checkpoint_db,
             **overrides,
         )
-    if hint and experiments_done(args.run_id, args.runs_dir) == before:
-        print(hint)  # the raised budget was still not above what the run had used
+    if hint and raised and experiments_done(args.run_id, args.runs_dir) == before:
+        print(hint)  # the raised budget was still not above what the run had used (--force alone delivers again)
     return 0 if summary.get("status") == "delivered" else 1
 
 

@@ -259,10 +259,10 @@ class Tracker:
         try:
             with _quiet():
                 return self._sync(self.folder)
-        except InputError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # InputError too: a damaged model that `resume --force` is delivering again
             if not self.quiet_failures:
+                if isinstance(exc, InputError):
+                    raise
                 raise InputError(f"MLflow logging to {self.uri} failed: {_one_line(exc)}") from None
             if not self._warned:
                 self._warned = True

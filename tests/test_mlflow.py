@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -156,6 +157,22 @@ def test_resume_by_environment_logs_only_the_new_experiment(
     # Logging the folder again from Python changes nothing either.
     assert log_run(RUN_ID, store["runs"], store["uri"]) == parent.info.run_id
     assert [r.info.run_id for r in runs_of(store["uri"])[1]] == [r.info.run_id for r in nested]
+
+
+def test_resume_force_delivers_a_damaged_model_again_with_tracking_on(
+    store: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tandem resume RUN --force` is what a damaged model's message advises; tracking's first sync
+    of the folder read the damaged model and refused the very command."""
+    runs = tmp_path / "runs"
+    shutil.copytree(store["runs"], runs)
+    (runs / RUN_ID / "model.joblib").write_bytes(b"damaged")
+    uri = f"sqlite:///{tmp_path / 'other.db'}"  # a store that never saw this model
+    monkeypatch.chdir(tmp_path)
+    code = main(["resume", RUN_ID, "--runs-dir", str(runs), "--force", "--plain", "--mlflow", uri])
+    assert code == 0, capsys.readouterr().err
+    parent, nested = runs_of(uri)
+    assert parent.info.status == "FINISHED" and len(nested) == len(ledger(runs / RUN_ID))
 
 
 def test_a_fork_is_a_parent_run_of_its_own(store: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ checking for one line on stderr, a non-zero exit and that nothing planted ran.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -122,6 +123,19 @@ def test_delivery_records_the_model_s_hash_and_predict_checks_it(
     line = one_line_error(capsys)
     assert "model.joblib" in line and "SHA-256" in line and "refused" in line
     assert not out.exists()
+
+    # `resume --force` with no budget raised delivers again (it used to print where the run stood
+    # and change nothing, though messages and docs advise it for a damaged or unhashed model)
+    (run / "model.joblib").write_bytes(b"damaged")
+    ledger = (run / "experiments.jsonl").read_bytes()
+    assert main(["resume", "d", "--force", "--plain", "--runs-dir", str(run.parent)]) == 0
+    assert "is finished" not in capsys.readouterr().out
+    assert main(["predict", "d", str(penguins), "-o", str(out), "--runs-dir", str(run.parent)]) == 0
+    assert (run / "experiments.jsonl").read_bytes() == ledger  # the same search, delivered again
+    assert (
+        json.loads((run / "summary.json").read_text())["model_sha256"]
+        == hashlib.sha256((run / "model.joblib").read_bytes()).hexdigest()
+    )
 
 
 @pytest.mark.parametrize("name", ["ABS", "../elsewhere/model.joblib", "link.joblib"])
