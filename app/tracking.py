@@ -210,7 +210,9 @@ class Tracker:
         there and still this run's, else a new one (recorded in `mlflow.json` at once)."""
         if self.parent_id is not None:
             return self.parent_id
-        tandem_id = str(run_json.get("run_id") or folder.run_id)
+        # the folder's name, not run.json's id: a copied folder still holds its original's id (and
+        # mlflow.json) until its first resume adopts it, and must never log into the original's run
+        tandem_id = folder.run_id
         state = _read_json(folder.path / STATE_FILE)
         entry = state.get(self.uri) if isinstance(state, dict) else None
         if isinstance(entry, dict) and entry.get("tandem_run_id") == tandem_id:

@@ -175,6 +175,26 @@ def test_resume_force_delivers_a_damaged_model_again_with_tracking_on(
     assert parent.info.status == "FINISHED" and len(nested) == len(ledger(runs / RUN_ID))
 
 
+def test_a_copied_folder_resumed_with_tracking_never_writes_into_the_original_s_runs(
+    store: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy carries the original's mlflow.json and, until its first resume adopts it, its id."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    shutil.copytree(store["folder"], runs / "copy")
+    parent_before, nested_before = runs_of(store["uri"])
+    monkeypatch.chdir(store["root"])
+    code = main(
+        ["resume", "copy", "--runs-dir", str(runs), "--max-iters", "3", "--force", "--plain", "--mlflow", store["uri"]]
+    )
+    assert code == 0
+    parent, nested = runs_of(store["uri"])
+    assert parent.info.run_id == parent_before.info.run_id
+    assert [r.info.run_id for r in nested] == [r.info.run_id for r in nested_before]  # none added, none deleted
+    copy_parent, copy_nested = runs_of(store["uri"], "copy")
+    assert copy_parent.info.run_id != parent.info.run_id and len(copy_nested) == len(ledger(runs / "copy"))
+
+
 def test_a_fork_is_a_parent_run_of_its_own(store: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     step = next(row["step"] for row in run_history(RUN_ID, store["runs"]) if row["node"] == "reward")
     _, original = runs_of(store["uri"])
