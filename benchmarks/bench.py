@@ -300,6 +300,18 @@ def games_left(store: ResultsStore, bench: dict[str, Any]) -> int:
     return len(wanted - _played(store, bench["bench_id"]))
 
 
+def complete_tasks(store: ResultsStore, bench: dict[str, Any]) -> set[str]:
+    """The tasks of a bench whose every game (each seed, each player) has a row: what a stopped
+    bench can already report in full."""
+    settings, played = bench["settings"], _played(store, bench["bench_id"])
+    seeds, players = settings.get("seeds", [0]), settings.get("players", [])
+    return {
+        t["name"]
+        for t in settings.get("tasks", [])
+        if all((t["name"], int(seed), player) in played for seed in seeds for player in players)
+    }
+
+
 def _played(store: ResultsStore, bench_id: str) -> set[tuple[str, int, str]]:
     """(task, seed, player) of the games a bench has a row for, a score or a failure."""
     return {(r["task"], int(r["seed"]), r["player"]) for r in store.results(bench_id)}

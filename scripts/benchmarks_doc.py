@@ -27,6 +27,7 @@ from typing import Any
 from tandem.benchmarks import league, performance_profiles
 from tandem.benchmarks.bench import (
     bench_report,
+    complete_tasks,
     fmt,
     game_key,
     games_left,
@@ -101,14 +102,21 @@ def _normalised(problem: Any, player: str) -> float:
 
 
 def _seed_bench(store: ResultsStore, budget: float) -> dict[str, Any] | None:
-    """The bench played at this budget for every task (`--budget`) that finished, covers most of
-    the suite, then has the most seeds, then is the latest."""
+    """The bench played at this budget for every task (`--budget`) that has the most of the suite's
+    tasks complete (every seed, every player), then finished, then has the most seeds, then is the
+    latest: a 300 s bench stopped with 20 tasks played says more than a finished one of 13."""
+    suite = {t.name for t in default_suite()}
     fitting = [
         b for b in store.benches("bench") if b["settings"].get("budget") == budget and store.results(b["bench_id"])
     ]
     return max(
         fitting,
-        key=lambda b: (_finished(store, b), _suite_tasks(b), len(b["settings"].get("seeds", [])), b["created_at"]),
+        key=lambda b: (
+            len(suite & complete_tasks(store, b)),
+            _finished(store, b),
+            len(b["settings"].get("seeds", [])),
+            b["created_at"],
+        ),
         default=None,
     )
 
@@ -140,7 +148,10 @@ def _mean_at_least_as_good(group: list[Any], a: str, b: str) -> bool:
 
 
 def _seeds_section(
-    store: ResultsStore, budgets: tuple[float, ...] = SEED_BUDGETS, page_bench: dict[str, Any] | None = None
+    store: ResultsStore,
+    budgets: tuple[float, ...] = SEED_BUDGETS,
+    page_bench: dict[str, Any] | None = None,
+    results_dir: Path | str = "benchmarks/results",
 ) -> list[str]:
     """Mean and spread per task and player over the seeds, at each budget (`_seeds_table`). At the
     page's own bench's budget, that bench: a later one at the same budget (a change measured on a
@@ -158,7 +169,8 @@ def _seeds_section(
                 "",
             ]
             continue
-        lines += [*_suite_coverage(bench), *_seeds_table(store, bench), *_budget_use(store, bench)]
+        coverage = _suite_coverage(bench, complete_tasks(store, bench), _finished(store, bench), results_dir)
+        lines += [*coverage, *_seeds_table(store, bench), *_budget_use(store, bench)]
     return lines
 
 
@@ -231,17 +243,23 @@ def _experiment_budget(team: list[dict[str, Any]]) -> str:
     return text
 
 
-def _suite_coverage(bench: dict[str, Any]) -> list[str]:
-    """Which of the suite's tasks a bench left out, so a partial bench's totals are not read as
-    the whole suite's."""
+def _suite_coverage(bench: dict[str, Any], complete: set[str], finished: bool, results_dir: Path | str) -> list[str]:
+    """Which of the suite's tasks a bench left out or has not `complete` (every seed and player),
+    so a partial bench's totals are not read as the whole suite's, and how a stopped one goes on."""
     suite = [t.name for t in default_suite()]
-    played = {t["name"] for t in bench["settings"]["tasks"]}
-    missing = [name for name in suite if name not in played]
+    missing = [name for name in suite if name not in complete]
     if not missing:
         return []
+    resume = (
+        f" (the bench stopped before them: `tandem bench --resume {bench['bench_id']} --results-dir {results_dir}` "
+        "plays the rest)"
+        if not finished
+        else ""
+    )
     return [
         f"This budget covers {len(suite) - len(missing)} of the suite's {len(suite)} tasks; not played at it yet: "
         + ", ".join(missing)
+        + resume
         + ".",
         "",
     ]
@@ -1194,7 +1212,7 @@ def main() -> None:
         leaderboard_markdown(table) if table else "No matches played yet.",
         "",
         *(["![leaderboard](img/leaderboard.png)", ""] if table else []),
-        *_seeds_section(store, tuple(float(b) for b in args.seed_budgets.split(",") if b.strip()), bench),
+        *_seeds_section(store, tuple(float(b) for b in args.seed_budgets.split(",") if b.strip()), bench, rel_store),
         *_unseen_section(store),
         *_speed_section(speed),
     ]

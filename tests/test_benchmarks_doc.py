@@ -116,7 +116,41 @@ def test_a_budget_that_covers_part_of_the_suite_names_the_tasks_it_left_out(doc:
     suite = [t.name for t in default_suite()]
     left_out = [name for name in suite if name != "wine"]
     assert f"covers 1 of the suite's {len(suite)} tasks; not played at it yet: {', '.join(left_out)}." in text
-    assert doc._suite_coverage({"settings": {"tasks": [{"name": name} for name in suite]}}) == []
+    assert doc._suite_coverage({"bench_id": "b"}, set(suite), True, "r") == []
+
+
+class _StopsAt(PlainPlayer):
+    """The linear player, stopped by Ctrl-C when it reaches one task, as a bench killed midway is."""
+
+    def __init__(self, name: str, stop_at: str) -> None:
+        super().__init__(name)
+        self.stop_at = stop_at
+
+    def play(self, data: Any, *, budget: float, seed: int, workdir: Path) -> Any:
+        if data.task.name == self.stop_at:
+            raise KeyboardInterrupt
+        return super().play(data, budget=budget, seed=seed, workdir=workdir)
+
+
+def test_a_stopped_bench_with_more_of_the_suite_complete_is_shown_with_how_it_goes_on(
+    doc: ModuleType, tmp_path: Path
+) -> None:
+    """A 300 s bench stopped with 20 tasks played says more than a finished one of 13: the budget's
+    section shows the bench with the most of the suite complete, and how the rest is played."""
+    wine, penguins, diabetes = (
+        next(t for t in default_suite() if t.name == n) for n in ("wine", "penguins", "diabetes")
+    )
+    store = ResultsStore(tmp_path)
+    finished = run_bench([wine], [PlainPlayer("linear")], seeds=[0], budget=300, results_dir=tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(
+            [wine, penguins, diabetes], [_StopsAt("linear", "diabetes")], seeds=[0], budget=300, results_dir=tmp_path
+        )
+    stopped = store.benches("bench")[-1]
+    assert doc._seed_bench(store, 300.0)["bench_id"] == stopped["bench_id"] != finished
+    text = "\n".join(doc._seeds_section(store, (300.0,), results_dir="R"))
+    assert f"covers 2 of the suite's {len(default_suite())} tasks" in text and "diabetes" in text
+    assert f"`tandem bench --resume {stopped['bench_id']} --results-dir R` plays the rest" in text
 
 
 class _StoppedTandem(PlainPlayer):
