@@ -23,8 +23,10 @@ LangGraph's server (the dev extra), the only place this module is imported.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -38,6 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tandem.graph.assembly import TandemGraph, build_graph
 from tandem.graph.context import TRANSIENT_FIELDS, RunContext
+from tandem.tools.errors import InputError
 from tandem.tools.tokens import load_prices
 
 STUDIO_ORIGIN = "https://smith.langchain.com"
@@ -112,12 +115,21 @@ class ServerContext(RunContext):
 
     def __post_init__(self) -> None:
         """A request's context is JSON from Studio, not typed Python: each field it may set is checked
-        as a stored run.json is (`RunContext.from_dict`), and `rewards` becomes a `RewardConfig`. A
-        wrong type is one line naming the field before setup, not a TypeError steps into the run."""
-        chosen = {f.name: getattr(self, f.name) for f in fields(self) if f.init and f.name not in TRANSIENT_FIELDS}
-        checked = RunContext.from_dict(chosen)
-        for name in chosen:  # frozen: set once, here
-            object.__setattr__(self, name, getattr(checked, name))
+        against its type (and `rewards` becomes a `RewardConfig`). A wrong type is one line naming the
+        field before setup, not a TypeError steps into the run. Field by field, not through a whole
+        RunContext: that would compute the defaults (the working directory, a policy's path), and the
+        server builds the context on its event loop, where blocking calls are refused."""
+        from pydantic import ValidationError  # LangGraph's server has it loaded already
+
+        adapters = _field_adapters()
+        for f in fields(self):
+            if not f.init or f.name in TRANSIENT_FIELDS:
+                continue
+            try:
+                checked = adapters[f.name].validate_python(getattr(self, f.name))
+            except ValidationError as exc:
+                raise InputError(f"its setting {f.name} is not valid ({exc.errors()[0]['msg']})") from None
+            object.__setattr__(self, f.name, checked)  # frozen: set once, here
         super().__post_init__()
 
     @classmethod
@@ -129,6 +141,14 @@ class ServerContext(RunContext):
         for name in server_side_fields():
             properties.pop(name, None)
         return schema
+
+
+@functools.cache
+def _field_adapters() -> dict[str, Any]:
+    """pydantic's validator of each run-context field, by name, built once."""
+    from pydantic import TypeAdapter
+
+    return {name: TypeAdapter(hint) for name, hint in typing.get_type_hints(RunContext).items()}
 
 
 def server_side_fields() -> frozenset[str]:

@@ -245,8 +245,6 @@ def open_checkpointer(folder: RunFolder, *, create: bool = True) -> SqliteSaver:
     Without `create`, a started run whose file is gone is refused (`lost_checkpoints`): opening
     it would create it empty, and a command that only reads would then call the loss "empty"
     and leave an empty database behind."""
-    if not create and not folder.checkpoints.exists() and run_started(folder):
-        raise lost_checkpoints(folder, missing=True)
     folder.path.mkdir(parents=True, exist_ok=True)
     for path in (
         folder.checkpoints,
@@ -257,6 +255,8 @@ def open_checkpointer(folder: RunFolder, *, create: bool = True) -> SqliteSaver:
                 f"run {folder.run_id}: {path.name} is a link; a run's checkpoints are read and written in its own "
                 "folder only: put the file itself there"
             )
+    if not create and not folder.checkpoints.exists() and run_started(folder):  # a link to nothing is a link
+        raise lost_checkpoints(folder, missing=True)
     # CommitPause: a commit that a crash test can stop at (tools/pause_points.py); off by default.
     conn = sqlite3.connect(folder.checkpoints, check_same_thread=False, factory=CommitPause)
     return SqliteSaver(conn, serde=CheckpointSerializer(folder))

@@ -84,7 +84,7 @@ def read_policy(path: str | Path) -> dict[str, Any]:
     # the hash says the file is whole, not that it came from tandem: anyone can recompute it
     import numpy as np  # not on the CLI's start-up path
 
-    from tandem.tools.bandit import LinearBandit
+    from tandem.tools.bandit import LinearBandit  # numpy: not on the CLI's start-up path
 
     parts = {"bandit": data.get("bandit"), "executor.bandit": (data.get("executor") or {}).get("bandit")}
     if not isinstance(data.get("provenance", {}), dict) or not isinstance(data.get("executor", {}), dict):

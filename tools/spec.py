@@ -254,7 +254,9 @@ class Param:
             if not same:
                 raise SpecError(f"parameter {name!r} must be one of {list(self.choices)}, got {value!r}")
             return same[0]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SpecError(f"parameter {name!r} must be a number, got {value!r}")
+        if not math.isfinite(value):  # 1e999 and NaN are JSON Python reads; int(inf) raises OverflowError
             raise SpecError(f"parameter {name!r} must be a finite number, got {value!r}")
         if self.kind == "int":
             if float(value) != int(value):
