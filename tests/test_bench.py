@@ -121,50 +121,42 @@ def test_toml_and_yaml_task_files(tmp_path: Path) -> None:
     assert (task.name, task.metrics, task.split_seed) == ("mine", ("f1", "accuracy"), 3)
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ('[[tasks]]\ncsv = "nope.csv"\ntarget = "y"\n', "no such file"),
-        ('[[tasks]]\ncsv = "sklearn:wine"\n', "'target' is required"),
-        ('[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\nbudjet = 3\n', "unknown keys budjet"),
-        ('[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\nbudget = -1\n', "'budget' must be a number above 0"),
-        ('[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\nmetric = "auc"\n', "unknown metric 'auc'"),
-        ('[[tasks]]\ncsv = "sklearn:nothing"\ntarget = "target"\n', "unknown scikit-learn dataset"),
-        (
-            '[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\n[[tasks]]\ncsv = "sklearn:wine"\ntarget = "x"\n',
-            "unique",
-        ),
-        ("[[tasks]\n", "cannot parse"),
-        ('budget = 5\n[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\n', "keys beside 'tasks' .budget."),
-        ('[[tasks]]\nname = "my wine"\ncsv = "sklearn:wine"\ntarget = "target"\n', "may hold only letters"),
-        ('[[tasks]]\nname = "../x"\ncsv = "sklearn:wine"\ntarget = "target"\n', "may hold only letters"),
-        ('[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\ndrop = ["target"]\n', "'drop' names the target"),
-        ('[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\nsplit_seed = 4294967296\n', "'split_seed' must be"),
-    ],
-)
-def test_bad_task_files_say_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
-    path = tmp_path / "t.toml"
-    path.write_text(text)
-    with pytest.raises(InputError, match=message):
-        load_task_file(path)
+TOML_CASES = [
+    ('[[tasks]]\ncsv = "nope.csv"\ntarget = "y"\n', "no such file"),
+    ('[[tasks]]\ncsv = "sklearn:wine"\n', "'target' is required"),
+    ('[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\nbudjet = 3\n', "unknown keys budjet"),
+    ('[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\nbudget = -1\n', "'budget' must be a number above 0"),
+    ('[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\nmetric = "auc"\n', "unknown metric 'auc'"),
+    ('[[tasks]]\ncsv = "sklearn:nothing"\ntarget = "target"\n', "unknown scikit-learn dataset"),
+    (
+        '[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\n[[tasks]]\ncsv = "sklearn:wine"\ntarget = "x"\n',
+        "unique",
+    ),
+    ("[[tasks]\n", "cannot parse"),
+    ('budget = 5\n[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\n', "keys beside 'tasks' .budget."),
+    ('[[tasks]]\nname = "my wine"\ncsv = "sklearn:wine"\ntarget = "target"\n', "may hold only letters"),
+    ('[[tasks]]\nname = "../x"\ncsv = "sklearn:wine"\ntarget = "target"\n', "may hold only letters"),
+    ('[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\ndrop = ["target"]\n', "'drop' names the target"),
+    ('[[tasks]]\ncsv = "sklearn:wine"\ntarget = "target"\nsplit_seed = 4294967296\n', "'split_seed' must be"),
+]
+YAML_CASES = [
+    ("tasks:\n  - {csv: 'sklearn:wine', target: target, 1: x, foo: y}\n", "unknown keys 1, foo"),
+    ("tasks:\n  - {csv: 'sklearn:wine', target: target, budget: 1" + "0" * 400 + "}\n", "'budget' must be"),
+    ("tasks: " + "[" * 3000 + "]" * 3000 + "\n", "cannot parse"),
+    ("- {csv: 'sklearn:wine', target: target}\n", "under a 'tasks' key"),
+    ('csv: "sklearn:wine"\ntarget: target\nname: caf\xe9\n'.encode("latin-1"), "not UTF-8"),
+]
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("tasks:\n  - {csv: 'sklearn:wine', target: target, 1: x, foo: y}\n", "unknown keys 1, foo"),
-        ("tasks:\n  - {csv: 'sklearn:wine', target: target, budget: 1" + "0" * 400 + "}\n", "'budget' must be"),
-        ("tasks: " + "[" * 3000 + "]" * 3000 + "\n", "cannot parse"),
-        ("- {csv: 'sklearn:wine', target: target}\n", "under a 'tasks' key"),
-    ],
+    ("name", "content", "message"),
+    [("t.toml", *case) for case in TOML_CASES] + [("t.yaml", *case) for case in YAML_CASES],
 )
-def test_hostile_yaml_task_files_are_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
-    path = tmp_path / "t.yaml"
-    path.write_text(text)
+def test_bad_task_files_say_what_is_wrong(tmp_path: Path, name: str, content: str | bytes, message: str) -> None:
+    """Each is one InputError line: a task file is untrusted input (hostile YAML included)."""
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(InputError, match=message):
-        load_task_file(path)
-    path.write_bytes('csv: "sklearn:wine"\ntarget: target\nname: caf\xe9\n'.encode("latin-1"))
-    with pytest.raises(InputError, match="not UTF-8"):
         load_task_file(path)
 
 
