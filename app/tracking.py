@@ -61,6 +61,8 @@ REQUIREMENTS = ("tandem-ml", "scikit-learn", "numpy", "pandas", "scipy", "lightg
 the pipeline, so MLflow's guess (importing the model in a subprocess) is slower and no better."""
 
 RunStatus = Literal["RUNNING", "FINISHED", "FAILED", "KILLED"]
+SAFE_ID = re.compile(r"[A-Za-z0-9._-]+")
+"""Run ids this module puts in a search filter as they are."""
 UpdateHandler = Callable[[str, dict[str, Any]], None]
 LIVE_NODES = ("setup", "reward", "deliver")
 """Nodes after which the run folder holds something new to log: the baseline, an experiment, the delivery."""
@@ -207,7 +209,8 @@ class Tracker:
 
     def _parent(self, folder: RunFolder, run_json: dict[str, Any]) -> str:
         """The parent run of this folder in this store: the one `mlflow.json` names if it is still
-        there and still this run's, else a new one (recorded in `mlflow.json` at once)."""
+        there and still this run's, else the one the store holds for this folder (`_parent_in_store`),
+        else a new one; recorded in `mlflow.json` at once."""
         if self.parent_id is not None:
             return self.parent_id
         # the folder's name, not run.json's id: a copied folder still holds its original's id (and
@@ -221,6 +224,10 @@ class Tracker:
                 if run.info.lifecycle_stage == "active":
                     self.parent_id = run.info.run_id
                     return run.info.run_id
+        state = state if isinstance(state, dict) else {}
+        found = self._parent_in_store(folder, tandem_id)
+        if found is not None:  # the same store named another way (a relative path, a trailing slash…)
+            return self._remember(folder, state, found)
         request = run_json.get("request") or {}
         tags = {
             "tandem.kind": "run",
@@ -236,20 +243,40 @@ class Tracker:
             elif origin:
                 tags[f"tandem.{source}"] = str(origin)
         run = self._client.create_run(self.experiment_id, run_name=tandem_id, tags=tags)
-        self.parent_id = run.info.run_id
-        state = state if isinstance(state, dict) else {}
-        state[self.uri] = {
-            "tandem_run_id": tandem_id,
-            "experiment_id": self.experiment_id,
-            "parent_run_id": self.parent_id,
-        }
-        write_json(folder.path / STATE_FILE, state)
+        self._remember(folder, state, run.info.run_id)
         params = {k: v for k, v in request.items() if k not in ("run_id", "csv_path", "holdout_csv") and v is not None}
         params["csv"] = tags["tandem.csv"]
         if request.get("holdout_csv"):
             params["holdout_csv"] = Path(str(request["holdout_csv"])).name
         self._log_batch(self.parent_id, params=flatten(params))
         return self.parent_id
+
+    def _remember(self, folder: RunFolder, state: dict[str, Any], parent: str) -> str:
+        """Make `parent` this folder's parent run, and say so in `mlflow.json` under this URI."""
+        self.parent_id = parent
+        entry = {"tandem_run_id": folder.run_id, "experiment_id": self.experiment_id, "parent_run_id": parent}
+        state[str(self.uri)] = entry
+        write_json(folder.path / STATE_FILE, state)
+        return parent
+
+    def _parent_in_store(self, folder: RunFolder, tandem_id: str) -> str | None:
+        """The active parent run this store already holds for this folder, found by its tags.
+
+        Why: `mlflow.json` remembers a parent by the URI as typed, and one store has many
+        spellings (`sqlite:///db` from two working directories, `http://host:5000/` and without
+        the slash); a spelling never seen before must not give the run a second parent."""
+        if not SAFE_ID.fullmatch(tandem_id):  # the filter's quoting is not worth trusting with odd names
+            return None
+        runs = self._client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`tandem.run_id` = '{tandem_id}' and tags.`tandem.kind` = 'run'",
+            max_results=100,
+        )
+        for run in runs:
+            tags = run.data.tags
+            if "mlflow.parentRunId" not in tags and tags.get("tandem.folder") == str(folder.path):
+                return str(run.info.run_id)
+        return None
 
     # ------------------------------------------------------------------ syncing
 

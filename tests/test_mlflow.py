@@ -195,6 +195,19 @@ def test_a_copied_folder_resumed_with_tracking_never_writes_into_the_original_s_
     assert copy_parent.info.run_id != parent.info.run_id and len(copy_nested) == len(ledger(runs / "copy"))
 
 
+def test_the_same_store_spelt_another_way_finds_the_run_s_parent(
+    store: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mlflow.json` knows the parent under the URI as first typed; a relative spelling of the same
+    database (another working directory, another habit) must not make a second parent run."""
+    parent, nested = runs_of(store["uri"])
+    monkeypatch.chdir(store["root"])
+    assert log_run(RUN_ID, store["runs"], "sqlite:///store/mlflow.db") == parent.info.run_id
+    assert [r.info.run_id for r in runs_of(store["uri"])[1]] == [r.info.run_id for r in nested]  # one parent, as before
+    remembered = json.loads((store["folder"] / "mlflow.json").read_text())
+    assert remembered["sqlite:///store/mlflow.db"]["parent_run_id"] == parent.info.run_id
+
+
 def test_a_fork_is_a_parent_run_of_its_own(store: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     step = next(row["step"] for row in run_history(RUN_ID, store["runs"]) if row["node"] == "reward")
     _, original = runs_of(store["uri"])
