@@ -18,6 +18,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, PowerTransformer
 
+from tandem.tools.data import guess_date_format, parse_dates
 from tandem.tools.features import FeatureEngineer
 from tandem.tools.spec import (
     BinningOp,
@@ -197,6 +198,17 @@ def test_date_parts_read_day_first_and_month_first_columns_alike(written: str) -
     fitted = _added((DatePartsOp(column="d"),), fit)
     assert_allclose(fitted["month__d"], days.month.to_numpy(dtype=float))
     assert_allclose(fitted["dayofyear__d"], days.day_of_year.to_numpy(dtype=float))
+
+
+def test_local_times_across_a_daylight_saving_change_are_read_not_refused() -> None:
+    """ "+01:00" then "+02:00" in one column made pandas refuse it even with errors="coerce", and
+    the run stopped in setup with its traceback; the stamps are read in UTC instead."""
+    stamps = pd.date_range("2020-03-20 12:00", periods=20, freq="D", tz="Europe/Paris").astype(str)
+    fit = pd.DataFrame({"d": stamps})
+    assert guess_date_format(fit["d"]) is not None
+    assert parse_dates(fit["d"], guess_date_format(fit["d"])).notna().all()
+    out = _added((DatePartsOp(column="d"),), fit)
+    assert_allclose(out["month__d"], [3] * 12 + [4] * 8)
 
 
 def test_date_parts_of_a_datetime_column() -> None:

@@ -288,8 +288,22 @@ def guess_date_format(values: pd.Series) -> str | None:
                     candidates.append(fmt)
         if len(candidates) <= 1:
             return candidates[0] if candidates else None
-        parsed = {fmt: int(pd.to_datetime(sample, errors="coerce", format=fmt).notna().sum()) for fmt in candidates}
+        parsed = {fmt: int(parse_dates(sample, fmt).notna().sum()) for fmt in candidates}
     return max(candidates, key=parsed.__getitem__)
+
+
+def parse_dates(values: pd.Series, fmt: str | None) -> pd.Series:
+    """Dates parsed leniently (unparseable → NaT), without pandas' format-inference warnings.
+
+    Mixed UTC offsets (local times across a daylight-saving change, "+01:00" then "+02:00")
+    cannot share one dtype, and pandas refuses them even with errors="coerce"; they are all
+    expressed in UTC instead."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            return pd.to_datetime(values, errors="coerce", format=fmt)
+        except (ValueError, TypeError, OverflowError):
+            return pd.to_datetime(values, errors="coerce", format=fmt, utc=True)
 
 
 def sha256_file(path: str | Path) -> str:

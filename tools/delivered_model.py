@@ -36,7 +36,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from tandem.tools.builder import predict as predict_for_metrics
-from tandem.tools.data import InputError, clean_names, infinities_as_missing, logical_dtype
+from tandem.tools.data import InputError, clean_names, infinities_as_missing, logical_dtype, parse_dates
 from tandem.tools.formatted_numbers import parse_formatted_numbers
 from tandem.tools.metrics import Predictions, score_all
 from tandem.tools.spec import EnsembleSpec, PipelineSpec, referenced_columns
@@ -311,7 +311,7 @@ def _as_datetimes(column: pd.Series, name: str) -> pd.Series:
     if ptypes.is_datetime64_any_dtype(column):
         return column
     texts = _texts(column)
-    stamps = pd.to_datetime(texts, errors="coerce", format="mixed")
+    stamps = parse_dates(texts, "mixed")
     bad = texts.notna() & stamps.isna()
     if bool(bad.any()):
         raise _reject(column, bad, name, "dates")

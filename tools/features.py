@@ -16,7 +16,6 @@ All work is vectorised pandas/numpy, so a million rows take about a second.
 from __future__ import annotations
 
 import functools
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import PowerTransformer
 from sklearn.utils.validation import check_is_fitted
 
-from tandem.tools.data import guess_date_format
+from tandem.tools.data import guess_date_format, parse_dates
 from tandem.tools.spec import (
     BinningOp,
     DatePartsOp,
@@ -325,19 +324,19 @@ def _fit_date_parts(op: DatePartsOp, X: pd.DataFrame) -> _DateFormat:
         return _DateFormat(None, retry_mixed=False)
     present = col.dropna()
     guessed = guess_date_format(present)
-    failed = (_to_datetime(col, guessed).isna() & col.notna()).to_numpy()
-    retry = bool(failed.any()) and bool(_to_datetime(col[failed], "mixed").notna().any())
+    failed = (parse_dates(col, guessed).isna() & col.notna()).to_numpy()
+    retry = bool(failed.any()) and bool(parse_dates(col[failed], "mixed").notna().any())
     return _DateFormat(guessed, retry_mixed=retry)
 
 
 def _date_parts(op: DatePartsOp, fmt: _DateFormat, X: pd.DataFrame) -> list[Floats]:
     col = _date_source(X, op.column)
-    parsed = col if is_datetime64_any_dtype(col.dtype) else _to_datetime(col, fmt.format)
+    parsed = col if is_datetime64_any_dtype(col.dtype) else parse_dates(col, fmt.format)
     parts = _parts(parsed)
     if fmt.retry_mixed:
         failed = (parsed.isna() & col.notna()).to_numpy()
         if failed.any():
-            recovered = _parts(_to_datetime(col[failed], "mixed"))
+            recovered = _parts(parse_dates(col[failed], "mixed"))
             parts = [p.copy() for p in parts]
             for part, fill in zip(parts, recovered, strict=True):
                 part[failed] = fill
@@ -348,17 +347,6 @@ def _date_source(X: pd.DataFrame, name: str) -> pd.Series:
     """A datetime column as is; anything else as text (so 2020 is a year, not nanoseconds since 1970)."""
     col = _column(X, name)
     return col if is_datetime64_any_dtype(col.dtype) else _text(X, name)
-
-
-def _to_datetime(values: pd.Series, fmt: str | None) -> pd.Series:
-    """Parse leniently (unparseable → NaT) without leaking pandas' format-inference warnings."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        try:
-            return pd.to_datetime(values, errors="coerce", format=fmt)
-        except (ValueError, TypeError, OverflowError):
-            # Mixed UTC offsets cannot share one dtype; express them all in UTC instead.
-            return pd.to_datetime(values, errors="coerce", format=fmt, utc=True)
 
 
 def _parts(parsed: pd.Series) -> list[Floats]:
