@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import joblib
+import numpy as np
 import pandas as pd
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -103,6 +104,12 @@ def open_run(folder: RunFolder, checkpoint_db: str | None = None, *, create: boo
         close_saver(saver)
 
 
+def _python_number(value: Any) -> Any:
+    """A numpy scalar (what scikit-learn's parameter grids hand out) as the Python number it holds:
+    the request is checkpointed with msgpack, which refuses numpy types deep inside LangGraph."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def run_task(
     csv_path: str | Path | pd.DataFrame,
     target: str,
@@ -149,9 +156,9 @@ def run_task(
         "target": target,
         "metrics": list(metrics) if metrics else None,
         "primary_metric": primary_metric,
-        "holdout": holdout,
-        "folds": folds,
-        "seed": seed,
+        "holdout": _python_number(holdout),
+        "folds": _python_number(folds),
+        "seed": _python_number(seed),
         "holdout_csv": str(Path(holdout_csv).expanduser().resolve()) if holdout_csv else None,
         "task_type": task_type,  # type: ignore[typeddict-item]
     }

@@ -2,8 +2,8 @@
 
 Every fit here is a real tandem run in a temporary runs folder. The runs are kept small (one or a
 few experiments, two folds, no worker processes) so the file stays within minutes; the contract
-itself is checked by scikit-learn's own estimator checks (`parametrize_with_checks`), with the
-checks a cross-validated search cannot honour named, with their reason, by `expected_failed_checks`.
+itself is checked by scikit-learn's own estimator checks (`parametrize_with_checks`), with the one
+check tandem fails on purpose named, with its reason, by `expected_failed_checks`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from conftest import synthetic_frame
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import Pipeline
@@ -126,6 +127,58 @@ def test_a_regressor_on_a_frame_scores_r2_and_refuses_a_bad_value_in_one_line(
     assert "\n" not in str(caught.value)
     # the same rows in another order and with the columns reordered by position-free names work
     assert np.allclose(est.predict(X.iloc[::-1]), predicted[::-1])
+
+
+def test_a_failed_refit_leaves_the_estimator_unfitted_not_the_old_model_under_new_labels(
+    fast_runs: dict[str, object],
+) -> None:
+    """The second fit's labels are index-mapped and its rare class is refused; before, `classes_`
+    already held the new labels while `model_` was the first fit's, and predict answered with them."""
+    frame = synthetic_frame(120, seed=5)
+    X, y = frame.drop(columns="label"), frame["label"]
+    est = TandemClassifier(**fast_runs).fit(X, y)
+    relabelled = np.where(y == "yes", "7", "8")
+    relabelled[0] = "9"
+    with pytest.raises(ValueError, match=r"too few rows in class '9' \(1 row\)"):  # the label, not its index
+        est.fit(X, relabelled)
+    with pytest.raises(NotFittedError):
+        est.predict(X)
+
+
+def test_labels_and_codes_tandem_reads_as_numbers_come_back_as_given(fast_runs: dict[str, object]) -> None:
+    """ "$1,000" is a number to tandem's reader (not to plain pandas), so such labels go to the run
+    by their index; a text column of codes "1", "2" keeps predicting a row the same whatever rows
+    come with it (a batch of only numbers and gaps was read back as "1.0")."""
+    rng = np.random.default_rng(6)
+    code = rng.choice(["A", "1", "2"], 200)
+    X = pd.DataFrame({"code": code, "b": rng.normal(size=200)})
+    y = np.where((code == "1") ^ (rng.random(200) < 0.1), "$1,000", "$2,500")
+    est = TandemClassifier(**fast_runs).fit(X, y)
+    assert set(est.predict(X)) <= {"$1,000", "$2,500"} and est.score(X, y) > 0.8
+    alone = pd.DataFrame({"code": ["1"], "b": [0.0]})
+    with_gap = pd.DataFrame({"code": ["1", None], "b": [0.0, 0.0]})
+    assert est.predict_proba(with_gap)[0] == pytest.approx(est.predict_proba(alone)[0])
+
+
+def test_numpy_scalar_parameters_dates_and_durations_fit(fast_runs: dict[str, object]) -> None:
+    """What a parameter grid hands out (numpy scalars) and a frame's date and duration columns:
+    each made the fit fail deep inside LangGraph's checkpointer or numpy's type promotion."""
+    frame = synthetic_frame(120, seed=7).assign(
+        when=pd.date_range("2020-01-01", periods=120, freq="D"), took=pd.to_timedelta(np.arange(120), unit="h")
+    )
+    X, y = frame.drop(columns="label"), frame["label"]
+    params = {**fast_runs, "folds": np.int64(2), "seed": np.int64(3), "holdout": np.float64(0.25)}
+    est = TandemClassifier(**params).fit(X, y)
+    assert est.summary_["task"]["seed"] == 3 and len(est.predict(X)) == 120
+
+
+def test_a_regression_target_with_gaps_is_refused_as_scikit_learn_refuses_it(fast_runs: dict[str, object]) -> None:
+    frame = synthetic_frame(60, task="regression")
+    y = frame["price $"].to_numpy().astype(object)
+    y[:5] = None
+    with pytest.raises(ValueError, match="Input y contains NaN"):
+        TandemRegressor(**fast_runs).fit(frame.drop(columns="price $"), y)
+    assert not Path(fast_runs["runs_dir"]).exists()  # type: ignore[arg-type]
 
 
 def test_parameters_follow_the_scikit_learn_rules(fast_runs: dict[str, object]) -> None:

@@ -748,7 +748,7 @@ def prepare_task(
                 "a model of it learns the file's order, not the rows' contents; check that it is the column to predict"
             )
     else:
-        classes = _check_classes(y, target, chosen, folds, split, len(frame))
+        classes = check_classes(y, target, chosen, folds, split, len(frame))
         if chosen == "binary":
             pos = positive_class(y)
             share = float((y == pos).mean())
@@ -917,7 +917,7 @@ def _counts_the_rows(y: pd.Series) -> bool:
     return len(values) >= 20 and _integer_valued(values) and bool(np.all(np.diff(values) == 1))
 
 
-def _check_classes(y: pd.Series, target: str, task_type: str, folds: int, split: float, n_rows: int) -> tuple[Any, ...]:
+def check_classes(y: pd.Series, target: str, task_type: str, folds: int, split: float, n_rows: int) -> tuple[Any, ...]:
     """Every class must reach every fold of the development part and both sides of the split."""
     counts = y.value_counts()
     classes = tuple(_sorted_labels([_plain(c) for c in counts.index]))
