@@ -72,7 +72,8 @@ from tandem.graph.postgres_checkpoints import (
     relocate,
 )
 from tandem.graph.state import TaskRequest
-from tandem.nodes.agents.models import check_llm_setup, with_chat_models
+from tandem.nodes.agents import check_agents
+from tandem.nodes.agents.models import with_chat_models
 from tandem.nodes.deliver import write_reports
 from tandem.tools.data import InputError, LoadedTask, load_task, read_table
 from tandem.tools.delivered_model import DeliveredModel, FrameError, PredictionResult, deliverable, predict_frame
@@ -149,7 +150,7 @@ def run_task(
     CSV is, so a resumed, forked or moved run trains on exactly the same rows.
     """
     context = with_chat_models(context or RunContext(), scientist=scientist_model, executor=executor_model)
-    check_llm_setup(context)
+    check_agents(context)
     data = _frame_csv(csv_path) if isinstance(csv_path, pd.DataFrame) else None
     request: TaskRequest = {
         "csv_path": "" if isinstance(csv_path, pd.DataFrame) else str(Path(csv_path).expanduser().resolve()),
@@ -244,7 +245,7 @@ def resume_run(
         if overrides:
             context = replace(context, **overrides)
         context = with_chat_models(context, scientist=scientist_model, executor=executor_model)
-        check_llm_setup(context)
+        check_agents(context)
         with open_run(folder, create=force) as graph:
             config = run_config(run_thread(folder), context)
             snapshot = graph.get_state(config)
@@ -757,7 +758,7 @@ def fork_run(
     context = with_chat_models(
         replace(context, **overrides) if overrides else context, scientist=scientist_model, executor=executor_model
     )
-    check_llm_setup(context)
+    check_agents(context)
     check_database(source)
     with open_run(source, create=False) as graph:
         chain = lineage(graph, run_config(run_thread(source), context))

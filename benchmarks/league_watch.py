@@ -27,7 +27,7 @@ from tandem.benchmarks.league import START_RATING, Standing, standings
 from tandem.benchmarks.players import Player, PlayResult, TandemPlayer
 from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import TaskData
-from tandem.nodes.agents.learned_scientist import LearnedScientist
+from tandem.nodes.agents import playable
 from tandem.tools.data import InputError
 from tandem.tools.policy_file import read_policy
 
@@ -62,7 +62,7 @@ class DroppedPolicy:
 def load_dropped(path: Path, options: tuple[tuple[str, Any], ...] = ()) -> DroppedPolicy:
     """The player for one policy file; an unreadable, foreign or untrainable file is one InputError line."""
     policy = read_policy(path)
-    LearnedScientist(policy)  # the checks a run would make: role, features, mode
+    playable(policy)  # the checks a run would make: role, features and their statistics, arms, mode, seed
     return DroppedPolicy(path.resolve(), str(policy["hash"]), options)
 
 

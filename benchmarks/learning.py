@@ -34,6 +34,7 @@ from tandem.graph.context import RunContext
 from tandem.graph.persistence import load_run_config, run_thread
 from tandem.graph.postgres_checkpoints import close_saver, open_saver
 from tandem.graph.state import ExperimentRecord, TaskInfo
+from tandem.nodes.agents import playable
 from tandem.nodes.agents.learned_executor import executor_transitions, learn_executor
 from tandem.nodes.agents.learned_scientist import learn, new_policy, time_price_of, transitions
 from tandem.tools.data import InputError
@@ -290,6 +291,7 @@ def train(
     policy = read_policy(out) if out.exists() else new_policy(time_price=time_price or 0.0)
     if policy.get("role") != "scientist":
         raise InputError(f"{out} is not a Scientist policy")
+    playable(policy)  # a file its episodes could not play would fail every one of them
     _check_price(policy, time_price, out)
     work = Path(workdir).expanduser() if workdir else out.with_name(out.stem + ".training")
     work.mkdir(parents=True, exist_ok=True)
@@ -364,7 +366,7 @@ def learn_from_runs(
     finished or stopped runs."""
     out = Path(out).expanduser()
     source = Path(policy_path(str(start))) if start else (out if out.exists() else None)
-    policy = read_policy(source) if source else new_policy(time_price=time_price or 0.0)
+    policy = playable(read_policy(source)) if source else new_policy(time_price=time_price or 0.0)
     _check_price(policy, time_price, source or out)
     steps: list[Step] = []
     executor_steps: list[Step] = []

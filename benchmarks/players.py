@@ -33,7 +33,7 @@ from tandem.benchmarks.baselines import fit_plain
 from tandem.benchmarks.tasks import TaskData
 from tandem.cli_options import CONTEXT_NUMBERS, context_number_error
 from tandem.graph.context import RunContext
-from tandem.nodes.agents.models import check_llm_setup
+from tandem.nodes.agents import check_agents
 from tandem.tools.data import InputError
 from tandem.tools.metrics import METRICS, Predictions, score_all
 from tandem.tools.policy_file import LEARNED, PLAYBOOK, policy_path
@@ -153,7 +153,7 @@ class TandemPlayer:
         return RunContext.from_dict(base.to_dict() | options)
 
     def check(self) -> None:
-        check_llm_setup(self.context("runs", 60.0))
+        check_agents(self.context("runs", 60.0))
 
     def play(self, data: TaskData, *, budget: float, seed: int, workdir: Path) -> PlayResult:
         context = self.context(str(Path(workdir) / "runs"), budget)

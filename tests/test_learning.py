@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 import warnings
@@ -141,6 +142,7 @@ def _rehashed(path: Path, change: Any) -> Path:
         ),
         (lambda d: d["executor"]["bandit"].update(noise=-1), "executor.bandit: ridge and noise"),
         (lambda d: d.update(provenance=[]), "'provenance' and 'executor' must be objects"),
+        (lambda d: d.update(executor=[1]), "'provenance' and 'executor' must be objects"),
     ],
 )
 def test_a_rehashed_policy_of_the_wrong_shape_is_one_line_not_a_traceback_or_a_wrong_ranking(
@@ -151,6 +153,48 @@ def test_a_rehashed_policy_of_the_wrong_shape_is_one_line_not_a_traceback_or_a_w
     path = _rehashed(tmp_path / "p.json", change)
     with pytest.raises(InputError, match="policy file .*" + fragment.replace("(", r"\(")):
         RunContext(policy=str(path))
+
+
+def _shrunk(bandit: dict[str, Any], dim: int) -> None:
+    """A bandit's statistics cut to `dim` features: consistent in themselves, as a file of an older
+    tandem's features would be, so only the agents that play it can tell."""
+    bandit["dim"] = dim
+    for model in bandit["models"].values():
+        model["A"] = [row[:dim] for row in model["A"][:dim]]
+        model["b"] = model["b"][:dim]
+
+
+def _without_strong(data: dict[str, Any]) -> None:
+    data["executor"]["bandit"]["arms"] = ["mild", "medium"]
+    data["executor"]["bandit"]["models"].pop("strong")
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (lambda d: _shrunk(d["bandit"], len(FEATURES) - 1), "Scientist bandit has dimension 22, not the 23"),
+        (lambda d: d.update(features=d["features"][:-1]), "trained on other context features"),
+        (_without_strong, "Executor bandit has arms mild, medium and dimension 9, not mild, medium, strong"),
+        (lambda d: _shrunk(d["executor"]["bandit"], 8), "Executor bandit has arms .* and dimension 8, not .* and 9"),
+        (lambda d: d.update(explore_seed=-1), "explore_seed must be a whole number from 0, got -1"),
+    ],
+)
+def test_a_policy_its_agents_cannot_play_is_refused_before_a_run_starts(
+    csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], change: Any, fragment: str
+) -> None:
+    """A file with a valid hash whose bandits do not fit the features this tandem computes reads
+    well (only the agents know the features): it crashed a run with a numpy traceback after the
+    baseline, or stopped it there and left the half-made run folder. It is refused in one line
+    before the run starts (no folder, no baseline), and `tandem learn` refuses it as a start."""
+    path = _rehashed(tmp_path / "p.json", change)
+    runs = tmp_path / "runs"
+    argv = ["run", str(csv), "--target", "price $", "--max-iters", "1", "--n-jobs", "1", "--plain"]
+    assert main([*argv, "--policy", str(path), "--runs-dir", str(runs), "--run-id", "r"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(fragment, err) and len(err.strip().splitlines()) == 1, err
+    assert not (runs / "r").exists()
+    assert main(["learn", "any-run", "--policy", str(path), "--out", str(tmp_path / "q.json")]) == 2
+    assert re.search(fragment, capsys.readouterr().err)
 
 
 def test_nan_and_deep_nesting_in_a_policy_file_are_refused(tmp_path: Path) -> None:

@@ -86,9 +86,9 @@ def read_policy(path: str | Path) -> dict[str, Any]:
 
     from tandem.tools.bandit import LinearBandit  # numpy: not on the CLI's start-up path
 
-    parts = {"bandit": data.get("bandit"), "executor.bandit": (data.get("executor") or {}).get("bandit")}
     if not isinstance(data.get("provenance", {}), dict) or not isinstance(data.get("executor", {}), dict):
         raise InputError(f"policy file {source}: 'provenance' and 'executor' must be objects")
+    parts = {"bandit": data.get("bandit"), "executor.bandit": (data.get("executor") or {}).get("bandit")}
     for name, part in parts.items():
         if part is not None:
             try:

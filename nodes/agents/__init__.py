@@ -13,7 +13,7 @@ from tandem.nodes.agents.learned_scientist import LearnedScientist
 from tandem.nodes.agents.llm_executor import LLMExecutor
 from tandem.nodes.agents.llm_loop import LoopLimits
 from tandem.nodes.agents.llm_scientist import LLMScientist
-from tandem.nodes.agents.models import chat_model_for
+from tandem.nodes.agents.models import chat_model_for, check_llm_setup
 from tandem.tools.data import InputError
 from tandem.tools.policy_file import PLAYBOOK, read_policy
 
@@ -41,6 +41,25 @@ def frozen_policy(context: RunContext) -> dict[str, Any]:
     return policy
 
 
+def playable(policy: dict[str, Any]) -> dict[str, Any]:
+    """The policy, once the agents that play it accept it (role, features and their statistics,
+    arms, mode, seed, settings); else the `InputError` they raise. The checks live in the agents,
+    next to what they guard; this makes them all at once, for whoever must refuse a file early."""
+    LearnedScientist(policy)
+    LearnedFilling(policy)
+    return policy
+
+
+def check_agents(context: RunContext) -> None:
+    """Fail early, in one line, when the run's agents could not be made: an LLM role with no way to
+    get its chat model, or a policy file they could not play (or one changed since the run
+    started). Called before a run folder is made or a baseline trained: the agents themselves are
+    made only after setup, where a bad file would stop the run with its baseline done."""
+    check_llm_setup(context)
+    if context.policy != PLAYBOOK:
+        playable(frozen_policy(context))
+
+
 def make_executor(context: RunContext) -> ExecutorAgent:
     """The Executor the context asks for."""
     if context.executor == "llm":
@@ -64,7 +83,9 @@ __all__ = [
     "LearnedScientist",
     "ScientistAgent",
     "ScientistView",
+    "check_agents",
     "frozen_policy",
     "make_executor",
     "make_scientist",
+    "playable",
 ]

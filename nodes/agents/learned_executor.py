@@ -18,7 +18,7 @@ import numpy as np
 from tandem.graph.messages import LEVELS, Level, Regularise, regularised
 from tandem.graph.state import ExperimentRecord, TaskInfo
 from tandem.nodes.agents.base import ExecutorRequest
-from tandem.nodes.agents.learned_scientist import normalised_reward
+from tandem.nodes.agents.learned_scientist import explore_seed_of, normalised_reward
 from tandem.tools.bandit import MODES, LinearBandit, Mode
 from tandem.tools.data import InputError
 from tandem.tools.profile import DatasetProfile
@@ -64,10 +64,23 @@ def new_executor_policy(*, ridge: float = 2.0, noise: float = 0.5) -> dict[str, 
 
 
 def executor_bandit(policy: dict[str, Any]) -> LinearBandit:
+    """The Executor's bandit in a policy file (untrained if the file has none). Its arms must be
+    the levels and its dimension the features this tandem computes: anything else would fail in a
+    run at the first open choice, so it is refused when the policy is read."""
     part = policy.get("executor") or new_executor_policy()
-    if tuple(part.get("features", ())) != EXECUTOR_FEATURES:
+    features = part.get("features") if isinstance(part, dict) else None
+    if not isinstance(features, list) or tuple(features) != EXECUTOR_FEATURES:
         raise InputError("policy file's Executor part was trained on other features; train it again")
-    return LinearBandit.from_dict(part["bandit"])
+    try:
+        bandit = LinearBandit.from_dict(part.get("bandit"))
+    except ValueError as exc:
+        raise InputError(f"policy file: executor.bandit: {exc}") from None
+    if set(bandit.arms) != set(ARMS) or bandit.dim != len(EXECUTOR_FEATURES):
+        raise InputError(
+            f"policy file: its Executor bandit has arms {', '.join(bandit.arms)} and dimension {bandit.dim}, "
+            f"not {', '.join(ARMS)} and {len(EXECUTOR_FEATURES)}"
+        )
+    return bandit
 
 
 class LearnedFilling:
@@ -79,7 +92,7 @@ class LearnedFilling:
         if mode not in MODES:
             raise InputError(f"policy file: mode {mode!r} is not one of {', '.join(MODES)}")
         self.mode: Mode = mode
-        self.seed = int(policy.get("explore_seed", 0))
+        self.seed = explore_seed_of(policy)
 
     def __call__(self, request: ExecutorRequest, change: Regularise) -> Level:
         family = request.base_spec.model.family if hasattr(request.base_spec, "model") else ""

@@ -196,9 +196,14 @@ def bandit_of(policy: dict[str, Any]) -> LinearBandit:
     """
     if policy.get("role") != "scientist" or "bandit" not in policy:
         raise InputError("policy file has no Scientist policy (role 'scientist' with a 'bandit')")
-    if tuple(policy.get("features", ())) != FEATURES:
+    features = policy.get("features")
+    if not isinstance(features, list) or tuple(features) != FEATURES:
         raise InputError("policy file was trained on other context features than this tandem computes; train it again")
     stored = LinearBandit.from_dict(policy["bandit"])
+    if stored.dim != len(FEATURES):  # the names match but the statistics do not: numpy would fail mid-run
+        raise InputError(
+            f"policy file: its Scientist bandit has dimension {stored.dim}, not the {len(FEATURES)} features it lists"
+        )
     known = {arm: model for arm, model in stored.models.items() if arm in MOVE_NAMES}
     return LinearBandit(
         arms=MOVE_NAMES,
@@ -246,6 +251,15 @@ def signal_clip_of(policy: dict[str, Any]) -> float:
     return float(clip)
 
 
+def explore_seed_of(policy: dict[str, Any]) -> int:
+    """The seed of a training snapshot's Thompson draws (0 when absent): a whole number from 0, as
+    numpy's generator takes, so a bad one is refused when the policy is read, not mid-run."""
+    seed = policy.get("explore_seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise InputError(f"policy file: explore_seed must be a whole number from 0, got {seed!r}")
+    return seed
+
+
 class LearnedScientist(HeuristicScientist):
     """The heuristic Scientist whose move order comes from a trained policy."""
 
@@ -259,7 +273,7 @@ class LearnedScientist(HeuristicScientist):
         if mode not in MODES:
             raise InputError(f"policy file: mode {mode!r} is not one of {', '.join(MODES)}")
         self.mode: Mode = mode
-        self.seed = int(policy.get("explore_seed", 0))
+        self.seed = explore_seed_of(policy)
 
     def scores(self, view: ScientistView) -> dict[str, float]:
         """Each move's score in this context (the frozen policy's posterior mean, or a draw when exploring)."""
