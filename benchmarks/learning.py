@@ -14,6 +14,7 @@ playbook's included): the moves they recorded and the rewards those earned (off-
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -27,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
+from pydantic import ConfigDict, FiniteFloat, TypeAdapter, ValidationError, with_config
+from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
 from tandem.api import find_run, run_task
 from tandem.benchmarks.cluster import RETRIES
@@ -151,14 +154,87 @@ class EpisodeResult:
     executor_steps: tuple[Step, ...] = ()
 
 
+@with_config(ConfigDict(strict=True))
+class LearntFields(TypedDict):
+    """The fields of a ledger record that learning reads, with the types tandem writes them in."""
+
+    id: int
+    move: str | None
+    base_experiment: int | None
+    changes: list[dict[str, Any]]
+    spec: dict[str, Any] | None
+    fold_scores: dict[str, list[float]]
+    significant: bool
+    rewards: dict[str, FiniteFloat]
+    fit_seconds: FiniteFloat | None
+    incumbent_after: int
+
+
+@functools.cache
+def _record_adapter() -> TypeAdapter[LearntFields]:
+    return TypeAdapter(LearntFields)
+
+
+def checked_ledger(run_dir: Path) -> list[ExperimentRecord]:
+    """A run folder's ledger (`experiments.jsonl`), every line checked as a record learning can read.
+
+    Why: a ledger is a file anyone can edit, cut short or copy half-written, and learning reads it
+    deep inside the bandit's arithmetic, where a missing field or a NaN reward is a traceback, or
+    worse a policy that learnt a NaN. A line that is not a record is refused in one line naming
+    the run and the line.
+    """
+    path = run_dir / "experiments.jsonl"
+    if not path.is_file():
+        raise InputError(f"run {run_dir.name} has no ledger yet")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"run {run_dir.name}: cannot read {path.name} ({exc})") from None
+    ledger: list[ExperimentRecord] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            why: str | None = f"not JSON: {' '.join(str(exc).split())[:120]}"
+        else:
+            why = _not_a_record(record, len(ledger))
+        if why is not None:
+            raise InputError(
+                f"run {run_dir.name}: line {number} of {path.name} is not a ledger record ({why}); "
+                f"leave the run out, or rebuild the file from its checkpoints with: tandem repair {run_dir.name}"
+            )
+        ledger.append(record)
+    if not ledger:
+        raise InputError(f"run {run_dir.name} has no ledger yet")
+    return ledger
+
+
+def _not_a_record(record: Any, position: int) -> str | None:
+    """Why a ledger line's JSON cannot be the record at `position` (0 = the baseline), or None if it can."""
+    try:
+        _record_adapter().validate_python(record)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "record"
+        return f"{where}: {first['msg']}"
+    if record["id"] != position:
+        return f"its id is {record['id']}, the ledger's record there is {position}"
+    if not 0 <= record["incumbent_after"] <= position:
+        return f"incumbent_after {record['incumbent_after']} is no experiment before it"
+    base = record["base_experiment"]
+    if base is not None and not 0 <= base < position:
+        return f"base_experiment {base} is no experiment before it"
+    return None
+
+
 def run_steps(run_dir: Path, time_price: float = 0.0) -> tuple[list[Step], list[Step]]:
     """The Scientist's (move, context, learning signal) for every experiment a run folder recorded,
     its time priced at `time_price` against the run's own budget, and the Executor's (level,
     context, normalised reward) for every open choice it filled."""
     _, context = load_run_config(find_run(run_dir.name, run_dir.parent))
-    ledger: list[ExperimentRecord] = [
-        json.loads(line) for line in (run_dir / "experiments.jsonl").read_text().splitlines() if line
-    ]
+    ledger = checked_ledger(run_dir)
     profile = DatasetProfile.model_validate_json((run_dir / "profile.json").read_text())
     summary = run_dir / "summary.json"
     if summary.exists():
@@ -374,8 +450,6 @@ def learn_from_runs(
     for given in run_dirs:
         path = Path(given).expanduser()
         folder = path if (path / "run.json").exists() else find_run(str(given)).path
-        if not (folder / "experiments.jsonl").exists():
-            raise InputError(f"run {folder.name} has no ledger yet")
         scientist, executor = run_steps(folder, time_price_of(policy))
         steps += scientist
         executor_steps += executor

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import time
 import warnings
@@ -490,6 +491,46 @@ def test_train_resumes_learn_reads_runs_and_run_uses_the_policy(tmp_path: Path, 
     (run,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
     assert json.loads((run / "summary.json").read_text())["policy"]["hash"] == second["hash"]
     assert main(["run", str(csv), "--target", "price $", "--policy", str(tmp_path / "none.json")]) == 2
+
+
+@pytest.fixture(scope="module")
+def finished_run(csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small finished run `r` to learn from (a test that changes it changes a copy)."""
+    runs = tmp_path_factory.mktemp("learnt") / "runs"
+    context = RunContext(runs_dir=str(runs), max_iters=3, time_budget=None, n_jobs=1)
+    run_task(csv, "price $", context=context, run_id="r", seed=1)
+    return runs / "r"
+
+
+def _nan_reward(lines: list[str]) -> list[str]:
+    record = json.loads(lines[1])
+    record["rewards"]["scientist"] = float("nan")  # json writes it as NaN, and Python's json reads it back
+    return [lines[0], json.dumps(record), *lines[2:]]
+
+
+@pytest.mark.parametrize(
+    ("damage", "number"),
+    [
+        (lambda lines: [*lines[:-1], lines[-1][: len(lines[-1]) // 2]], 0),  # cut short in its last row (0: the last)
+        (lambda lines: [lines[0], "{}", *lines[1:]], 2),
+        (_nan_reward, 2),
+    ],
+)
+def test_learn_refuses_a_ledger_line_that_is_not_a_record_in_one_line(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: Any, number: int
+) -> None:
+    """A ledger is a file anyone may cut short or edit: learning read it deep in the bandit's
+    arithmetic, so a bad line was a traceback (or a NaN learnt). It names the run and the line."""
+    run = tmp_path / "runs" / "r"
+    shutil.copytree(finished_run, run)
+    ledger = run / "experiments.jsonl"
+    lines = ledger.read_text().splitlines()
+    ledger.write_text("\n".join(damage(lines)) + "\n")
+    number = number or len(lines)
+    assert main(["learn", str(run), "--out", str(tmp_path / "p.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"run r: line {number} of experiments.jsonl is not a ledger record" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "p.json").exists()
 
 
 def test_bench_players_take_a_policy(tmp_path: Path):
