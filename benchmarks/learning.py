@@ -363,7 +363,7 @@ def train(
     """
     if episodes < 1 or workers < 1 or max_iters < 1:
         raise InputError("--episodes, --workers and --max-iters must be at least 1")
-    out = Path(out).expanduser()
+    out = policy_out(out)
     policy = read_policy(out) if out.exists() else new_policy(time_price=time_price or 0.0)
     if policy.get("role") != "scientist":
         raise InputError(f"{out} is not a Scientist policy")
@@ -422,6 +422,15 @@ def train(
     return read_policy(out)
 
 
+def policy_out(out: str | Path) -> Path:
+    """`--out` as a path, refused in one line when it names a folder: it would otherwise read as
+    a missing policy file, or fail half-way through the write."""
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise InputError(f"--out {path} is a folder, not a policy file: name a file, e.g. {path / 'policy.json'}")
+    return path
+
+
 def _check_price(policy: dict[str, Any], asked: float | None, path: str | Path) -> None:
     """A policy is learnt at one price of time: asking another of a file that has one is refused."""
     if asked is not None and asked != time_price_of(policy):
@@ -440,7 +449,7 @@ def learn_from_runs(
 ) -> dict[str, Any]:
     """Update a policy (`start`, else `out` if it exists, else a new one at `time_price`) from
     finished or stopped runs."""
-    out = Path(out).expanduser()
+    out = policy_out(out)
     source = Path(policy_path(str(start))) if start else (out if out.exists() else None)
     policy = playable(read_policy(source)) if source else new_policy(time_price=time_price or 0.0)
     _check_price(policy, time_price, source or out)

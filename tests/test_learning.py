@@ -533,6 +533,26 @@ def test_learn_refuses_a_ledger_line_that_is_not_a_record_in_one_line(
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "p.json").exists()
 
 
+def test_out_naming_a_folder_is_refused_in_one_line_and_no_temporary_file_is_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out` naming a folder read as a missing policy file ("no such policy file: adir"), or
+    failed in the write with a hidden `.adir.PID.tmp` left behind."""
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    for command in (
+        ["train", "--tasks", "iris", "--episodes", "1"],
+        ["learn", "r"],
+        ["learn", "r", "--policy", "learned"],
+    ):
+        assert main([*command, "--out", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {folder} is a folder, not a policy file" in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(OSError):
+        write_policy(folder, new_policy())
+    assert list(tmp_path.iterdir()) == [folder] and not any(folder.iterdir())
+
+
 def test_bench_players_take_a_policy(tmp_path: Path):
     path = tmp_path / "p.json"
     write_policy(path, new_policy())

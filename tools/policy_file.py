@@ -56,13 +56,19 @@ def with_hash(policy: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_policy(path: str | Path, policy: dict[str, Any]) -> dict[str, Any]:
-    """Write atomically (a stopped trainer never leaves half a file); returns what was written."""
+    """Write atomically (a stopped trainer never leaves half a file); returns what was written.
+    The temporary file goes when the write fails (a folder in the way, a full disk, a stop signal),
+    so no hidden `.NAME.PID.tmp` is left beside the target."""
     stamped = with_hash(policy)
     target = Path(path).expanduser()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(stamped, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(target)
+    try:
+        tmp.write_text(json.dumps(stamped, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return stamped
 
 
