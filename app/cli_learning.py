@@ -61,7 +61,9 @@ def add_learning_commands(sub: Any) -> None:
     learner.add_argument("runs", nargs="+", help="run ids (under --runs-dir) or run folders")
     learner.add_argument("--out", required=True, help="the policy file to write")
     learner.add_argument(
-        "--policy", help="the policy to start from: a file or 'learned' (default: --out if it exists, else untrained)"
+        "--policy",
+        help="the policy to start from: a file, 'learned', or 'playbook' (untrained) (default: --out if it exists, "
+        "else untrained)",
     )
     learner.add_argument("--runs-dir", default=None, help=RUNS_DIR_HELP)
     learner.add_argument("--time-price", **TIME_PRICE)

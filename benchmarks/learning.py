@@ -41,7 +41,7 @@ from tandem.nodes.agents import playable
 from tandem.nodes.agents.learned_executor import executor_transitions, learn_executor
 from tandem.nodes.agents.learned_scientist import learn, new_policy, time_price_of, transitions
 from tandem.tools.data import InputError
-from tandem.tools.policy_file import policy_path, read_policy, write_policy
+from tandem.tools.policy_file import PLAYBOOK, policy_path, read_policy, write_policy
 from tandem.tools.profile import DatasetProfile
 
 from .tasks import Task, default_suite, materialize, unique_tmp
@@ -448,9 +448,14 @@ def learn_from_runs(
     time_price: float | None = None,
 ) -> dict[str, Any]:
     """Update a policy (`start`, else `out` if it exists, else a new one at `time_price`) from
-    finished or stopped runs."""
+    finished or stopped runs. `start` may be `playbook`: the untrained policy, which plays the
+    playbook's order (docs/learning.md), as `tandem train` starts from."""
     out = policy_out(out)
-    source = Path(policy_path(str(start))) if start else (out if out.exists() else None)
+    source: Path | None
+    if start is not None and str(start) != PLAYBOOK:
+        source = Path(policy_path(str(start)))
+    else:
+        source = out if start is None and out.exists() else None
     policy = playable(read_policy(source)) if source else new_policy(time_price=time_price or 0.0)
     _check_price(policy, time_price, source or out)
     steps: list[Step] = []

@@ -533,6 +533,14 @@ def test_learn_refuses_a_ledger_line_that_is_not_a_record_in_one_line(
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "p.json").exists()
 
 
+def test_learn_starts_from_the_playbook_when_asked(finished_run: Path, tmp_path: Path) -> None:
+    """The untrained policy is the playbook (docs/learning.md): `--policy playbook` names it, as
+    `tandem run` takes it, instead of looking for a file called playbook."""
+    assert main(["learn", str(finished_run), "--policy", "playbook", "--out", str(tmp_path / "pb.json")]) == 0
+    assert main(["learn", str(finished_run), "--out", str(tmp_path / "new.json")]) == 0  # no --out yet: untrained
+    assert read_policy(tmp_path / "pb.json")["bandit"] == read_policy(tmp_path / "new.json")["bandit"]
+
+
 def test_out_naming_a_folder_is_refused_in_one_line_and_no_temporary_file_is_left(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
