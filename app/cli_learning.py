@@ -135,10 +135,13 @@ def cmd_learn(args: argparse.Namespace) -> int:
 
     if args.runs_dir:
         os.environ["TANDEM_RUNS_DIR"] = args.runs_dir
-    policy = learn_from_runs(args.runs, out=args.out, start=args.policy, time_price=args.time_price)
-    provenance = policy["provenance"]
-    learnt = f"learnt from {len(args.runs)} run(s), {provenance.get('steps', 0)} moves in all"
-    print(f"wrote {args.out}: {learnt}, hash {policy['hash'][:12]}")
+    learnt = learn_from_runs(args.runs, out=args.out, start=args.policy, time_price=args.time_price)
+    if learnt.skipped:
+        left_out = ", ".join(f"{run} ({why})" for run, why in learnt.skipped)
+        print(f"tandem: skipped {left_out}: a run's moves are learnt once", file=sys.stderr)
+    policy = learnt.policy
+    counted = f"learnt from {len(learnt.runs)} run(s), {policy['provenance'].get('steps', 0)} moves in all"
+    print(f"wrote {args.out}: {counted}, hash {policy['hash'][:12]}")
     return 0
 
 

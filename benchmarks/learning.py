@@ -15,6 +15,7 @@ playbook's included): the moves they recorded and the rewards those earned (off-
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import shutil
 import time
@@ -229,12 +230,28 @@ def _not_a_record(record: Any, position: int) -> str | None:
     return None
 
 
-def run_steps(run_dir: Path, time_price: float = 0.0) -> tuple[list[Step], list[Step]]:
+def run_key(run_dir: Path, ledger: Sequence[ExperimentRecord]) -> str:
+    """What names a run in a policy's provenance: its recorded id and a digest of its baseline
+    record (that split's fold scores and fit time).
+
+    Why not the name alone: every training's first episode on a task is `ep00000-TASK`, so two
+    different runs share names. The baseline is written once when a run starts, so the key stays
+    the same when the run is resumed, repaired, or copied and not yet resumed (it is the same run);
+    a copy that was resumed has adopted its folder's name, and is a run of its own.
+    """
+    recorded = run_thread(find_run(run_dir.name, run_dir.parent))
+    digest = hashlib.sha256(json.dumps(ledger[0], sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f"{recorded}:{digest[:16]}"
+
+
+def run_steps(
+    run_dir: Path, time_price: float = 0.0, *, ledger: list[ExperimentRecord] | None = None
+) -> tuple[list[Step], list[Step]]:
     """The Scientist's (move, context, learning signal) for every experiment a run folder recorded,
     its time priced at `time_price` against the run's own budget, and the Executor's (level,
-    context, normalised reward) for every open choice it filled."""
+    context, normalised reward) for every open choice it filled (`ledger`: the run's, if already read)."""
     _, context = load_run_config(find_run(run_dir.name, run_dir.parent))
-    ledger = checked_ledger(run_dir)
+    ledger = checked_ledger(run_dir) if ledger is None else ledger
     profile = DatasetProfile.model_validate_json((run_dir / "profile.json").read_text())
     summary = run_dir / "summary.json"
     if summary.exists():
@@ -324,7 +341,7 @@ def tandem_version() -> str:
 def _with_provenance(policy: dict[str, Any], **changes: Any) -> dict[str, Any]:
     provenance = dict(policy.get("provenance", {}))
     for key, value in changes.items():
-        if key in {"tasks", "runs"}:
+        if key in {"tasks", "runs", "run_keys"}:
             provenance[key] = sorted(set(provenance.get(key, [])) | set(value))
         elif key in {"seeds", "budgets"}:
             provenance[key] = [*provenance.get(key, []), *value]
@@ -440,16 +457,33 @@ def _check_price(policy: dict[str, Any], asked: float | None, path: str | Path) 
         )
 
 
+@dataclass(frozen=True)
+class Learnt:
+    """What `learn_from_runs` wrote, and which of the runs it was given it learnt from."""
+
+    policy: dict[str, Any]
+    runs: list[str]
+    """The runs learnt from, in the order given."""
+    skipped: list[tuple[str, str]]
+    """(run, why) for each run left out: the start policy learnt from it already, or it was given twice."""
+
+
 def learn_from_runs(
     run_dirs: Sequence[str | Path],
     *,
     out: str | Path,
     start: str | Path | None = None,
     time_price: float | None = None,
-) -> dict[str, Any]:
+) -> Learnt:
     """Update a policy (`start`, else `out` if it exists, else a new one at `time_price`) from
-    finished or stopped runs. `start` may be `playbook`: the untrained policy, which plays the
-    playbook's order (docs/learning.md), as `tandem train` starts from."""
+    finished or stopped runs, each at most once.
+
+    `start` may be `playbook`: the untrained policy, which plays the playbook's order
+    (docs/learning.md). A run the start policy's provenance lists is left out, and so is a run
+    given twice: the bandit's update is a sum, so learning a run again would count its moves twice.
+    A run is known by `run_key`, which a resume does not change: a run that went on after it was
+    learnt from is left out whole (its new moves are not learnt, its old ones not counted again).
+    """
     out = policy_out(out)
     source: Path | None
     if start is not None and str(start) != PLAYBOOK:
@@ -458,16 +492,41 @@ def learn_from_runs(
         source = out if start is None and out.exists() else None
     policy = playable(read_policy(source)) if source else new_policy(time_price=time_price or 0.0)
     _check_price(policy, time_price, source or out)
+    known, named = _learnt_runs(policy)
     steps: list[Step] = []
     executor_steps: list[Step] = []
     names: list[str] = []
+    keys: list[str] = []
+    skipped: list[tuple[str, str]] = []
     for given in run_dirs:
         path = Path(given).expanduser()
         folder = path if (path / "run.json").exists() else find_run(str(given)).path
-        scientist, executor = run_steps(folder, time_price_of(policy))
+        ledger = checked_ledger(folder)
+        key = run_key(folder, ledger)
+        name = key.rpartition(":")[0]
+        if key in keys:
+            skipped.append((folder.name, "given twice"))
+            continue
+        if key in known or name in named:
+            skipped.append((folder.name, "already learnt from"))
+            continue
+        scientist, executor = run_steps(folder, time_price_of(policy), ledger=ledger)
         steps += scientist
         executor_steps += executor
-        names.append(folder.name)
+        names.append(name)
+        keys.append(key)
     policy = learn_executor(learn(policy, steps), executor_steps)
-    policy = _with_provenance(policy, runs=names, steps=len(steps))
-    return write_policy(out, policy)
+    policy = _with_provenance(policy, runs=names, run_keys=keys, steps=len(steps))
+    return Learnt(write_policy(out, policy), names, skipped)
+
+
+def _learnt_runs(policy: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """The run keys (`run_key`) a policy learnt from, and the names of runs it lists without a key
+    (files written before there were keys: a name is all they say, so a run of that name counts)."""
+    provenance = policy.get("provenance", {})
+    keys, names = (_strings(provenance.get(field)) for field in ("run_keys", "runs"))
+    return keys, names - {key.rpartition(":")[0] for key in keys}
+
+
+def _strings(value: Any) -> set[str]:
+    return {item for item in value if isinstance(item, str)} if isinstance(value, list) else set()

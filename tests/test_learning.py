@@ -533,6 +533,41 @@ def test_learn_refuses_a_ledger_line_that_is_not_a_record_in_one_line(
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "p.json").exists()
 
 
+def test_learn_counts_each_run_once(
+    finished_run: Path, csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bandit's update is a sum: a run learnt again (the same command twice, or a run named
+    twice) counted its moves twice while the provenance listed it once. A run is known by its id
+    and its baseline, since another run may have its name (every training's first episode on a
+    task is ep00000-TASK)."""
+    once, twice, more = tmp_path / "once.json", tmp_path / "twice.json", tmp_path / "more.json"
+    assert main(["learn", str(finished_run), "--out", str(once)]) == 0
+    first = read_policy(once)
+    assert main(["learn", str(finished_run), "--out", str(once)]) == 0  # goes on from --out, which has r
+    captured = capsys.readouterr()
+    assert "skipped r (already learnt from)" in captured.err and "learnt from 0 run(s)" in captured.out
+    again = read_policy(once)
+    assert again["bandit"] == first["bandit"] and again["provenance"]["steps"] == first["provenance"]["steps"] > 0
+    assert main(["learn", str(finished_run), str(finished_run), "--out", str(twice)]) == 0
+    captured = capsys.readouterr()
+    assert "skipped r (given twice)" in captured.err and "learnt from 1 run(s)" in captured.out
+    assert read_policy(twice)["bandit"] == first["bandit"]
+
+    other = tmp_path / "runs"  # another run named r: another split, other moves
+    run_task(
+        csv,
+        "price $",
+        context=RunContext(runs_dir=str(other), max_iters=3, time_budget=None, n_jobs=1),
+        run_id="r",
+        seed=2,
+    )
+    assert main(["learn", str(other / "r"), "--policy", str(once), "--out", str(more)]) == 0
+    assert "learnt from 1 run(s)" in capsys.readouterr().out
+    provenance = read_policy(more)["provenance"]
+    assert provenance["runs"] == ["r"] and len(provenance["run_keys"]) == 2
+    assert provenance["steps"] > first["provenance"]["steps"]
+
+
 def test_learn_starts_from_the_playbook_when_asked(finished_run: Path, tmp_path: Path) -> None:
     """The untrained policy is the playbook (docs/learning.md): `--policy playbook` names it, as
     `tandem run` takes it, instead of looking for a file called playbook."""
