@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import shutil
+import signal
 import time
 import tomllib
 from collections.abc import Callable, Sequence
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config
 from pydantic import ConfigDict, FiniteFloat, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
@@ -277,6 +278,19 @@ def run_steps(
     return scientist, executor_transitions(task, profile, ledger)
 
 
+def leave_stopping_to_the_trainer() -> None:
+    """Run in each episode worker process as it starts: Ctrl-C is the trainer's to handle.
+
+    Why: a terminal's Ctrl-C reaches the whole process group, and tandem.stopping sends SIGINT
+    to the trainer's children again. A worker then raised KeyboardInterrupt in its episode, was
+    interrupted again while its pool formatted that traceback, and printed some 120 lines of
+    tracebacks before the trainer's one-line farewell. The trainer stops its workers itself:
+    joblib kills them when the KeyboardInterrupt reaches it (and tandem.stopping's clock kills
+    any left), and every finished episode is already in the policy file.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def play_episode(
     index: int, task: PoolTask, snapshot: str, workdir: str, max_iters: int, time_budget: float | None, seed: int
 ) -> EpisodeResult:
@@ -405,9 +419,8 @@ def train(
             futures = [cluster.submit(play_episode, *a, pure=False, retries=RETRIES) for a in arguments]
             results = cluster.gather(futures)
         else:
-            results = Parallel(n_jobs=min(workers, len(batch)), backend="loky")(
-                delayed(play_episode)(*a) for a in arguments
-            )
+            with parallel_config(backend="loky", initializer=leave_stopping_to_the_trainer):
+                results = Parallel(n_jobs=min(workers, len(batch)))(delayed(play_episode)(*a) for a in arguments)
         seconds = (time.perf_counter() - started) / len(results)  # each episode's share of the batch
         for result in sorted(results, key=lambda r: r.index):
             if result.error is not None:  # lost, not retried, and not counted as learnt from
