@@ -89,12 +89,17 @@ class _Session:
             raise ValueError(
                 f"approve={options['approve']!r}: an environment's steps are the agents' actions; use 'never'"
             )
-        self.workdir = tempfile.mkdtemp(prefix="tandem-env-")
         self.owns_runs_dir = "runs_dir" not in options  # a runs_dir given by the caller keeps every episode's folder
-        options.setdefault("runs_dir", self.workdir)
         options.setdefault("time_budget", None)  # steps, not seconds, unless asked: reproducible episodes
         options.setdefault("n_jobs", 1)
-        self.context = RunContext(**options)
+        owned = tempfile.mkdtemp(prefix="tandem-env-") if self.owns_runs_dir else None
+        try:
+            self.context = RunContext(**{"runs_dir": owned, **options})
+        except BaseException:  # refused options must not leave a temporary folder behind
+            if owned is not None:
+                shutil.rmtree(owned, ignore_errors=True)
+            raise
+        self.workdir = owned or str(self.context.runs_dir)
         self.request: dict[str, Any] = {"csv_path": str(Path(csv_path).expanduser().resolve()), "target": target}
         self.request.update(task_options)
         self.pause_before = list(pause_before)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import gymnasium
@@ -13,6 +14,7 @@ from pettingzoo.test import api_test
 
 import tandem.envs
 from tandem.graph.context import RewardConfig
+from tandem.tools.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +90,24 @@ def test_aec_env_turns_any_action_in_its_space_into_a_step_and_owns_its_folders(
         tandem.envs.raw_env(csv_path=csv, target="label", approve="delivery")  # a gate no agent could pass
     with pytest.raises(ValueError, match="render_mode"):
         tandem.envs.raw_env(csv_path=csv, target="label", render_mode="human")
+
+
+def test_an_env_makes_a_temporary_folder_only_for_episodes_it_owns(
+    csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Given a runs_dir, the env keeps its episodes there and makes nothing else; refused options
+    leave nothing behind either (a training loop builds many envs)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    env = tandem.envs.raw_env(csv_path=csv, target="label", max_iters=2, folds=3, runs_dir=str(tmp_path / "runs"))
+    env.reset(seed=0)
+    episode = tmp_path / "runs" / str(env.session.run_id)
+    assert episode.is_dir()
+    env.close()
+    assert episode.is_dir()  # the caller's folder keeps its episodes
+    with pytest.raises(InputError, match="max_iters"):
+        tandem.envs.raw_env(csv_path=csv, target="label", max_iters=0)
+    assert list((tmp_path / "tmp").glob("tandem-env-*")) == []  # (the process's mapped data stay until it exits)
 
 
 def test_gymnasium_scientist_env_refuses_actions_outside_its_space_and_steps_after_the_end(csv: Path):
