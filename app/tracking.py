@@ -243,13 +243,13 @@ class Tracker:
             elif origin:
                 tags[f"tandem.{source}"] = str(origin)
         run = self._client.create_run(self.experiment_id, run_name=tandem_id, tags=tags)
-        self._remember(folder, state, run.info.run_id)
+        parent = self._remember(folder, state, run.info.run_id)
         params = {k: v for k, v in request.items() if k not in ("run_id", "csv_path", "holdout_csv") and v is not None}
         params["csv"] = tags["tandem.csv"]
         if request.get("holdout_csv"):
             params["holdout_csv"] = Path(str(request["holdout_csv"])).name
-        self._log_batch(self.parent_id, params=flatten(params))
-        return self.parent_id
+        self._log_batch(parent, params=flatten(params))
+        return parent
 
     def _remember(self, folder: RunFolder, state: dict[str, Any], parent: str) -> str:
         """Make `parent` this folder's parent run, and say so in `mlflow.json` under this URI."""
