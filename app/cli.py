@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 import sys
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 
 from tandem.benchmarks.cli import add_bench_commands, bench_farewell, cmd_bench, cmd_elo, cmd_league
@@ -55,6 +56,10 @@ from tandem.tools.errors import InputError, ProviderStop
 EXIT_BAD_INPUT = 2
 EXIT_PROVIDER = 3
 EXIT_OS = 3
+EXIT_BROKEN_PIPE = 1
+"""A reader that went away (`tandem history RUN | head -1`): Python's documentation (the signal
+module's "Note on SIGPIPE") ends such a program with exit code 1, which is also what Python itself
+reports for a failed write, and nothing on standard error: the reader asked for no more."""
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -336,13 +341,31 @@ def stop_farewell(args: argparse.Namespace) -> tuple[str, str]:
     return f"tandem {args.command}", "run the same command again"
 
 
+def _silence_stdout(*, owns_process: bool) -> None:
+    """Point standard output at /dev/null after its reader went away, as Python's documentation
+    advises: the interpreter flushes it again at exit, which would otherwise fail a second time and
+    print "Exception ignored ... BrokenPipeError". Only a process that is the command does this
+    (a caller of `main` from Python keeps its own standard output)."""
+    if not owns_process:
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with suppress(OSError, ValueError):  # standard output is not a file descriptor: nothing to redirect
+        os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tandem` console script (`argv` None: this process is the command)."""
     os.environ.setdefault("LANGSMITH_TRACING", "false")
     args = make_parser().parse_args(argv)
     try:
         with signals_stop_the_command(lambda: stop_farewell(args), owns_process=argv is None):
-            return COMMANDS[args.command](args)
+            code = COMMANDS[args.command](args)
+            sys.stdout.flush()  # a reader gone away is found here, not at exit after this handler
+            return code
+    except BrokenPipeError:  # an OSError: before that branch, which would blame a run file
+        _silence_stdout(owns_process=argv is None)
+        return EXIT_BROKEN_PIPE
     except InputError as exc:
         print(f"tandem: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime
@@ -268,6 +269,24 @@ def test_resume_of_a_finished_run_says_how_to_continue(titanic_run: Path, capsys
     more = max(4, summary["iterations"]) + 5  # above the run's --max-iters 4, so the search goes on
     assert f"tandem resume t1 --max-iters {more}" in line and "--time-budget" in line and "tandem fork t1" in line
     assert (titanic_run / "experiments.jsonl").read_bytes() == ledger  # nothing ran
+
+
+def test_a_reader_that_goes_away_ends_a_listing_quietly_with_exit_1(tmp_path: Path) -> None:
+    """`tandem runs | head -1`: the pipe's reader is gone before the listing is written. No line
+    blaming a run file, no "Exception ignored" at exit: exit 1, as Python's documentation advises."""
+    reader, writer = os.pipe()
+    os.close(reader)  # every write to the pipe now fails with EPIPE, as after `head` has its line
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "tandem.cli", "runs", "--runs-dir", str(tmp_path / "runs")],
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(writer)
+    assert (done.returncode, done.stderr) == (1, "")
 
 
 def test_light_commands_load_no_heavy_library(titanic_run: Path) -> None:
