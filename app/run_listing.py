@@ -80,10 +80,16 @@ def _text(value: Any) -> str | None:
 
 
 def finite_number(value: Any) -> float | None:
-    """A finite number from a JSON file, else None (true and false are not numbers here)."""
+    """A finite number from a JSON file, else None (true and false are not numbers here, nor a
+    whole number too large for a float: JSON has no limit, so an edited 1e400 written out in digits
+    reads as an int that `float` and `math.isfinite` refuse with OverflowError)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def json_object(value: Any) -> dict[str, Any]:
@@ -216,6 +222,10 @@ def _summary_damage(summary: dict[str, Any]) -> str | None:
         return problem
     if not all(isinstance(m, str) for m in summary["task"]["metrics"]):
         return "task.metrics is not a list of metric names"
+    if finite_number(summary["iterations"]) is None:  # digits past any float: an edit, not a count
+        return "iterations is out of range"
+    if not isinstance(summary["task"].get("csv_path") or "", str):  # older summaries have none
+        return "task.csv_path is not text"
     if (
         "seconds_spent" in summary
         and summary["seconds_spent"] is not None
@@ -256,11 +266,13 @@ def finished_hint(run_id: str, runs_dir: str | Path | None = None) -> str | None
     if not isinstance(summary, dict):
         return None
     context = json_object(json_object(read_json(folder / "run.json")).get("context"))
-    done = int(finite_number(summary.get("iterations")) or 0)
+    iterations = finite_number(summary.get("iterations"))  # an edited summary may hold anything
+    done = int(iterations) if iterations is not None else 0
     seconds = finite_number(summary.get("seconds_spent"))
     more_iters = max(int(finite_number(context.get("max_iters")) or done), done) + 5
     more_time = max(finite_number(context.get("time_budget")) or 0.0, seconds or 0.0) * 2 or 600.0
-    used = f"{done} experiments" + (f" in {duration(seconds)}" if seconds is not None else "")
+    used = (f"{done}" if iterations is not None else "an unrecorded number of") + " experiments"
+    used += f" in {duration(seconds)}" if seconds is not None else ""
     return (
         f"run {run_id} is finished: {shown(summary.get('stop_reason') or 'delivered')}, after {used}. "
         f"To continue it, raise its budget: tandem resume {run_id} --max-iters {more_iters} --force "
@@ -291,7 +303,7 @@ def shown(text: Any) -> str:
 
 def duration(seconds: float | None) -> str:
     """Seconds as people read them: 42 s, 3m07s, 1h05m."""
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):  # a sum of huge recorded times overflows to inf
         return "–"
     whole = round(seconds)
     if whole < 60:

@@ -256,6 +256,9 @@ SUMMARIES = {
     "metric as a list": (lambda s: s["task"].update(primary_metric=["f1"]), "task.primary_metric is not text"),
     "iterations as text": (lambda s: s.update(iterations="x"), "iterations is not a whole number"),
     "rewards as text": (lambda s: s.update(rewards={"scientist": "a lot"}), "rewards holds a value"),
+    "seconds past any float": (lambda s: s.update(seconds_spent=10**400), "seconds_spent is not a finite number"),
+    "iterations past any float": (lambda s: s.update(iterations=10**400), "iterations is out of range"),
+    "csv path as a number": (lambda s: s["task"].update(csv_path=5), "task.csv_path is not text"),
 }
 
 
@@ -297,6 +300,29 @@ def test_a_run_json_of_the_wrong_shape_is_named_in_one_line_by_every_command_tha
     assert main(["runs", "--runs-dir", str(run.parent)]) == 0
     assert re.search(r"\sd\s+(delivered|damaged)\s", capsys.readouterr().out)
     assert (run / "checkpoints.sqlite").read_bytes() == checkpoints
+
+
+def test_numbers_past_any_float_never_break_a_command_that_only_reads_nor_the_listing_of_other_runs(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """JSON has no limit on a whole number, and `float(10**400)` raises OverflowError: a hand-edited
+    budget, count or time in one run folder is shown as missing, not a traceback for every run."""
+    stopped = run.parent / "s"
+    shutil.copytree(run, stopped)
+    (stopped / "summary.json").unlink()  # listed from its ledger, fit times summed
+    ledger = [json.loads(line) for line in (stopped / "experiments.jsonl").read_text().splitlines()]
+    ledger[0]["fit_seconds"] = 10**400
+    (stopped / "experiments.jsonl").write_text("".join(json.dumps(row) + "\n" for row in ledger))
+    _edit(run / "run.json", lambda d: d["context"].update(max_iters=10**400))
+    _edit(run / "summary.json", lambda d: d.update(iterations=10**400, seconds_spent=10**400))
+    assert main(["resume", "d", "--runs-dir", str(run.parent)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("run d is finished: ") and "--max-iters 5 --force" in out
+    assert main(["runs", "--runs-dir", str(run.parent)]) == 0
+    listed = capsys.readouterr().out
+    assert re.search(r"\sd\s+delivered\s", listed) and re.search(r"\ss\s+stopped\s", listed)
+    assert main(["leaderboard", "s", "--runs-dir", str(run.parent)]) == 0
+    assert "#0" in capsys.readouterr().out
 
 
 def test_a_ledger_of_the_wrong_shape_still_gives_a_leaderboard(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
