@@ -45,6 +45,7 @@ from tandem.run_listing import (
     run_path,
     runs_table,
     summary_text,
+    tandem_command,
 )
 from tandem.stopping import exit_code_of, signals_stop_the_command
 from tandem.tools.errors import InputError, ProviderStop
@@ -237,7 +238,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(summary_text(summary, run_path(args.run_id, args.runs_dir)))
+    print(summary_text(summary, run_path(args.run_id, args.runs_dir), args.runs_dir))
     return 0
 
 
@@ -324,9 +325,7 @@ def _nearly_full(path: Path) -> bool:
 
 def resume_command(args: argparse.Namespace) -> str:
     """The command that continues the run this command worked on, with the runs folder it was given."""
-    run_id = getattr(args, "run_id", None) or "RUN_ID"
-    runs_dir = getattr(args, "runs_dir", None)
-    return f"tandem resume {run_id}" + (f" --runs-dir {shlex.quote(runs_dir)}" if runs_dir else "")
+    return tandem_command("resume", getattr(args, "run_id", None) or "RUN_ID", getattr(args, "runs_dir", None))
 
 
 def stop_farewell(args: argparse.Namespace) -> tuple[str, str]:

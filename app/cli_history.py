@@ -22,6 +22,7 @@ from tandem.cli_options import (
     context_changes,
     stored_context,
 )
+from tandem.run_listing import tandem_command
 
 
 def add_history_commands(sub: Any) -> None:
@@ -59,7 +60,8 @@ def cmd_history(args: argparse.Namespace) -> int:
         )
     metric = next((r["metric"] for r in rows if r["metric"]), None)
     if metric:
-        print(f"(incumbent: experiment and its CV {metric}; fork with: tandem fork {args.run_id} --from STEP)")
+        fork = tandem_command("fork", args.run_id, args.runs_dir, "--from", "STEP")
+        print(f"(incumbent: experiment and its CV {metric}; fork with: {fork})")
     return 0
 
 

@@ -34,7 +34,7 @@ from rich.text import Text
 
 from tandem.graph.context import RunContext
 from tandem.graph.messages import proposal_of
-from tandem.run_listing import plain_number, shown
+from tandem.run_listing import plain_number, shown, tandem_command
 from tandem.tools.errors import InputError
 
 Reader = Callable[[str], str]
@@ -264,13 +264,15 @@ class Progress:
             s = update["delivered"]
             metric = s["task"]["primary_metric"]
             report = s["artifacts"].get("report_html") or s["artifacts"]["report"]
+            runs_dir = self.folder.parent if self.folder else None
             return (
                 f"[deliver] {s['stop_reason']}\n"
                 f"Delivered experiment #{s['best']['experiment_id']}: CV {metric} {s['best']['cv'][metric]:.4f}; "
                 f"holdout {metric} {plain_number(s['best']['holdout'].get(metric))} "
                 f"(baseline {plain_number(s['baseline']['holdout'].get(metric))})\n"
                 f"Report: {self._at(report)}\nModel:  {self._at(s['artifacts']['model'])}\n"
-                f"Next:   tandem predict {s['run_id']} new.csv  (or tandem show {s['run_id']})"
+                f"Next:   {tandem_command('predict', s['run_id'], runs_dir, 'new.csv')}  "
+                f"(or {tandem_command('show', s['run_id'], runs_dir)})"
             )
         return None
 

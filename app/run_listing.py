@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import shlex
 from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +49,17 @@ class RunRow(TypedDict):
 def default_runs_dir() -> str:
     """`$TANDEM_RUNS_DIR`, else `./runs` (the rule of `tandem.graph.context.default_runs_dir`)."""
     return os.environ.get("TANDEM_RUNS_DIR") or str(Path("runs").resolve())
+
+
+def tandem_command(verb: str, run_id: str, runs_dir: str | Path | None, *options: str) -> str:
+    """`tandem VERB RUN_ID OPTIONS... [--runs-dir DIR]`, a next step for the user to paste: the runs
+    folder is named only when it is not the one the command finds by itself ($TANDEM_RUNS_DIR or
+    ./runs), so the usual line stays short and any other still reaches the same run. It goes last,
+    after any other argument (`predict RUN new.csv`), where no parser can take it for one."""
+    words = ["tandem", verb, str(run_id), *options]
+    if runs_dir and Path(runs_dir).expanduser().resolve() != Path(default_runs_dir()).expanduser().resolve():
+        words += ["--runs-dir", str(runs_dir)]
+    return shlex.join(words)
 
 
 def run_path(run_id: str, runs_dir: str | Path | None = None) -> Path:
@@ -170,7 +182,8 @@ def load_summary(run_id: str, runs_dir: str | Path | None = None) -> dict[str, A
     """A delivered run's summary.json, or an `InputError` saying how to get one."""
     folder = run_path(run_id, runs_dir)
     if not (folder / "summary.json").exists():
-        raise InputError(f"run {run_id!r} has not delivered yet; continue it with: tandem resume {run_id}")
+        again = tandem_command("resume", run_id, runs_dir)
+        raise InputError(f"run {run_id!r} has not delivered yet; continue it with: {again}")
     try:
         summary = json.loads((folder / "summary.json").read_text())
     except OSError as exc:  # a folder, unreadable
@@ -184,7 +197,7 @@ def load_summary(run_id: str, runs_dir: str | Path | None = None) -> dict[str, A
     if problem:
         raise InputError(
             f"run {run_id}: summary.json is damaged ({problem}); "
-            f"rebuild it from the checkpoints with: tandem repair {run_id}"
+            f"rebuild it from the checkpoints with: {tandem_command('repair', run_id, runs_dir)}"
         )
     return summary
 
@@ -273,12 +286,13 @@ def finished_hint(run_id: str, runs_dir: str | Path | None = None) -> str | None
     more_time = max(finite_number(context.get("time_budget")) or 0.0, seconds or 0.0) * 2 or 600.0
     used = (f"{done}" if iterations is not None else "an unrecorded number of") + " experiments"
     used += f" in {duration(seconds)}" if seconds is not None else ""
+    raise_iters = tandem_command("resume", run_id, runs_dir, "--max-iters", str(more_iters), "--force")
+    fork = tandem_command("fork", run_id, runs_dir, "--from", "STEP", "--max-iters", str(more_iters))
     return (
         f"run {run_id} is finished: {shown(summary.get('stop_reason') or 'delivered')}, after {used}. "
-        f"To continue it, raise its budget: tandem resume {run_id} --max-iters {more_iters} --force "
+        f"To continue it, raise its budget: {raise_iters} "
         f"(or --time-budget {more_time:.0f} --force; it replaces this model and report), or keep this model and "
-        f"continue in a new run: tandem history {run_id}, then tandem fork {run_id} --from STEP "
-        f"--max-iters {more_iters}"
+        f"continue in a new run: {tandem_command('history', run_id, runs_dir)}, then {fork}"
     )
 
 
@@ -379,8 +393,9 @@ def model_text(spec: Any) -> str:
     return text + (f", {', '.join(notes)}" if notes else "") + (f" on {columns} columns" if columns else "")
 
 
-def summary_text(summary: dict[str, Any], folder: Path) -> str:
-    """`tandem show`: the run's outcome as lines and small tables, never raw dictionaries."""
+def summary_text(summary: dict[str, Any], folder: Path, runs_dir: str | Path | None = None) -> str:
+    """`tandem show`: the run's outcome as lines and small tables, never raw dictionaries
+    (`runs_dir`: the runs folder as the user named it, for the next command; default: the folder's)."""
     task, best, base = summary["task"], summary["best"], summary["baseline"]
     metric = task["primary_metric"]
     lines = [
@@ -419,5 +434,5 @@ def summary_text(summary: dict[str, Any], folder: Path) -> str:
     artifacts = summary.get("artifacts") or {}
     report = folder / artifacts.get("report_html", artifacts.get("report", "report.html"))
     lines.append(f"report: {report}")
-    lines.append(f"next: tandem predict {folder.name} new.csv")
+    lines.append(f"next: {tandem_command('predict', folder.name, runs_dir or folder.parent, 'new.csv')}")
     return "\n".join(lines)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -16,7 +19,7 @@ import pytest
 from conftest import synthetic_frame
 
 from tandem import run_listing
-from tandem.cli import main
+from tandem.cli import main, make_parser
 from tandem.graph import context, persistence
 from tandem.live import Progress
 
@@ -287,6 +290,35 @@ def test_a_reader_that_goes_away_ends_a_listing_quietly_with_exit_1(tmp_path: Pa
     finally:
         os.close(writer)
     assert (done.returncode, done.stderr) == (1, "")
+
+
+def test_every_next_step_a_message_prints_reaches_the_run_from_another_directory(
+    titanic_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command printed for the user to paste names the runs folder it was given, so pasted in any
+    directory it reaches the same run, not a `./runs` that has no such run."""
+    runs = tmp_path / "x" / "runs"
+    for name in ("t1", "stopped", "damaged"):
+        shutil.copytree(titanic_run, runs / name)
+    (runs / "stopped" / "summary.json").unlink()
+    (runs / "damaged" / "summary.json").write_text("{}")
+    monkeypatch.delenv("TANDEM_RUNS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    where = ["--runs-dir", str(runs)]
+    printed = [
+        run_cli(capsys, "show", "stopped", *where)[2].partition("continue it with: ")[2],
+        run_cli(capsys, "show", "damaged", *where)[2].partition("checkpoints with: ")[2],
+        run_cli(capsys, "show", "t1", *where)[1].partition("next: ")[2],
+        run_cli(capsys, "history", "t1", *where)[1].partition("fork with: ")[2].rstrip().removesuffix(")"),
+    ]
+    hint = run_cli(capsys, "resume", "t1", *where)[1]
+    printed += [*re.findall(r"budget: (tandem .*?) \(or", hint), *re.findall(r"new run: (tandem .*?), then (tandem .*)", hint)[0]]
+    assert len(printed) == 7 and all(printed), printed
+    for command in printed:
+        words = shlex.split(command.strip().replace("STEP", "3"))
+        assert words[0] == "tandem", command
+        args = make_parser().parse_args(words[1:])
+        assert Path(args.runs_dir).resolve() == runs.resolve() and (runs / args.run_id).is_dir(), command
 
 
 def test_light_commands_load_no_heavy_library(titanic_run: Path) -> None:

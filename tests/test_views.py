@@ -171,7 +171,8 @@ def test_plain_lines_off_a_terminal(recorded: tuple[Path, list[Event]], capsys: 
         f"holdout {m} {best['holdout'][m]:.4f} (baseline {summary['baseline']['holdout'][m]:.4f})",
         f"Report: {run_dir / 'report.html'}",
         f"Model:  {run_dir / 'model.joblib'}",
-        f"Next:   tandem predict {summary['run_id']} new.csv  (or tandem show {summary['run_id']})",
+        f"Next:   tandem predict {summary['run_id']} new.csv --runs-dir {run_dir.parent}  "
+        f"(or tandem show {summary['run_id']} --runs-dir {run_dir.parent})",  # not ./runs: named, to be pasted
     ]
     assert printed == expected
     assert len(ledger) == 3 and printed[1].startswith("[#0 baseline] CV f1_macro 0.")
