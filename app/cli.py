@@ -38,6 +38,7 @@ from tandem.graph.context import RunContext, default_runs_dir
 from tandem.leaderboard import leaderboard, leaderboard_text
 from tandem.run_listing import (
     BUDGETS,
+    RUN_ID_RULE,
     experiments_done,
     finished_hint,
     list_runs,
@@ -328,10 +329,33 @@ def resume_command(args: argparse.Namespace) -> str:
     return tandem_command("resume", getattr(args, "run_id", None) or "RUN_ID", getattr(args, "runs_dir", None))
 
 
-def stop_farewell(args: argparse.Namespace) -> tuple[str, str]:
+def run_was_created(args: argparse.Namespace) -> bool:
+    """Whether the run a run, resume or fork command worked on has a folder with its run.json, so
+    `tandem resume` can find it: a run that failed or stopped before that (its runs folder is a file,
+    a fork's checkpoints could not be opened) has nothing to resume, only the command to repeat."""
+    run_id = getattr(args, "run_id", None)
+    if args.command not in ("run", "resume", "fork") or not isinstance(run_id, str):
+        return False
+    if not RUN_ID_RULE.fullmatch(run_id):
+        return False
+    try:
+        return (Path(getattr(args, "runs_dir", None) or default_runs_dir()) / run_id / "run.json").is_file()
+    except OSError:
+        return False
+
+
+def again_command(args: argparse.Namespace, given: str) -> str:
+    """The command that goes on from where this one failed or stopped: resuming the run it created,
+    else `given`, the command as typed (which for a read-only command is the thing to retry)."""
+    return resume_command(args) if run_was_created(args) else given
+
+
+def stop_farewell(args: argparse.Namespace, given: str) -> tuple[str, str]:
     """What a stopped command is called and what it keeps, for the line a stop prints: read when
     the stop comes, so it names what the command knew by then (a new run's id, a bench's)."""
     if args.command in ("run", "resume", "fork"):
+        if not run_was_created(args):
+            return "the run", f"it had not started, nothing is saved. Run it again with: {given}"
         return "the run", f"progress is saved. Continue with: {resume_command(args)}"
     if args.command == "train":
         return "training", kept_by_training(args)
@@ -357,8 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tandem` console script (`argv` None: this process is the command)."""
     os.environ.setdefault("LANGSMITH_TRACING", "false")
     args = make_parser().parse_args(argv)
+    given = shlex.join(["tandem", *(sys.argv[1:] if argv is None else argv)])
     try:
-        with signals_stop_the_command(lambda: stop_farewell(args), owns_process=argv is None):
+        with signals_stop_the_command(lambda: stop_farewell(args, given), owns_process=argv is None):
             code = COMMANDS[args.command](args)
             sys.stdout.flush()  # a reader gone away is found here, not at exit after this handler
             return code
@@ -369,17 +394,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tandem: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ProviderStop as exc:
-        print(f"tandem: {exc}; progress is saved, continue with: {resume_command(args)}", file=sys.stderr)
+        if run_was_created(args):
+            print(f"tandem: {exc}; progress is saved, continue with: {resume_command(args)}", file=sys.stderr)
+        else:
+            print(f"tandem: {exc}; nothing was saved, run again with: {given}", file=sys.stderr)
         return EXIT_PROVIDER
     except (OSError, sqlite3.OperationalError) as exc:
         runs_dir = Path(getattr(args, "runs_dir", None) or default_runs_dir())
-        given = shlex.join(["tandem", *(sys.argv[1:] if argv is None else argv)])
-        again = resume_command(args) if args.command in ("run", "resume", "fork") else given
+        again = again_command(args, given)
         database = "results.sqlite" if args.command in ("bench", "league", "elo") else "checkpoints.sqlite"
         print(f"tandem: {os_error_line(exc, again, runs_dir, database)}", file=sys.stderr)
         return EXIT_OS
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGINT or SIGTERM sent to this process (tandem.stopping)
-        what, kept = stop_farewell(args)
+        what, kept = stop_farewell(args, given)
         print(f"\ntandem: {what} stopped; {kept}", file=sys.stderr)
         return exit_code_of(stop)
     except Exception as exc:
@@ -388,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
         print(
             f"tandem: the checkpoint database failed ({reason}); every step up to the last checkpoint is saved there: "
-            f"continue with `{resume_command(args)}` once it is back",
+            f"continue with `{again_command(args, given)}` once it is back",
             file=sys.stderr,
         )
         return EXIT_OS

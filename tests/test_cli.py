@@ -19,7 +19,7 @@ import pytest
 from conftest import synthetic_frame
 
 from tandem import run_listing
-from tandem.cli import main, make_parser
+from tandem.cli import main, make_parser, stop_farewell
 from tandem.graph import context, persistence
 from tandem.live import Progress
 
@@ -319,6 +319,28 @@ def test_every_next_step_a_message_prints_reaches_the_run_from_another_directory
         assert words[0] == "tandem", command
         args = make_parser().parse_args(words[1:])
         assert Path(args.runs_dir).resolve() == runs.resolve() and (runs / args.run_id).is_dir(), command
+
+
+def test_a_run_that_never_got_its_folder_is_suggested_again_not_resumed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tandem resume` finds a run by its run.json: before that exists there is nothing to resume,
+    so the failure and the stop lines give the command as typed, and only after it, the resume."""
+    csv = _write(tmp_path / "data.csv", synthetic_frame(60))
+    runs = tmp_path / "afile"
+    runs.write_text("not a folder")
+    argv = ["run", str(csv), "--target", "label", "--runs-dir", str(runs), "--run-id", "x1"]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 3 and err.strip().endswith(f"run `{shlex.join(['tandem', *argv])}`"), err
+    assert "resume" not in err
+
+    runs = tmp_path / "runs"
+    args = make_parser().parse_args(["run", str(csv), "--target", "label", "--runs-dir", str(runs)])
+    args.run_id = "x2"  # as `tandem run` names it before it starts, for a stop to name it
+    assert stop_farewell(args, "tandem run AS TYPED")[1].endswith("Run it again with: tandem run AS TYPED")
+    (runs / "x2").mkdir(parents=True)
+    (runs / "x2" / "run.json").write_text("{}")
+    assert stop_farewell(args, "tandem run AS TYPED")[1].endswith(f"Continue with: tandem resume x2 --runs-dir {runs}")
 
 
 def test_light_commands_load_no_heavy_library(titanic_run: Path) -> None:
