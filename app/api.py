@@ -264,9 +264,11 @@ def resume_run(
             if overrides or scientist_model is not None or executor_model is not None:
                 save_run_config(folder, request, context)
             if reopen is not None:
+                _set_summary_aside(folder)
                 _reopen(graph, reopen)
                 answer = NO_ANSWER  # the gate it was paused at is gone: the search goes on
             elif force and delivered and snapshot.values and not snapshot.tasks:
+                _set_summary_aside(folder)
                 _redeliver(graph, config)  # nothing left to search: --force delivers again
             started = bool(snapshot.values)
         graph_input = None if started else cast(TaskRequest, request)
@@ -300,6 +302,20 @@ def _reopen_point(graph: TandemGraph, config: RunnableConfig, context: RunContex
                 return snapshot
             return None
     return None
+
+
+def _set_summary_aside(folder: RunFolder) -> None:
+    """A delivered run that goes on is not delivered any more: its summary.json becomes
+    summary.previous.json until the next delivery writes a new one (and removes it).
+
+    Otherwise a run stopped mid-search looked delivered: `tandem resume` said it was finished and
+    did nothing, and `show` and `runs` presented the old delivery as the current one. The model
+    file is left in place, so `predict` keeps predicting with that delivery (checked against the
+    set-aside summary's hash) until the next one. It is done before the checkpoints move on, so
+    the folder never claims a delivery the checkpoints have left behind.
+    """
+    if folder.summary.exists():
+        os.replace(folder.summary, folder.previous_summary)
 
 
 def _reopen(graph: TandemGraph, snapshot: StateSnapshot) -> None:
@@ -480,8 +496,9 @@ def predict_file(
     the result carries the run's metrics on the rows whose target is known.
     """
     folder = find_run(run_id, runs_dir)
+    previous = run_listing.previous_summary(run_id, runs_dir) if experiment is None else None
     if experiment is None:
-        summary = load_summary(run_id, runs_dir)
+        summary = previous or load_summary(run_id, runs_dir)
         model, task = load_model(folder, summary), summary["task"]
     else:
         model, task = experiment_model(run_id, experiment, runs_dir)
@@ -490,6 +507,12 @@ def predict_file(
         result = predict_frame(model, frame, task, keep=keep)
     except FrameError as exc:
         raise InputError(f"{csv_path}: {exc}") from None
+    if previous is not None:
+        going_on = (
+            f"run {run_id} is going on after its delivery: these are the predictions of the model it delivered "
+            "before, until it delivers again"
+        )
+        result = replace(result, notes=(*result.notes, going_on))
     if result.scores and Path(csv_path).resolve() == Path(task.get("csv_path") or "").resolve():
         seen = (
             "this is the run's own data file, whose development rows the model was trained on: these scores "

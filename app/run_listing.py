@@ -26,6 +26,12 @@ RUN_ID_RULE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 needs no checkpoint library (tests/test_cli.py checks the two patterns are the same)."""
 
 
+PREVIOUS_SUMMARY = "summary.previous.json"
+"""`RunFolder.previous_summary`'s name, repeated so that reading a folder needs no checkpoint
+library (tests/test_cli.py checks the two are the same): a delivered run's summary.json, set aside
+while `resume --force` goes on with the search, until the next delivery writes a new one."""
+
+
 class RunRow(TypedDict):
     """One line of `tandem runs`."""
 
@@ -183,9 +189,28 @@ def load_summary(run_id: str, runs_dir: str | Path | None = None) -> dict[str, A
     folder = run_path(run_id, runs_dir)
     if not (folder / "summary.json").exists():
         again = tandem_command("resume", run_id, runs_dir)
+        if (folder / PREVIOUS_SUMMARY).exists():
+            raise InputError(
+                f"run {run_id!r} is going on after its delivery and has not delivered again; continue it with: "
+                f"{again} (until then its previous delivery, {PREVIOUS_SUMMARY}, is the model tandem predict uses)"
+            )
         raise InputError(f"run {run_id!r} has not delivered yet; continue it with: {again}")
+    return _checked_summary(folder / "summary.json", run_id, runs_dir)
+
+
+def previous_summary(run_id: str, runs_dir: str | Path | None = None) -> dict[str, Any] | None:
+    """The summary of a run's previous delivery while the run goes on after it (None otherwise):
+    its model.joblib is still that delivery's until the next one, so `predict` can use it."""
+    folder = run_path(run_id, runs_dir)
+    if (folder / "summary.json").exists() or not (folder / PREVIOUS_SUMMARY).exists():
+        return None
+    return _checked_summary(folder / PREVIOUS_SUMMARY, run_id, runs_dir)
+
+
+def _checked_summary(path: Path, run_id: str, runs_dir: str | Path | None) -> dict[str, Any]:
+    """A summary file's content, or an `InputError` naming what is wrong with it."""
     try:
-        summary = json.loads((folder / "summary.json").read_text())
+        summary = json.loads(path.read_text())
     except OSError as exc:  # a folder, unreadable
         summary = exc.strerror or type(exc).__name__
     except ValueError:  # not text, not JSON
@@ -196,7 +221,7 @@ def load_summary(run_id: str, runs_dir: str | Path | None = None) -> dict[str, A
         problem = "not a JSON object" if not isinstance(summary, dict) else _summary_damage(summary)
     if problem:
         raise InputError(
-            f"run {run_id}: summary.json is damaged ({problem}); "
+            f"run {run_id}: {path.name} is damaged ({problem}); "
             f"rebuild it from the checkpoints with: {tandem_command('repair', run_id, runs_dir)}"
         )
     return summary

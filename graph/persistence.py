@@ -101,6 +101,9 @@ class RunFolder:
     experiments = property(lambda self: self.path / "experiments.jsonl")
     rewards = property(lambda self: self.path / "rewards.jsonl")
     summary = property(lambda self: self.path / "summary.json")
+    previous_summary = property(lambda self: self.path / "summary.previous.json")
+    """A delivered run's summary.json, set aside while the run goes on after delivery (resume --force):
+    the folder then says it is not delivered, and `predict` still has the model it delivered."""
     report = property(lambda self: self.path / "report.md")
     report_html = property(lambda self: self.path / "report.html")
     scores_plot = property(lambda self: self.path / "cv_scores.png")

@@ -241,6 +241,7 @@ def deliver(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     write_jsonl(folder.experiments, list(ledger))
     write_jsonl(folder.rewards, events)
     write_json(folder.summary, summary)
+    folder.previous_summary.unlink(missing_ok=True)  # set aside by a resume after delivery: replaced now
     if insight is not None:
         save_insight(folder, insight)
     write_reports(folder, json_clean(summary), json_clean(list(ledger)), json_clean(events), json_clean(insight))

@@ -361,6 +361,7 @@ def test_light_commands_load_no_heavy_library(titanic_run: Path) -> None:
 
 def test_the_light_run_id_rule_is_the_checkpoints_rule() -> None:
     assert run_listing.RUN_ID_RULE.pattern == persistence.RUN_ID_RULE.pattern
+    assert persistence.RunFolder(Path("r")).previous_summary.name == run_listing.PREVIOUS_SUMMARY
     assert run_listing.default_runs_dir() == context.default_runs_dir()
 
 

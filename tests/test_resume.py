@@ -16,6 +16,7 @@ and the N-th fold fit is the same one every time.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -27,6 +28,7 @@ import pytest
 from crash import assert_same_run, kill_when_paused, lines_in, reference_outcome, spawn, wait_until
 
 from tandem.api import resume_run, run_task
+from tandem.cli import main
 from tandem.graph.context import RunContext
 
 ITERS = 4
@@ -145,3 +147,29 @@ def test_a_run_stopped_by_its_budget_continues_when_the_budget_is_raised(penguin
     searched = [r for r in ledger if r["move"] != "delivery_blend"]  # each delivery may add its blend (small data)
     assert len(searched) == again["iterations"] + 1 and len(ledger) - len(searched) <= 2
     assert resume_run("p", runs_dir=runs)["iterations"] == again["iterations"]  # nothing left to do
+
+
+def test_a_delivered_run_stopped_while_it_goes_on_is_not_shown_delivered_and_resume_continues_it(
+    penguins: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`resume --force` with a raised budget, then Ctrl-C once an experiment has run: the run is in
+    the middle of its search again, so the folder must not say "delivered" (`tandem resume` said
+    "finished" and did nothing), while the model it delivered before still predicts until it delivers again."""
+    runs, where = tmp_path / "runs", ["--runs-dir", str(tmp_path / "runs")]
+    run_task(penguins, "species", folds=FOLDS, run_id="g", context=RunContext(runs_dir=str(runs), max_iters=1, n_jobs=1))
+
+    def ctrl_c_after_an_experiment(node: str, update: dict[str, Any]) -> None:
+        if node == "reward":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        resume_run("g", runs_dir=runs, max_iters=3, force=True, on_update=ctrl_c_after_an_experiment)
+    assert main(["show", "g", *where]) == 2
+    assert "has not delivered again; continue it with: tandem resume g --runs-dir" in capsys.readouterr().err
+    assert main(["runs", *where]) == 0 and re.search(r"\sg\s+stopped\s", capsys.readouterr().out)
+    assert main(["predict", "g", str(penguins), *where, "-o", str(tmp_path / "p.csv")]) == 0
+    assert "the model it delivered before" in capsys.readouterr().out
+    assert main(["resume", "g", *where, "--plain", "--n-jobs", "1"]) == 0  # no --force, no budget: it goes on
+    summary = json.loads((runs / "g" / "summary.json").read_text())
+    assert summary["iterations"] == 3 or "Scientist delivered" in summary["stop_reason"]
+    assert not (runs / "g" / "summary.previous.json").exists()
