@@ -39,7 +39,7 @@ from tandem.leaderboard import leaderboard, leaderboard_text
 from tandem.run_listing import (
     BUDGETS,
     RUN_ID_RULE,
-    experiments_done,
+    delivered_iterations,
     finished_hint,
     list_runs,
     load_summary,
@@ -204,7 +204,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         print(hint)  # nothing would run: say how to continue instead of replaying where it stands
         log_finished(args.mlflow, args.run_id, args.runs_dir)  # with --mlflow: logged as it stands
         return 0
-    before = experiments_done(args.run_id, args.runs_dir)
+    before = delivered_iterations(args.run_id, args.runs_dir)
     with (
         fold_fits_on(args.cluster),
         track_run(args.mlflow, args.run_id, args.runs_dir) as tracker,
@@ -220,7 +220,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
             checkpoint_db=args.checkpoint_db,
             **overrides,
         )
-    if hint and raised and experiments_done(args.run_id, args.runs_dir) == before:
+    if hint and raised and summary.get("status") == "delivered" and summary.get("iterations") == before:
         print(hint)  # the raised budget was still not above what the run had used (--force alone delivers again)
     return 0 if summary.get("status") == "delivered" else 1
 

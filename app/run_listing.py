@@ -287,9 +287,15 @@ def _summary_damage(summary: dict[str, Any]) -> str | None:
 BUDGETS = ("max_iters", "time_budget", "token_budget")
 
 
-def experiments_done(run_id: str, runs_dir: str | Path | None = None) -> int:
-    """Experiments in a run's ledger, the baseline included (0 before setup)."""
-    return len(read_ledger(run_path(run_id, runs_dir)))
+def delivered_iterations(run_id: str, runs_dir: str | Path | None = None) -> int | None:
+    """The iterations a delivered run's summary.json records (None when there is no readable count).
+
+    `tandem resume` compares it with the new delivery's to tell whether a raised budget let the
+    search go on: the ledger's length cannot tell, since the search drops the old delivery's blend
+    row and may add one experiment in its place."""
+    summary = json_object(read_json(run_path(run_id, runs_dir) / "summary.json"))
+    iterations = summary.get("iterations")
+    return iterations if isinstance(iterations, int) and not isinstance(iterations, bool) else None
 
 
 def finished_hint(run_id: str, runs_dir: str | Path | None = None) -> str | None:

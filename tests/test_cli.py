@@ -343,6 +343,21 @@ def test_a_run_that_never_got_its_folder_is_suggested_again_not_resumed(
     assert stop_farewell(args, "tandem run AS TYPED")[1].endswith(f"Continue with: tandem resume x2 --runs-dir {runs}")
 
 
+def test_a_forced_resume_that_searched_on_does_not_also_say_the_run_is_finished(
+    penguins: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On 200 penguins the delivery's blend row is replaced by the next experiment, so the ledger
+    keeps its length: whether the search went on is read from the new delivery, not from that."""
+    small = _raw(tmp_path / "p200.csv", "".join(penguins.read_text().splitlines(keepends=True)[:201]))
+    where = ["--runs-dir", str(tmp_path / "runs"), "--plain", "--n-jobs", "1"]
+    assert run_cli(capsys, "run", str(small), "--target", "species", "--max-iters", "3", "--run-id", "b", *where)[0] == 0
+    code, out, _ = run_cli(capsys, "resume", "b", "--force", "--max-iters", "4", *where)
+    assert code == 0 and json.loads((tmp_path / "runs" / "b" / "summary.json").read_text())["iterations"] == 4
+    assert "is finished" not in out
+    code, out, _ = run_cli(capsys, "resume", "b", "--max-iters", "4", *where)  # raised, but not above what it used
+    assert code == 0 and "run b is finished: iteration budget reached" in out
+
+
 def test_light_commands_load_no_heavy_library(titanic_run: Path) -> None:
     """`--help`, `runs` and `show` stay fast by never importing the ML stack (timed in scripts/cli_startup.py)."""
     script = (
