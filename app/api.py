@@ -261,13 +261,15 @@ def resume_run(
             if snapshot.values and not force:
                 check_ledger(folder, list(snapshot.values.get("ledger", [])))
             check_profile(folder, snapshot.values)  # before any step needs it, not in the middle of one
-            if overrides or scientist_model is not None or executor_model is not None:
-                save_run_config(folder, request, context)
+            redeliver = force and delivered and bool(snapshot.values) and not snapshot.tasks
+            goes_on = not snapshot.values or bool(snapshot.tasks) or reopen is not None or redeliver
+            if goes_on and (overrides or scientist_model is not None or executor_model is not None):
+                save_run_config(folder, request, context)  # a resume that runs nothing leaves run.json as it was
             if reopen is not None:
                 _set_summary_aside(folder)
                 _reopen(graph, reopen)
                 answer = NO_ANSWER  # the gate it was paused at is gone: the search goes on
-            elif force and delivered and snapshot.values and not snapshot.tasks:
+            elif redeliver:
                 _set_summary_aside(folder)
                 _redeliver(graph, config)  # nothing left to search: --force delivers again
             started = bool(snapshot.values)

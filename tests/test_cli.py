@@ -358,6 +358,19 @@ def test_a_forced_resume_that_searched_on_does_not_also_say_the_run_is_finished(
     assert code == 0 and "run b is finished: iteration budget reached" in out
 
 
+def test_a_resume_that_runs_nothing_leaves_run_json_as_it_was(
+    titanic_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A budget below what the run used continues nothing, so it must not become the run's recorded
+    budget (a later plain resume or fork would read it)."""
+    copy = tmp_path / "runs" / "t1"
+    shutil.copytree(titanic_run, copy)
+    recorded = (copy / "run.json").read_bytes()
+    code, out, _ = run_cli(capsys, "resume", "t1", "--max-iters", "2", "--runs-dir", str(copy.parent), "--plain")
+    assert code == 0 and "run t1 is finished" in out
+    assert (copy / "run.json").read_bytes() == recorded
+
+
 def test_light_commands_load_no_heavy_library(titanic_run: Path) -> None:
     """`--help`, `runs` and `show` stay fast by never importing the ML stack (timed in scripts/cli_startup.py)."""
     script = (
