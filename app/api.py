@@ -454,7 +454,8 @@ def load_model(folder: RunFolder, summary: dict[str, Any]) -> Any:
     if not isinstance(expected, str):
         raise InputError(
             f"run {folder.run_id}: summary.json records no SHA-256 for its model (an older tandem delivered it); "
-            f"refused to load an unchecked pickle; deliver it again with: tandem resume {folder.run_id} --force"
+            f"refused to load an unchecked pickle; deliver it again with: "
+            f"{run_listing.tandem_command('resume', folder.run_id, folder.path.parent, '--force')}"
         )
     try:
         data = path.read_bytes()
@@ -518,7 +519,7 @@ def predict_file(
     if result.scores and Path(csv_path).resolve() == Path(task.get("csv_path") or "").resolve():
         seen = (
             "this is the run's own data file, whose development rows the model was trained on: these scores "
-            f"are optimistic; the honest score is the holdout's (tandem show {run_id})"
+            f"are optimistic; the honest score is the holdout's ({run_listing.tandem_command('show', run_id, runs_dir)})"
         )
         result = replace(result, notes=(*result.notes, seen))
     return result
@@ -570,7 +571,8 @@ def experiment_model(
     task, ledger = values.get("task"), list(values.get("ledger") or [])
     ok = [r["id"] for r in ledger if r.get("status") == "ok"]
     if not task or not ok:
-        raise InputError(f"run {run_id} has no trained experiment yet; continue it with: tandem resume {run_id}")
+        again = run_listing.tandem_command("resume", run_id, runs_dir)
+        raise InputError(f"run {run_id} has no trained experiment yet; continue it with: {again}")
     record = next((r for r in ledger if r["id"] == experiment), None)
     if record is None or record.get("status") != "ok":
         what = "has no experiment" if record is None else f"did not train experiment (status {record.get('status')})"

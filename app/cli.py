@@ -274,7 +274,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     if args.salvage:
         from tandem.salvage import salvage_run, salvaged_text  # LangGraph and the checkpoints: CLI start-up time
 
-        print(salvaged_text(salvage_run(args.run_id, new_run_id=args.to, runs_dir=args.runs_dir)))
+        print(salvaged_text(salvage_run(args.run_id, new_run_id=args.to, runs_dir=args.runs_dir), args.runs_dir))
         return 0
     if args.to is not None:
         raise InputError("--to names the run --salvage makes; add --salvage, or leave --to out")

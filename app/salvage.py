@@ -27,6 +27,7 @@ from tandem.graph.persistence import (
     salvage_checkpoints,
     save_run_config,
 )
+from tandem.run_listing import tandem_command
 
 
 class SalvageResult(TypedDict):
@@ -95,13 +96,15 @@ def salvage_run(run_id: str, *, new_run_id: str | None = None, runs_dir: str | P
     )
 
 
-def salvaged_text(result: SalvageResult) -> str:
-    """What `tandem repair RUN --salvage` prints: what was kept, what was lost, what to run next."""
+def salvaged_text(result: SalvageResult, runs_dir: str | Path | None = None) -> str:
+    """What `tandem repair RUN --salvage` prints: what was kept, what was lost, what to run next
+    (naming `runs_dir`, the runs folder the command was given, when it is not the default one)."""
     lost = f" ({result['unreadable']} more could not be read)" if result["unreadable"] else ""
     then = (
-        f"it is the delivered end of the run, so the new run is delivered as well: tandem show {result['run_id']}"
+        "it is the delivered end of the run, so the new run is delivered as well: "
+        f"{tandem_command('show', result['run_id'], runs_dir)}"
         if "summary.json" in result["written"]
-        else f"it goes on from there with: tandem resume {result['run_id']}"
+        else f"it goes on from there with: {tandem_command('resume', result['run_id'], runs_dir)}"
     )
     return (
         f"salvaged run {result['salvaged_from']} into run {result['run_id']}: {result['checkpoints']} checkpoints "

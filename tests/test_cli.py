@@ -293,7 +293,11 @@ def test_a_reader_that_goes_away_ends_a_listing_quietly_with_exit_1(tmp_path: Pa
 
 
 def test_every_next_step_a_message_prints_reaches_the_run_from_another_directory(
-    titanic_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    titanic_run: Path,
+    titanic: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A command printed for the user to paste names the runs folder it was given, so pasted in any
     directory it reaches the same run, not a `./runs` that has no such run."""
@@ -313,7 +317,9 @@ def test_every_next_step_a_message_prints_reaches_the_run_from_another_directory
     ]
     hint = run_cli(capsys, "resume", "t1", *where)[1]
     printed += [*re.findall(r"budget: (tandem .*?) \(or", hint), *re.findall(r"new run: (tandem .*?), then (tandem .*)", hint)[0]]
-    assert len(printed) == 7 and all(printed), printed
+    own_data = run_cli(capsys, "predict", "t1", str(titanic), "-o", str(tmp_path / "p.csv"), *where)[1]
+    printed += re.findall(r"holdout's \((tandem .*?)\)$", own_data, re.MULTILINE)
+    assert len(printed) == 8 and all(printed), printed
     for command in printed:
         words = shlex.split(command.strip().replace("STEP", "3"))
         assert words[0] == "tandem", command
