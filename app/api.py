@@ -517,9 +517,10 @@ def predict_file(
         )
         result = replace(result, notes=(*result.notes, going_on))
     if result.scores and Path(csv_path).resolve() == Path(task.get("csv_path") or "").resolve():
+        show = run_listing.tandem_command("show", run_id, runs_dir)
         seen = (
             "this is the run's own data file, whose development rows the model was trained on: these scores "
-            f"are optimistic; the honest score is the holdout's ({run_listing.tandem_command('show', run_id, runs_dir)})"
+            f"are optimistic; the honest score is the holdout's ({show})"
         )
         result = replace(result, notes=(*result.notes, seen))
     return result

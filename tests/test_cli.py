@@ -316,7 +316,10 @@ def test_every_next_step_a_message_prints_reaches_the_run_from_another_directory
         run_cli(capsys, "history", "t1", *where)[1].partition("fork with: ")[2].rstrip().removesuffix(")"),
     ]
     hint = run_cli(capsys, "resume", "t1", *where)[1]
-    printed += [*re.findall(r"budget: (tandem .*?) \(or", hint), *re.findall(r"new run: (tandem .*?), then (tandem .*)", hint)[0]]
+    printed += [
+        *re.findall(r"budget: (tandem .*?) \(or", hint),
+        *re.findall(r"new run: (tandem .*?), then (tandem .*)", hint)[0],
+    ]
     own_data = run_cli(capsys, "predict", "t1", str(titanic), "-o", str(tmp_path / "p.csv"), *where)[1]
     printed += re.findall(r"holdout's \((tandem .*?)\)$", own_data, re.MULTILINE)
     assert len(printed) == 8 and all(printed), printed
@@ -356,7 +359,8 @@ def test_a_forced_resume_that_searched_on_does_not_also_say_the_run_is_finished(
     keeps its length: whether the search went on is read from the new delivery, not from that."""
     small = _raw(tmp_path / "p200.csv", "".join(penguins.read_text().splitlines(keepends=True)[:201]))
     where = ["--runs-dir", str(tmp_path / "runs"), "--plain", "--n-jobs", "1"]
-    assert run_cli(capsys, "run", str(small), "--target", "species", "--max-iters", "3", "--run-id", "b", *where)[0] == 0
+    started = run_cli(capsys, "run", str(small), "--target", "species", "--max-iters", "3", "--run-id", "b", *where)
+    assert started[0] == 0
     code, out, _ = run_cli(capsys, "resume", "b", "--force", "--max-iters", "4", *where)
     assert code == 0 and json.loads((tmp_path / "runs" / "b" / "summary.json").read_text())["iterations"] == 4
     assert "is finished" not in out

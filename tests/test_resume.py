@@ -156,7 +156,8 @@ def test_a_delivered_run_stopped_while_it_goes_on_is_not_shown_delivered_and_res
     the middle of its search again, so the folder must not say "delivered" (`tandem resume` said
     "finished" and did nothing), while the model it delivered before still predicts until it delivers again."""
     runs, where = tmp_path / "runs", ["--runs-dir", str(tmp_path / "runs")]
-    run_task(penguins, "species", folds=FOLDS, run_id="g", context=RunContext(runs_dir=str(runs), max_iters=1, n_jobs=1))
+    context = RunContext(runs_dir=str(runs), max_iters=1, n_jobs=1)
+    run_task(penguins, "species", folds=FOLDS, run_id="g", context=context)
 
     def ctrl_c_after_an_experiment(node: str, update: dict[str, Any]) -> None:
         if node == "reward":
