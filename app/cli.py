@@ -49,7 +49,7 @@ from tandem.run_listing import (
     tandem_command,
 )
 from tandem.stopping import exit_code_of, signals_stop_the_command
-from tandem.tools.errors import InputError, ProviderStop
+from tandem.tools.errors import InputError, ProviderStop, without_password
 
 # `tandem --help`, `runs` and `show` start in well under a second (docs/cli-startup.md, measured by
 # scripts/cli_startup.py) because nothing above loads LangGraph, pandas or scikit-learn: the
@@ -381,7 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `tandem` console script (`argv` None: this process is the command)."""
     os.environ.setdefault("LANGSMITH_TRACING", "false")
     args = make_parser().parse_args(argv)
-    given = shlex.join(["tandem", *(sys.argv[1:] if argv is None else argv)])
+    # repeated in messages: without a connection string's password (libpq finds it in PGPASSWORD or ~/.pgpass)
+    given = shlex.join(["tandem", *(without_password(a) for a in (sys.argv[1:] if argv is None else argv))])
     try:
         with signals_stop_the_command(lambda: stop_farewell(args, given), owns_process=argv is None):
             code = COMMANDS[args.command](args)

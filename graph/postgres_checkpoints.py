@@ -41,6 +41,7 @@ from tandem.graph.persistence import (
     write_json,
 )
 from tandem.tools.data import InputError
+from tandem.tools.errors import without_password
 
 if TYPE_CHECKING:  # the optional extra: imported for the type checker only
     import psycopg
@@ -63,13 +64,17 @@ class CheckpointDatabaseError(InputError):
 def public_location(text: str) -> str:
     """A `postgresql://` connection string without its password (the form `run.json` records);
     the password, if it had one, is remembered for this process. Anything else is refused."""
-    parts = urlsplit(text.strip())
+    try:
+        parts = urlsplit(text.strip())
+    except ValueError:  # a bracketed host left open, "[::1/db"
+        parts = urlsplit("")
     if parts.scheme not in SCHEMES or not parts.path.strip("/"):
         raise CheckpointDatabaseError(
             f"--checkpoint-db takes a connection string like postgresql://USER@HOST:5432/DATABASE, got {_shown(text)!r}"
         )
     query = parse_qsl(parts.query, keep_blank_values=True)
-    password = parts.password or next((v for k, v in query if k == "password"), None)
+    # the authority's password is percent-encoded; parse_qsl has decoded the query's already
+    password = unquote(parts.password) if parts.password else next((v for k, v in query if k == "password"), None)
     netloc = parts.hostname or ""
     if ":" in netloc:
         netloc = f"[{netloc}]"  # an IPv6 address
@@ -83,17 +88,16 @@ def public_location(text: str) -> str:
         netloc += f":{port}"
     if parts.username:
         netloc = f"{quote(unquote(parts.username), safe='')}@{netloc}"
-    kept = urlencode([(k, v) for k, v in query if k != "password"])
+    kept = urlencode([(k, v) for k, v in query if k != "password"], quote_via=quote)  # libpq reads no "+" as space
     public = urlunsplit(("postgresql", netloc, parts.path, kept, ""))
     if password:
-        _PASSWORDS[public] = unquote(password)
+        _PASSWORDS[public] = password
     return public
 
 
 def _shown(text: str) -> str:
     """A connection string as an error message may show it: its password masked."""
-    parts = urlsplit(text)
-    return text.replace(f":{parts.password}@", ":***@") if parts.password else text
+    return without_password(text, mask="***")
 
 
 def location_for_new_run(given: str | None) -> str | None:

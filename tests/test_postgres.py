@@ -26,7 +26,7 @@ from postgres_server import PASSWORD, PostgresServer, free_port
 
 from tandem.api import resume_run, run_history, run_task
 from tandem.graph.context import RunContext
-from tandem.graph.postgres_checkpoints import CHECKPOINT_DB_ENV, public_location
+from tandem.graph.postgres_checkpoints import CHECKPOINT_DB_ENV, CheckpointDatabaseError, public_location
 from tandem.tools.data import InputError
 
 ITERS, FOLDS = 4, 3
@@ -170,6 +170,36 @@ def test_the_recorded_form_has_no_password() -> None:
         "postgresql://me@db.example:5433/runs?sslmode=require"
     )
     assert public_location("postgres://db/runs") == "postgresql://db/runs"
+    # libpq decodes %20, not "+": a space in its options must stay %20 in the recorded form
+    assert public_location("postgresql://db/runs?options=-c%20statement_timeout%3D1000") == (
+        "postgresql://db/runs?options=-c%20statement_timeout%3D1000"
+    )
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "postgresql://me@[::1/runs?password=topsecret",  # a bracketed host left open: was a ValueError traceback
+        "postgresql://me@db:notaport/runs?password=topsecret",
+        "postgresql://me@db?password=topsecret",  # no database
+    ],
+)
+def test_a_malformed_connection_string_is_refused_without_showing_its_password(given: str) -> None:
+    with pytest.raises(CheckpointDatabaseError) as refused:
+        public_location(given)
+    assert "topsecret" not in str(refused.value) and "***" in str(refused.value)
+
+
+def test_a_command_repeated_in_a_message_leaves_the_password_out(
+    postgres: PostgresServer, penguins: Path, tmp_path: Path
+) -> None:
+    """The runs folder is a file, so the run fails before its folder exists and the message repeats
+    the command as typed: the password it was typed with must not be printed back."""
+    (tmp_path / "afile").write_text("not a folder")
+    argv = ["run", str(penguins), "--target", "species", "--runs-dir", str(tmp_path / "afile"), "--run-id", "echo"]
+    failed = tandem([*argv, "--checkpoint-db", postgres.url()], {})
+    assert failed.returncode == 3, failed.stderr
+    assert PASSWORD not in failed.stderr and f"--checkpoint-db {postgres.url(password=False)}" in failed.stderr
 
 
 def test_a_database_lost_mid_run_is_one_line_and_the_run_resumes_once_it_is_back(
