@@ -22,6 +22,7 @@ from tandem.tools.data import (
     InputError,
     PreparedTask,
     infer_task_type,
+    load_task,
     positive_class,
     prepare_task,
     read_table,
@@ -426,6 +427,30 @@ def test_holdout_frame_missing_columns() -> None:
     df = titanic_like()
     other = df.drop(columns=["x2", "Age"])
     raises_one_line(lambda: prepare_task(df, "Survived", holdout_frame=other), "holdout file lacks", "'x2'", "'Age'")
+
+
+def test_holdout_text_in_a_column_of_numbers_is_refused_before_the_search() -> None:
+    """Found only when the delivered model scored the holdout, the text stopped the run there with a
+    traceback after the whole search, and at every resume."""
+    df = titanic_like()
+    other = df.head(20).astype({"Age": object})
+    other.loc[other.index[3], "Age"] = "old"
+    raises_one_line(
+        lambda: prepare_task(df, "Survived", holdout_frame=other),
+        "holdout file's column 'Age' must hold numbers",
+        "row 3 holds 'old'",
+    )
+    assert prepare_task(df, "Survived", holdout_frame=df.head(20).assign(Age=np.nan)).holdout is not None  # gaps
+
+
+def test_the_data_file_given_as_its_own_holdout_is_refused(tmp_path: Path) -> None:
+    data = write(tmp_path, "data.csv", "x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(60)))
+    copy = write(tmp_path, "copy.csv", data.read_text())
+    raises_one_line(
+        lambda: load_task({"csv_path": str(data), "target": "y", "holdout_csv": str(copy)}),
+        "is the data file itself",
+        "trained on",
+    )
 
 
 def test_holdout_frame_without_target() -> None:

@@ -1006,6 +1006,7 @@ def _check_holdout_frame(
     missing = [str(c) for c in df.columns if str(c) not in have]
     if missing:
         raise InputError(f"the holdout file lacks {len(missing)} columns of the data: {_listed(missing)}")
+    _check_holdout_numbers(df, hf, target)
     infinite = _infinities_note(hf, what="holdout ")
     if infinite:
         notes.append(infinite)
@@ -1035,6 +1036,26 @@ def _check_holdout_frame(
                 f"known classes are {_listed(classes)}{hint}"
             )
     return _with_target(rows, target, y)[list(df.columns)]  # the data's columns, in its order
+
+
+def _check_holdout_numbers(df: pd.DataFrame, hf: pd.DataFrame, target: str) -> None:
+    """A column of numbers in the data must hold numbers (or gaps) in the holdout file too.
+
+    Why here: the models would meet the text only when scoring the holdout at delivery, after
+    the whole search, and stop there with a traceback, at every resume as well."""
+    for name in df.columns:
+        if name == target or not ptypes.is_numeric_dtype(df[name].dtype) or ptypes.is_bool_dtype(df[name].dtype):
+            continue
+        column = hf[name]
+        if ptypes.is_numeric_dtype(column.dtype):
+            continue
+        bad = np.flatnonzero((pd.to_numeric(column.astype(object), errors="coerce").isna() & column.notna()).to_numpy())
+        if len(bad):
+            more = f" and {len(bad) - 1} more rows" if len(bad) > 1 else ""
+            raise InputError(
+                f"the holdout file's column {str(name)!r} must hold numbers, as in the data, but row "
+                f"{column.index[bad[0]]} holds {_short(column.iloc[bad[0]])}{more}; fix those cells or leave them blank"
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1184,7 +1205,14 @@ def load_task(request: Mapping[str, Any]) -> LoadedTask:
         raise InputError("no target given: name the column to predict with --target")
     table, sha256 = read_table_hashed(request["csv_path"], keep=[request["target"]])
     holdout_csv = request.get("holdout_csv")
-    holdout_table = read_table(holdout_csv, keep=[request["target"]]) if holdout_csv else None
+    holdout_table = None
+    if holdout_csv:
+        holdout_table, holdout_sha256 = read_table_hashed(holdout_csv, keep=[request["target"]])
+        if holdout_sha256 == sha256:
+            raise InputError(
+                f"the holdout file {holdout_csv} is the data file itself (the same bytes): the holdout score would "
+                "be measured on rows the models trained on; give rows kept apart, or leave --holdout-csv out"
+            )
     prepared = prepare_task(
         table,
         request["target"],
