@@ -38,6 +38,7 @@ from tandem.graph.persistence import (
     open_checkpointer,
     read_run_json,
     recorded_run_id,
+    run_started,
     write_json,
 )
 from tandem.tools.data import InputError
@@ -122,10 +123,34 @@ def record(location: str | None) -> dict[str, Any]:
 
 def relocate(folder: RunFolder, given: str) -> str:
     """Record in `run.json` that a run's checkpoints are now found at `given` (a database moved
-    to another host); the password is not written."""
+    to another host); the password is not written.
+
+    Only a database that holds the run's thread is recorded: a wrong or unreachable one is
+    refused in one line and `run.json` keeps the location it had. Recording it anyway made the
+    run's checkpoints look lost, and `--force` then started the run again from scratch in the
+    wrong database, over its delivered model. A run that never got past setup has nothing to
+    lose, so it may be pointed at an empty database.
+    """
     location = public_location(given)
+    if location == recorded_location(folder):
+        return location  # nothing moves: the given string only brings the password
+    thread = recorded_run_id(read_run_json(folder), folder)
+    if run_started(folder) and not has_thread(location, thread):
+        where = recorded_location(folder) or f"{folder.checkpoints.name} in its folder"
+        raise CheckpointDatabaseError(
+            f"run {folder.run_id}: {location} does not hold its checkpoints (no thread {thread!r}), so it was not "
+            f"recorded; run.json still says they are in {where}: give --checkpoint-db the database that holds them"
+        )
     write_json(folder.run_json, {**read_run_json(folder), RUN_JSON_KEY: location})
     return location
+
+
+def has_thread(location: str, thread_id: str) -> bool:
+    """Whether the database at `location` holds checkpoints of thread `thread_id` (it is opened: an
+    unreachable one is refused in one line)."""
+    with _cursor(location) as cur:
+        cur.execute("SELECT 1 FROM checkpoints WHERE thread_id = %s LIMIT 1", (thread_id,))
+        return cur.fetchone() is not None
 
 
 def _password(location: str) -> str | None:

@@ -234,3 +234,28 @@ def test_a_database_lost_mid_run_is_one_line_and_the_run_resumes_once_it_is_back
         assert resume_run("d", runs_dir=runs)["status"] == "delivered"
     finally:
         server.stop()
+
+
+def test_a_resume_given_a_database_without_the_run_leaves_run_json_as_it_was(
+    postgres: PostgresServer, penguins: Path, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    context = RunContext(runs_dir=str(runs), max_iters=1, n_jobs=1)
+    run_task(penguins, "species", folds=FOLDS, run_id="moved", context=context, checkpoint_db=postgres.url())
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE elsewhere")  # reachable, but the run's thread is not there
+    recorded = (runs / "moved" / "run.json").read_bytes()
+    wrong = {
+        postgres.url(database="elsewhere"): "does not hold its checkpoints (no thread 'moved')",
+        f"postgresql://tandem:pw@127.0.0.1:{free_port()}/db": "cannot open the checkpoint database",  # no server
+    }
+    for url, reason in wrong.items():
+        done = tandem(["resume", "moved", "--runs-dir", str(runs), "--force", "--plain", "--checkpoint-db", url], {})
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and reason in done.stderr, done.stderr
+        assert (runs / "moved" / "run.json").read_bytes() == recorded  # still where its checkpoints are
+    with psycopg.connect(postgres.url(database="elsewhere")) as conn:
+        assert conn.execute("SELECT count(*) FROM checkpoints").fetchone() == (0,)  # nothing started there
+    # The right database (here with the password it brings) is accepted and the run is as it was.
+    same = tandem(["history", "moved", "--runs-dir", str(runs), "--json"], {"PGPASSWORD": PASSWORD})
+    assert same.returncode == 0, same.stderr
