@@ -69,6 +69,7 @@ from tandem.graph.postgres_checkpoints import (
     public_location,
     record,
     recorded_location,
+    release_thread,
     relocate,
 )
 from tandem.graph.state import TaskRequest
@@ -173,7 +174,7 @@ def run_task(
     location = location_for_new_run(checkpoint_db)
     taken = f"run {run_id!r} already exists in {folder.path.parent}; resume it or pick another --run-id"
     if not folder.run_json.exists():
-        claim_thread(location, run_id)
+        claim_thread(location, run_id, folder)
     with new_run_folder(folder, exists=taken):
         if data is not None:
             write_bytes(folder.data, data)
@@ -184,6 +185,7 @@ def run_task(
         except Exception:
             if not _set_up(folder):
                 remove_run_folder(folder)  # nothing worth keeping, and the id is free again
+                release_thread(location, run_id, folder)
             raise
 
 
@@ -803,7 +805,7 @@ def fork_run(
     context = replace(context, runs_dir=str(target.path.parent), run_id=target.run_id)
     location = public_location(checkpoint_db) if checkpoint_db else recorded_location(source)
     if not target.fork_partial.exists():  # a fork a kill interrupted reuses its own thread
-        claim_thread(location, target.run_id)
+        claim_thread(location, target.run_id, target)
     with new_run_folder(target, exists=f"{target.path} already exists; pick another --run-id"):
         target.fork_partial.touch()  # until run.json exists, the folder is a fork being made
         copy_run_files(source, target)

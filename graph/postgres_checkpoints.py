@@ -14,7 +14,8 @@ copied without handing out the database's password.
 Checkpoints are read with tandem's allow-list serializer (`CheckpointSerializer`), as from
 SQLite: a database written by someone else cannot make tandem build objects. The checkpoint
 thread is the run's id, as in SQLite; one database serves many runs, so a new run or a fork whose
-id already has checkpoints there is refused (pick another `--run-id`), never mixed in.
+id already has checkpoints there, or is claimed by another run folder (the table
+`tandem_thread_claims`, which makes the claim atomic), is refused (pick another `--run-id`), never mixed in.
 
 psycopg and `langgraph-checkpoint-postgres` are the optional extra `postgres`
 (`pip install 'tandem-ml[postgres]'`); they are imported only when a run uses PostgreSQL.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -179,6 +181,10 @@ def connect(location: str) -> psycopg.Connection[Any]:
     if location not in _SET_UP:
         try:
             _saver(conn, None).setup()
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {CLAIMS_TABLE} (thread_id TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+                "claimed_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
         except BaseException:
             conn.close()
             raise
@@ -230,28 +236,75 @@ def _cursor(location: str) -> Iterator[Any]:
         conn.close()
 
 
-def claim_thread(location: str | None, thread_id: str) -> None:
-    """Refuse a new run (or fork) whose id already has checkpoints in the database: one database
-    serves many run folders, and two runs on one thread would overwrite each other's history."""
-    if location is None:
-        return
-    with _cursor(location) as cur:
+CLAIMS_TABLE = "tandem_thread_claims"
+"""Which run folder took each thread (`claim_thread`): a primary key, so two claims of one id never both win."""
+
+
+def _owner(folder: RunFolder) -> str:
+    """Who claims a thread: this machine's name and the run folder's path. A folder claims again
+    what it claimed before (a kill between claim and first checkpoint); any other folder is refused."""
+    return f"{socket.gethostname()}:{folder.path.resolve()}"
+
+
+def _claim(cur: Any, location: str, thread_id: str, folder: RunFolder, *, reclaim: bool, instead: str) -> None:
+    """Claim `thread_id` for `folder` inside the caller's transaction, or refuse in one line.
+
+    The insert on the claims table's primary key is what makes the claim atomic: of two processes
+    claiming one id at the same moment, the second waits for the first to commit and then finds
+    the row taken (checking for checkpoints, then writing, let both through). A thread with
+    checkpoints but no claim (a run older than the table) is taken too. `reclaim`: a thread this
+    folder claimed before may already hold its checkpoints (an adoption a kill interrupted).
+    """
+    cur.execute(
+        f"INSERT INTO {CLAIMS_TABLE} (thread_id, owner) VALUES (%s, %s) ON CONFLICT (thread_id) DO NOTHING",
+        (thread_id, _owner(folder)),
+    )
+    fresh = ours = cur.rowcount == 1
+    if not fresh:
+        cur.execute(f"SELECT owner FROM {CLAIMS_TABLE} WHERE thread_id = %s", (thread_id,))
+        row = cur.fetchone()
+        ours = row is not None and row["owner"] == _owner(folder)
+    if fresh or not reclaim:  # a thread nobody claimed yet, or a new run: it must have no checkpoints
         cur.execute("SELECT 1 FROM checkpoints WHERE thread_id = %s LIMIT 1", (thread_id,))
-        taken = cur.fetchone() is not None
-    if taken:
+        ours = ours and cur.fetchone() is None
+    if not ours:
         raise CheckpointDatabaseError(
-            f"run id {thread_id!r} already has checkpoints in {location} (another run folder uses it); "
-            "pick another --run-id"
+            f"run id {thread_id!r} already has checkpoints in {location} (another run folder uses it); {instead}"
         )
 
 
-def copy_thread(location: str, old: str, new: str) -> None:
-    """Copy every checkpoint of thread `old` to thread `new`, in one transaction.
+def claim_thread(location: str | None, thread_id: str, folder: RunFolder) -> None:
+    """Refuse a new run (or fork) whose id already has checkpoints in the database, or is claimed by
+    another run folder: one database serves many run folders, and two runs on one thread would
+    overwrite each other's history. Atomic: see `_claim`."""
+    if location is None:
+        return
+    conn = connect(location)
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            _claim(cur, location, thread_id, folder, reclaim=False, instead="pick another --run-id")
+    finally:
+        conn.close()
+
+
+def release_thread(location: str | None, thread_id: str, folder: RunFolder) -> None:
+    """Give back the claim of a run removed before it got past setup, so the id is free again (as in
+    SQLite). Best effort: the run has already failed, and that failure is what the user must see."""
+    if location is None:
+        return
+    with contextlib.suppress(Exception), _cursor(location) as cur:
+        cur.execute(f"DELETE FROM {CLAIMS_TABLE} WHERE thread_id = %s AND owner = %s", (thread_id, _owner(folder)))
+
+
+def copy_thread(location: str, old: str, new: str, folder: RunFolder) -> None:
+    """Claim thread `new` for `folder` and copy every checkpoint of thread `old` to it, in one transaction.
 
     A run folder copied or renamed becomes a run of its own on its first resume
     (`persistence.adopt_copy`); in SQLite its file is its own, so the thread is renamed there. In
     PostgreSQL the original folder still reads thread `old`, so the copy gets a thread of its
-    own instead. Rows already copied are kept, so a copy interrupted by a kill finishes next time.
+    own instead, unless another folder has it already (two copies of one run given the same
+    name in two runs folders): then it is refused and nothing is written. Rows already copied
+    are kept, so a copy interrupted by a kill before `run.json` recorded it finishes next time.
     """
     tables = {
         "checkpoints": "checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata",
@@ -261,6 +314,7 @@ def copy_thread(location: str, old: str, new: str) -> None:
     conn = connect(location)
     try:
         with conn.transaction(), conn.cursor() as cur:
+            _claim(cur, location, new, folder, reclaim=True, instead="pick another name for the copy")
             for table, columns in tables.items():
                 cur.execute(
                     f"INSERT INTO {table} (thread_id, {columns}) SELECT %s, {columns} FROM {table} "
@@ -279,4 +333,4 @@ def adopt_copy_thread(folder: RunFolder) -> None:
         return
     old = recorded_run_id(read_run_json(folder), folder)
     if old != folder.run_id:
-        copy_thread(location, old, folder.run_id)
+        copy_thread(location, old, folder.run_id, folder)

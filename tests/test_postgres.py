@@ -26,7 +26,8 @@ from postgres_server import PASSWORD, PostgresServer, free_port
 
 from tandem.api import resume_run, run_history, run_task
 from tandem.graph.context import RunContext
-from tandem.graph.postgres_checkpoints import CHECKPOINT_DB_ENV, CheckpointDatabaseError, public_location
+from tandem.graph.persistence import run_folder
+from tandem.graph.postgres_checkpoints import CHECKPOINT_DB_ENV, CheckpointDatabaseError, claim_thread, public_location
 from tandem.tools.data import InputError
 
 ITERS, FOLDS = 4, 3
@@ -259,3 +260,45 @@ def test_a_resume_given_a_database_without_the_run_leaves_run_json_as_it_was(
     # The right database (here with the password it brings) is accepted and the run is as it was.
     same = tandem(["history", "moved", "--runs-dir", str(runs), "--json"], {"PGPASSWORD": PASSWORD})
     assert same.returncode == 0, same.stderr
+
+
+def test_two_claims_of_one_run_id_from_two_folders_let_only_the_first_through(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    location = public_location(postgres.url())  # the password, remembered for this process
+    claim_thread(location, "twin", run_folder(tmp_path / "a", "twin"))  # no checkpoint written yet
+    claim_thread(location, "twin", run_folder(tmp_path / "a", "twin"))  # the same folder again: a retry after a kill
+    with pytest.raises(InputError, match=r"run id 'twin' already has checkpoints in .*; pick another --run-id"):
+        claim_thread(location, "twin", run_folder(tmp_path / "b", "twin"))  # another connection, another folder
+    # Two processes at the same moment: exactly one wins.
+    script = (
+        "import sys; from pathlib import Path; from tandem.graph.persistence import run_folder;"
+        "from tandem.graph.postgres_checkpoints import claim_thread, public_location as p\n"
+        "try: claim_thread(p(sys.argv[1]), 'race', run_folder(Path(sys.argv[2]), 'race'))\n"
+        "except Exception as e: print(e); sys.exit(2)"
+    )
+    racers = [
+        subprocess.Popen([sys.executable, "-c", script, postgres.url(), str(tmp_path / name)], cwd=ROOT)
+        for name in ("x", "y")
+    ]
+    assert sorted(r.wait(timeout=120) for r in racers) == [0, 2]
+
+
+def test_two_copies_of_one_run_given_the_same_name_do_not_share_a_thread(
+    postgres: PostgresServer, penguins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context = RunContext(runs_dir=str(tmp_path / "runs"), max_iters=1, n_jobs=1)
+    run_task(penguins, "species", folds=FOLDS, run_id="one", context=context, checkpoint_db=postgres.url())
+    for runs in ("runsI", "runsJ"):
+        shutil.copytree(tmp_path / "runs" / "one", tmp_path / runs / "cp")
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    resume_run("cp", runs_dir=tmp_path / "runsI", force=True)
+    before, recorded = threads(postgres), (tmp_path / "runsJ" / "cp" / "run.json").read_bytes()
+    with pytest.raises(InputError) as refused:
+        resume_run("cp", runs_dir=tmp_path / "runsJ", force=True)
+    assert str(refused.value) == (
+        f"run id 'cp' already has checkpoints in {postgres.url(password=False)} (another run folder uses it); "
+        "pick another name for the copy"
+    )
+    assert threads(postgres) == before  # the first copy's thread was not written to
+    assert (tmp_path / "runsJ" / "cp" / "run.json").read_bytes() == recorded  # still a copy of 'one', not adopted
