@@ -697,15 +697,16 @@ def run_history(
     check_database(folder)
     with open_run(folder, checkpoint_db, create=False) as graph:
         chain = lineage(graph, run_config(run_thread(folder), context))
-    _check_opened(folder, chain)
+    _check_opened(folder, chain, public_location(checkpoint_db) if checkpoint_db else None)
     return [describe_checkpoint(s, chain[i - 1] if i else None) for i, s in enumerate(chain)]
 
 
-def _check_opened(folder: RunFolder, chain: list[StateSnapshot]) -> None:
-    """After reading a run's checkpoints: refuse lost checkpoints and a ledger file that disagrees."""
+def _check_opened(folder: RunFolder, chain: list[StateSnapshot], location: str | None = None) -> None:
+    """After reading a run's checkpoints (from `location` when given instead of the recorded
+    database): refuse lost checkpoints and a ledger file that disagrees."""
     if not chain:
         if run_started(folder):
-            raise lost_checkpoints(folder)
+            raise lost_checkpoints(folder, location=location)
         return
     check_ledger(folder, list(chain[-1].values.get("ledger", [])))
 

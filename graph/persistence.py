@@ -61,6 +61,8 @@ from tandem.tools.pause_points import CommitPause
 from tandem.tools.profile import DatasetProfile, profile_dataset
 from tandem.tools.training import Problem, Split
 
+CHECKPOINT_DB_KEY = "checkpoint_db"
+"""The `run.json` key recording the PostgreSQL database of a run's checkpoints (graph/postgres_checkpoints.py)."""
 RUN_ID_RULE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 """A run id names a folder directly under the runs folder: ASCII letters, digits, `-`, `_` and
 `.`, not starting with a dot, at most 128 characters. No separator, no `..`, nothing a shell or
@@ -511,8 +513,20 @@ def run_started(folder: RunFolder) -> bool:
     return any(p.exists() for p in (folder.split, folder.experiments, folder.summary))
 
 
-def lost_checkpoints(folder: RunFolder, *, missing: bool = False) -> DamagedRun:
-    """A started run whose checkpoints are gone: the file deleted (`missing`) or emptied."""
+def lost_checkpoints(folder: RunFolder, *, missing: bool = False, location: str | None = None) -> DamagedRun:
+    """A started run whose checkpoints are gone: the file deleted (`missing`) or emptied, or, for a
+    run whose checkpoints live in PostgreSQL, its thread not in the database read (`location`,
+    default the one `run.json` records). That one is named, not a SQLite file the run never had,
+    and so is the way to read a database that moved."""
+    recorded = read_run_json(folder).get(CHECKPOINT_DB_KEY) if folder.run_json.exists() else None
+    database = location or (recorded if isinstance(recorded, str) and recorded else None)
+    if database is not None:  # recorded without its password (postgres_checkpoints.public_location)
+        return DamagedRun(
+            f"run {folder.run_id}: its checkpoint thread {run_thread(folder)!r} is not in {database} although the "
+            "run had started, so its checkpoints are lost or in another database: if the database moved, give it "
+            "with --checkpoint-db; otherwise start a new run, or pass --force to tandem resume to start this one "
+            "again in place"
+        )
     state, restore = ("missing", "restore it from a copy of the folder, ") if missing else ("empty", "")
     return DamagedRun(
         f"run {folder.run_id}: {folder.checkpoints.name} is {state} although the run had started, so its "

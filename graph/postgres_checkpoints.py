@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from tandem.graph.persistence import (
+    CHECKPOINT_DB_KEY,
     CheckpointSerializer,
     RunFolder,
     UnsafeCheckpoint,
@@ -51,7 +52,7 @@ if TYPE_CHECKING:  # the optional extra: imported for the type checker only
     from langgraph.checkpoint.postgres import PostgresSaver
 
 CHECKPOINT_DB_ENV = "TANDEM_CHECKPOINT_DB"
-RUN_JSON_KEY = "checkpoint_db"
+RUN_JSON_KEY = CHECKPOINT_DB_KEY
 SCHEMES = ("postgresql", "postgres")
 
 _PASSWORDS: dict[str, str] = {}

@@ -302,3 +302,21 @@ def test_two_copies_of_one_run_given_the_same_name_do_not_share_a_thread(
     )
     assert threads(postgres) == before  # the first copy's thread was not written to
     assert (tmp_path / "runsJ" / "cp" / "run.json").read_bytes() == recorded  # still a copy of 'one', not adopted
+
+
+def test_a_run_whose_thread_is_gone_from_the_database_names_the_database_not_a_sqlite_file(
+    postgres: PostgresServer, penguins: Path, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    context = RunContext(runs_dir=str(runs), max_iters=1, n_jobs=1)
+    run_task(penguins, "species", folds=FOLDS, run_id="gone", context=context, checkpoint_db=postgres.url())
+    with psycopg.connect(postgres.url(), autocommit=True) as conn:
+        for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
+            conn.execute(f"DELETE FROM {table} WHERE thread_id = 'gone'")
+    done = tandem(["history", "gone", "--runs-dir", str(runs)], {"PGPASSWORD": PASSWORD})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"tandem: run gone: its checkpoint thread 'gone' is not in {postgres.url(password=False)} although the run "
+        "had started, so its checkpoints are lost or in another database: if the database moved, give it with "
+        "--checkpoint-db; otherwise start a new run, or pass --force to tandem resume to start this one again in place"
+    ]
