@@ -9,13 +9,14 @@ use them.
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, NoReturn
 
+from tandem.graph.context import CONTEXT_NUMBERS as RULES
 from tandem.graph.context import RunContext
 from tandem.tools.errors import InputError
+from tandem.tools.numbers import MEMORY_SIZE, SPLIT_NUMBERS, NumberRule, byte_size
 from tandem.tools.tokens import load_prices
 
 
@@ -53,72 +54,33 @@ def number(
 ) -> Callable[[str], Any]:
     """An argparse `type=` for a numeric option: a finite number of `kind` in range, else argparse's
     one-line usage error (`OneLineParser`, exit status 2) saying what the option takes, never a traceback."""
-    limits = {">=": at_least, ">": above, "<=": at_most, "<": below}
-    wanted = ("a whole number" if kind is int else "a number") + " and".join(
-        f" {op} {bound:g}" for op, bound in limits.items() if bound is not None
-    )
-    checks = {
-        ">=": lambda v, b: v >= b,
-        ">": lambda v, b: v > b,
-        "<=": lambda v, b: v <= b,
-        "<": lambda v, b: v < b,
-    }
+    return option_type(NumberRule(kind, at_least=at_least, above=above, at_most=at_most, below=below))
 
-    def parse(text: str) -> int | float:
+
+def option_type(rule: NumberRule | Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse `type=` from a rule of tools/numbers.py (or a parser such as `byte_size`): the
+    option's text is read by the same rule the Python API and the run context check values with."""
+    parse = rule.parse if isinstance(rule, NumberRule) else rule
+
+    def parse_option(text: str) -> Any:
         try:
-            value: int | float = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
-        if not math.isfinite(value) or not all(
-            checks[op](value, bound) for op, bound in limits.items() if bound is not None
-        ):
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
-        return value
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-    return parse
-
-
-BYTE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-
-
-def byte_size(text: str) -> int:
-    """An argparse `type=` for a memory size: bytes, or a number with K, M, G or T (powers of 1024,
-    an optional trailing B or iB), e.g. `1500M`, `1.5G`; at least 1 MiB."""
-    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
-    unit = cleaned[-1:] if cleaned[-1:] in BYTE_UNITS else ""
-    try:
-        value = float(cleaned[: len(cleaned) - len(unit)]) * BYTE_UNITS[unit]
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 2**20:
-        raise argparse.ArgumentTypeError(f"expected a memory size of at least 1M such as 1500M or 2G, got {text!r}")
-    return int(value)
+    return parse_option
 
 
 RUNS_DIR_HELP = "the folder of the run folders (default: $TANDEM_RUNS_DIR, else ./runs)"
-WHOLE_AT_LEAST_1 = number(int, at_least=1)
-WHOLE_AT_LEAST_0 = number(int, at_least=0)
-POSITIVE = number(float, above=0)
-NON_NEGATIVE = number(float, at_least=0)
 
-#: The range of every numeric run-context field, wherever it is set: the run commands' options
-#: below, and a bench player's `tandem:key=value` (benchmarks/players.py), so `--max-iters -3` and
-#: `--players tandem:max_iters=-3` are refused by the same rule.
+#: The options that set a numeric run-context field, each read by the field's rule
+#: (graph/context.py: `CONTEXT_NUMBERS`); also a bench player's `tandem:key=value`
+#: (benchmarks/players.py), so `--max-iters -3` and `--players tandem:max_iters=-3` are refused alike.
 CONTEXT_NUMBERS: dict[str, Callable[[str], Any]] = {
-    "max_iters": WHOLE_AT_LEAST_1,
-    "time_budget": POSITIVE,
-    "token_budget": WHOLE_AT_LEAST_1,
-    "candidate_time_limit": POSITIVE,
-    "n_jobs": WHOLE_AT_LEAST_1,
-    "memory_limit": byte_size,
-    "patience": WHOLE_AT_LEAST_1,
-    "small_data_rows": WHOLE_AT_LEAST_0,
-    "temperature": number(float, at_least=0, at_most=2),
-    "request_timeout": POSITIVE,
-    "max_retries": WHOLE_AT_LEAST_0,
-    "max_tool_calls": WHOLE_AT_LEAST_1,
-    "max_repairs": WHOLE_AT_LEAST_0,
+    name: option_type(byte_size if rule is MEMORY_SIZE else rule) for name, rule in RULES.items()
 }
+#: `--holdout`, `--folds` and `--seed`, by the rules `run_task` checks (tools/numbers.py).
+SPLIT_OPTIONS: dict[str, Callable[[str], Any]] = {name: option_type(rule) for name, rule in SPLIT_NUMBERS.items()}
 
 
 def context_number_error(key: str, value: Any) -> str | None:

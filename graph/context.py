@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from tandem.tools.errors import InputError
+from tandem.tools.numbers import MEMORY_SIZE, NumberRule, python_number
 from tandem.tools.policy_file import PLAYBOOK, policy_hash, policy_path
+from tandem.tools.tokens import check_prices
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
@@ -151,14 +153,19 @@ class RunContext:
     `loaded_task()`."""
 
     def __post_init__(self) -> None:
-        if self.approve not in get_args(ApprovalMode):  # Studio and Python pass plain strings
-            raise ValueError(f"approve must be one of {', '.join(get_args(ApprovalMode))}, not {self.approve!r}")
-        if self.max_iters < 1:  # setup goes straight to the Scientist: 0 would still run one experiment
-            raise InputError(f"max_iters must be 1 or more, got {self.max_iters}")
-        if self.n_jobs == 0:
+        """Check every setting, whoever made the context (the CLI, the Python API, Studio, a
+        resume's overrides), and refuse a bad one in one line naming it.
+
+        Why here: a value of the wrong type or out of range was accepted from Python, changed what
+        the run did (`max_iters=2.5`, `scientist="LLM"` ran heuristic agents) and was saved to
+        run.json, which then failed to load: the run could never be resumed. The rules are the
+        ones the CLI parses its options with (`CONTEXT_NUMBERS`)."""
+        if isinstance(self.n_jobs, int) and not isinstance(self.n_jobs, bool) and self.n_jobs == 0:
             raise InputError("n_jobs must be a number of parallel fits (1 or more), or -1 for every core")
-        if self.n_jobs < 0:  # frozen dataclass: set once, here
+        if isinstance(self.n_jobs, int) and self.n_jobs < 0:  # scikit-learn's count back from the cores
             object.__setattr__(self, "n_jobs", max(1, (os.cpu_count() or 1) + 1 + self.n_jobs))
+        for name, value in _checked_settings(self).items():  # frozen dataclass: set once, here
+            object.__setattr__(self, name, value)
         if self.policy != PLAYBOOK and self.policy_hash is None:  # frozen dataclass: set once, here
             object.__setattr__(self, "policy", policy_path(self.policy))
             object.__setattr__(self, "policy_hash", policy_hash(self.policy))
@@ -215,8 +222,90 @@ class RunContext:
             return _context_adapter().validate_python(values)
         except ValidationError as exc:
             first = exc.errors()[0]
+            if isinstance(error := first.get("ctx", {}).get("error"), InputError):  # __post_init__'s own line
+                raise InputError(f"its settings are not valid ({error})") from None
             where = ".".join(str(part) for part in first["loc"]) or "context"
             raise InputError(f"its setting {where} is not valid ({first['msg']})") from None
+
+
+#: The range of every numeric run-context field, however it is set: `tandem run --max-iters` and
+#: the other options (app/cli_options.py parses their text with these), a bench player's
+#: `tandem:key=value`, the Python API and run.json. `n_jobs` below 0 counts back from the cores
+#: before the rule is applied (`RunContext.__post_init__`).
+CONTEXT_NUMBERS: dict[str, NumberRule] = {
+    "max_iters": NumberRule(int, at_least=1, meaning="experiments after the baseline"),
+    "time_budget": NumberRule(float, above=0, meaning="working seconds, or None for no limit"),
+    "token_budget": NumberRule(int, at_least=1, meaning="tokens, or None for no limit"),
+    "candidate_time_limit": NumberRule(float, above=0, meaning="seconds, or None for no limit"),
+    "n_jobs": NumberRule(int, at_least=1, meaning="parallel fold fits, or -1 for every core"),
+    "memory_limit": MEMORY_SIZE,
+    "patience": NumberRule(int, at_least=1),
+    "small_data_rows": NumberRule(int, at_least=0),
+    "temperature": NumberRule(float, at_least=0, at_most=2),
+    "request_timeout": NumberRule(float, above=0),
+    "max_retries": NumberRule(int, at_least=0),
+    "max_tool_calls": NumberRule(int, at_least=1),
+    "max_repairs": NumberRule(int, at_least=0),
+}
+#: Numeric fields whose None means "no limit" or "the server's default".
+NO_LIMIT = frozenset({"time_budget", "token_budget", "candidate_time_limit", "memory_limit", "temperature"})
+#: Fields that take one of a few words.
+CONTEXT_CHOICES: dict[str, tuple[str, ...]] = {
+    "scientist": get_args(AgentKind),
+    "executor": get_args(AgentKind),
+    "approve": get_args(ApprovalMode),
+}
+#: Text fields, and whether None is allowed (a path may be given as a `Path`).
+CONTEXT_TEXTS: dict[str, bool] = {
+    "runs_dir": False,
+    "data_dir": True,
+    "model": False,
+    "scientist_model": True,
+    "executor_model": True,
+    "base_url": True,
+    "policy": False,
+    "policy_hash": True,
+    "run_id": True,
+}
+
+
+def _checked_settings(context: RunContext) -> dict[str, Any]:
+    """The fields whose value is fine but not in its stored form (a numpy number, a `Path`, a list
+    of roles), in that form; an `InputError` naming the first field that is wrong."""
+    fixed: dict[str, Any] = {}
+    for name, rule in CONTEXT_NUMBERS.items():
+        value = getattr(context, name)
+        if value is None and name in NO_LIMIT:
+            continue
+        if problem := rule.problem(name, value):
+            raise InputError(problem)
+        if python_number(value) is not value:
+            fixed[name] = python_number(value)
+    for name, choices in CONTEXT_CHOICES.items():
+        if getattr(context, name) not in choices:  # Studio and Python pass plain strings
+            raise InputError(f"{name} must be one of {', '.join(choices)}, got {getattr(context, name)!r}")
+    for name, optional in CONTEXT_TEXTS.items():
+        value = getattr(context, name)
+        if isinstance(value, os.PathLike) and name.endswith("_dir"):
+            fixed[name] = value = os.fspath(value)
+        if not (isinstance(value, str) or (optional and value is None)):
+            raise InputError(f"{name} must be text{' or None' if optional else ''}, got {value!r}")
+    if not isinstance(context.rewards, RewardConfig):
+        raise InputError(f"rewards must be a RewardConfig, got {context.rewards!r}")
+    for reward in fields(RewardConfig):
+        if problem := NumberRule(float).problem(f"rewards.{reward.name}", getattr(context.rewards, reward.name)):
+            raise InputError(problem)
+    if context.prices is not None:
+        try:
+            fixed["prices"] = check_prices(context.prices)
+        except ValueError as exc:
+            raise InputError(f"prices: {exc}") from None
+    roles = context.python_models
+    if isinstance(roles, str) or not isinstance(roles, tuple | list) or not set(roles) <= set(ROLES):
+        raise InputError(f"python_models must be roles among {', '.join(ROLES)}, got {roles!r}")
+    if isinstance(roles, list):
+        fixed["python_models"] = tuple(roles)
+    return fixed
 
 
 @functools.cache

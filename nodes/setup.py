@@ -17,7 +17,7 @@ from tandem.graph.context import RunContext, context_of
 from tandem.graph.persistence import new_run_id, remember_data, run_folder, save_profile, write_json
 from tandem.graph.state import TandemState, TaskInfo, new_record
 from tandem.nodes.evaluator import evaluate_candidate, evaluation_data
-from tandem.tools.data import InputError, listed_text, load_task
+from tandem.tools.data import InputError, listed_text, load_task, split_numbers
 from tandem.tools.metrics import METRICS
 from tandem.tools.profile import DatasetProfile, profile_dataset
 from tandem.tools.spec import Columns, ModelSpec, PipelineSpec
@@ -73,13 +73,14 @@ def setup(state: TandemState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     run_id = context.run_id or state.get("run_id") or new_run_id(prepared.target)
     folder = run_folder(context.runs_dir, run_id)
     folder.path.mkdir(parents=True, exist_ok=True)
-    seed = int(state.get("seed") or 0)
+    numbers = split_numbers(state)  # checked by load_task already: the same values, never coerced
+    seed = numbers["seed"]
     y = prepared.frame[prepared.target]
     split = make_split(
         y,
         prepared.task_type,
-        holdout=float(state.get("holdout") or 0.2),
-        folds=int(state.get("folds") or 5),
+        holdout=numbers["holdout"],
+        folds=numbers["folds"],
         seed=seed,
         external_holdout=str(Path(holdout_csv).resolve()) if (holdout_csv := state.get("holdout_csv")) else None,
     )

@@ -404,13 +404,13 @@ def test_rmsle_with_negative_target() -> None:
 @pytest.mark.parametrize("holdout", [0.0, -0.1, 0.95, 1.0])
 def test_holdout_out_of_range(holdout: float) -> None:
     df = titanic_like()
-    raises_one_line(lambda: prepare_task(df, "Survived", holdout=holdout), "holdout must lie in (0, 0.9]")
+    raises_one_line(lambda: prepare_task(df, "Survived", holdout=holdout), "holdout must be a number > 0 and <= 0.9")
 
 
 @pytest.mark.parametrize("folds", [1, 0, -3])
 def test_too_few_folds(folds: int) -> None:
     df = titanic_like()
-    raises_one_line(lambda: prepare_task(df, "Survived", folds=folds), "folds must be", "at least 2")
+    raises_one_line(lambda: prepare_task(df, "Survived", folds=folds), "folds must be a whole number >= 2")
 
 
 def test_forced_binary_with_three_classes() -> None:

@@ -40,6 +40,7 @@ from pandas.tseries.api import guess_datetime_format
 from tandem.tools.errors import InputError as InputError  # re-exported: its home before the light module
 from tandem.tools.formatted_numbers import MISSING_MARKERS, parse_formatted_numbers
 from tandem.tools.metrics import MetricError, resolve_metrics
+from tandem.tools.numbers import SPLIT_NUMBERS, python_number
 from tandem.tools.spec import CLASSIFICATION, TaskType
 
 # --------------------------------------------------------------------------------------------
@@ -785,14 +786,32 @@ def prepare_task(
 
 
 def _check_folds_and_holdout(folds: int, holdout: float, has_holdout_frame: bool) -> None:
-    if isinstance(folds, bool) or not isinstance(folds, int | np.integer) or folds < 2:
-        raise InputError(f"folds must be a whole number of at least 2, got {folds!r}")
-    if has_holdout_frame:
-        return
-    if isinstance(holdout, bool) or not isinstance(holdout, int | float) or not 0.0 < holdout <= 0.9:
-        raise InputError(
-            f"holdout must lie in (0, 0.9] (the share of rows kept aside for the final check), got {holdout!r}"
-        )
+    checked = {"folds": folds} if has_holdout_frame else {"folds": folds, "holdout": holdout}
+    for name, value in checked.items():
+        if problem := SPLIT_NUMBERS[name].problem(name, value):
+            raise InputError(problem)
+
+
+#: What a request that names no holdout share, folds or seed gets (a Studio form left blank).
+SPLIT_DEFAULTS: dict[str, Any] = {"holdout": 0.2, "folds": 5, "seed": 0}
+
+
+def split_numbers(request: Mapping[str, Any]) -> dict[str, Any]:
+    """The request's holdout share, folds and seed (the default for one it leaves out), or an
+    `InputError` naming the first that breaks its rule (tools/numbers.py: `SPLIT_NUMBERS`, which
+    `tandem run --holdout/--folds/--seed` parses with).
+
+    Why: these were coerced (`int(folds or 5)`), so `folds=2.5` ran 2 folds, `folds=0` ran 5,
+    `holdout=0` held out a fifth and `seed=1.5` seeded with 1; a bad value is named instead."""
+    numbers: dict[str, Any] = {}
+    for name, rule in SPLIT_NUMBERS.items():
+        value = request.get(name)
+        if value is None:
+            value = SPLIT_DEFAULTS[name]
+        elif problem := rule.problem(name, value):
+            raise InputError(problem)
+        numbers[name] = python_number(value)
+    return numbers
 
 
 def _check_columns(df: pd.DataFrame, target: str) -> None:
@@ -1203,6 +1222,7 @@ def load_task(request: Mapping[str, Any]) -> LoadedTask:
         raise InputError("no CSV given: pass the path of the data file")
     if not request.get("target"):
         raise InputError("no target given: name the column to predict with --target")
+    split = split_numbers(request)  # before the file is read: a bad number costs nothing
     table, sha256 = read_table_hashed(request["csv_path"], keep=[request["target"]])
     holdout_csv = request.get("holdout_csv")
     holdout_table = None
@@ -1218,8 +1238,8 @@ def load_task(request: Mapping[str, Any]) -> LoadedTask:
         request["target"],
         metrics=request.get("metrics"),
         primary=request.get("primary_metric"),
-        folds=int(request.get("folds") or 5),
-        holdout=float(request.get("holdout") or 0.2),
+        folds=split["folds"],
+        holdout=split["holdout"],
         task_type=request.get("task_type"),
         holdout_frame=holdout_table,
     )

