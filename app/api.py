@@ -12,6 +12,7 @@ run's lock (`graph.persistence.run_lock`) for as long as they work on it.
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import io
 import os
@@ -19,7 +20,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,7 +34,7 @@ from langgraph.types import Command, StateSnapshot, StreamMode
 from tandem import run_listing
 from tandem.graph.assembly import TandemGraph, build_graph
 from tandem.graph.budget import budget_exhausted
-from tandem.graph.context import HandedOver, RunContext, default_runs_dir
+from tandem.graph.context import TRANSIENT_FIELDS, HandedOver, RunContext, default_runs_dir
 from tandem.graph.persistence import (
     DamagedRun,
     RunFolder,
@@ -76,7 +77,7 @@ from tandem.graph.state import TaskRequest
 from tandem.nodes.agents import check_agents
 from tandem.nodes.agents.models import with_chat_models
 from tandem.nodes.deliver import write_reports
-from tandem.tools.data import InputError, LoadedTask, load_task, read_table
+from tandem.tools.data import InputError, LoadedTask, load_task, read_table, split_numbers
 from tandem.tools.delivered_model import DeliveredModel, FrameError, PredictionResult, deliverable, predict_frame
 from tandem.tools.spec import parse_spec
 from tandem.tools.training import fit_final
@@ -106,10 +107,43 @@ def open_run(folder: RunFolder, checkpoint_db: str | None = None, *, create: boo
         close_saver(saver)
 
 
-def _python_number(value: Any) -> Any:
-    """A numpy scalar (what scikit-learn's parameter grids hand out) as the Python number it holds:
-    the request is checkpointed with msgpack, which refuses numpy types deep inside LangGraph."""
-    return value.item() if isinstance(value, np.generic) else value
+def _with_overrides(context: RunContext, overrides: dict[str, Any], call: str) -> RunContext:
+    """`context` with the caller's changes, or an `InputError` naming an unknown or bad one.
+
+    Why: `resume_run(..., max_iter=3)` raised dataclasses' raw TypeError, and a bad value was saved
+    to run.json, which then could not be read back. Each value is checked by the run context's
+    own rules (`RunContext.__post_init__`); callers do this before they write anything."""
+    settable = sorted({f.name for f in fields(RunContext)} - TRANSIENT_FIELDS)
+    for name in overrides:
+        if name not in settable:
+            close = difflib.get_close_matches(name, settable, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"settings: {', '.join(settable)}"
+            raise InputError(f"{call} got an unknown setting {name!r}; {hint}")
+    if "policy" in overrides and "policy_hash" not in overrides:
+        overrides = {**overrides, "policy_hash": None}  # a new policy file is hashed anew, as the CLI does
+    return replace(context, **overrides)
+
+
+def _checked_request(
+    csv_path: str | Path | pd.DataFrame, target: Any, metrics: Any, primary_metric: Any
+) -> tuple[str, list[str] | None]:
+    """The target and metrics as the request keeps them, or an `InputError` saying what is wrong.
+
+    Why: a string of metrics was split into characters ("unknown metric 'f'"), a target of the
+    wrong type failed deep inside with a TypeError or read as "no target given". A DataFrame's
+    whole-number column name (`run_task(df, 0)`) names the column its CSV header writes as "0"."""
+    whole = isinstance(target, int | np.integer) and not isinstance(target, bool)
+    if whole and isinstance(csv_path, pd.DataFrame) and target in csv_path.columns:
+        target = str(target)
+    if not isinstance(target, str):
+        raise InputError(f"target must be the name of the column to predict (text), got {target!r}")
+    if isinstance(metrics, str):  # as --metrics takes them
+        metrics = [m for m in metrics.split(",") if m.strip()]
+    if metrics is not None and (not isinstance(metrics, list | tuple) or not all(isinstance(m, str) for m in metrics)):
+        raise InputError(f"metrics must be metric names (a list, or text separated by commas), got {metrics!r}")
+    if primary_metric is not None and not isinstance(primary_metric, str):
+        raise InputError(f"primary_metric must be the name of one metric (text), got {primary_metric!r}")
+    return target, list(metrics) if metrics else None
 
 
 def run_task(
@@ -150,22 +184,26 @@ def run_task(
     folder (`data.csv`), which is then the run's data file, read back, hashed and checked as any
     CSV is, so a resumed, forked or moved run trains on exactly the same rows.
     """
+    if context is not None and not isinstance(context, RunContext):
+        raise InputError(f"context must be a RunContext, got {type(context).__name__}")
+    target, metric_names = _checked_request(csv_path, target, metrics, primary_metric)
     context = with_chat_models(context or RunContext(), scientist=scientist_model, executor=executor_model)
     check_agents(context)
     data = _frame_csv(csv_path) if isinstance(csv_path, pd.DataFrame) else None
     request: TaskRequest = {
         "csv_path": "" if isinstance(csv_path, pd.DataFrame) else str(Path(csv_path).expanduser().resolve()),
         "target": target,
-        "metrics": list(metrics) if metrics else None,
+        "metrics": metric_names,
         "primary_metric": primary_metric,
-        "holdout": _python_number(holdout),
-        "folds": _python_number(folds),
-        "seed": _python_number(seed),
+        "holdout": holdout,
+        "folds": folds,
+        "seed": seed,
         "holdout_csv": str(Path(holdout_csv).expanduser().resolve()) if holdout_csv else None,
         "task_type": task_type,  # type: ignore[typeddict-item]
     }
     if run_id is not None:
         check_run_id(run_id)  # before the data is read: a hostile id costs nothing
+    request.update(split_numbers(request))  # type: ignore[typeddict-item]  # as Python numbers, never coerced
     loaded = load_task(request) if data is None else _load_frame(request, data)
     run_id = request["run_id"] = run_id or new_run_id(loaded.prepared.target)
     handed = HandedOver(loaded)
@@ -236,6 +274,7 @@ def resume_run(
     `force=True`: fork it instead to keep it. A folder copied or renamed becomes a run of its own
     on its first resume (`adopt_copy`), so the original is never written to.
     """
+    _with_overrides(RunContext(), overrides, "resume_run")  # before anything in the folder is written
     folder = find_run(run_id, runs_dir)
     with run_lock(folder):
         check_database(folder)
@@ -245,7 +284,7 @@ def resume_run(
         adopt_copy(folder)
         request, context = load_run_config(folder)
         if overrides:
-            context = replace(context, **overrides)
+            context = _with_overrides(context, overrides, "resume_run")
         context = with_chat_models(context, scientist=scientist_model, executor=executor_model)
         check_agents(context)
         with open_run(folder, create=force) as graph:
@@ -787,7 +826,9 @@ def fork_run(
     source = find_run(run_id, runs_dir)
     request, context = load_run_config(source)
     context = with_chat_models(
-        replace(context, **overrides) if overrides else context, scientist=scientist_model, executor=executor_model
+        _with_overrides(context, overrides, "fork_run") if overrides else context,
+        scientist=scientist_model,
+        executor=executor_model,
     )
     check_agents(context)
     check_database(source)
