@@ -12,7 +12,14 @@ from dataclasses import replace
 from typing import Any
 
 from tandem.graph.context import ROLES, Role, RunContext
-from tandem.tools.chat import MissingAPIKey, model_label, openai_chat_model, require_api_key
+from tandem.tools.chat import (
+    BASE_URL_ENV,
+    MissingAPIKey,
+    base_url,
+    model_label,
+    openai_chat_model,
+    require_api_key,
+)
 from tandem.tools.data import InputError
 from tandem.tools.tokens import Price, cost_of
 
@@ -36,8 +43,15 @@ def check_llm_setup(context: RunContext, roles: list[Role] | None = None) -> Non
                 f"the {role} of this run used a chat model handed in from Python; "
                 f"pass it again, e.g. resume_run(run_id, {role}_model=model)"
             )
+    built = [role for role in roles if given_model(context, role) is None]
+    url = base_url(context.base_url) if built else None
+    if url and not url.lower().startswith(("http://", "https://")):
+        # Refused here, before a run folder is made: otherwise the baseline trained first and only
+        # then "the chat server did not answer" said something was wrong.
+        given = "--base-url" if context.base_url else f"${BASE_URL_ENV}"
+        raise InputError(f"{given} {url!r} is not a server address: start it with http:// or https://")
     try:
-        require_api_key([role for role in roles if given_model(context, role) is None])
+        require_api_key(built)
     except MissingAPIKey as exc:
         raise InputError(str(exc)) from None
 
