@@ -14,9 +14,10 @@ import shlex
 import shutil
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 from tandem.benchmarks.cli import add_bench_commands, bench_farewell, cmd_bench, cmd_elo, cmd_league
 from tandem.cli_history import COMMANDS as HISTORY_COMMANDS
@@ -25,6 +26,7 @@ from tandem.cli_learning import COMMANDS as LEARNING_COMMANDS
 from tandem.cli_learning import add_learning_commands, kept_by_training
 from tandem.cli_options import (
     RUNS_DIR_HELP,
+    SPLIT_OPTIONS,
     OneLineParser,
     add_running_options,
     context_changes,
@@ -76,17 +78,17 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--task-type", choices=["binary", "multiclass", "regression"], help="override the inferred task")
     run.add_argument(
         "--holdout",
-        type=number(float, above=0, below=1),
+        type=SPLIT_OPTIONS["holdout"],
         default=0.2,
         help="share of rows kept for the final, honest score",
     )
     run.add_argument("--holdout-csv", help="a separate labelled CSV to use as the holdout instead")
     run.add_argument(
-        "--folds", type=number(int, at_least=2), default=5, help="cross-validation folds on the development part"
+        "--folds", type=SPLIT_OPTIONS["folds"], default=5, help="cross-validation folds on the development part"
     )
     run.add_argument(
         "--seed",
-        type=number(int, at_least=0, at_most=2**32 - 1),
+        type=SPLIT_OPTIONS["seed"],
         default=0,
         help="seeds the split, the folds and the models",
     )
@@ -163,9 +165,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     args.run_id = args.run_id or new_run_id(args.target)  # known up front, so Ctrl-C can name it
     context = context_from(args, RunContext(runs_dir=str(Path(args.runs_dir or default_runs_dir()).resolve())))
     metrics = [m for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    note = metrics_note(metrics, args.primary)
-    if note:
-        print(note, file=sys.stderr)
     with (
         fold_fits_on(args.cluster),
         track_run(args.mlflow, args.run_id, context.runs_dir, new=True) as tracker,
@@ -183,12 +182,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
             task_type=args.task_type,
             run_id=args.run_id,
             context=context,
-            on_update=tracker.watch(display.on_update),
+            on_update=_after_note(metrics_note(metrics, args.primary), tracker.watch(display.on_update)),
             on_event=display.event_handler,
             on_approval=display.on_approval,
             checkpoint_db=args.checkpoint_db,
         )
     return 0 if summary.get("status") == "delivered" else 1
+
+
+def _after_note(
+    note: str | None, on_update: Callable[[str, dict[str, Any]], None] | None
+) -> Callable[[str, dict[str, Any]], None] | None:
+    """`on_update`, which first prints `note` (if any) on standard error, once.
+
+    Why: the note about `--primary` and `--metrics` is true only of metrics that fit the task, which
+    the run checks when it reads the data. Printed before, it announced "reported too, first: rmse"
+    just before the run refused rmse for a binary task. The first update comes once setup is done."""
+    if not note:
+        return on_update
+    pending = [note]
+
+    def forward(node: str, update: dict[str, Any]) -> None:
+        while pending:
+            print(pending.pop(), file=sys.stderr)
+        if on_update is not None:
+            on_update(node, update)
+
+    return forward
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
