@@ -103,7 +103,7 @@ def byte_size(text: str) -> int:
 
 
 #: How a task's data is split: `tandem run --holdout/--folds/--seed`, `run_task(...)` and a request
-#: the Studio sends are all checked by these (tools/data.py: `check_split_numbers`).
+#: the Studio sends are all checked by these (tools/data.py: `split_numbers`).
 SPLIT_NUMBERS: dict[str, NumberRule] = {
     "holdout": NumberRule(float, above=0, at_most=0.9, meaning="the share of rows kept aside for the final check"),
     "folds": NumberRule(int, at_least=2, meaning="cross-validation folds on the development part"),
