@@ -52,7 +52,6 @@ if TYPE_CHECKING:  # the optional extra: imported for the type checker only
     from langgraph.checkpoint.postgres import PostgresSaver
 
 CHECKPOINT_DB_ENV = "TANDEM_CHECKPOINT_DB"
-RUN_JSON_KEY = CHECKPOINT_DB_KEY
 SCHEMES = ("postgresql", "postgres")
 
 _PASSWORDS: dict[str, str] = {}
@@ -115,13 +114,13 @@ def recorded_location(folder: RunFolder) -> str | None:
     """Where a run's checkpoints live, as its `run.json` records it (None: SQLite in the folder)."""
     if not folder.run_json.exists():
         return None
-    value = read_run_json(folder).get(RUN_JSON_KEY)
+    value = read_run_json(folder).get(CHECKPOINT_DB_KEY)
     return public_location(value) if isinstance(value, str) and value else None
 
 
 def record(location: str | None) -> dict[str, Any]:
     """The `run.json` keys that say where a run's checkpoints live (`save_run_config(**record(...))`)."""
-    return {RUN_JSON_KEY: location} if location else {}
+    return {CHECKPOINT_DB_KEY: location} if location else {}
 
 
 def relocate(folder: RunFolder, given: str) -> str:
@@ -144,7 +143,7 @@ def relocate(folder: RunFolder, given: str) -> str:
             f"run {folder.run_id}: {location} does not hold its checkpoints (no thread {thread!r}), so it was not "
             f"recorded; run.json still says they are in {where}: give --checkpoint-db the database that holds them"
         )
-    write_json(folder.run_json, {**read_run_json(folder), RUN_JSON_KEY: location})
+    write_json(folder.run_json, {**read_run_json(folder), CHECKPOINT_DB_KEY: location})
     return location
 
 
@@ -152,8 +151,12 @@ def has_thread(location: str, thread_id: str) -> bool:
     """Whether the database at `location` holds checkpoints of thread `thread_id` (it is opened: an
     unreachable one is refused in one line)."""
     with _cursor(location) as cur:
-        cur.execute("SELECT 1 FROM checkpoints WHERE thread_id = %s LIMIT 1", (thread_id,))
-        return cur.fetchone() is not None
+        return _holds_checkpoints(cur, thread_id)
+
+
+def _holds_checkpoints(cur: Any, thread_id: str) -> bool:
+    cur.execute("SELECT 1 FROM checkpoints WHERE thread_id = %s LIMIT 1", (thread_id,))
+    return cur.fetchone() is not None
 
 
 def _password(location: str) -> str | None:
@@ -266,8 +269,7 @@ def _claim(cur: Any, location: str, thread_id: str, folder: RunFolder, *, reclai
         row = cur.fetchone()
         ours = row is not None and row["owner"] == _owner(folder)
     if fresh or not reclaim:  # a thread nobody claimed yet, or a new run: it must have no checkpoints
-        cur.execute("SELECT 1 FROM checkpoints WHERE thread_id = %s LIMIT 1", (thread_id,))
-        ours = ours and cur.fetchone() is None
+        ours = ours and not _holds_checkpoints(cur, thread_id)
     if not ours:
         raise CheckpointDatabaseError(
             f"run id {thread_id!r} already has checkpoints in {location} (another run folder uses it); {instead}"

@@ -62,6 +62,12 @@ def threads(postgres: PostgresServer) -> dict[str, int]:
     return {str(t): int(n) for t, n in rows}
 
 
+def postgres_run(postgres: PostgresServer, csv: Path, runs: Path, run_id: str) -> None:
+    """A small delivered run (one experiment) in `runs`, its checkpoints in the test's server."""
+    context = RunContext(runs_dir=str(runs), max_iters=1, n_jobs=1)
+    run_task(csv, "species", folds=FOLDS, run_id=run_id, context=context, checkpoint_db=postgres.url())
+
+
 def tandem(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`tandem ARGV` in a separate process (another machine, as far as the run folder can tell)."""
     return subprocess.run(
@@ -126,8 +132,7 @@ def test_a_copied_folder_resumes_on_a_thread_of_its_own(
     postgres: PostgresServer, penguins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runs = tmp_path / "runs"
-    context = RunContext(runs_dir=str(runs), max_iters=1, n_jobs=1)
-    run_task(penguins, "species", folds=FOLDS, run_id="orig", context=context, checkpoint_db=postgres.url())
+    postgres_run(postgres, penguins, runs, "orig")
     before = threads(postgres)["orig"]
     shutil.copytree(runs / "orig", runs / "copy")
     monkeypatch.setenv("PGPASSWORD", PASSWORD)
@@ -241,8 +246,7 @@ def test_a_resume_given_a_database_without_the_run_leaves_run_json_as_it_was(
     postgres: PostgresServer, penguins: Path, tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
-    context = RunContext(runs_dir=str(runs), max_iters=1, n_jobs=1)
-    run_task(penguins, "species", folds=FOLDS, run_id="moved", context=context, checkpoint_db=postgres.url())
+    postgres_run(postgres, penguins, runs, "moved")
     with psycopg.connect(postgres.url(), autocommit=True) as conn:
         conn.execute("CREATE DATABASE elsewhere")  # reachable, but the run's thread is not there
     recorded = (runs / "moved" / "run.json").read_bytes()
@@ -287,8 +291,7 @@ def test_two_claims_of_one_run_id_from_two_folders_let_only_the_first_through(
 def test_two_copies_of_one_run_given_the_same_name_do_not_share_a_thread(
     postgres: PostgresServer, penguins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    context = RunContext(runs_dir=str(tmp_path / "runs"), max_iters=1, n_jobs=1)
-    run_task(penguins, "species", folds=FOLDS, run_id="one", context=context, checkpoint_db=postgres.url())
+    postgres_run(postgres, penguins, tmp_path / "runs", "one")
     for runs in ("runsI", "runsJ"):
         shutil.copytree(tmp_path / "runs" / "one", tmp_path / runs / "cp")
     monkeypatch.setenv("PGPASSWORD", PASSWORD)
@@ -308,8 +311,7 @@ def test_a_run_whose_thread_is_gone_from_the_database_names_the_database_not_a_s
     postgres: PostgresServer, penguins: Path, tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
-    context = RunContext(runs_dir=str(runs), max_iters=1, n_jobs=1)
-    run_task(penguins, "species", folds=FOLDS, run_id="gone", context=context, checkpoint_db=postgres.url())
+    postgres_run(postgres, penguins, runs, "gone")
     with psycopg.connect(postgres.url(), autocommit=True) as conn:
         for table in ("checkpoints", "checkpoint_blobs", "checkpoint_writes"):
             conn.execute(f"DELETE FROM {table} WHERE thread_id = 'gone'")
