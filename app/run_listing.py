@@ -21,7 +21,7 @@ from typing import Any, TypedDict
 
 from tandem.tools.errors import InputError
 
-RUN_ID_RULE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+RUN_ID_RULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 """The run-id rule of `tandem.graph.persistence.RUN_ID_RULE`, repeated so that naming a folder
 needs no checkpoint library (tests/test_cli.py checks the two patterns are the same)."""
 
@@ -74,7 +74,7 @@ def run_path(run_id: str, runs_dir: str | Path | None = None) -> Path:
     if not isinstance(run_id, str) or not RUN_ID_RULE.fullmatch(run_id):
         raise InputError(
             f"run id {run_id!r} is not allowed: use letters, digits, '-', '_' and '.', "
-            "not starting with a dot, at most 128 characters"
+            "not starting with '.' or '-', at most 128 characters"
         )
     if not (root / run_id / "run.json").exists():
         known = ", ".join(r["run_id"] for r in list_runs(root)[-5:]) or "none"

@@ -63,10 +63,11 @@ from tandem.tools.training import Problem, Split
 
 CHECKPOINT_DB_KEY = "checkpoint_db"
 """The `run.json` key recording the PostgreSQL database of a run's checkpoints (graph/postgres_checkpoints.py)."""
-RUN_ID_RULE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+RUN_ID_RULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 """A run id names a folder directly under the runs folder: ASCII letters, digits, `-`, `_` and
-`.`, not starting with a dot, at most 128 characters. No separator, no `..`, nothing a shell or
-another file system reads differently."""
+`.`, not starting with a dot or `-`, at most 128 characters. No separator, no `..`, nothing a
+shell or another file system reads differently, and nothing a command line takes for an option
+(`tandem resume -x` would be refused as an unknown option, so a run named so could not be resumed)."""
 
 
 def check_run_id(run_id: str) -> str:
@@ -74,7 +75,7 @@ def check_run_id(run_id: str) -> str:
     if not isinstance(run_id, str) or not RUN_ID_RULE.fullmatch(run_id):
         raise InputError(
             f"run id {run_id!r} is not allowed: use letters, digits, '-', '_' and '.', "
-            "not starting with a dot, at most 128 characters"
+            "not starting with '.' or '-', at most 128 characters"
         )
     return run_id
 

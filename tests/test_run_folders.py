@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -363,6 +364,20 @@ def test_hostile_run_ids_are_one_line_exit_2_and_make_no_folder(
         err = capsys.readouterr().err.splitlines()
         assert len(err) == 1 and "is not allowed: use letters, digits" in err[0], err
     assert list(tmp_path.rglob("*")) == []  # no folder anywhere: not under runs, not beside it
+
+
+def test_a_run_id_read_as_an_option_is_refused_before_a_folder_is_made(
+    penguins: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--run-id=-v` reaches tandem, but `tandem resume -v` never would: argparse takes it for an
+    option, so a run named so could be made and not resumed, shown or forked by its name."""
+    runs = tmp_path / "runs"
+    assert main(["run", str(penguins), "--target", "species", "--run-id=-v", "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "not starting with '.' or '-'" in err[0], err
+    with pytest.raises(InputError, match=re.escape("not starting with '.' or '-'")):
+        run_task(penguins, "species", run_id="-v", context=RunContext(runs_dir=runs))
+    assert not runs.exists()
 
 
 def test_a_failed_setup_leaves_no_folder_and_the_same_id_works_after_the_fix(
