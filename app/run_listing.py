@@ -121,15 +121,15 @@ def json_list(value: Any) -> list[Any]:
 def read_ledger(folder: Path) -> list[dict[str, Any]]:
     """A run's experiments (`experiments.jsonl`): the records that are objects with a whole-number id."""
     rows = []
-    try:
-        lines = (folder / "experiments.jsonl").read_text().splitlines()
+    try:  # bytes, decoded line by line: one row that is not UTF-8 must not hide the others
+        lines = (folder / "experiments.jsonl").read_bytes().splitlines()
     except OSError:
         return []
     for line in lines:
         try:
             row = json.loads(line)
-        except ValueError:
-            continue  # a torn last line of a killed run
+        except ValueError:  # UnicodeDecodeError is one
+            continue  # a torn last line of a killed run, or an edit
         if isinstance(row, dict) and isinstance(row.get("id"), int):
             rows.append(row)
     return rows

@@ -41,6 +41,7 @@ from tandem.api import load_model
 from tandem.cli_options import MLFLOW_DEFAULT
 from tandem.graph.context import default_runs_dir
 from tandem.graph.persistence import RunFolder, run_folder, write_json
+from tandem.run_listing import read_json, read_ledger
 from tandem.tools.data import read_table
 from tandem.tools.errors import InputError
 
@@ -136,27 +137,6 @@ def _finite(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _read_ledger(folder: RunFolder) -> list[dict[str, Any]]:
-    try:
-        lines = folder.experiments.read_text().splitlines()
-    except OSError:
-        return []
-    rows = []
-    for line in lines:
-        with contextlib.suppress(ValueError):
-            row = json.loads(line)
-            if isinstance(row, dict) and isinstance(row.get("id"), int):
-                rows.append(row)
-    return rows
-
-
 @dataclass
 class Tracker:
     """Logs one run folder to one MLflow tracking store; see the module docstring.
@@ -216,7 +196,7 @@ class Tracker:
         # the folder's name, not run.json's id: a copied folder still holds its original's id (and
         # mlflow.json) until its first resume adopts it, and must never log into the original's run
         tandem_id = folder.run_id
-        state = _read_json(folder.path / STATE_FILE)
+        state = read_json(folder.path / STATE_FILE)
         entry = state.get(self.uri) if isinstance(state, dict) else None
         if isinstance(entry, dict) and entry.get("tandem_run_id") == tandem_id:
             with contextlib.suppress(Exception):  # gone from the store: make a new one
@@ -302,10 +282,10 @@ class Tracker:
             return None
 
     def _sync(self, folder: RunFolder) -> str:
-        run_json = _read_json(folder.run_json) or {}
+        run_json = read_json(folder.run_json) or {}
         parent = self._parent(folder, run_json)
-        ledger = _read_ledger(folder)
-        summary = _read_json(folder.summary)
+        ledger = read_ledger(folder.path)
+        summary = read_json(folder.summary)
         summary = summary if isinstance(summary, dict) else None
         self._set_tags(parent, _context_tags(run_json.get("context") or {}))
         if any(_key(row) not in self._logged for row in ledger):
@@ -567,7 +547,7 @@ def _example_rows(folder: RunFolder, summary: dict[str, Any]) -> Any:
         frame = read_table(source)
     except InputError:
         return None
-    split = _read_json(folder.split) or {}
+    split = read_json(folder.split) or {}
     wanted = [i for i in (split.get("dev_rows") or [])[: SIGNATURE_ROWS * 4] if i in frame.index]
     rows = frame.loc[wanted] if wanted else frame
     rows = rows.drop(columns=[task.get("target")], errors="ignore")
@@ -673,7 +653,7 @@ def _finish(tracker: Tracker, status: RunStatus) -> None:
     parent = tracker.sync()
     if parent is None:
         return
-    summary = _read_json(tracker.folder.summary) if tracker.folder else None
+    summary = read_json(tracker.folder.summary) if tracker.folder else None
     delivered = isinstance(summary, dict) and summary.get("status") == "delivered"
     try:
         tracker.finish("FINISHED" if delivered else "RUNNING")
@@ -705,7 +685,7 @@ def log_run(run_id: str, runs_dir: str | Path | None = None, uri: str | None = N
     tracker.connect()
     parent = tracker.sync()
     assert parent is not None  # the folder has a run.json
-    summary = _read_json(folder.summary)
+    summary = read_json(folder.summary)
     if isinstance(summary, dict) and summary.get("status") == "delivered":
         tracker.finish("FINISHED")
     return parent

@@ -48,7 +48,8 @@ def _folder(root: Path, records: list[dict[str, object]], summary: dict[str, obj
     folder = root / "r1"
     (folder / "cache").mkdir(parents=True)
     (folder / "run.json").write_text(json.dumps({"run_id": "r1", "request": {}, "context": {}}))
-    (folder / "experiments.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"torn')
+    rows = "".join(json.dumps(r) + "\n" for r in records).encode()
+    (folder / "experiments.jsonl").write_bytes(rows + '{"torn in "café'.encode()[:-1])  # cut inside a character
     (folder / "cache" / "hash1.json").write_text(json.dumps({"fold_fit_seconds": 0.25, "fold_predict_seconds": 0.01}))
     if summary is not None:
         (folder / "summary.json").write_text(json.dumps(summary))
