@@ -79,7 +79,7 @@ from tandem.nodes.agents.models import with_chat_models
 from tandem.nodes.deliver import write_reports
 from tandem.tools.data import InputError, LoadedTask, load_task, read_table, split_numbers
 from tandem.tools.delivered_model import DeliveredModel, FrameError, PredictionResult, deliverable, predict_frame
-from tandem.tools.spec import parse_spec
+from tandem.tools.spec import TaskType, parse_spec
 from tandem.tools.training import fit_final
 
 UpdateHandler = Callable[[str, dict[str, Any]], None]
@@ -156,7 +156,7 @@ def run_task(
     folds: int = 5,
     seed: int = 0,
     holdout_csv: str | Path | None = None,
-    task_type: str | None = None,
+    task_type: TaskType | None = None,
     run_id: str | None = None,
     context: RunContext | None = None,
     on_update: UpdateHandler | None = None,
@@ -199,7 +199,7 @@ def run_task(
         "folds": folds,
         "seed": seed,
         "holdout_csv": str(Path(holdout_csv).expanduser().resolve()) if holdout_csv else None,
-        "task_type": task_type,  # type: ignore[typeddict-item]
+        "task_type": task_type,
     }
     if run_id is not None:
         check_run_id(run_id)  # before the data is read: a hostile id costs nothing

@@ -33,9 +33,9 @@ from pydantic import BaseModel, ConfigDict
 from scipy.stats import rankdata
 
 from tandem.tools.data import guess_date_format, logical_dtype
+from tandem.tools.spec import TaskType
 
 ColumnKind = Literal["numeric", "categorical", "text", "datetime", "boolean", "id"]
-TaskType = Literal["binary", "multiclass", "regression"]
 
 SAMPLE_ROWS = 200_000  # rows used for the expensive statistics
 MAX_CATEGORIES = 50  # most frequent categories kept for strength statistics; the rest are lumped

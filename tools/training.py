@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 from tandem.tools.builder import build_pipeline, fitted_params, predict, threshold_objective, threshold_scores
 from tandem.tools.metrics import METRICS, Predictions, score_all
 from tandem.tools.pause_points import pause_point
-from tandem.tools.spec import EnsembleSpec, PipelineSpec, spec_hash
+from tandem.tools.spec import EnsembleSpec, PipelineSpec, TaskType, spec_hash
 from tandem.tools.stop_request import stop_requested
 
 # loky ends a fold worker whose memory grew by 300 MB over a task (its guard against leaks; a large
@@ -48,7 +48,7 @@ warnings.filterwarnings("ignore", message=LOKY_WORKER_RESTARTED, category=UserWa
 class Problem:
     """What every evaluation needs to know about the task, independent of any agent."""
 
-    task_type: str
+    task_type: TaskType
     metrics: tuple[str, ...]
     primary_metric: str
     classes: tuple[Any, ...] = ()
