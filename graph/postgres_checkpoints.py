@@ -149,9 +149,11 @@ def relocate(folder: RunFolder, given: str) -> str:
 
 def has_thread(location: str, thread_id: str) -> bool:
     """Whether the database at `location` holds checkpoints of thread `thread_id` (it is opened: an
-    unreachable one is refused in one line)."""
-    with _cursor(location) as cur:
-        return _holds_checkpoints(cur, thread_id)
+    unreachable one is refused in one line). Only looked at: a database given by mistake is left
+    as it was, without the checkpoint tables a run's first use creates."""
+    with _cursor(location, set_up=False) as cur:
+        cur.execute("SELECT to_regclass('checkpoints') IS NOT NULL AS present")
+        return bool(cur.fetchone()["present"]) and _holds_checkpoints(cur, thread_id)
 
 
 def _holds_checkpoints(cur: Any, thread_id: str) -> bool:
@@ -166,9 +168,10 @@ def _password(location: str) -> str | None:
     return _PASSWORDS.get(location)
 
 
-def connect(location: str) -> psycopg.Connection[Any]:
+def connect(location: str, *, set_up: bool = True) -> psycopg.Connection[Any]:
     """A connection as `PostgresSaver` wants it (autocommit, no prepared statements, rows as dicts),
-    with the tables set up once per process and database; a refused connection is one line."""
+    with the tables set up once per process and database unless `set_up` is false; a refused
+    connection is one line."""
     import psycopg  # the optional extra `postgres`
     from psycopg.rows import dict_row
 
@@ -182,7 +185,7 @@ def connect(location: str) -> psycopg.Connection[Any]:
             f"cannot open the checkpoint database {location}: {reason} (the password comes from "
             f"--checkpoint-db, ${CHECKPOINT_DB_ENV}, $PGPASSWORD or ~/.pgpass)"
         ) from None
-    if location not in _SET_UP:
+    if set_up and location not in _SET_UP:
         try:
             _saver(conn, None).setup()
             conn.execute(
@@ -231,8 +234,8 @@ def close_saver(saver: BaseCheckpointSaver[Any]) -> None:
 
 
 @contextmanager
-def _cursor(location: str) -> Iterator[Any]:
-    conn = connect(location)
+def _cursor(location: str, *, set_up: bool = True) -> Iterator[Any]:
+    conn = connect(location, set_up=set_up)
     try:
         with conn.cursor() as cur:
             yield cur
