@@ -41,9 +41,9 @@ from tandem.api import load_model
 from tandem.cli_options import MLFLOW_DEFAULT
 from tandem.graph.context import default_runs_dir
 from tandem.graph.persistence import RunFolder, run_folder, write_json
-from tandem.run_listing import read_json, read_ledger
+from tandem.run_listing import read_json, read_ledger, tandem_command
 from tandem.tools.data import read_table
-from tandem.tools.errors import InputError
+from tandem.tools.errors import InputError, without_password
 
 ENV_URI = "TANDEM_MLFLOW_URI"
 DEFAULT_URI = MLFLOW_DEFAULT
@@ -260,13 +260,17 @@ class Tracker:
 
     # ------------------------------------------------------------------ syncing
 
-    def sync(self) -> str | None:
+    def sync(self, *, live: bool = False) -> str | None:
         """Log what the run folder holds and MLflow does not; return the parent run id (None when
-        there is nothing to log yet). Failures of a live sync are reported once and ignored."""
+        there is nothing to log yet). Failures of a live sync are reported once and ignored, and
+        the live syncs stop until the run's end: with MLflow's own retries a server that went away
+        held every step of the run for minutes."""
         if self.uri is None or self.folder is None or not self.folder.run_json.exists():
             return None
+        if live and self._warned:
+            return None  # the store failed once: the run goes on, and its end syncs everything
         try:
-            with _quiet():
+            with _store_calls():
                 return self._sync(self.folder)
         except Exception as exc:  # InputError too: a damaged model that `resume --force` is delivering again
             if not self.quiet_failures:
@@ -465,14 +469,14 @@ class Tracker:
         """The parent's final status; RUNNING leaves it open (a run paused at an approval gate)."""
         if self.uri is None or self.parent_id is None or status == "RUNNING":
             return
-        with _quiet():
+        with _store_calls():
             self._client.set_terminated(self.parent_id, status)
 
     def _reopen(self) -> None:
         """A resumed run is running again in MLflow too, from its first step on."""
         self.ran = True
         if self.parent_id is not None:
-            with _quiet(), contextlib.suppress(Exception):  # the next sync reports a store that fails
+            with _store_calls(), contextlib.suppress(Exception):  # the next sync reports a store that fails
                 self._client.update_run(self.parent_id, status="RUNNING")
 
     def watch(self, handler: UpdateHandler | None) -> UpdateHandler | None:
@@ -487,7 +491,7 @@ class Tracker:
             if not self.ran:
                 self._reopen()
             if node in LIVE_NODES:
-                self.sync()
+                self.sync(live=True)
 
         return on_update
 
@@ -599,6 +603,14 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _store_calls() -> Iterator[None]:
+    """Around every call to the store once connected: quiet, and failing in seconds when the server
+    went away mid-run (MLflow's own retries held each of a run's steps for about four minutes)."""
+    with _quiet(), _few_retries():
+        yield
+
+
 def _folder(run_id: str, runs_dir: str | Path | None) -> RunFolder:
     return run_folder(runs_dir or default_runs_dir(), run_id)
 
@@ -650,19 +662,29 @@ def _finish(tracker: Tracker, status: RunStatus) -> None:
             tracker.finish(status)
         return
     tracker.quiet_failures = False
-    parent = tracker.sync()
-    if parent is None:
-        return
-    summary = read_json(tracker.folder.summary) if tracker.folder else None
-    delivered = isinstance(summary, dict) and summary.get("status") == "delivered"
     try:
-        tracker.finish("FINISHED" if delivered else "RUNNING")
-    except Exception as exc:
-        raise InputError(f"MLflow logging to {tracker.uri} failed: {_one_line(exc)}") from None
+        parent = tracker.sync()
+        if parent is None:
+            return
+        summary = read_json(tracker.folder.summary) if tracker.folder else None
+        delivered = isinstance(summary, dict) and summary.get("status") == "delivered"
+        try:
+            tracker.finish("FINISHED" if delivered else "RUNNING")
+        except Exception as exc:
+            raise InputError(f"MLflow logging to {tracker.uri} failed: {_one_line(exc)}") from None
+    except InputError as exc:
+        raise InputError(f"{exc}; {_log_later(tracker)}") from None
     experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
     uri = str(tracker.uri)
     see = f"open {uri}" if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
     print(f"MLflow: run {parent} in experiment {experiment!r}; see it with: {see}")
+
+
+def _log_later(tracker: Tracker) -> str:
+    """How to log a run whose last sync failed, once the store answers again (nothing of the run is lost)."""
+    assert tracker.folder is not None and tracker.uri is not None
+    again = tandem_command("resume", tracker.folder.run_id, tracker.folder.path.parent, "--mlflow", tracker.uri)
+    return f"the run itself is saved; log it once the store answers with: {without_password(again)}"
 
 
 def log_finished(option: str | None, run_id: str, runs_dir: str | Path | None) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -20,6 +21,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -236,16 +238,17 @@ def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
         return dict(json.loads(response.read()))
 
 
-def test_mlflow_server_lists_the_nested_runs(store: dict[str, Any]) -> None:
-    """What MLflow's UI shows comes from this REST API: a real server on the store, stopped after."""
-    parent, nested = runs_of(store["uri"])
+@contextmanager
+def mlflow_server(store_uri: str, cwd: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real `mlflow server` on `store_uri` (its URL and process), answering before it is
+    yielded and stopped after (a test may stop it sooner, with `stop`)."""
     port = free_port()
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", store["uri"]]
+    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", store_uri]
     server = subprocess.Popen(
         [*command, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         env=env,
-        cwd=store["root"],
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: the workers it starts are stopped with it
@@ -261,6 +264,26 @@ def test_mlflow_server_lists_the_nested_runs(store: dict[str, Any]) -> None:
                 assert server.poll() is None, "mlflow server exited"
                 assert time.monotonic() < deadline, "mlflow server did not answer within 180 s"
                 time.sleep(0.5)
+        yield base, server
+    finally:
+        stop(server)
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is not None:
+        return
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+def test_mlflow_server_lists_the_nested_runs(store: dict[str, Any]) -> None:
+    """What MLflow's UI shows comes from this REST API: a real server on the store, stopped after."""
+    parent, nested = runs_of(store["uri"])
+    with mlflow_server(store["uri"], store["root"]) as (base, _):
         found = post(
             f"{base}/api/2.0/mlflow/runs/search",
             {
@@ -269,17 +292,51 @@ def test_mlflow_server_lists_the_nested_runs(store: dict[str, Any]) -> None:
                 "max_results": 100,
             },
         )
-        listed = {run["info"]["run_id"]: run for run in found["runs"]}
-        assert set(listed) == {r.info.run_id for r in nested}
-        names = sorted(run["info"]["run_name"] for run in listed.values())
-        assert names == sorted(r.info.run_name for r in nested) and any(n.startswith("#0") for n in names)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
+    listed = {run["info"]["run_id"]: run for run in found["runs"]}
+    assert set(listed) == {r.info.run_id for r in nested}
+    names = sorted(run["info"]["run_name"] for run in listed.values())
+    assert names == sorted(r.info.run_name for r in nested) and any(n.startswith("#0") for n in names)
+
+
+def test_a_server_gone_mid_run_costs_one_warning_not_minutes_a_step(
+    penguins: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server stops after the run's first logged step. MLflow's own retries (about four minutes
+    a call) held every later step: now the run warns once, goes on without live logging, and its
+    end fails in one line that says how to log it when the server is back."""
+    runs = tmp_path / "runs"
+    ledger = runs / "gone" / "experiments.jsonl"
+    with mlflow_server(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path) as (base, server):
+        argv = ["run", str(penguins), "--target", "species", "--max-iters", "3", "--folds", "3", "--plain"]
+        run = subprocess.Popen(
+            [sys.executable, "-m", "tandem.cli", *argv, "--runs-dir", str(runs), "--run-id", "gone", "--mlflow", base],
+            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+            while not (ledger.exists() and ledger.read_text().count("\n") >= 1) and run.poll() is None:
+                time.sleep(0.05)
+            stop(server)  # the baseline is logged: the server goes away for the rest of the run
+            out, err = run.communicate(timeout=150)
+        finally:
+            run.kill()
+    assert run.returncode == 2, out + err
+    lines = err.strip().splitlines()
+    assert sum("the run goes on and logs again at its end" in line for line in lines) == 1, err
+    assert lines[-1].startswith(f"tandem: MLflow logging to {base} failed"), err
+    assert "Traceback" not in err
+    assert json.loads((runs / "gone" / "summary.json").read_text())["status"] == "delivered"
+    # The command the message gives logs the whole run once a server answers (here on another port).
+    again = shlex.split(lines[-1].partition("log it once the store answers with: ")[2])
+    assert again[:4] == ["tandem", "resume", "gone", "--mlflow"] and again[4] == base, again
+    monkeypatch.chdir(tmp_path)  # where the run was made, as the message's command expects
+    with mlflow_server(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path) as (back, _):
+        assert main([*again[1:4], back, *again[5:]]) == 0
+        parent, nested = runs_of(back, "gone")
+        assert parent.info.status == "FINISHED" and len(nested) == len(ledger.read_text().splitlines())
 
 
 def test_without_the_extra_mlflow_is_one_line_and_exit_2(
