@@ -32,7 +32,7 @@ from tandem.benchmarks.performance_profiles import (
     plot_profiles,
 )
 from tandem.benchmarks.players import PlainPlayer, Player, PlayResult, play_safely
-from tandem.benchmarks.results_store import ResultsStore, code_commit
+from tandem.benchmarks.results_store import ResultsStore, code_commit, code_identity
 from tandem.benchmarks.tasks import Task, TaskData, materialize
 from tandem.tools.data import InputError
 from tandem.tools.metrics import METRICS
@@ -89,7 +89,7 @@ def play_and_store(
         "tokens_out": result.tokens_out,
         "cost_usd": result.cost_usd,
         "error": result.error,
-        "details": {**result.details, "commit": code_commit(Path(__file__).resolve().parent)},
+        "details": {**result.details, "commit": code_commit(Path(__file__).resolve().parent), "code": code_identity()},
     }
     row["id"] = store.add_result(row)
     return row

@@ -10,7 +10,9 @@ pairwise matches, and its history is a public record anyone can replay. The rule
   (absolute for bounded metrics such as accuracy, F1 or R²; relative to the larger score for
   unbounded ones such as RMSE), default 0.001. A failed player loses to one that scored; two
   failures draw. A match reuses the stored result of the same player, task, budget and seed when
-  there is one (`--fresh` plays again), so a league after a bench costs nothing.
+  the code that runs now played it (the same commit and uncommitted changes, or the same installed
+  version; `--fresh` plays again), so a league after a bench costs nothing, and a game of an
+  earlier tandem is played again rather than counted for this one.
 - **Elo.** Every player starts at 1200. With E_A = 1 / (1 + 10^((R_B − R_A) / 400)) and S_A = 1,
   0.5 or 0, R_A' = R_A + K (S_A − E_A) and R_B' = R_B + K ((1 − S_A) − (1 − E_A)); K = 32 by
   default and stored with every match. Ratings are never stored as state: they are the replay of

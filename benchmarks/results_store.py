@@ -15,6 +15,8 @@ results folder, holds three tables:
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import platform
@@ -23,6 +25,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +108,7 @@ def now() -> str:
 #: Where a checkout keeps its published results: a bench writes there, so changes there are data,
 #: not a change to the code that played.
 RESULTS_IN_CHECKOUT = "benchmarks/results"
+UNCOMMITTED = "+uncommitted changes"
 
 
 def code_commit(folder: Path) -> str | None:
@@ -122,7 +126,32 @@ def code_commit(folder: Path) -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return (commit + ("+uncommitted changes" if dirty.strip() else "")) or None
+    return (commit + (UNCOMMITTED if dirty.strip() else "")) or None
+
+
+@functools.cache
+def code_identity() -> str:
+    """What identifies the code that plays now, so that a league reuses only the games this same
+    code played (`ResultsStore.find_result`): the commit, with a hash of the uncommitted changes to
+    tracked files when there are any (two different edits of one commit are two codes), or the
+    installed version outside a checkout."""
+    folder = Path(__file__).resolve().parent
+    commit = code_commit(folder)
+    if commit is None:
+        try:
+            return f"tandem-ml {metadata.version('tandem-ml')}"
+        except metadata.PackageNotFoundError:
+            return "tandem-ml, version unknown"
+    if not commit.endswith(UNCOMMITTED):
+        return commit
+    try:
+        diff = subprocess.run(
+            ["git", "diff", "HEAD", "--no-ext-diff", "--", ":(top)", f":(top,exclude){RESULTS_IN_CHECKOUT}"],
+            cwd=folder, capture_output=True, timeout=30, check=False,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        diff = os.urandom(16)  # changes that cannot be read match no stored game
+    return f"{commit} {hashlib.sha256(diff).hexdigest()[:12]}"
 
 
 def machine_info() -> dict[str, Any]:
@@ -270,11 +299,12 @@ class ResultsStore:
     def find_result(
         self, player: str, fingerprint: str, metric: str, budget: float, seed: int
     ) -> dict[str, Any] | None:
-        """The latest stored result of this player on this task, budget and seed, if any."""
+        """The latest stored result of this player on this task, budget and seed, played by the
+        code that runs now (`code_identity`): a game of an earlier tandem says nothing of this one."""
         rows = self._select(
             "SELECT * FROM results WHERE player = ? AND fingerprint = ? AND metric = ? AND budget = ? AND seed = ? "
-            "ORDER BY id DESC LIMIT 1",
-            (player, fingerprint, metric, float(budget), int(seed)),
+            "AND CASE WHEN json_valid(details) THEN json_extract(details, '$.code') END = ? ORDER BY id DESC LIMIT 1",
+            (player, fingerprint, metric, float(budget), int(seed), code_identity()),
         )
         return rows[0] if rows else None
 

@@ -18,7 +18,7 @@ from tandem.benchmarks.league import elo_update, expected_score, match_outcome, 
 from tandem.benchmarks.league_watch import PlayersFolder, leaderboard_html, rating_svg
 from tandem.benchmarks.performance_profiles import compute_profiles
 from tandem.benchmarks.players import parse_player
-from tandem.benchmarks.results_store import ResultsStore
+from tandem.benchmarks.results_store import ResultsStore, code_identity
 from tandem.cli import main
 from tandem.nodes.agents.learned_scientist import new_policy
 from tandem.tools.data import InputError
@@ -50,6 +50,25 @@ def test_a_match_on_two_games_already_matched_counts_once() -> None:
     other = {**once[0], "id": 3, "result_b": 12}  # B's game on another task or seed: a match of its own
     assert replay([*once, again])["A"].rating == replay(once)["A"].rating == 1216.0
     assert replay([*once, again])["A"].games == 1 and replay([*once, again, other])["A"].games == 2
+
+
+def test_a_league_reuses_only_the_games_the_code_that_runs_now_played(tmp_path: Path) -> None:
+    """A stored game of an earlier tandem (another commit, other uncommitted changes) says nothing
+    of this one: the league plays it again instead of counting it."""
+    store = ResultsStore(tmp_path)
+    store.add_bench("b1", "bench", "tandem bench --tasks wine", {})
+    game = {
+        "bench_id": "b1", "task": "wine", "fingerprint": "f", "task_type": "multiclass", "metric": "f1_macro",
+        "greater_is_better": 1, "player": "tandem", "seed": 0, "budget": 60.0, "status": "ok", "score": 0.9,
+        "scores": {"f1_macro": 0.9}, "wall_seconds": 1.0, "tokens_in": 0, "tokens_out": 0,
+    }  # fmt: skip
+    store.add_result({**game, "details": {"code": "0123abc"}})
+    store.add_result({**game, "details": {}})  # stored before games recorded their code
+    assert store.find_result("tandem", "f", "f1_macro", 60.0, 0) is None
+    played_now = store.add_result({**game, "score": 0.8, "details": {"code": code_identity()}})
+    store.add_result({**game, "details": {"code": code_identity() + " with other changes"}})
+    found = store.find_result("tandem", "f", "f1_macro", 60.0, 0)
+    assert found is not None and (found["id"], found["score"]) == (played_now, 0.8)
 
 
 def test_expected_score_and_update() -> None:
