@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tandem.benchmarks.league import START_RATING, Standing, standings
-from tandem.benchmarks.players import Player, PlayResult, TandemPlayer
+from tandem.benchmarks.players import Player, PlayResult, TandemPlayer, pinned
 from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import TaskData
 from tandem.nodes.agents import playable
@@ -50,7 +50,7 @@ class DroppedPolicy:
         return f"learned:{self.file.name}@{self.digest[:8]}" + "".join(f":{k}={v}" for k, v in self.options)
 
     def _tandem(self) -> TandemPlayer:
-        return TandemPlayer((*self.options, ("policy", str(self.file))))
+        return TandemPlayer(pinned((*self.options, ("policy", str(self.file))), self.digest))
 
     def check(self) -> None:
         self._tandem().check()

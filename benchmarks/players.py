@@ -21,6 +21,7 @@ import subprocess
 import time
 import uuid
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,7 +37,7 @@ from tandem.graph.context import RunContext
 from tandem.nodes.agents import check_agents
 from tandem.tools.data import InputError
 from tandem.tools.metrics import METRICS, Predictions, score_all
-from tandem.tools.policy_file import LEARNED, PLAYBOOK, policy_path
+from tandem.tools.policy_file import LEARNED, PLAYBOOK, policy_hash, policy_path
 from tandem.tools.training import score_holdout, short_error
 
 #: Player names and what they are; `tandem` and `flaml` take `:key=value` options.
@@ -137,7 +138,9 @@ class TandemPlayer:
 
     @property
     def name(self) -> str:
-        return "tandem" + "".join(f":{k}={v}" for k, v in self.options)
+        """The options as given, a policy file's pinned hash shortened: a policy file retrained under
+        the same name is another player, whose games are neither reused for it nor mixed with its own."""
+        return "tandem" + "".join(f":{k}={str(v)[:12] if k == 'policy_hash' else v}" for k, v in self.options)
 
     def context_options(self) -> dict[str, Any]:
         return {k: v for k, v in self.options if k not in {"price_in", "price_out"}}
@@ -471,7 +474,18 @@ def _tandem_player(spec: str, options: list[tuple[str, Any]]) -> TandemPlayer:
         RunContext.from_dict(defaults | {k: v for k, v in options if k not in {"price_in", "price_out"}})
     except (TypeError, ValueError) as exc:
         raise InputError(f"player {spec!r}: {short_error(exc)}") from None
-    return TandemPlayer(tuple(options))
+    return TandemPlayer(pinned(options))
+
+
+def pinned(options: Sequence[tuple[str, Any]], digest: str | None = None) -> tuple[tuple[str, Any], ...]:
+    """Options whose policy file is pinned to its hash (`digest`, else the file's hash now): each
+    game's run then refuses a file changed in between (`frozen_policy`) instead of playing it
+    under the player's old name."""
+    given = dict(options)
+    policy = given.get("policy")
+    if policy is None or policy == PLAYBOOK or "policy_hash" in given:
+        return tuple(options)
+    return (*options, ("policy_hash", digest or policy_hash(policy_path(str(policy)))))
 
 
 def with_policy(players: list[Player], policy: str | None) -> list[Player]:
@@ -480,7 +494,7 @@ def with_policy(players: list[Player], policy: str | None) -> list[Player]:
         return players
     value = policy if policy == PLAYBOOK else policy_path(policy)
     return [
-        TandemPlayer((*p.options, ("policy", value)))
+        TandemPlayer(pinned((*p.options, ("policy", value))))
         if isinstance(p, TandemPlayer) and "policy" not in dict(p.options)
         else p
         for p in players

@@ -24,7 +24,7 @@ from tandem.benchmarks.tasks import default_suite
 from tandem.cli import main
 from tandem.graph.context import RunContext
 from tandem.graph.messages import Implementation, Proposal, Regularise
-from tandem.nodes.agents import LearnedScientist, frozen_policy, make_scientist
+from tandem.nodes.agents import LearnedScientist, check_agents, frozen_policy, make_scientist
 from tandem.nodes.agents.base import ExecutorRequest, ScientistView
 from tandem.nodes.agents.heuristic_executor import HeuristicExecutor
 from tandem.nodes.agents.heuristic_scientist import (
@@ -605,6 +605,16 @@ def test_bench_players_take_a_policy(tmp_path: Path):
     assert dict(players[0].options)["policy"] == str(path)  # type: ignore[attr-defined]
     assert players[1].name == "linear"
     assert with_policy([player], "playbook")[0] is player  # a player's own policy wins
+    # A policy file is pinned to its hash when the player is named: retrained under the same name,
+    # it is another player (no game of the old one reused for it), and a game of the old refuses it.
+    digest = read_policy(path)["hash"]
+    assert player.name == f"tandem:policy={path}:policy_hash={digest[:12]}" == players[0].name
+    retrained = new_policy()
+    retrained["provenance"] = {**retrained.get("provenance", {}), "episodes": 1}
+    write_policy(path, retrained)
+    assert parse_player(f"learned:{path}").name != player.name
+    with pytest.raises(InputError, match="changed since this run started"):
+        check_agents(player.context(str(tmp_path / "runs"), 60.0))
 
 
 # ------------------------------------------------------------------- the Executor's open choice
