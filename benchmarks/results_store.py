@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import platform
 import sqlite3
@@ -199,6 +200,53 @@ def _lacking_columns(conn: sqlite3.Connection) -> str:
         expected.close()
 
 
+_OUTCOMES = {0.0, 0.5, 1.0}
+
+
+def _damage(table: str, row: dict[str, Any]) -> str | None:
+    """What is wrong with a stored row, or None: each column holds the type the schema gives it
+    (SQLite stores whatever it is handed), JSON columns hold objects, and a match's outcome, K and
+    ratings are what `league.replay` can replay."""
+    for column, value in row.items():
+        kind = _COLUMN_TYPES[table].get(column)
+        if column in JSON_COLUMNS:
+            if not isinstance(value, dict):
+                return f"holds no JSON object in {column}"
+        elif value is None:
+            if column in _NOT_NULL[table]:
+                return f"has no {column}"
+        elif kind == "TEXT" and not isinstance(value, str):
+            return f"holds {value!r} in {column} (text expected)"
+        elif kind == "INTEGER" and (not isinstance(value, int) or isinstance(value, bool)):
+            return f"holds {value!r} in {column} (a whole number expected)"
+        elif kind == "REAL" and (not isinstance(value, int | float) or not math.isfinite(value)):
+            return f"holds {value!r} in {column} (a finite number expected)"
+    if table == "matches":
+        if row["outcome"] not in _OUTCOMES:
+            return f"holds the outcome {row['outcome']!r} (1, 0.5 or 0)"
+        if row["k"] <= 0 or row["tolerance"] < 0:
+            return f"holds K {row['k']!r} and tolerance {row['tolerance']!r} (K above 0, tolerance at least 0)"
+    if table == "results" and row.get("status") not in ("ok", "failed"):
+        return f"holds the status {row.get('status')!r} (ok or failed)"
+    return None
+
+
+def _schema_columns() -> tuple[dict[str, dict[str, str]], dict[str, set[str]]]:
+    """Each table's column types and NOT NULL columns, as `SCHEMA` declares them."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(SCHEMA)
+        info = {t: conn.execute(f"PRAGMA table_info({t})").fetchall() for t in ("benches", "results", "matches")}
+    finally:
+        conn.close()
+    types = {t: {row[1]: row[2] for row in rows} for t, rows in info.items()}
+    not_null = {t: {row[1] for row in rows if row[3] and not row[5]} for t, rows in info.items()}
+    return types, not_null
+
+
+_COLUMN_TYPES, _NOT_NULL = _schema_columns()
+
+
 class ResultsStore:
     """Append-only access to `results.sqlite` in a results folder."""
 
@@ -237,11 +285,22 @@ class ResultsStore:
             return int(cursor.lastrowid or 0)
 
     def _select(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        """Rows of one table (`SELECT * FROM table ...`), each checked as tandem writes it
+        (`_damage`): the profiles, AUP and Elo ratings are computed from them, and a row edited by
+        hand (text for a score, an outcome of 5, a negative K) changed the ratings without a word
+        or stopped the command with a traceback."""
+        table = sql.split(" FROM ", 1)[1].split()[0]
         with self._connect() as conn:
             rows = [dict(r) for r in conn.execute(sql, params)]
         for row in rows:
             for key in JSON_COLUMNS & row.keys():
-                row[key] = json.loads(row[key])
+                try:
+                    row[key] = json.loads(row[key]) if isinstance(row[key], str) else None
+                except ValueError:
+                    row[key] = None
+            if problem := _damage(table, row):
+                name = row.get("id", row.get("bench_id"))
+                raise InputError(f"{self.path}: {table} row {name!r} {problem}, which tandem never writes; {_ASIDE}")
         return rows
 
     def add_bench(self, bench_id: str, kind: str, command: str, settings: dict[str, Any]) -> None:

@@ -71,6 +71,36 @@ def test_a_league_reuses_only_the_games_the_code_that_runs_now_played(tmp_path: 
     assert found is not None and (found["id"], found["score"]) == (played_now, 0.8)
 
 
+@pytest.mark.parametrize(
+    ("column", "value", "problem"),
+    [
+        ("outcome", 5.0, "holds the outcome 5.0 (1, 0.5 or 0)"),
+        ("k", -500.0, "holds K -500.0"),
+        ("outcome", "abc", "holds 'abc' in outcome (a finite number expected)"),
+        ("result_a", "x", "holds 'x' in result_a (a whole number expected)"),
+        ("rating_a_after", float("inf"), "holds inf in rating_a_after (a finite number expected)"),
+    ],
+)
+def test_a_match_row_edited_by_hand_is_one_line_not_other_ratings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], column: str, value: object, problem: str
+) -> None:
+    store = ResultsStore(tmp_path)
+    store.add_bench("l1", "league", "tandem league", {})
+    match = {
+        "league_id": "l1", "task": "wine", "fingerprint": "f", "metric": "accuracy", "greater_is_better": 1,
+        "seed": 0, "budget": 60.0, "player_a": "linear", "player_b": "lightgbm", "result_a": 1, "result_b": 2,
+        "score_a": 0.9, "score_b": 0.8, "outcome": 1.0, "tolerance": 0.001, "k": 32.0, "rating_a_before": 1200.0,
+        "rating_b_before": 1200.0, "rating_a_after": 1216.0, "rating_b_after": 1184.0,
+    }  # fmt: skip
+    store.add_match(match)
+    assert main(["elo", "--results-dir", str(tmp_path)]) == 0
+    capsys.readouterr()
+    store.add_match({**match, column: value})  # as a hand edit would leave it: SQLite takes any type
+    assert main(["elo", "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"matches row 2 {problem}" in err[0], err
+
+
 def test_expected_score_and_update() -> None:
     assert expected_score(1200, 1200) == 0.5
     assert expected_score(1600, 1200) == pytest.approx(1 / (1 + 10**-1))
