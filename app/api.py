@@ -587,8 +587,12 @@ def check_output_path(
         raise InputError(
             f"output {out} is inside run folder {folder.path}, whose files tandem manages; write elsewhere"
         )
+    if other := next((d for d in where.parents if (d / "run.json").is_file()), None):
+        raise InputError(f"output {out} is inside run folder {other}, whose files tandem manages; write elsewhere")
     if where.is_dir():
         raise InputError(f"output {out} is a folder; give a file path, such as {out / 'predictions.csv'}")
+    if where.exists() and not where.is_file():
+        raise InputError(f"output {out} is not a regular file (a pipe, a device or a socket); give a file path")
     if not where.parent.is_dir():
         raise InputError(f"output {out}: folder {out.parent} does not exist; create it or choose another path")
 
@@ -666,9 +670,21 @@ def write_predictions(predictions: pd.DataFrame, destination: Any) -> None:
     """Predictions as CSV (a path or an open text file), safe to open in a spreadsheet.
 
     Text cells are always quoted: pandas leaves a lone carriage return unquoted, which readers
-    take for the end of a row.
+    take for the end of a row. A path is written as a new file that then takes its name: a hard
+    link to a run's file or to the data (which the checks on the path cannot see) keeps its
+    content, a FIFO is replaced instead of waited on, and a failed write leaves no half file.
     """
-    spreadsheet_safe(predictions).to_csv(destination, index=False, quoting=csv.QUOTE_NONNUMERIC)
+    safe = spreadsheet_safe(predictions)
+    if not isinstance(destination, str | os.PathLike):
+        safe.to_csv(destination, index=False, quoting=csv.QUOTE_NONNUMERIC)
+        return
+    target = Path(destination).expanduser()
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        safe.to_csv(staging, index=False, quoting=csv.QUOTE_NONNUMERIC)
+        os.replace(staging, target)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------

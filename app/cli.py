@@ -271,7 +271,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     result = predict_file(args.run_id, args.csv, args.runs_dir, keep=args.keep, experiment=args.experiment)
     predictions = result.predictions
     if args.output:
-        write_predictions(predictions, args.output)
+        try:
+            write_predictions(predictions, args.output)
+        except OSError as exc:  # a full disk, no permission: about the output, not a run file
+            raise InputError(f"cannot write the predictions to {args.output}: {exc.strerror or exc}") from None
         print(f"wrote {len(predictions)} predictions to {args.output}")
     else:
         write_predictions(predictions, sys.stdout)

@@ -8,6 +8,7 @@ an integer ID, text and numeric columns, is shared by the tests (issue 12, "A mo
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from io import StringIO
 from pathlib import Path
@@ -254,6 +255,34 @@ def test_an_output_path_that_would_destroy_data_or_cannot_be_written_is_refused_
     other.write_bytes(data_csv.read_bytes())
     code, _, err = _cli(capsys, "predict", "c1", str(other), "-o", str(data_csv), "--runs-dir", str(run.parent))
     assert code == 2 and "the run's data file" in err
+
+
+def test_predictions_never_write_into_another_run_a_hard_link_or_a_pipe(
+    run: Path, data_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-o` another run's summary.json replaced it (exit 0), a hard link to a run's file or to the
+    data file wrote through to it, and a FIFO as input or output waited forever."""
+    neighbour = tmp_path / "runs" / "other"  # any folder holding a run.json is a run's
+    neighbour.mkdir(parents=True)
+    (neighbour / "run.json").write_text("{}")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    refused = {str(neighbour / "summary.json"): "inside run folder", str(fifo): "not a regular file"}
+    for output, fragment in refused.items():
+        code, out, err = _cli(capsys, "predict", "c1", str(data_csv), "-o", output, "--runs-dir", str(run.parent))
+        assert code == 2 and out == "" and err.count("\n") == 1 and fragment in err, (output, err)
+    code, _, err = _cli(capsys, "predict", "c1", str(fifo), "--runs-dir", str(run.parent))
+    assert code == 2 and err.count("\n") == 1 and "is not a regular file" in err, err
+    summary, data = (run / "summary.json").read_bytes(), data_csv.read_bytes()
+    os.link(run / "summary.json", tmp_path / "linked-summary.json")
+    os.link(data_csv, tmp_path / "linked-data.csv")
+    for linked in ("linked-summary.json", "linked-data.csv"):
+        code, _, err = _cli(capsys, "predict", "c1", str(data_csv), "-o", str(tmp_path / linked), "--runs-dir",
+                            str(run.parent))  # fmt: skip
+        assert code == 0, err
+        assert pd.read_csv(tmp_path / linked).columns[0] == "prediction"
+    assert (run / "summary.json").read_bytes() == summary and data_csv.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging file left
 
 
 def test_a_kept_column_named_like_an_output_column_is_refused_not_overwritten(run: Path, data_csv: Path) -> None:

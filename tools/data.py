@@ -110,6 +110,8 @@ def read_table_hashed(path: str | Path, *, keep: Iterable[str] = ()) -> tuple[pd
         raise InputError(f"no such file: {p}; check the path (relative paths start at {Path.cwd()})")
     if p.is_dir():
         raise InputError(f"{p} is a directory; give the path of a CSV file inside it")
+    if not p.is_file():  # a FIFO or a terminal waits forever for bytes; /dev/zero never ends
+        raise InputError(f"{p} is not a regular file (a pipe, a device or a socket); save the data to a CSV file first")
     try:
         size = p.stat().st_size
         with p.open("rb") as fh:
