@@ -78,7 +78,14 @@ from tandem.nodes.agents import check_agents
 from tandem.nodes.agents.models import with_chat_models
 from tandem.nodes.deliver import write_reports
 from tandem.tools.data import InputError, LoadedTask, load_task, read_table, split_numbers
-from tandem.tools.delivered_model import DeliveredModel, FrameError, PredictionResult, deliverable, predict_frame
+from tandem.tools.delivered_model import (
+    DeliveredModel,
+    FrameError,
+    PredictionResult,
+    as_delivered,
+    deliverable,
+    predict_frame,
+)
 from tandem.tools.spec import TaskType, parse_spec
 from tandem.tools.training import fit_final
 
@@ -546,7 +553,7 @@ def predict_file(
         model, task = load_model(folder, summary), summary["task"]
     else:
         model, task = experiment_model(run_id, experiment, runs_dir)
-    frame = read_table(csv_path)
+    frame = read_table(csv_path, text=[*as_delivered(model).text_columns, *(k.strip() for k in keep)])
     try:
         result = predict_frame(model, frame, task, keep=keep)
     except FrameError as exc:

@@ -285,6 +285,34 @@ def test_predictions_never_write_into_another_run_a_hard_link_or_a_pipe(
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging file left
 
 
+def test_a_row_is_predicted_the_same_whatever_the_other_rows_of_its_file_hold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Codes learnt as text ("007") were read as numbers (7, "7" to the model: a code it never saw)
+    when no other row of the new file had a letter, so one row's prediction depended on the others;
+    a kept ID ("00123") lost its zeros the same way."""
+    rng = np.random.default_rng(3)
+    code = rng.choice(["007", "012", "A1", "B2"], size=240)
+    x = rng.normal(size=240)
+    y = np.where((code == "007") ^ (x > 1.2), "pos", "neg")
+    pd.DataFrame({"x": x, "code": code, "y": y}).to_csv(tmp_path / "train.csv", index=False)
+    runs = str(tmp_path / "runs")
+    argv = ["run", str(tmp_path / "train.csv"), "--target", "y", "--max-iters", "1", "--folds", "2", "--n-jobs", "1"]
+    assert main([*argv, "--runs-dir", runs, "--run-id", "codes", "--plain"]) == 0
+    capsys.readouterr()
+    (tmp_path / "alone.csv").write_text("id,x,code\n00123,0.5,007\n")
+    (tmp_path / "mixed.csv").write_text("id,x,code\n00123,0.5,007\n00124,0.5,A1\n")
+    predicted = {}
+    for name in ("alone", "mixed"):
+        out = tmp_path / f"{name}-predictions.csv"
+        code_, _, err = _cli(capsys, "predict", "codes", str(tmp_path / f"{name}.csv"), "-o", str(out), "--keep", "id",
+                             "--runs-dir", runs)  # fmt: skip
+        assert code_ == 0, err
+        predicted[name] = pd.read_csv(out, dtype={"id": str})
+    assert predicted["alone"].iloc[0].to_dict() == predicted["mixed"].iloc[0].to_dict()
+    assert predicted["alone"]["prediction"].iloc[0] == "pos" and predicted["alone"]["id"].iloc[0] == "00123"
+
+
 def test_a_kept_column_named_like_an_output_column_is_refused_not_overwritten(run: Path, data_csv: Path) -> None:
     model = joblib.load(run / "model.joblib")
     task = json.loads((run / "summary.json").read_text())["task"]

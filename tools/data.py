@@ -82,7 +82,7 @@ _DECOMPRESS_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def read_table(path: str | Path, *, keep: Iterable[str] = ()) -> pd.DataFrame:
+def read_table(path: str | Path, *, keep: Iterable[str] = (), text: Iterable[str] = ()) -> pd.DataFrame:
     """Read a user's CSV (optionally gzip/bz2/xz/zip/zstd compressed) into a DataFrame.
 
     Why not plain `pd.read_csv`: it silently renames duplicate columns, turns a header-only or
@@ -94,12 +94,16 @@ def read_table(path: str | Path, *, keep: Iterable[str] = ()) -> pd.DataFrame:
     (`infinities_as_missing`), and text columns of formatted numbers, read as numbers. The index
     is the 0-based data row number, header excluded, so rows can be reported back to the user. Columns are held in
     compact dtypes (`compact_frame`) except those named in `keep` (a run keeps its target as
-    pandas reads it). Raises `InputError`.
+    pandas reads it). Columns named in `text` are read as written, as text: a model that learnt a
+    column as text ("007", "A1") reads it so whatever the other rows of a new file hold, where
+    guessing from the file made "007" the number 7 when no row had a letter. Raises `InputError`.
     """
-    return read_table_hashed(path, keep=keep)[0]
+    return read_table_hashed(path, keep=keep, text_columns=text)[0]
 
 
-def read_table_hashed(path: str | Path, *, keep: Iterable[str] = ()) -> tuple[pd.DataFrame, str]:
+def read_table_hashed(
+    path: str | Path, *, keep: Iterable[str] = (), text_columns: Iterable[str] = ()
+) -> tuple[pd.DataFrame, str]:
     """`read_table`, and the hex SHA-256 of the file's bytes, taken in the same pass over the file.
 
     A run keys its data by this hash (the same bytes mean the same data, whatever the file is
@@ -140,7 +144,9 @@ def read_table_hashed(path: str | Path, *, keep: Iterable[str] = ()) -> tuple[pd
     header = _raw_header(text, delimiter)
     _check_duplicate_names(p, header)
     decimal = _sniff_decimal(text, delimiter)
-    df, sha256 = _parse(p, compression, delimiter, decimal, encodings, skip)
+    as_text = set(text_columns)
+    raw_text = [raw for raw, name in zip(header, _clean_names(header), strict=True) if name in as_text]
+    df, sha256 = _parse(p, compression, delimiter, decimal, encodings, skip, raw_text)
     if len(header) < df.shape[1]:  # a header longer than the sniffed head: pandas renamed its repeats ("a.1")
         _check_duplicate_names(p, _whole_header(p, compression, delimiter, encodings[0], skip))
 
@@ -151,7 +157,8 @@ def read_table_hashed(path: str | Path, *, keep: Iterable[str] = ()) -> tuple[pd
         df = df.drop(columns=empty_blank)
     if len(df) == 0:
         raise InputError(f"{p} has no data rows, only a header; export the data again with its rows")
-    return compact_frame(_infinities_as_missing(_formatted_numbers_as_numbers(df, decimal)), keep=keep), sha256
+    df = _formatted_numbers_as_numbers(df, decimal, skip=as_text)
+    return compact_frame(_infinities_as_missing(df), keep=keep), sha256
 
 
 #: `DataFrame.attrs` key under which `read_table` lists the text columns it read as numbers, each
@@ -164,7 +171,7 @@ READ_AS_NUMBERS = "tandem_read_as_numbers"
 INFINITE_AS_MISSING = "tandem_infinite_as_missing"
 
 
-def _formatted_numbers_as_numbers(df: pd.DataFrame, decimal: str = ".") -> pd.DataFrame:
+def _formatted_numbers_as_numbers(df: pd.DataFrame, decimal: str = ".", skip: Iterable[str] = ()) -> pd.DataFrame:
     """The frame with every text column that holds only formatted numbers ("$1,234.50", "45%")
     turned into those numbers (`tools.formatted_numbers`); other columns are left as read.
 
@@ -173,7 +180,10 @@ def _formatted_numbers_as_numbers(df: pd.DataFrame, decimal: str = ".") -> pd.Da
     """
     out = df
     examples: dict[str, str] = {}
+    skipped = set(skip)
     for name in df.columns:
+        if name in skipped:
+            continue
         numbers = parse_formatted_numbers(df[name], decimal)
         if numbers is not None:
             out = out.copy(deep=False) if out is df else out  # the caller's frame is not changed
@@ -536,7 +546,13 @@ class _HashingReader(io.RawIOBase):
 
 
 def _parse(
-    p: Path, compression: Compression | None, delimiter: str, decimal: str, encodings: Sequence[str], skip: int = 0
+    p: Path,
+    compression: Compression | None,
+    delimiter: str,
+    decimal: str,
+    encodings: Sequence[str],
+    skip: int = 0,
+    text: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, str]:
     """Run pandas' C parser, falling back to the next encoding when the bytes do not decode; return
     the frame and the SHA-256 of the file's bytes, hashed as the parser reads them.
@@ -570,6 +586,7 @@ def _parse(
                     low_memory=False,
                     index_col=False,  # never silently turn the first column into the index
                     skiprows=skip,  # Excel's "sep=" line
+                    dtype=dict.fromkeys(text, str) or None,  # columns a model knows as text, as written
                 )
                 if compression != "zip":
                     sha256 = hashing.hexdigest()

@@ -118,6 +118,11 @@ class DeliveredModel(BaseEstimator):
             raise ValueError(f"required columns are not in the training frame: {unknown}")
         self.required_ = sorted(required)
 
+    @property
+    def text_columns(self) -> list[str]:
+        """The columns the model learnt as text, which a new file's reader must not take for numbers."""
+        return [name for name, dtype in self.dtypes_.items() if _kind_of_dtype(dtype) == "text"]
+
     # ------------------------------------------------------------------ predicting
 
     @property
