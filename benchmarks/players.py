@@ -436,7 +436,7 @@ def parse_player(spec: str) -> Player:
         if extra:
             raise InputError(f"player 'flaml' takes only n_jobs, not {', '.join(extra)}")
         n_jobs = dict(options).get("n_jobs", 2)
-        if not isinstance(n_jobs, int) or n_jobs < 1:
+        if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs < 1:
             raise InputError("player 'flaml': n_jobs must be a whole number of at least 1")
         return FlamlPlayer(n_jobs)
     if head == "autogluon":

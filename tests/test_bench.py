@@ -407,6 +407,7 @@ def test_player_specs() -> None:
         ("tandem:max_iters", "key=value"),
         ("xgb", "unknown player 'xgb'"),
         ("linear:alpha=1", "takes no options"),
+        ("flaml:n_jobs=true", "whole number of at least 1"),  # True is 1 to Python, not to FLAML
         ("linear,linear", "listed twice"),
     ]:
         with pytest.raises(InputError, match=message):
