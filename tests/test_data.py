@@ -634,6 +634,14 @@ def test_repeated_names_past_the_sniffed_head_of_a_very_wide_header_are_refused(
     raises_one_line(lambda: read_table(path), "duplicate column names", "'column_06999' (x2)")
 
 
+def test_a_header_cut_by_the_sniffed_head_is_not_taken_for_a_repeat(tmp_path: Path) -> None:
+    """The head ended inside a name ("c1094" of "c10945"), which then looked like the real "c1094"."""
+    names = [f"c{i}" for i in range(20_000)] + ["y"]  # about 129 KB of header
+    rows = "".join(",".join(["1"] * 20_000 + [str(i % 2)]) + "\n" for i in range(4))
+    df = read_table(write(tmp_path, "wide.csv", ",".join(names) + "\n" + rows))
+    assert df.columns.tolist() == names and len(df) == 4
+
+
 @pytest.mark.parametrize("first_line", ["sep=;", '"sep=;"', "\ufeffsep=;"])
 def test_excels_sep_line_names_the_delimiter_and_is_not_the_header(tmp_path: Path, first_line: str) -> None:
     rows = "".join(f"{i};{i},5;{i % 2}\n" for i in range(12))

@@ -142,6 +142,8 @@ def read_table_hashed(
         text = text[excel_sep.end() :]
     delimiter = excel_sep.group(1) if excel_sep else _sniff_delimiter(text)
     header = _raw_header(text, delimiter)
+    if truncated and not re.search(r"[\r\n]", text):  # the head ends inside the header: its last name is cut
+        header = _whole_header(p, compression, delimiter, encodings[0], skip)
     _check_duplicate_names(p, header)
     decimal = _sniff_decimal(text, delimiter)
     as_text = set(text_columns)
