@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from tandem.benchmarks.players import Player, PlayResult, TandemPlayer, pinned
 from tandem.benchmarks.results_store import ResultsStore
 from tandem.benchmarks.tasks import TaskData
 from tandem.nodes.agents import playable
+from tandem.run_listing import shown
 from tandem.tools.data import InputError
 from tandem.tools.policy_file import read_policy
 
@@ -93,8 +95,14 @@ class PlayersFolder:
     def roster(self) -> list[Player]:
         if not self.folder.is_dir():
             raise InputError(f"--players-dir {self.folder}: no such folder")
-        present = sorted(p for p in self.folder.glob("*.json") if p.is_file() and not p.name.startswith("."))
+        present = sorted(p for p in self.folder.glob("*.json") if not p.name.startswith("."))
         for path in present:
+            if problem := _unreadable_policy_file(path):
+                if self._seen.get(path) != problem:  # said once, and again only if it changes
+                    self._seen[path] = problem
+                    self._players.pop(path, None)
+                    self.say(f"players-dir: skipped {shown(path.name)}: {problem}")
+                continue
             try:
                 digest = hashlib.sha256(path.read_bytes()).hexdigest()
             except OSError:  # removed or being replaced between the listing and the read
@@ -115,6 +123,27 @@ class PlayersFolder:
             self._players.pop(gone, None)
         names = {p.name for p in self.fixed}
         return [*self.fixed, *(p for p in self._players.values() if p.name not in names)]
+
+
+#: A player's name is printed and stored: a file name of letters, digits, '.', '_' and '-' only.
+POLICY_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\.json")
+#: Policy files from `tandem train` are kilobytes; a bigger file is not read (it would be read whole).
+MAX_POLICY_BYTES = 16 << 20
+
+
+def _unreadable_policy_file(path: Path) -> str | None:
+    """Why a file of the players folder is not read as a policy (its name, kind or size), or None."""
+    if not POLICY_FILE_NAME.fullmatch(path.name):
+        return "a player's name is the file's name: use letters, digits, '.', '_' and '-'"
+    try:
+        if not path.is_file():
+            return "not a regular file"
+        size = path.stat().st_size
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if size > MAX_POLICY_BYTES:
+        return f"{size / 2**20:.0f} MB is no policy file from tandem train (they are kilobytes)"
+    return None
 
 
 # Colour-blind-safe palette (Okabe-Ito), cycled.

@@ -221,6 +221,11 @@ def test_players_folder_admits_policy_files_and_skips_bad_ones_once(tmp_path: Pa
     (folder / "broken.json").write_text("{not json")
     (folder / "foreign.json").write_text('{"format": "something-else"}')
     (folder / "notes.txt").write_text("not a policy file name")
+    write_policy(folder / "\x1b[2Jwiped.json", new_policy())  # its name would be printed and stored
+    (folder / "sub.json").mkdir()
+    (folder / "zero.json").symlink_to("/dev/zero")  # read whole, it never ends
+    with open(folder / "huge.json", "wb") as huge:
+        huge.truncate(17 << 20)
     lines: list[str] = []
     fixed = [parse_player("tandem:max_iters=1"), parse_player("linear")]
     room = PlayersFolder(folder, fixed, lines.append)
@@ -228,8 +233,10 @@ def test_players_folder_admits_policy_files_and_skips_bad_ones_once(tmp_path: Pa
     digest = read_policy(folder / "a.json")["hash"][:8]
     assert names == ["tandem:max_iters=1", "linear", f"learned:a.json@{digest}:max_iters=1"]
     skipped = [line for line in lines if "skipped" in line]
-    assert len(skipped) == 2 and any("broken.json: " in s and "not JSON" in s for s in skipped)
-    assert all("\n" not in line for line in lines)
+    assert len(skipped) == 6 and any("broken.json: " in s and "not JSON" in s for s in skipped)
+    assert any("\\x1b[2Jwiped.json: a player's name is the file's name" in s for s in skipped), skipped
+    assert sum("not a regular file" in s for s in skipped) == 2 and any("huge.json: 17 MB" in s for s in skipped)
+    assert all("\n" not in line and "\x1b" not in line for line in lines)
     lines.clear()
     assert [p.name for p in room.roster()] == names and lines == []  # nothing new, nothing said again
     retrained = new_policy(ridge=3.0)  # a new version of a.json is a new player, from the start rating
