@@ -12,6 +12,8 @@ profiles, results); this module only parses options and prints.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import shlex
 from contextlib import ExitStack
 from pathlib import Path
@@ -201,7 +203,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"report: {Path(results_dir) / args.report / 'report.md'}")
         return 0
     asked = args  # the command line `bench_farewell` reads if the bench is stopped
-    if args.resume:
+    if args.resume is not None:  # `--resume ''` too: it names no bench, and must not start a new one
         args = _stored_command(ResultsStore(results_dir), args)
     tasks = select_tasks(args.tasks)
     players = with_policy(parse_players(args.players), args.policy)
@@ -257,8 +259,9 @@ def _stored_command(store: Any, args: argparse.Namespace) -> argparse.Namespace:
         raise InputError(f"no bench {args.resume!r} to resume in {store.path} (recent benches: {known})")
     parser = argparse.ArgumentParser(prog="tandem", exit_on_error=False)
     add_bench_commands(parser.add_subparsers(dest="command"))
-    try:
-        again = parser.parse_args(shlex.split(stored["command"])[1:])
+    try:  # argparse prints a subcommand's usage before it raises: the one line below says it all
+        with contextlib.redirect_stderr(io.StringIO()):
+            again = parser.parse_args(shlex.split(stored["command"])[1:])
     except (argparse.ArgumentError, SystemExit, ValueError):
         raise InputError(f"bench {args.resume} cannot be resumed: its stored command {stored['command']!r}") from None
     again.cluster, again.resume, again.results_dir = args.cluster, args.resume, args.results_dir

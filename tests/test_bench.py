@@ -50,7 +50,7 @@ from tandem.benchmarks.tasks import (
     select_tasks,
     split_for_seed,
 )
-from tandem.cli import make_parser
+from tandem.cli import main, make_parser
 from tandem.tools.data import InputError, read_table
 
 # --------------------------------------------------------------------------------------------
@@ -606,8 +606,6 @@ def test_results_store_is_append_only(tmp_path: Path) -> None:
 def test_a_results_sqlite_that_is_not_a_results_store_is_one_line_for_every_command(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tandem.cli import main
-
     garbled, foreign = tmp_path / "garbled", tmp_path / "foreign"
     garbled.mkdir()
     (garbled / "results.sqlite").write_text("not a database at all, " * 100)
@@ -648,3 +646,18 @@ def test_the_stored_bench_command_repeats_each_reuse_source() -> None:
     command = _command(args, ("reuse",))
     assert "--reuse bench-a:linear --reuse bench-b:tandem:wine" in command
     assert make_parser().parse_args(command.split()[1:]).reuse == args.reuse
+
+
+@pytest.mark.parametrize(
+    ("bench_id", "fragment"),
+    [("", "no bench '' to resume"), ("b-damaged", "cannot be resumed: its stored command")],
+)
+def test_a_resume_that_names_no_bench_or_a_damaged_one_is_one_line_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bench_id: str, fragment: str
+) -> None:
+    """`--resume ''` started a new bench over the whole suite before it failed, and a stored
+    command argparse refuses printed its usage before the line that says so."""
+    ResultsStore(tmp_path).add_bench("b-damaged", "bench", "tandem bench --seeds abc", {})
+    assert main(["bench", "--resume", bench_id, "--results-dir", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and fragment in err, err
