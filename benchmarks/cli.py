@@ -130,9 +130,9 @@ def add_bench_commands(sub: Any) -> None:
     )
     league.add_argument(
         "--interval",
-        type=number(float, at_least=0),
+        type=number(float, at_least=1),  # 0 spun through rounds of stored games at full CPU
         default=30.0,
-        help="with --watch: seconds to wait between rounds",
+        help="with --watch: seconds to wait between rounds (at least 1)",
     )
 
     elo = sub.add_parser(

@@ -192,6 +192,7 @@ IN_PROCESS = [
     ["league", "--players", "linear,tandem:patience=0"],
     ["league", "--closest", "0"],
     ["league", "--interval", "-1"],
+    ["league", "--interval", "0"],  # with --watch, rounds of stored games at full CPU
 ]
 
 

@@ -294,7 +294,7 @@ def test_league_players_dir_joins_between_rounds_and_watch_resumes(
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=interrupt_when_done, daemon=True).start()
-    assert main(["league", *common, "--watch", "--interval", "0.1", "--closest", "2"]) == 130
+    assert main(["league", *common, "--watch", "--interval", "1", "--closest", "2"]) == 130
     captured = capsys.readouterr()
     assert "Run the same command to go on" in captured.err and "| rank | player | Elo |" in captured.out
     newcomer = f"learned:mine.json@{digest}:max_iters=1"  # with the league tandem's options
