@@ -23,7 +23,7 @@ import os
 import platform
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
@@ -182,14 +182,14 @@ def machine_info() -> dict[str, Any]:
 _ASIDE = "move it aside or give another --results-dir"
 
 
-def _lacking_columns(conn: sqlite3.Connection) -> str:
+def _lacking_columns(conn: sqlite3.Connection, tables: Iterable[str] = ("benches", "results", "matches")) -> str:
     """The columns `SCHEMA` defines that the store's tables lack ('' when none): a table that
     already existed is kept as it is by CREATE TABLE IF NOT EXISTS, whatever its columns."""
     expected = sqlite3.connect(":memory:")
     try:
         expected.executescript(SCHEMA)
         lacking = []
-        for table in ("benches", "results", "matches"):
+        for table in sorted(tables):
             want = [row[1] for row in expected.execute(f"PRAGMA table_info({table})")]
             have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
             missing = [c for c in want if c not in have]
@@ -256,7 +256,12 @@ class ResultsStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         try:
             with self._connect() as conn:
-                triggers = "".join(APPEND_ONLY.format(table=t) for t in ("benches", "results", "matches"))
+                tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                ours = {"benches", "results", "matches"}
+                if tables & ours and not ours <= tables and not _lacking_columns(conn, tables & ours):
+                    lost = ", ".join(sorted(ours - tables))  # made again empty, it would pass for no matches
+                    raise InputError(f"{self.path} has lost its table {lost}, which tandem never drops; {_ASIDE}")
+                triggers = "".join(APPEND_ONLY.format(table=t) for t in sorted(ours))
                 conn.executescript(SCHEMA + triggers)
                 lacking = _lacking_columns(conn)
         except sqlite3.OperationalError:

@@ -617,6 +617,15 @@ def test_a_results_sqlite_that_is_not_a_results_store_is_one_line_for_every_comm
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert fragment in line and "move it aside" in line
     assert (garbled / "results.sqlite").read_text().startswith("not a database")  # left as it was
+    lost = tmp_path / "lost"  # tandem's store whose matches were dropped by hand: not a store without matches
+    ResultsStore(lost).add_bench("l1", "league", "tandem league", {})
+    with sqlite3.connect(lost / "results.sqlite") as conn:
+        conn.executescript("DROP TRIGGER matches_no_delete; DROP TABLE matches;")
+    assert main(["elo", "--results-dir", str(lost)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "has lost its table matches" in line
+    with sqlite3.connect(lost / "results.sqlite") as conn:
+        assert not conn.execute("SELECT name FROM sqlite_master WHERE name = 'matches'").fetchall()  # not made again
 
 
 def test_the_store_names_the_run_folders_of_a_bench_s_scored_tandem_games_where_it_keeps_them(tmp_path: Path) -> None:
