@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import warnings
 from io import StringIO
 from pathlib import Path
 
@@ -311,6 +312,17 @@ def test_a_row_is_predicted_the_same_whatever_the_other_rows_of_its_file_hold(
         predicted[name] = pd.read_csv(out, dtype={"id": str})
     assert predicted["alone"].iloc[0].to_dict() == predicted["mixed"].iloc[0].to_dict()
     assert predicted["alone"]["prediction"].iloc[0] == "pos" and predicted["alone"]["id"].iloc[0] == "00123"
+
+
+def test_a_metric_one_row_cannot_define_is_a_note_not_a_warning_and_nan(run: Path, data_csv: Path) -> None:
+    """One scored row has one class: ROC-AUC printed scikit-learn's UndefinedMetricWarning and nan."""
+    model = joblib.load(run / "model.joblib")
+    task = json.loads((run / "summary.json").read_text())["task"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        result = predict_frame(model, read_table(data_csv).iloc[:1], task)
+    assert set(result.scores) == {"f1", "accuracy"} and result.n_scored == 1
+    assert any(note.startswith("roc_auc cannot be computed on these rows") for note in result.notes), result.notes
 
 
 def test_a_kept_column_named_like_an_output_column_is_refused_not_overwritten(run: Path, data_csv: Path) -> None:

@@ -24,6 +24,8 @@ does with it: predictions, the kept ID columns, and scores when the file holds t
 from __future__ import annotations
 
 import difflib
+import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -36,7 +38,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from tandem.tools.builder import predict as predict_for_metrics
-from tandem.tools.data import InputError, clean_names, infinities_as_missing, logical_dtype, parse_dates
+from tandem.tools.data import InputError, clean_names, infinities_as_missing, listed_text, logical_dtype, parse_dates
 from tandem.tools.formatted_numbers import parse_formatted_numbers
 from tandem.tools.metrics import Predictions, score_all
 from tandem.tools.spec import EnsembleSpec, PipelineSpec, referenced_columns
@@ -468,8 +470,14 @@ def _scores(
     truth = y_true[usable]
     if task_type != "regression" and all(isinstance(c, int | np.integer) for c in task.get("classes") or ()):
         truth = truth.astype(np.int64)
-    scores = score_all(list(task.get("metrics") or ()), truth, sub)
-    return {name: float(value) for name, value in scores.items()}, int(usable.sum()), tuple(notes)
+    with warnings.catch_warnings():  # a metric these rows cannot define is said below, in one note
+        warnings.simplefilter("ignore")
+        scores = score_all(list(task.get("metrics") or ()), truth, sub)
+    undefined = [name for name, value in scores.items() if not math.isfinite(value)]
+    if undefined:
+        notes.append(f"{listed_text(undefined)} cannot be computed on these rows (one class only, or too few rows)")
+    kept = {name: float(value) for name, value in scores.items() if name not in undefined}
+    return kept, int(usable.sum()), tuple(notes)
 
 
 def _as_label(value: Any, classes: tuple[Any, ...]) -> Any:
