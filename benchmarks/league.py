@@ -193,7 +193,10 @@ def _round_results(
     """
     found: dict[tuple[str, str, int], dict[str, Any]] = {}
     games: list[Game] = []
+    gone = {name for name in {n for draw in draws for n in draw[:2]} if by_name[name].withdrawn()}
     for name_a, name_b, data, seed, budget in draws:
+        if gone & {name_a, name_b}:
+            continue  # its policy file went away or changed: no game is stored for it, no match counted
         for name in (name_a, name_b):
             key = (name, data.task.name, seed)
             if cluster is None:
@@ -288,6 +291,8 @@ def run_league(
             draws.append((name_a, name_b, d, seed, budget or d.task.budget))
         results = _round_results(store, league_id, draws, by_name, fresh, cluster)
         for name_a, name_b, d, seed, match_budget in draws:
+            if (name_a, d.task.name, seed) not in results or (name_b, d.task.name, seed) not in results:
+                continue  # a player withdrawn (`withdrawn`)
             row_a = results[(name_a, d.task.name, seed)]
             row_b = results[(name_b, d.task.name, seed)]
             score_a = row_a["score"] if row_a["status"] == "ok" else None

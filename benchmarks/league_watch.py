@@ -57,6 +57,9 @@ class DroppedPolicy:
     def check(self) -> None:
         self._tandem().check()
 
+    def withdrawn(self) -> str | None:
+        return self._tandem().withdrawn()
+
     def play(self, data: TaskData, *, budget: float, seed: int, workdir: Path) -> PlayResult:
         return self._tandem().play(data, budget=budget, seed=seed, workdir=workdir)
 

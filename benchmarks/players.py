@@ -88,13 +88,24 @@ class Player(Protocol):
 
     def play(self, data: TaskData, *, budget: float, seed: int, workdir: Path) -> PlayResult: ...
 
+    def withdrawn(self) -> str | None:
+        """Why the player can no longer play as it was named (a policy file gone or changed), or None."""
+        ...
+
+
+class _Fixed:
+    """Players that depend on no file of the user's: never withdrawn."""
+
+    def withdrawn(self) -> str | None:
+        return None
+
 
 def _clean(scores: dict[str, float]) -> dict[str, float | None]:
     return {m: (float(v) if v is not None and np.isfinite(v) else None) for m, v in scores.items()}
 
 
 @dataclass(frozen=True)
-class PlainPlayer:
+class PlainPlayer(_Fixed):
     """A plain baseline from tools/baselines.py, fitted on the development part."""
 
     kind: str  # "linear" | "lightgbm"
@@ -158,6 +169,18 @@ class TandemPlayer:
     def check(self) -> None:
         check_agents(self.context("runs", 60.0))
 
+    def withdrawn(self) -> str | None:
+        """Why this player can no longer play as named (its pinned policy file went away or changed),
+        or None: a league then leaves its matches unplayed rather than store a lost game for it."""
+        given = dict(self.options)
+        if "policy_hash" not in given:
+            return None
+        try:
+            now = policy_hash(policy_path(str(given["policy"])))
+        except InputError as exc:
+            return str(exc)
+        return None if now == given["policy_hash"] else f"policy file {given['policy']} changed since it joined"
+
     def play(self, data: TaskData, *, budget: float, seed: int, workdir: Path) -> PlayResult:
         context = self.context(str(Path(workdir) / "runs"), budget)
         slug = re.sub(r"[^A-Za-z0-9]+", "-", self.name).strip("-")[:40]
@@ -212,7 +235,7 @@ class TandemPlayer:
 
 
 @dataclass(frozen=True)
-class FlamlPlayer:
+class FlamlPlayer(_Fixed):
     """FLAML AutoML, searching on the task's own primary metric (from our registry) for `budget` seconds."""
 
     n_jobs: int = 2
@@ -334,7 +357,7 @@ def _imports_autogluon(python: str) -> bool:
 
 
 @dataclass(frozen=True)
-class AutoGluonPlayer:
+class AutoGluonPlayer(_Fixed):
     """AutoGluon `best_quality` for `budget` seconds, run in its own venv on the task's files.
 
     The development rows go to AutoGluon as a CSV (labels as tandem reads them), the holdout's

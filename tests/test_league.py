@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from tandem.benchmarks.bench import scored_problems
-from tandem.benchmarks.league import elo_update, expected_score, match_outcome, pair_up, replay
+from tandem.benchmarks.league import elo_update, expected_score, match_outcome, pair_up, replay, run_league
 from tandem.benchmarks.league_watch import PlayersFolder, leaderboard_html, rating_svg
 from tandem.benchmarks.performance_profiles import compute_profiles
 from tandem.benchmarks.players import parse_player
 from tandem.benchmarks.results_store import ResultsStore, code_identity
+from tandem.benchmarks.tasks import select_tasks
 from tandem.cli import main
 from tandem.nodes.agents.learned_scientist import new_policy
 from tandem.tools.data import InputError
@@ -212,6 +213,25 @@ def _penguins(tmp_path: Path) -> Path:
         "    target: species\n    metric: accuracy\n"
     )
     return tasks
+
+
+def test_a_player_whose_policy_file_went_away_plays_no_more_games_instead_of_losing_them(tmp_path: Path) -> None:
+    """Removed (or changed) between rounds, the file made every later game a stored failure: an Elo
+    loss for the player, reused by every later league."""
+    policy = tmp_path / "mine.json"
+    write_policy(policy, new_policy())
+    players = [parse_player(f"tandem:policy={policy}:max_iters=1"), parse_player("linear")]
+    assert players[0].withdrawn() is None and players[1].withdrawn() is None
+    results = tmp_path / "results"
+    tasks = select_tasks(str(_penguins(tmp_path)))
+    gone = lambda _: policy.unlink()  # noqa: E731  # after the first match, before the second round
+    run_league(tasks, players, results_dir=results, seeds=(0, 1), budget=20, rounds=2, on_match=gone)
+    store = ResultsStore(results)
+    assert len(store.matches()) == 1  # the first round's; the second's would have been a loss
+    assert [r["player"] for r in store.results() if r["status"] == "failed"] == []
+    assert "no such policy file" in str(players[0].withdrawn())
+    write_policy(policy, new_policy(ridge=3.0))  # back, but another policy under the same name
+    assert "changed since it joined" in str(players[0].withdrawn())
 
 
 def test_players_folder_admits_policy_files_and_skips_bad_ones_once(tmp_path: Path) -> None:
