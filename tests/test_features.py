@@ -188,6 +188,18 @@ def test_date_parts_falls_back_to_mixed_formats() -> None:
     assert_allclose(out["month__d"], [1, 3, 1])
 
 
+def test_dates_written_another_way_than_in_training_are_read_not_missing() -> None:
+    """A new file's "12/25/2020" where training had "2020-12-25" became a missing date, silently,
+    unless training itself had needed the mixed-format retry."""
+    fit = pd.DataFrame({"d": pd.date_range("2020-01-01", periods=40, freq="D").strftime("%Y-%m-%d")})
+    apply = pd.DataFrame({"d": ["12/25/2020", "Dec 24 2019", "unknown", "unknown", None, "2021-03-01"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = _added((DatePartsOp(column="d"),), fit, apply)
+    assert_allclose(out["year__d"], [2020, 2019, NAN, NAN, NAN, 2021])
+    assert_allclose(out["month__d"], [12, 12, NAN, NAN, NAN, 3])
+
+
 @pytest.mark.parametrize("written", ["%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y"])
 def test_date_parts_read_day_first_and_month_first_columns_alike(written: str) -> None:
     days = pd.date_range("2020-01-01", periods=60, freq="D")  # starts with days that read either way

@@ -303,16 +303,16 @@ def _binning(op: BinningOp, edges: Floats, X: pd.DataFrame) -> Floats:
 
 @dataclass(frozen=True)
 class _DateFormat:
-    """How to parse a date column: the format guessed from training, and whether to retry failures.
+    """How to parse a date column: the format guessed from training.
 
     Guessing the format in `fit` makes train and test rows parse the same way (e.g. day-first),
-    whatever value a test frame happens to start with. The slow `format="mixed"` retry is only
-    enabled when it recovered some training values, so a column with junk such as "unknown"
-    does not pay for it on every transform.
+    whatever value a test frame happens to start with. A value the format does not read is tried
+    with `format="mixed"`, once per distinct value (junk such as "unknown" costs one parse, not one
+    per row): new data written another way ("12/25/2020" where training had "2020-12-25") was
+    read as missing, silently, whenever training itself had needed no retry.
     """
 
     format: str | None
-    retry_mixed: bool
 
 
 _DATE_PARTS = ("year", "month", "day_of_week", "day_of_year")
@@ -321,25 +321,23 @@ _DATE_PARTS = ("year", "month", "day_of_week", "day_of_year")
 def _fit_date_parts(op: DatePartsOp, X: pd.DataFrame) -> _DateFormat:
     col = _date_source(X, op.column)
     if is_datetime64_any_dtype(col.dtype):
-        return _DateFormat(None, retry_mixed=False)
-    present = col.dropna()
-    guessed = guess_date_format(present)
-    failed = (parse_dates(col, guessed).isna() & col.notna()).to_numpy()
-    retry = bool(failed.any()) and bool(parse_dates(col[failed], "mixed").notna().any())
-    return _DateFormat(guessed, retry_mixed=retry)
+        return _DateFormat(None)
+    return _DateFormat(guess_date_format(col.dropna()))
 
 
 def _date_parts(op: DatePartsOp, fmt: _DateFormat, X: pd.DataFrame) -> list[Floats]:
     col = _date_source(X, op.column)
-    parsed = col if is_datetime64_any_dtype(col.dtype) else parse_dates(col, fmt.format)
+    if is_datetime64_any_dtype(col.dtype):
+        return _parts(col)
+    parsed = parse_dates(col, fmt.format)
     parts = _parts(parsed)
-    if fmt.retry_mixed:
-        failed = (parsed.isna() & col.notna()).to_numpy()
-        if failed.any():
-            recovered = _parts(parse_dates(col[failed], "mixed"))
-            parts = [p.copy() for p in parts]
-            for part, fill in zip(parts, recovered, strict=True):
-                part[failed] = fill
+    failed = (parsed.isna() & col.notna()).to_numpy()
+    if failed.any():
+        codes, values = pd.factorize(col[failed])
+        recovered = _parts(parse_dates(pd.Series(values, dtype=object), "mixed"))
+        parts = [p.copy() for p in parts]
+        for part, fill in zip(parts, recovered, strict=True):
+            part[failed] = fill[codes]
     return parts
 
 
